@@ -1,0 +1,114 @@
+"""Triton Python-backend step: run the exported ONNX graph with the ``onnxruntime`` package.
+
+Copied into the model repository as ``<name>_model/1/model.py`` for the ``python-onnx``
+runtime. Its inputs are ragged (``allow_ragged_batch``), so Triton hands over requests of
+different sequence lengths in one batch; they are padded here to the batch's longest row and
+run as one ONNX Runtime call. The graph masks padding, so results do not depend on it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+try:
+    import triton_python_backend_utils as pb_utils
+except ImportError:  # imported outside the server, by the unit tests
+    pb_utils = None
+
+ONNX_FILE = "model.onnx"
+INPUT_NAMES = ("input_ids", "attention_mask")
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """The step's parameters, read from ``config.pbtxt``."""
+
+    output_name: str
+    intra_op_threads: int = 0  # 0: ONNX Runtime picks (one per physical core)
+
+    @classmethod
+    def from_model_config(cls, config: dict[str, Any]) -> SessionSettings:
+        """Read the settings from Triton's model config (JSON form)."""
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        return cls(
+            output_name=config["output"][0]["name"],
+            intra_op_threads=int(params.get("intra_op_threads", 0)),
+        )
+
+
+def stack_ragged(batches: list[dict[str, NDArray[Any]]]) -> dict[str, NDArray[Any]]:
+    """Pad every request's token tensors to the longest one and stack them into one batch."""
+    width = max(batch["input_ids"].shape[1] for batch in batches)
+    stacked = {}
+    for name in INPUT_NAMES:
+        stacked[name] = np.concatenate(
+            [np.pad(b[name], ((0, 0), (0, width - b[name].shape[1]))) for b in batches]
+        )
+    return stacked
+
+
+def check_token_inputs(tensors: dict[str, NDArray[Any]]) -> None:
+    """Reject inputs that the graph would fail on with an unhelpful message."""
+    ids, mask = tensors["input_ids"], tensors["attention_mask"]
+    if ids.ndim != 2 or ids.shape != mask.shape or ids.shape[1] == 0:
+        raise ValueError(
+            f"input_ids {ids.shape} and attention_mask {mask.shape} must be equal, non-empty "
+            "[batch, length] tensors"
+        )
+
+
+class TritonPythonModel:
+    """The model step as Triton's Python backend sees it."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        """Open an ONNX Runtime session on the graph stored beside this file."""
+        import onnxruntime as ort
+
+        config = json.loads(args["model_config"])
+        self.settings = SessionSettings.from_model_config(config)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.settings.intra_op_threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        path = Path(args["model_repository"]) / args["model_version"] / ONNX_FILE
+        self.session = ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        """Run all requests of the dynamic batch as one padded ONNX Runtime call."""
+        responses: list[Any] = [None] * len(requests)
+        accepted: list[tuple[int, dict[str, NDArray[Any]]]] = []
+        for index, request in enumerate(requests):
+            tensors = {
+                name: pb_utils.get_input_tensor_by_name(request, name).as_numpy()
+                for name in INPUT_NAMES
+            }
+            try:
+                check_token_inputs(tensors)
+            except ValueError as exc:
+                responses[index] = pb_utils.InferenceResponse(
+                    output_tensors=[],
+                    error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG),
+                )
+                continue
+            accepted.append((index, tensors))
+        if not accepted:
+            return responses
+        (output,) = self.session.run(
+            [self.settings.output_name], stack_ragged([t for _, t in accepted])
+        )
+        start = 0
+        for index, tensors in accepted:
+            stop = start + tensors["input_ids"].shape[0]
+            responses[index] = pb_utils.InferenceResponse(
+                output_tensors=[pb_utils.Tensor(self.settings.output_name, output[start:stop])]
+            )
+            start = stop
+        return responses

@@ -1,0 +1,155 @@
+"""Triton Python-backend step: raw UTF-8 text -> token ids, attention mask, token counts.
+
+Copied into the model repository as ``<name>_tokenizer/1/model.py``. The whole dynamic batch is
+tokenized in one ``encode_batch`` call; each request's rows are padded only to that request's
+longest text (rounded up to ``pad_to_multiple_of``), so one long text never pads the rest of
+the batch. A request with bad text gets its own typed error; the other requests still succeed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+try:
+    import triton_python_backend_utils as pb_utils
+except ImportError:  # imported outside the server, by the unit tests
+    pb_utils = None
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class TextError(ValueError):
+    """A request's text cannot be tokenized; the message names the offending row."""
+
+
+@dataclass(frozen=True)
+class TokenizerSettings:
+    """The step's parameters, read from ``config.pbtxt``."""
+
+    max_length: int
+    pad_token_id: int = 0
+    pad_to_multiple_of: int = 1
+
+    @classmethod
+    def from_model_config(cls, config: dict[str, Any]) -> TokenizerSettings:
+        """Read the settings from Triton's model config (JSON form)."""
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        return cls(
+            max_length=int(params["max_length"]),
+            pad_token_id=int(params.get("pad_token_id", 0)),
+            pad_to_multiple_of=int(params.get("pad_to_multiple_of", 1)),
+        )
+
+
+@dataclass(frozen=True)
+class TokenBatch:
+    """One request's tokenizer output."""
+
+    input_ids: NDArray[Any]  # int64 [rows, length]
+    attention_mask: NDArray[Any]  # int64 [rows, length]
+    num_tokens: NDArray[Any]  # int32 [rows, 1]
+
+
+def load_tokenizer(path: Path, max_length: int) -> Any:
+    """Load a fast tokenizer from ``tokenizer.json`` with truncation on and padding off."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_length)
+    return tokenizer
+
+
+def decode_texts(raw: NDArray[Any]) -> list[str]:
+    """Turn a BYTES tensor into strings; raise `TextError` naming the first bad row."""
+    texts = []
+    for index, item in enumerate(raw.reshape(-1)):
+        if isinstance(item, str):
+            texts.append(item)
+            continue
+        try:
+            texts.append(bytes(item).decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise TextError(
+                f"TEXT[{index}] is not valid UTF-8 ({exc.reason} at byte {exc.start}); "
+                "send text encoded as UTF-8"
+            ) from None
+    return texts
+
+
+def check_not_empty(encodings: list[Any], first_row: int = 0) -> None:
+    """Reject texts that have no token besides the special ones (empty, blank, invisible)."""
+    for offset, encoding in enumerate(encodings):
+        if all(encoding.special_tokens_mask):
+            raise TextError(
+                f"TEXT[{first_row + offset}] has no tokens: it is empty, whitespace only, or "
+                "only characters the tokenizer drops; send some visible text"
+            )
+
+
+def pad_encodings(encodings: list[Any], settings: TokenizerSettings) -> TokenBatch:
+    """Pad one request's encodings to its longest row, rounded up to the configured multiple."""
+    lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int32, count=len(encodings))
+    multiple = settings.pad_to_multiple_of
+    width = int(-(-int(lengths.max()) // multiple) * multiple)
+    input_ids = np.full((len(encodings), width), settings.pad_token_id, dtype=np.int64)
+    attention_mask = np.zeros((len(encodings), width), dtype=np.int64)
+    for row, (encoding, length) in enumerate(zip(encodings, lengths, strict=True)):
+        input_ids[row, :length] = encoding.ids
+        attention_mask[row, :length] = 1
+    return TokenBatch(input_ids, attention_mask, lengths.reshape(-1, 1))
+
+
+class TritonPythonModel:
+    """The tokenizer step as Triton's Python backend sees it."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        """Load the tokenizer stored beside this file."""
+        config = json.loads(args["model_config"])
+        self.settings = TokenizerSettings.from_model_config(config)
+        version_dir = Path(args["model_repository"]) / args["model_version"]
+        self.tokenizer = load_tokenizer(version_dir / TOKENIZER_FILE, self.settings.max_length)
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        """Tokenize every request of the dynamic batch in one call."""
+        responses: list[Any] = [None] * len(requests)
+        texts: list[str] = []
+        spans: list[tuple[int, int, int]] = []
+        for index, request in enumerate(requests):
+            try:
+                decoded = decode_texts(
+                    pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy()
+                )
+            except TextError as exc:
+                responses[index] = _error_response(str(exc))
+                continue
+            spans.append((index, len(texts), len(texts) + len(decoded)))
+            texts.extend(decoded)
+        encodings = self.tokenizer.encode_batch(texts) if texts else []
+        for index, start, stop in spans:
+            try:
+                check_not_empty(encodings[start:stop])
+            except TextError as exc:
+                responses[index] = _error_response(str(exc))
+                continue
+            batch = pad_encodings(encodings[start:stop], self.settings)
+            responses[index] = pb_utils.InferenceResponse(
+                output_tensors=[
+                    pb_utils.Tensor("input_ids", batch.input_ids),
+                    pb_utils.Tensor("attention_mask", batch.attention_mask),
+                    pb_utils.Tensor("NUM_TOKENS", batch.num_tokens),
+                ]
+            )
+        return responses
+
+
+def _error_response(message: str) -> Any:
+    return pb_utils.InferenceResponse(
+        output_tensors=[], error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
+    )

@@ -1,0 +1,1 @@
+"""The ``tritonhf`` command line: a thin layer over the package's functions."""

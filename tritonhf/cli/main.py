@@ -1,0 +1,228 @@
+"""``tritonhf``: export, serve, and query HuggingFace models on Triton.
+
+Each subcommand parses its flags and calls one package function; all logic lives there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from tritonhf.errors import TritonHFError
+from tritonhf.spec import DEFAULT_MODEL_NAME, Runtime, Task
+
+log = logging.getLogger("tritonhf")
+
+
+def _add_client_flags(parser: argparse.ArgumentParser, *, model: bool = True) -> None:
+    parser.add_argument(
+        "--url", help="host:port of Triton (default: 127.0.0.1:8001 gRPC, :8000 HTTP)"
+    )
+    parser.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    if model:
+        parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="served ensemble name")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to generate the CLI reference)."""
+    parser = argparse.ArgumentParser(
+        prog="tritonhf", description="Put a HuggingFace transformer into production on Triton."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    export = commands.add_parser(
+        "export", help="export a model to ONNX and write a Triton repository"
+    )
+    export.add_argument(
+        "model",
+        nargs="?",
+        default="default",
+        metavar="MODEL",
+        help="hub id or local folder (default: the offline all-MiniLM-L6-v2 package)",
+    )
+    export.add_argument("--task", choices=[t.value for t in Task], default=Task.EMBEDDING.value)
+    export.add_argument(
+        "--name", default=DEFAULT_MODEL_NAME, help="ensemble name in the repository"
+    )
+    export.add_argument(
+        "--repo", type=Path, default=Path("model_repository"), help="repository folder"
+    )
+    export.add_argument("--max-length", type=int, help="token limit (default: the model's own)")
+    export.add_argument("--max-batch-size", type=int, default=64)
+    export.add_argument(
+        "--runtime", choices=[r.value for r in Runtime], default=Runtime.PYTHON_ONNX.value
+    )
+    export.add_argument(
+        "--opset", type=int, default=17, help="ONNX opset (Triton 2.51 takes <= 21)"
+    )
+    export.add_argument("--atol", type=float, default=1e-4, help="max |ONNX - PyTorch| accepted")
+    export.add_argument(
+        "--allow-pickle-weights",
+        action="store_true",
+        help="load pytorch_model.bin (pickle runs code: only for sources you trust)",
+    )
+
+    serve = commands.add_parser("serve", help="run Triton on a model repository until Ctrl-C")
+    serve.add_argument("--repo", type=Path, default=Path("model_repository"))
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 exposes it)")
+    serve.add_argument("--http-port", type=int, default=8000)
+    serve.add_argument("--grpc-port", type=int, default=8001)
+    serve.add_argument("--metrics-port", type=int, default=8002)
+    serve.add_argument("--log-file", type=Path, help="write the server log here instead of stdout")
+
+    embed = commands.add_parser("embed", help="embed texts with a served model")
+    embed.add_argument("texts", nargs="+", metavar="TEXT")
+    embed.add_argument("--json", action="store_true", help="print JSON with full vectors")
+    _add_client_flags(embed)
+
+    health = commands.add_parser("health", help="server liveness/readiness and model readiness")
+    _add_client_flags(health)
+
+    models = commands.add_parser("models", help="the server's repository index")
+    _add_client_flags(models, model=False)
+    return parser
+
+
+def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from tritonhf.client import TritonHFClient
+
+    return TritonHFClient(
+        args.url,
+        protocol=args.protocol,
+        model=getattr(args, "model", DEFAULT_MODEL_NAME),
+        timeout_s=args.timeout,
+    )
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """``tritonhf export``."""
+    from tritonhf.export.pipeline import ExportOptions, export_model
+
+    result = export_model(
+        ExportOptions(
+            model=args.model,
+            name=args.name,
+            repo=args.repo,
+            task=Task(args.task),
+            runtime=Runtime(args.runtime),
+            max_length=args.max_length,
+            max_batch_size=args.max_batch_size,
+            opset=args.opset,
+            atol=args.atol,
+            allow_pickle_weights=args.allow_pickle_weights,
+        ),
+        progress=print,
+    )
+    spec, folders = result.spec, ", ".join(f.name for f in result.folders)
+    print(
+        f"wrote {folders} to {args.repo} in {result.seconds:.1f} s "
+        f"(runtime {spec.runtime.value}, opset {result.onnx.opset}, max length {spec.max_length}, "
+        f"max batch {spec.max_batch_size})"
+    )
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """``tritonhf serve``: start, print the endpoints, wait for Ctrl-C or SIGTERM."""
+    from tritonhf.server.launcher import ServerConfig, TritonServer
+
+    config = ServerConfig(
+        repo=args.repo,
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+    )
+    server = TritonServer(config, log_path=args.log_file)
+
+    def _terminate(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        server.start()
+        print(
+            f"Triton is ready: gRPC {config.grpc_url}, HTTP http://{config.http_url}, "
+            f"metrics {config.metrics_url} (Ctrl-C stops)",
+            flush=True,
+        )
+        code = server.wait()
+        print(f"tritonserver exited with code {code}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stopping Triton ...", flush=True)
+        return 0 if server.stop() in (0, None) else 1
+    finally:
+        server.stop()
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    """``tritonhf embed``."""
+    with _client(args) as client:
+        result = client.encode(args.texts)
+    if args.json:
+        rows = [
+            {"text": text, "num_tokens": int(tokens), "embedding": vector.tolist()}
+            for text, tokens, vector in zip(
+                args.texts, result.num_tokens, result.embeddings, strict=True
+            )
+        ]
+        print(json.dumps({"model": args.model, "results": rows}))
+        return 0
+    for text, tokens, vector in zip(args.texts, result.num_tokens, result.embeddings, strict=True):
+        head = " ".join(f"{v:+.4f}" for v in vector[:4])
+        print(f"{tokens:>4} tokens  dim {vector.shape[0]}  [{head} ...]  {text[:60]!r}")
+    return 0
+
+
+def run_health(args: argparse.Namespace) -> int:
+    """``tritonhf health``: exit 0 only if the server and the model are ready."""
+    with _client(args) as client:
+        health = client.health()
+    print(f"server {health.url}: live={health.live} ready={health.ready}")
+    print(f"model {health.model}: ready={health.model_ready}")
+    return 0 if health.ready and health.model_ready else 1
+
+
+def run_models(args: argparse.Namespace) -> int:
+    """``tritonhf models``."""
+    with _client(args) as client:
+        states = client.models()
+    print(f"{'model':<32} {'version':<8} {'state':<12} reason")
+    for state in states:
+        print(f"{state.name:<32} {state.version:<8} {state.state:<12} {state.reason}")
+    return 0
+
+
+COMMANDS = {
+    "export": run_export,
+    "serve": run_serve,
+    "embed": run_embed,
+    "health": run_health,
+    "models": run_models,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse, configure logging, run; typed errors become one clear line."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except TritonHFError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ValueError) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

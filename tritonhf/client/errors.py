@@ -1,0 +1,64 @@
+"""Map whatever tritonclient or the network raised to one typed `ClientError`."""
+
+from __future__ import annotations
+
+import re
+
+from tritonhf.errors import (
+    ClientError,
+    InferenceError,
+    InferenceTimeoutError,
+    InvalidInputError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    ServerUnavailableError,
+)
+
+_UNAVAILABLE = ("UNAVAILABLE", "failed to connect", "connection refused", "Socket closed")
+_TIMEOUT = ("DEADLINE_EXCEEDED", "Deadline Exceeded", "timed out", "timeout")
+_INVALID = (
+    "INVALID_ARGUMENT",
+    "400",
+    "batch-size must be",
+    "unexpected shape",
+    "unexpected datatype",
+)
+
+
+def _status(exc: BaseException) -> str:
+    status = getattr(exc, "status", None)
+    value = status() if callable(status) else None
+    return str(value or "")
+
+
+def _message(exc: BaseException) -> str:
+    message = getattr(exc, "message", None)
+    value = message() if callable(message) else None
+    return str(value or exc)
+
+
+def map_error(exc: BaseException, *, model: str | None, url: str) -> ClientError:
+    """Translate ``exc`` into the narrowest `ClientError`, keeping the server's message."""
+    if isinstance(exc, ClientError):
+        return exc
+    status, message = _status(exc), _message(exc)
+    found = f"{status} {message}"
+    if isinstance(exc, TimeoutError) or any(k.lower() in found.lower() for k in _TIMEOUT):
+        return InferenceTimeoutError(f"request to {url} timed out: {message}")
+    if isinstance(exc, ConnectionError | OSError) or any(
+        k.lower() in found.lower() for k in _UNAVAILABLE
+    ):
+        return ServerUnavailableError(
+            f"cannot reach Triton at {url} ({message}); is the server running "
+            "(`tritonhf serve`) and is the URL/protocol right?"
+        )
+    if re.search(r"unknown model|not found", message, re.IGNORECASE):
+        return ModelNotFoundError(
+            f"the server at {url} has no model {model!r} ({message}); "
+            "`tritonhf models` lists what it serves"
+        )
+    if re.search(r"not ready|unavailable|is not loaded", message, re.IGNORECASE):
+        return ModelNotReadyError(f"model {model!r} at {url} is not ready: {message}")
+    if any(k in found for k in _INVALID):
+        return InvalidInputError(f"the server rejected the input for {model!r}: {message}")
+    return InferenceError(f"request to {model!r} at {url} failed: {status or 'error'}: {message}")

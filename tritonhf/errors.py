@@ -1,0 +1,58 @@
+"""One exception root for the whole package, one subtree per area.
+
+Every message says what was wrong, the value seen, and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class TritonHFError(Exception):
+    """Root of every error tritonhf raises on purpose."""
+
+
+class ConfigError(TritonHFError, ValueError):
+    """A configuration value is out of range or inconsistent."""
+
+
+class ExportError(TritonHFError):
+    """Loading or exporting a model failed."""
+
+
+class ValidationError(ExportError):
+    """The exported model disagrees with the PyTorch reference beyond the tolerance."""
+
+
+class RepositoryError(TritonHFError):
+    """Writing or reading a Triton model repository failed."""
+
+
+class ServerError(TritonHFError):
+    """Provisioning, starting or stopping the Triton server failed."""
+
+
+class ClientError(TritonHFError):
+    """Root of the client's errors: anything that went wrong talking to Triton."""
+
+
+class ServerUnavailableError(ClientError):
+    """The server cannot be reached (not started, stopped, or restarting)."""
+
+
+class ModelNotFoundError(ClientError):
+    """The server does not know the requested model."""
+
+
+class ModelNotReadyError(ClientError):
+    """The model exists but is not loaded and ready."""
+
+
+class InvalidInputError(ClientError, ValueError):
+    """The request was rejected because of its content (empty text, bad encoding, ...)."""
+
+
+class InferenceTimeoutError(ClientError, TimeoutError):
+    """The request did not complete within the client's timeout."""
+
+
+class InferenceError(ClientError):
+    """The server failed the request for a reason not covered by a narrower error."""

@@ -1,0 +1,1 @@
+"""HuggingFace model -> validated ONNX -> Triton model repository."""

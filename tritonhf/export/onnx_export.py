@@ -1,0 +1,133 @@
+"""Export a HuggingFace encoder to ONNX with pooling and L2 normalisation inside the graph.
+
+We use ``torch.onnx.export`` (TorchScript exporter) rather than optimum's exporter:
+``optimum-onnx`` pins transformers < 4.58, which pins huggingface-hub < 1.0, which the Gradio
+demo cannot share an environment with. The TorchScript exporter writes one self-contained
+file (no external ``.onnx.data``) with dynamic batch and sequence axes, and the validation in
+`tritonhf.export.validate` is at least as strict as optimum's.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tritonhf.errors import ExportError
+from tritonhf.export.source import ModelSource, Pooling
+from tritonhf.spec import ATTENTION_MASK, EMBEDDING, INPUT_IDS
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17
+# What Triton 2.51 (NGC 24.10, ONNX Runtime 1.19) accepts.
+TRITON_MAX_OPSET = 21
+TRITON_MAX_IR_VERSION = 10
+
+
+@dataclass(frozen=True)
+class OnnxGraphInfo:
+    """What was written, for the export report and the compatibility check."""
+
+    path: Path
+    opset: int
+    ir_version: int
+
+
+def load_encoder(source: ModelSource, *, allow_pickle_weights: bool = False) -> Any:
+    """Load the PyTorch model: safetensors only unless pickle weights are explicitly allowed."""
+    from transformers import AutoModel
+
+    try:
+        model = AutoModel.from_pretrained(
+            source.path,
+            trust_remote_code=False,
+            use_safetensors=None if allow_pickle_weights else True,
+            attn_implementation="eager",
+        )
+    except OSError as exc:
+        raise ExportError(
+            f"could not load {source.path} with safetensors weights ({exc}); pickle weights "
+            "(pytorch_model.bin) run arbitrary code when loaded: convert them, or pass "
+            "--allow-pickle-weights if you trust the source"
+        ) from exc
+    except ValueError as exc:
+        raise ExportError(f"could not load {source.path}: {exc}") from exc
+    return model.eval()
+
+
+def sentence_encoder(model: Any, pooling: Pooling) -> Any:
+    """Wrap ``model`` so its forward returns pooled, L2-normalised sentence embeddings."""
+    import torch
+
+    takes_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
+
+    class SentenceEncoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            extra = {"token_type_ids": torch.zeros_like(input_ids)} if takes_token_types else {}
+            hidden = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, **extra
+            ).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            if pooling is Pooling.CLS:
+                pooled = hidden[:, 0]
+            elif pooling is Pooling.MAX:
+                pooled = hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(1)
+            else:
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+
+    return SentenceEncoder().eval()
+
+
+def export_onnx(encoder: Any, path: Path, *, opset: int = DEFAULT_OPSET) -> OnnxGraphInfo:
+    """Trace ``encoder`` with dynamic batch and sequence axes and write one ONNX file."""
+    import onnx
+    import torch
+
+    if opset > TRITON_MAX_OPSET:
+        raise ExportError(
+            f"opset {opset} is newer than Triton 2.51's ONNX Runtime accepts "
+            f"(max {TRITON_MAX_OPSET}); pass --opset {DEFAULT_OPSET}"
+        )
+    dummy = (
+        torch.ones((2, 16), dtype=torch.int64),
+        torch.ones((2, 16), dtype=torch.int64),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    axes = {0: "batch", 1: "sequence"}
+    with torch.no_grad():
+        torch.onnx.export(
+            encoder,
+            dummy,
+            str(path),
+            input_names=[INPUT_IDS, ATTENTION_MASK],
+            output_names=[EMBEDDING],
+            dynamic_axes={INPUT_IDS: axes, ATTENTION_MASK: axes, EMBEDDING: {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+    graph = onnx.load(str(path))
+    onnx.checker.check_model(graph)
+    info = OnnxGraphInfo(path=path, opset=_opset_of(graph), ir_version=graph.ir_version)
+    check_triton_compatible(info)
+    return info
+
+
+def _opset_of(graph: Any) -> int:
+    return int(next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")))
+
+
+def check_triton_compatible(info: OnnxGraphInfo) -> None:
+    """Refuse a graph that Triton 2.51's onnxruntime backend cannot load."""
+    if info.ir_version > TRITON_MAX_IR_VERSION or info.opset > TRITON_MAX_OPSET:
+        raise ExportError(
+            f"{info.path} has IR version {info.ir_version} and opset {info.opset}; Triton "
+            f"2.51 accepts IR <= {TRITON_MAX_IR_VERSION} and opset <= {TRITON_MAX_OPSET}"
+        )

@@ -1,0 +1,152 @@
+"""The export job: load, export to ONNX, validate, write the Triton repository."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tritonhf.errors import ConfigError, ExportError
+from tritonhf.export.onnx_export import (
+    DEFAULT_OPSET,
+    OnnxGraphInfo,
+    export_onnx,
+    load_encoder,
+    sentence_encoder,
+)
+from tritonhf.export.source import DEFAULT_MODEL, ModelSource, resolve_model
+from tritonhf.export.validate import DEFAULT_ATOL, ValidationReport, validate_onnx
+from tritonhf.repository.checks import check_config_matches_onnx
+from tritonhf.repository.configs import model_config
+from tritonhf.repository.writer import StepArtifacts, write_repository
+from tritonhf.spec import DEFAULT_MODEL_NAME, PipelineSpec, Runtime, Task
+
+VALIDATION_TEXTS = 64
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Everything ``tritonhf export`` accepts."""
+
+    model: str = DEFAULT_MODEL
+    name: str = DEFAULT_MODEL_NAME
+    repo: Path = Path("model_repository")
+    task: Task = Task.EMBEDDING
+    runtime: Runtime = Runtime.PYTHON_ONNX
+    max_length: int | None = None
+    max_batch_size: int = 64
+    opset: int = DEFAULT_OPSET
+    atol: float = DEFAULT_ATOL
+    allow_pickle_weights: bool = False
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote and measured."""
+
+    spec: PipelineSpec
+    folders: tuple[Path, ...]
+    onnx: OnnxGraphInfo
+    validation: ValidationReport
+    seconds: float
+
+
+def load_fast_tokenizer(source: ModelSource) -> Any:
+    """Load the model's tokenizer; the serving step needs its fast (Rust) form."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source.path, trust_remote_code=False)
+    if not tokenizer.is_fast:
+        raise ExportError(
+            f"{source.path} has no fast tokenizer (tokenizer.json); the serving step needs one"
+        )
+    return tokenizer
+
+
+def resolve_max_length(
+    requested: int | None, source: ModelSource, model: Any, tokenizer: Any
+) -> int:
+    """Use the requested length, else the model's own sequence limit."""
+    positions = int(getattr(model.config, "max_position_embeddings", 512))
+    if requested is not None:
+        if requested > positions:
+            raise ConfigError(
+                f"--max-length {requested} exceeds the model's {positions} positions; "
+                f"use at most {positions}"
+            )
+        return requested
+    candidates = [positions, 512]
+    if source.max_seq_length:
+        candidates.append(int(source.max_seq_length))
+    if 0 < tokenizer.model_max_length < 100_000:
+        candidates.append(int(tokenizer.model_max_length))
+    return min(candidates)
+
+
+def export_model(
+    options: ExportOptions, *, progress: Callable[[str], None] = lambda _: None
+) -> ExportResult:
+    """Export ``options.model`` into a Triton model repository and return what was done."""
+    from tritonhf import data
+
+    started = time.perf_counter()
+    source = resolve_model(options.model)
+    progress(f"loading {source.path} (pooling: {source.pooling.value})")
+    model = load_encoder(source, allow_pickle_weights=options.allow_pickle_weights)
+    tokenizer = load_fast_tokenizer(source)
+    spec = PipelineSpec(
+        name=options.name,
+        task=options.task,
+        runtime=options.runtime,
+        hidden_size=int(model.config.hidden_size),
+        max_length=resolve_max_length(options.max_length, source, model, tokenizer),
+        max_batch_size=options.max_batch_size,
+    )
+    encoder = sentence_encoder(model, source.pooling)
+    with tempfile.TemporaryDirectory(prefix="tritonhf-export-") as tmp:
+        work = Path(tmp)
+        progress(f"exporting ONNX (opset {options.opset}, max length {spec.max_length})")
+        onnx_info = export_onnx(encoder, work / "model.onnx", opset=options.opset)
+        progress("validating ONNX Runtime against PyTorch")
+        report = validate_onnx(
+            encoder=encoder,
+            tokenizer=tokenizer,
+            onnx_path=onnx_info.path,
+            texts=data.sentences()[:VALIDATION_TEXTS],
+            max_length=spec.max_length,
+            atol=options.atol,
+        )
+        progress(report.table())
+        check_config_matches_onnx(model_config(spec), onnx_info.path)
+        tokenizer.save_pretrained(work / "tokenizer")
+        artifacts = StepArtifacts(
+            onnx_path=onnx_info.path,
+            tokenizer_json=work / "tokenizer" / "tokenizer.json",
+            pad_token_id=int(tokenizer.pad_token_id or 0),
+            manifest={
+                "source": str(options.model),
+                "pooling": source.pooling.value,
+                "onnx": {"opset": onnx_info.opset, "ir_version": onnx_info.ir_version},
+                "validation": {
+                    "atol": report.atol,
+                    "texts": report.num_texts,
+                    "max_abs_diff": {d.name: d.max_abs_diff for d in report.outputs},
+                },
+            },
+        )
+        folders = write_repository(spec=spec, repo=options.repo, artifacts=artifacts)
+    final_onnx = OnnxGraphInfo(
+        path=options.repo / spec.model_name / "1" / "model.onnx",
+        opset=onnx_info.opset,
+        ir_version=onnx_info.ir_version,
+    )
+    return ExportResult(
+        spec=spec,
+        folders=tuple(folders),
+        onnx=final_onnx,
+        validation=report,
+        seconds=time.perf_counter() - started,
+    )

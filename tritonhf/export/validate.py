@@ -1,0 +1,111 @@
+"""Compare the exported ONNX graph with the PyTorch model on real sentences.
+
+Like optimum's validation, but stricter on inputs: real text in padded batches whose size and
+length differ from the traced dummy, so dynamic axes and padding masks are exercised; shapes
+are checked and the max absolute difference is reported per output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tritonhf.errors import ValidationError
+from tritonhf.spec import ATTENTION_MASK, EMBEDDING, INPUT_IDS
+
+DEFAULT_ATOL = 1e-4
+
+
+@dataclass(frozen=True)
+class OutputDiff:
+    """How far one output of the ONNX graph is from PyTorch."""
+
+    name: str
+    shape: tuple[int, ...]
+    max_abs_diff: float
+
+    def passes(self, atol: float) -> bool:
+        """True when the difference is within ``atol``."""
+        return self.max_abs_diff <= atol
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """The result of validating one exported graph."""
+
+    outputs: tuple[OutputDiff, ...]
+    atol: float
+    num_texts: int
+    batch_size: int
+
+    @property
+    def passed(self) -> bool:
+        """True when every output is within the tolerance."""
+        return all(d.passes(self.atol) for d in self.outputs)
+
+    def table(self) -> str:
+        """A printable table: one line per output."""
+        lines = [
+            f"{'output':<12} {'shape':<14} {'max |onnx - torch|':>20}  ok (atol {self.atol:g})"
+        ]
+        for diff in self.outputs:
+            ok = "yes" if diff.passes(self.atol) else "NO"
+            lines.append(f"{diff.name:<12} {diff.shape!s:<14} {diff.max_abs_diff:>20.3e}  {ok}")
+        return "\n".join(lines)
+
+
+def validate_onnx(
+    *,
+    encoder: Any,
+    tokenizer: Any,
+    onnx_path: Path,
+    texts: list[str],
+    max_length: int,
+    batch_size: int = 8,
+    atol: float = DEFAULT_ATOL,
+) -> ValidationReport:
+    """Run ``texts`` through PyTorch and ONNX Runtime; raise `ValidationError` above ``atol``."""
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    torch_rows = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(
+            texts[start : start + batch_size],
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="np",
+        )
+        feeds = {
+            INPUT_IDS: batch["input_ids"].astype(np.int64),
+            ATTENTION_MASK: batch["attention_mask"].astype(np.int64),
+        }
+        (onnx_out,) = session.run([EMBEDDING], feeds)
+        with torch.no_grad():
+            torch_out = encoder(*(torch.from_numpy(feeds[n]) for n in (INPUT_IDS, ATTENTION_MASK)))
+        torch_out = torch_out.numpy()
+        if onnx_out.shape != torch_out.shape:
+            raise ValidationError(
+                f"ONNX output {EMBEDDING} has shape {onnx_out.shape}, PyTorch {torch_out.shape}"
+            )
+        worst = max(worst, float(np.abs(onnx_out - torch_out).max()))
+        torch_rows.append(torch_out)
+    shape = (len(texts), *torch_rows[0].shape[1:])
+    report = ValidationReport(
+        outputs=(OutputDiff(EMBEDDING, shape, worst),),
+        atol=atol,
+        num_texts=len(texts),
+        batch_size=batch_size,
+    )
+    if not report.passed:
+        raise ValidationError(
+            f"ONNX export differs from PyTorch beyond atol={atol:g}:\n{report.table()}\n"
+            "try another --opset, or report the model architecture"
+        )
+    return report

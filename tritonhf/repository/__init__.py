@@ -1,0 +1,1 @@
+"""Triton model repository: typed config generation and the on-disk writer."""

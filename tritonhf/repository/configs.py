@@ -1,0 +1,143 @@
+"""Build each step's ``config.pbtxt`` from the `PipelineSpec` as Triton ModelConfig protobufs.
+
+Configs are protobuf objects (Triton's own schema, shipped by tritonclient), written with
+``text_format``: a field name or type that Triton would reject fails here, not at load time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tritonhf.spec import PipelineSpec, Runtime, TensorSpec
+
+PYTHON_BACKEND = "python"
+ONNXRUNTIME_PLATFORM = "onnxruntime_onnx"
+
+
+@dataclass(frozen=True)
+class BatchingPolicy:
+    """Dynamic batching settings shared by the steps that batch."""
+
+    max_queue_delay_us: int = 0
+
+
+@dataclass(frozen=True)
+class StepTuning:
+    """Knobs that do not change the contract, only how the steps run."""
+
+    tokenizer_instances: int = 1
+    model_instances: int = 1
+    intra_op_threads: int = 0
+    batching: BatchingPolicy = field(default_factory=BatchingPolicy)
+
+
+DEFAULT_TUNING = StepTuning()
+
+
+def _pb() -> Any:
+    from tritonclient.grpc import model_config_pb2
+
+    return model_config_pb2
+
+
+def _add_tensors(repeated: Any, tensors: tuple[TensorSpec, ...], *, ragged: bool = False) -> None:
+    pb = _pb()
+    for tensor in tensors:
+        entry = repeated.add()
+        entry.name = tensor.name
+        entry.data_type = pb.DataType.Value(tensor.dtype.value)
+        entry.dims.extend(tensor.dims)
+        if ragged:
+            entry.allow_ragged_batch = True
+
+
+def _set_parameters(config: Any, parameters: dict[str, str]) -> None:
+    for key, value in parameters.items():
+        config.parameters[key].string_value = value
+
+
+def _dynamic_batching(config: Any, policy: BatchingPolicy) -> None:
+    config.dynamic_batching.max_queue_delay_microseconds = policy.max_queue_delay_us
+
+
+def _cpu_instances(config: Any, count: int) -> None:
+    group = config.instance_group.add()
+    group.kind = _pb().ModelInstanceGroup.KIND_CPU
+    group.count = count
+
+
+def tokenizer_config(
+    spec: PipelineSpec, *, pad_token_id: int, tuning: StepTuning = DEFAULT_TUNING
+) -> Any:
+    """The tokenizer step: Python backend, TEXT in, token tensors + NUM_TOKENS out."""
+    config = _pb().ModelConfig(name=spec.tokenizer_name, backend=PYTHON_BACKEND)
+    config.max_batch_size = spec.max_batch_size
+    _add_tensors(config.input, spec.ensemble_inputs)
+    _add_tensors(config.output, spec.tokenizer_outputs)
+    _dynamic_batching(config, tuning.batching)
+    _cpu_instances(config, tuning.tokenizer_instances)
+    # The native onnxruntime backend batches only equal shapes; bucketing lengths to a
+    # multiple of 16 lets requests of similar length share a batch. The python-onnx step
+    # takes ragged batches and pads itself, so it gets exact lengths.
+    multiple = 16 if spec.runtime is Runtime.ONNXRUNTIME else 1
+    _set_parameters(
+        config,
+        {
+            "max_length": str(spec.max_length),
+            "pad_token_id": str(pad_token_id),
+            "pad_to_multiple_of": str(multiple),
+        },
+    )
+    return config
+
+
+def model_config(spec: PipelineSpec, *, tuning: StepTuning = DEFAULT_TUNING) -> Any:
+    """The model step, for the runtime chosen in the spec."""
+    config = _pb().ModelConfig(name=spec.model_name)
+    config.max_batch_size = spec.max_batch_size
+    if spec.runtime is Runtime.ONNXRUNTIME:
+        config.platform = ONNXRUNTIME_PLATFORM
+        _add_tensors(config.input, spec.token_tensors)
+        # No instance_group: Triton puts one instance on each GPU, or on the CPU without one.
+    else:
+        config.backend = PYTHON_BACKEND
+        _add_tensors(config.input, spec.token_tensors, ragged=True)
+        _cpu_instances(config, tuning.model_instances)
+        _set_parameters(config, {"intra_op_threads": str(tuning.intra_op_threads)})
+    _add_tensors(config.output, spec.model_outputs)
+    _dynamic_batching(config, tuning.batching)
+    return config
+
+
+def ensemble_config(spec: PipelineSpec) -> Any:
+    """The ensemble clients call: TEXT -> tokenizer -> model -> EMBEDDING, NUM_TOKENS."""
+    config = _pb().ModelConfig(name=spec.name, platform="ensemble")
+    config.max_batch_size = spec.max_batch_size
+    _add_tensors(config.input, spec.ensemble_inputs)
+    _add_tensors(config.output, spec.ensemble_outputs)
+    steps = config.ensemble_scheduling.step
+    tokenize = steps.add(model_name=spec.tokenizer_name, model_version=-1)
+    tokenize.input_map["TEXT"] = "TEXT"
+    for tensor in spec.tokenizer_outputs:
+        tokenize.output_map[tensor.name] = tensor.name
+    infer = steps.add(model_name=spec.model_name, model_version=-1)
+    for tensor in spec.token_tensors:
+        infer.input_map[tensor.name] = tensor.name
+    for tensor in spec.model_outputs:
+        infer.output_map[tensor.name] = tensor.name
+    return config
+
+
+def to_pbtxt(config: Any) -> str:
+    """Serialise a ModelConfig the way Triton reads it."""
+    from google.protobuf import text_format
+
+    return str(text_format.MessageToString(config))
+
+
+def parse_pbtxt(text: str) -> Any:
+    """Parse ``config.pbtxt`` text into a ModelConfig (raises on unknown fields)."""
+    from google.protobuf import text_format
+
+    return text_format.Parse(text, _pb().ModelConfig())

@@ -1,0 +1,104 @@
+"""Write a pipeline's three models (tokenizer, model, ensemble) into a Triton repository."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tritonhf.errors import RepositoryError
+from tritonhf.repository.configs import (
+    DEFAULT_TUNING,
+    StepTuning,
+    ensemble_config,
+    model_config,
+    to_pbtxt,
+    tokenizer_config,
+)
+from tritonhf.spec import PipelineSpec, Runtime
+
+VERSION = "1"
+CONFIG_FILE = "config.pbtxt"
+EXPORT_MANIFEST = "tritonhf.json"
+"""Provenance written beside the ensemble's config: source model, opset, validation figures."""
+
+
+@dataclass(frozen=True)
+class StepArtifacts:
+    """Files produced by the exporter that the repository needs."""
+
+    onnx_path: Path
+    tokenizer_json: Path
+    pad_token_id: int
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def _backend_source(module: str) -> str:
+    return resources.files("tritonhf.backends").joinpath(f"{module}.py").read_text("utf-8")
+
+
+def _write_model(repo: Path, name: str, config: Any, files: dict[str, Path | str]) -> Path:
+    folder = repo / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    version = folder / VERSION
+    version.mkdir(parents=True)
+    (folder / CONFIG_FILE).write_text(to_pbtxt(config), encoding="utf-8")
+    for target, content in files.items():
+        if isinstance(content, Path):
+            shutil.copyfile(content, version / target)
+        else:
+            (version / target).write_text(content, encoding="utf-8")
+    return folder
+
+
+def write_repository(
+    *,
+    spec: PipelineSpec,
+    repo: Path,
+    artifacts: StepArtifacts,
+    tuning: StepTuning = DEFAULT_TUNING,
+) -> list[Path]:
+    """Write (or replace) the pipeline's model folders under ``repo``; return them."""
+    for path in (artifacts.onnx_path, artifacts.tokenizer_json):
+        if not path.is_file():
+            raise RepositoryError(f"cannot write the repository: {path} does not exist")
+    try:
+        repo.mkdir(parents=True, exist_ok=True)
+        model_files: dict[str, Path | str] = {"model.onnx": artifacts.onnx_path}
+        if spec.runtime is Runtime.PYTHON_ONNX:
+            model_files["model.py"] = _backend_source("onnx_runtime")
+        folders = [
+            _write_model(
+                repo,
+                spec.tokenizer_name,
+                tokenizer_config(spec, pad_token_id=artifacts.pad_token_id, tuning=tuning),
+                {
+                    "model.py": _backend_source("tokenizer"),
+                    "tokenizer.json": artifacts.tokenizer_json,
+                },
+            ),
+            _write_model(repo, spec.model_name, model_config(spec, tuning=tuning), model_files),
+            _write_model(repo, spec.name, ensemble_config(spec), {}),
+        ]
+        manifest = {"spec": _spec_dict(spec), **artifacts.manifest}
+        (repo / spec.name / EXPORT_MANIFEST).write_text(
+            json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
+        )
+    except OSError as exc:
+        raise RepositoryError(f"could not write the model repository at {repo}: {exc}") from exc
+    return folders
+
+
+def _spec_dict(spec: PipelineSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "task": spec.task.value,
+        "runtime": spec.runtime.value,
+        "hidden_size": spec.hidden_size,
+        "max_length": spec.max_length,
+        "max_batch_size": spec.max_batch_size,
+    }

@@ -1,0 +1,1 @@
+"""Run the real Triton server (from the nvidia-pytriton wheel) on a model repository."""

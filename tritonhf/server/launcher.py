@@ -1,0 +1,205 @@
+"""Start, watch and stop a local ``tritonserver`` process."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from tritonhf.errors import ConfigError, ServerError
+from tritonhf.server.provision import find_distribution, prepare_backend_dir, server_environment
+
+
+class ModelControl(str, Enum):
+    """Triton's ``--model-control-mode``."""
+
+    NONE = "none"
+    EXPLICIT = "explicit"
+    POLL = "poll"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How to run one Triton server."""
+
+    repo: Path
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    model_control: ModelControl = ModelControl.NONE
+    startup_timeout_s: float = 180.0
+    exit_timeout_s: int = 30
+    log_verbose: int = 0
+
+    def __post_init__(self) -> None:
+        ports = {
+            "http_port": self.http_port,
+            "grpc_port": self.grpc_port,
+            "metrics_port": self.metrics_port,
+        }
+        for field, port in ports.items():
+            if not 1 <= port <= 65535:
+                raise ConfigError(f"{field} must be in 1..65535, got {port}")
+        if len(set(ports.values())) != 3:
+            raise ConfigError(f"HTTP, gRPC and metrics ports must differ, got {ports}")
+
+    @property
+    def client_host(self) -> str:
+        """Where a local client connects (a wildcard bind is reached through loopback)."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # noqa: S104
+
+    @property
+    def http_url(self) -> str:
+        """``host:port`` of the HTTP endpoint."""
+        return f"{self.client_host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        """``host:port`` of the gRPC endpoint."""
+        return f"{self.client_host}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """Full URL of the Prometheus metrics endpoint."""
+        return f"http://{self.client_host}:{self.metrics_port}/metrics"
+
+    def command(self, binary: Path, backend_dir: Path) -> list[str]:
+        """The ``tritonserver`` command line."""
+        return [
+            str(binary),
+            f"--model-repository={self.repo.resolve()}",
+            f"--backend-directory={backend_dir}",
+            f"--model-control-mode={self.model_control.value}",
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
+            f"--exit-timeout-secs={self.exit_timeout_s}",
+            f"--log-verbose={self.log_verbose}",
+            "--strict-readiness=true",
+        ]
+
+
+class TritonServer:
+    """A ``tritonserver`` child process; use as a context manager to always stop it."""
+
+    def __init__(self, config: ServerConfig, *, log_path: Path | None = None) -> None:
+        self.config = config
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+        self._workdir: Path | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._process.pid if self._process else None
+
+    def start(self) -> None:
+        """Start the server and block until it is ready (or raise `ServerError`)."""
+        if self._process is not None:
+            raise ServerError("this server is already started")
+        if not self.config.repo.is_dir():
+            raise ServerError(
+                f"model repository {self.config.repo} does not exist; run `tritonhf export` first"
+            )
+        dist = find_distribution()
+        self._workdir = Path(tempfile.mkdtemp(prefix="tritonhf-server-"))
+        backend_dir = prepare_backend_dir(dist, self._workdir / "backends")
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = self.log_path.open("ab")
+        self._process = subprocess.Popen(  # noqa: S603 (fixed binary, no shell)
+            self.config.command(dist.binary, backend_dir),
+            env=server_environment(dist),
+            stdout=self._log,
+            stderr=subprocess.STDOUT if self._log else None,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            self.wait_ready(self.config.startup_timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def is_ready(self) -> bool:
+        """True when ``/v2/health/ready`` answers 200 (all models loaded)."""
+        url = f"http://{self.config.http_url}/v2/health/ready"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Poll readiness; raise `ServerError` with the log tail if it exits or times out."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process is None or self._process.poll() is not None:
+                code = None if self._process is None else self._process.returncode
+                raise ServerError(
+                    f"tritonserver exited with code {code} while starting{self._tail()}"
+                )
+            if self.is_ready():
+                return
+            time.sleep(0.25)
+        raise ServerError(f"tritonserver was not ready after {timeout_s:.0f} s{self._tail()}")
+
+    def stop(self, timeout_s: float | None = None) -> int | None:
+        """Stop gracefully (SIGTERM lets in-flight requests finish), then force; return the code."""
+        process, self._process = self._process, None
+        code = None
+        if process is not None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                code = process.wait(timeout=timeout_s or self.config.exit_timeout_s + 5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                code = process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+        return code
+
+    def wait(self) -> int:
+        """Block until the server exits on its own; return its exit code."""
+        if self._process is None:
+            raise ServerError("this server is not running")
+        return self._process.wait()
+
+    def _tail(self, lines: int = 30) -> str:
+        if self.log_path is None or not self.log_path.is_file():
+            return " (see the server output above)"
+        text = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+        return f"; last lines of {self.log_path}:\n" + "\n".join(text)
+
+    def __enter__(self) -> TritonServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,161 @@
+"""The repository contract: tensor names, dtypes and dims of every step.
+
+This module is the single source of truth read by the exporter, the config writer, the
+Python-backend steps (through config parameters), the client and the tests. It is pure
+data: no heavy imports.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from tritonhf.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_MODEL_NAME",
+    "DataType",
+    "PipelineSpec",
+    "Runtime",
+    "Task",
+    "TensorSpec",
+]
+
+DEFAULT_MODEL_NAME = "minilm"
+
+# Ensemble-level tensor names (what clients send and receive).
+TEXT = "TEXT"
+EMBEDDING = "EMBEDDING"
+NUM_TOKENS = "NUM_TOKENS"
+# Tokenizer -> model tensor names; they are also the ONNX graph's input names.
+INPUT_IDS = "input_ids"
+ATTENTION_MASK = "attention_mask"
+
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class Task(str, Enum):
+    """What the served model computes."""
+
+    EMBEDDING = "embedding"
+
+
+class Runtime(str, Enum):
+    """How the model step runs inside Triton."""
+
+    ONNXRUNTIME = "onnxruntime"
+    """Triton's native onnxruntime backend (NGC container, GPU boxes)."""
+    PYTHON_ONNX = "python-onnx"
+    """The same ONNX file run by the `onnxruntime` package in the Python backend (CPU, laptops)."""
+
+
+class DataType(str, Enum):
+    """Tensor element types, named as Triton's config names them."""
+
+    BYTES = "TYPE_STRING"
+    INT32 = "TYPE_INT32"
+    INT64 = "TYPE_INT64"
+    FP32 = "TYPE_FP32"
+    FP16 = "TYPE_FP16"
+
+    @property
+    def numpy_name(self) -> str:
+        """The numpy dtype name (``object`` for strings)."""
+        return _NUMPY_NAMES[self]
+
+    @property
+    def wire_name(self) -> str:
+        """The KServe v2 protocol name (``BYTES``, ``INT64``, ...)."""
+        return self.value.removeprefix("TYPE_").replace("STRING", "BYTES")
+
+
+_NUMPY_NAMES = {
+    DataType.BYTES: "object",
+    DataType.INT32: "int32",
+    DataType.INT64: "int64",
+    DataType.FP32: "float32",
+    DataType.FP16: "float16",
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named tensor; ``dims`` exclude the batch dimension, ``-1`` is variable."""
+
+    name: str
+    dtype: DataType
+    dims: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.dims or any(d == 0 or d < -1 for d in self.dims):
+            raise ConfigError(
+                f"tensor {self.name!r} has dims {self.dims}; use positive sizes or -1 (variable)"
+            )
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """Everything that fixes the shape of one served model's ensemble and its steps."""
+
+    name: str = DEFAULT_MODEL_NAME
+    task: Task = Task.EMBEDDING
+    runtime: Runtime = Runtime.PYTHON_ONNX
+    hidden_size: int = 384
+    max_length: int = 256
+    max_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if not _NAME_PATTERN.match(self.name):
+            raise ConfigError(
+                f"model name {self.name!r} is not usable as a Triton model directory; "
+                "use letters, digits, '_', '-' or '.', starting with a letter or digit"
+            )
+        for field, value, low in (
+            ("hidden_size", self.hidden_size, 1),
+            ("max_length", self.max_length, 2),
+            ("max_batch_size", self.max_batch_size, 1),
+        ):
+            if value < low:
+                raise ConfigError(f"{field} must be >= {low}, got {value}")
+
+    @property
+    def tokenizer_name(self) -> str:
+        """Name of the tokenizer step (Python backend)."""
+        return f"{self.name}_tokenizer"
+
+    @property
+    def model_name(self) -> str:
+        """Name of the model step (ONNX graph)."""
+        return f"{self.name}_model"
+
+    @property
+    def ensemble_inputs(self) -> tuple[TensorSpec, ...]:
+        """What a client sends."""
+        return (TensorSpec(TEXT, DataType.BYTES, (1,)),)
+
+    @property
+    def ensemble_outputs(self) -> tuple[TensorSpec, ...]:
+        """What a client receives."""
+        return (
+            TensorSpec(EMBEDDING, DataType.FP32, (self.hidden_size,)),
+            TensorSpec(NUM_TOKENS, DataType.INT32, (1,)),
+        )
+
+    @property
+    def token_tensors(self) -> tuple[TensorSpec, ...]:
+        """Tokenizer outputs that feed the model step (also the ONNX graph's inputs)."""
+        return (
+            TensorSpec(INPUT_IDS, DataType.INT64, (-1,)),
+            TensorSpec(ATTENTION_MASK, DataType.INT64, (-1,)),
+        )
+
+    @property
+    def tokenizer_outputs(self) -> tuple[TensorSpec, ...]:
+        """Everything the tokenizer step produces."""
+        return (*self.token_tensors, TensorSpec(NUM_TOKENS, DataType.INT32, (1,)))
+
+    @property
+    def model_outputs(self) -> tuple[TensorSpec, ...]:
+        """What the model step produces (pooling and normalisation live in the graph)."""
+        return (TensorSpec(EMBEDDING, DataType.FP32, (self.hidden_size,)),)
