@@ -7,6 +7,7 @@ the stub for the Python that will run the steps; we assemble that folder from th
 
 from __future__ import annotations
 
+import ctypes.util
 import importlib.util
 import os
 import shutil
@@ -65,8 +66,21 @@ def python_version() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
+def check_libpython() -> None:
+    """The stub links ``libpython3.X.so.1.0``; fail early with the fix if it is missing."""
+    name = f"libpython{python_version()}.so.1.0"
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    if (Path(libdir) / name).exists() or ctypes.util.find_library(f"python{python_version()}"):
+        return
+    raise ServerError(
+        f"{name} is not installed, and Triton's Python-backend stub needs it; install it with "
+        f"`apt-get install libpython{python_version()}` (or `make system-deps`)"
+    )
+
+
 def prepare_backend_dir(dist: TritonDistribution, target: Path) -> Path:
     """Assemble ``target/python`` from the wheel, with the stub for this Python; return target."""
+    check_libpython()
     stub = dist.stub(python_version())
     if not stub.is_file():
         raise ServerError(

