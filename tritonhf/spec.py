@@ -32,7 +32,7 @@ NUM_TOKENS = "NUM_TOKENS"
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
 
-_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 class Task(str, Enum):
@@ -106,7 +106,7 @@ class PipelineSpec:
     max_batch_size: int = 64
 
     def __post_init__(self) -> None:
-        if not _NAME_PATTERN.match(self.name):
+        if not _NAME_PATTERN.fullmatch(self.name):
             raise ConfigError(
                 f"model name {self.name!r} is not usable as a Triton model directory; "
                 "use letters, digits, '_', '-' or '.', starting with a letter or digit"

@@ -97,7 +97,9 @@ def pad_encodings(encodings: list[Any], settings: TokenizerSettings) -> TokenBat
     """Pad one request's encodings to its longest row, rounded up to the configured multiple."""
     lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int32, count=len(encodings))
     multiple = settings.pad_to_multiple_of
-    width = int(-(-int(lengths.max()) // multiple) * multiple)
+    # Rounding never goes past max_length: the model may have no positions beyond it.
+    width = min(int(-(-int(lengths.max()) // multiple) * multiple), settings.max_length)
+    width = max(width, int(lengths.max()))
     input_ids = np.full((len(encodings), width), settings.pad_token_id, dtype=np.int64)
     attention_mask = np.zeros((len(encodings), width), dtype=np.int64)
     for row, (encoding, length) in enumerate(zip(encodings, lengths, strict=True)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -114,25 +115,42 @@ class TritonHFClient:
         self.model = model
         self.timeout_s = timeout_s
         self._configs: dict[str, dict[str, Any]] = {}
-        self._client = self._connect()
+        # tritonclient's HTTP client is gevent-based and not thread-safe: one per thread.
+        # The gRPC client is thread-safe and shares one channel.
+        self._local = threading.local()
+        self._opened: list[Any] = []
+        self._lock = threading.Lock()
+        self._connection()
 
-    def _connect(self) -> Any:
+    def _connection(self) -> Any:
+        if self.protocol is Protocol.GRPC and self._opened:
+            return self._opened[0]
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            return connection
         try:
             if self.protocol is Protocol.GRPC:
                 import tritonclient.grpc as grpcclient
 
-                return grpcclient.InferenceServerClient(self.url)
-            import tritonclient.http as httpclient
+                connection = grpcclient.InferenceServerClient(self.url)
+            else:
+                import tritonclient.http as httpclient
 
-            return httpclient.InferenceServerClient(
-                self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s
-            )
+                connection = httpclient.InferenceServerClient(
+                    self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s
+                )
         except Exception as exc:  # tritonclient validates the URL eagerly
             raise map_error(exc, model=None, url=self.url) from exc
+        with self._lock:
+            self._opened.append(connection)
+        self._local.connection = connection
+        return connection
 
     def _call(self, model: str | None, method: str, *args: Any, **kwargs: Any) -> Any:
+        if self.protocol is Protocol.GRPC:
+            kwargs["client_timeout"] = self.timeout_s  # HTTP sets its timeouts per connection
         try:
-            return getattr(self._client, method)(*args, **kwargs)
+            return getattr(self._connection(), method)(*args, **kwargs)
         except Exception as exc:  # every failure leaves as a typed ClientError
             raise map_error(exc, model=model, url=self.url) from exc
 
@@ -218,8 +236,7 @@ class TritonHFClient:
         text = module.InferInput(TEXT, list(packed.shape), "BYTES")
         text.set_data_from_numpy(packed)
         outputs = [module.InferRequestedOutput(n) for n in (EMBEDDING, NUM_TOKENS)]
-        extra = {"client_timeout": self.timeout_s} if self.protocol is Protocol.GRPC else {}
-        result = self._call(model, "infer", model, [text], outputs=outputs, **extra)
+        result = self._call(model, "infer", model, [text], outputs=outputs)
         return {name: result.as_numpy(name) for name in (EMBEDDING, NUM_TOKENS)}
 
     def _module(self) -> Any:
@@ -232,8 +249,12 @@ class TritonHFClient:
     # Lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the underlying connection."""
-        self._client.close()
+        """Close every connection this client opened."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            connection.close()
+        self._local = threading.local()
 
     def __enter__(self) -> TritonHFClient:
         return self

@@ -45,6 +45,11 @@ def map_error(exc: BaseException, *, model: str | None, url: str) -> ClientError
     found = f"{status} {message}"
     if isinstance(exc, TimeoutError) or any(k.lower() in found.lower() for k in _TIMEOUT):
         return InferenceTimeoutError(f"request to {url} timed out: {message}")
+    # Checked before "unavailable" and "unknown model": Triton answers a loaded-but-not-ready
+    # model with "Request for unknown model: 'x' version 1 is not at ready state" and gRPC
+    # status UNAVAILABLE (HTTP 503).
+    if re.search(r"not at ready state|is not ready|not loaded", message, re.IGNORECASE):
+        return ModelNotReadyError(f"model {model!r} at {url} is not ready: {message}")
     if isinstance(exc, ConnectionError | OSError) or any(
         k.lower() in found.lower() for k in _UNAVAILABLE
     ):
@@ -57,8 +62,6 @@ def map_error(exc: BaseException, *, model: str | None, url: str) -> ClientError
             f"the server at {url} has no model {model!r} ({message}); "
             "`tritonhf models` lists what it serves"
         )
-    if re.search(r"not ready|unavailable|is not loaded", message, re.IGNORECASE):
-        return ModelNotReadyError(f"model {model!r} at {url} is not ready: {message}")
     if any(k in found for k in _INVALID):
         return InvalidInputError(f"the server rejected the input for {model!r}: {message}")
     return InferenceError(f"request to {model!r} at {url} failed: {status or 'error'}: {message}")

@@ -66,13 +66,24 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+_POOLING_FLAGS = {
+    "pooling_mode_cls_token": Pooling.CLS,
+    "pooling_mode_max_tokens": Pooling.MAX,
+    "pooling_mode_mean_tokens": Pooling.MEAN,
+}
+
+
 def _pooling(folder: Path) -> Pooling:
     config = _read_json(folder / "1_Pooling" / "config.json")
-    if config.get("pooling_mode_cls_token"):
-        return Pooling.CLS
-    if config.get("pooling_mode_max_tokens"):
-        return Pooling.MAX
-    return Pooling.MEAN
+    enabled = sorted(k for k, v in config.items() if k.startswith("pooling_mode_") and v)
+    if not enabled:
+        return Pooling.MEAN
+    if len(enabled) > 1 or enabled[0] not in _POOLING_FLAGS:
+        raise ExportError(
+            f"{folder} asks for pooling {enabled}; tritonhf supports exactly one of "
+            f"{sorted(_POOLING_FLAGS)}"
+        )
+    return _POOLING_FLAGS[enabled[0]]
 
 
 def resolve_model(model: str) -> ModelSource:

@@ -66,8 +66,10 @@ def check_config_matches_onnx(config: Any, onnx_path: Path) -> None:
             graph_dtype, graph_dims = graph_side[name]
             if graph_dtype != dtype:
                 problems.append(f"{kind} {name}: graph dtype {graph_dtype}, config {dtype}")
+            # As Triton's onnxruntime backend compares: a graph dim of -1 takes any size; a
+            # fixed graph dim must equal the config's (so a config -1 needs a graph -1).
             if len(graph_dims) != len(dims) or any(
-                g != c and -1 not in (g, c) for g, c in zip(graph_dims, dims, strict=False)
+                g != -1 and g != c for g, c in zip(graph_dims, dims, strict=True)
             ):
                 problems.append(f"{kind} {name}: graph dims {graph_dims}, config {dims}")
     if problems:

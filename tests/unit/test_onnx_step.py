@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tritonhf.backends import onnx_runtime as step
+from tritonhf.repository.configs import StepTuning, model_config
+from tritonhf.spec import PipelineSpec, Runtime
+
+
+def request(rows: list[list[int]]) -> dict[str, np.ndarray]:
+    ids = np.array(rows, dtype=np.int64)
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+
+def test_step_module_imports_outside_the_server_without_pb_utils() -> None:
+    assert step.pb_utils is None
+
+
+def test_stack_ragged_pads_shorter_requests_with_zeros_and_keeps_request_order() -> None:
+    stacked = step.stack_ragged(
+        [request([[101, 7, 102]]), request([[101, 5, 6, 7, 102], [101, 8, 9, 10, 102]])]
+    )
+
+    assert stacked["input_ids"].tolist() == [
+        [101, 7, 102, 0, 0],
+        [101, 5, 6, 7, 102],
+        [101, 8, 9, 10, 102],
+    ]
+    assert stacked["attention_mask"].tolist() == [
+        [1, 1, 1, 0, 0],
+        [1, 1, 1, 1, 1],
+        [1, 1, 1, 1, 1],
+    ]
+
+
+def test_stack_ragged_keeps_int64_and_a_single_request_unchanged() -> None:
+    one = request([[101, 1, 102], [101, 2, 102]])
+
+    stacked = step.stack_ragged([one])
+
+    assert stacked["input_ids"].dtype == np.int64
+    assert stacked["attention_mask"].dtype == np.int64
+    np.testing.assert_array_equal(stacked["input_ids"], one["input_ids"])
+
+
+def test_stack_ragged_output_runs_through_an_onnx_graph(tiny_onnx: Path) -> None:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    stacked = step.stack_ragged([request([[1, 2]]), request([[3, 4, 5, 6]])])
+
+    (output,) = session.run(["EMBEDDING"], stacked)
+
+    assert output.shape == (2, 384)
+    # The tiny graph sums masked ids: padding contributes nothing.
+    assert output[:, 0].tolist() == [3.0, 18.0]
+
+
+@pytest.mark.parametrize(
+    ("ids_shape", "mask_shape"),
+    [((2, 3), (2, 4)), ((2, 3), (1, 3)), ((1, 0), (1, 0)), ((3,), (3,)), ((1, 2, 3), (1, 2, 3))],
+    ids=["length-mismatch", "batch-mismatch", "empty", "1d", "3d"],
+)
+def test_check_token_inputs_rejects_mismatched_empty_or_non_2d_tensors(
+    ids_shape: tuple[int, ...], mask_shape: tuple[int, ...]
+) -> None:
+    tensors = {
+        "input_ids": np.ones(ids_shape, dtype=np.int64),
+        "attention_mask": np.ones(mask_shape, dtype=np.int64),
+    }
+
+    with pytest.raises(ValueError, match="must be equal, non-empty") as info:
+        step.check_token_inputs(tensors)
+
+    assert str(ids_shape) in str(info.value)
+    assert str(mask_shape) in str(info.value)
+
+
+def test_check_token_inputs_accepts_equal_2d_tensors() -> None:
+    step.check_token_inputs(request([[101, 102], [101, 102]]))
+
+
+def test_session_settings_read_the_json_model_config() -> None:
+    config = {
+        "output": [{"name": "EMBEDDING", "data_type": "TYPE_FP32", "dims": ["384"]}],
+        "parameters": {"intra_op_threads": {"string_value": "4"}},
+    }
+
+    assert step.SessionSettings.from_model_config(config) == step.SessionSettings("EMBEDDING", 4)
+
+
+def test_session_settings_default_to_onnxruntime_picking_the_threads() -> None:
+    config = {"output": [{"name": "EMBEDDING"}]}
+
+    assert step.SessionSettings.from_model_config(config).intra_op_threads == 0
+
+
+def test_session_settings_read_what_the_config_writer_writes() -> None:
+    from google.protobuf import json_format
+
+    config = model_config(
+        PipelineSpec(runtime=Runtime.PYTHON_ONNX), tuning=StepTuning(intra_op_threads=2)
+    )
+    as_json: dict[str, Any] = json.loads(
+        json_format.MessageToJson(config, preserving_proto_field_name=True)
+    )
+
+    assert step.SessionSettings.from_model_config(as_json) == step.SessionSettings("EMBEDDING", 2)

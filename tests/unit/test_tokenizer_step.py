@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tritonhf.backends import tokenizer as step
+from tritonhf.repository.configs import tokenizer_config
+from tritonhf.spec import PipelineSpec, Runtime
+
+CLS, SEP, PAD = 101, 102, 0
+
+
+def model_config_json(config: Any) -> dict[str, Any]:
+    """The JSON form Triton hands to ``initialize`` (snake_case field names)."""
+    from google.protobuf import json_format
+
+    text = json_format.MessageToJson(config, preserving_proto_field_name=True)
+    return dict(json.loads(text))
+
+
+def test_step_module_imports_outside_the_server_without_pb_utils() -> None:
+    assert step.pb_utils is None
+
+
+def test_decode_texts_accepts_bytes_and_str_rows() -> None:
+    raw = np.array([[b"caf\xc3\xa9"], ["already text"], [np.bytes_(b"numpy")]], dtype=object)
+
+    assert step.decode_texts(raw) == ["café", "already text", "numpy"]
+
+
+def test_decode_texts_flattens_a_batch_of_rows() -> None:
+    raw = np.array([b"a", b"b", b"c"], dtype=object).reshape(3, 1)
+
+    assert step.decode_texts(raw) == ["a", "b", "c"]
+
+
+def test_decode_texts_names_the_first_row_that_is_not_utf8() -> None:
+    raw = np.array([[b"fine"], [b"also fine"], [b"bad \xff byte"], [b"\xfe"]], dtype=object)
+
+    with pytest.raises(step.TextError, match=r"TEXT\[2\] is not valid UTF-8") as info:
+        step.decode_texts(raw)
+
+    assert "at byte 4" in str(info.value)
+
+
+def test_text_error_is_a_value_error() -> None:
+    assert issubclass(step.TextError, ValueError)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\t\n", "\u200b", "\u200b\u200c\ufeff"], ids=repr)
+def test_check_not_empty_rejects_texts_with_only_special_tokens(tokenizer: Any, text: str) -> None:
+    encodings = tokenizer.encode_batch(["real text", text])
+
+    with pytest.raises(step.TextError, match=r"TEXT\[1\] has no tokens"):
+        step.check_not_empty(encodings)
+
+
+def test_check_not_empty_reports_rows_relative_to_first_row(tokenizer: Any) -> None:
+    with pytest.raises(step.TextError, match=r"TEXT\[7\] has no tokens"):
+        step.check_not_empty(tokenizer.encode_batch(["ok", ""]), first_row=6)
+
+
+@pytest.mark.parametrize("text", ["?", "a", "hello world", "日本語", "\u200bvisible"], ids=repr)
+def test_check_not_empty_accepts_any_visible_token(tokenizer: Any, text: str) -> None:
+    step.check_not_empty(tokenizer.encode_batch([text]))
+
+
+def test_pad_encodings_pads_one_request_to_its_longest_row(tokenizer: Any) -> None:
+    encodings = tokenizer.encode_batch(["a", "hello world again"])
+    lengths = [len(e.ids) for e in encodings]
+    assert lengths == [3, 5]
+
+    batch = step.pad_encodings(encodings, step.TokenizerSettings(max_length=256))
+
+    assert batch.input_ids.shape == (2, 5)
+    assert batch.input_ids[0].tolist() == [*encodings[0].ids, PAD, PAD]
+    assert batch.input_ids[1].tolist() == encodings[1].ids
+    assert batch.attention_mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    assert batch.num_tokens.tolist() == [[3], [5]]
+
+
+def test_pad_encodings_returns_int64_tokens_and_int32_counts_of_shape_n_by_1(
+    tokenizer: Any,
+) -> None:
+    batch = step.pad_encodings(
+        tokenizer.encode_batch(["one", "two", "three"]), step.TokenizerSettings(max_length=256)
+    )
+
+    assert batch.input_ids.dtype == np.int64
+    assert batch.attention_mask.dtype == np.int64
+    assert batch.num_tokens.dtype == np.int32
+    assert batch.num_tokens.shape == (3, 1)
+
+
+@pytest.mark.parametrize(
+    ("multiple", "width"), [(1, 5), (4, 8), (5, 5), (16, 16)], ids=lambda v: str(v)
+)
+def test_pad_encodings_rounds_the_width_up_to_the_multiple(
+    tokenizer: Any, multiple: int, width: int
+) -> None:
+    encodings = tokenizer.encode_batch(["a", "hello world again"])
+    settings = step.TokenizerSettings(max_length=256, pad_to_multiple_of=multiple)
+
+    batch = step.pad_encodings(encodings, settings)
+
+    assert batch.input_ids.shape == (2, width)
+    assert batch.attention_mask.sum(axis=1).tolist() == [3, 5]
+    assert batch.num_tokens.reshape(-1).tolist() == [3, 5]
+
+
+def test_pad_encodings_uses_the_configured_pad_token(tokenizer: Any) -> None:
+    encodings = tokenizer.encode_batch(["a", "hello world again"])
+
+    batch = step.pad_encodings(encodings, step.TokenizerSettings(max_length=8, pad_token_id=1))
+
+    assert batch.input_ids[0, 3:].tolist() == [1, 1]
+
+
+def test_tokens_are_wrapped_in_cls_and_sep(tokenizer: Any) -> None:
+    batch = step.pad_encodings(tokenizer.encode_batch(["hello"]), step.TokenizerSettings(256))
+
+    ids = batch.input_ids[0].tolist()
+    assert (ids[0], ids[-1]) == (CLS, SEP)
+
+
+@pytest.mark.parametrize("max_length", [16, 256])
+def test_load_tokenizer_truncates_long_texts_to_exactly_max_length(
+    tokenizer_json: Path, max_length: int
+) -> None:
+    tokenizer = step.load_tokenizer(tokenizer_json, max_length)
+    text = " ".join(["word"] * 5_000)
+
+    (encoding,) = tokenizer.encode_batch([text])
+
+    assert len(encoding.ids) == max_length
+    assert (encoding.ids[0], encoding.ids[-1]) == (CLS, SEP)
+
+
+def test_load_tokenizer_does_not_pad(tokenizer_json: Path) -> None:
+    tokenizer = step.load_tokenizer(tokenizer_json, 256)
+
+    short, long = tokenizer.encode_batch(["a", "a b c d e f"])
+
+    assert (len(short.ids), len(long.ids)) == (3, 8)
+    assert tokenizer.padding is None
+
+
+def test_tokenizer_settings_read_the_json_model_config() -> None:
+    config = {
+        "name": "minilm_tokenizer",
+        "parameters": {
+            "max_length": {"string_value": "128"},
+            "pad_token_id": {"string_value": "1"},
+            "pad_to_multiple_of": {"string_value": "16"},
+        },
+    }
+
+    settings = step.TokenizerSettings.from_model_config(config)
+
+    assert settings == step.TokenizerSettings(max_length=128, pad_token_id=1, pad_to_multiple_of=16)
+
+
+def test_tokenizer_settings_default_pad_token_and_multiple() -> None:
+    config = {"parameters": {"max_length": {"string_value": "64"}}}
+
+    assert step.TokenizerSettings.from_model_config(config) == step.TokenizerSettings(64, 0, 1)
+
+
+@pytest.mark.parametrize(
+    ("runtime", "multiple"), [(Runtime.ONNXRUNTIME, 16), (Runtime.PYTHON_ONNX, 1)]
+)
+def test_tokenizer_settings_read_what_the_config_writer_writes(
+    runtime: Runtime, multiple: int
+) -> None:
+    config = tokenizer_config(PipelineSpec(runtime=runtime, max_length=200), pad_token_id=0)
+
+    settings = step.TokenizerSettings.from_model_config(model_config_json(config))
+
+    assert settings == step.TokenizerSettings(200, 0, multiple)

@@ -1,0 +1,202 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import tritonhf.backends.onnx_runtime
+import tritonhf.backends.tokenizer
+from tritonhf.errors import RepositoryError
+from tritonhf.repository.configs import (
+    ensemble_config,
+    model_config,
+    parse_pbtxt,
+    tokenizer_config,
+)
+from tritonhf.repository.writer import StepArtifacts, write_repository
+from tritonhf.spec import PipelineSpec, Runtime
+
+TOKENIZER_SOURCE = Path(tritonhf.backends.tokenizer.__file__).read_text(encoding="utf-8")
+ONNX_STEP_SOURCE = Path(tritonhf.backends.onnx_runtime.__file__).read_text(encoding="utf-8")
+
+
+def files_under(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
+
+
+@pytest.fixture
+def artifacts(tiny_onnx: Path, tokenizer_json: Path) -> StepArtifacts:
+    return StepArtifacts(
+        onnx_path=tiny_onnx,
+        tokenizer_json=tokenizer_json,
+        pad_token_id=0,
+        manifest={"source": "default", "pooling": "mean"},
+    )
+
+
+def test_python_onnx_repository_has_the_three_model_folders_and_their_files(
+    tmp_path: Path, artifacts: StepArtifacts
+) -> None:
+    repo = tmp_path / "repo"
+    spec = PipelineSpec(runtime=Runtime.PYTHON_ONNX)
+
+    folders = write_repository(spec=spec, repo=repo, artifacts=artifacts)
+
+    assert folders == [repo / "minilm_tokenizer", repo / "minilm_model", repo / "minilm"]
+    assert files_under(repo) == {
+        "minilm_tokenizer",
+        "minilm_tokenizer/config.pbtxt",
+        "minilm_tokenizer/1",
+        "minilm_tokenizer/1/model.py",
+        "minilm_tokenizer/1/tokenizer.json",
+        "minilm_model",
+        "minilm_model/config.pbtxt",
+        "minilm_model/1",
+        "minilm_model/1/model.py",
+        "minilm_model/1/model.onnx",
+        "minilm",
+        "minilm/config.pbtxt",
+        "minilm/1",
+        "minilm/tritonhf.json",
+    }
+
+
+def test_onnxruntime_repository_has_no_python_step_for_the_model(
+    tmp_path: Path, artifacts: StepArtifacts
+) -> None:
+    repo = tmp_path / "repo"
+
+    write_repository(spec=PipelineSpec(runtime=Runtime.ONNXRUNTIME), repo=repo, artifacts=artifacts)
+
+    assert files_under(repo / "minilm_model") == {"config.pbtxt", "1", "1/model.onnx"}
+    assert (repo / "minilm_tokenizer" / "1" / "model.py").is_file()
+
+
+def test_step_sources_and_artifacts_are_copied_byte_for_byte(
+    tmp_path: Path, artifacts: StepArtifacts
+) -> None:
+    repo = tmp_path / "repo"
+
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+
+    version = "1"
+    tokenizer_dir, model_dir = repo / "minilm_tokenizer" / version, repo / "minilm_model" / version
+    assert (tokenizer_dir / "model.py").read_text(encoding="utf-8") == TOKENIZER_SOURCE
+    assert (model_dir / "model.py").read_text(encoding="utf-8") == ONNX_STEP_SOURCE
+    assert (tokenizer_dir / "tokenizer.json").read_bytes() == artifacts.tokenizer_json.read_bytes()
+    assert (model_dir / "model.onnx").read_bytes() == artifacts.onnx_path.read_bytes()
+
+
+@pytest.mark.parametrize("runtime", [Runtime.PYTHON_ONNX, Runtime.ONNXRUNTIME])
+def test_written_configs_are_the_spec_configs(
+    tmp_path: Path, artifacts: StepArtifacts, runtime: Runtime
+) -> None:
+    repo = tmp_path / "repo"
+    spec = PipelineSpec(name="bge", runtime=runtime, max_length=128, max_batch_size=8)
+    artifacts = StepArtifacts(artifacts.onnx_path, artifacts.tokenizer_json, pad_token_id=3)
+
+    write_repository(spec=spec, repo=repo, artifacts=artifacts)
+
+    def read(name: str) -> object:
+        return parse_pbtxt((repo / name / "config.pbtxt").read_text(encoding="utf-8"))
+
+    assert read("bge_tokenizer") == tokenizer_config(spec, pad_token_id=3)
+    assert read("bge_model") == model_config(spec)
+    assert read("bge") == ensemble_config(spec)
+
+
+def test_manifest_records_the_spec_and_the_exporter_provenance(
+    tmp_path: Path, artifacts: StepArtifacts
+) -> None:
+    repo = tmp_path / "repo"
+    spec = PipelineSpec(runtime=Runtime.ONNXRUNTIME, hidden_size=384, max_length=200)
+
+    write_repository(spec=spec, repo=repo, artifacts=artifacts)
+
+    manifest = json.loads((repo / "minilm" / "tritonhf.json").read_text(encoding="utf-8"))
+    assert manifest == {
+        "spec": {
+            "name": "minilm",
+            "task": "embedding",
+            "runtime": "onnxruntime",
+            "hidden_size": 384,
+            "max_length": 200,
+            "max_batch_size": 64,
+        },
+        "source": "default",
+        "pooling": "mean",
+    }
+
+
+def test_rewriting_replaces_stale_files_and_keeps_other_models(
+    tmp_path: Path, artifacts: StepArtifacts
+) -> None:
+    repo = tmp_path / "repo"
+    write_repository(spec=PipelineSpec(runtime=Runtime.PYTHON_ONNX), repo=repo, artifacts=artifacts)
+    (repo / "minilm_model" / "1" / "stale.bin").write_bytes(b"old")
+    (repo / "minilm_model" / "2").mkdir()
+    (repo / "minilm_tokenizer" / "1" / "vocab.txt").write_text("old", encoding="utf-8")
+    other = repo / "other_model" / "1"
+    other.mkdir(parents=True)
+    (other / "model.py").write_text("# untouched", encoding="utf-8")
+
+    write_repository(spec=PipelineSpec(runtime=Runtime.ONNXRUNTIME), repo=repo, artifacts=artifacts)
+
+    assert files_under(repo / "minilm_model") == {"config.pbtxt", "1", "1/model.onnx"}
+    assert not (repo / "minilm_tokenizer" / "1" / "vocab.txt").exists()
+    assert (other / "model.py").read_text(encoding="utf-8") == "# untouched"
+    config = parse_pbtxt((repo / "minilm_model" / "config.pbtxt").read_text(encoding="utf-8"))
+    assert config.platform == "onnxruntime_onnx"
+
+
+def test_writing_into_a_missing_nested_folder_creates_it(
+    tmp_path: Path, artifacts: StepArtifacts
+) -> None:
+    repo = tmp_path / "a" / "b" / "repo"
+
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+
+    assert (repo / "minilm" / "config.pbtxt").is_file()
+
+
+@pytest.mark.parametrize("missing", ["onnx_path", "tokenizer_json"])
+def test_a_missing_artifact_is_a_repository_error_and_nothing_is_written(
+    tmp_path: Path, artifacts: StepArtifacts, missing: str
+) -> None:
+    gone = tmp_path / "gone" / "file"
+    paths = {"onnx_path": artifacts.onnx_path, "tokenizer_json": artifacts.tokenizer_json}
+    paths[missing] = gone
+    repo = tmp_path / "repo"
+
+    with pytest.raises(RepositoryError, match="does not exist") as info:
+        write_repository(
+            spec=PipelineSpec(), repo=repo, artifacts=StepArtifacts(**paths, pad_token_id=0)
+        )
+
+    assert str(gone) in str(info.value)
+    assert not repo.exists()
+
+
+def test_an_artifact_that_is_a_folder_is_a_repository_error(
+    tmp_path: Path, artifacts: StepArtifacts
+) -> None:
+    folder = tmp_path / "tokenizer"
+    folder.mkdir()
+
+    with pytest.raises(RepositoryError, match="does not exist"):
+        write_repository(
+            spec=PipelineSpec(),
+            repo=tmp_path / "repo",
+            artifacts=StepArtifacts(artifacts.onnx_path, folder, pad_token_id=0),
+        )
+
+
+def test_a_repository_path_that_is_a_file_is_a_repository_error(
+    tmp_path: Path, artifacts: StepArtifacts
+) -> None:
+    repo = tmp_path / "repo"
+    repo.write_text("not a folder", encoding="utf-8")
+
+    with pytest.raises(RepositoryError, match="could not write the model repository"):
+        write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
