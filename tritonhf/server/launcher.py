@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import re
 import shutil
 import signal
 import subprocess
@@ -94,6 +95,11 @@ class ServerConfig:
             f"--log-verbose={self.log_verbose}",
             "--strict-readiness=true",
         ]
+
+
+# glog error lines ("E1126 08:40:49..."), failed rows of the model table, fatal lines.
+_FAILURE_LINE = re.compile(r"^E\d{4} |UNAVAILABLE:|^error:|failed to", re.IGNORECASE)
+_BENIGN_LINE = re.compile(r"CudaDriverHelper|NVML|DCGM|GPU metrics|pinned memory", re.IGNORECASE)
 
 
 def _die_with_parent() -> None:
@@ -202,11 +208,14 @@ class TritonServer:
             raise ServerError("this server is not running")
         return self._process.wait()
 
-    def _tail(self, lines: int = 30) -> str:
+    def _tail(self, lines: int = 12) -> str:
+        """The log lines that explain a failure: errors first, not the options table."""
         if self.log_path is None or not self.log_path.is_file():
             return " (see the server output above)"
-        text = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
-        return f"; last lines of {self.log_path}:\n" + "\n".join(text)
+        text = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        relevant = [line[:400] for line in text if _FAILURE_LINE.search(line)]
+        relevant = [line for line in relevant if not _BENIGN_LINE.search(line)][-lines:]
+        return f"; from {self.log_path}:\n" + "\n".join(relevant or text[-lines:])
 
     def __enter__(self) -> TritonServer:
         self.start()

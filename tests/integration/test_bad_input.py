@@ -1,0 +1,137 @@
+"""Hostile and malformed requests get clear, typed errors, and the server keeps serving."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tritonhf.client import InvalidInputError, ModelNotFoundError, TritonHFClient
+from tritonhf.errors import ClientError
+from tritonhf.server.launcher import TritonServer
+
+
+@pytest.fixture(autouse=True)
+def server_still_serves_afterwards(client: TritonHFClient) -> Iterator[None]:
+    yield
+    health = client.health()
+    assert health.live
+    assert health.ready
+    assert health.model_ready
+    assert client.embed(["still serving"]).shape == (1, 384)
+
+
+def raw_infer(
+    client: TritonHFClient, rows: list[Any], *, dtype: str = "BYTES", model: str = "minilm"
+) -> Any:
+    """Send a TEXT tensor exactly as given, bypassing the client's own validation."""
+    module = client._module()
+    array = np.array(rows, dtype=object if dtype == "BYTES" else dtype.lower())
+    tensor = module.InferInput("TEXT", list(array.shape), dtype)
+    tensor.set_data_from_numpy(array)
+    return client._call(model, "infer", model, [tensor])
+
+
+@pytest.mark.parametrize(
+    ("rows", "fragment"),
+    [
+        ([[b""]], "has no tokens"),
+        ([[b"   \t\n "]], "has no tokens"),
+        ([["\u200b\u200b".encode()]], "has no tokens"),
+        ([[b"fine"], [b"\xff\xfe broken"]], "TEXT[1] is not valid UTF-8"),
+        ([[b"\xc3"]], "not valid UTF-8"),
+    ],
+    ids=["empty", "whitespace", "zero-width", "invalid-utf8-row-1", "truncated-utf8"],
+)
+def test_bad_text_is_rejected_with_a_message_naming_the_row(
+    client: TritonHFClient, rows: list[list[bytes]], fragment: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+        raw_infer(client, rows)
+
+
+def test_the_client_rejects_empty_text_before_sending(client: TritonHFClient) -> None:
+    with pytest.raises(InvalidInputError, match=r"texts\[1\] is empty"):
+        client.embed(["ok", "  "])
+
+
+def test_a_batch_over_max_batch_size_is_refused_by_the_server(client: TritonHFClient) -> None:
+    with pytest.raises(InvalidInputError, match="batch-size must be <= 64"):
+        raw_infer(client, [[b"a"]] * 65)
+
+
+def test_a_wrong_dtype_is_refused(client: TritonHFClient) -> None:
+    with pytest.raises(InvalidInputError, match=r"(?i)data-?type"):
+        raw_infer(client, [[1]], dtype="INT32")
+
+
+def test_a_wrong_shape_is_refused(client: TritonHFClient) -> None:
+    with pytest.raises(InvalidInputError, match=r"(?i)shape"):
+        raw_infer(client, [[b"a", b"b"]])
+
+
+def test_an_unknown_model_is_a_typed_not_found_error(client: TritonHFClient) -> None:
+    with pytest.raises(ModelNotFoundError, match="no_such_model"):
+        client.embed(["hello"], model="no_such_model")
+
+
+def test_one_bad_request_does_not_fail_its_neighbours_in_the_batch(
+    client: TritonHFClient,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def send(index: int) -> str:
+        try:
+            raw_infer(client, [[b"\xff"]] if index % 4 == 0 else [[f"text {index}".encode()]])
+        except ClientError as exc:
+            return type(exc).__name__
+        return "ok"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(send, range(32)))
+    assert outcomes.count("InvalidInputError") == 8
+    assert outcomes.count("ok") == 24
+
+
+def post_json(server: TritonServer, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        f"http://{server.config.http_url}{path}", data=body, method="POST"
+    )
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+@pytest.mark.parametrize("protocol", ["http"], indirect=True)
+def test_raw_http_json_requests_work_and_malformed_ones_get_an_error(server: TritonServer) -> None:
+    good = {
+        "inputs": [{"name": "TEXT", "shape": [2, 1], "datatype": "BYTES", "data": ["hi", "yo"]}]
+    }
+    status, body = post_json(server, "/v2/models/minilm/infer", json.dumps(good).encode())
+    assert status == 200
+    outputs = {o["name"]: o for o in body["outputs"]}
+    assert outputs["EMBEDDING"]["shape"] == [2, 384]
+    assert outputs["NUM_TOKENS"]["data"] == [3, 3]
+
+    # Triton answers JSON it cannot parse with 500 (its choice, not a crash).
+    status, body = post_json(server, "/v2/models/minilm/infer", b"{not json")
+    assert status in (400, 500)
+    assert "parse" in body["error"]
+    for broken in (
+        json.dumps({"inputs": []}).encode(),
+        json.dumps({"inputs": [{"name": "TEXT", "shape": [1, 1], "datatype": "BYTES"}]}).encode(),
+        json.dumps(
+            {"inputs": [{"name": "NOPE", "shape": [1, 1], "datatype": "BYTES", "data": ["x"]}]}
+        ).encode(),
+    ):
+        status, body = post_json(server, "/v2/models/minilm/infer", broken)
+        assert status == 400, body
+        assert body.get("error")

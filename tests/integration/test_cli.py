@@ -1,0 +1,147 @@
+"""The ``tritonhf`` command line against real servers, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import server_config
+from tritonhf.repository.checks import check_config_matches_onnx
+from tritonhf.repository.configs import parse_pbtxt
+from tritonhf.server.launcher import TritonServer
+
+TRITONHF = [sys.executable, "-m", "tritonhf.cli.main"]
+
+
+def tritonhf(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*TRITONHF, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def url_for(server: TritonServer, protocol: str) -> str:
+    return server.config.grpc_url if protocol == "grpc" else server.config.http_url
+
+
+def test_embed_prints_json_with_one_vector_per_text(server: TritonServer, protocol: str) -> None:
+    url = url_for(server, protocol)
+    done = tritonhf(
+        "embed", "hello world", "ça marche", "--json", "--url", url, "--protocol", protocol
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)["results"]
+    assert [r["text"] for r in results] == ["hello world", "ça marche"]
+    assert all(len(r["embedding"]) == 384 and r["num_tokens"] > 2 for r in results)
+
+
+def test_embed_prints_a_readable_line_per_text(server: TritonServer) -> None:
+    done = tritonhf("embed", "a b c", "--url", server.config.grpc_url)
+    assert done.returncode == 0, done.stderr
+    assert "5 tokens" in done.stdout
+    assert "dim 384" in done.stdout
+
+
+def test_health_and_models_report_a_ready_server(server: TritonServer, protocol: str) -> None:
+    url = url_for(server, protocol)
+    health = tritonhf("health", "--url", url, "--protocol", protocol)
+    assert health.returncode == 0, health.stderr
+    assert "live=True ready=True" in health.stdout
+    models = tritonhf("models", "--url", url, "--protocol", protocol)
+    assert models.returncode == 0, models.stderr
+    for name in ("minilm", "minilm_tokenizer", "minilm_model"):
+        assert any(line.split()[:3] == [name, "1", "READY"] for line in models.stdout.splitlines())
+
+
+def test_health_of_an_unknown_model_exits_non_zero(server: TritonServer) -> None:
+    done = tritonhf("health", "--url", server.config.grpc_url, "--model", "nope")
+    assert done.returncode == 1
+    assert "model nope: ready=False" in done.stdout
+
+
+def test_bad_input_is_one_error_line_and_exit_code_2(server: TritonServer) -> None:
+    done = tritonhf("embed", "   ", "--url", server.config.grpc_url)
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error: texts[0] is empty")
+    assert "Traceback" not in done.stderr
+
+
+def test_serve_starts_prints_the_endpoints_and_stops_cleanly_on_sigint(repo: Path) -> None:
+    config = server_config(repo)
+    process = subprocess.Popen(
+        [
+            *TRITONHF,
+            "serve",
+            "--repo", str(repo),
+            "--http-port", str(config.http_port),
+            "--grpc-port", str(config.grpc_port),
+            "--metrics-port", str(config.metrics_port),
+            "--log-file", str(repo.parent / "serve-cli.log"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        ready = process.stdout.readline()
+        assert f"gRPC {config.grpc_url}" in ready, ready
+        health = tritonhf("health", "--url", config.http_url, "--protocol", "http")
+        assert health.returncode == 0, health.stdout + health.stderr
+        process.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        assert process.wait(timeout=60) == 0
+        assert time.monotonic() - started < 30
+        assert "stopping Triton" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert tritonhf("health", "--url", config.http_url, "--protocol", "http").returncode == 1
+
+
+def test_export_with_the_native_onnxruntime_runtime_writes_a_config_that_matches_the_graph(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    done = tritonhf(
+        "export", "--runtime", "onnxruntime", "--name", "native", "--repo", str(repo),
+        "--max-length", "128", "--max-batch-size", "16",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "max |onnx - torch|" in done.stdout
+    assert "EMBEDDING" in done.stdout
+    config = parse_pbtxt((repo / "native_model" / "config.pbtxt").read_text())
+    assert config.platform == "onnxruntime_onnx"
+    assert config.max_batch_size == 16
+    assert not (repo / "native_model" / "1" / "model.py").exists()
+    check_config_matches_onnx(config, repo / "native_model" / "1" / "model.onnx")
+    tokenizer = parse_pbtxt((repo / "native_tokenizer" / "config.pbtxt").read_text())
+    assert tokenizer.parameters["max_length"].string_value == "128"
+    manifest = json.loads((repo / "native" / "tritonhf.json").read_text())
+    assert manifest["onnx"]["opset"] == 17
+    assert manifest["validation"]["max_abs_diff"]["EMBEDDING"] < 1e-4
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["/definitely/not/here"], "not a folder"),
+        (["--max-length", "100000"], "exceeds the model's 512 positions"),
+        (["--name", "bad name!"], "not usable as a Triton model directory"),
+        (["--opset", "22"], "opset 22 is newer"),
+    ],
+)
+def test_export_refuses_bad_options_with_one_clear_line(
+    tmp_path: Path, args: list[str], fragment: str
+) -> None:
+    done = tritonhf("export", *args, "--repo", str(tmp_path / "repo"))
+    assert done.returncode in (1, 2)
+    assert fragment in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "repo").exists()

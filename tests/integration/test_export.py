@@ -1,0 +1,123 @@
+"""Export of small random models built from a config: architectures, pooling, refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tritonhf.errors import ExportError, ValidationError
+from tritonhf.export.onnx_export import export_onnx, load_encoder, sentence_encoder
+from tritonhf.export.pipeline import ExportOptions, export_model, load_fast_tokenizer
+from tritonhf.export.source import DEFAULT_MODEL, Pooling, resolve_model
+from tritonhf.export.validate import validate_onnx
+
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+)
+
+
+def tiny_model(folder: Path, architecture: str, *, pooling: str | None = None) -> Path:
+    """A randomly initialised 2-layer model with MiniLM's tokenizer, saved as safetensors."""
+    import torch
+    from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
+
+    torch.manual_seed(0)
+    if architecture == "bert":
+        model = BertModel(
+            BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64, max_position_embeddings=128)
+        )  # fmt: skip
+    else:
+        model = DistilBertModel(
+            DistilBertConfig(
+                dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128
+            )
+        )
+    model.save_pretrained(folder)
+    source = resolve_model(DEFAULT_MODEL).path
+    for name in TOKENIZER_FILES:
+        shutil.copyfile(source / name, folder / name)
+    if pooling:
+        (folder / "1_Pooling").mkdir()
+        (folder / "1_Pooling" / "config.json").write_text(
+            json.dumps({"word_embedding_dimension": 32, f"pooling_mode_{pooling}": True})
+        )
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("architecture", "pooling", "expected"),
+    [
+        ("bert", None, Pooling.MEAN),
+        ("bert", "cls_token", Pooling.CLS),
+        ("distilbert", "max_tokens", Pooling.MAX),
+    ],
+)
+def test_small_models_export_with_their_pooling_and_pass_validation(
+    tmp_path: Path, architecture: str, pooling: str | None, expected: Pooling
+) -> None:
+    folder = tiny_model(tmp_path / "model", architecture, pooling=pooling)
+    result = export_model(ExportOptions(model=str(folder), name="tiny", repo=tmp_path / "repo"))
+    assert result.spec.hidden_size == 32
+    assert result.spec.max_length == 128  # the model's positions, below the tokenizer's 512
+    assert result.validation.passed
+    manifest = json.loads((tmp_path / "repo" / "tiny" / "tritonhf.json").read_text())
+    assert manifest["pooling"] == expected.value
+
+
+def test_pooling_is_really_in_the_graph(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    folder = tiny_model(tmp_path / "model", "bert", pooling="cls_token")
+    export_model(ExportOptions(model=str(folder), name="tiny", repo=tmp_path / "repo"))
+    session = ort.InferenceSession(str(tmp_path / "repo" / "tiny_model" / "1" / "model.onnx"))
+    ids = np.array([[101, 7592, 2088, 102, 0, 0]], dtype=np.int64)
+    mask = np.array([[1, 1, 1, 1, 0, 0]], dtype=np.int64)
+    (with_padding,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
+    (without,) = session.run(None, {"input_ids": ids[:, :4], "attention_mask": mask[:, :4]})
+    np.testing.assert_allclose(with_padding, without, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(with_padding), 1.0, atol=1e-5)
+
+
+def test_validation_fails_loudly_with_the_measured_difference(tmp_path: Path) -> None:
+    folder = tiny_model(tmp_path / "model", "bert")
+    source = resolve_model(str(folder))
+    encoder = sentence_encoder(load_encoder(source), source.pooling)
+    info = export_onnx(encoder, tmp_path / "model.onnx")
+    with pytest.raises(ValidationError, match=r"(?s)beyond atol=0.*EMBEDDING.*NO"):
+        validate_onnx(
+            encoder=encoder,
+            tokenizer=load_fast_tokenizer(source),
+            onnx_path=info.path,
+            texts=["a first sentence", "a second, longer sentence with more tokens"],
+            max_length=64,
+            atol=0.0,
+        )
+
+
+def test_pickle_weights_are_refused_unless_allowed(tmp_path: Path) -> None:
+    import torch
+
+    folder = tiny_model(tmp_path / "model", "bert")
+    state = load_encoder(resolve_model(str(folder))).state_dict()
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    with pytest.raises(ExportError, match="allow-pickle-weights"):
+        export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo"))
+    result = export_model(
+        ExportOptions(model=str(folder), repo=tmp_path / "repo", allow_pickle_weights=True)
+    )
+    assert result.validation.passed
+
+
+def test_an_unsupported_pooling_mode_is_refused(tmp_path: Path) -> None:
+    folder = tiny_model(tmp_path / "model", "bert", pooling="lasttoken")
+    with pytest.raises(ExportError, match="pooling"):
+        export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo"))

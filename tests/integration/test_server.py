@@ -1,0 +1,80 @@
+"""The launcher and the server environment: real processes, real failures."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.integration.conftest import PROBE_MODEL, server_config
+from tritonhf.client import TritonHFClient
+from tritonhf.errors import ServerError
+from tritonhf.server.launcher import TritonServer
+
+
+def test_python_steps_run_with_this_environments_packages(server: TritonServer) -> None:
+    import sys
+
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(server.config.grpc_url)
+    dummy = grpcclient.InferInput("DUMMY", [1], "INT32")
+    dummy.set_data_from_numpy(np.zeros(1, dtype=np.int32))
+    result = client.infer(PROBE_MODEL, [dummy])
+    info = json.loads(result.as_numpy("INFO")[0])
+    client.close()
+    assert info["prefix"] == sys.prefix
+    for module, path in info["modules"].items():
+        assert path.startswith(sys.prefix), f"{module} imported from outside the venv: {path}"
+    assert info["numpy_version"].startswith("1."), "the 2.51 stub misreads BYTES under numpy 2"
+
+
+def test_the_metrics_endpoint_serves_tritons_inference_counters(server: TritonServer) -> None:
+    with TritonHFClient(server.config.grpc_url) as client:
+        client.embed(["count me"])
+    with urllib.request.urlopen(server.config.metrics_url, timeout=10) as response:  # noqa: S310
+        text = response.read().decode()
+    assert 'nv_inference_request_success{model="minilm"' in text
+    assert 'nv_inference_request_success{model="minilm_tokenizer"' in text
+
+
+def test_the_server_binds_only_the_requested_address(server: TritonServer) -> None:
+    assert server.config.host == "127.0.0.1"
+    assert f"--grpc-address={server.config.host}" in server.config.command(Path("x"), Path("y"))
+
+
+def test_start_fails_fast_with_the_log_when_a_port_is_taken(tmp_path: Path) -> None:
+    repo = tmp_path / "empty-repo"
+    repo.mkdir()
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        config = server_config(repo, http_port=blocker.getsockname()[1])
+        with pytest.raises(
+            ServerError, match=r"(?s)exited with code.*HTTP service.*already in use"
+        ):
+            TritonServer(config, log_path=tmp_path / "server.log").start()
+
+
+def test_a_model_that_cannot_load_stops_the_start_with_the_reason(tmp_path: Path) -> None:
+    repo = tmp_path / "broken-repo"
+    (repo / "broken" / "1").mkdir(parents=True)
+    (repo / "broken" / "config.pbtxt").write_text('name: "broken"\nbackend: "python"\n')
+    (repo / "broken" / "1" / "model.py").write_text("raise RuntimeError('weights are corrupt')\n")
+    with pytest.raises(ServerError, match=r"(?s)exited.*weights are corrupt"):
+        TritonServer(server_config(repo), log_path=tmp_path / "server.log").start()
+
+
+def test_a_stopped_server_leaves_no_process_behind(tmp_path: Path) -> None:
+    repo = tmp_path / "empty-repo"
+    repo.mkdir()
+    server = TritonServer(server_config(repo), log_path=tmp_path / "server.log")
+    server.start()
+    pid = server.pid
+    assert pid is not None
+    assert server.stop() == 0
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
