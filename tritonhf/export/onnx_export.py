@@ -106,7 +106,7 @@ def export_onnx(encoder: Any, path: Path, *, opset: int = DEFAULT_OPSET) -> Onnx
     with torch.no_grad(), warnings.catch_warnings():
         # Tracing warnings are about Python control flow on shapes; the validation step
         # checks the graph on other batch sizes and lengths, which is what matters.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
         warnings.filterwarnings("ignore", module=r"torch\.onnx.*")
         warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
         torch.onnx.export(
