@@ -146,6 +146,9 @@ def run_serve(args: argparse.Namespace) -> int:
     def _terminate(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    # Both explicitly: a process started in the background by a non-interactive shell
+    # inherits SIGINT as ignored, and Python would keep ignoring it.
+    signal.signal(signal.SIGINT, _terminate)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         server.start()

@@ -1,0 +1,98 @@
+"""Benchmark: does pooling belong inside the ONNX graph, or in numpy after it.
+
+Exports the default model twice (with pooling + L2 norm in the graph, and raw hidden states),
+runs both on the same corpus sentences one at a time, alternating rounds, and prints a table.
+
+    .venv/bin/python benchmarks/pooling_placement.py [--texts 200] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def main() -> None:
+    """Export both variants, time them on the same sentences, print the table."""
+    import onnxruntime as ort
+    import torch
+
+    from tritonhf import data
+    from tritonhf.export.onnx_export import export_onnx, load_encoder, sentence_encoder
+    from tritonhf.export.pipeline import load_fast_tokenizer
+    from tritonhf.export.source import DEFAULT_MODEL, resolve_model
+
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--texts", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    source = resolve_model(DEFAULT_MODEL)
+    model, tokenizer = load_encoder(source), load_fast_tokenizer(source)
+    work = Path(tempfile.mkdtemp(prefix="pooling-bench-"))
+    export_onnx(sentence_encoder(model, source.pooling), work / "pooled.onnx")
+
+    class HiddenStates(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            types = torch.zeros_like(input_ids)
+            return self.model(input_ids, attention_mask, token_type_ids=types).last_hidden_state
+
+    axes = {0: "batch", 1: "sequence"}
+    with torch.no_grad():
+        torch.onnx.export(
+            HiddenStates(),
+            (torch.ones(2, 16, dtype=torch.int64),) * 2,
+            str(work / "raw.onnx"),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["hidden"],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes, "hidden": axes},
+            opset_version=17,
+            dynamo=False,
+        )
+    pooled = ort.InferenceSession(str(work / "pooled.onnx"), providers=["CPUExecutionProvider"])
+    raw = ort.InferenceSession(str(work / "raw.onnx"), providers=["CPUExecutionProvider"])
+    feeds = []
+    for text in data.sentences()[: args.texts]:
+        batch = tokenizer([text], truncation=True, max_length=256, return_tensors="np")
+        feeds.append({k: batch[k].astype(np.int64) for k in ("input_ids", "attention_mask")})
+
+    def in_graph(feed: dict[str, Any]) -> Any:
+        return pooled.run(None, feed)[0]
+
+    def in_numpy(feed: dict[str, Any]) -> Any:
+        hidden = raw.run(None, feed)[0]
+        mask = feed["attention_mask"][..., None].astype(np.float32)
+        mean = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
+        return mean / np.linalg.norm(mean, axis=1, keepdims=True)
+
+    runs: dict[str, list[float]] = {"pooling in graph": [], "pooling in numpy": []}
+    functions: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "pooling in graph": in_graph,
+        "pooling in numpy": in_numpy,
+    }
+    for _ in range(args.rounds):
+        for name, function in functions.items():
+            started = time.perf_counter()
+            for feed in feeds:
+                function(feed)
+            runs[name].append(len(feeds) / (time.perf_counter() - started))
+    diff = max(float(np.abs(in_graph(f) - in_numpy(f)).max()) for f in feeds)
+    base = max(runs["pooling in graph"])
+    print(f"{'placement':<18} {'best sentences/s':>17} {'ratio':>6}")
+    for name, rates in runs.items():
+        print(f"{name:<18} {max(rates):>17.1f} {max(rates) / base:>6.2f}")
+    print(f"max |graph - numpy| = {diff:.2e} over {len(feeds)} sentences")
+
+
+if __name__ == "__main__":
+    main()
