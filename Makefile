@@ -49,13 +49,13 @@ serve: $(STAMP)  ## Serve REPO as it is
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
 lint: $(STAMP)  ## ruff (lint + format check) and mypy
-	$(BIN)/ruff check tritonhf tests benchmarks
-	$(BIN)/ruff format --check tritonhf tests benchmarks
+	$(BIN)/ruff check tritonhf tests benchmarks scripts
+	$(BIN)/ruff format --check tritonhf tests benchmarks scripts
 	$(BIN)/mypy
 
 format: $(STAMP)  ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix tritonhf tests benchmarks
-	$(BIN)/ruff format tritonhf tests benchmarks
+	$(BIN)/ruff check --fix tritonhf tests benchmarks scripts
+	$(BIN)/ruff format tritonhf tests benchmarks scripts
 
 test: lint  ## Lint, then the whole suite (starts its own Triton servers) with coverage
 	$(BIN)/python -m pytest --cov=tritonhf --cov-report=term-missing:skip-covered $(PYTEST_ARGS)

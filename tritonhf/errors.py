@@ -50,8 +50,16 @@ class InvalidInputError(ClientError, ValueError):
     """The request was rejected because of its content (empty text, bad encoding, ...)."""
 
 
+class OverloadedError(ClientError):
+    """The server rejected the request because its queue is full: back off and retry later."""
+
+
 class InferenceTimeoutError(ClientError, TimeoutError):
     """The request did not complete within the client's timeout."""
+
+
+class DeployError(ClientError):
+    """A model version could not be loaded; the version that was serving keeps serving."""
 
 
 class InferenceError(ClientError):

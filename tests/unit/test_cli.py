@@ -13,7 +13,7 @@ from tritonhf.export.pipeline import ExportOptions
 from tritonhf.export.validate import DEFAULT_ATOL
 from tritonhf.server.launcher import ServerConfig
 
-SUBCOMMANDS = ["export", "serve", "embed", "health", "models"]
+SUBCOMMANDS = ["export", "serve", "embed", "health", "deploy", "models"]
 HEAVY = ("torch", "transformers", "onnx", "onnxruntime", "tokenizers", "tritonhf.export")
 
 
@@ -38,6 +38,10 @@ def test_export_defaults_to_the_offline_model_and_the_python_onnx_runtime() -> N
         "opset": 17,
         "atol": 1e-4,
         "allow_pickle_weights": False,
+        "version": 1,
+        "max_queue_size": 256,
+        "queue_timeout_ms": 5000,
+        "max_text_bytes": 1 << 20,
     }
 
 
@@ -65,6 +69,7 @@ def test_serve_defaults_to_tritons_usual_local_ports() -> None:
         "grpc_port": 8001,
         "metrics_port": 8002,
         "log_file": None,
+        "model_control": "explicit",
     }
 
 

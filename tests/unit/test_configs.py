@@ -206,6 +206,7 @@ def test_tokenizer_config_buckets_lengths_only_for_native_onnxruntime(
         "max_length": "128",
         "pad_token_id": "1",
         "pad_to_multiple_of": multiple,
+        "max_text_bytes": "1048576",
     }
 
 

@@ -124,6 +124,7 @@ def test_manifest_records_the_spec_and_the_exporter_provenance(
             "max_length": 200,
             "max_batch_size": 64,
         },
+        "version": 1,
         "source": "default",
         "pooling": "mean",
     }
@@ -200,3 +201,22 @@ def test_a_repository_path_that_is_a_file_is_a_repository_error(
 
     with pytest.raises(RepositoryError, match="could not write the model repository"):
         write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+
+
+def test_a_later_version_is_added_beside_the_serving_one(
+    tmp_path: Path, artifacts: StepArtifacts
+) -> None:
+    repo = tmp_path / "repo"
+    spec = PipelineSpec()
+    write_repository(spec=spec, repo=repo, artifacts=artifacts)
+    write_repository(spec=spec, repo=repo, artifacts=artifacts, version=2)
+    for step in ("minilm_tokenizer", "minilm_model"):
+        assert sorted(p.name for p in (repo / step).iterdir() if p.is_dir()) == ["1", "2"]
+    assert json.loads((repo / "minilm" / "tritonhf.json").read_text())["version"] == 2
+    write_repository(spec=spec, repo=repo, artifacts=artifacts)
+    assert not (repo / "minilm_model" / "2").exists()
+
+
+def test_version_zero_is_refused(tmp_path: Path, artifacts: StepArtifacts) -> None:
+    with pytest.raises(RepositoryError, match="start at 1"):
+        write_repository(spec=PipelineSpec(), repo=tmp_path, artifacts=artifacts, version=0)

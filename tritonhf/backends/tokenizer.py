@@ -35,6 +35,7 @@ class TokenizerSettings:
     max_length: int
     pad_token_id: int = 0
     pad_to_multiple_of: int = 1
+    max_text_bytes: int = 1 << 20
 
     @classmethod
     def from_model_config(cls, config: dict[str, Any]) -> TokenizerSettings:
@@ -44,6 +45,7 @@ class TokenizerSettings:
             max_length=int(params["max_length"]),
             pad_token_id=int(params.get("pad_token_id", 0)),
             pad_to_multiple_of=int(params.get("pad_to_multiple_of", 1)),
+            max_text_bytes=int(params.get("max_text_bytes", 1 << 20)),
         )
 
 
@@ -66,15 +68,25 @@ def load_tokenizer(path: Path, max_length: int) -> Any:
     return tokenizer
 
 
-def decode_texts(raw: NDArray[Any]) -> list[str]:
-    """Turn a BYTES tensor into strings; raise `TextError` naming the first bad row."""
+def decode_texts(raw: NDArray[Any], *, max_bytes: int = 1 << 20) -> list[str]:
+    """Turn a BYTES tensor into strings; raise `TextError` naming the first bad row.
+
+    The size limit is checked before decoding and tokenizing, so an oversized request costs
+    nothing but its transfer.
+    """
     texts = []
     for index, item in enumerate(raw.reshape(-1)):
+        data = item.encode("utf-8", "surrogatepass") if isinstance(item, str) else bytes(item)
+        if len(data) > max_bytes:
+            raise TextError(
+                f"TEXT[{index}] is {len(data):,} bytes, over the limit of {max_bytes:,} bytes "
+                "(max_text_bytes); split the text, or export with a larger --max-text-bytes"
+            )
         if isinstance(item, str):
             texts.append(item)
             continue
         try:
-            texts.append(bytes(item).decode("utf-8"))
+            texts.append(data.decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise TextError(
                 f"TEXT[{index}] is not valid UTF-8 ({exc.reason} at byte {exc.start}); "

@@ -65,6 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--atol", type=float, default=1e-4, help="max |ONNX - PyTorch| accepted")
     export.add_argument(
+        "--version", type=int, default=1, help="model version to write (hot reload)"
+    )
+    export.add_argument(
+        "--max-queue-size", type=int, default=256, help="queued requests per step before rejecting"
+    )
+    export.add_argument(
+        "--queue-timeout-ms",
+        type=int,
+        default=5000,
+        help="reject after queueing this long (0: off)",
+    )
+    export.add_argument(
+        "--max-text-bytes", type=int, default=1 << 20, help="reject longer texts before tokenizing"
+    )
+    export.add_argument(
         "--allow-pickle-weights",
         action="store_true",
         help="load pytorch_model.bin (pickle runs code: only for sources you trust)",
@@ -77,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--grpc-port", type=int, default=8001)
     serve.add_argument("--metrics-port", type=int, default=8002)
     serve.add_argument("--log-file", type=Path, help="write the server log here instead of stdout")
+    serve.add_argument(
+        "--model-control",
+        choices=["none", "explicit", "poll"],
+        default="explicit",
+        help="explicit (default): every model loads at start, and the load/unload API allows "
+        "`tritonhf deploy` and draining in-flight requests on shutdown",
+    )
 
     embed = commands.add_parser("embed", help="embed texts with a served model")
     embed.add_argument("texts", nargs="+", metavar="TEXT")
@@ -85,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     health = commands.add_parser("health", help="server liveness/readiness and model readiness")
     _add_client_flags(health)
+
+    deploy = commands.add_parser(
+        "deploy",
+        help="hot-reload a pipeline's steps (server in --model-control explicit)",
+        description="Load the newest (or --version N) tokenizer and model steps of MODEL while "
+        "traffic flows; a version that fails to load is refused and the old one keeps serving.",
+    )
+    deploy.add_argument("--version", type=int, help="pin this version (default: the newest)")
+    _add_client_flags(deploy)
 
     models = commands.add_parser("models", help="the server's repository index")
     _add_client_flags(models, model=False)
@@ -105,6 +136,7 @@ def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def run_export(args: argparse.Namespace) -> int:
     """``tritonhf export``."""
     from tritonhf.export.pipeline import ExportOptions, export_model
+    from tritonhf.repository.configs import BatchingPolicy, StepTuning
 
     result = export_model(
         ExportOptions(
@@ -118,6 +150,13 @@ def run_export(args: argparse.Namespace) -> int:
             opset=args.opset,
             atol=args.atol,
             allow_pickle_weights=args.allow_pickle_weights,
+            version=args.version,
+            tuning=StepTuning(
+                max_text_bytes=args.max_text_bytes,
+                batching=BatchingPolicy(
+                    max_queue_size=args.max_queue_size, queue_timeout_ms=args.queue_timeout_ms
+                ),
+            ),
         ),
         progress=print,
     )
@@ -132,7 +171,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     """``tritonhf serve``: start, print the endpoints, wait for Ctrl-C or SIGTERM."""
-    from tritonhf.server.launcher import ServerConfig, TritonServer
+    from tritonhf.server.launcher import ModelControl, ServerConfig, TritonServer
 
     config = ServerConfig(
         repo=args.repo,
@@ -140,6 +179,7 @@ def run_serve(args: argparse.Namespace) -> int:
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,
+        model_control=ModelControl(args.model_control),
     )
     server = TritonServer(config, log_path=args.log_file)
 
@@ -195,6 +235,17 @@ def run_health(args: argparse.Namespace) -> int:
     return 0 if health.ready and health.model_ready else 1
 
 
+def run_deploy(args: argparse.Namespace) -> int:
+    """``tritonhf deploy``."""
+    from tritonhf.client.deploy import deploy_pipeline
+
+    with _client(args) as client:
+        states = deploy_pipeline(client, model=args.model, version=args.version)
+    for state in states:
+        print(f"{state.name:<32} {state.version:<8} {state.state}")
+    return 0
+
+
 def run_models(args: argparse.Namespace) -> int:
     """``tritonhf models``."""
     with _client(args) as client:
@@ -210,6 +261,7 @@ COMMANDS = {
     "serve": run_serve,
     "embed": run_embed,
     "health": run_health,
+    "deploy": run_deploy,
     "models": run_models,
 }
 

@@ -7,21 +7,25 @@ from tritonhf.client.client import (
     EmbeddingResult,
     ModelState,
     Protocol,
+    RetryPolicy,
     ServerHealth,
     TritonHFClient,
 )
 from tritonhf.errors import (
     ClientError,
+    DeployError,
     InferenceError,
     InferenceTimeoutError,
     InvalidInputError,
     ModelNotFoundError,
     ModelNotReadyError,
+    OverloadedError,
     ServerUnavailableError,
 )
 
 __all__ = [
     "ClientError",
+    "DeployError",
     "EmbeddingResult",
     "InferenceError",
     "InferenceTimeoutError",
@@ -29,7 +33,9 @@ __all__ = [
     "ModelNotFoundError",
     "ModelNotReadyError",
     "ModelState",
+    "OverloadedError",
     "Protocol",
+    "RetryPolicy",
     "ServerHealth",
     "ServerUnavailableError",
     "TritonHFClient",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
@@ -13,7 +15,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tritonhf.client.errors import map_error
-from tritonhf.errors import ClientError, ConfigError, InvalidInputError
+from tritonhf.errors import (
+    ClientError,
+    ConfigError,
+    DeployError,
+    InvalidInputError,
+    ModelNotReadyError,
+    ServerUnavailableError,
+)
 from tritonhf.spec import DEFAULT_MODEL_NAME, EMBEDDING, NUM_TOKENS, TEXT
 
 
@@ -27,6 +36,34 @@ class Protocol(str, Enum):
     def default_url(self) -> str:
         """Triton's usual local endpoint for this protocol."""
         return "127.0.0.1:8001" if self is Protocol.GRPC else "127.0.0.1:8000"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of idempotent calls while the server is unreachable or its model reloads.
+
+    Waits ``initial_backoff_s``, doubling up to ``max_backoff_s``, for at most ``attempts``
+    tries in all. Overload and bad input are never retried.
+    """
+
+    attempts: int = 4
+    initial_backoff_s: float = 0.2
+    max_backoff_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.initial_backoff_s < 0 or self.max_backoff_s < 0:
+            raise ConfigError(f"retry policy needs attempts >= 1 and backoffs >= 0, got {self}")
+
+    def delays(self) -> Iterator[float]:
+        """The waits between attempts (``attempts - 1`` of them)."""
+        delay = self.initial_backoff_s
+        for _ in range(self.attempts - 1):
+            yield min(delay, self.max_backoff_s)
+            delay *= 2
+
+
+NO_RETRY = RetryPolicy(attempts=1)
+RETRYABLE = (ServerUnavailableError, ModelNotReadyError)
 
 
 @dataclass(frozen=True)
@@ -61,6 +98,17 @@ class ModelState:
     def ready(self) -> bool:
         """True when the model is loaded and serving."""
         return self.state == "READY"
+
+
+# tritonclient's own defaults (no gRPC message size limit), plus a short reconnect backoff so a
+# restarted server is found again within a second instead of gRPC's default of up to 2 minutes.
+_GRPC_CHANNEL = [
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
 def _strip_scheme(url: str) -> str:
@@ -104,6 +152,7 @@ class TritonHFClient:
         protocol: Protocol | str = Protocol.GRPC,
         model: str = DEFAULT_MODEL_NAME,
         timeout_s: float = 30.0,
+        retry: RetryPolicy = RetryPolicy(),
     ) -> None:
         try:
             self.protocol = Protocol(protocol)
@@ -114,6 +163,7 @@ class TritonHFClient:
         self.url = _strip_scheme(url or self.protocol.default_url)
         self.model = model
         self.timeout_s = timeout_s
+        self.retry = retry
         self._configs: dict[str, dict[str, Any]] = {}
         # tritonclient's HTTP client is gevent-based and not thread-safe: one per thread.
         # The gRPC client is thread-safe and shares one channel.
@@ -132,7 +182,7 @@ class TritonHFClient:
             if self.protocol is Protocol.GRPC:
                 import tritonclient.grpc as grpcclient
 
-                connection = grpcclient.InferenceServerClient(self.url)
+                connection = grpcclient.InferenceServerClient(self.url, channel_args=_GRPC_CHANNEL)
             else:
                 import tritonclient.http as httpclient
 
@@ -145,6 +195,17 @@ class TritonHFClient:
             self._opened.append(connection)
         self._local.connection = connection
         return connection
+
+    def _call_with_retry(self, model: str | None, method: str, *args: Any, **kwargs: Any) -> Any:
+        delays = self.retry.delays()
+        while True:
+            try:
+                return self._call(model, method, *args, **kwargs)
+            except RETRYABLE:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                time.sleep(delay)
 
     def _call(self, model: str | None, method: str, *args: Any, **kwargs: Any) -> Any:
         if self.protocol is Protocol.GRPC:
@@ -204,11 +265,39 @@ class TritonHFClient:
         name = model or self.model
         if name not in self._configs:
             if self.protocol is Protocol.GRPC:
-                config = self._call(name, "get_model_config", name, as_json=True)["config"]
+                config = self._call_with_retry(name, "get_model_config", name, as_json=True)
+                config = config["config"]
             else:
-                config = self._call(name, "get_model_config", name)
+                config = self._call_with_retry(name, "get_model_config", name)
             self._configs[name] = config
         return self._configs[name]
+
+    def load_model(self, model: str, *, version: int | None = None) -> None:
+        """Load (or reload) ``model`` in explicit model-control mode.
+
+        Triton loads the new version beside the old one and switches when it is ready, so
+        traffic keeps flowing; if loading fails, the old version keeps serving and this
+        raises `DeployError`. ``version`` pins that version (``version_policy: specific``).
+        """
+        kwargs: dict[str, Any] = {}
+        if version is not None:
+            config = dict(self.model_config(model))
+            config["version_policy"] = {"specific": {"versions": [version]}}
+            kwargs["config"] = json.dumps(config)
+        try:
+            self._call(model, "load_model", model, **kwargs)
+        except ClientError as exc:
+            raise DeployError(
+                f"could not load {model!r}{f' version {version}' if version else ''}: {exc}; "
+                "the version that was serving keeps serving"
+            ) from exc
+        finally:
+            self._configs.pop(model, None)
+
+    def unload_model(self, model: str) -> None:
+        """Unload ``model`` in explicit model-control mode (in-flight requests finish)."""
+        self._call(model, "unload_model", model)
+        self._configs.pop(model, None)
 
     # Inference ----------------------------------------------------------------------------
 
@@ -236,7 +325,7 @@ class TritonHFClient:
         text = module.InferInput(TEXT, list(packed.shape), "BYTES")
         text.set_data_from_numpy(packed)
         outputs = [module.InferRequestedOutput(n) for n in (EMBEDDING, NUM_TOKENS)]
-        result = self._call(model, "infer", model, [text], outputs=outputs)
+        result = self._call_with_retry(model, "infer", model, [text], outputs=outputs)
         return {name: result.as_numpy(name) for name in (EMBEDDING, NUM_TOKENS)}
 
     def _module(self) -> Any:

@@ -11,6 +11,7 @@ from tritonhf.errors import (
     InvalidInputError,
     ModelNotFoundError,
     ModelNotReadyError,
+    OverloadedError,
     ServerUnavailableError,
 )
 
@@ -45,6 +46,13 @@ def map_error(exc: BaseException, *, model: str | None, url: str) -> ClientError
     found = f"{status} {message}"
     if isinstance(exc, TimeoutError) or any(k.lower() in found.lower() for k in _TIMEOUT):
         return InferenceTimeoutError(f"request to {url} timed out: {message}")
+    # Checked before "unavailable": a full queue answers with gRPC status UNAVAILABLE too,
+    # but retrying it at once would only add load.
+    if re.search(r"exceeds maximum queue size|request timeout expired", message, re.IGNORECASE):
+        return OverloadedError(
+            f"{model!r} at {url} is overloaded and rejected the request ({message}); "
+            "back off and retry, or add capacity"
+        )
     # Checked before "unavailable" and "unknown model": Triton answers a loaded-but-not-ready
     # model with "Request for unknown model: 'x' version 1 is not at ready state" and gRPC
     # status UNAVAILABLE (HTTP 503).

@@ -20,7 +20,7 @@ from tritonhf.export.onnx_export import (
 from tritonhf.export.source import DEFAULT_MODEL, ModelSource, resolve_model
 from tritonhf.export.validate import DEFAULT_ATOL, ValidationReport, validate_onnx
 from tritonhf.repository.checks import check_config_matches_onnx
-from tritonhf.repository.configs import model_config
+from tritonhf.repository.configs import DEFAULT_TUNING, StepTuning, model_config
 from tritonhf.repository.writer import StepArtifacts, write_repository
 from tritonhf.spec import DEFAULT_MODEL_NAME, PipelineSpec, Runtime, Task
 
@@ -41,6 +41,8 @@ class ExportOptions:
     opset: int = DEFAULT_OPSET
     atol: float = DEFAULT_ATOL
     allow_pickle_weights: bool = False
+    version: int = 1
+    tuning: StepTuning = DEFAULT_TUNING
 
 
 @dataclass(frozen=True)
@@ -137,9 +139,15 @@ def export_model(
                 },
             },
         )
-        folders = write_repository(spec=spec, repo=options.repo, artifacts=artifacts)
+        folders = write_repository(
+            spec=spec,
+            repo=options.repo,
+            artifacts=artifacts,
+            tuning=options.tuning,
+            version=options.version,
+        )
     final_onnx = OnnxGraphInfo(
-        path=options.repo / spec.model_name / "1" / "model.onnx",
+        path=options.repo / spec.model_name / str(options.version) / "model.onnx",
         opset=onnx_info.opset,
         ir_version=onnx_info.ir_version,
     )

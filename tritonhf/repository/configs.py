@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tritonhf.errors import ConfigError
 from tritonhf.spec import PipelineSpec, Runtime, TensorSpec
 
 PYTHON_BACKEND = "python"
@@ -17,9 +18,21 @@ ONNXRUNTIME_PLATFORM = "onnxruntime_onnx"
 
 @dataclass(frozen=True)
 class BatchingPolicy:
-    """Dynamic batching settings shared by the steps that batch."""
+    """Dynamic batching and admission settings shared by the steps that batch.
+
+    Past ``max_queue_size`` waiting requests, or after waiting ``queue_timeout_ms`` in the
+    queue, a step rejects a request at once ("overloaded") instead of letting latency grow
+    without bound.
+    """
 
     max_queue_delay_us: int = 0
+    max_queue_size: int = 256
+    queue_timeout_ms: int = 5_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_queue_delay_us", "max_queue_size", "queue_timeout_ms"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (0 disables it), got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -29,6 +42,7 @@ class StepTuning:
     tokenizer_instances: int = 1
     model_instances: int = 1
     intra_op_threads: int = 0
+    max_text_bytes: int = 1 << 20
     batching: BatchingPolicy = field(default_factory=BatchingPolicy)
 
 
@@ -58,7 +72,14 @@ def _set_parameters(config: Any, parameters: dict[str, str]) -> None:
 
 
 def _dynamic_batching(config: Any, policy: BatchingPolicy) -> None:
-    config.dynamic_batching.max_queue_delay_microseconds = policy.max_queue_delay_us
+    batching = config.dynamic_batching
+    batching.max_queue_delay_microseconds = policy.max_queue_delay_us
+    queue = batching.default_queue_policy
+    queue.max_queue_size = policy.max_queue_size
+    if policy.queue_timeout_ms:
+        queue.timeout_action = _pb().ModelQueuePolicy.REJECT
+        queue.default_timeout_microseconds = policy.queue_timeout_ms * 1000
+        queue.allow_timeout_override = True
 
 
 def _cpu_instances(config: Any, count: int) -> None:
@@ -87,6 +108,7 @@ def tokenizer_config(
             "max_length": str(spec.max_length),
             "pad_token_id": str(pad_token_id),
             "pad_to_multiple_of": str(multiple),
+            "max_text_bytes": str(tuning.max_text_bytes),
         },
     )
     return config

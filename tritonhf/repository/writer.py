@@ -20,7 +20,6 @@ from tritonhf.repository.configs import (
 )
 from tritonhf.spec import PipelineSpec, Runtime
 
-VERSION = "1"
 CONFIG_FILE = "config.pbtxt"
 EXPORT_MANIFEST = "tritonhf.json"
 """Provenance written beside the ensemble's config: source model, opset, validation figures."""
@@ -40,11 +39,16 @@ def _backend_source(module: str) -> str:
     return resources.files("tritonhf.backends").joinpath(f"{module}.py").read_text("utf-8")
 
 
-def _write_model(repo: Path, name: str, config: Any, files: dict[str, Path | str]) -> Path:
+def _write_model(
+    repo: Path, name: str, config: Any, files: dict[str, Path | str], *, version_number: int = 1
+) -> Path:
+    """Version 1 replaces the whole model folder; a later version is added beside the others."""
     folder = repo / name
-    if folder.exists():
+    version = folder / str(version_number)
+    if version_number == 1 and folder.exists():
         shutil.rmtree(folder)
-    version = folder / VERSION
+    elif version.exists():
+        shutil.rmtree(version)
     version.mkdir(parents=True)
     (folder / CONFIG_FILE).write_text(to_pbtxt(config), encoding="utf-8")
     for target, content in files.items():
@@ -61,8 +65,16 @@ def write_repository(
     repo: Path,
     artifacts: StepArtifacts,
     tuning: StepTuning = DEFAULT_TUNING,
+    version: int = 1,
 ) -> list[Path]:
-    """Write (or replace) the pipeline's model folders under ``repo``; return them."""
+    """Write the pipeline's model folders under ``repo``; return them.
+
+    ``version`` 1 (a fresh export) replaces the folders. A later version adds
+    ``<step>/<version>/`` to the tokenizer and model steps beside the versions already there,
+    for a hot reload (`tritonhf deploy`); it must keep the same tensor contract.
+    """
+    if version < 1:
+        raise RepositoryError(f"model versions start at 1, got {version}")
     for path in (artifacts.onnx_path, artifacts.tokenizer_json):
         if not path.is_file():
             raise RepositoryError(f"cannot write the repository: {path} does not exist")
@@ -80,11 +92,18 @@ def write_repository(
                     "model.py": _backend_source("tokenizer"),
                     "tokenizer.json": artifacts.tokenizer_json,
                 },
+                version_number=version,
             ),
-            _write_model(repo, spec.model_name, model_config(spec, tuning=tuning), model_files),
+            _write_model(
+                repo,
+                spec.model_name,
+                model_config(spec, tuning=tuning),
+                model_files,
+                version_number=version,
+            ),
             _write_model(repo, spec.name, ensemble_config(spec), {}),
         ]
-        manifest = {"spec": _spec_dict(spec), **artifacts.manifest}
+        manifest = {"spec": _spec_dict(spec), "version": version, **artifacts.manifest}
         (repo / spec.name / EXPORT_MANIFEST).write_text(
             json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
         )

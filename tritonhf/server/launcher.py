@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import re
 import shutil
 import signal
@@ -39,7 +40,7 @@ class ServerConfig:
     http_port: int = 8000
     grpc_port: int = 8001
     metrics_port: int = 8002
-    model_control: ModelControl = ModelControl.NONE
+    model_control: ModelControl = ModelControl.EXPLICIT
     startup_timeout_s: float = 180.0
     exit_timeout_s: int = 30
     log_verbose: int = 0
@@ -94,11 +95,15 @@ class ServerConfig:
             f"--exit-timeout-secs={self.exit_timeout_s}",
             f"--log-verbose={self.log_verbose}",
             "--strict-readiness=true",
+            # Explicit mode loads nothing by itself: start with the whole repository loaded,
+            # like "none", and keep the load/unload API for hot reloads and graceful drains.
+            *(["--load-model=*"] if self.model_control is ModelControl.EXPLICIT else []),
         ]
 
 
 # glog error lines ("E1126 08:40:49..."), failed rows of the model table, fatal lines.
 _FAILURE_LINE = re.compile(r"^E\d{4} |UNAVAILABLE:|^error:|failed to", re.IGNORECASE)
+_ENSEMBLE = re.compile(r'^platform:\s*"ensemble"', re.MULTILINE)
 _BENIGN_LINE = re.compile(r"CudaDriverHelper|NVML|DCGM|GPU metrics|pinned memory", re.IGNORECASE)
 
 
@@ -182,8 +187,48 @@ class TritonServer:
             time.sleep(0.25)
         raise ServerError(f"tritonserver was not ready after {timeout_s:.0f} s{self._tail()}")
 
+    def drain(self, timeout_s: float) -> None:
+        """Unload the ensembles first, so requests already inside them finish every step.
+
+        On SIGTERM Triton stops each model's scheduler at once, so a request between two
+        ensemble steps would be refused by the second. Unloading an ensemble instead refuses
+        new requests to it while its in-flight ones complete on the still-loaded steps. Needs
+        explicit model control (the default); a no-op otherwise.
+        """
+        if self.config.model_control is not ModelControl.EXPLICIT or not self.is_ready():
+            return
+        ensembles = [
+            path.parent.name
+            for path in self.config.repo.glob("*/config.pbtxt")
+            if _ENSEMBLE.search(path.read_text(encoding="utf-8", errors="replace"))
+        ]
+        deadline = time.monotonic() + timeout_s
+        for name in ensembles:
+            self._post(f"/v2/repository/models/{name}/unload", deadline)
+        # An unloading model already answers "not ready" while its requests still run: wait
+        # until the index no longer lists it as READY or UNLOADING.
+        while time.monotonic() < deadline:
+            index = self._post("/v2/repository/index", deadline) or []
+            busy = {e.get("name") for e in index if e.get("state") in ("READY", "UNLOADING")}
+            if not busy.intersection(ensembles):
+                return
+            time.sleep(0.05)
+
+    def _post(self, path: str, deadline: float) -> list[dict[str, str]] | None:
+        request = urllib.request.Request(f"http://{self.config.http_url}{path}", method="POST")
+        timeout = max(deadline - time.monotonic(), 0.1)
+        try:
+            with urllib.request.urlopen(request, data=b"{}", timeout=timeout) as response:  # noqa: S310
+                body = response.read()
+        except (urllib.error.URLError, OSError):
+            return None  # draining is best effort; SIGTERM follows either way
+        parsed = json.loads(body) if body else None
+        return parsed if isinstance(parsed, list) else None
+
     def stop(self, timeout_s: float | None = None) -> int | None:
-        """Stop gracefully (SIGTERM lets in-flight requests finish), then force; return the code."""
+        """Drain, then SIGTERM (Triton finishes in-flight requests), then force; return the code."""
+        if self._process is not None and self._process.poll() is None:
+            self.drain(float(self.config.exit_timeout_s))
         process, self._process = self._process, None
         code = None
         if process is not None:

@@ -1,0 +1,69 @@
+"""Soak test: a long bounded closed loop against a running tritonhf server, with a table.
+
+    .venv/bin/python scripts/soak.py --url 127.0.0.1:8001 --requests 20000 --concurrency 16
+
+Without --url it exports nothing and starts a server on REPO (default model_repository/) on
+free ports, so it measures the server's own memory. Exit code 1 on any error or when RSS grows
+more than --max-rss-growth from the first to the last quarter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from pathlib import Path
+
+from tritonhf import data
+from tritonhf.client import TritonHFClient
+from tritonhf.loadgen import soak
+from tritonhf.server.launcher import ServerConfig, TritonServer
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def main() -> int:
+    """Parse flags, run the soak, print the table."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--repo", type=Path, default=Path("model_repository"))
+    parser.add_argument("--model", default="minilm")
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--warmup", type=int, default=1000, help="unmeasured requests first")
+    parser.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
+    parser.add_argument("--max-rss-growth", type=float, default=0.10)
+    args = parser.parse_args()
+
+    http, grpc, metrics = _free_ports(3)
+    config = ServerConfig(repo=args.repo, http_port=http, grpc_port=grpc, metrics_port=metrics)
+    with TritonServer(config, log_path=Path("artifacts/soak-server.log")) as server:
+        if server.pid is None:
+            raise RuntimeError("the server did not start")
+        url = config.grpc_url if args.protocol == "grpc" else config.http_url
+        with TritonHFClient(url, protocol=args.protocol, model=args.model) as client:
+            report = soak(
+                client,
+                data.sentences(),
+                requests=args.requests,
+                concurrency=args.concurrency,
+                server_pid=server.pid,
+                warmup=args.warmup,
+            )
+    print(f"soak: {args.requests:,} requests at concurrency {args.concurrency} ({args.protocol})")
+    print(report.table())
+    ok = report.load.error_count == 0 and report.rss_growth <= args.max_rss_growth
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

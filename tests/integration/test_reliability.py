@@ -1,0 +1,225 @@
+"""Overload, hot reload, restart, graceful shutdown and a short soak, on real servers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import server_config
+from tritonhf import data
+from tritonhf.client import DeployError, OverloadedError, RetryPolicy, TritonHFClient
+from tritonhf.client.deploy import deploy_pipeline
+from tritonhf.errors import ClientError
+from tritonhf.export.pipeline import ExportResult
+from tritonhf.loadgen import soak
+from tritonhf.repository.configs import (
+    BatchingPolicy,
+    StepTuning,
+    model_config,
+    to_pbtxt,
+    tokenizer_config,
+)
+from tritonhf.server.launcher import ModelControl, ServerConfig, TritonServer
+
+LONG_TEXT = "a sentence that keeps going with many words in it " * 30
+
+
+def copy_pipeline(exported: ExportResult, target: Path) -> Path:
+    source = exported.folders[0].parent
+    target.mkdir(parents=True)
+    for folder in exported.folders:
+        shutil.copytree(source / folder.name, target / folder.name)
+    return target
+
+
+class Traffic:
+    """Steady background requests; counts outcomes by type until stopped."""
+
+    def __init__(self, client: TritonHFClient, workers: int = 3) -> None:
+        self.client = client
+        self.outcomes: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(workers)]
+
+    def _run(self) -> None:
+        texts = data.sentences()
+        index = 0
+        while not self._stop.is_set():
+            index += 1
+            try:
+                self.client.embed([texts[index % len(texts)]])
+                outcome = "ok"
+            except ClientError as exc:
+                outcome = type(exc).__name__
+            with self._lock:
+                self.outcomes[outcome] += 1
+
+    def __enter__(self) -> Traffic:
+        for thread in self._threads:
+            thread.start()
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.5)
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+        assert not any(t.is_alive() for t in self._threads), "a request hung"
+
+
+@pytest.fixture
+def small_queue_server(exported: ExportResult, tmp_path: Path) -> Iterator[TritonServer]:
+    repo = copy_pipeline(exported, tmp_path / "repo")
+    tuning = StepTuning(batching=BatchingPolicy(max_queue_size=4, queue_timeout_ms=0))
+    spec = exported.spec
+    (repo / spec.tokenizer_name / "config.pbtxt").write_text(
+        to_pbtxt(tokenizer_config(spec, pad_token_id=0, tuning=tuning))
+    )
+    (repo / spec.model_name / "config.pbtxt").write_text(
+        to_pbtxt(model_config(spec, tuning=tuning))
+    )
+    with TritonServer(server_config(repo), log_path=tmp_path / "server.log") as server:
+        yield server
+
+
+def test_past_capacity_requests_are_rejected_fast_and_accepted_ones_succeed(
+    small_queue_server: TritonServer,
+) -> None:
+    client = TritonHFClient(small_queue_server.config.grpc_url, retry=RetryPolicy(attempts=1))
+
+    def send(_: int) -> tuple[str, float]:
+        started = time.perf_counter()
+        try:
+            vectors = client.embed([LONG_TEXT])
+        except OverloadedError:
+            return "overloaded", time.perf_counter() - started
+        assert vectors.shape == (1, 384)
+        return "ok", time.perf_counter() - started
+
+    with ThreadPoolExecutor(max_workers=48) as pool:
+        results = list(pool.map(send, range(96)))
+    client.close()
+    accepted = [seconds for outcome, seconds in results if outcome == "ok"]
+    rejected = [seconds for outcome, seconds in results if outcome == "overloaded"]
+    assert len(accepted) + len(rejected) == 96
+    assert rejected, "nothing was rejected: the queue limit is not enforced"
+    assert accepted, "nothing was served"
+    assert max(sorted(rejected)[: len(rejected) // 2]) < 1.0, "rejections are not fast"
+    assert max(accepted) < 30.0
+
+
+def test_a_full_queue_maps_to_the_typed_overloaded_error() -> None:
+    from tritonclient.utils import InferenceServerException
+
+    from tritonhf.client.errors import map_error
+
+    raw = InferenceServerException("Exceeds maximum queue size", status="StatusCode.UNAVAILABLE")
+    assert isinstance(map_error(raw, model="m", url="u"), OverloadedError)
+
+
+@pytest.fixture
+def explicit_server(exported: ExportResult, tmp_path: Path) -> Iterator[TritonServer]:
+    repo = copy_pipeline(exported, tmp_path / "repo")
+    config = server_config(repo, model_control=ModelControl.EXPLICIT)
+    with TritonServer(config, log_path=tmp_path / "server.log") as server:
+        yield server
+
+
+def add_version(repo: Path, step: str, version: int, *, broken: bool = False) -> None:
+    shutil.copytree(repo / step / "1", repo / step / str(version))
+    if broken:
+        (repo / step / str(version) / "model.onnx").write_bytes(b"not an onnx graph")
+
+
+def test_hot_reload_under_traffic_fails_no_request_and_a_broken_version_is_refused(
+    explicit_server: TritonServer,
+) -> None:
+    repo = explicit_server.config.repo
+    client = TritonHFClient(explicit_server.config.grpc_url, retry=RetryPolicy(attempts=1))
+    for step in ("minilm_tokenizer", "minilm_model"):
+        add_version(repo, step, 2)
+    with Traffic(client) as traffic:
+        states = deploy_pipeline(client, model="minilm")
+    assert {s.name: s.version for s in states if s.ready}["minilm_model"] == "2"
+    assert traffic.outcomes["ok"] > 10
+    assert set(traffic.outcomes) == {"ok"}, traffic.outcomes
+
+    add_version(repo, "minilm_model", 3, broken=True)
+    with Traffic(client) as traffic, pytest.raises(DeployError, match="keeps serving"):
+        deploy_pipeline(client, model="minilm")
+    assert set(traffic.outcomes) == {"ok"}, traffic.outcomes
+    ready = {s.name: s.version for s in client.models() if s.ready}
+    assert ready["minilm_model"] == "2"
+    assert client.embed(["still the old version"]).shape == (1, 384)
+    client.close()
+
+
+def test_the_client_recovers_from_a_server_restart_with_bounded_errors(
+    repo: Path, tmp_path: Path
+) -> None:
+    config: ServerConfig = server_config(repo)
+    first = TritonServer(config, log_path=tmp_path / "first.log")
+    first.start()
+    retry = RetryPolicy(attempts=6, initial_backoff_s=0.2, max_backoff_s=1.0)
+    client = TritonHFClient(config.grpc_url, retry=retry, timeout_s=10)
+    second = TritonServer(config, log_path=tmp_path / "second.log")
+    try:
+        with Traffic(client, workers=2) as traffic:
+            assert first.pid is not None
+            os.kill(first.pid, signal.SIGKILL)
+            first.stop()
+            second.start()
+            time.sleep(1.0)
+        assert traffic.outcomes["ok"] > 10
+        assert sum(n for k, n in traffic.outcomes.items() if k != "ok") <= 4, traffic.outcomes
+        assert client.embed(["after the restart"]).shape == (1, 384)
+    finally:
+        client.close()
+        first.stop()
+        second.stop()
+
+
+def test_a_graceful_stop_lets_in_flight_requests_finish(repo: Path, tmp_path: Path) -> None:
+    # What `tritonhf serve` does on SIGTERM: drain the ensembles, then SIGTERM Triton.
+    config = server_config(repo, exit_timeout_s=30)
+    server = TritonServer(config, log_path=tmp_path / "server.log")
+    server.start()
+    client = TritonHFClient(server.config.grpc_url, retry=RetryPolicy(attempts=1), timeout_s=60)
+    batch = [LONG_TEXT] * 8
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = [pool.submit(client.embed, batch) for _ in range(4)]
+            time.sleep(0.3)
+            assert server.stop() == 0
+            shapes = [future.result().shape for future in futures]
+        assert shapes == [(8, 384)] * 4
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_a_short_soak_has_no_errors_and_stable_memory(server: TritonServer) -> None:
+    assert server.pid is not None
+    with TritonHFClient(server.config.grpc_url) as client:
+        report = soak(
+            client,
+            data.sentences(),
+            requests=1500,
+            concurrency=16,
+            server_pid=server.pid,
+            warmup=300,
+        )
+    print(report.table())
+    assert report.load.error_count == 0, report.load.errors
+    assert report.rss_growth < 0.10, report.table()
