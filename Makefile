@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed
 EXPORT_SOURCES := $(shell find tritonhf/export tritonhf/backends tritonhf/repository -name '*.py' 2>/dev/null)
 
-.PHONY: install system-deps export run serve lint format test test-unit test-integration clean help
+.PHONY: install system-deps export run serve lint security format test test-unit test-integration soak clean help
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -53,11 +53,15 @@ lint: $(STAMP)  ## ruff (lint + format check) and mypy
 	$(BIN)/ruff format --check tritonhf tests benchmarks scripts
 	$(BIN)/mypy
 
+security: $(STAMP)  ## bandit on the package, pip-audit on the pinned dependencies
+	$(BIN)/bandit -q -r tritonhf
+	BIN=$(BIN) bash scripts/pip-audit.sh
+
 format: $(STAMP)  ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix tritonhf tests benchmarks scripts
 	$(BIN)/ruff format tritonhf tests benchmarks scripts
 
-test: lint  ## Lint, then the whole suite (starts its own Triton servers) with coverage
+test: lint security  ## Lint and audit, then the whole suite (starts its own Triton servers)
 	$(BIN)/python -m pytest --cov=tritonhf --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
 test-unit: $(STAMP)  ## Fast tests only (no server)
@@ -65,6 +69,9 @@ test-unit: $(STAMP)  ## Fast tests only (no server)
 
 test-integration: $(STAMP)  ## Tests against a real Triton on free 127.0.0.1 ports
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+soak: $(REPO)/$(NAME)/tritonhf.json  ## 20,000 requests at concurrency 16 with a memory table
+	$(BIN)/python scripts/soak.py --repo $(REPO) --model $(NAME)
 
 clean:  ## Remove generated files (keeps .venv)
 	rm -rf $(REPO) artifacts .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

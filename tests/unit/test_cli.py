@@ -38,6 +38,7 @@ def test_export_defaults_to_the_offline_model_and_the_python_onnx_runtime() -> N
         "opset": 17,
         "atol": 1e-4,
         "allow_pickle_weights": False,
+        "revision": None,
         "version": 1,
         "max_queue_size": 256,
         "queue_timeout_ms": 5000,

@@ -150,6 +150,7 @@ def run_export(args: argparse.Namespace) -> int:
             opset=args.opset,
             atol=args.atol,
             allow_pickle_weights=args.allow_pickle_weights,
+            revision=args.revision,
             version=args.version,
             tuning=StepTuning(
                 max_text_bytes=args.max_text_bytes,

@@ -42,7 +42,7 @@ def load_encoder(source: ModelSource, *, allow_pickle_weights: bool = False) -> 
     from transformers import AutoModel
 
     try:
-        model = AutoModel.from_pretrained(
+        model = AutoModel.from_pretrained(  # nosec B615
             source.path,
             trust_remote_code=False,
             use_safetensors=None if allow_pickle_weights else True,

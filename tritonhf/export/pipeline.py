@@ -41,6 +41,7 @@ class ExportOptions:
     opset: int = DEFAULT_OPSET
     atol: float = DEFAULT_ATOL
     allow_pickle_weights: bool = False
+    revision: str | None = None
     version: int = 1
     tuning: StepTuning = DEFAULT_TUNING
 
@@ -60,7 +61,9 @@ def load_fast_tokenizer(source: ModelSource) -> Any:
     """Load the model's tokenizer; the serving step needs its fast (Rust) form."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source.path, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(  # nosec B615
+        source.path, trust_remote_code=False
+    )
     if not tokenizer.is_fast:
         raise ExportError(
             f"{source.path} has no fast tokenizer (tokenizer.json); the serving step needs one"
@@ -95,7 +98,7 @@ def export_model(
     from tritonhf import data
 
     started = time.perf_counter()
-    source = resolve_model(options.model)
+    source = resolve_model(options.model, revision=options.revision)
     progress(f"loading {source.path} (pooling: {source.pooling.value})")
     model = load_encoder(source, allow_pickle_weights=options.allow_pickle_weights)
     tokenizer = load_fast_tokenizer(source)

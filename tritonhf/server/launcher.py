@@ -7,7 +7,7 @@ import json
 import re
 import shutil
 import signal
-import subprocess
+import subprocess  # nosec B404
 import sys
 import tempfile
 import time
@@ -60,7 +60,7 @@ class ServerConfig:
     @property
     def client_host(self) -> str:
         """Where a local client connects (a wildcard bind is reached through loopback)."""
-        return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # noqa: S104
+        return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # noqa: S104  # nosec B104
 
     @property
     def http_url(self) -> str:
@@ -148,7 +148,7 @@ class TritonServer:
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("ab")
-        self._process = subprocess.Popen(  # noqa: S603 (fixed binary, no shell)
+        self._process = subprocess.Popen(  # noqa: S603  # nosec B603
             self.config.command(dist.binary, backend_dir),
             env=server_environment(dist),
             stdout=self._log,
@@ -168,7 +168,7 @@ class TritonServer:
         """True when ``/v2/health/ready`` answers 200 (all models loaded)."""
         url = f"http://{self.config.http_url}/v2/health/ready"
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            with urllib.request.urlopen(url, timeout=2) as response:  # nosec B310
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
@@ -218,7 +218,7 @@ class TritonServer:
         request = urllib.request.Request(f"http://{self.config.http_url}{path}", method="POST")
         timeout = max(deadline - time.monotonic(), 0.1)
         try:
-            with urllib.request.urlopen(request, data=b"{}", timeout=timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(request, data=b"{}", timeout=timeout) as response:  # noqa: S310  # nosec B310
                 body = response.read()
         except (urllib.error.URLError, OSError):
             return None  # draining is best effort; SIGTERM follows either way
