@@ -41,6 +41,18 @@ def copy_pipeline(exported: ExportResult, target: Path) -> Path:
     return target
 
 
+def processes_in_group(group: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
 class Traffic:
     """Steady background requests; counts outcomes by type until stopped."""
 
@@ -176,9 +188,11 @@ def test_the_client_recovers_from_a_server_restart_with_bounded_errors(
     second = TritonServer(config, log_path=tmp_path / "second.log")
     try:
         with Traffic(client, workers=2) as traffic:
-            assert first.pid is not None
-            os.kill(first.pid, signal.SIGKILL)
+            killed = first.pid
+            assert killed is not None
+            os.kill(killed, signal.SIGKILL)
             first.stop()
+            assert not processes_in_group(killed), "the killed server's stubs were left behind"
             second.start()
             time.sleep(1.0)
         assert traffic.outcomes["ok"] > 10

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
+import os
 import re
 import shutil
 import signal
@@ -239,6 +241,10 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 code = process.wait()
+            # Python-backend stubs of a server that died abruptly can outlive it; they share
+            # its process group (its own session), so end whatever is left of the group.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
         if self._log is not None:
             self._log.close()
             self._log = None
