@@ -64,9 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--opset", type=int, default=17, help="ONNX opset (Triton 2.51 takes <= 21)"
     )
     export.add_argument("--atol", type=float, default=1e-4, help="max |ONNX - PyTorch| accepted")
-    export.add_argument(
-        "--version", type=int, default=1, help="model version to write (hot reload)"
-    )
+    export.add_argument("--revision", help="hub commit/tag/branch to pin (default: main)")
+    export.add_argument("--version", type=int, default=1, help="model version (hot reload)")
     export.add_argument(
         "--max-queue-size", type=int, default=256, help="queued requests per step before rejecting"
     )
