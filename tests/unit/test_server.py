@@ -194,12 +194,13 @@ def test_command_uses_an_absolute_repository_path(
     assert f"--model-repository={tmp_path.resolve() / 'model_repository'}" in command
 
 
-def test_default_command_runs_without_model_control_on_loopback(
+def test_default_command_loads_everything_in_explicit_mode_on_loopback(
     tmp_path: Path, dist: TritonDistribution
 ) -> None:
     command = ServerConfig(repo=tmp_path).command(dist.binary, tmp_path)
 
-    assert "--model-control-mode=none" in command
+    assert "--model-control-mode=explicit" in command
+    assert "--load-model=*" in command
     assert "--http-address=127.0.0.1" in command
     assert "--grpc-port=8001" in command
 
@@ -246,3 +247,14 @@ def test_readiness_probe_is_false_when_nothing_listens(tmp_path: Path, closed_po
     config = ServerConfig(repo=tmp_path, http_port=closed_port, grpc_port=1, metrics_port=2)
 
     assert TritonServer(config).is_ready() is False
+
+
+def test_model_control_none_loads_without_the_explicit_flag(
+    tmp_path: Path, dist: TritonDistribution
+) -> None:
+    command = ServerConfig(repo=tmp_path, model_control=ModelControl.NONE).command(
+        dist.binary, tmp_path
+    )
+
+    assert "--model-control-mode=none" in command
+    assert not any(arg.startswith("--load-model") for arg in command)
