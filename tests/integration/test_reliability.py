@@ -124,6 +124,11 @@ def test_past_capacity_requests_are_rejected_fast_and_accepted_ones_succeed(
     client.close()
     accepted = [seconds for outcome, seconds in results if outcome == "ok"]
     rejected = [seconds for outcome, seconds in results if outcome == "overloaded"]
+    print(
+        f"\noverload: 96 requests from 48 threads, max_queue_size 4: {len(accepted)} accepted "
+        f"(max {max(accepted, default=0):.2f} s), {len(rejected)} rejected (median "
+        f"{sorted(rejected)[len(rejected) // 2] if rejected else 0:.3f} s)"
+    )
     assert len(accepted) + len(rejected) == 96
     assert rejected, "nothing was rejected: the queue limit is not enforced"
     assert accepted, "nothing was served"
@@ -163,6 +168,7 @@ def test_hot_reload_under_traffic_fails_no_request_and_a_broken_version_is_refus
         add_version(repo, step, 2)
     with Traffic(client) as traffic:
         states = deploy_pipeline(client, model="minilm")
+    print(f"\nhot reload to version 2 under traffic: {dict(traffic.outcomes)}")
     assert {s.name: s.version for s in states if s.ready}["minilm_model"] == "2"
     assert traffic.outcomes["ok"] > 10
     assert set(traffic.outcomes) == {"ok"}, traffic.outcomes
@@ -170,6 +176,7 @@ def test_hot_reload_under_traffic_fails_no_request_and_a_broken_version_is_refus
     add_version(repo, "minilm_model", 3, broken=True)
     with Traffic(client) as traffic, pytest.raises(DeployError, match="keeps serving"):
         deploy_pipeline(client, model="minilm")
+    print(f"broken version 3 refused under traffic: {dict(traffic.outcomes)}")
     assert set(traffic.outcomes) == {"ok"}, traffic.outcomes
     ready = {s.name: s.version for s in client.models() if s.ready}
     assert ready["minilm_model"] == "2"
@@ -195,6 +202,7 @@ def test_the_client_recovers_from_a_server_restart_with_bounded_errors(
             assert not processes_in_group(killed), "the killed server's stubs were left behind"
             second.start()
             time.sleep(1.0)
+        print(f"\nSIGKILL + restart under traffic: {dict(traffic.outcomes)}")
         assert traffic.outcomes["ok"] > 10
         assert sum(n for k, n in traffic.outcomes.items() if k != "ok") <= 4, traffic.outcomes
         assert client.embed(["after the restart"]).shape == (1, 384)
