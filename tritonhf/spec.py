@@ -28,6 +28,9 @@ DEFAULT_MODEL_NAME = "minilm"
 TEXT = "TEXT"
 EMBEDDING = "EMBEDDING"
 NUM_TOKENS = "NUM_TOKENS"
+LABEL = "LABEL"
+SCORE = "SCORE"
+PROBABILITIES = "PROBABILITIES"
 # Tokenizer -> model tensor names; they are also the ONNX graph's input names.
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
@@ -39,6 +42,7 @@ class Task(str, Enum):
     """What the served model computes."""
 
     EMBEDDING = "embedding"
+    CLASSIFICATION = "classification"
 
 
 class Runtime(str, Enum):
@@ -104,8 +108,18 @@ class PipelineSpec:
     hidden_size: int = 384
     max_length: int = 256
     max_batch_size: int = 64
+    labels: tuple[str, ...] = ()
+    """Class names in output order (``id2label``); classification only."""
 
     def __post_init__(self) -> None:
+        if self.task is Task.CLASSIFICATION and len(self.labels) < 2:
+            raise ConfigError(
+                f"a classifier needs at least 2 labels (id2label), got {list(self.labels)}"
+            )
+        if self.task is Task.EMBEDDING and self.labels:
+            raise ConfigError(f"an embedding model has no labels, got {list(self.labels)}")
+        if len(set(self.labels)) != len(self.labels):
+            raise ConfigError(f"labels must be distinct, got {list(self.labels)}")
         if not _NAME_PATTERN.fullmatch(self.name):
             raise ConfigError(
                 f"model name {self.name!r} is not usable as a Triton model directory; "
@@ -137,10 +151,7 @@ class PipelineSpec:
     @property
     def ensemble_outputs(self) -> tuple[TensorSpec, ...]:
         """What a client receives."""
-        return (
-            TensorSpec(EMBEDDING, DataType.FP32, (self.hidden_size,)),
-            TensorSpec(NUM_TOKENS, DataType.INT32, (1,)),
-        )
+        return (*self.model_outputs, TensorSpec(NUM_TOKENS, DataType.INT32, (1,)))
 
     @property
     def token_tensors(self) -> tuple[TensorSpec, ...]:
@@ -157,5 +168,16 @@ class PipelineSpec:
 
     @property
     def model_outputs(self) -> tuple[TensorSpec, ...]:
-        """What the model step produces (pooling and normalisation live in the graph)."""
+        """What the model step's graph produces.
+
+        Embeddings: pooled and L2-normalised in the graph. Classification: softmax, the top
+        label (an ``ai.onnx.ml.LabelEncoder`` maps its index to the class name) and its score,
+        all in the graph, so no postprocess step is needed.
+        """
+        if self.task is Task.CLASSIFICATION:
+            return (
+                TensorSpec(LABEL, DataType.BYTES, (1,)),
+                TensorSpec(SCORE, DataType.FP32, (1,)),
+                TensorSpec(PROBABILITIES, DataType.FP32, (len(self.labels),)),
+            )
         return (TensorSpec(EMBEDDING, DataType.FP32, (self.hidden_size,)),)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.models import SENTIMENT_LABELS, tiny_model
 from tritonhf.client import TritonHFClient
 from tritonhf.export.pipeline import ExportOptions, ExportResult, export_model
 from tritonhf.server.launcher import ServerConfig, TritonServer
@@ -69,8 +70,30 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
     return export_model(ExportOptions(repo=tmp_path_factory.mktemp("repo")))
 
 
+CLASSIFIER = "tinycls"
+
+
 @pytest.fixture(scope="session")
-def repo(exported: ExportResult) -> Path:
+def classifier_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random 3-class sentiment classifier (a HF folder)."""
+    return tiny_model(tmp_path_factory.mktemp("classifier"), labels=SENTIMENT_LABELS)
+
+
+@pytest.fixture(scope="session")
+def classifier(exported: ExportResult, classifier_source: Path) -> ExportResult:
+    """The classifier exported beside the default model (task detected from its config)."""
+    return export_model(
+        ExportOptions(
+            model=str(classifier_source),
+            name=CLASSIFIER,
+            repo=exported.folders[0].parent,
+            max_batch_size=16,
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def repo(exported: ExportResult, classifier: ExportResult) -> Path:
     folder = exported.folders[0].parent
     probe = folder / PROBE_MODEL
     (probe / "1").mkdir(parents=True, exist_ok=True)

@@ -3,53 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.integration.models import tiny_model
 from tritonhf.errors import ExportError, ValidationError
 from tritonhf.export.onnx_export import export_onnx, load_encoder, sentence_encoder
 from tritonhf.export.pipeline import ExportOptions, export_model, load_fast_tokenizer
-from tritonhf.export.source import DEFAULT_MODEL, Pooling, resolve_model
+from tritonhf.export.source import Pooling, resolve_model
 from tritonhf.export.validate import validate_onnx
-
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "vocab.txt",
-    "special_tokens_map.json",
-)
-
-
-def tiny_model(folder: Path, architecture: str, *, pooling: str | None = None) -> Path:
-    """A randomly initialised 2-layer model with MiniLM's tokenizer, saved as safetensors."""
-    import torch
-    from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
-
-    torch.manual_seed(0)
-    if architecture == "bert":
-        model = BertModel(
-            BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=64, max_position_embeddings=128)
-        )  # fmt: skip
-    else:
-        model = DistilBertModel(
-            DistilBertConfig(
-                dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128
-            )
-        )
-    model.save_pretrained(folder)
-    source = resolve_model(DEFAULT_MODEL).path
-    for name in TOKENIZER_FILES:
-        shutil.copyfile(source / name, folder / name)
-    if pooling:
-        (folder / "1_Pooling").mkdir()
-        (folder / "1_Pooling" / "config.json").write_text(
-            json.dumps({"word_embedding_dimension": 32, f"pooling_mode_{pooling}": True})
-        )
-    return folder
 
 
 @pytest.mark.parametrize(

@@ -199,6 +199,9 @@ def test_the_client_recovers_from_a_server_restart_with_bounded_errors(
             assert killed is not None
             os.kill(killed, signal.SIGKILL)
             first.stop()
+            deadline = time.monotonic() + 5  # SIGKILL is delivered asynchronously
+            while processes_in_group(killed) and time.monotonic() < deadline:
+                time.sleep(0.1)
             assert not processes_in_group(killed), "the killed server's stubs were left behind"
             second.start()
             time.sleep(1.0)

@@ -29,7 +29,7 @@ def test_export_defaults_to_the_offline_model_and_the_python_onnx_runtime() -> N
         "verbose": False,
         "command": "export",
         "model": "default",
-        "task": "embedding",
+        "task": None,
         "name": "minilm",
         "repo": Path("model_repository"),
         "max_length": None,
@@ -52,7 +52,7 @@ def test_export_flag_defaults_agree_with_export_options() -> None:
     assert args["model"] == options.model
     assert args["name"] == options.name
     assert args["repo"] == options.repo
-    assert args["task"] == options.task.value
+    assert args["task"] is options.task is None  # detected from the model's config
     assert args["runtime"] == options.runtime.value
     assert args["max_length"] == options.max_length
     assert args["max_batch_size"] == options.max_batch_size

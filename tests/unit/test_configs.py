@@ -19,7 +19,7 @@ from tritonhf.repository.configs import (
     to_pbtxt,
     tokenizer_config,
 )
-from tritonhf.spec import PipelineSpec, Runtime
+from tritonhf.spec import PipelineSpec, Runtime, Task
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("TRITONHF_UPDATE_GOLDEN") == "1"
@@ -260,3 +260,15 @@ def test_configs_are_named_after_the_spec() -> None:
         "bge_tokenizer",
         "bge_model",
     ]
+
+
+def test_a_classifier_ensemble_publishes_its_labels_in_column_order() -> None:
+    import json
+
+    spec = PipelineSpec(task=Task.CLASSIFICATION, labels=("neg", "pos"))
+
+    config = ensemble_config(spec)
+
+    assert json.loads(config.parameters["labels"].string_value) == ["neg", "pos"]
+    assert [o.name for o in config.output] == ["LABEL", "SCORE", "PROBABILITIES", "NUM_TOKENS"]
+    assert "labels" not in ensemble_config(PipelineSpec()).parameters

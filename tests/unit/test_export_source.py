@@ -9,7 +9,7 @@ import pytest
 from tritonhf.errors import ConfigError, ExportError
 from tritonhf.export.pipeline import ExportOptions, resolve_max_length
 from tritonhf.export.source import DEFAULT_MODEL, ModelSource, Pooling, resolve_model
-from tritonhf.spec import PipelineSpec
+from tritonhf.spec import PipelineSpec, Task
 
 HUGE = int(1e30)  # transformers' VERY_LARGE_INTEGER: "no limit known"
 
@@ -205,3 +205,19 @@ def test_export_options_default_to_the_offline_model_and_the_default_spec() -> N
     )
     assert options.max_length is None
     assert options.allow_pickle_weights is False
+
+
+@pytest.mark.parametrize(
+    ("architectures", "task"),
+    [
+        (["BertForSequenceClassification"], Task.CLASSIFICATION),
+        (["BertModel"], Task.EMBEDDING),
+        ([], Task.EMBEDDING),
+    ],
+)
+def test_the_task_is_detected_from_the_configs_architectures(
+    tmp_path: Path, architectures: list[str], task: Task
+) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": architectures}))
+
+    assert resolve_model(str(tmp_path)).task is task

@@ -9,7 +9,7 @@ import pytest
 
 from tritonhf.backends import onnx_runtime as step
 from tritonhf.repository.configs import StepTuning, model_config
-from tritonhf.spec import PipelineSpec, Runtime
+from tritonhf.spec import PipelineSpec, Runtime, Task
 
 
 def request(rows: list[list[int]]) -> dict[str, np.ndarray]:
@@ -91,7 +91,7 @@ def test_session_settings_read_the_json_model_config() -> None:
         "parameters": {"intra_op_threads": {"string_value": "4"}},
     }
 
-    assert step.SessionSettings.from_model_config(config) == step.SessionSettings("EMBEDDING", 4)
+    assert step.SessionSettings.from_model_config(config) == step.SessionSettings(("EMBEDDING",), 4)
 
 
 def test_session_settings_default_to_onnxruntime_picking_the_threads() -> None:
@@ -110,4 +110,28 @@ def test_session_settings_read_what_the_config_writer_writes() -> None:
         json_format.MessageToJson(config, preserving_proto_field_name=True)
     )
 
-    assert step.SessionSettings.from_model_config(as_json) == step.SessionSettings("EMBEDDING", 2)
+    assert step.SessionSettings.from_model_config(as_json) == step.SessionSettings(
+        ("EMBEDDING",), 2
+    )
+
+
+def test_string_outputs_become_utf8_bytes_for_triton() -> None:
+    labels = np.array([["positive"], ["négatif"]], dtype=object)
+
+    converted = step.as_triton_array(labels)
+
+    assert converted.tolist() == [[b"positive"], ["négatif".encode()]]
+    numbers = np.ones((2, 3), dtype=np.float32)
+    assert step.as_triton_array(numbers) is numbers
+
+
+def test_session_settings_list_every_output_of_a_classifier() -> None:
+    from google.protobuf import json_format
+
+    spec = PipelineSpec(task=Task.CLASSIFICATION, labels=("neg", "pos"))
+    as_json = json.loads(
+        json_format.MessageToJson(model_config(spec), preserving_proto_field_name=True)
+    )
+
+    settings = step.SessionSettings.from_model_config(as_json)
+    assert settings.output_names == ("LABEL", "SCORE", "PROBABILITIES")

@@ -152,3 +152,29 @@ def test_specs_are_immutable_values() -> None:
         spec.name = "other"  # type: ignore[misc]
     assert spec == PipelineSpec()
     assert hash(spec) == hash(PipelineSpec())
+
+
+def test_a_classifier_exposes_label_score_probabilities_and_token_counts() -> None:
+    spec = PipelineSpec(task=Task.CLASSIFICATION, labels=("negative", "neutral", "positive"))
+
+    outputs = {t.name: (t.dtype, t.dims) for t in spec.ensemble_outputs}
+    assert outputs == {
+        "LABEL": (DataType.BYTES, (1,)),
+        "SCORE": (DataType.FP32, (1,)),
+        "PROBABILITIES": (DataType.FP32, (3,)),
+        "NUM_TOKENS": (DataType.INT32, (1,)),
+    }
+
+
+@pytest.mark.parametrize(
+    ("task", "labels", "fragment"),
+    [
+        (Task.CLASSIFICATION, (), "at least 2 labels"),
+        (Task.CLASSIFICATION, ("only",), "at least 2 labels"),
+        (Task.CLASSIFICATION, ("a", "a"), "distinct"),
+        (Task.EMBEDDING, ("a", "b"), "no labels"),
+    ],
+)
+def test_labels_must_fit_the_task(task: Task, labels: tuple[str, ...], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        PipelineSpec(task=task, labels=labels)

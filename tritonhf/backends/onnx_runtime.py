@@ -29,7 +29,7 @@ INPUT_NAMES = ("input_ids", "attention_mask")
 class SessionSettings:
     """The step's parameters, read from ``config.pbtxt``."""
 
-    output_name: str
+    output_names: tuple[str, ...]
     intra_op_threads: int = 0  # 0: ONNX Runtime picks (one per physical core)
 
     @classmethod
@@ -37,7 +37,7 @@ class SessionSettings:
         """Read the settings from Triton's model config (JSON form)."""
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         return cls(
-            output_name=config["output"][0]["name"],
+            output_names=tuple(output["name"] for output in config["output"]),
             intra_op_threads=int(params.get("intra_op_threads", 0)),
         )
 
@@ -61,6 +61,14 @@ def check_token_inputs(tensors: dict[str, NDArray[Any]]) -> None:
             f"input_ids {ids.shape} and attention_mask {mask.shape} must be equal, non-empty "
             "[batch, length] tensors"
         )
+
+
+def as_triton_array(array: NDArray[Any]) -> NDArray[Any]:
+    """ONNX Runtime returns string tensors as ``str`` objects; Triton's BYTES wants bytes."""
+    if array.dtype == object:
+        encode = np.vectorize(lambda item: str(item).encode("utf-8"), otypes=[object])
+        return np.asarray(encode(array), dtype=object)
+    return array
 
 
 class TritonPythonModel:
@@ -101,14 +109,19 @@ class TritonPythonModel:
             accepted.append((index, tensors))
         if not accepted:
             return responses
-        (output,) = self.session.run(
-            [self.settings.output_name], stack_ragged([t for _, t in accepted])
-        )
+        names = self.settings.output_names
+        outputs = [
+            as_triton_array(array)
+            for array in self.session.run(list(names), stack_ragged([t for _, t in accepted]))
+        ]
         start = 0
         for index, tensors in accepted:
             stop = start + tensors["input_ids"].shape[0]
             responses[index] = pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor(self.settings.output_name, output[start:stop])]
+                output_tensors=[
+                    pb_utils.Tensor(name, array[start:stop])
+                    for name, array in zip(names, outputs, strict=True)
+                ]
             )
             start = stop
         return responses

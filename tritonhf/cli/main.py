@@ -48,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL",
         help="hub id or local folder (default: the offline all-MiniLM-L6-v2 package)",
     )
-    export.add_argument("--task", choices=[t.value for t in Task], default=Task.EMBEDDING.value)
+    export.add_argument(
+        "--task",
+        choices=[t.value for t in Task],
+        help="default: from the model's config (*ForSequenceClassification -> classification)",
+    )
     export.add_argument(
         "--name", default=DEFAULT_MODEL_NAME, help="ensemble name in the repository"
     )
@@ -104,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--json", action="store_true", help="print JSON with full vectors")
     _add_client_flags(embed)
 
+    classify = commands.add_parser("classify", help="classify texts with a served classifier")
+    classify.add_argument("texts", nargs="+", metavar="TEXT")
+    classify.add_argument("--top-k", type=int, help="also list the k most likely classes")
+    classify.add_argument("--json", action="store_true", help="print JSON")
+    _add_client_flags(classify)
+
     health = commands.add_parser("health", help="server liveness/readiness and model readiness")
     _add_client_flags(health)
 
@@ -142,7 +152,7 @@ def run_export(args: argparse.Namespace) -> int:
             model=args.model,
             name=args.name,
             repo=args.repo,
-            task=Task(args.task),
+            task=Task(args.task) if args.task else None,
             runtime=Runtime(args.runtime),
             max_length=args.max_length,
             max_batch_size=args.max_batch_size,
@@ -226,6 +236,31 @@ def run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_classify(args: argparse.Namespace) -> int:
+    """``tritonhf classify``."""
+    with _client(args) as client:
+        results = client.classify(args.texts, top_k=args.top_k)
+    if args.json:
+        rows = [
+            {
+                "text": text,
+                "label": r.label,
+                "score": r.score,
+                "top": [{"label": label, "probability": p} for label, p in r.top],
+                "num_tokens": r.num_tokens,
+            }
+            for text, r in zip(args.texts, results, strict=True)
+        ]
+        print(json.dumps({"model": args.model, "results": rows}))
+        return 0
+    for text, result in zip(args.texts, results, strict=True):
+        top = ""
+        if args.top_k:
+            top = "  [" + ", ".join(f"{label} {p:.3f}" for label, p in result.top) + "]"
+        print(f"{result.label:<16} {result.score:.3f}{top}  {text[:60]!r}")
+    return 0
+
+
 def run_health(args: argparse.Namespace) -> int:
     """``tritonhf health``: exit 0 only if the server and the model are ready."""
     with _client(args) as client:
@@ -260,6 +295,7 @@ COMMANDS = {
     "export": run_export,
     "serve": run_serve,
     "embed": run_embed,
+    "classify": run_classify,
     "health": run_health,
     "deploy": run_deploy,
     "models": run_models,

