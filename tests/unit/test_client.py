@@ -202,3 +202,39 @@ def test_grpc_requests_to_a_silent_server_give_up_after_timeout_s(silent_port: i
 
     assert finished_in_time, "embed() was still waiting 2.5 s after a 0.3 s timeout"
     assert [type(e) for e in errors] == [InferenceTimeoutError]
+
+
+def test_retry_delays_double_up_to_the_cap_and_stop_after_the_attempts() -> None:
+    from tritonhf.client import RetryPolicy
+
+    policy = RetryPolicy(attempts=5, initial_backoff_s=0.2, max_backoff_s=0.5)
+
+    assert list(policy.delays()) == [0.2, 0.4, 0.5, 0.5]
+    assert list(RetryPolicy(attempts=1).delays()) == []
+
+
+@pytest.mark.parametrize("bad", [{"attempts": 0}, {"initial_backoff_s": -1}, {"max_backoff_s": -1}])
+def test_a_retry_policy_out_of_range_is_a_config_error(bad: dict[str, float]) -> None:
+    from tritonhf.client import RetryPolicy
+    from tritonhf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="retry policy"):
+        RetryPolicy(**bad)  # type: ignore[arg-type]
+
+
+def test_retries_give_up_on_a_dead_server_after_the_configured_attempts() -> None:
+    import socket
+    import time
+
+    from tritonhf.client import RetryPolicy, ServerUnavailableError, TritonHFClient
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    policy = RetryPolicy(attempts=3, initial_backoff_s=0.1, max_backoff_s=0.1)
+    client = TritonHFClient(f"127.0.0.1:{port}", protocol="http", retry=policy, timeout_s=2)
+    started = time.perf_counter()
+    with pytest.raises(ServerUnavailableError):
+        client.embed(["x"])
+    assert 0.2 <= time.perf_counter() - started < 5
+    client.close()
