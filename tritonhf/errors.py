@@ -22,6 +22,14 @@ class ValidationError(ExportError):
     """The exported model disagrees with the PyTorch reference beyond the tolerance."""
 
 
+class TrainingError(TritonHFError):
+    """Loading the base model, training or saving the classifier failed."""
+
+
+class DatasetError(TrainingError, ValueError):
+    """A training or evaluation CSV is unusable; the message names the file, line and problem."""
+
+
 class RepositoryError(TritonHFError):
     """Writing or reading a Triton model repository failed."""
 

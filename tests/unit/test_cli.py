@@ -13,7 +13,7 @@ from tritonhf.export.pipeline import ExportOptions
 from tritonhf.export.validate import DEFAULT_ATOL
 from tritonhf.server.launcher import ServerConfig
 
-SUBCOMMANDS = ["export", "serve", "embed", "health", "deploy", "models"]
+SUBCOMMANDS = ["export", "train", "serve", "embed", "classify", "health", "deploy", "models"]
 HEAVY = ("torch", "transformers", "onnx", "onnxruntime", "tokenizers", "tritonhf.export")
 
 

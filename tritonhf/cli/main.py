@@ -88,6 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="load pytorch_model.bin (pickle runs code: only for sources you trust)",
     )
 
+    train = commands.add_parser(
+        "train",
+        help="fine-tune a text classifier from a text,label CSV",
+        description="Trains a sequence classifier (by default the head and the top 2 layers of "
+        "the offline MiniLM) and saves a HuggingFace folder that `tritonhf export` accepts.",
+    )
+    train.add_argument("--base", default="default", help="base model (hub id or folder)")
+    train.add_argument("--data", type=Path, required=True, help="training CSV (text,label)")
+    train.add_argument("--eval", type=Path, help="held-out CSV (text,label)")
+    train.add_argument("--out", type=Path, required=True, help="output model folder")
+    train.add_argument("--epochs", type=int, default=3)
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--learning-rate", type=float, help="default: 2e-4 (head), 5e-5 (full)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--full-finetune", action="store_true", help="train every layer")
+    train.add_argument(
+        "--top-layers", type=int, default=2, help="encoder layers trained with the head (0: head)"
+    )
+    train.add_argument("--max-length", type=int, default=128)
+    train.add_argument("--overwrite", action="store_true", help="replace an earlier training run")
+
     serve = commands.add_parser("serve", help="run Triton on a model repository until Ctrl-C")
     serve.add_argument("--repo", type=Path, default=Path("model_repository"))
     serve.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 exposes it)")
@@ -176,6 +197,31 @@ def run_export(args: argparse.Namespace) -> int:
         f"(runtime {spec.runtime.value}, opset {result.onnx.opset}, max length {spec.max_length}, "
         f"max batch {spec.max_batch_size})"
     )
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``tritonhf train``."""
+    from tritonhf.train import TrainingOptions, train_classifier
+
+    report = train_classifier(
+        TrainingOptions(
+            data=args.data,
+            out=args.out,
+            base=args.base,
+            eval_data=args.eval,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            seed=args.seed,
+            full_finetune=args.full_finetune,
+            top_layers=args.top_layers,
+            max_length=args.max_length,
+            overwrite=args.overwrite,
+        ),
+        progress=print,
+    )
+    print(report.table())
     return 0
 
 
@@ -293,6 +339,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "export": run_export,
+    "train": run_train,
     "serve": run_serve,
     "embed": run_embed,
     "classify": run_classify,

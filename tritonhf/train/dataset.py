@@ -1,0 +1,155 @@
+"""Read and check the ``text,label`` CSV files a classifier is trained and evaluated on."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from tritonhf.errors import DatasetError
+
+TEXT_COLUMN = "text"
+LABEL_COLUMN = "label"
+_EXPECTED = f"a header line `{TEXT_COLUMN},{LABEL_COLUMN}`"
+
+
+@dataclass(frozen=True)
+class LabelledTexts:
+    """The rows of one CSV file: texts, their labels, and the line each row starts on."""
+
+    path: Path
+    texts: tuple[str, ...]
+    labels: tuple[str, ...]
+    lines: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def label_counts(self) -> dict[str, int]:
+        """How many rows carry each label, sorted by label."""
+        return dict(sorted(Counter(self.labels).items()))
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The training split, the optional evaluation split, and the label set they share."""
+
+    train: LabelledTexts
+    eval: LabelledTexts | None
+    labels: tuple[str, ...]
+    """Sorted, so label ids are stable across runs and machines."""
+
+    def label_ids(self, split: LabelledTexts) -> list[int]:
+        """The id of each row's label in ``split`` (its index in `labels`)."""
+        index = {label: i for i, label in enumerate(self.labels)}
+        return [index[label] for label in split.labels]
+
+    def eval_texts_seen_in_train(self) -> int:
+        """How many evaluation rows have a text that also occurs in the training split."""
+        if self.eval is None:
+            return 0
+        seen = {text.casefold() for text in self.train.texts}
+        return sum(text.casefold() in seen for text in self.eval.texts)
+
+
+def _decode(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such file; pass a CSV file with {_EXPECTED}") from None
+    except IsADirectoryError:
+        raise DatasetError(f"{path} is a folder; pass a CSV file with {_EXPECTED}") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read it ({exc.strerror})") from exc
+    try:
+        # utf-8-sig: spreadsheet programs often start the file with a byte-order mark.
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DatasetError(
+            f"{path}, line {line}: not valid UTF-8 ({exc.reason} at byte {exc.start}); "
+            "save the file as UTF-8"
+        ) from None
+
+
+def read_labelled_csv(path: Path) -> LabelledTexts:
+    """Read a CSV with columns ``text`` and ``label`` (others are ignored).
+
+    Raises `DatasetError` naming the file, the line and the problem: a missing column, a row
+    with too few or too many fields, an empty text or label, or no rows at all.
+    """
+    path = Path(path)
+    content = _decode(path)
+    # newline="": csv handles line ends itself (quoted texts may span lines).
+    reader = csv.reader(io.StringIO(content, newline=""), strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DatasetError(f"{path}: the file is empty; it needs {_EXPECTED}") from None
+    except csv.Error as exc:
+        raise DatasetError(f"{path}, line 1: malformed CSV ({exc})") from None
+    names = [name.strip().lower() for name in header]
+    missing = [column for column in (TEXT_COLUMN, LABEL_COLUMN) if column not in names]
+    if missing:
+        raise DatasetError(
+            f"{path}, line 1: the header {header} lacks the column(s) {missing}; "
+            f"the first line must be {_EXPECTED}"
+        )
+    text_at, label_at = names.index(TEXT_COLUMN), names.index(LABEL_COLUMN)
+    texts: list[str] = []
+    labels: list[str] = []
+    lines: list[int] = []
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise DatasetError(f"{path}, line {start}: malformed CSV ({exc})") from None
+        if not row or all(not field.strip() for field in row):
+            continue  # blank lines are not rows
+        if len(row) != len(header):
+            raise DatasetError(
+                f"{path}, line {start}: {len(row)} field(s) where the header has "
+                f"{len(header)}; put texts that contain commas in double quotes"
+            )
+        text, label = row[text_at].strip(), row[label_at].strip()
+        if not text:
+            raise DatasetError(f"{path}, line {start}: the text is empty; remove the row")
+        if not label:
+            raise DatasetError(f"{path}, line {start}: the label is empty; every row needs one")
+        texts.append(text)
+        labels.append(label)
+        lines.append(start)
+    if not texts:
+        raise DatasetError(f"{path}: no rows after the header; add `text,label` rows")
+    return LabelledTexts(path=path, texts=tuple(texts), labels=tuple(labels), lines=tuple(lines))
+
+
+def load_training_data(*, train: Path, eval_data: Path | None) -> TrainingData:
+    """Read both splits and check they fit together.
+
+    The training split needs at least two labels; every evaluation label must occur in the
+    training split (a label the model never saw cannot be predicted).
+    """
+    train_rows = read_labelled_csv(train)
+    labels = tuple(sorted(set(train_rows.labels)))
+    if len(labels) < 2:
+        raise DatasetError(
+            f"{train_rows.path}: every one of its {len(train_rows)} rows has the label "
+            f"{labels[0]!r}; a classifier needs examples of at least 2 labels"
+        )
+    eval_rows = read_labelled_csv(eval_data) if eval_data is not None else None
+    if eval_rows is not None:
+        known = set(labels)
+        for label, line in zip(eval_rows.labels, eval_rows.lines, strict=True):
+            if label not in known:
+                raise DatasetError(
+                    f"{eval_rows.path}, line {line}: the label {label!r} does not occur in the "
+                    f"training data {train_rows.path} (labels: {', '.join(labels)}); add "
+                    "training examples for it or fix the label"
+                )
+    return TrainingData(train=train_rows, eval=eval_rows, labels=labels)
