@@ -51,11 +51,11 @@ class ValidationReport:
     def table(self) -> str:
         """A printable table: one line per output."""
         lines = [
-            f"{'output':<12} {'shape':<14} {'max |onnx - torch|':>20}  ok (atol {self.atol:g})"
+            f"{'output':<14} {'shape':<14} {'max |onnx - torch|':>20}  ok (atol {self.atol:g})"
         ]
         for diff in self.outputs:
             ok = "yes" if diff.passes(self.atol) else "NO"
-            lines.append(f"{diff.name:<12} {diff.shape!s:<14} {diff.max_abs_diff:>20.3e}  {ok}")
+            lines.append(f"{diff.name:<14} {diff.shape!s:<14} {diff.max_abs_diff:>20.3e}  {ok}")
         return "\n".join(lines)
 
 
