@@ -198,8 +198,11 @@ def _load(base_path: Path, data: TrainingData, max_length: int) -> tuple[Any, An
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(base_path, trust_remote_code=False)
-        model = AutoModelForSequenceClassification.from_pretrained(
+        # base_path is a local folder from resolve_model (which pins hub downloads).
+        tokenizer = AutoTokenizer.from_pretrained(  # nosec B615
+            base_path, trust_remote_code=False
+        )
+        model = AutoModelForSequenceClassification.from_pretrained(  # nosec B615
             base_path,
             num_labels=len(data.labels),
             id2label=dict(enumerate(data.labels)),
