@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,51 +74,55 @@ def load_encoder(
     return model.eval()
 
 
-def sentence_encoder(model: Any, pooling: Pooling) -> Any:
-    """Wrap ``model`` so its forward returns pooled, L2-normalised sentence embeddings."""
+def _wrap(model: Any, head: Callable[[Any, Any], Any]) -> Any:
+    """A module taking ``(input_ids, attention_mask)`` that returns ``head(outputs, mask)``.
+
+    Single-sentence inputs: models that take ``token_type_ids`` get zeros, made in the graph,
+    so the tokenizer step sends two tensors for every architecture.
+    """
     import torch
 
     takes_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
 
-    class SentenceEncoder(torch.nn.Module):
+    class Wrapped(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.model = model
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             extra = {"token_type_ids": torch.zeros_like(input_ids)} if takes_token_types else {}
-            hidden = self.model(
-                input_ids=input_ids, attention_mask=attention_mask, **extra
-            ).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            if pooling is Pooling.CLS:
-                pooled = hidden[:, 0]
-            elif pooling is Pooling.MAX:
-                pooled = hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(1)
-            else:
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+            outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
+            return head(outputs, attention_mask)  # type: ignore[no-any-return]
 
-    return SentenceEncoder().eval()
+    return Wrapped().eval()
+
+
+def sentence_encoder(model: Any, pooling: Pooling) -> Any:
+    """Wrap ``model`` so its forward returns pooled, L2-normalised sentence embeddings."""
+    import torch
+
+    def pool(outputs: Any, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = outputs.last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        if pooling is Pooling.CLS:
+            pooled = hidden[:, 0]
+        elif pooling is Pooling.MAX:
+            pooled = hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(1)
+        else:
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+
+    return _wrap(model, pool)
 
 
 def classifier_probabilities(model: Any) -> Any:
     """Wrap a sequence classifier so its forward returns softmax probabilities."""
     import torch
 
-    takes_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
+    def softmax(outputs: Any, attention_mask: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(outputs.logits.float(), dim=-1)
 
-    class Probabilities(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            extra = {"token_type_ids": torch.zeros_like(input_ids)} if takes_token_types else {}
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
-            return torch.softmax(logits.float(), dim=-1)
-
-    return Probabilities().eval()
+    return _wrap(model, softmax)
 
 
 def add_label_outputs(path: Path, labels: tuple[str, ...]) -> None:
