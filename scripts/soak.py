@@ -10,7 +10,6 @@ more than --max-rss-growth from the first to the last quarter.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 from pathlib import Path
 
@@ -18,17 +17,7 @@ from tritonhf import data
 from tritonhf.client import TritonHFClient
 from tritonhf.loadgen import soak
 from tritonhf.server.launcher import ServerConfig, TritonServer
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+from tritonhf.server.ports import free_ports
 
 
 def main() -> int:
@@ -43,7 +32,7 @@ def main() -> int:
     parser.add_argument("--max-rss-growth", type=float, default=0.10)
     args = parser.parse_args()
 
-    http, grpc, metrics = _free_ports(3)
+    http, grpc, metrics = free_ports(3)
     config = ServerConfig(repo=args.repo, http_port=http, grpc_port=grpc, metrics_port=metrics)
     with TritonServer(config, log_path=Path("artifacts/soak-server.log")) as server:
         if server.pid is None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ from tests.integration.models import SENTIMENT_LABELS, tiny_model
 from tritonhf.client import TritonHFClient
 from tritonhf.export.pipeline import ExportOptions, ExportResult, export_model
 from tritonhf.server.launcher import ServerConfig, TritonServer
+from tritonhf.server.ports import free_ports
 
 PROBE_MODEL = "env_probe"
 PROBE_CONFIG = """
@@ -39,15 +38,6 @@ class TritonPythonModel:
         blob = numpy.array([json.dumps(info).encode()], dtype=object)
         return [pb_utils.InferenceResponse([pb_utils.Tensor("INFO", blob)]) for _ in requests]
 """
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports that were free on 127.0.0.1 a moment ago (held together so they differ)."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
 
 
 def server_config(repo: Path, **overrides: object) -> ServerConfig:
