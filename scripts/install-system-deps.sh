@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# System packages tritonhf needs beyond pip: the shared libpython that Triton's Python-backend
-# stub links against. Run as root (CI) or with sudo; installs only what is missing.
+# System packages tritonhf needs beyond pip; run as root (CI) or with sudo; installs only what
+# is missing.
+#   libpython3.X  the shared libpython that Triton's Python-backend stub links against
+#   prometheus    `prometheus` + `promtool` for the observability tests (no daemon is started)
+#   chromium      headless browser for the UI tests (driven by Playwright, never downloaded)
+#   libb64-0d     needed by the perf_analyzer binary of tritonclient 2.51
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 version=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
@@ -9,6 +13,9 @@ packages=()
 if [ ! -e "$libdir/libpython$version.so.1.0" ] && ! ldconfig -p | grep -q "libpython$version.so.1.0"; then
   packages+=("libpython$version")
 fi
+command -v promtool >/dev/null || packages+=(prometheus)
+command -v chromium >/dev/null || packages+=(chromium)
+ldconfig -p | grep -q 'libb64.so.0d' || packages+=(libb64-0d)
 if [ ${#packages[@]} -eq 0 ]; then
   echo "system packages: nothing to install"
   exit 0
