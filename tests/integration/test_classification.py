@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.conftest import CLASSIFIER
+from tests.conftest import CLASSIFIER
 from tests.integration.models import SENTIMENT_LABELS
 from tritonhf import data
 from tritonhf.client import InvalidInputError, TritonHFClient

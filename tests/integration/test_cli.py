@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import server_config
+from tests.conftest import server_config
 from tritonhf.repository.checks import check_config_matches_onnx
 from tritonhf.repository.configs import parse_pbtxt
 from tritonhf.server.launcher import TritonServer

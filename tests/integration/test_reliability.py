@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import server_config
+from tests.conftest import server_config
 from tritonhf import data
 from tritonhf.client import DeployError, OverloadedError, RetryPolicy, TritonHFClient
 from tritonhf.client.deploy import deploy_pipeline

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.conftest import PROBE_MODEL, server_config
+from tests.conftest import PROBE_MODEL, server_config
 from tritonhf.client import TritonHFClient
 from tritonhf.errors import ServerError
 from tritonhf.server.launcher import TritonServer
