@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1
+# Triton 2.51 (NGC 24.10, the server version the tests run from the nvidia-pytriton wheel) plus
+# exactly what the Python-backend steps import: numpy<2, tokenizers, onnxruntime. The model
+# repository is not baked in: compose and Kubernetes mount it read-only at /models.
+FROM nvcr.io/nvidia/tritonserver:24.10-py3
+
+LABEL org.opencontainers.image.title="tritonhf-triton" \
+      org.opencontainers.image.description="Triton 2.51 with the tritonhf Python-backend dependencies" \
+      org.opencontainers.image.source="https://github.com/tritonhf/tritonhf" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+COPY docker/requirements-triton.txt /opt/tritonhf/requirements-triton.txt
+# The stub runs the image's /usr/bin/python3 (3.10); install into it, without a pip cache.
+RUN python3 -m pip install --no-cache-dir -r /opt/tritonhf/requirements-triton.txt \
+ && python3 -c "import numpy, tokenizers, onnxruntime; assert numpy.__version__ < '2'"
+
+# The NGC image ships the non-root user triton-server with uid 1000; run as it.
+USER 1000:1000
+WORKDIR /opt/tritonserver
+
+EXPOSE 8000 8001 8002
+# python3 is in the image (curl may not be); ready means every loaded model is ready.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=5 \
+  CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/v2/health/ready', timeout=2)"]
+
+# Explicit model control with every model loaded at start: the same flags `tritonhf serve` uses
+# (tritonhf/server/launcher.py), so `tritonhf deploy` can hot-reload versions in the container.
+ENTRYPOINT ["tritonserver"]
+CMD ["--model-repository=/models", \
+     "--model-control-mode=explicit", \
+     "--load-model=*", \
+     "--http-port=8000", \
+     "--grpc-port=8001", \
+     "--metrics-port=8002", \
+     "--allow-metrics=true", \
+     "--strict-readiness=true", \
+     "--exit-timeout-secs=30", \
+     "--log-verbose=0"]
