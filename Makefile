@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed
 EXPORT_SOURCES := $(shell find tritonhf/export tritonhf/backends tritonhf/repository -name '*.py' 2>/dev/null)
 
-.PHONY: install system-deps export run serve lint security format test test-unit test-integration soak clean help
+.PHONY: install system-deps export run serve lint security format test test-unit test-integration soak bench clean help
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ test-integration: $(STAMP)  ## Tests against a real Triton on free 127.0.0.1 por
 
 soak: $(REPO)/$(NAME)/tritonhf.json  ## 20,000 requests at concurrency 16 with a memory table
 	$(BIN)/python scripts/soak.py --repo $(REPO) --model $(NAME)
+
+bench: $(REPO)/$(NAME)/tritonhf.json  ## perf_analyzer sweep of the default model (own server) into artifacts/bench
+	$(BIN)/tritonhf bench --repo $(REPO) --model $(NAME) --out artifacts/bench
 
 clean:  ## Remove generated files (keeps .venv)
 	rm -rf $(REPO) artifacts .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

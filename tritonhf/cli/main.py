@@ -149,6 +149,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="the server's repository index")
     _add_client_flags(models, model=False)
+
+    bench = commands.add_parser(
+        "bench", help="perf_analyzer concurrency sweep: CSV, plot and summary under --out"
+    )
+    bench.add_argument(
+        "--model", action="append", help="served ensemble(s) to measure (default: minilm)"
+    )
+    bench.add_argument("--url-grpc", help="host:port of a running server's gRPC endpoint")
+    bench.add_argument("--url-http", help="host:port of a running server's HTTP endpoint")
+    bench.add_argument(
+        "--repo",
+        type=Path,
+        default=Path("model_repository"),
+        help="without --url-*: start a server on this repository for the run",
+    )
+    bench.add_argument("--protocol", action="append", choices=["grpc", "http"])
+    bench.add_argument(
+        "--concurrency", default="1,8,32", help="comma-separated concurrencies (default 1,8,32)"
+    )
+    bench.add_argument(
+        "--corpus", default="short", help="short, long, mixed, or a text file (one text a line)"
+    )
+    bench.add_argument("--measurement-ms", type=int, default=3000, help="perf_analyzer window")
+    bench.add_argument("--out", type=Path, default=Path("artifacts/bench"), help="output folder")
     return parser
 
 
@@ -337,6 +361,36 @@ def run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_bench(args: argparse.Namespace) -> int:
+    """``tritonhf bench``."""
+    from tritonhf.bench import BenchError, BenchOptions, run_bench
+
+    try:
+        concurrencies = tuple(int(c) for c in args.concurrency.split(",") if c.strip())
+    except ValueError:
+        raise BenchError(
+            f"--concurrency must be comma-separated integers, got {args.concurrency!r}"
+        ) from None
+    report = run_bench(
+        BenchOptions(
+            models=tuple(args.model or [DEFAULT_MODEL_NAME]),
+            url_grpc=args.url_grpc,
+            url_http=args.url_http,
+            repo=args.repo,
+            protocols=tuple(args.protocol or ["grpc", "http"]),
+            concurrencies=concurrencies,
+            corpus=args.corpus,
+            measurement_ms=args.measurement_ms,
+            out=args.out,
+        ),
+        progress=lambda line: print(line, flush=True),
+    )
+    if report.server_rss_mb is not None:
+        print(f"peak server RSS: {report.server_rss_mb:.0f} MiB")
+    print(f"wrote {report.csv_path}, {report.plot_path}, {report.summary_path}")
+    return 0
+
+
 COMMANDS = {
     "export": run_export,
     "train": run_train,
@@ -346,6 +400,7 @@ COMMANDS = {
     "health": run_health,
     "deploy": run_deploy,
     "models": run_models,
+    "bench": run_bench,
 }
 
 

@@ -1,0 +1,201 @@
+"""``tritonhf bench``: sweep concurrency with perf_analyzer and save CSV, plot and summary."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tritonhf.bench.corpus import LengthStats, load_corpus, token_lengths, write_input_data
+from tritonhf.bench.perf_analyzer import (
+    PERF_ANALYZER_VERSION,
+    BenchError,
+    PerfRun,
+    find_perf_analyzer,
+    run_perf_analyzer,
+)
+from tritonhf.bench.report import (
+    BenchPoint,
+    markdown_table,
+    parse_perf_csv,
+    plot_points,
+    write_points_csv,
+)
+
+DEFAULT_OUT = Path("artifacts/bench")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """Everything ``tritonhf bench`` accepts."""
+
+    models: tuple[str, ...] = ("minilm",)
+    url_grpc: str | None = None  # None: start a server on ``repo``
+    url_http: str | None = None
+    repo: Path = Path("model_repository")
+    protocols: tuple[str, ...] = ("grpc", "http")
+    concurrencies: tuple[int, ...] = (1, 8, 32)
+    corpus: str = "short"
+    measurement_ms: int = 3000
+    out: Path = DEFAULT_OUT
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise BenchError("name at least one model to benchmark")
+        if not self.concurrencies or min(self.concurrencies) < 1:
+            raise BenchError(f"concurrencies must be >= 1, got {self.concurrencies}")
+        bad = [p for p in self.protocols if p not in ("grpc", "http")]
+        if bad or not self.protocols:
+            raise BenchError(f"protocols must be grpc and/or http, got {self.protocols}")
+        if (self.url_grpc is None) != (self.url_http is None) and len(self.protocols) > 1:
+            raise BenchError("give both --url-grpc and --url-http, or neither (start a server)")
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """What a sweep measured and where it saved it."""
+
+    points: tuple[BenchPoint, ...]
+    lengths: LengthStats | None
+    server_rss_mb: float | None
+    csv_path: Path
+    plot_path: Path
+    summary_path: Path
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+def machine_info() -> dict[str, str]:
+    """Machine, load and versions, recorded with every run."""
+    import numpy as np
+
+    import tritonhf
+
+    info = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        "load average (1/5/15 min)": " / ".join(f"{v:.2f}" for v in os.getloadavg()),
+        "python": platform.python_version(),
+        "tritonhf": tritonhf.__version__,
+        "numpy": np.__version__,
+        "perf_analyzer": PERF_ANALYZER_VERSION,
+        "date (UTC)": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+    }
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return info
+
+
+@contextmanager
+def _endpoints(options: BenchOptions) -> Iterator[tuple[str, str, int | None]]:
+    """The URLs to measure: the given ones, or a server started on the repository."""
+    if options.url_grpc is not None or options.url_http is not None:
+        yield options.url_grpc or "", options.url_http or "", None
+        return
+    from tritonhf.server.launcher import ServerConfig, TritonServer
+    from tritonhf.server.ports import free_ports
+
+    http, grpc, metrics = free_ports(3)
+    config = ServerConfig(repo=options.repo, http_port=http, grpc_port=grpc, metrics_port=metrics)
+    log = options.out / "tritonserver.log"
+    with TritonServer(config, log_path=log) as server:
+        yield config.grpc_url, config.http_url, server.pid
+
+
+def run_bench(
+    options: BenchOptions, *, progress: Callable[[str], None] = lambda _: None
+) -> BenchReport:
+    """Sweep every model x protocol x concurrency; save CSV, PNG and markdown under ``out``."""
+    from tritonhf.server.process import tree_rss_bytes
+
+    binary = find_perf_analyzer()
+    texts = load_corpus(options.corpus)
+    raw = options.out / "raw"
+    input_data = write_input_data(texts, raw / f"input-{options.corpus}.json")
+    lengths = None
+    tokenizer_json = options.repo / f"{options.models[0]}_tokenizer" / "1" / "tokenizer.json"
+    if tokenizer_json.is_file():
+        lengths = LengthStats.of(token_lengths(texts, tokenizer_json))
+        progress(f"corpus {options.corpus}: {lengths.line()}")
+    meta = machine_info()
+    points: list[BenchPoint] = []
+    rss_peak = 0
+    with _endpoints(options) as (grpc_url, http_url, pid):
+        for model in options.models:
+            for protocol in options.protocols:
+                url = grpc_url if protocol == "grpc" else http_url
+                for concurrency in options.concurrencies:
+                    csv_path = raw / f"{model}-{protocol}-c{concurrency}.csv"
+                    run = PerfRun(
+                        model=model,
+                        url=url,
+                        protocol=protocol,
+                        concurrency=concurrency,
+                        input_data=input_data,
+                        csv_path=csv_path,
+                        measurement_ms=options.measurement_ms,
+                    )
+                    run_perf_analyzer(run, binary=binary)
+                    measured = parse_perf_csv(csv_path, config=model, protocol=protocol)
+                    points.extend(measured)
+                    for p in measured:
+                        progress(
+                            f"{model:<20} {protocol:<4} c{p.concurrency:<3} "
+                            f"{p.throughput:8.1f} req/s  p50 {p.p50_ms:6.1f} ms  "
+                            f"p99 {p.p99_ms:6.1f} ms"
+                        )
+                    if pid is not None:
+                        rss_peak = max(rss_peak, tree_rss_bytes(pid))
+    meta["load average after"] = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    rss_mb = rss_peak / 2**20 if pid is not None else None
+    csv_out = write_points_csv(points, options.out / "bench.csv")
+    title = f"tritonhf bench: {', '.join(options.models)} on corpus {options.corpus}"
+    plot = plot_points(points, options.out / "bench.png", title=title)
+    summary = options.out / "summary.md"
+    summary.write_text(
+        summary_markdown(points, options=options, lengths=lengths, rss_mb=rss_mb, meta=meta),
+        encoding="utf-8",
+    )
+    return BenchReport(
+        points=tuple(points),
+        lengths=lengths,
+        server_rss_mb=rss_mb,
+        csv_path=csv_out,
+        plot_path=plot,
+        summary_path=summary,
+        meta=meta,
+    )
+
+
+def summary_markdown(
+    points: Sequence[BenchPoint],
+    *,
+    options: BenchOptions,
+    lengths: LengthStats | None,
+    rss_mb: float | None,
+    meta: dict[str, str],
+) -> str:
+    """The markdown summary saved beside the CSV and the plot."""
+    lines = [
+        f"# tritonhf bench: {', '.join(options.models)}",
+        "",
+        f"perf_analyzer {PERF_ANALYZER_VERSION}, closed loop, one text per request, "
+        f"{options.measurement_ms} ms windows; corpus `{options.corpus}`"
+        + (f" ({lengths.line()})" if lengths else "")
+        + ".",
+        "",
+        markdown_table(points, baseline=options.models[0] if len(options.models) > 1 else None),
+        "",
+        "![throughput vs p99](bench.png)",
+        "",
+    ]
+    if rss_mb is not None:
+        lines += [f"Peak server RSS (Triton + Python-backend stubs): {rss_mb:.0f} MiB.", ""]
+    lines += [f"- {key}: {value}" for key, value in meta.items()]
+    return "\n".join(lines) + "\n"
