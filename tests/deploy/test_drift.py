@@ -1,0 +1,460 @@
+"""No drift: compose, Kubernetes, Dockerfiles and the observability config agree with the code.
+
+The server's flags and ports come from ``ServerConfig`` (tritonhf/server/launcher.py), the CLI's
+defaults from ``build_parser()``, the demo's and console's ports from their config classes, and
+the scrape targets from observability/prometheus/prometheus.yml. Every path a deployment file
+mounts or copies must exist in the repository.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from tests.deploy import kustomize
+from tests.deploy.support import ROOT, load_yaml
+from tritonhf.cli.main import build_parser
+from tritonhf.console.logic import ConsoleConfig
+from tritonhf.server.launcher import ModelControl, ServerConfig
+from tritonhf.ui.service import DemoConfig
+
+DEFAULTS = ServerConfig(repo=Path("/models"))
+# Launcher flags a container deliberately sets differently (each with the reason); every other
+# flag `tritonhf serve` passes must reach the containerised Triton with the same value.
+CONTAINER_DIFFERS = {
+    "--model-repository": "a container path (/models), compared with the mount target instead",
+    "--backend-directory": "the NGC image has its own backends",
+    "--http-address": "a container listens on all interfaces; the host publishes on 127.0.0.1",
+    "--grpc-address": "same as --http-address",
+    "--metrics-address": "same as --http-address",
+    "--allow-gpu-metrics": "the NGC image has DCGM and the GPU to report; the wheel has neither",
+}
+PORTS = {"http": DEFAULTS.http_port, "grpc": DEFAULTS.grpc_port, "metrics": DEFAULTS.metrics_port}
+MODELS_DIR = "/models"
+
+
+def flags(args: list[str]) -> set[tuple[str, str]]:
+    """``--key=value`` arguments as (key, value) pairs; a repeated key keeps every value."""
+    pairs = set()
+    for arg in args:
+        key, _, value = arg.partition("=")
+        pairs.add((key, value))
+    return pairs
+
+
+def launcher_flags() -> set[tuple[str, str]]:
+    command = DEFAULTS.command(Path("tritonserver"), Path("/backends"))[1:]
+    return {(k, v) for k, v in flags(command) if k not in CONTAINER_DIFFERS}
+
+
+def dockerfile_instructions(name: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of docker/NAME, continuation lines joined, comments dropped."""
+    lines = (ROOT / "docker" / name).read_text().splitlines()
+    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    joined = re.sub(r"\\\n", " ", text)
+    return [
+        (parts[0].upper(), parts[1] if len(parts) > 1 else "")
+        for parts in (line.strip().split(None, 1) for line in joined.splitlines())
+        if parts
+    ]
+
+
+def rendered(overlay: str = "gpu") -> list[dict[str, Any]]:
+    return kustomize.render(kustomize.K8S / "overlays" / overlay)
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    matches = [d for d in docs if d["kind"] == kind]
+    assert len(matches) == 1, f"expected one {kind}, found {len(matches)}"
+    return matches[0]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = load_yaml("docker-compose.yml")
+    return data
+
+
+def published(service: dict[str, Any]) -> dict[int, tuple[str, int]]:
+    """container port -> (host address with the default BIND, host port)."""
+    result = {}
+    for spec in service.get("ports", []):
+        address, host_port, container_port = re.sub(r"\$\{BIND:-([^}]*)\}", r"\1", spec).rsplit(
+            ":", 2
+        )
+        result[int(container_port)] = (address, int(host_port))
+    return result
+
+
+# --- Triton: flags, ports, health, repository ------------------------------------------------
+
+
+@pytest.mark.parametrize("service", ["triton", "triton-cpu"])
+def test_compose_triton_runs_with_the_launchers_flags(
+    compose: dict[str, Any], service: str
+) -> None:
+    command = compose["services"][service]["command"]
+    assert launcher_flags() <= flags(command), launcher_flags() - flags(command)
+    assert ("--model-repository", MODELS_DIR) in flags(command)
+    assert DEFAULTS.model_control is ModelControl.EXPLICIT
+    assert ("--model-control-mode", "explicit") in flags(command)
+
+
+def test_dockerfile_default_command_equals_the_compose_command(compose: dict[str, Any]) -> None:
+    cmd = next(args for op, args in dockerfile_instructions("triton.Dockerfile") if op == "CMD")
+    assert json.loads(cmd) == compose["services"]["triton"]["command"][: len(json.loads(cmd))]
+    assert launcher_flags() <= flags(json.loads(cmd))
+
+
+def test_kubernetes_triton_runs_with_the_launchers_flags() -> None:
+    deployment = one(rendered(), "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert launcher_flags() <= flags(args), launcher_flags() - flags(args)
+    assert ("--model-repository", MODELS_DIR) in flags(args)
+
+
+@pytest.mark.parametrize("service", ["triton", "triton-cpu"])
+def test_compose_publishes_the_default_ports_on_loopback(
+    compose: dict[str, Any], service: str
+) -> None:
+    ports = published(compose["services"][service])
+    assert ports == {p: ("127.0.0.1", p) for p in PORTS.values()}
+
+
+def test_every_published_port_is_bound_to_loopback_by_default(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for address, _ in published(service).values():
+            assert address == "127.0.0.1", f"{name} publishes on {address}"
+
+
+def test_compose_triton_mounts_the_exported_repository_read_only(
+    compose: dict[str, Any],
+) -> None:
+    serve_defaults = _subcommand("serve").parse_args([])
+    export_defaults = _subcommand("export").parse_args([])
+    for service in ("triton", "triton-cpu"):
+        (volume,) = compose["services"][service]["volumes"]
+        assert volume["type"] == "bind"
+        assert volume["read_only"] is True
+        assert volume["target"] == MODELS_DIR
+        assert Path(volume["source"]) == serve_defaults.repo == export_defaults.repo
+    gitignore = (ROOT / ".gitignore").read_text().split()
+    assert f"{serve_defaults.repo}/" in gitignore  # generated, so it need not exist in git
+
+
+def test_compose_health_check_polls_readiness_on_the_http_port(compose: dict[str, Any]) -> None:
+    test = " ".join(compose["services"]["triton"]["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{DEFAULTS.http_port}/v2/health/ready" in test
+    dockerfile = dict(dockerfile_instructions("triton.Dockerfile"))
+    assert f"http://127.0.0.1:{DEFAULTS.http_port}/v2/health/ready" in dockerfile["HEALTHCHECK"]
+    assert dockerfile["EXPOSE"].split() == [str(p) for p in PORTS.values()]
+
+
+def test_compose_triton_has_gpu_shm_and_profiles(compose: dict[str, Any]) -> None:
+    gpu, cpu = compose["services"]["triton"], compose["services"]["triton-cpu"]
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["capabilities"] == ["gpu"]
+    assert "deploy" not in cpu
+    assert gpu["profiles"] == ["gpu"]
+    assert cpu["profiles"] == ["cpu"]
+    assert cpu["networks"]["default"]["aliases"] == ["triton"]
+    assert gpu["shm_size"] == cpu["shm_size"] == "1gb"
+
+
+def test_kubernetes_ports_probes_and_service_agree() -> None:
+    docs = rendered()
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == PORTS
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    service = one(docs, "Service")
+    assert {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
+        name: (port, name) for name, port in PORTS.items()
+    }
+    labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    monitor = one(docs, "ServiceMonitor")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+
+
+def test_kubernetes_repository_volume_is_the_pvc_mounted_read_only() -> None:
+    docs = rendered()
+    pvc = one(docs, "PersistentVolumeClaim")["metadata"]["name"]
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if "persistentVolumeClaim" in v)
+    assert volume["persistentVolumeClaim"] == {"claimName": pvc, "readOnly": True}
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
+    assert mount == {"name": volume["name"], "mountPath": MODELS_DIR, "readOnly": True}
+    shm = "/dev/shm"  # noqa: S108  # the Python backend's tensor exchange
+    assert any(m["mountPath"] == shm for m in pod["containers"][0]["volumeMounts"])
+    isvc = one(docs, "InferenceService")
+    assert isvc["spec"]["predictor"]["model"]["storageUri"].rstrip("/") == f"pvc://{pvc}"
+
+
+def test_kserve_runtime_uses_the_project_image_and_explicit_model_control() -> None:
+    docs = rendered()
+    runtime = one(docs, "ServingRuntime")
+    isvc = one(docs, "InferenceService")
+    assert isvc["spec"]["predictor"]["model"]["runtime"] == runtime["metadata"]["name"]
+    assert isvc["spec"]["predictor"]["model"]["modelFormat"]["name"] in {
+        f["name"] for f in runtime["spec"]["supportedModelFormats"]
+    }
+    (container,) = runtime["spec"]["containers"]
+    triton_image = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert container["image"] == triton_image
+    args = flags(container["args"][1:])
+    assert {("--model-control-mode", "explicit"), ("--load-model", "*")} <= args
+    metrics_port = runtime["spec"]["annotations"]["prometheus.kserve.io/port"]
+    assert ("--metrics-port", metrics_port) in args
+    assert metrics_port == str(DEFAULTS.metrics_port)
+
+
+def test_gpu_overlay_reaches_the_kserve_predictor_too() -> None:
+    isvc = one(rendered("gpu"), "InferenceService")
+    assert isvc["spec"]["predictor"]["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_hpa_scales_the_deployment_on_the_adapters_triton_metric() -> None:
+    docs = rendered()
+    hpa = one(docs, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == one(docs, "Deployment")["metadata"]["name"]
+    (metric,) = hpa["spec"]["metrics"]
+    adapter = next(d for d in docs if d["kind"] == "ConfigMap")
+    rules = yaml.safe_load(adapter["data"]["config.yaml"])["rules"]
+    (rule,) = rules
+    assert metric["type"] == "Pods"
+    assert metric["pods"]["metric"]["name"] == rule["name"]["as"]
+    source = re.match(r"\^(\w+)\$", rule["name"]["matches"])
+    assert source is not None
+    assert source.group(1).startswith("nv_inference_")  # a Triton metric
+    assert source.group(1) in rule["seriesQuery"]
+    assert source.group(1) in rule["metricsQuery"]
+
+
+# --- the demo and the console ----------------------------------------------------------------
+
+
+def _subcommand(name: str) -> Any:
+    parser = build_parser()
+    return next(a for a in parser._actions if a.dest == "command").choices[name]
+
+
+@pytest.mark.parametrize(
+    ("service", "default_port"), [("ui", DemoConfig().port), ("console", ConsoleConfig().port)]
+)
+def test_compose_app_commands_parse_and_reach_triton(
+    compose: dict[str, Any], service: str, default_port: int
+) -> None:
+    command = compose["services"][service]["command"]
+    args = build_parser().parse_args(command)
+    assert args.command == service
+    assert args.port == default_port == _subcommand(service).get_default("port")
+    assert published(compose["services"][service]) == {default_port: ("127.0.0.1", default_port)}
+    assert args.grpc_url == f"triton:{DEFAULTS.grpc_port}"
+    assert args.http_url == f"triton:{DEFAULTS.http_port}"
+    if service == "console":
+        assert urlparse(args.metrics_url).netloc == f"triton:{DEFAULTS.metrics_port}"
+
+
+def test_app_image_default_command_is_the_compose_ui_command(compose: dict[str, Any]) -> None:
+    instructions = dict(dockerfile_instructions("app.Dockerfile"))
+    assert json.loads(instructions["ENTRYPOINT"]) == ["tritonhf"]
+    image_args = build_parser().parse_args(json.loads(instructions["CMD"]))
+    compose_args = build_parser().parse_args(compose["services"]["ui"]["command"])
+    assert image_args == compose_args
+    assert f"127.0.0.1:{DemoConfig().port}/metrics" in instructions["HEALTHCHECK"]
+    assert instructions["EXPOSE"].split() == [str(DemoConfig().port), str(ConsoleConfig().port)]
+
+
+# --- observability: scrape targets, datasources, mounted paths -------------------------------
+
+
+def _service_ports(compose: dict[str, Any]) -> dict[str, set[int]]:
+    """Where each compose service (and network alias) listens inside the network."""
+    listens: dict[str, set[int]] = {}
+    for name, service in compose["services"].items():
+        ports = set(published(service))
+        for alias in [name, *service.get("networks", {}).get("default", {}).get("aliases", [])]:
+            listens.setdefault(alias, set()).update(ports)
+    return listens
+
+
+def test_prometheus_scrapes_triton_and_the_ui_at_compose_addresses(
+    compose: dict[str, Any],
+) -> None:
+    config = load_yaml("observability/prometheus/prometheus.yml")
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    }
+    assert f"triton:{DEFAULTS.metrics_port}" in targets
+    assert f"ui:{DemoConfig().port}" in targets
+    listens = _service_ports(compose)
+    for target in targets:
+        host, _, port = target.partition(":")
+        assert int(port) in listens.get(host, set()), f"{target} is not a compose service port"
+    for pattern in config.get("rule_files", []):
+        assert list((ROOT / "observability" / "prometheus").glob(pattern)), pattern
+
+
+def test_grafana_datasources_point_at_compose_services(compose: dict[str, Any]) -> None:
+    config = load_yaml("observability/grafana/provisioning/datasources/datasources.yml")
+    urls = {source["type"]: urlparse(source["url"]) for source in config["datasources"]}
+    listens = _service_ports(compose)
+    assert {"prometheus", "loki"} <= set(urls)
+    for url in urls.values():
+        assert url.port in listens.get(url.hostname or "", set()), url.geturl()
+
+
+def test_grafana_dashboard_provider_reads_the_mounted_dashboards(compose: dict[str, Any]) -> None:
+    mounts = {
+        v["target"]: v["source"]
+        for v in compose["services"]["grafana"]["volumes"]
+        if isinstance(v, dict)
+    }
+    config = load_yaml("observability/grafana/provisioning/dashboards/dashboards.yml")
+    for provider in config["providers"]:
+        path = provider["options"]["path"]
+        target = next((t for t in mounts if path == t or path.startswith(t + "/")), None)
+        assert target is not None, f"dashboard path {path} is not mounted into grafana"
+        local = ROOT / mounts[target] / Path(path).relative_to(target)
+        assert list(local.glob("*.json")), f"no dashboards in {local}"
+
+
+def test_every_compose_bind_mount_and_build_file_exists(compose: dict[str, Any]) -> None:
+    repo_default = str(_subcommand("serve").get_default("repo"))
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
+            if not source.startswith("./"):
+                continue  # named volumes and host paths (the Docker socket)
+            if Path(source) == Path(repo_default):
+                continue  # generated by `tritonhf export` (checked above)
+            assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+        if "build" in service:
+            assert (ROOT / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
+
+
+def test_loki_listens_where_compose_publishes_it(compose: dict[str, Any]) -> None:
+    config = load_yaml("observability/loki/loki.yml")
+    port = config.get("server", {}).get("http_listen_port", 3100)
+    assert port in published(compose["services"]["loki"])
+    promtail = load_yaml("observability/promtail/promtail.yml")
+    pushes = [urlparse(client["url"]) for client in promtail["clients"]]
+    assert all((u.hostname, u.port) == ("loki", port) for u in pushes), pushes
+
+
+# --- images: what is copied, what the Python backend imports ---------------------------------
+
+
+def _dockerignore_allows(path: str) -> bool:
+    allowed = True
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = line.lstrip("!").rstrip("/")
+        if fnmatch.fnmatch(path, pattern) or path.startswith(pattern + "/"):
+            allowed = negate
+    return allowed
+
+
+@pytest.mark.parametrize("dockerfile", ["triton.Dockerfile", "app.Dockerfile"])
+def test_dockerfile_copies_exist_and_pass_dockerignore(dockerfile: str) -> None:
+    copies = [args for op, args in dockerfile_instructions(dockerfile) if op == "COPY"]
+    assert copies
+    for args in copies:
+        if args.startswith("--from"):
+            continue
+        *sources, _ = args.split()
+        for source in sources:
+            assert (ROOT / source).exists(), f"{dockerfile} copies missing {source}"
+            assert _dockerignore_allows(source.rstrip("/")), f".dockerignore drops {source}"
+    assert not _dockerignore_allows(".venv")
+    assert not _dockerignore_allows("model_repository")
+
+
+def test_image_version_argument_equals_the_package_version() -> None:
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    args = [a for op, a in dockerfile_instructions("triton.Dockerfile") if op == "ARG"]
+    assert f"TRITONHF_VERSION={version}" in args
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            name, version = line.split("==")
+            pins[name.strip().lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+def _imports_reachable_from(paths: list[Path]) -> set[str]:
+    """Top-level modules imported by these files and by the tritonhf modules they reach."""
+    seen: set[Path] = set()
+    found: set[str] = set()
+    todo = list(paths)
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                found.add(name.split(".")[0])
+                if name.split(".")[0] == "tritonhf":
+                    parts = name.split(".")
+                    for i in range(1, len(parts) + 1):  # the package __init__s run too
+                        base = ROOT.joinpath(*parts[:i])
+                        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+                            if candidate.is_file():
+                                todo.append(candidate)
+    return found
+
+
+def test_triton_image_installs_everything_the_python_backend_steps_import() -> None:
+    imports = _imports_reachable_from(sorted((ROOT / "tritonhf" / "backends").glob("*.py")))
+    third_party = (
+        imports - set(sys.stdlib_module_names) - {"tritonhf", "triton_python_backend_utils"}
+    )
+    pins = _pins(ROOT / "docker" / "requirements-triton.txt")
+    distributions = {"numpy": "numpy", "tokenizers": "tokenizers", "onnxruntime": "onnxruntime"}
+    missing = {m for m in third_party if distributions.get(m) not in pins}
+    assert not missing, f"the Python-backend steps import {sorted(missing)}, not in the image"
+    assert pins["numpy"].startswith("1.")  # the 2.51 stub misreads BYTES tensors under numpy 2
+
+
+def test_triton_image_pins_agree_with_constraints() -> None:
+    image = _pins(ROOT / "docker" / "requirements-triton.txt")
+    constraints = _pins(ROOT / "constraints.txt")
+    # onnxruntime: constraints.txt's version has no wheel for the NGC image's Python 3.10.
+    differs = {"onnxruntime"}
+    for name, version in image.items():
+        if name not in differs:
+            assert constraints.get(name) == version, (
+                f"{name}: image {version}, tests {constraints.get(name)}"
+            )
