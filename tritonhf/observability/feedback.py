@@ -1,0 +1,61 @@
+"""User feedback on a request: validation shared by the feedback step and the client."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+"""What a request id may look like: the client's uuid4 hex, or any short token like it."""
+
+
+class FeedbackError(ValueError):
+    """Feedback that cannot be recorded; ``reason`` is the invalid-input metric's label."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """One user rating of one request."""
+
+    request_id: str
+    positive: bool
+    corrected_label: str | None = None
+
+    @property
+    def rating(self) -> str:
+        """``positive`` or ``negative`` (the ``rating`` label of ``tritonhf_feedback_total``)."""
+        return "positive" if self.positive else "negative"
+
+
+def check_request_id(request_id: str) -> str:
+    """Return ``request_id`` if it is usable; raise `FeedbackError` otherwise."""
+    if not REQUEST_ID_PATTERN.fullmatch(request_id):
+        raise FeedbackError(
+            f"request id {request_id[:40]!r} is not valid: use 1-128 letters, digits, '_', '.', "
+            "':' or '-' (the request_id of an EmbeddingResult or Classification)",
+            "bad_request_id",
+        )
+    return request_id
+
+
+def make_feedback(
+    *,
+    request_id: str,
+    positive: bool,
+    corrected_label: str | None,
+    labels: Sequence[str],
+) -> Feedback:
+    """Validate one piece of feedback against the model's labels (none for an embedder)."""
+    check_request_id(request_id)
+    if corrected_label is not None and corrected_label not in labels:
+        known = ", ".join(labels) if labels else "none: it is not a classifier"
+        raise FeedbackError(
+            f"corrected label {corrected_label[:40]!r} is not one of the model's labels ({known})",
+            "unknown_label",
+        )
+    return Feedback(request_id=request_id, positive=positive, corrected_label=corrected_label)

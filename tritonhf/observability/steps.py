@@ -1,0 +1,285 @@
+"""What the Python-backend steps record per batch: JSON log lines, metrics, drift.
+
+The steps hand over plain numpy results; everything here is best effort: a failure to record
+is logged once per batch and never fails a request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tritonhf.observability import metrics as m
+from tritonhf.observability.drift import LABEL, TOKEN_LENGTH, DriftWindow, ReferenceProfile
+from tritonhf.observability.logs import (
+    TextLogging,
+    configure_json_logging,
+    elapsed_ms,
+    log_event,
+    text_fields,
+)
+
+
+@dataclass
+class RequestOutcome:
+    """One request of a batch, as the tokenizer step saw it."""
+
+    request_id: str
+    texts: list[str] = field(default_factory=list)
+    num_tokens: NDArray[Any] | None = None
+    truncated: NDArray[Any] | None = None
+    error: Exception | None = None
+
+    def succeed(self, texts: list[str], num_tokens: NDArray[Any], truncated: NDArray[Any]) -> None:
+        """The request was tokenized."""
+        self.texts, self.num_tokens, self.truncated = texts, num_tokens, truncated
+
+    def fail(self, error: Exception, texts: list[str] | None = None) -> None:
+        """The request was rejected with ``error``."""
+        self.error, self.texts = error, texts or []
+
+    @property
+    def reason(self) -> str:
+        """The invalid-input reason of a rejected request."""
+        return str(getattr(self.error, "reason", "invalid"))
+
+
+class _NoMetrics:
+    """Stands in for `TritonMetrics` outside Triton (no ``pb_utils``)."""
+
+    def increment(self, metric: m.MetricDef, amount: float = 1.0, *labels: str) -> None:
+        """Record nothing."""
+
+    def set(self, metric: m.MetricDef, value: float, *labels: str) -> None:
+        """Record nothing."""
+
+    def observe(self, metric: m.MetricDef, value: float, *labels: str) -> None:
+        """Record nothing."""
+
+
+def _recorder(pb_utils: Any, model: str) -> m.TritonMetrics | _NoMetrics:
+    return _NoMetrics() if pb_utils is None else m.TritonMetrics(pb_utils, model)
+
+
+def _window(profile: ReferenceProfile | None, feature: str) -> DriftWindow | None:
+    if profile is None or feature not in profile.features:
+        return None
+    return DriftWindow(profile.features[feature], profile.window, profile.min_samples)
+
+
+class _Observer:
+    """Shared set-up: the JSON logger (configured here, at the step's load), metrics, drift."""
+
+    step = ""
+
+    def __init__(
+        self,
+        metrics: m.TritonMetrics | _NoMetrics,
+        model: str,
+        profile: ReferenceProfile | None,
+        text_logging: TextLogging,
+    ) -> None:
+        self.metrics = metrics
+        self.model = model
+        self.profile = profile
+        self.text_logging = text_logging
+        self.log = configure_json_logging()
+        self._warned = False
+
+    def _update_drift(self, window: DriftWindow | None, feature: str) -> float | None:
+        if window is None:
+            return None
+        self.metrics.set(m.DRIFT_SAMPLES, len(window), feature)
+        score = window.score()
+        if score is not None:
+            self.metrics.set(m.DRIFT, score, feature)
+        return score
+
+    def _recording_failed(self, exc: Exception) -> None:
+        if not self._warned:  # once per model load: a broken metric must not flood the log
+            self._warned = True
+            self.log.warning(
+                "observability_error",
+                extra={"fields": {"model": self.model, "step": self.step, "error": repr(exc)}},
+            )
+
+
+class TokenizerObserver(_Observer):
+    """Tokenizer step: tokens, truncation, invalid inputs, token-length drift."""
+
+    step = "tokenizer"
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.drift = _window(self.profile, TOKEN_LENGTH)
+
+    @classmethod
+    def create(cls, pb_utils: Any, model: str, profile_path: Path) -> TokenizerObserver:
+        """The observer for a step loaded from ``profile_path``'s folder."""
+        return cls(
+            _recorder(pb_utils, model),
+            model,
+            ReferenceProfile.load(profile_path),
+            TextLogging.from_env(),
+        )
+
+    def record(self, outcomes: Sequence[RequestOutcome], started: float) -> None:
+        """Log each request and update the metrics for the batch."""
+        try:
+            self._record(outcomes, elapsed_ms(started))
+        except Exception as exc:  # noqa: BLE001  # recording never fails a request
+            self._recording_failed(exc)
+
+    def _record(self, outcomes: Sequence[RequestOutcome], latency_ms: float) -> None:
+        texts = tokens = truncated = 0
+        lengths: list[NDArray[Any]] = []
+        for outcome in outcomes:
+            fields: dict[str, Any] = {
+                "model": self.model,
+                "step": self.step,
+                "request_id": outcome.request_id,
+                "texts": len(outcome.texts),
+                "batch_requests": len(outcomes),
+                "latency_ms": latency_ms,
+            }
+            if outcome.error is not None:
+                self.metrics.increment(m.INVALID, 1, outcome.reason)
+                fields.update(
+                    outcome="error",
+                    error_type=type(outcome.error).__name__,
+                    reason=outcome.reason,
+                    error=str(outcome.error),
+                )
+            elif outcome.num_tokens is not None and outcome.truncated is not None:
+                counts = outcome.num_tokens.reshape(-1)
+                cut = int(outcome.truncated.sum())
+                texts, tokens, truncated = (
+                    texts + counts.size,
+                    tokens + int(counts.sum()),
+                    truncated + cut,
+                )
+                lengths.append(counts)
+                self.metrics.observe(m.REQUEST_TOKENS, int(counts.sum()))
+                self.metrics.increment(m.TRUNCATED_REQUESTS, 1 if cut else 0)
+                fields.update(
+                    outcome="ok",
+                    tokens=counts.tolist(),
+                    tokens_total=int(counts.sum()),
+                    truncated=cut,
+                )
+            fields.update(text_fields(outcome.texts, self.text_logging))
+            log_event(self.log, "tokenize", **fields)
+        self.metrics.increment(m.TEXTS, texts)
+        self.metrics.increment(m.TOKENS, tokens)
+        self.metrics.increment(m.TRUNCATED, truncated)
+        if self.drift is not None and lengths:
+            self.drift.add_values(np.concatenate(lengths))
+            self._update_drift(self.drift, TOKEN_LENGTH)
+
+
+class ModelObserver(_Observer):
+    """Model step: predicted labels and confidence, or embedding health; label drift."""
+
+    step = "model"
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.drift = _window(self.profile, LABEL)
+
+    @classmethod
+    def create(cls, pb_utils: Any, model: str, profile_path: Path) -> ModelObserver:
+        """The observer for a step loaded from ``profile_path``'s folder."""
+        return cls(
+            _recorder(pb_utils, model),
+            model,
+            ReferenceProfile.load(profile_path),
+            TextLogging.OFF,
+        )
+
+    def record(
+        self,
+        request_ids: Sequence[str],
+        outputs: Sequence[dict[str, NDArray[Any]]],
+        errors: Sequence[tuple[str, Exception]],
+        started: float,
+    ) -> None:
+        """Log each request (answered or rejected) and update the batch's metrics."""
+        try:
+            self._record(request_ids, outputs, errors, elapsed_ms(started))
+        except Exception as exc:  # noqa: BLE001  # recording never fails a request
+            self._recording_failed(exc)
+
+    def _record(
+        self,
+        request_ids: Sequence[str],
+        outputs: Sequence[dict[str, NDArray[Any]]],
+        errors: Sequence[tuple[str, Exception]],
+        latency_ms: float,
+    ) -> None:
+        batch = len(request_ids) + len(errors)
+        predicted: list[str] = []
+        for request_id, found in zip(request_ids, outputs, strict=True):
+            fields: dict[str, Any] = {
+                "model": self.model,
+                "step": self.step,
+                "request_id": request_id,
+                "batch_requests": batch,
+                "latency_ms": latency_ms,
+                "outcome": "ok",
+            }
+            if "LABEL" in found:
+                labels = [_text(v) for v in found["LABEL"].reshape(-1)]
+                scores = found["SCORE"].reshape(-1).astype(float)
+                predicted.extend(labels)
+                for score in scores:
+                    self.metrics.observe(m.CONFIDENCE, float(score))
+                fields.update(
+                    texts=len(labels), labels=labels, confidence=[round(s, 4) for s in scores]
+                )
+            elif "EMBEDDING" in found:
+                mean, nonfinite, off = m.embedding_health(found["EMBEDDING"])
+                if np.isfinite(mean):
+                    self.metrics.observe(m.EMBEDDING_NORM, mean)
+                self.metrics.increment(m.EMBEDDING_ANOMALIES, nonfinite, "nonfinite")
+                self.metrics.increment(m.EMBEDDING_ANOMALIES, off, "norm")
+                fields.update(
+                    texts=len(found["EMBEDDING"]),
+                    embedding_norm_mean=round(mean, 6) if np.isfinite(mean) else None,
+                    nonfinite=nonfinite,
+                )
+            log_event(self.log, "infer", **fields)
+        for request_id, error in errors:
+            self.metrics.increment(m.INVALID, 1, "bad_shape")
+            log_event(
+                self.log,
+                "infer",
+                model=self.model,
+                step=self.step,
+                request_id=request_id,
+                batch_requests=batch,
+                latency_ms=latency_ms,
+                outcome="error",
+                error_type=type(error).__name__,
+                reason="bad_shape",
+                error=str(error),
+            )
+        for label, count in m.label_counts(predicted).items():
+            self.metrics.increment(m.PREDICTIONS, count, label)
+        if self.drift is not None and predicted:
+            self.drift.add_categories(predicted)
+            self._update_drift(self.drift, LABEL)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def now() -> float:
+    """The clock the steps pass as ``started`` (`time.perf_counter`)."""
+    return time.perf_counter()
