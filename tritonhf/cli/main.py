@@ -173,7 +173,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--measurement-ms", type=int, default=3000, help="perf_analyzer window")
     bench.add_argument("--out", type=Path, default=Path("artifacts/bench"), help="output folder")
+    _add_app_parsers(commands)
     return parser
+
+
+def _add_app_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``ui`` (the Gradio demo) and ``console`` (the Streamlit ops console)."""
+    ui = commands.add_parser(
+        "ui",
+        help="the Gradio demo: embeddings, search, classification, feedback, server status",
+        description="Serves the demo on 127.0.0.1 (never public unless --share); the "
+        "client-side Prometheus metrics are at /metrics on the same port.",
+    )
+    console = commands.add_parser(
+        "console",
+        help="the Streamlit ops console: model states, load/unload, live metrics, benchmarks",
+    )
+    for app in (ui, console):
+        app.add_argument("--grpc-url", default="127.0.0.1:8001", help="Triton's gRPC host:port")
+        app.add_argument("--http-url", default="127.0.0.1:8000", help="Triton's HTTP host:port")
+        app.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
+        app.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+        app.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 exposes it)")
+    ui.add_argument("--port", type=int, default=7860)
+    ui.add_argument("--model", default=DEFAULT_MODEL_NAME, help="embedding model to start with")
+    ui.add_argument("--classifier", help="classifier to start with (default: first one served)")
+    ui.add_argument("--share", action="store_true", help="also open a public Gradio link")
+    console.add_argument("--port", type=int, default=8501)
+    console.add_argument(
+        "--metrics-url",
+        default="http://127.0.0.1:8002/metrics",
+        help="Triton's Prometheus metrics endpoint",
+    )
+    console.add_argument(
+        "--bench-dir",
+        type=Path,
+        default=Path("artifacts/bench"),
+        help="folder with benchmark reports (markdown, PNG plots)",
+    )
 
 
 def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -391,6 +428,51 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_ui(args: argparse.Namespace) -> int:
+    """``tritonhf ui``: the Gradio demo until Ctrl-C or SIGTERM."""
+    from tritonhf.client import Protocol
+    from tritonhf.ui import DemoConfig, serve_demo
+
+    def _terminate(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    serve_demo(
+        DemoConfig(
+            grpc_url=args.grpc_url,
+            http_url=args.http_url,
+            protocol=Protocol(args.protocol),
+            model=args.model,
+            classifier=args.classifier,
+            timeout_s=args.timeout,
+            host=args.host,
+            port=args.port,
+            share=args.share,
+        )
+    )
+    return 0
+
+
+def run_console(args: argparse.Namespace) -> int:
+    """``tritonhf console``: the Streamlit ops console until Ctrl-C or SIGTERM."""
+    from tritonhf.client import Protocol
+    from tritonhf.console import ConsoleConfig, serve_console
+
+    serve_console(
+        ConsoleConfig(
+            grpc_url=args.grpc_url,
+            http_url=args.http_url,
+            protocol=Protocol(args.protocol),
+            metrics_url=args.metrics_url,
+            bench_dir=args.bench_dir,
+            timeout_s=args.timeout,
+            host=args.host,
+            port=args.port,
+        )
+    )
+    return 0
+
+
 COMMANDS = {
     "export": run_export,
     "train": run_train,
@@ -400,6 +482,8 @@ COMMANDS = {
     "health": run_health,
     "deploy": run_deploy,
     "models": run_models,
+    "ui": run_ui,
+    "console": run_console,
     "bench": run_bench,
 }
 

@@ -1,0 +1,285 @@
+"""The Gradio demo: widgets wired to `DemoService` and the formatting in `tritonhf.ui.logic`.
+
+Every callback catches what went wrong and shows `error_markdown`, so the page never shows a
+stack trace. Imported only by `tritonhf ui` (Gradio is heavy).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import gradio as gr
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tritonhf.errors import ClientError
+from tritonhf.ui.logic import (
+    confidences,
+    error_markdown,
+    health_markdown,
+    heatmap_html,
+    hit_rows,
+    model_rows,
+    similarity_matrix,
+    split_lines,
+)
+from tritonhf.ui.service import DemoConfig, DemoService
+
+log = logging.getLogger(__name__)
+
+EXAMPLE_SENTENCES = "\n".join(
+    (
+        "The battery lasts a full workday.",
+        "I can use this laptop all day without charging it.",
+        "The central bank left interest rates unchanged.",
+        "How do I reverse a list in Python?",
+    )
+)
+EXAMPLE_QUERY = "my package has not arrived yet"
+EXAMPLE_REVIEW = "Great service, friendly staff, I will come back!"
+MODEL_HEADERS = ["model", "version", "state", "reason"]
+CSS = """
+.tritonhf-heatmap { border-collapse: collapse; font-size: 0.9em; }
+.tritonhf-heatmap th, .tritonhf-heatmap td { padding: 4px 8px; border: 1px solid #e5e7eb; }
+.tritonhf-heatmap td { text-align: center; font-variant-numeric: tabular-nums; }
+.tritonhf-heatmap th.row { text-align: left; font-weight: normal; }
+"""
+
+
+def _failed(exc: BaseException, action: str) -> str:
+    # Typed client errors are expected (server down, model missing): no traceback in the log.
+    if isinstance(exc, ClientError):
+        log.info("%s failed: %s", action, exc)
+    else:
+        log.exception("%s failed unexpectedly", action)
+    return error_markdown(exc)
+
+
+def build_demo(service: DemoService) -> gr.Blocks:  # one layout, read top-down
+    """The demo's page: status panel, embeddings tab, classification tab."""
+    config = service.config
+
+    def status(protocol: str) -> tuple[Any, ...]:
+        client = service.client(protocol)
+        health = client.health()
+        embed_choices, cls_choices = [config.model], [config.classifier or ""]
+        rows: list[list[str]] = []
+        headline = health_markdown(health)
+        cls_value = config.classifier
+        labels: list[str] = []
+        if health.live:
+            try:
+                rows = model_rows(client.models())
+                served = service.served(protocol)
+                embed_choices = sorted({config.model, *served.embedders})
+                cls_value = service.default_classifier(served)
+                cls_choices = sorted({*served.classifiers, *([cls_value] if cls_value else [])})
+                if cls_value in served.classifiers:
+                    labels = list(client.labels(cls_value))
+            except Exception as exc:  # noqa: BLE001  # shown in the panel, never raised
+                headline += "\n\n" + _failed(exc, "status")
+        return (
+            headline,
+            rows or [["-", "-", "-", "-"]],
+            gr.update(choices=embed_choices),
+            gr.update(choices=[c for c in cls_choices if c], value=cls_value),
+            gr.update(choices=labels, value=None),
+        )
+
+    def compare(text: str, protocol: str, model: str) -> tuple[str, str, dict[str, str]]:
+        try:
+            texts = split_lines(text)
+            done = service.compare(texts, protocol=protocol, model=model)
+        except Exception as exc:  # noqa: BLE001  # shown on the page, never raised
+            return "", _failed(exc, "compare"), {}
+        table = heatmap_html(done.texts, similarity_matrix(done.embeddings))
+        return table, done.info.markdown(), _last(done.info.request_id, model, protocol)
+
+    def search(query: str, k: float, protocol: str, model: str) -> tuple[Any, str, Any]:
+        try:
+            done = service.search(query, k=int(k), protocol=protocol, model=model)
+        except Exception as exc:  # noqa: BLE001  # shown on the page, never raised
+            return [], _failed(exc, "search"), {}
+        return (
+            hit_rows(done.hits),
+            done.info.markdown(),
+            _last(done.info.request_id, model, protocol),
+        )
+
+    def classify(text: str, protocol: str, model: str | None) -> tuple[Any, str, Any, Any]:
+        try:
+            done = service.classify(text, protocol=protocol, model=model)
+        except Exception as exc:  # noqa: BLE001  # shown on the page, never raised
+            return None, _failed(exc, "classify"), {}, gr.update()
+        return (
+            confidences(done.result.top),
+            done.info.markdown(),
+            _last(done.info.request_id, done.info.model, protocol),
+            gr.update(choices=list(done.labels)),
+        )
+
+    def feedback(last: dict[str, str], positive: bool, corrected: str | None = None) -> str:
+        try:
+            service.feedback(
+                request_id=last.get("request_id", ""),
+                positive=positive,
+                corrected_label=corrected,
+                model=last.get("model", ""),
+                protocol=last.get("protocol", config.protocol.value),
+            )
+        except Exception as exc:  # noqa: BLE001  # shown on the page, never raised
+            return _failed(exc, "feedback")
+        verdict = "thumbs up" if positive else "thumbs down"
+        fix = f", corrected label `{corrected}`" if corrected else ""
+        return f"Thanks! Recorded {verdict}{fix} for request `{last['request_id']}`."
+
+    demo: gr.Blocks
+    with gr.Blocks(title="tritonhf demo", analytics_enabled=False) as demo:
+        gr.Markdown(
+            "# tritonhf demo\nSentence embeddings and classification served by NVIDIA Triton, "
+            "through the `tritonhf` client."
+        )
+        with gr.Accordion("Server status", open=True, elem_id="status-panel"):
+            with gr.Row():
+                protocol = gr.Radio(
+                    ["grpc", "http"],
+                    value=config.protocol.value,
+                    label="Protocol",
+                    elem_id="protocol",
+                    scale=1,
+                )
+                refresh = gr.Button("Refresh status", scale=0, elem_id="refresh")
+            headline = gr.Markdown(elem_id="health")
+            models = gr.Dataframe(
+                headers=MODEL_HEADERS, interactive=False, elem_id="models", max_height=240
+            )
+
+        with gr.Tabs():
+            with gr.Tab("Embeddings", elem_id="tab-embeddings"):
+                embed_model = gr.Dropdown(
+                    [config.model],
+                    value=config.model,
+                    allow_custom_value=True,
+                    label="Embedding model",
+                    elem_id="embed-model",
+                )
+                with gr.Row():
+                    with gr.Column():
+                        gr.Markdown("### Compare sentences")
+                        sentences = gr.Textbox(
+                            value=EXAMPLE_SENTENCES,
+                            lines=5,
+                            label="Sentences, one per line",
+                            elem_id="sentences",
+                        )
+                        compare_button = gr.Button("Compare", variant="primary", elem_id="compare")
+                        heatmap = gr.HTML(elem_id="heatmap")
+                        compare_info = gr.Markdown(elem_id="compare-info")
+                    with gr.Column():
+                        gr.Markdown("### Semantic search over the built-in corpus")
+                        query = gr.Textbox(value=EXAMPLE_QUERY, label="Query", elem_id="query")
+                        top_k = gr.Slider(1, 20, value=5, step=1, label="top-k")
+                        search_button = gr.Button("Search", variant="primary", elem_id="search")
+                        hits = gr.Dataframe(
+                            headers=["rank", "score", "sentence"],
+                            interactive=False,
+                            wrap=True,
+                            elem_id="hits",
+                        )
+                        search_info = gr.Markdown(elem_id="search-info")
+                gr.Markdown("Was the last result useful?")
+                with gr.Row():
+                    embed_up = gr.Button("✓ Thumbs up", elem_id="embed-up", scale=0)
+                    embed_down = gr.Button("✗ Thumbs down", elem_id="embed-down", scale=0)
+                embed_feedback = gr.Markdown(elem_id="embed-feedback")
+                embed_last = gr.State({})
+
+            with gr.Tab("Classification", elem_id="tab-classification"):
+                cls_model = gr.Dropdown(
+                    [c for c in [config.classifier] if c],
+                    value=config.classifier,
+                    allow_custom_value=True,
+                    label="Classifier",
+                    elem_id="cls-model",
+                )
+                review = gr.Textbox(value=EXAMPLE_REVIEW, lines=3, label="Text", elem_id="review")
+                classify_button = gr.Button("Classify", variant="primary", elem_id="classify")
+                scores = gr.Label(label="Label and confidence per class", elem_id="scores")
+                classify_info = gr.Markdown(elem_id="classify-info")
+                gr.Markdown("Was the prediction right? Optionally give the correct label.")
+                with gr.Row():
+                    corrected = gr.Dropdown(
+                        [], value=None, label="Correct label (optional)", elem_id="corrected"
+                    )
+                    cls_up = gr.Button("✓ Thumbs up", elem_id="cls-up", scale=0)
+                    cls_down = gr.Button("✗ Thumbs down", elem_id="cls-down", scale=0)
+                cls_feedback = gr.Markdown(elem_id="cls-feedback")
+                cls_last = gr.State({})
+
+        status_outputs = [headline, models, embed_model, cls_model, corrected]
+        demo.load(status, [protocol], status_outputs)
+        refresh.click(status, [protocol], status_outputs)
+        protocol.change(status, [protocol], status_outputs)
+        compare_button.click(
+            compare, [sentences, protocol, embed_model], [heatmap, compare_info, embed_last]
+        )
+        search_button.click(
+            search, [query, top_k, protocol, embed_model], [hits, search_info, embed_last]
+        )
+        query.submit(search, [query, top_k, protocol, embed_model], [hits, search_info, embed_last])
+        classify_button.click(
+            classify, [review, protocol, cls_model], [scores, classify_info, cls_last, corrected]
+        )
+        embed_up.click(lambda last: feedback(last, True), [embed_last], [embed_feedback])
+        embed_down.click(lambda last: feedback(last, False), [embed_last], [embed_feedback])
+        cls_up.click(lambda last, c: feedback(last, True, c), [cls_last, corrected], [cls_feedback])
+        cls_down.click(
+            lambda last, c: feedback(last, False, c), [cls_last, corrected], [cls_feedback]
+        )
+    return demo
+
+
+def _last(request_id: str, model: str, protocol: str) -> dict[str, str]:
+    return {"request_id": request_id, "model": model, "protocol": protocol}
+
+
+def _metrics_endpoint(registry: CollectorRegistry) -> Any:
+    def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return metrics
+
+
+def serve(config: DemoConfig) -> None:
+    """Run the demo until Ctrl-C, with the client-side metrics at ``/metrics`` on its port."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own startup probes
+    service = DemoService(config)
+    demo = build_demo(service)
+    try:
+        app, local_url, share_url = demo.launch(
+            server_name=config.host,
+            server_port=config.port,
+            share=config.share,
+            prevent_thread_lock=True,
+            ssr_mode=False,
+            footer_links=[],
+            quiet=True,
+            css=CSS,
+        )
+        threading.Thread(target=service.warm, name="warm-search-index", daemon=True).start()
+        # First in the routing table, so Gradio's own routes never shadow it.
+        app.router.routes.insert(0, Route("/metrics", _metrics_endpoint(service.registry)))
+        print(
+            f"tritonhf demo on {local_url} (metrics at {local_url.rstrip('/')}/metrics)"
+            + (f", public link {share_url}" if share_url else "")
+            + "; Ctrl-C stops",
+            flush=True,
+        )
+        demo.block_thread()
+    finally:
+        demo.close()
+        service.close()

@@ -1,0 +1,232 @@
+"""What the demo computes and shows, as plain functions (no Gradio, no server).
+
+The Gradio app in `tritonhf.ui.app` only wires these to widgets, so everything it displays
+is unit-tested here.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tritonhf.errors import (
+    ClientError,
+    InferenceTimeoutError,
+    InvalidInputError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    OverloadedError,
+    ServerUnavailableError,
+)
+
+MAX_TEXTS = 16  # sentences compared at once: the heatmap stays readable
+
+
+def split_lines(text: str, *, limit: int = MAX_TEXTS) -> list[str]:
+    """The non-empty lines of ``text`` (stripped), at most ``limit`` of them.
+
+    Raises `InvalidInputError` with what to type when there is nothing to send or too much.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise InvalidInputError("type at least one sentence (one per line)")
+    if len(lines) > limit:
+        raise InvalidInputError(f"compare at most {limit} sentences at once, got {len(lines)}")
+    return lines
+
+
+def similarity_matrix(embeddings: NDArray[Any]) -> NDArray[np.float32]:
+    """Cosine similarities between the rows of ``embeddings`` (re-normalised defensively)."""
+    vectors = np.asarray(embeddings, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit = vectors / np.maximum(norms, 1e-12)
+    matrix: NDArray[np.float32] = np.clip(unit @ unit.T, -1.0, 1.0).astype(np.float32)
+    return matrix
+
+
+def _cell_colour(value: float) -> str:
+    """White at 0 (or below) to deep blue at 1, with a text colour that stays readable."""
+    strength = float(np.clip(value, 0.0, 1.0))
+    red, green = int(255 - 205 * strength), int(255 - 155 * strength)
+    text = "#ffffff" if strength > 0.55 else "#1f2937"
+    return f"background:rgb({red},{green},255);color:{text}"
+
+
+def _short(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def heatmap_html(texts: Sequence[str], matrix: NDArray[Any]) -> str:
+    """The similarity matrix as an HTML table whose cells are coloured by similarity."""
+    if matrix.shape != (len(texts), len(texts)):
+        raise ValueError(f"matrix shape {matrix.shape} does not match {len(texts)} texts")
+    header = "".join(f'<th title="{html.escape(t)}">{i + 1}</th>' for i, t in enumerate(texts))
+    rows = []
+    for i, text in enumerate(texts):
+        cells = "".join(
+            f'<td style="{_cell_colour(float(v))}">{float(v):.2f}</td>' for v in matrix[i]
+        )
+        rows.append(
+            f'<tr><th class="row" title="{html.escape(text)}">{i + 1}. '
+            f"{html.escape(_short(text))}</th>{cells}</tr>"
+        )
+    return (
+        '<table class="tritonhf-heatmap"><thead><tr><th></th>'
+        f"{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One semantic-search result."""
+
+    rank: int
+    score: float
+    text: str
+
+
+@dataclass(frozen=True)
+class SearchIndex:
+    """A corpus embedded once: L2-normalised rows, searched by cosine similarity."""
+
+    texts: tuple[str, ...]
+    embeddings: NDArray[np.float32]
+
+    def __post_init__(self) -> None:
+        if self.embeddings.shape[0] != len(self.texts):
+            raise ValueError(
+                f"{len(self.texts)} texts but {self.embeddings.shape[0]} embeddings in the index"
+            )
+
+    def search(self, query: NDArray[Any], *, k: int = 5) -> list[Hit]:
+        """The ``k`` corpus texts closest to ``query`` (one vector), best first."""
+        if k < 1:
+            raise InvalidInputError(f"top-k must be >= 1, got {k}")
+        vector = np.asarray(query, dtype=np.float32).reshape(-1)
+        scores = self.embeddings @ (vector / max(float(np.linalg.norm(vector)), 1e-12))
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [
+            Hit(rank=rank, score=float(scores[i]), text=self.texts[i])
+            for rank, i in enumerate(order, start=1)
+        ]
+
+
+def hit_rows(hits: Sequence[Hit]) -> list[list[Any]]:
+    """Search hits as table rows: rank, score (3 decimals), text."""
+    return [[hit.rank, round(hit.score, 3), hit.text] for hit in hits]
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What one request did, shown under every result."""
+
+    model: str
+    version: str
+    protocol: str
+    latency_ms: float
+    num_tokens: tuple[int, ...]
+    truncated: tuple[bool, ...]
+    request_id: str
+    max_length: int | None = None
+
+    def markdown(self) -> str:
+        """One line of facts, plus a warning line when a text was truncated."""
+        tokens = ", ".join(str(n) for n in self.num_tokens)
+        version = f" v{self.version}" if self.version else ""
+        line = (
+            f"**model** `{self.model}`{version} · **protocol** {self.protocol_label} · "
+            f"**latency** {self.latency_ms:.1f} ms (client-side) · "
+            f"**tokens** {tokens} · **request id** `{self.request_id}`"
+        )
+        cut = [i + 1 for i, flag in enumerate(self.truncated) if flag]
+        if cut:
+            limit = f" to {self.max_length} tokens" if self.max_length else ""
+            which = ", ".join(str(i) for i in cut)
+            line += (
+                f"\n\n⚠ **truncated**: text {which} was longer than the model reads and was "
+                f"cut{limit}; the result only reflects its beginning."
+            )
+        return line
+
+    @property
+    def protocol_label(self) -> str:
+        """``gRPC`` or ``HTTP``."""
+        return "gRPC" if self.protocol.lower() == "grpc" else "HTTP"
+
+
+def served_version(states: Sequence[Any], model: str) -> str:
+    """The READY version(s) of ``model`` in a repository index (``""`` when none is ready)."""
+    versions = sorted(
+        {s.version for s in states if s.name == model and s.ready and s.version},
+        key=lambda v: (len(v), v),
+    )
+    return ",".join(versions)
+
+
+def confidences(top: Sequence[tuple[str, float]]) -> dict[str, float]:
+    """A classification's (label, probability) pairs as the mapping Gradio's Label shows."""
+    return {label: float(p) for label, p in top}
+
+
+_TITLES: tuple[tuple[type[ClientError], str, str], ...] = (
+    (
+        ServerUnavailableError,
+        "Triton is not reachable",
+        "Start it with `make run` (or `tritonhf serve`), or check the URL and protocol.",
+    ),
+    (
+        ModelNotFoundError,
+        "Model not served",
+        "Pick a model the server lists in the status panel, or export and serve it.",
+    ),
+    (
+        ModelNotReadyError,
+        "Model not ready",
+        "It may be loading or unloaded: load it (ops console or `tritonhf deploy`) and retry.",
+    ),
+    (OverloadedError, "Server overloaded", "The queue is full: wait a moment and retry."),
+    (InferenceTimeoutError, "Request timed out", "The server is slow or stuck: retry later."),
+    (InvalidInputError, "Input refused", "Change the text and try again."),
+)
+
+
+def error_markdown(exc: BaseException) -> str:
+    """A clear message for a failed request: what happened and what to do, no stack trace."""
+    title, hint = "Request failed", "Check the server log; the status panel shows its state."
+    for kind, kind_title, kind_hint in _TITLES:
+        if isinstance(exc, kind):
+            title, hint = kind_title, kind_hint
+            break
+    else:
+        if not isinstance(exc, ClientError):
+            title = f"Unexpected error ({type(exc).__name__})"
+    detail = str(exc).strip() or type(exc).__name__
+    return f"⚠ **{title}**: {detail}\n\n{hint}"
+
+
+# Glyphs from the fonts every system has (DejaVu): emoji would be boxes on a bare Linux.
+_DOT = '<span style="color:{colour}">●</span>'
+
+
+def health_markdown(health: Any) -> str:
+    """The status panel's headline from a `ServerHealth`."""
+    if not health.live:
+        return (
+            f"{_DOT.format(colour='#dc2626')} **Server down**: nothing answers at `{health.url}`. "
+            "Start it with `make run` (or `tritonhf serve`)."
+        )
+    ready = "ready" if health.ready else "live but **not ready** (a model failed to load?)"
+    return f"{_DOT.format(colour='#16a34a')} **Server** `{health.url}` is {ready}."
+
+
+def model_rows(states: Sequence[Any]) -> list[list[str]]:
+    """The repository index as table rows: model, version, state (✓ when READY), reason."""
+    return [
+        [s.name, s.version or "-", ("✓ " if s.ready else "✗ ") + s.state, s.reason or ""]
+        for s in sorted(states, key=lambda s: (s.name, s.version))
+    ]

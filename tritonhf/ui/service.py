@@ -1,0 +1,286 @@
+"""The demo's requests to Triton, all through `TritonHFClient`, with timing and metrics.
+
+`DemoService` is what the Gradio callbacks call; it raises the client's typed errors and
+leaves presenting them to `tritonhf.ui.logic.error_markdown`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from tritonhf.client import Classification, Protocol, RetryPolicy, TritonHFClient
+from tritonhf.data import sentences
+from tritonhf.errors import ClientError, ConfigError, InvalidInputError, ModelNotReadyError
+from tritonhf.observability.client_metrics import ClientMetrics
+from tritonhf.spec import DEFAULT_MODEL_NAME, EMBEDDING, LABEL, PipelineSpec
+from tritonhf.ui.logic import RequestInfo, SearchIndex, served_version
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# One quick retry covers a model that is reloading; a server that is down is reported at once.
+UI_RETRY = RetryPolicy(attempts=2, initial_backoff_s=0.2)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Where the demo finds Triton and where it listens."""
+
+    grpc_url: str = "127.0.0.1:8001"
+    http_url: str = "127.0.0.1:8000"
+    protocol: Protocol = Protocol.GRPC
+    model: str = DEFAULT_MODEL_NAME
+    classifier: str | None = None  # default: the first classifier the server lists
+    timeout_s: float = 10.0
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"port must be in 1..65535, got {self.port}")
+        if self.timeout_s <= 0:
+            raise ConfigError(f"timeout_s must be > 0, got {self.timeout_s}")
+
+    def url(self, protocol: Protocol) -> str:
+        """The server address for ``protocol``."""
+        return self.grpc_url if protocol is Protocol.GRPC else self.http_url
+
+
+@dataclass(frozen=True)
+class Served:
+    """The ensembles the server has ready, by what they do."""
+
+    embedders: tuple[str, ...]
+    classifiers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Compared:
+    """Several sentences embedded together."""
+
+    texts: tuple[str, ...]
+    embeddings: Any
+    info: RequestInfo
+
+
+@dataclass(frozen=True)
+class Searched:
+    """A query's nearest corpus sentences."""
+
+    hits: list[Any]
+    info: RequestInfo
+
+
+@dataclass(frozen=True)
+class Classified:
+    """One text classified."""
+
+    result: Classification
+    labels: tuple[str, ...]
+    info: RequestInfo
+
+
+class DemoService:
+    """The demo's client side: one `TritonHFClient` per protocol, created on first use."""
+
+    def __init__(self, config: DemoConfig, *, registry: CollectorRegistry | None = None) -> None:
+        self.config = config
+        self.registry = registry or CollectorRegistry()
+        # The client's own latency/error metrics, on the same registry the UI serves.
+        self.client_metrics = ClientMetrics(self.registry)
+        self._clients: dict[Protocol, TritonHFClient] = {}
+        self._indexes: dict[tuple[str, str], SearchIndex] = {}
+        self._lock = threading.Lock()
+        self._index_lock = threading.Lock()
+        self._requests = Counter(
+            "tritonhf_ui_requests",
+            "Demo requests by action, protocol and outcome (ok or the error type).",
+            ["action", "protocol", "outcome"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "tritonhf_ui_request_seconds",
+            "Client-side latency of the demo's inference requests, seconds.",
+            ["action", "protocol"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
+
+    def client(self, protocol: Protocol | str) -> TritonHFClient:
+        """The client for ``protocol`` (``"grpc"`` or ``"http"``)."""
+        chosen = Protocol(protocol)
+        with self._lock:
+            if chosen not in self._clients:
+                self._clients[chosen] = TritonHFClient(
+                    self.config.url(chosen),
+                    protocol=chosen,
+                    model=self.config.model,
+                    timeout_s=self.config.timeout_s,
+                    retry=UI_RETRY,
+                    metrics=self.client_metrics,
+                )
+            return self._clients[chosen]
+
+    def close(self) -> None:
+        """Close every client."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+    # Discovery and status ------------------------------------------------------------------
+
+    def served(self, protocol: Protocol | str) -> Served:
+        """Ready ensembles that produce embeddings, and those that classify."""
+        client = self.client(protocol)
+        embedders: list[str] = []
+        classifiers: list[str] = []
+        for state in client.models():
+            if not state.ready or state.name in embedders + classifiers:
+                continue
+            config = client.model_config(state.name)
+            if config.get("platform") != "ensemble":
+                continue
+            outputs = {o["name"] for o in config.get("output", [])}
+            if LABEL in outputs:
+                classifiers.append(state.name)
+            elif EMBEDDING in outputs:
+                embedders.append(state.name)
+        return Served(tuple(sorted(embedders)), tuple(sorted(classifiers)))
+
+    def default_classifier(self, served: Served) -> str | None:
+        """The configured classifier, else the first one served, else None."""
+        if self.config.classifier:
+            return self.config.classifier
+        return served.classifiers[0] if served.classifiers else None
+
+    # Requests -----------------------------------------------------------------------------
+
+    def _timed(self, action: str, protocol: Protocol, call: Callable[[], T]) -> tuple[T, float]:
+        start = time.perf_counter()
+        try:
+            value = call()
+        except Exception as exc:
+            self._requests.labels(action, protocol.value, type(exc).__name__).inc()
+            raise
+        seconds = time.perf_counter() - start
+        self._latency.labels(action, protocol.value).observe(seconds)
+        self._requests.labels(action, protocol.value, "ok").inc()
+        return value, seconds * 1000.0
+
+    def _max_length(self, client: TritonHFClient, model: str) -> int | None:
+        # The tokenizer step's config carries the token limit the export chose.
+        try:
+            config = client.model_config(PipelineSpec(name=model).tokenizer_name)
+        except Exception:  # noqa: BLE001  # the limit only sharpens the warning's wording
+            return None
+        raw = config.get("parameters", {}).get("max_length", {}).get("string_value")
+        return int(raw) if raw and raw.isdigit() else None
+
+    def _info(
+        self,
+        client: TritonHFClient,
+        model: str,
+        latency_ms: float,
+        num_tokens: Iterable[Any],
+        truncated: Iterable[Any],
+        request_id: str,
+    ) -> RequestInfo:
+        return RequestInfo(
+            model=model,
+            version=served_version(client.models(), model),
+            protocol=client.protocol.value,
+            latency_ms=latency_ms,
+            num_tokens=tuple(int(n) for n in num_tokens),
+            truncated=tuple(bool(t) for t in truncated),
+            request_id=request_id,
+            max_length=self._max_length(client, model),
+        )
+
+    def compare(self, texts: Sequence[str], *, protocol: Protocol | str, model: str) -> Compared:
+        """Embed ``texts`` in one request."""
+        client = self.client(protocol)
+        result, ms = self._timed(
+            "compare", client.protocol, lambda: client.encode(list(texts), model=model)
+        )
+        info = self._info(client, model, ms, result.num_tokens, result.truncated, result.request_id)
+        return Compared(tuple(texts), result.embeddings, info)
+
+    def index(self, *, protocol: Protocol | str, model: str) -> SearchIndex:
+        """The built-in corpus embedded by ``model``: once per model version, then cached."""
+        client = self.client(protocol)
+        key = (model, served_version(client.models(), model))
+        with self._index_lock:
+            if key not in self._indexes:
+                corpus = tuple(sentences())
+                self._indexes[key] = SearchIndex(corpus, client.embed(corpus, model=model))
+            return self._indexes[key]
+
+    def warm(self) -> None:
+        """Embed the corpus for the default model and protocol now (best effort).
+
+        Run in the background at start, so the first search does not wait for 260 sentences.
+        """
+        try:
+            self.index(protocol=self.config.protocol, model=self.config.model)
+        except ClientError as exc:  # the page reports it when someone searches
+            log.info("search corpus not embedded yet: %s", exc)
+
+    def search(self, query: str, *, k: int, protocol: Protocol | str, model: str) -> Searched:
+        """The ``k`` corpus sentences nearest to ``query``."""
+        if not query.strip():
+            raise InvalidInputError("type a query to search the corpus with")
+        client = self.client(protocol)
+        index = self.index(protocol=protocol, model=model)
+        result, ms = self._timed(
+            "search", client.protocol, lambda: client.encode([query.strip()], model=model)
+        )
+        info = self._info(client, model, ms, result.num_tokens, result.truncated, result.request_id)
+        return Searched(index.search(result.embeddings[0], k=k), info)
+
+    def classify(self, text: str, *, protocol: Protocol | str, model: str | None) -> Classified:
+        """Classify ``text`` with every class's probability."""
+        if not model:
+            raise ModelNotReadyError(
+                "no classifier is served; `make run` trains and serves the demo sentiment "
+                "classifier, or export one with `tritonhf export MODEL --task classification`"
+            )
+        if not text.strip():
+            raise InvalidInputError("type a text to classify")
+        client = self.client(protocol)
+        labels = client.labels(model)
+        results, ms = self._timed(
+            "classify", client.protocol, lambda: client.classify([text.strip()], model=model)
+        )
+        result = results[0]
+        info = self._info(
+            client, model, ms, (result.num_tokens,), (result.truncated,), result.request_id
+        )
+        return Classified(result, labels, info)
+
+    def feedback(
+        self,
+        *,
+        request_id: str,
+        positive: bool,
+        corrected_label: str | None,
+        model: str,
+        protocol: Protocol | str,
+    ) -> None:
+        """Record a user's verdict on an earlier request (the client's feedback path)."""
+        if not request_id:
+            raise InvalidInputError("send a request first, then rate its result")
+        self.client(protocol).feedback(
+            request_id=request_id,
+            positive=positive,
+            corrected_label=corrected_label or None,
+            model=model,
+        )
