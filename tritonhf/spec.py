@@ -28,12 +28,18 @@ DEFAULT_MODEL_NAME = "minilm"
 TEXT = "TEXT"
 EMBEDDING = "EMBEDDING"
 NUM_TOKENS = "NUM_TOKENS"
+TRUNCATED = "TRUNCATED"
 LABEL = "LABEL"
 SCORE = "SCORE"
 PROBABILITIES = "PROBABILITIES"
 # Tokenizer -> model tensor names; they are also the ONNX graph's input names.
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
+# The feedback model's tensors (`PipelineSpec.feedback_name`).
+REQUEST_ID = "REQUEST_ID"
+POSITIVE = "POSITIVE"
+CORRECTED_LABEL = "CORRECTED_LABEL"
+ACCEPTED = "ACCEPTED"
 
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -62,6 +68,7 @@ class DataType(str, Enum):
     INT64 = "TYPE_INT64"
     FP32 = "TYPE_FP32"
     FP16 = "TYPE_FP16"
+    BOOL = "TYPE_BOOL"
 
     @property
     def numpy_name(self) -> str:
@@ -80,6 +87,7 @@ _NUMPY_NAMES = {
     DataType.INT64: "int64",
     DataType.FP32: "float32",
     DataType.FP16: "float16",
+    DataType.BOOL: "bool",
 }
 
 
@@ -151,7 +159,7 @@ class PipelineSpec:
     @property
     def ensemble_outputs(self) -> tuple[TensorSpec, ...]:
         """What a client receives."""
-        return (*self.model_outputs, TensorSpec(NUM_TOKENS, DataType.INT32, (1,)))
+        return (*self.model_outputs, *self.text_stats)
 
     @property
     def token_tensors(self) -> tuple[TensorSpec, ...]:
@@ -162,9 +170,40 @@ class PipelineSpec:
         )
 
     @property
+    def text_stats(self) -> tuple[TensorSpec, ...]:
+        """Per-text facts from the tokenizer that the ensemble passes to the client.
+
+        ``NUM_TOKENS`` counts tokens after truncation; ``TRUNCATED`` is true for a text cut to
+        ``max_length``.
+        """
+        return (
+            TensorSpec(NUM_TOKENS, DataType.INT32, (1,)),
+            TensorSpec(TRUNCATED, DataType.BOOL, (1,)),
+        )
+
+    @property
     def tokenizer_outputs(self) -> tuple[TensorSpec, ...]:
         """Everything the tokenizer step produces."""
-        return (*self.token_tensors, TensorSpec(NUM_TOKENS, DataType.INT32, (1,)))
+        return (*self.token_tensors, *self.text_stats)
+
+    @property
+    def feedback_name(self) -> str:
+        """Name of the feedback model (Python backend): user ratings of a request."""
+        return f"{self.name}_feedback"
+
+    @property
+    def feedback_inputs(self) -> tuple[TensorSpec, ...]:
+        """What a client sends as feedback; ``CORRECTED_LABEL`` is optional."""
+        return (
+            TensorSpec(REQUEST_ID, DataType.BYTES, (1,)),
+            TensorSpec(POSITIVE, DataType.BOOL, (1,)),
+            TensorSpec(CORRECTED_LABEL, DataType.BYTES, (1,)),
+        )
+
+    @property
+    def feedback_outputs(self) -> tuple[TensorSpec, ...]:
+        """The feedback model's answer: ``ACCEPTED`` once it is counted and logged."""
+        return (TensorSpec(ACCEPTED, DataType.BOOL, (1,)),)
 
     @property
     def model_outputs(self) -> tuple[TensorSpec, ...]:

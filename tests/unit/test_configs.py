@@ -116,6 +116,7 @@ def test_ensemble_wires_text_through_tokenizer_then_model(runtime: Runtime) -> N
         "input_ids": "input_ids",
         "attention_mask": "attention_mask",
         "NUM_TOKENS": "NUM_TOKENS",
+        "TRUNCATED": "TRUNCATED",
     }
     assert (infer.model_name, infer.model_version) == ("minilm_model", -1)
     assert dict(infer.input_map) == {"input_ids": "input_ids", "attention_mask": "attention_mask"}
@@ -168,7 +169,7 @@ def test_python_onnx_model_step_is_a_python_backend_with_ragged_inputs() -> None
     assert [(g.kind, g.count) for g in config.instance_group] == [
         (pb.ModelInstanceGroup.KIND_CPU, 1)
     ]
-    assert parameters(config) == {"intra_op_threads": "0"}
+    assert parameters(config) == {"intra_op_threads": "0", "pipeline": "minilm"}
 
 
 def test_onnxruntime_model_step_uses_the_native_platform_without_ragged_inputs() -> None:
@@ -207,6 +208,7 @@ def test_tokenizer_config_buckets_lengths_only_for_native_onnxruntime(
         "pad_token_id": "1",
         "pad_to_multiple_of": multiple,
         "max_text_bytes": "1048576",
+        "pipeline": "minilm",
     }
 
 
@@ -222,6 +224,7 @@ def test_tokenizer_step_is_a_batched_python_backend_on_cpu() -> None:
         ("input_ids", pb.TYPE_INT64, [-1]),
         ("attention_mask", pb.TYPE_INT64, [-1]),
         ("NUM_TOKENS", pb.TYPE_INT32, [1]),
+        ("TRUNCATED", pb.TYPE_BOOL, [1]),
     ]
     assert [(g.kind, g.count) for g in config.instance_group] == [
         (pb.ModelInstanceGroup.KIND_CPU, 1)
@@ -270,5 +273,11 @@ def test_a_classifier_ensemble_publishes_its_labels_in_column_order() -> None:
     config = ensemble_config(spec)
 
     assert json.loads(config.parameters["labels"].string_value) == ["neg", "pos"]
-    assert [o.name for o in config.output] == ["LABEL", "SCORE", "PROBABILITIES", "NUM_TOKENS"]
+    assert [o.name for o in config.output] == [
+        "LABEL",
+        "SCORE",
+        "PROBABILITIES",
+        "NUM_TOKENS",
+        "TRUNCATED",
+    ]
     assert "labels" not in ensemble_config(PipelineSpec()).parameters

@@ -32,6 +32,7 @@ def test_ensemble_returns_an_fp32_embedding_of_hidden_size_and_an_int32_token_co
     assert spec.ensemble_outputs == (
         TensorSpec("EMBEDDING", DataType.FP32, (768,)),
         TensorSpec("NUM_TOKENS", DataType.INT32, (1,)),
+        TensorSpec("TRUNCATED", DataType.BOOL, (1,)),
     )
     assert spec.model_outputs == (TensorSpec("EMBEDDING", DataType.FP32, (768,)),)
 
@@ -46,6 +47,7 @@ def test_tokenizer_feeds_variable_length_int64_ids_and_mask_to_the_model() -> No
     assert spec.tokenizer_outputs == (
         *spec.token_tensors,
         TensorSpec("NUM_TOKENS", DataType.INT32, (1,)),
+        TensorSpec("TRUNCATED", DataType.BOOL, (1,)),
     )
 
 
@@ -163,6 +165,7 @@ def test_a_classifier_exposes_label_score_probabilities_and_token_counts() -> No
         "SCORE": (DataType.FP32, (1,)),
         "PROBABILITIES": (DataType.FP32, (3,)),
         "NUM_TOKENS": (DataType.INT32, (1,)),
+        "TRUNCATED": (DataType.BOOL, (1,)),
     }
 
 

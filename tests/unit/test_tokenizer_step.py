@@ -161,7 +161,9 @@ def test_tokenizer_settings_read_the_json_model_config() -> None:
 
     settings = step.TokenizerSettings.from_model_config(config)
 
-    assert settings == step.TokenizerSettings(max_length=128, pad_token_id=1, pad_to_multiple_of=16)
+    assert settings == step.TokenizerSettings(
+        max_length=128, pad_token_id=1, pad_to_multiple_of=16, pipeline="minilm"
+    )
 
 
 def test_tokenizer_settings_default_pad_token_and_multiple() -> None:
@@ -180,4 +182,4 @@ def test_tokenizer_settings_read_what_the_config_writer_writes(
 
     settings = step.TokenizerSettings.from_model_config(model_config_json(config))
 
-    assert settings == step.TokenizerSettings(200, 0, multiple)
+    assert settings == step.TokenizerSettings(200, 0, multiple, pipeline="minilm")

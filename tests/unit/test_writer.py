@@ -35,7 +35,7 @@ def artifacts(tiny_onnx: Path, tokenizer_json: Path) -> StepArtifacts:
     )
 
 
-def test_python_onnx_repository_has_the_three_model_folders_and_their_files(
+def test_python_onnx_repository_has_the_four_model_folders_and_their_files(
     tmp_path: Path, artifacts: StepArtifacts
 ) -> None:
     repo = tmp_path / "repo"
@@ -43,7 +43,12 @@ def test_python_onnx_repository_has_the_three_model_folders_and_their_files(
 
     folders = write_repository(spec=spec, repo=repo, artifacts=artifacts)
 
-    assert folders == [repo / "minilm_tokenizer", repo / "minilm_model", repo / "minilm"]
+    assert folders == [
+        repo / "minilm_tokenizer",
+        repo / "minilm_model",
+        repo / "minilm",
+        repo / "minilm_feedback",
+    ]
     assert files_under(repo) == {
         "minilm_tokenizer",
         "minilm_tokenizer/config.pbtxt",
@@ -59,6 +64,10 @@ def test_python_onnx_repository_has_the_three_model_folders_and_their_files(
         "minilm/config.pbtxt",
         "minilm/1",
         "minilm/tritonhf.json",
+        "minilm_feedback",
+        "minilm_feedback/config.pbtxt",
+        "minilm_feedback/1",
+        "minilm_feedback/1/model.py",
     }
 
 

@@ -21,8 +21,13 @@ try:
 except ImportError:  # imported outside the server, by the unit tests
     pb_utils = None
 
+from tritonhf.observability.drift import PROFILE_FILE
+from tritonhf.observability.steps import ModelObserver, now
+
 ONNX_FILE = "model.onnx"
 INPUT_NAMES = ("input_ids", "attention_mask")
+OBSERVED = ("LABEL", "SCORE", "EMBEDDING")
+"""Outputs handed to the observer (metrics, logs, drift)."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,8 @@ class SessionSettings:
 
     output_names: tuple[str, ...]
     intra_op_threads: int = 0  # 0: ONNX Runtime picks (one per physical core)
+    pipeline: str = ""
+    """The ensemble's name: the ``model`` label of the step's metrics and logs."""
 
     @classmethod
     def from_model_config(cls, config: dict[str, Any]) -> SessionSettings:
@@ -39,6 +46,7 @@ class SessionSettings:
         return cls(
             output_names=tuple(output["name"] for output in config["output"]),
             intra_op_threads=int(params.get("intra_op_threads", 0)),
+            pipeline=params.get("pipeline") or str(config.get("name", "")).removesuffix("_model"),
         )
 
 
@@ -84,15 +92,20 @@ class TritonPythonModel:
         options.intra_op_num_threads = self.settings.intra_op_threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        path = Path(args["model_repository"]) / args["model_version"] / ONNX_FILE
+        version_dir = Path(args["model_repository"]) / args["model_version"]
         self.session = ort.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            str(version_dir / ONNX_FILE), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self.observer = ModelObserver.create(
+            pb_utils, self.settings.pipeline, version_dir / PROFILE_FILE
         )
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """Run all requests of the dynamic batch as one padded ONNX Runtime call."""
+        started = now()
         responses: list[Any] = [None] * len(requests)
         accepted: list[tuple[int, dict[str, NDArray[Any]]]] = []
+        rejected: list[tuple[str, Exception]] = []
         for index, request in enumerate(requests):
             tensors = {
                 name: pb_utils.get_input_tensor_by_name(request, name).as_numpy()
@@ -105,9 +118,11 @@ class TritonPythonModel:
                     output_tensors=[],
                     error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG),
                 )
+                rejected.append((request.request_id(), exc))
                 continue
             accepted.append((index, tensors))
         if not accepted:
+            self.observer.record([], [], rejected, started)
             return responses
         names = self.settings.output_names
         outputs = [
@@ -115,6 +130,7 @@ class TritonPythonModel:
             for array in self.session.run(list(names), stack_ragged([t for _, t in accepted]))
         ]
         start = 0
+        observed: list[dict[str, NDArray[Any]]] = []
         for index, tensors in accepted:
             stop = start + tensors["input_ids"].shape[0]
             responses[index] = pb_utils.InferenceResponse(
@@ -123,5 +139,10 @@ class TritonPythonModel:
                     for name, array in zip(names, outputs, strict=True)
                 ]
             )
+            observed.append(
+                {n: a[start:stop] for n, a in zip(names, outputs, strict=True) if n in OBSERVED}
+            )
             start = stop
+        request_ids = [requests[index].request_id() for index, _ in accepted]
+        self.observer.record(request_ids, observed, rejected, started)
         return responses

@@ -9,6 +9,7 @@ the batch. A request with bad text gets its own typed error; the other requests 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,21 @@ try:
 except ImportError:  # imported outside the server, by the unit tests
     pb_utils = None
 
+from tritonhf.observability.drift import PROFILE_FILE
+from tritonhf.observability.steps import RequestOutcome, TokenizerObserver
+
 TOKENIZER_FILE = "tokenizer.json"
 
 
 class TextError(ValueError):
-    """A request's text cannot be tokenized; the message names the offending row."""
+    """A request's text cannot be tokenized; the message names the offending row.
+
+    ``reason`` is the short label counted in ``tritonhf_invalid_inputs_total``.
+    """
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,8 @@ class TokenizerSettings:
     pad_token_id: int = 0
     pad_to_multiple_of: int = 1
     max_text_bytes: int = 1 << 20
+    pipeline: str = ""
+    """The ensemble's name: the ``model`` label of the step's metrics and logs."""
 
     @classmethod
     def from_model_config(cls, config: dict[str, Any]) -> TokenizerSettings:
@@ -46,6 +59,8 @@ class TokenizerSettings:
             pad_token_id=int(params.get("pad_token_id", 0)),
             pad_to_multiple_of=int(params.get("pad_to_multiple_of", 1)),
             max_text_bytes=int(params.get("max_text_bytes", 1 << 20)),
+            pipeline=params.get("pipeline")
+            or str(config.get("name", "")).removesuffix("_tokenizer"),
         )
 
 
@@ -56,6 +71,7 @@ class TokenBatch:
     input_ids: NDArray[Any]  # int64 [rows, length]
     attention_mask: NDArray[Any]  # int64 [rows, length]
     num_tokens: NDArray[Any]  # int32 [rows, 1]
+    truncated: NDArray[Any]  # bool [rows, 1]
 
 
 def load_tokenizer(path: Path, max_length: int) -> Any:
@@ -80,7 +96,8 @@ def decode_texts(raw: NDArray[Any], *, max_bytes: int = 1 << 20) -> list[str]:
         if len(data) > max_bytes:
             raise TextError(
                 f"TEXT[{index}] is {len(data):,} bytes, over the limit of {max_bytes:,} bytes "
-                "(max_text_bytes); split the text, or export with a larger --max-text-bytes"
+                "(max_text_bytes); split the text, or export with a larger --max-text-bytes",
+                "too_large",
             )
         if isinstance(item, str):
             texts.append(item)
@@ -90,7 +107,8 @@ def decode_texts(raw: NDArray[Any], *, max_bytes: int = 1 << 20) -> list[str]:
         except UnicodeDecodeError as exc:
             raise TextError(
                 f"TEXT[{index}] is not valid UTF-8 ({exc.reason} at byte {exc.start}); "
-                "send text encoded as UTF-8"
+                "send text encoded as UTF-8",
+                "not_utf8",
             ) from None
     return texts
 
@@ -101,7 +119,8 @@ def check_not_empty(encodings: list[Any], first_row: int = 0) -> None:
         if all(encoding.special_tokens_mask):
             raise TextError(
                 f"TEXT[{first_row + offset}] has no tokens: it is empty, whitespace only, or "
-                "only characters the tokenizer drops; send some visible text"
+                "only characters the tokenizer drops; send some visible text",
+                "empty",
             )
 
 
@@ -117,7 +136,10 @@ def pad_encodings(encodings: list[Any], settings: TokenizerSettings) -> TokenBat
     for row, (encoding, length) in enumerate(zip(encodings, lengths, strict=True)):
         input_ids[row, :length] = encoding.ids
         attention_mask[row, :length] = 1
-    return TokenBatch(input_ids, attention_mask, lengths.reshape(-1, 1))
+    truncated = np.fromiter(
+        (bool(e.overflowing) for e in encodings), dtype=np.bool_, count=len(encodings)
+    )
+    return TokenBatch(input_ids, attention_mask, lengths.reshape(-1, 1), truncated.reshape(-1, 1))
 
 
 class TritonPythonModel:
@@ -129,19 +151,26 @@ class TritonPythonModel:
         self.settings = TokenizerSettings.from_model_config(config)
         version_dir = Path(args["model_repository"]) / args["model_version"]
         self.tokenizer = load_tokenizer(version_dir / TOKENIZER_FILE, self.settings.max_length)
+        self.observer = TokenizerObserver.create(
+            pb_utils, self.settings.pipeline, version_dir / PROFILE_FILE
+        )
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """Tokenize every request of the dynamic batch in one call."""
+        started = time.perf_counter()
         responses: list[Any] = [None] * len(requests)
+        outcomes: list[RequestOutcome] = [RequestOutcome(r.request_id()) for r in requests]
         texts: list[str] = []
         spans: list[tuple[int, int, int]] = []
         for index, request in enumerate(requests):
             try:
                 decoded = decode_texts(
-                    pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy()
+                    pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy(),
+                    max_bytes=self.settings.max_text_bytes,
                 )
             except TextError as exc:
                 responses[index] = _error_response(str(exc))
+                outcomes[index].fail(exc)
                 continue
             spans.append((index, len(texts), len(texts) + len(decoded)))
             texts.extend(decoded)
@@ -151,15 +180,19 @@ class TritonPythonModel:
                 check_not_empty(encodings[start:stop])
             except TextError as exc:
                 responses[index] = _error_response(str(exc))
+                outcomes[index].fail(exc, texts[start:stop])
                 continue
             batch = pad_encodings(encodings[start:stop], self.settings)
+            outcomes[index].succeed(texts[start:stop], batch.num_tokens, batch.truncated)
             responses[index] = pb_utils.InferenceResponse(
                 output_tensors=[
                     pb_utils.Tensor("input_ids", batch.input_ids),
                     pb_utils.Tensor("attention_mask", batch.attention_mask),
                     pb_utils.Tensor("NUM_TOKENS", batch.num_tokens),
+                    pb_utils.Tensor("TRUNCATED", batch.truncated),
                 ]
             )
+        self.observer.record(outcomes, started)
         return responses
 
 

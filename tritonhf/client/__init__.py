@@ -23,10 +23,12 @@ from tritonhf.errors import (
     OverloadedError,
     ServerUnavailableError,
 )
+from tritonhf.observability.client_metrics import ClientMetrics
 
 __all__ = [
     "Classification",
     "ClientError",
+    "ClientMetrics",
     "DeployError",
     "EmbeddingResult",
     "InferenceError",

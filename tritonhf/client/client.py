@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -23,14 +25,21 @@ from tritonhf.errors import (
     ModelNotReadyError,
     ServerUnavailableError,
 )
+from tritonhf.observability.client_metrics import ClientMetrics
+from tritonhf.observability.feedback import FeedbackError, check_request_id
 from tritonhf.spec import (
+    CORRECTED_LABEL,
     DEFAULT_MODEL_NAME,
     EMBEDDING,
     LABEL,
     NUM_TOKENS,
+    POSITIVE,
     PROBABILITIES,
+    REQUEST_ID,
     SCORE,
     TEXT,
+    TRUNCATED,
+    PipelineSpec,
 )
 
 
@@ -80,6 +89,9 @@ class EmbeddingResult:
 
     embeddings: NDArray[Any]  # float32 [n, dim], L2-normalised
     num_tokens: NDArray[Any]  # int32 [n]
+    request_id: str
+    """Triton's request id, in every step's log lines; pass it to `TritonHFClient.feedback`."""
+    truncated: NDArray[np.bool_]  # bool [n]: the text was cut to the model's max_length
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,9 @@ class Classification:
     score: float  # softmax probability of ``label``
     top: tuple[tuple[str, float], ...]  # (label, probability), best first (top_k of them)
     num_tokens: int
+    request_id: str
+    """Triton's request id (shared by the texts of one call); for `TritonHFClient.feedback`."""
+    truncated: bool  # the text was cut to the model's max_length
 
 
 _WIRE_DTYPES: dict[str, Any] = {
@@ -98,6 +113,7 @@ _WIRE_DTYPES: dict[str, Any] = {
     LABEL: object,
     SCORE: np.float32,
     PROBABILITIES: np.float32,
+    TRUNCATED: np.bool_,
 }
 
 
@@ -165,6 +181,16 @@ def encode_texts(texts: Sequence[str]) -> NDArray[Any]:
     return packed
 
 
+def _new_request_id(request_id: str | None) -> str:
+    """The caller's request id, checked; a new uuid4 hex when None."""
+    if request_id is None:
+        return uuid.uuid4().hex
+    try:
+        return check_request_id(request_id)
+    except FeedbackError as exc:
+        raise InvalidInputError(str(exc)) from None
+
+
 class TritonHFClient:
     """Talk to a tritonhf pipeline served by Triton.
 
@@ -180,6 +206,7 @@ class TritonHFClient:
         model: str = DEFAULT_MODEL_NAME,
         timeout_s: float = 30.0,
         retry: RetryPolicy = RetryPolicy(),
+        metrics: ClientMetrics | None = None,
     ) -> None:
         try:
             self.protocol = Protocol(protocol)
@@ -191,6 +218,7 @@ class TritonHFClient:
         self.model = model
         self.timeout_s = timeout_s
         self.retry = retry
+        self.metrics = metrics
         self._configs: dict[str, dict[str, Any]] = {}
         # tritonclient's HTTP client is gevent-based and not thread-safe: one per thread.
         # The gRPC client is thread-safe and shares one channel.
@@ -328,8 +356,19 @@ class TritonHFClient:
 
     # Inference ----------------------------------------------------------------------------
 
-    def _run(self, texts: Sequence[str], model: str, outputs: tuple[str, ...]) -> dict[str, Any]:
-        """Send ``texts`` in chunks of the model's max batch; concatenate ``outputs``."""
+    def _tracked(self, model: str, operation: str, texts: int = 0) -> Any:
+        """Time a call in the client metrics, when the client has them."""
+        if self.metrics is None:
+            return contextlib.nullcontext()
+        return self.metrics.track(model, operation, texts)
+
+    def _run(
+        self, texts: Sequence[str], model: str, outputs: tuple[str, ...], request_id: str
+    ) -> dict[str, Any]:
+        """Send ``texts`` in chunks of the model's max batch; concatenate ``outputs``.
+
+        Every chunk carries ``request_id``, so the steps' log lines of one call share it.
+        """
         packed = encode_texts(texts)
         config = self.model_config(model)
         limit = int(config.get("max_batch_size", 0)) or max(len(packed), 1)
@@ -337,15 +376,26 @@ class TritonHFClient:
             dims = {o["name"]: [int(d) for d in o["dims"]] for o in config["output"]}
             return {n: np.empty((0, *dims[n]), _WIRE_DTYPES[n]) for n in outputs}
         parts = [
-            self._infer(model, packed[i : i + limit], outputs) for i in range(0, len(packed), limit)
+            self._infer(model, packed[i : i + limit], outputs, request_id)
+            for i in range(0, len(packed), limit)
         ]
         return {n: np.concatenate([p[n] for p in parts]) for n in outputs}
 
-    def encode(self, texts: Sequence[str], *, model: str | None = None) -> EmbeddingResult:
-        """Embed ``texts``; batches larger than the model's max batch are split transparently."""
-        found = self._run(texts, model or self.model, (EMBEDDING, NUM_TOKENS))
+    def encode(
+        self, texts: Sequence[str], *, model: str | None = None, request_id: str | None = None
+    ) -> EmbeddingResult:
+        """Embed ``texts``; batches larger than the model's max batch are split transparently.
+
+        ``request_id`` (default: a new uuid4 hex) is sent as Triton's request id.
+        """
+        name, request_id = model or self.model, _new_request_id(request_id)
+        with self._tracked(name, "encode", len(texts)):
+            found = self._run(texts, name, (EMBEDDING, NUM_TOKENS, TRUNCATED), request_id)
         return EmbeddingResult(
-            embeddings=found[EMBEDDING], num_tokens=found[NUM_TOKENS].reshape(-1)
+            embeddings=found[EMBEDDING],
+            num_tokens=found[NUM_TOKENS].reshape(-1),
+            request_id=request_id,
+            truncated=found[TRUNCATED].reshape(-1).astype(np.bool_),
         )
 
     def embed(self, texts: Sequence[str], *, model: str | None = None) -> NDArray[Any]:
@@ -361,20 +411,32 @@ class TritonHFClient:
         return tuple(json.loads(raw))
 
     def classify(
-        self, texts: Sequence[str], *, model: str | None = None, top_k: int | None = None
+        self,
+        texts: Sequence[str],
+        *,
+        model: str | None = None,
+        top_k: int | None = None,
+        request_id: str | None = None,
     ) -> list[Classification]:
-        """Classify ``texts``: the top label and score of each, and its ``top_k`` classes."""
-        name = model or self.model
-        labels = self.labels(name)
-        if top_k is not None and not 1 <= top_k <= len(labels):
-            raise InvalidInputError(f"top_k must be in 1..{len(labels)}, got {top_k}")
-        found = self._run(texts, name, (LABEL, SCORE, PROBABILITIES, NUM_TOKENS))
+        """Classify ``texts``: the top label and score of each, and its ``top_k`` classes.
+
+        ``request_id`` (default: a new uuid4 hex) is sent as Triton's request id.
+        """
+        name, request_id = model or self.model, _new_request_id(request_id)
+        with self._tracked(name, "classify", len(texts)):
+            labels = self.labels(name)
+            if top_k is not None and not 1 <= top_k <= len(labels):
+                raise InvalidInputError(f"top_k must be in 1..{len(labels)}, got {top_k}")
+            found = self._run(
+                texts, name, (LABEL, SCORE, PROBABILITIES, NUM_TOKENS, TRUNCATED), request_id
+            )
         results = []
-        for label, score, probabilities, tokens in zip(
+        for label, score, probabilities, tokens, truncated in zip(
             found[LABEL].reshape(-1),
             found[SCORE].reshape(-1),
             found[PROBABILITIES],
             found[NUM_TOKENS].reshape(-1),
+            found[TRUNCATED].reshape(-1),
             strict=True,
         ):
             order = np.argsort(-probabilities, kind="stable")[: top_k or len(labels)]
@@ -384,18 +446,64 @@ class TritonHFClient:
                     score=float(score),
                     top=tuple((labels[i], float(probabilities[i])) for i in order),
                     num_tokens=int(tokens),
+                    request_id=request_id,
+                    truncated=bool(truncated),
                 )
             )
         return results
 
+    def feedback(
+        self,
+        *,
+        request_id: str,
+        positive: bool,
+        corrected_label: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        """Record a user's rating of the request ``request_id`` on the server.
+
+        Sent to the pipeline's feedback model (``<model>_feedback``), which counts it in
+        ``tritonhf_feedback_total`` and logs it. ``corrected_label`` (classifiers) must be one
+        of the model's labels; a bad id or label raises `InvalidInputError`. Not retried, so
+        one rating is counted once.
+        """
+        name = model or self.model
+        with self._tracked(name, "feedback"):
+            try:
+                check_request_id(request_id)
+            except FeedbackError as exc:
+                raise InvalidInputError(str(exc)) from None
+            feedback_model = PipelineSpec(name=name).feedback_name
+            module = self._module()
+            tensors = [
+                (REQUEST_ID, np.array([request_id.encode("utf-8")], dtype=object), "BYTES"),
+                (POSITIVE, np.array([bool(positive)], dtype=np.bool_), "BOOL"),
+            ]
+            if corrected_label is not None:
+                tensors.append(
+                    (
+                        CORRECTED_LABEL,
+                        np.array([corrected_label.encode("utf-8", "replace")], dtype=object),
+                        "BYTES",
+                    )
+                )
+            inputs = []
+            for tensor_name, array, wire in tensors:
+                item = module.InferInput(tensor_name, list(array.shape), wire)
+                item.set_data_from_numpy(array)
+                inputs.append(item)
+            self._call(feedback_model, "infer", feedback_model, inputs, request_id=request_id)
+
     def _infer(
-        self, model: str, packed: NDArray[Any], outputs: tuple[str, ...]
+        self, model: str, packed: NDArray[Any], outputs: tuple[str, ...], request_id: str
     ) -> dict[str, NDArray[Any]]:
         module = self._module()
         text = module.InferInput(TEXT, list(packed.shape), "BYTES")
         text.set_data_from_numpy(packed)
         requested = [module.InferRequestedOutput(n) for n in outputs]
-        result = self._call_with_retry(model, "infer", model, [text], outputs=requested)
+        result = self._call_with_retry(
+            model, "infer", model, [text], outputs=requested, request_id=request_id
+        )
         return {name: result.as_numpy(name) for name in outputs}
 
     def _module(self) -> Any:

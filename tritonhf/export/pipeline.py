@@ -21,6 +21,8 @@ from tritonhf.export.onnx_export import (
 )
 from tritonhf.export.source import DEFAULT_MODEL, ModelSource, resolve_model
 from tritonhf.export.validate import DEFAULT_ATOL, ValidationReport, validate_onnx
+from tritonhf.observability.drift import PROFILE_FILE
+from tritonhf.observability.reference import build_reference_profile, read_reference_texts
 from tritonhf.repository.checks import check_config_matches_onnx
 from tritonhf.repository.configs import DEFAULT_TUNING, StepTuning, model_config
 from tritonhf.repository.writer import StepArtifacts, write_repository
@@ -54,6 +56,8 @@ class ExportOptions:
     revision: str | None = None
     version: int = 1
     tuning: StepTuning = DEFAULT_TUNING
+    drift_reference: Path | None = None
+    """Texts (one per line) whose profile drift is measured against; None: the package corpus."""
 
 
 @dataclass(frozen=True)
@@ -158,10 +162,21 @@ def export_model(
         progress(report.table())
         check_config_matches_onnx(model_config(spec), onnx_info.path)
         tokenizer.save_pretrained(work / "tokenizer")
+        progress("recording the drift reference profile")
+        reference_texts, reference_source = read_reference_texts(options.drift_reference)
+        build_reference_profile(
+            texts=reference_texts,
+            source=reference_source,
+            tokenizer=tokenizer,
+            max_length=spec.max_length,
+            onnx_path=onnx_info.path,
+            labels=labels,
+        ).save(work / PROFILE_FILE)
         artifacts = StepArtifacts(
             onnx_path=onnx_info.path,
             tokenizer_json=work / "tokenizer" / "tokenizer.json",
             pad_token_id=int(tokenizer.pad_token_id or 0),
+            drift_reference=work / PROFILE_FILE,
             manifest={
                 "source": str(options.model),
                 "pooling": source.pooling.value if task is Task.EMBEDDING else None,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tritonhf.errors import ConfigError
-from tritonhf.spec import PipelineSpec, Runtime, TensorSpec
+from tritonhf.spec import CORRECTED_LABEL, PipelineSpec, Runtime, TensorSpec
 
 PYTHON_BACKEND = "python"
 ONNXRUNTIME_PLATFORM = "onnxruntime_onnx"
@@ -110,6 +110,7 @@ def tokenizer_config(
             "pad_token_id": str(pad_token_id),
             "pad_to_multiple_of": str(multiple),
             "max_text_bytes": str(tuning.max_text_bytes),
+            "pipeline": spec.name,
         },
     )
     return config
@@ -127,7 +128,10 @@ def model_config(spec: PipelineSpec, *, tuning: StepTuning = DEFAULT_TUNING) -> 
         config.backend = PYTHON_BACKEND
         _add_tensors(config.input, spec.token_tensors, ragged=True)
         _cpu_instances(config, tuning.model_instances)
-        _set_parameters(config, {"intra_op_threads": str(tuning.intra_op_threads)})
+        _set_parameters(
+            config,
+            {"intra_op_threads": str(tuning.intra_op_threads), "pipeline": spec.name},
+        )
     _add_tensors(config.output, spec.model_outputs)
     _dynamic_batching(config, tuning.batching)
     return config
@@ -152,6 +156,22 @@ def ensemble_config(spec: PipelineSpec) -> Any:
     if spec.labels:
         # Column order of PROBABILITIES, for clients (`TritonHFClient.classify`).
         _set_parameters(config, {"labels": json.dumps(list(spec.labels))})
+    return config
+
+
+def feedback_config(spec: PipelineSpec) -> Any:
+    """The feedback model: REQUEST_ID, POSITIVE, optional CORRECTED_LABEL -> ACCEPTED.
+
+    Unbatched (feedback is rare); the labels let it reject a correction naming no class.
+    """
+    config = _pb().ModelConfig(name=spec.feedback_name, backend=PYTHON_BACKEND)
+    config.max_batch_size = 0
+    _add_tensors(config.input, spec.feedback_inputs)
+    for entry in config.input:
+        entry.optional = entry.name == CORRECTED_LABEL
+    _add_tensors(config.output, spec.feedback_outputs)
+    _cpu_instances(config, 1)
+    _set_parameters(config, {"pipeline": spec.name, "labels": json.dumps(list(spec.labels))})
     return config
 
 

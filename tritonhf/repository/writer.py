@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from tritonhf.errors import RepositoryError
+from tritonhf.observability.drift import PROFILE_FILE
 from tritonhf.repository.configs import (
     DEFAULT_TUNING,
     StepTuning,
     ensemble_config,
+    feedback_config,
     model_config,
     to_pbtxt,
     tokenizer_config,
@@ -33,6 +35,8 @@ class StepArtifacts:
     tokenizer_json: Path
     pad_token_id: int
     manifest: dict[str, Any] = field(default_factory=dict)
+    drift_reference: Path | None = None
+    """The reference profile for drift (JSON), copied beside the tokenizer and model steps."""
 
 
 def _backend_source(module: str) -> str:
@@ -83,15 +87,19 @@ def write_repository(
         model_files: dict[str, Path | str] = {"model.onnx": artifacts.onnx_path}
         if spec.runtime is Runtime.PYTHON_ONNX:
             model_files["model.py"] = _backend_source("onnx_runtime")
+        tokenizer_files: dict[str, Path | str] = {
+            "model.py": _backend_source("tokenizer"),
+            "tokenizer.json": artifacts.tokenizer_json,
+        }
+        if artifacts.drift_reference is not None:
+            tokenizer_files[PROFILE_FILE] = artifacts.drift_reference
+            model_files[PROFILE_FILE] = artifacts.drift_reference
         folders = [
             _write_model(
                 repo,
                 spec.tokenizer_name,
                 tokenizer_config(spec, pad_token_id=artifacts.pad_token_id, tuning=tuning),
-                {
-                    "model.py": _backend_source("tokenizer"),
-                    "tokenizer.json": artifacts.tokenizer_json,
-                },
+                tokenizer_files,
                 version_number=version,
             ),
             _write_model(
@@ -102,6 +110,12 @@ def write_repository(
                 version_number=version,
             ),
             _write_model(repo, spec.name, ensemble_config(spec), {}),
+            _write_model(
+                repo,
+                spec.feedback_name,
+                feedback_config(spec),
+                {"model.py": _backend_source("feedback")},
+            ),
         ]
         manifest = {"spec": _spec_dict(spec), "version": version, **artifacts.manifest}
         (repo / spec.name / EXPORT_MANIFEST).write_text(

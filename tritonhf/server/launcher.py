@@ -94,6 +94,9 @@ class ServerConfig:
             f"--metrics-port={self.metrics_port}",
             "--allow-metrics=true",
             "--allow-gpu-metrics=false",
+            # Per-model latency quantiles (p50..p99.9) for the Prometheus rules and dashboards;
+            # the default duration metrics are only cumulative counters.
+            "--metrics-config=summary_latencies=true",
             f"--exit-timeout-secs={self.exit_timeout_s}",
             f"--log-verbose={self.log_verbose}",
             "--strict-readiness=true",
