@@ -169,7 +169,12 @@ def test_python_onnx_model_step_is_a_python_backend_with_ragged_inputs() -> None
     assert [(g.kind, g.count) for g in config.instance_group] == [
         (pb.ModelInstanceGroup.KIND_CPU, 1)
     ]
-    assert parameters(config) == {"intra_op_threads": "0", "pipeline": "minilm"}
+    assert parameters(config) == {
+        "intra_op_threads": "0",
+        "intra_op_spinning": "0",
+        "length_group_slack": "1.5",
+        "pipeline": "minilm",
+    }
 
 
 def test_onnxruntime_model_step_uses_the_native_platform_without_ragged_inputs() -> None:

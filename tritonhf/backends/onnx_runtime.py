@@ -36,6 +36,10 @@ class SessionSettings:
 
     output_names: tuple[str, ...]
     intra_op_threads: int = 0  # 0: ONNX Runtime picks (one per physical core)
+    spinning: bool = True
+    """Let idle intra-op threads spin; off, they yield the cores to the tokenizer and Triton."""
+    group_slack: float = 0.0
+    """Split a batch by length where padding exceeds this many times its tokens (0: never)."""
     pipeline: str = ""
     """The ensemble's name: the ``model`` label of the step's metrics and logs."""
 
@@ -46,6 +50,8 @@ class SessionSettings:
         return cls(
             output_names=tuple(output["name"] for output in config["output"]),
             intra_op_threads=int(params.get("intra_op_threads", 0)),
+            spinning=params.get("intra_op_spinning", "1") != "0",
+            group_slack=float(params.get("length_group_slack", 0)),
             pipeline=params.get("pipeline") or str(config.get("name", "")).removesuffix("_model"),
         )
 
@@ -59,6 +65,30 @@ def stack_ragged(batches: list[dict[str, NDArray[Any]]]) -> dict[str, NDArray[An
             [np.pad(b[name], ((0, 0), (0, width - b[name].shape[1]))) for b in batches]
         )
     return stacked
+
+
+def length_groups(widths: list[int], rows: list[int], slack: float) -> list[list[int]]:
+    """Group requests (by index) so that no group pads to more than ``slack`` x its tokens.
+
+    Requests are taken shortest first; a request joins the current group unless padding the
+    group to its width would cost more than ``slack`` times the group's own tokens. A slack of
+    0 keeps one group in arrival order (everything padded to the longest request).
+    """
+    if slack <= 0 or len(widths) < 2:
+        return [list(range(len(widths)))]
+    groups: list[list[int]] = []
+    current: list[int] = []
+    tokens = count = 0
+    for index in sorted(range(len(widths)), key=widths.__getitem__):
+        width, size = widths[index], rows[index]
+        if current and width * (count + size) > slack * (tokens + width * size):
+            groups.append(current)
+            current, tokens, count = [], 0, 0
+        current.append(index)
+        tokens += width * size
+        count += size
+    groups.append(current)
+    return groups
 
 
 def check_token_inputs(tensors: dict[str, NDArray[Any]]) -> None:
@@ -92,6 +122,9 @@ class TritonPythonModel:
         options.intra_op_num_threads = self.settings.intra_op_threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if self.settings.spinning else "0"
+        )
         version_dir = Path(args["model_repository"]) / args["model_version"]
         self.session = ort.InferenceSession(
             str(version_dir / ONNX_FILE), sess_options=options, providers=["CPUExecutionProvider"]
@@ -125,10 +158,7 @@ class TritonPythonModel:
             self.observer.record([], [], rejected, started)
             return responses
         names = self.settings.output_names
-        outputs = [
-            as_triton_array(array)
-            for array in self.session.run(list(names), stack_ragged([t for _, t in accepted]))
-        ]
+        outputs = self.run_grouped(list(names), [t for _, t in accepted])
         start = 0
         observed: list[dict[str, NDArray[Any]]] = []
         for index, tensors in accepted:
@@ -146,3 +176,29 @@ class TritonPythonModel:
         request_ids = [requests[index].request_id() for index, _ in accepted]
         self.observer.record(request_ids, observed, rejected, started)
         return responses
+
+    def run_grouped(
+        self, names: list[str], batches: list[dict[str, NDArray[Any]]]
+    ) -> list[NDArray[Any]]:
+        """Run the requests as one call per length group; rows come back in request order."""
+        groups = length_groups(
+            [b["input_ids"].shape[1] for b in batches],
+            [b["input_ids"].shape[0] for b in batches],
+            self.settings.group_slack,
+        )
+        if len(groups) == 1:
+            ordered = [batches[i] for i in groups[0]]
+            if groups[0] == sorted(groups[0]):
+                return [as_triton_array(a) for a in self.session.run(names, stack_ragged(ordered))]
+        per_request: list[list[NDArray[Any]]] = [[] for _ in batches]
+        for group in groups:
+            results = self.session.run(names, stack_ragged([batches[i] for i in group]))
+            start = 0
+            for index in group:
+                stop = start + batches[index]["input_ids"].shape[0]
+                per_request[index] = [array[start:stop] for array in results]
+                start = stop
+        return [
+            as_triton_array(np.concatenate([parts[k] for parts in per_request]))
+            for k in range(len(names))
+        ]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tritonhf.bench.perf_analyzer import BenchError
+from tritonhf.bench.perf_analyzer import BenchError, BenchOptionError
 
 CORPORA = {"short": "sentences.txt", "long": "long_texts.txt"}
 """Shipped corpora: short real sentences (token p50 ~16) and ~200-token realistic texts."""
@@ -36,7 +36,7 @@ def load_corpus(name_or_path: str) -> list[str]:
     else:
         path = Path(name_or_path)
         if not path.is_file():
-            raise BenchError(
+            raise BenchOptionError(
                 f"corpus {name_or_path!r} is neither a shipped corpus "
                 f"({', '.join([*CORPORA, 'mixed'])}) nor a text file"
             )

@@ -31,6 +31,10 @@ class BenchError(TritonHFError):
     """The benchmark could not run: a missing tool, a failed measurement, unusable output."""
 
 
+class BenchOptionError(BenchError, ValueError):
+    """A benchmark option is out of range (the CLI exits with code 2)."""
+
+
 def tools_dir() -> Path:
     """Where downloaded tools live: ``$TRITONHF_TOOLS``, the venv's ``tools/``, or the cache."""
     if os.environ.get(ENV_TOOLS):
@@ -155,11 +159,16 @@ class PerfRun:
 
     def __post_init__(self) -> None:
         if self.protocol not in ("grpc", "http"):
-            raise BenchError(f"protocol must be 'grpc' or 'http', got {self.protocol!r}")
+            raise BenchOptionError(f"protocol must be 'grpc' or 'http', got {self.protocol!r}")
         if self.concurrency < 1:
-            raise BenchError(f"concurrency must be >= 1, got {self.concurrency}")
+            raise BenchOptionError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.measurement_ms < 200:
-            raise BenchError(f"measurement_ms must be >= 200, got {self.measurement_ms}")
+            raise BenchOptionError(f"measurement_ms must be >= 200, got {self.measurement_ms}")
+
+    @property
+    def window_requests(self) -> int:
+        """Requests per measurement window: ~30 per second of window, at least 4 per worker."""
+        return max(self.measurement_ms * 30 // 1000, 4 * self.concurrency)
 
     def command(self, binary: Path) -> list[str]:
         """The command line: fixed concurrency, time windows, CSV out, server-side stats on."""
@@ -177,6 +186,12 @@ class PerfRun:
             str(self.input_data),
             "--concurrency-range",
             f"{self.concurrency}:{self.concurrency}",
+            # Windows of a number of requests, not of time: on a slow or busy machine a time
+            # window at high concurrency can end before any request completes.
+            "--measurement-mode",
+            "count_windows",
+            "--measurement-request-count",
+            str(self.window_requests),
             "--measurement-interval",
             str(self.measurement_ms),
             "--max-trials",
@@ -184,7 +199,7 @@ class PerfRun:
             # A shared, noisy machine rarely gives three windows within the default 10 %:
             # accept the last windows and report them rather than fail the sweep.
             "--stability-percentage",
-            "1000",
+            "100000",
             "--percentile",
             "99",
             "-f",

@@ -14,6 +14,7 @@ from tritonhf.bench.corpus import LengthStats, load_corpus, token_lengths, write
 from tritonhf.bench.perf_analyzer import (
     PERF_ANALYZER_VERSION,
     BenchError,
+    BenchOptionError,
     PerfRun,
     find_perf_analyzer,
     run_perf_analyzer,
@@ -45,14 +46,16 @@ class BenchOptions:
 
     def __post_init__(self) -> None:
         if not self.models:
-            raise BenchError("name at least one model to benchmark")
+            raise BenchOptionError("name at least one model to benchmark")
         if not self.concurrencies or min(self.concurrencies) < 1:
-            raise BenchError(f"concurrencies must be >= 1, got {self.concurrencies}")
+            raise BenchOptionError(f"concurrencies must be >= 1, got {self.concurrencies}")
         bad = [p for p in self.protocols if p not in ("grpc", "http")]
         if bad or not self.protocols:
-            raise BenchError(f"protocols must be grpc and/or http, got {self.protocols}")
+            raise BenchOptionError(f"protocols must be grpc and/or http, got {self.protocols}")
         if (self.url_grpc is None) != (self.url_http is None) and len(self.protocols) > 1:
-            raise BenchError("give both --url-grpc and --url-http, or neither (start a server)")
+            raise BenchOptionError(
+                "give both --url-grpc and --url-http, or neither (start a server)"
+            )
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class BenchReport:
     points: tuple[BenchPoint, ...]
     lengths: LengthStats | None
     server_rss_mb: float | None
+    failures: tuple[str, ...]
     csv_path: Path
     plot_path: Path
     summary_path: Path
@@ -125,12 +129,14 @@ def run_bench(
         progress(f"corpus {options.corpus}: {lengths.line()}")
     meta = machine_info()
     points: list[BenchPoint] = []
+    failures: list[str] = []
     rss_peak = 0
     with _endpoints(options) as (grpc_url, http_url, pid):
-        for model in options.models:
+        # Models innermost: configurations compared side by side see the same machine state.
+        for concurrency in options.concurrencies:
             for protocol in options.protocols:
                 url = grpc_url if protocol == "grpc" else http_url
-                for concurrency in options.concurrencies:
+                for model in options.models:
                     csv_path = raw / f"{model}-{protocol}-c{concurrency}.csv"
                     run = PerfRun(
                         model=model,
@@ -141,8 +147,16 @@ def run_bench(
                         csv_path=csv_path,
                         measurement_ms=options.measurement_ms,
                     )
-                    run_perf_analyzer(run, binary=binary)
-                    measured = parse_perf_csv(csv_path, config=model, protocol=protocol)
+                    try:
+                        run_perf_analyzer(run, binary=binary)
+                        measured = parse_perf_csv(csv_path, config=model, protocol=protocol)
+                    except BenchError as exc:
+                        # One failed point (say, requests timing out in the queue at high
+                        # concurrency) is a result too: record it and measure the rest.
+                        reason = str(exc).splitlines()[-1].strip()
+                        failures.append(f"{model} {protocol} c{concurrency}: {reason}")
+                        progress(f"{model:<20} {protocol:<4} c{concurrency:<3} FAILED: {reason}")
+                        continue
                     points.extend(measured)
                     for p in measured:
                         progress(
@@ -152,20 +166,32 @@ def run_bench(
                         )
                     if pid is not None:
                         rss_peak = max(rss_peak, tree_rss_bytes(pid))
+    order = {model: index for index, model in enumerate(options.models)}
+    points.sort(key=lambda p: (order[p.config], p.protocol, p.concurrency))
     meta["load average after"] = " / ".join(f"{v:.2f}" for v in os.getloadavg())
     rss_mb = rss_peak / 2**20 if pid is not None else None
+    if not points:
+        raise BenchError("no point of the sweep succeeded:\n" + "\n".join(failures))
     csv_out = write_points_csv(points, options.out / "bench.csv")
     title = f"tritonhf bench: {', '.join(options.models)} on corpus {options.corpus}"
     plot = plot_points(points, options.out / "bench.png", title=title)
     summary = options.out / "summary.md"
     summary.write_text(
-        summary_markdown(points, options=options, lengths=lengths, rss_mb=rss_mb, meta=meta),
+        summary_markdown(
+            points,
+            options=options,
+            lengths=lengths,
+            rss_mb=rss_mb,
+            meta=meta,
+            failures=failures,
+        ),
         encoding="utf-8",
     )
     return BenchReport(
         points=tuple(points),
         lengths=lengths,
         server_rss_mb=rss_mb,
+        failures=tuple(failures),
         csv_path=csv_out,
         plot_path=plot,
         summary_path=summary,
@@ -180,6 +206,7 @@ def summary_markdown(
     lengths: LengthStats | None,
     rss_mb: float | None,
     meta: dict[str, str],
+    failures: Sequence[str] = (),
 ) -> str:
     """The markdown summary saved beside the CSV and the plot."""
     lines = [
@@ -195,6 +222,8 @@ def summary_markdown(
         "![throughput vs p99](bench.png)",
         "",
     ]
+    if failures:
+        lines += ["Points that failed:", "", *(f"- {f}" for f in failures), ""]
     if rss_mb is not None:
         lines += [f"Peak server RSS (Triton + Python-backend stubs): {rss_mb:.0f} MiB.", ""]
     lines += [f"- {key}: {value}" for key, value in meta.items()]

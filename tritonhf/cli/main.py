@@ -400,12 +400,12 @@ def run_models(args: argparse.Namespace) -> int:
 
 def run_bench(args: argparse.Namespace) -> int:
     """``tritonhf bench``."""
-    from tritonhf.bench import BenchError, BenchOptions, run_bench
+    from tritonhf.bench import BenchOptionError, BenchOptions, run_bench
 
     try:
         concurrencies = tuple(int(c) for c in args.concurrency.split(",") if c.strip())
     except ValueError:
-        raise BenchError(
+        raise BenchOptionError(
             f"--concurrency must be comma-separated integers, got {args.concurrency!r}"
         ) from None
     report = run_bench(
@@ -422,6 +422,8 @@ def run_bench(args: argparse.Namespace) -> int:
         ),
         progress=lambda line: print(line, flush=True),
     )
+    for failure in report.failures:
+        print(f"failed: {failure}", file=sys.stderr)
     if report.server_rss_mb is not None:
         print(f"peak server RSS: {report.server_rss_mb:.0f} MiB")
     print(f"wrote {report.csv_path}, {report.plot_path}, {report.summary_path}")

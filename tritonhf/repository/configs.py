@@ -43,6 +43,10 @@ class StepTuning:
     tokenizer_instances: int = 1
     model_instances: int = 1
     intra_op_threads: int = 0
+    intra_op_spinning: bool = False
+    """Measured: idle ORT threads spinning steal the 2 cores from the tokenizer and Triton."""
+    length_group_slack: float = 1.5
+    """The model step splits a batch by length where padding would exceed 1.5x its tokens."""
     max_text_bytes: int = 1 << 20
     batching: BatchingPolicy = field(default_factory=BatchingPolicy)
 
@@ -130,7 +134,12 @@ def model_config(spec: PipelineSpec, *, tuning: StepTuning = DEFAULT_TUNING) -> 
         _cpu_instances(config, tuning.model_instances)
         _set_parameters(
             config,
-            {"intra_op_threads": str(tuning.intra_op_threads), "pipeline": spec.name},
+            {
+                "intra_op_threads": str(tuning.intra_op_threads),
+                "intra_op_spinning": "1" if tuning.intra_op_spinning else "0",
+                "length_group_slack": str(tuning.length_group_slack),
+                "pipeline": spec.name,
+            },
         )
     _add_tensors(config.output, spec.model_outputs)
     _dynamic_batching(config, tuning.batching)

@@ -1,0 +1,440 @@
+"""Side by side, in one run: the ancestor, the in-process ceiling, the peers, and tritonhf.
+
+    .venv/bin/python benchmarks/side_by_side.py            # ~8-10 min on 2 cores
+    .venv/bin/python benchmarks/side_by_side.py --quick    # ~3 min: shorter windows, fewer points
+
+Systems, all serving all-MiniLM-L6-v2 on the same corpus through the same closed-loop load
+generator (benchmarks/closed_loop.py), one at a time:
+
+- ``fastapi-torch``: the ancestor's design, FastAPI + PyTorch eager in one process;
+- ``ort batch 1`` / ``ort sorted 32`` / ``ort arrival 32``: ONNX Runtime in this process, no
+  server: one text per call, length-sorted batches of 32, and batches of 32 in corpus order;
+- ``pytriton``, ``litserve``: the peers, each serving the same ONNX graph and tokenizer with
+  its own batching, from its own venv under build/bench-venvs/;
+- ``tritonhf grpc`` / ``tritonhf http``: ``tritonhf serve`` on a fresh export, via the client;
+- with an exporter that has ``--precision`` / ``--optimize``: ``tritonhf fused`` and
+  ``tritonhf int8`` (and their in-process ceilings).
+
+Prints the tables with ratios and the issue's targets, and saves results.json and table.md
+under --out (default artifacts/bench/side-by-side).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess  # nosec B404
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+from closed_loop import Measured, in_process, run_for  # noqa: E402
+from peers import start_fastapi, start_litserve, start_pytriton, start_tritonhf  # noqa: E402
+from servers.onnx_embedder import OnnxEmbedder  # noqa: E402
+
+WORK = HERE.parent / "build" / "bench-work"
+NAME = "minilm"
+
+
+def log(message: str) -> None:
+    """Progress on stderr with a timestamp, so the table on stdout stays clean."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def export_variants() -> dict[str, list[str]]:
+    """Repository variants to serve: the default, plus fused/int8 when the exporter has them."""
+    variants = {"default": []}
+    help_text = subprocess.run(  # noqa: S603
+        [str(Path(sys.executable).parent / "tritonhf"), "export", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "--precision" in help_text:
+        variants["fused"] = ["--precision", "fp32"] + (
+            ["--optimize"] if "--optimize" in help_text else []
+        )
+        variants["int8"] = ["--precision", "int8"]
+    return variants
+
+
+def export(variant: str, flags: list[str], *, reuse: bool) -> Path:
+    """Export the default model into build/bench-work/<variant> (reused with --reuse)."""
+    repo = WORK / variant
+    if reuse and (repo / NAME / "tritonhf.json").is_file():
+        return repo
+    log(f"exporting {variant} {' '.join(flags)}")
+    started = time.perf_counter()
+    result = subprocess.run(  # noqa: S603
+        [
+            str(Path(sys.executable).parent / "tritonhf"),
+            "export",
+            "--name",
+            NAME,
+            "--repo",
+            str(repo),
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"export {variant} failed:\n{result.stdout[-800:]}{result.stderr[-800:]}"
+        )
+    log(f"exported {variant} in {time.perf_counter() - started:.0f} s")
+    return repo
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything measured (the peers' from their venvs' metadata)."""
+    from importlib import metadata
+
+    found = {}
+    for package in (
+        "torch",
+        "transformers",
+        "onnxruntime",
+        "tokenizers",
+        "tritonclient",
+        "fastapi",
+        "uvicorn",
+        "numpy",
+    ):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "-"
+    for venv, package in (("pytriton", "nvidia-pytriton"), ("litserve", "litserve")):
+        site = sorted((WORK.parent / "bench-venvs" / venv / "lib").glob("python*/site-packages"))
+        dists = metadata.distributions(path=[str(s) for s in site])
+        found[package] = next(
+            (d.version for d in dists if d.metadata["Name"].lower() == package), "-"
+        )
+    found["triton server"] = "2.51.0 (nvidia-pytriton 0.7.0 wheel, both Triton systems)"
+    return found
+
+
+def ceilings(
+    label: str, embedder: OnnxEmbedder, texts: Sequence[str], seconds: float
+) -> list[Measured]:
+    """In-process ONNX Runtime: batch 1, length-sorted batches of 32, arrival-order batches."""
+    # A corpus smaller than two batches (the long one) is cycled so that batches of 32 exist.
+    texts = list(texts) * max(1, -(-64 // len(texts)))
+    lengths = [len(e.ids) for e in embedder.tokenizer.encode_batch(texts)]
+    ordered = [t for _, t in sorted(zip(lengths, texts, strict=True), key=lambda p: p[0])]
+    sorted32 = [ordered[i : i + 32] for i in range(0, len(ordered) - 31, 32)]
+    arrival32 = [list(texts[i : i + 32]) for i in range(0, len(texts) - 31, 32)]
+    single = [[t] for t in texts]
+    return [
+        in_process(f"{label} batch 1", embedder.embed, single, seconds=seconds),
+        in_process(f"{label} sorted 32", embedder.embed, sorted32, seconds=seconds),
+        in_process(f"{label} arrival 32", embedder.embed, arrival32, seconds=seconds),
+    ]
+
+
+def rss_mb(pid: int | None) -> float:
+    """Resident memory of a server and its children, MiB."""
+    from tritonhf.server.process import tree_rss_bytes
+
+    return tree_rss_bytes(pid) / 2**20 if pid else float("nan")
+
+
+def main() -> int:  # one linear script: the order of the runs is the point
+    """Run everything, print the tables, save the results."""
+    from tritonhf.bench.corpus import LengthStats, load_corpus
+    from tritonhf.bench.runner import machine_info
+    from tritonhf.export.source import DEFAULT_MODEL, resolve_model
+    from tritonhf.server.ports import free_ports
+
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="~3 min: 3 s windows, fewer points")
+    parser.add_argument("--seconds", type=float, help="measured seconds per point (default 8)")
+    parser.add_argument("--concurrency", default=None, help="default 1,8,32 (quick: 1,8)")
+    parser.add_argument(
+        "--systems",
+        default="ceiling,fastapi,pytriton,litserve,tritonhf,variants",
+        help="comma-separated subset to run",
+    )
+    parser.add_argument("--reuse", action="store_true", help="reuse exports in build/bench-work")
+    parser.add_argument("--out", type=Path, default=Path("artifacts/bench/side-by-side"))
+    args = parser.parse_args()
+    seconds = args.seconds or (3.0 if args.quick else 8.0)
+    concurrencies = [
+        int(c) for c in (args.concurrency or ("1,8" if args.quick else "1,8,32")).split(",")
+    ]
+    tritonhf_concurrencies = sorted({*concurrencies, 32})
+    systems = set(args.systems.split(","))
+    corpora = ["short", "long"] if args.quick else ["short", "long", "mixed"]
+    logs = args.out / "logs"
+    reuse = args.reuse or args.quick
+
+    meta = machine_info()
+    meta.update(versions())
+    source = resolve_model(DEFAULT_MODEL)
+    variants = export_variants() if "variants" in systems else {"default": []}
+    repos = {v: export(v, flags, reuse=reuse) for v, flags in variants.items()}
+    onnx = repos["default"] / f"{NAME}_model" / "1" / "model.onnx"
+    tokenizer = repos["default"] / f"{NAME}_tokenizer" / "1" / "tokenizer.json"
+    spec = json.loads((repos["default"] / NAME / "tritonhf.json").read_text())
+    texts = {c: load_corpus(c) for c in corpora}
+    embedder = OnnxEmbedder(onnx, tokenizer)
+    stats = {
+        c: LengthStats.of([len(e.ids) for e in embedder.tokenizer.encode_batch(t)])
+        for c, t in texts.items()
+    }
+    meta["model"] = (
+        f"{DEFAULT_MODEL} ({source.path.name}), ONNX opset {spec.get('onnx', {}).get('opset')}"
+    )
+    meta["batching"] = "peers: max batch 32; tritonhf: its export defaults (see config.pbtxt)"
+    for corpus, stat in stats.items():
+        meta[f"corpus {corpus}"] = stat.line()
+    meta["window"] = f"{seconds:.0f} s measured after 1 s warm-up per point"
+    results: list[Measured] = []
+    rss: dict[str, float] = {}
+
+    def record(measured: Measured) -> None:
+        results.append(measured)
+        log(
+            f"{measured.system:<28} c{measured.concurrency:<3} {measured.throughput:8.1f}/s "
+            f"p50 {measured.p50_ms:6.1f} ms p99 {measured.p99_ms:7.1f} ms err {measured.errors}"
+        )
+
+    def sweep(
+        system: str,
+        make_call: Callable[[], Callable[[str], object]],
+        corpus: str,
+        levels: Sequence[int],
+    ) -> None:
+        for concurrency in levels:
+            record(
+                run_for(system, make_call, texts[corpus], concurrency=concurrency, seconds=seconds)
+            )
+
+    if "ceiling" in systems:
+        for corpus in corpora:
+            for m in ceilings(f"ort {corpus}", embedder, texts[corpus], seconds):
+                record(m)
+        for variant in variants:
+            if variant != "default":
+                graph = OnnxEmbedder(
+                    repos[variant] / f"{NAME}_model" / "1" / "model.onnx", tokenizer
+                )
+                for m in ceilings(f"ort {variant} short", graph, texts["short"], seconds)[:2]:
+                    record(m)
+    if "fastapi" in systems:
+        with start_fastapi(source.path, free_ports(1)[0], logs) as served:
+            sweep("fastapi-torch", served.make_call, "short", concurrencies)
+            rss["fastapi-torch"] = rss_mb(served.pid)
+    if "pytriton" in systems:
+        with start_pytriton(onnx, tokenizer, free_ports(3), logs, log) as served:
+            sweep("pytriton", served.make_call, "short", concurrencies)
+            rss["pytriton"] = rss_mb(served.pid)
+    if "litserve" in systems:
+        with start_litserve(onnx, tokenizer, free_ports(1)[0], logs, log) as served:
+            sweep("litserve", served.make_call, "short", concurrencies)
+            rss["litserve"] = rss_mb(served.pid)
+    for variant in variants if ("tritonhf" in systems or "variants" in systems) else []:
+        if variant == "default" and "tritonhf" not in systems:
+            continue
+        with start_tritonhf(repos[variant], logs, f"tritonhf-{variant}") as (grpc, http):
+            label = "tritonhf" if variant == "default" else f"tritonhf {variant}"
+            sweep(f"{label} grpc", grpc.make_call, "short", tritonhf_concurrencies)
+            if variant == "default":
+                sweep(f"{label} http", http.make_call, "short", concurrencies)
+                for corpus in corpora[1:]:
+                    sweep(f"{label} grpc {corpus}", grpc.make_call, corpus, [1, 8])
+            rss[label] = rss_mb(grpc.pid)
+
+    meta["load average after"] = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    report = render(results, rss, meta, corpora)
+    print(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "table.md").write_text(report + "\n", encoding="utf-8")
+    (args.out / "results.json").write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "rss_mb": rss,
+                "results": [{**asdict(m), "throughput": m.throughput} for m in results],
+            },
+            indent=1,
+        ),
+        encoding="utf-8",
+    )
+    log(f"saved {args.out / 'table.md'} and {args.out / 'results.json'}")
+    return 0
+
+
+def _find(
+    results: Sequence[Measured], system: str, concurrency: int | None = None
+) -> Measured | None:
+    for m in results:
+        if m.system == system and (concurrency is None or m.concurrency == concurrency):
+            return m
+    return None
+
+
+def render(
+    results: Sequence[Measured], rss: dict[str, float], meta: dict[str, str], corpora: list[str]
+) -> str:
+    """Markdown: the meta, one table with ratios, and the issue's targets with numbers."""
+    ceiling = _find(results, "ort short batch 1")
+    ancestor = {m.concurrency: m for m in results if m.system == "fastapi-torch"}
+    lines = ["## Side by side", ""]
+    lines += [f"- {k}: {v}" for k, v in meta.items()]
+    lines += [
+        "",
+        "| system | concurrency / batch | texts/s | p50 ms | p99 ms | errors | x ancestor "
+        "| x ort batch 1 | RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in results:
+        base = ancestor.get(m.concurrency)
+        x_anc = f"{m.throughput / base.throughput:.2f}" if base and base.throughput else "-"
+        reference = (
+            _find(results, f"ort {m.system.split()[-1]} batch 1")
+            if m.system.endswith(tuple(corpora[1:]))
+            else ceiling
+        )
+        x_ort = f"{m.throughput / reference.throughput:.2f}" if reference else "-"
+        memory = next((f"{v:.0f}" for k, v in rss.items() if m.system.startswith(k)), "")
+        lines.append(
+            f"| {m.system} | {m.concurrency} | {m.throughput:.1f} | {m.p50_ms:.1f} | "
+            f"{m.p99_ms:.1f} | {m.errors} | {x_anc} | {x_ort} | {memory} |"
+        )
+    lines += ["", "## Targets (issue 4)", "", *targets(results, rss)]
+    return "\n".join(lines)
+
+
+def _ratio(a: Measured | None, b: Measured | None, field: str = "throughput") -> float:
+    if a is None or b is None:
+        return float("nan")
+    return float(getattr(a, field)) / float(getattr(b, field))
+
+
+def targets(results: Sequence[Measured], rss: dict[str, float]) -> list[str]:
+    """Each target of the issue: measured ratio, bound, met / not met."""
+
+    def line(number: str, text: str, value: float, bound: float, *, lower: bool = False) -> str:
+        if value != value:  # nan: not measured in this run
+            return f"- {number}. {text}: not measured in this run"
+        met = value <= bound if lower else value >= bound
+        sign = "<=" if lower else ">="
+        verdict = "met" if met else "NOT met"
+        return f"- {number}. {text}: **{value:.2f}** (target {sign} {bound}) -> {verdict}"
+
+    f = lambda s, c=None: _find(results, s, c)  # noqa: E731
+    out = [
+        line(
+            "1a",
+            "tritonhf gRPC c8 / in-process ORT batch 1 throughput",
+            _ratio(f("tritonhf grpc", 8), f("ort short batch 1")),
+            0.95,
+        ),
+        line(
+            "1b",
+            "tritonhf gRPC c1 p50 / in-process batch-1 p50",
+            _ratio(f("tritonhf grpc", 1), f("ort short batch 1"), "p50_ms"),
+            1.3,
+            lower=True,
+        ),
+        line(
+            "2",
+            "tritonhf gRPC c32 / in-process length-sorted batches of 32",
+            _ratio(f("tritonhf grpc", 32), f("ort short sorted 32")),
+            0.8,
+        ),
+        line(
+            "3a",
+            "tritonhf int8 gRPC c8 / tritonhf (default fp32) gRPC c8",
+            _ratio(f("tritonhf int8 grpc", 8), f("tritonhf grpc", 8)),
+            2.0,
+        ),
+        line(
+            "3b",
+            "tritonhf fused fp32 gRPC c8 / tritonhf (default fp32) gRPC c8",
+            _ratio(f("tritonhf fused grpc", 8), f("tritonhf grpc", 8)),
+            1.3,
+        ),
+    ]
+    best = max(
+        (
+            m
+            for m in results
+            if m.concurrency == 8
+            and m.system.startswith("tritonhf")
+            and "grpc" in m.system
+            and m.system.split()[-1] == "grpc"
+        ),
+        key=lambda m: m.throughput,
+        default=None,
+    )
+    out += [
+        line(
+            "4a",
+            f"best tritonhf ({best.system if best else '-'}) c8 / fastapi-torch c8 req/s",
+            _ratio(best, f("fastapi-torch", 8)),
+            6.0,
+        ),
+        line(
+            "4b",
+            "its p99 / fastapi-torch p99 at c8",
+            _ratio(best, f("fastapi-torch", 8), "p99_ms"),
+            0.2,
+            lower=True,
+        ),
+    ]
+    peers8 = [m for m in (f("pytriton", 8), f("litserve", 8)) if m]
+    peers1 = [m for m in (f("pytriton", 1), f("litserve", 1)) if m]
+    best_peer8 = max(peers8, key=lambda m: m.throughput, default=None)
+    best_peer1 = min(peers1, key=lambda m: m.p50_ms, default=None)
+    out += [
+        line(
+            "5a",
+            f"tritonhf gRPC c8 / best peer c8 ({best_peer8.system if best_peer8 else '-'})",
+            _ratio(f("tritonhf grpc", 8), best_peer8),
+            2.0,
+        ),
+        line(
+            "5b",
+            f"tritonhf gRPC c1 p50 / best peer p50 ({best_peer1.system if best_peer1 else '-'})",
+            _ratio(f("tritonhf grpc", 1), best_peer1, "p50_ms"),
+            0.5,
+            lower=True,
+        ),
+        line(
+            "6a",
+            "long texts: tritonhf gRPC c8 / in-process batch 1 (long)",
+            _ratio(f("tritonhf grpc long", 8), f("ort long batch 1")),
+            0.95,
+        ),
+        line(
+            "6b",
+            "mixed texts: tritonhf gRPC c8 / in-process batch 1 (mixed)",
+            _ratio(f("tritonhf grpc mixed", 8), f("ort mixed batch 1")),
+            0.95,
+        ),
+    ]
+    memory = rss.get("tritonhf", float("nan"))
+    out.append(
+        line(
+            "7",
+            "tritonhf server RSS, GiB (Triton + stubs, after the runs)",
+            memory / 1024,
+            1.5,
+            lower=True,
+        )
+    )
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Tuning by measurement: serve several configurations of one export side by side and sweep.
+
+    .venv/bin/python benchmarks/tune.py --variants base,nospin,nospin_group [--corpus short]
+
+Each variant is a renamed copy of the exported pipeline (``<variant>``, ``<variant>_tokenizer``,
+``<variant>_model``) with its config.pbtxt edited as listed in VARIANTS, and the current
+Python-backend sources; all are loaded in ONE server and `tritonhf bench` alternates between
+them at every concurrency, so each comparison sees the same machine state. ``base`` is the
+export's own config: the defaults of the tree that exported it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+NAME = "minilm"
+# Edits per variant: "<step>.<what>" -> value. step: model | tokenizer.
+# what: instances, delay_us, preferred (comma list), or any string parameter of the step.
+VARIANTS: dict[str, dict[str, str]] = {
+    "base": {},
+    # The pre-tuning defaults, whatever the export's are: spinning ORT threads, no grouping.
+    "old": {"model.intra_op_spinning": "1", "model.length_group_slack": "0"},
+    "spin": {"model.intra_op_spinning": "1"},
+    "nospin": {"model.intra_op_spinning": "0", "model.length_group_slack": "0"},
+    "t1": {"model.intra_op_threads": "1", "model.intra_op_spinning": "0"},
+    "group": {"model.length_group_slack": "1.5", "model.intra_op_spinning": "0"},
+    "group13": {"model.length_group_slack": "1.3", "model.intra_op_spinning": "0"},
+    "group2": {"model.length_group_slack": "2.0", "model.intra_op_spinning": "0"},
+    "nogroup": {"model.length_group_slack": "0"},
+    "delay500": {"model.delay_us": "500"},
+    "delay2000": {"model.delay_us": "2000"},
+    "tokdelay500": {"tokenizer.delay_us": "500"},
+    "model2x1": {"model.instances": "2", "model.intra_op_threads": "1"},
+    "tok2": {"tokenizer.instances": "2"},
+    "preferred": {"model.preferred": "8,16,32"},
+}
+
+
+def edit_config(config: Any, edits: dict[str, str], step: str) -> None:
+    """Apply one step's edits to its ModelConfig."""
+    for key, value in edits.items():
+        where, what = key.split(".", 1)
+        if where != step:
+            continue
+        if what == "instances":
+            config.instance_group[0].count = int(value)
+        elif what == "delay_us":
+            config.dynamic_batching.max_queue_delay_microseconds = int(value)
+        elif what == "preferred":
+            del config.dynamic_batching.preferred_batch_size[:]
+            config.dynamic_batching.preferred_batch_size.extend(int(v) for v in value.split(","))
+        else:
+            config.parameters[what].string_value = value
+
+
+def build_repo(source: Path, target: Path, variants: list[str]) -> Path:
+    """Write ``target`` with one renamed, edited copy of the pipeline per variant."""
+    from tritonhf.repository.configs import parse_pbtxt, to_pbtxt
+
+    package = HERE.parent / "tritonhf" / "backends"
+    shutil.rmtree(target, ignore_errors=True)
+    for variant in variants:
+        edits = VARIANTS[variant]
+        for suffix, step, code in (
+            ("", "ensemble", None),
+            ("_tokenizer", "tokenizer", "tokenizer.py"),
+            ("_model", "model", "onnx_runtime.py"),
+        ):
+            shutil.copytree(source / f"{NAME}{suffix}", target / f"{variant}{suffix}")
+            if code:
+                shutil.copyfile(package / code, target / f"{variant}{suffix}" / "1" / "model.py")
+            path = target / f"{variant}{suffix}" / "config.pbtxt"
+            config = parse_pbtxt(path.read_text())
+            config.name = f"{variant}{suffix}"
+            if step == "ensemble":
+                for entry in config.ensemble_scheduling.step:
+                    entry.model_name = entry.model_name.replace(NAME, variant, 1)
+            else:
+                if "pipeline" in config.parameters:
+                    config.parameters["pipeline"].string_value = variant
+                edit_config(config, edits, step)
+            path.write_text(to_pbtxt(config))
+    return target
+
+
+def main() -> int:
+    """Build the variant repository, serve it, sweep, print the table."""
+    from tritonhf.bench import BenchOptions, run_bench
+    from tritonhf.bench.report import markdown_table
+
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--source", type=Path, default=HERE.parent / "build/bench-work/default")
+    parser.add_argument("--variants", default="base,nospin,group")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--corpus", default="short")
+    parser.add_argument("--protocol", default="grpc")
+    parser.add_argument("--measurement-ms", type=int, default=3000)
+    parser.add_argument("--out", type=Path, default=Path("artifacts/bench/tune"))
+    args = parser.parse_args()
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    repo = build_repo(args.source, HERE.parent / "build" / "bench-tune-repo", variants)
+    started = time.perf_counter()
+    report = run_bench(
+        BenchOptions(
+            models=tuple(variants),
+            repo=repo,
+            protocols=tuple(args.protocol.split(",")),
+            concurrencies=tuple(int(c) for c in args.concurrency.split(",")),
+            corpus=args.corpus,
+            measurement_ms=args.measurement_ms,
+            out=args.out,
+        ),
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print("variants: " + "; ".join(f"{v} = {VARIANTS[v] or 'export defaults'}" for v in variants))
+    print(f"corpus {args.corpus}: {report.lengths.line() if report.lengths else '-'}")
+    print(markdown_table(report.points, baseline=variants[0]))
+    print(
+        f"load average: {report.meta['load average (1/5/15 min)']} -> "
+        f"{report.meta['load average after']}; {time.perf_counter() - started:.0f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
