@@ -12,6 +12,7 @@ import ast
 import fnmatch
 import json
 import re
+import subprocess  # nosec B404
 import sys
 from pathlib import Path
 from typing import Any
@@ -458,3 +459,35 @@ def test_triton_image_pins_agree_with_constraints() -> None:
             assert constraints.get(name) == version, (
                 f"{name}: image {version}, tests {constraints.get(name)}"
             )
+
+
+# --- workflows: what they run exists ---------------------------------------------------------
+
+
+def _workflow_steps() -> list[dict[str, Any]]:
+    steps = []
+    for path in sorted((ROOT / ".github" / "workflows").glob("*.yml")):
+        for job in yaml.safe_load(path.read_text())["jobs"].values():
+            steps.extend(job.get("steps", []))
+    return steps
+
+
+def test_workflow_make_targets_and_files_exist() -> None:
+    targets = set()
+    for step in _workflow_steps():
+        for line in step.get("run", "").splitlines():
+            match = re.match(r"\s*make\s+(.+)", line)
+            if match:
+                targets.update(t for t in match.group(1).split() if "=" not in t)
+            for script in re.findall(r"bash\s+(\S+)", line):
+                assert (ROOT / script).is_file(), script
+        for key in ("cache-dependency-path", "file"):
+            value = str(step.get("with", {}).get(key, ""))
+            for image in ("triton", "app"):
+                for path in value.replace("${{ matrix.image }}", image).split():
+                    assert (ROOT / path).is_file(), path
+    assert {"install", "lint", "security", "deploy-check"} <= targets
+    result = subprocess.run(  # nosec B603 B607
+        ["make", "-n", *sorted(targets)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
