@@ -411,6 +411,11 @@ def _pins(path: Path) -> dict[str, str]:
 
 def _imports_reachable_from(paths: list[Path]) -> set[str]:
     """Top-level modules imported by these files and by the tritonhf modules they reach."""
+    return {name.split(".")[0] for name in _reachable(paths)[1]}
+
+
+def _reachable(paths: list[Path]) -> tuple[set[Path], set[str]]:
+    """The files reachable through tritonhf imports, and every dotted name they import."""
     seen: set[Path] = set()
     found: set[str] = set()
     todo = list(paths)
@@ -426,7 +431,7 @@ def _imports_reachable_from(paths: list[Path]) -> set[str]:
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
             for name in names:
-                found.add(name.split(".")[0])
+                found.add(name)
                 if name.split(".")[0] == "tritonhf":
                     parts = name.split(".")
                     for i in range(1, len(parts) + 1):  # the package __init__s run too
@@ -434,7 +439,7 @@ def _imports_reachable_from(paths: list[Path]) -> set[str]:
                         for candidate in (base.with_suffix(".py"), base / "__init__.py"):
                             if candidate.is_file():
                                 todo.append(candidate)
-    return found
+    return seen, found
 
 
 def test_triton_image_installs_everything_the_python_backend_steps_import() -> None:
@@ -447,6 +452,18 @@ def test_triton_image_installs_everything_the_python_backend_steps_import() -> N
     missing = {m for m in third_party if distributions.get(m) not in pins}
     assert not missing, f"the Python-backend steps import {sorted(missing)}, not in the image"
     assert pins["numpy"].startswith("1.")  # the 2.51 stub misreads BYTES tensors under numpy 2
+
+
+# Added after 3.10, which the NGC 24.10 image's Python-backend stub runs.
+NEWER_THAN_310 = {"tomllib", "enum.StrEnum", "typing.Self", "datetime.UTC", "typing.Never"}
+
+
+def test_python_backend_code_runs_on_the_images_python_310() -> None:
+    files, names = _reachable(sorted((ROOT / "tritonhf" / "backends").glob("*.py")))
+    assert len(files) > 2  # the steps and the package modules they use
+    for path in files:
+        ast.parse(path.read_text(), filename=str(path), feature_version=(3, 10))
+    assert not names & NEWER_THAN_310, sorted(names & NEWER_THAN_310)
 
 
 def test_triton_image_pins_agree_with_constraints() -> None:
