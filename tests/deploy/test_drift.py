@@ -243,6 +243,12 @@ def test_hpa_scales_the_deployment_on_the_adapters_triton_metric() -> None:
     assert source.group(1).startswith("nv_inference_")  # a Triton metric
     assert source.group(1) in rule["seriesQuery"]
     assert source.group(1) in rule["metricsQuery"]
+    # The same Triton series the Prometheus rules (unit-tested with promtool) are built on.
+    rules_text = "".join(
+        p.read_text() for p in (ROOT / "observability" / "prometheus" / "rules").glob("*.yml")
+    )
+    for series in set(re.findall(r"\bnv_\w+", rule["metricsQuery"])):
+        assert series in rules_text, f"{series} is not used by observability/prometheus/rules"
 
 
 # --- the demo and the console ----------------------------------------------------------------
