@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_MODEL_NAME",
     "DataType",
     "PipelineSpec",
+    "Precision",
     "Runtime",
     "Task",
     "TensorSpec",
@@ -58,6 +59,16 @@ class Runtime(str, Enum):
     """Triton's native onnxruntime backend (NGC container, GPU boxes)."""
     PYTHON_ONNX = "python-onnx"
     """The same ONNX file run by the `onnxruntime` package in the Python backend (CPU, laptops)."""
+
+
+class Precision(str, Enum):
+    """Numeric precision of the served model; each variant must pass the acceptance gate."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    """For GPUs (CUDA onnxruntime, TensorRT, torch on CUDA)."""
+    INT8 = "int8"
+    """ONNX Runtime dynamic quantization (int8 weights, per channel) for CPUs."""
 
 
 class DataType(str, Enum):
@@ -118,6 +129,7 @@ class PipelineSpec:
     max_batch_size: int = 64
     labels: tuple[str, ...] = ()
     """Class names in output order (``id2label``); classification only."""
+    precision: Precision = Precision.FP32
 
     def __post_init__(self) -> None:
         if self.task is Task.CLASSIFICATION and len(self.labels) < 2:

@@ -1,0 +1,198 @@
+"""Graph variants of an exported ONNX model: fused fp32, fp16, and gated int8.
+
+* Fusion: ONNX Runtime's transformer optimizer rewrites attention, LayerNorm and GELU
+  subgraphs into contrib ops (``Attention``, ``SkipLayerNormalization``, ``BiasGelu``, ...)
+  that both the ``onnxruntime`` package and Triton's onnxruntime backend run.
+* fp16: weights and compute in half precision with fp32 inputs/outputs, for GPUs.
+* int8: ONNX Runtime dynamic quantization, int8 weights per output channel. Quantizing every
+  MatMul of MiniLM moves some embeddings too far (min cosine ~0.95 on the bundled corpus), so
+  :func:`quantize_int8` measures how much each MatMul alone costs and keeps the most sensitive
+  ones in fp32 until the acceptance gate passes (mixed precision), or refuses.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tritonhf.errors import ExportError, ValidationError
+from tritonhf.gate.agreement import GateReport
+
+log = logging.getLogger(__name__)
+
+# Architectures whose attention/LayerNorm/GELU patterns ORT's "bert" fusions recognise.
+BERT_LIKE = frozenset(
+    {"bert", "roberta", "xlm-roberta", "distilbert", "electra", "camembert", "mpnet", "deberta"}
+)
+QUANTIZABLE_OPS = ("MatMul", "Attention")
+# Keeping more than this share of MatMuls in fp32 leaves too little gain to call it int8.
+MAX_FP32_SHARE = 0.5
+
+GateFn = Callable[[Path], GateReport]
+"""Runs the acceptance gate on a candidate graph."""
+
+
+@dataclass(frozen=True)
+class FusionReport:
+    """Which subgraphs the optimizer fused."""
+
+    fused: dict[str, int]
+
+    @property
+    def any(self) -> bool:
+        """True when at least one attention or LayerNorm block was fused."""
+        return any(self.fused.values())
+
+    def summary(self) -> str:
+        """``Attention x6, SkipLayerNormalization x12, ...``."""
+        return ", ".join(f"{op} x{n}" for op, n in sorted(self.fused.items()) if n) or "nothing"
+
+
+@dataclass(frozen=True)
+class QuantizationReport:
+    """What the int8 variant quantized, what it kept in fp32, and its gate verdict."""
+
+    quantized: tuple[str, ...]
+    kept_fp32: tuple[str, ...]
+    gate: GateReport
+    sensitivity: dict[str, float]
+    """Per node: the gate's worst figure with only that node quantized (1.0 = harmless)."""
+
+    def summary(self) -> str:
+        """One line for the export log."""
+        total = len(self.quantized) + len(self.kept_fp32)
+        return (
+            f"int8: {len(self.quantized)} of {total} MatMul/Attention nodes quantized, "
+            f"{len(self.kept_fp32)} kept fp32 by sensitivity"
+        )
+
+
+def fuse_transformer(
+    source: Path, target: Path, *, model_type: str, num_heads: int, hidden_size: int
+) -> FusionReport:
+    """Write ``source`` with ORT's transformer fusions applied to ``target``."""
+    if model_type not in BERT_LIKE:
+        raise ExportError(
+            f"graph fusion knows BERT-like encoders ({', '.join(sorted(BERT_LIKE))}), not "
+            f"{model_type!r}; export without --optimize"
+        )
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimized = optimize_model(
+        str(source), model_type="bert", num_heads=num_heads, hidden_size=hidden_size
+    )
+    stats = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items()}
+    optimized.save_model_to_file(str(target))
+    report = FusionReport(fused=stats)
+    if not report.any:
+        log.warning("graph fusion found no attention/LayerNorm pattern to fuse in %s", source)
+    return report
+
+
+def convert_fp16(source: Path, target: Path) -> None:
+    """Write an fp16 copy of ``source`` that keeps fp32 (and int64) inputs and outputs."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    onnx.save(model, str(target))
+
+
+def quantizable_nodes(path: Path) -> tuple[str, ...]:
+    """Names of the nodes dynamic quantization can turn int8, in graph order."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    initializers = {i.name for i in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        # Only products with a constant weight: MatMuls of two activations (attention
+        # scores in an unfused graph) gain nothing and lose accuracy.
+        if node.op_type == "Attention" or (
+            node.op_type == "MatMul" and any(name in initializers for name in node.input)
+        ):
+            nodes.append(node.name)
+    return tuple(nodes)
+
+
+def _quantize(source: Path, target: Path, nodes: tuple[str, ...]) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(source),
+        str(target),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        nodes_to_quantize=list(nodes),
+        # Needed once the graph holds fused contrib ops whose outputs have no inferred type.
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+
+
+def _worst(report: GateReport) -> float:
+    """The gate figure furthest below 1 (higher-is-better criteria only)."""
+    return min((c.value for c in report.criteria if c.higher_is_better), default=1.0)
+
+
+def quantize_int8(
+    source: Path,
+    target: Path,
+    *,
+    gate: GateFn,
+    progress: Callable[[str], None] = lambda _: None,
+) -> QuantizationReport:
+    """Quantize ``source`` to int8 into ``target``, as much as the acceptance gate allows.
+
+    First every MatMul/Attention; if that fails the gate, each node is quantized alone to
+    measure what it costs, and the most sensitive are kept in fp32, a few more at a time,
+    until the gate passes. Refuses (`ValidationError` with the measured tables) when even
+    keeping half of them in fp32 fails.
+    """
+    nodes = quantizable_nodes(source)
+    if not nodes:
+        raise ExportError(f"{source} has no MatMul or Attention node to quantize")
+    _quantize(source, target, nodes)
+    report = gate(target)
+    if report.passed:
+        return QuantizationReport(nodes, (), report, {})
+    progress(f"int8 of all {len(nodes)} nodes fails the gate:\n{report.table()}")
+    progress(f"measuring the sensitivity of each of the {len(nodes)} nodes ...")
+    sensitivity: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="tritonhf-int8-") as tmp:
+        probe = Path(tmp) / "probe.onnx"
+        for node in nodes:
+            _quantize(source, probe, (node,))
+            sensitivity[node] = _worst(gate(probe))
+    ranked = sorted(nodes, key=lambda n: sensitivity[n])
+    limit = int(len(nodes) * MAX_FP32_SHARE)
+    keep = 2
+    attempts = [report]
+    while keep <= limit:
+        kept = set(ranked[:keep])
+        quantized = tuple(n for n in nodes if n not in kept)
+        _quantize(source, target, quantized)
+        report = gate(target)
+        attempts.append(report)
+        progress(f"keeping the {keep} most sensitive nodes in fp32: worst {_worst(report):.4f}")
+        if report.passed:
+            return QuantizationReport(
+                quantized, tuple(n for n in nodes if n in kept), report, sensitivity
+            )
+        keep += 2
+    target.unlink(missing_ok=True)
+    raise ValidationError(
+        f"int8 refused: no quantization that keeps at most {limit} of {len(nodes)} nodes in "
+        f"fp32 passes the acceptance gate. Last attempt:\n{attempts[-1].table()}\n"
+        "All of them quantized:\n"
+        f"{attempts[0].table()}\nserve --precision fp32 (optionally --optimize) instead"
+    )
+
+
+def graph_model_type(config: Any) -> str:
+    """The HF ``model_type`` of a loaded model's config (``bert``, ``roberta``, ...)."""
+    return str(getattr(config, "model_type", "") or "")
