@@ -58,7 +58,7 @@ def text_hash(text: str) -> str:
 def text_fields(texts: Iterable[str], mode: TextLogging) -> dict[str, Any]:
     """The log fields describing ``texts`` under ``mode`` (nothing when `TextLogging.OFF`)."""
     if mode is TextLogging.RAW:
-        return {"texts": list(texts)}
+        return {"text": list(texts)}
     if mode is TextLogging.HASH:
         return {"text_sha256": [text_hash(t) for t in texts]}
     return {}

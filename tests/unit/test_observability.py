@@ -1,0 +1,390 @@
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tritonhf.errors import ConfigError
+from tritonhf.observability import metrics as m
+from tritonhf.observability.client_metrics import ClientMetrics
+from tritonhf.observability.drift import (
+    ALERT_THRESHOLD,
+    PROPORTION_FLOOR,
+    DriftWindow,
+    FeatureProfile,
+    ReferenceProfile,
+    label_profile,
+    psi,
+    token_length_profile,
+)
+from tritonhf.observability.feedback import FeedbackError, check_request_id, make_feedback
+from tritonhf.observability.logs import (
+    LOG_TEXT_ENV,
+    JsonFormatter,
+    TextLogging,
+    configure_json_logging,
+    log_event,
+    text_fields,
+    text_hash,
+)
+from tritonhf.observability.steps import RequestOutcome, TokenizerObserver, _NoMetrics
+
+# PSI -------------------------------------------------------------------------------------
+
+
+def test_psi_of_identical_distributions_is_zero() -> None:
+    assert psi([10, 20, 30], [1, 2, 3]) == pytest.approx(0.0)
+
+
+def test_psi_matches_the_formula_by_hand() -> None:
+    actual, expected = np.array([0.5, 0.3, 0.2]), np.array([0.2, 0.3, 0.5])
+    by_hand = sum((a - e) * math.log(a / e) for a, e in zip(actual, expected, strict=True))
+
+    assert psi(actual, expected) == pytest.approx(by_hand)
+    assert by_hand == pytest.approx(0.5498, abs=1e-4)
+
+
+def test_psi_floors_empty_bins_so_a_new_category_gives_a_large_finite_score() -> None:
+    score = psi([50, 50], [100, 0])
+
+    floor = PROPORTION_FLOOR
+    assert score == pytest.approx((0.5 - 1) * math.log(0.5) + (0.5 - floor) * math.log(0.5 / floor))
+    assert math.isfinite(score)
+    assert score > ALERT_THRESHOLD
+
+
+@pytest.mark.parametrize(
+    ("actual", "expected"), [([1, 2], [1, 2, 3]), ([0, 0], [1, 1]), ([1, -1], [1, 1]), ([1], [1])]
+)
+def test_psi_rejects_unusable_distributions(actual: list[int], expected: list[int]) -> None:
+    with pytest.raises(ConfigError, match="PSI needs"):
+        psi(actual, expected)
+
+
+# Profiles and windows ----------------------------------------------------------------------
+
+
+def test_token_length_profile_keeps_a_bin_of_its_own_for_truncated_texts() -> None:
+    profile = token_length_profile(list(range(5, 105)), max_length=128)
+
+    assert profile.edges[-1] == 127
+    assert profile.proportions[-1] == 0.0  # nothing in the reference reaches max_length
+    assert profile.bin_numbers([128, 500]).tolist() == [profile.num_bins - 1] * 2
+    assert sum(profile.proportions) == pytest.approx(1.0)
+    assert profile.count == 100
+
+
+def test_token_length_profile_of_an_empty_reference_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="reference set is empty"):
+        token_length_profile([], max_length=16)
+
+
+def test_numeric_bins_are_upper_inclusive() -> None:
+    profile = FeatureProfile("x", (0.25, 0.25, 0.5), 4, edges=(10.0, 20.0))
+
+    assert profile.bin_numbers([1, 10, 11, 20, 21]).tolist() == [0, 0, 1, 1, 2]
+
+
+def test_label_profile_counts_each_class_in_label_order() -> None:
+    profile = label_profile(["b", "a", "b", "b"], ["a", "b", "c"])
+
+    assert profile.proportions == (0.25, 0.75, 0.0)
+    assert profile.bin_categories(["c", "unknown", "a"]).tolist() == [2, 0]
+
+
+def test_a_feature_needs_edges_or_categories_and_matching_proportions() -> None:
+    with pytest.raises(ConfigError, match="either edges or categories"):
+        FeatureProfile("x", (0.5, 0.5), 2)
+    with pytest.raises(ConfigError, match="3 proportions for 2 bins"):
+        FeatureProfile("x", (0.2, 0.3, 0.5), 2, categories=("a", "b"))
+
+
+def test_drift_window_reports_nothing_until_min_samples_then_slides(tmp_path: Path) -> None:
+    profile = FeatureProfile("label", (0.5, 0.5), 10, categories=("a", "b"))
+    window = DriftWindow(profile, size=4, min_samples=2)
+
+    window.add_categories(["a"])
+    assert window.score() is None
+    window.add_categories(["b", "a", "b"])
+    assert window.score() == pytest.approx(0.0)
+    window.add_categories(["a", "a", "a", "a"])  # the b's slid out
+    assert len(window) == 4
+    assert window.score() == pytest.approx(psi([4, 0], [1, 1]))
+
+
+def test_reference_profile_round_trips_through_json(tmp_path: Path) -> None:
+    profile = ReferenceProfile(
+        features={
+            "token_length": token_length_profile([3, 5, 8, 13, 21], max_length=16),
+            "label": label_profile(["x", "y"], ["x", "y"]),
+        },
+        source="unit test",
+        window=50,
+        min_samples=10,
+    )
+    path = tmp_path / "drift_reference.json"
+
+    profile.save(path)
+
+    assert ReferenceProfile.load(path) == profile
+    assert ReferenceProfile.load(tmp_path / "missing.json") is None
+    assert json.loads(path.read_text())["alert_threshold"] == ALERT_THRESHOLD
+
+
+def test_reference_profile_checks_the_window() -> None:
+    with pytest.raises(ConfigError, match="min_samples <= window"):
+        ReferenceProfile(features={}, source="", window=10, min_samples=20)
+
+
+# Logs --------------------------------------------------------------------------------------
+
+
+def _with_fields(fields: dict[str, Any]) -> logging.LogRecord:
+    made = logging.LogRecord("tritonhf.requests", logging.WARNING, __file__, 1, "infer", None, None)
+    made.fields = fields
+    return made
+
+
+def test_json_formatter_writes_one_object_with_the_fields_at_top_level() -> None:
+    line = JsonFormatter().format(
+        _with_fields({"request_id": "r1", "tokens": [3, 4], "p": Path("/x")})
+    )
+
+    parsed = json.loads(line)
+    assert "\n" not in line
+    assert parsed["event"] == "infer"
+    assert parsed["level"] == "warning"
+    assert parsed["logger"] == "tritonhf.requests"
+    assert parsed["request_id"] == "r1"
+    assert parsed["tokens"] == [3, 4]
+    assert parsed["p"] == "/x"
+    assert parsed["ts"].endswith("+00:00")
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [
+        (None, TextLogging.OFF),
+        ("", TextLogging.OFF),
+        ("hash", TextLogging.HASH),
+        (" RAW ", TextLogging.RAW),
+    ],
+)
+def test_text_logging_setting_is_parsed_from_the_environment(
+    value: str | None, mode: TextLogging
+) -> None:
+    environ = {} if value is None else {LOG_TEXT_ENV: value}
+
+    assert TextLogging.from_env(environ) is mode
+
+
+def test_an_unknown_text_logging_setting_names_the_allowed_values() -> None:
+    with pytest.raises(ConfigError, match="off, hash, raw"):
+        TextLogging.parse("yes")
+
+
+def test_text_fields_hide_text_by_default_and_hash_or_show_it_on_request() -> None:
+    texts = ["secret one", "secret two"]
+
+    assert text_fields(texts, TextLogging.OFF) == {}
+    assert text_fields(texts, TextLogging.HASH) == {"text_sha256": [text_hash(t) for t in texts]}
+    assert text_fields(texts, TextLogging.RAW) == {"text": texts}
+    assert len(text_hash("x")) == 16
+    assert text_hash("x") != text_hash("y")
+
+
+def test_configure_json_logging_is_idempotent_and_does_not_propagate() -> None:
+    stream = io.StringIO()
+    logger = configure_json_logging(stream, logger="tritonhf.test.idempotent")
+    configure_json_logging(stream, logger="tritonhf.test.idempotent")
+
+    log_event(logger, "tokenize", outcome="ok", request_id="a")
+    log_event(logger, "tokenize", outcome="error", request_id="b")
+
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(r["request_id"], r["level"]) for r in lines] == [("a", "info"), ("b", "warning")]
+    assert logger.propagate is False
+
+
+def test_importing_the_package_configures_no_logging() -> None:
+    assert not logging.getLogger("tritonhf").handlers or all(
+        h.get_name() != "tritonhf-json" for h in logging.getLogger("tritonhf").handlers
+    )
+
+
+def tokenizer_observer(stream: io.StringIO, mode: TextLogging) -> TokenizerObserver:
+    observer = TokenizerObserver(_NoMetrics(), "minilm", None, mode)
+    observer.log = configure_json_logging(stream, logger=f"tritonhf.test.{uuid.uuid4().hex}")
+    return observer
+
+
+@pytest.mark.parametrize("mode", list(TextLogging))
+def test_tokenizer_observer_logs_counts_and_text_only_as_configured(mode: TextLogging) -> None:
+    stream = io.StringIO()
+    observer = tokenizer_observer(stream, mode)
+    ok, bad = RequestOutcome("req-1"), RequestOutcome("req-2")
+    ok.succeed(["private words", "more"], np.array([[5], [3]]), np.array([[True], [False]]))
+    error = ValueError("TEXT[0] has no tokens")
+    error.reason = "empty"  # type: ignore[attr-defined]
+    bad.fail(error, ["   "])
+
+    observer.record([ok, bad], started=0.0)
+
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["request_id"] == "req-1"
+    assert (first["tokens"], first["tokens_total"], first["truncated"]) == ([5, 3], 8, 1)
+    assert (first["texts"], first["batch_requests"], first["outcome"]) == (2, 2, "ok")
+    assert (second["outcome"], second["reason"], second["error_type"]) == (
+        "error",
+        "empty",
+        "ValueError",
+    )
+    assert ("private words" in stream.getvalue()) is (mode is TextLogging.RAW)
+    assert ("text_sha256" in first) is (mode is TextLogging.HASH)
+
+
+def test_a_failing_recorder_never_fails_the_step() -> None:
+    stream = io.StringIO()
+    observer = tokenizer_observer(stream, TextLogging.OFF)
+
+    class Broken(_NoMetrics):
+        def increment(self, metric: m.MetricDef, amount: float = 1.0, *labels: str) -> None:
+            raise RuntimeError("metrics server gone")
+
+    observer.metrics = Broken()
+    outcome = RequestOutcome("r")
+    outcome.succeed(["a"], np.array([[3]]), np.array([[False]]))
+
+    observer.record([outcome], started=0.0)
+    observer.record([outcome], started=0.0)
+
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert events.count("observability_error") == 1
+
+
+# Metric helpers ----------------------------------------------------------------------------
+
+
+def test_metric_names_are_prefixed_unique_and_labelled_by_model() -> None:
+    names = [metric.name for metric in m.ALL_METRICS]
+
+    assert len(names) == len(set(names))
+    assert all(name.startswith("tritonhf_") for name in names)
+    assert all(metric.labels[0] == "model" for metric in m.ALL_METRICS)
+    assert all(
+        metric.name.endswith("_total") for metric in m.ALL_METRICS if metric.kind is m.Kind.COUNTER
+    )
+    assert all(
+        list(metric.buckets) == sorted(metric.buckets) and metric.buckets
+        for metric in m.ALL_METRICS
+        if metric.kind is m.Kind.HISTOGRAM
+    )
+
+
+def test_a_histogram_is_exposed_as_bucket_sum_and_count() -> None:
+    assert m.exposed_names(m.CONFIDENCE) == (
+        "tritonhf_prediction_confidence_bucket",
+        "tritonhf_prediction_confidence_sum",
+        "tritonhf_prediction_confidence_count",
+    )
+    assert m.exposed_names(m.DRIFT) == ("tritonhf_drift_psi",)
+
+
+def test_label_counts_cost_one_increment_per_distinct_label() -> None:
+    assert m.label_counts(["pos", "neg", "pos", "pos"]) == {"pos": 3, "neg": 1}
+
+
+def test_embedding_health_flags_non_finite_rows_and_norms_off_one() -> None:
+    rows = np.array([[0.6, 0.8], [3.0, 4.0], [np.nan, 0.0], [1.0, 0.0]], dtype=np.float32)
+
+    mean, nonfinite, off = m.embedding_health(rows)
+
+    assert mean == pytest.approx((1 + 5 + 1) / 3)
+    assert (nonfinite, off) == (1, 1)
+
+
+# Feedback validation -----------------------------------------------------------------------
+
+
+def test_feedback_accepts_a_known_label_and_names_the_rating() -> None:
+    feedback = make_feedback(
+        request_id="ab12", positive=False, corrected_label="neg", labels=["neg", "pos"]
+    )
+
+    assert (feedback.rating, feedback.corrected_label) == ("negative", "neg")
+
+
+@pytest.mark.parametrize(
+    ("request_id", "label", "reason"),
+    [
+        ("", None, "bad_request_id"),
+        ("a b", None, "bad_request_id"),
+        ("x" * 129, None, "bad_request_id"),
+        ("ok", "other", "unknown_label"),
+    ],
+)
+def test_bad_feedback_is_refused_with_a_reason(
+    request_id: str, label: str | None, reason: str
+) -> None:
+    with pytest.raises(FeedbackError) as info:
+        make_feedback(
+            request_id=request_id, positive=True, corrected_label=label, labels=["neg", "pos"]
+        )
+
+    assert info.value.reason == reason
+
+
+def test_an_embedder_takes_no_corrected_label() -> None:
+    with pytest.raises(FeedbackError, match="not a classifier"):
+        make_feedback(request_id="r", positive=True, corrected_label="x", labels=[])
+
+
+def test_uuid4_hex_is_a_valid_request_id() -> None:
+    value = uuid.uuid4().hex
+    assert check_request_id(value) == value
+
+
+# Client metrics ----------------------------------------------------------------------------
+
+
+def test_client_metrics_time_calls_and_count_errors_by_type() -> None:
+    import prometheus_client
+
+    registry = prometheus_client.CollectorRegistry()
+    metrics = ClientMetrics(registry=registry)
+
+    with metrics.track("minilm", "encode", texts=3):
+        pass
+    with pytest.raises(TimeoutError), metrics.track("minilm", "encode", texts=2):
+        raise TimeoutError("slow")
+
+    value = registry.get_sample_value
+    assert (
+        value(
+            "tritonhf_client_request_duration_seconds_count",
+            {"model": "minilm", "operation": "encode"},
+        )
+        == 2
+    )
+    assert (
+        value(
+            "tritonhf_client_requests_total",
+            {"model": "minilm", "operation": "encode", "outcome": "ok"},
+        )
+        == 1
+    )
+    assert (
+        value(
+            "tritonhf_client_errors_total",
+            {"model": "minilm", "operation": "encode", "error": "TimeoutError"},
+        )
+        == 1
+    )
+    assert value("tritonhf_client_texts_total", {"model": "minilm", "operation": "encode"}) == 3
