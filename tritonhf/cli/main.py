@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -71,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--revision", help="hub commit/tag/branch to pin (default: main)")
     export.add_argument("--version", type=int, default=1, help="model version (hot reload)")
     export.add_argument(
+        "--drift-reference",
+        type=Path,
+        metavar="FILE",
+        help="texts (one per line) whose token lengths and labels drift is measured against "
+        "(default: the package's sentence corpus)",
+    )
+    export.add_argument(
         "--max-queue-size", type=int, default=256, help="queued requests per step before rejecting"
     )
     export.add_argument(
@@ -116,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--grpc-port", type=int, default=8001)
     serve.add_argument("--metrics-port", type=int, default=8002)
     serve.add_argument("--log-file", type=Path, help="write the server log here instead of stdout")
+    serve.add_argument(
+        "--log-text",
+        choices=["off", "hash", "raw"],
+        help="what the steps' JSON request logs say about input text (default: off, or "
+        "$TRITONHF_LOG_TEXT); hash logs a SHA-256 prefix, raw the text itself",
+    )
     serve.add_argument(
         "--model-control",
         choices=["none", "explicit", "poll"],
@@ -243,6 +257,7 @@ def run_export(args: argparse.Namespace) -> int:
             allow_pickle_weights=args.allow_pickle_weights,
             revision=args.revision,
             version=args.version,
+            drift_reference=args.drift_reference,
             tuning=StepTuning(
                 max_text_bytes=args.max_text_bytes,
                 batching=BatchingPolicy(
@@ -298,6 +313,11 @@ def run_serve(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         model_control=ModelControl(args.model_control),
     )
+    if args.log_text:
+        from tritonhf.observability.logs import LOG_TEXT_ENV
+
+        # The server's Python steps inherit this environment and read it when they load.
+        os.environ[LOG_TEXT_ENV] = args.log_text
     server = TritonServer(config, log_path=args.log_file)
 
     def _terminate(signum: int, frame: FrameType | None) -> None:
