@@ -40,6 +40,7 @@ def test_export_defaults_to_the_offline_model_and_the_python_onnx_runtime() -> N
         "allow_pickle_weights": False,
         "revision": None,
         "version": 1,
+        "drift_reference": None,
         "max_queue_size": 256,
         "queue_timeout_ms": 5000,
         "max_text_bytes": 1 << 20,
@@ -70,6 +71,7 @@ def test_serve_defaults_to_tritons_usual_local_ports() -> None:
         "grpc_port": 8001,
         "metrics_port": 8002,
         "log_file": None,
+        "log_text": None,
         "model_control": "explicit",
     }
 
