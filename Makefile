@@ -96,7 +96,7 @@ format: $(STAMP)  ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix tritonhf tests benchmarks scripts
 	$(BIN)/ruff format tritonhf tests benchmarks scripts
 
-test: lint security $(ACTIONLINT)  ## Lint and audit, then the whole suite (starts its own Triton servers)
+test: lint security observability-check $(ACTIONLINT)  ## Lint and audit, then the whole suite (starts its own Triton servers)
 	$(BIN)/python -m pytest --cov=tritonhf --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
 test-unit: $(STAMP)  ## Fast tests only (no server)
@@ -110,6 +110,13 @@ soak: $(REPO)/$(NAME)/tritonhf.json  ## 20,000 requests at concurrency 16 with a
 
 bench: $(REPO)/$(NAME)/tritonhf.json  ## perf_analyzer sweep of the default model (own server) into artifacts/bench
 	$(BIN)/tritonhf bench --repo $(REPO) --model $(NAME) --out artifacts/bench
+
+.PHONY: observability-check
+
+observability-check:  ## promtool: check the Prometheus config and rules, run the alert unit tests
+	promtool check config observability/prometheus/prometheus.yml
+	promtool check rules observability/prometheus/rules/*.yml
+	promtool test rules observability/prometheus/tests/*.yml
 
 .PHONY: deploy-check docs up down logs
 
