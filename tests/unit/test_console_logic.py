@@ -16,7 +16,14 @@ from tritonhf.console.logic import (
     state_rows,
     summary_line,
 )
-from tritonhf.console.metrics import ModelRates, model_rates, parse_metrics, rate_rows, scrape
+from tritonhf.console.metrics import (
+    NO_VALUE,
+    ModelRates,
+    model_rates,
+    parse_metrics,
+    rate_rows,
+    scrape,
+)
 from tritonhf.console.reports import find_reports, strip_local_images
 from tritonhf.errors import ClientError, ConfigError, ServerUnavailableError
 from tritonhf.server.ports import free_ports
@@ -127,11 +134,11 @@ def test_model_rates_need_scrapes_in_time_order() -> None:
         model_rates(parse_metrics(BEFORE, at=5.0), parse_metrics(BEFORE, at=5.0))
 
 
-def test_rate_rows_show_a_dash_for_an_idle_interval() -> None:
+def test_rate_rows_show_a_dash_for_an_idle_interval_not_a_markdown_bullet() -> None:
     idle = ModelRates("m", "1", 0.0, 0.0, 0.0, None, None, None, None, 0.0)
     row = rate_rows([idle])[0]
     assert row["requests/s"] == "0.00"
-    assert row["latency ms"] == row["queue ms"] == row["mean batch"] == "-"
+    assert row["latency ms"] == row["queue ms"] == row["mean batch"] == NO_VALUE
 
 
 def test_scrape_names_the_url_when_nothing_listens() -> None:

@@ -73,7 +73,7 @@ def repository_section(config: ConsoleConfig, client: TritonHFClient) -> None:
     st.markdown(
         f"**Server** `{client.url}` ({client.protocol.value}) is {ready}. {summary_line(states)}."
     )
-    st.dataframe(pd.DataFrame(state_rows(states)), hide_index=True, width="stretch")
+    st.table(pd.DataFrame(state_rows(states)), hide_index=True, border="horizontal")
 
     names = sorted({s.name for s in states})
     left, middle, right = st.columns([3, 1, 1], vertical_alignment="bottom")
@@ -120,7 +120,7 @@ def metrics_section(config: ConsoleConfig) -> None:
     if not rates:
         st.info("Triton reports no per-model metrics yet (no model loaded?).")
         return
-    st.dataframe(pd.DataFrame(rate_rows(rates)), hide_index=True, width="stretch")
+    st.table(pd.DataFrame(rate_rows(rates)), hide_index=True, border="horizontal")
     history = append_history(st.session_state.get("history", []), rates, at=time.time())
     st.session_state["history"] = history
     charts = st.columns(3)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonhf.client import Protocol
-from tritonhf.console.metrics import ModelRates
+from tritonhf.console.metrics import NO_VALUE, ModelRates
 from tritonhf.errors import ConfigError
 
 STEP_SUFFIXES = ("_tokenizer", "_model", "_feedback")  # PipelineSpec's step names
@@ -74,7 +74,7 @@ def state_rows(states: Sequence[Any]) -> list[dict[str, str]]:
         {
             "pipeline": pipeline_of(s.name),
             "model": s.name,
-            "version": s.version or "-",
+            "version": s.version or NO_VALUE,
             "state": s.state,
             "ready": "✓" if s.ready else "✗",
             "reason": s.reason or "",

@@ -148,12 +148,16 @@ def model_rates(previous: Scrape, current: Scrape) -> list[ModelRates]:
     return rates
 
 
+# An en dash, not "-": Streamlit tables render cells as markdown, where "-" is a list item.
+NO_VALUE = "\u2013"
+
+
 def _fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+    return NO_VALUE if value is None else f"{value:.{digits}f}"
 
 
 def rate_rows(rates: Sequence[ModelRates]) -> list[dict[str, str]]:
-    """Rates as table rows (strings, ``-`` where an interval had no requests)."""
+    """Rates as table rows (strings, `NO_VALUE` where an interval had no requests)."""
     return [
         {
             "model": r.model,

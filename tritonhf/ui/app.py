@@ -173,6 +173,7 @@ def build_demo(service: DemoService) -> gr.Blocks:  # one layout, read top-down
                         sentences = gr.Textbox(
                             value=EXAMPLE_SENTENCES,
                             lines=5,
+                            max_lines=8,
                             label="Sentences, one per line",
                             elem_id="sentences",
                         )
@@ -188,13 +189,16 @@ def build_demo(service: DemoService) -> gr.Blocks:  # one layout, read top-down
                             headers=["rank", "score", "sentence"],
                             interactive=False,
                             wrap=True,
+                            column_widths=["12%", "14%", "74%"],
                             elem_id="hits",
                         )
                         search_info = gr.Markdown(elem_id="search-info")
                 gr.Markdown("Was the last result useful?")
                 with gr.Row():
-                    embed_up = gr.Button("✓ Thumbs up", elem_id="embed-up", scale=0)
-                    embed_down = gr.Button("✗ Thumbs down", elem_id="embed-down", scale=0)
+                    embed_up = gr.Button("✓ Thumbs up", elem_id="embed-up", scale=0, min_width=170)
+                    embed_down = gr.Button(
+                        "✗ Thumbs down", elem_id="embed-down", scale=0, min_width=170
+                    )
                 embed_feedback = gr.Markdown(elem_id="embed-feedback")
                 embed_last = gr.State({})
 
@@ -215,8 +219,10 @@ def build_demo(service: DemoService) -> gr.Blocks:  # one layout, read top-down
                     corrected = gr.Dropdown(
                         [], value=None, label="Correct label (optional)", elem_id="corrected"
                     )
-                    cls_up = gr.Button("✓ Thumbs up", elem_id="cls-up", scale=0)
-                    cls_down = gr.Button("✗ Thumbs down", elem_id="cls-down", scale=0)
+                    cls_up = gr.Button("✓ Thumbs up", elem_id="cls-up", scale=0, min_width=170)
+                    cls_down = gr.Button(
+                        "✗ Thumbs down", elem_id="cls-down", scale=0, min_width=170
+                    )
                 cls_feedback = gr.Markdown(elem_id="cls-feedback")
                 cls_last = gr.State({})
 

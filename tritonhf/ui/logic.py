@@ -209,19 +209,18 @@ def error_markdown(exc: BaseException) -> str:
     return f"⚠ **{title}**: {detail}\n\n{hint}"
 
 
-# Glyphs from the fonts every system has (DejaVu): emoji would be boxes on a bare Linux.
-_DOT = '<span style="color:{colour}">●</span>'
-
-
 def health_markdown(health: Any) -> str:
-    """The status panel's headline from a `ServerHealth`."""
+    """The status panel's headline from a `ServerHealth`.
+
+    Marks are plain glyphs that fonts on any system have (emoji show as boxes on a bare Linux).
+    """
     if not health.live:
         return (
-            f"{_DOT.format(colour='#dc2626')} **Server down**: nothing answers at `{health.url}`. "
+            f"✗ **Server down**: nothing answers at `{health.url}`. "
             "Start it with `make run` (or `tritonhf serve`)."
         )
     ready = "ready" if health.ready else "live but **not ready** (a model failed to load?)"
-    return f"{_DOT.format(colour='#16a34a')} **Server** `{health.url}` is {ready}."
+    return f"✓ **Server** `{health.url}` is {ready}."
 
 
 def model_rows(states: Sequence[Any]) -> list[list[str]]:

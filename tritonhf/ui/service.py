@@ -13,11 +13,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from tritonhf.client import Classification, Protocol, RetryPolicy, TritonHFClient
 from tritonhf.data import sentences
-from tritonhf.errors import ClientError, ConfigError, InvalidInputError, ModelNotReadyError
+from tritonhf.errors import (
+    ClientError,
+    ConfigError,
+    InvalidInputError,
+    ModelNotFoundError,
+    ServerUnavailableError,
+)
 from tritonhf.observability.client_metrics import ClientMetrics
 from tritonhf.spec import DEFAULT_MODEL_NAME, EMBEDDING, LABEL, PipelineSpec
 from tritonhf.ui.logic import RequestInfo, SearchIndex, served_version
@@ -27,6 +34,7 @@ log = logging.getLogger(__name__)
 
 # One quick retry covers a model that is reloading; a server that is down is reported at once.
 UI_RETRY = RetryPolicy(attempts=2, initial_backoff_s=0.2)
+CORPUS_CHUNK = 16  # texts per request while embedding the search corpus
 
 
 @dataclass(frozen=True)
@@ -221,7 +229,13 @@ class DemoService:
         with self._index_lock:
             if key not in self._indexes:
                 corpus = tuple(sentences())
-                self._indexes[key] = SearchIndex(corpus, client.embed(corpus, model=model))
+                # Small requests: each stays well inside the timeout on a busy CPU, and
+                # interactive requests from other users are not stuck behind one big batch.
+                parts = [
+                    client.embed(corpus[i : i + CORPUS_CHUNK], model=model)
+                    for i in range(0, len(corpus), CORPUS_CHUNK)
+                ]
+                self._indexes[key] = SearchIndex(corpus, np.concatenate(parts))
             return self._indexes[key]
 
     def warm(self) -> None:
@@ -248,14 +262,18 @@ class DemoService:
 
     def classify(self, text: str, *, protocol: Protocol | str, model: str | None) -> Classified:
         """Classify ``text`` with every class's probability."""
+        client = self.client(protocol)
         if not model:
-            raise ModelNotReadyError(
+            if not client.health().live:
+                raise ServerUnavailableError(
+                    f"cannot reach Triton at {client.url}, so no classifier was found"
+                )
+            raise ModelNotFoundError(
                 "no classifier is served; `make run` trains and serves the demo sentiment "
                 "classifier, or export one with `tritonhf export MODEL --task classification`"
             )
         if not text.strip():
             raise InvalidInputError("type a text to classify")
-        client = self.client(protocol)
         labels = client.labels(model)
         results, ms = self._timed(
             "classify", client.protocol, lambda: client.classify([text.strip()], model=model)
