@@ -63,10 +63,12 @@ $(REPO)/$(CLASSIFIER)/tritonhf.json: $(CLASSIFIER_DIR)/metrics.json $(EXPORT_SOU
 	$(BIN)/tritonhf export $(CLASSIFIER_DIR) --name $(CLASSIFIER) --repo $(REPO)
 
 # Triton in the background, the demo in the foreground; Ctrl-C (or the demo exiting) stops both.
+# Ctrl-C reaches Triton too (same process group) and it drains on its own: only wait for it then.
 run: $(REPO)/$(NAME)/tritonhf.json $(REPO)/$(CLASSIFIER)/tritonhf.json  ## Export the embedder and train+export the demo classifier once, serve both, open the demo on :7860 (Ctrl-C stops)
 	@$(BIN)/tritonhf serve --repo $(REPO) --host $(HOST) \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) & \
-	server=$$!; trap 'kill -TERM $$server 2>/dev/null; wait $$server' EXIT; trap 'exit 130' INT TERM; \
+	server=$$!; trap '[ -n "$$stopping" ] || kill -TERM $$server 2>/dev/null; wait $$server' EXIT; \
+	trap 'stopping=1; exit 130' INT; trap 'stopping=1; kill -TERM $$server 2>/dev/null; exit 143' TERM; \
 	until $(BIN)/tritonhf health --url $(CLIENT_HOST):$(GRPC_PORT) --model $(CLASSIFIER) >/dev/null 2>&1; do \
 		kill -0 $$server 2>/dev/null || { echo "error: Triton did not start (see above)" >&2; exit 1; }; \
 		sleep 1; \
