@@ -16,7 +16,8 @@ from tritonhf.client import TritonHFClient
 from tritonhf.server.launcher import TritonServer
 from tritonhf.server.ports import free_ports
 
-EXCEPTION = '[data-testid="stException"]'
+EXCEPTION = '[data-testid="stException"]'  # an exception Streamlit shows (a traceback)
+ERROR = '[data-testid="stAlertContentError"]'  # st.error: how the console reports failures
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +168,7 @@ def test_models_metrics_reports_and_load_unload(
     page.get_by_text(f"Loaded {probe_reloaded}.").wait_for(timeout=60_000)
 
     assert page.locator(EXCEPTION).count() == 0
+    assert page.locator(ERROR).count() == 0
     shot = browser.screenshot("console")
     save_docs_image(shot, "console")
 
@@ -176,5 +178,6 @@ def test_a_server_that_is_down_gets_a_clear_message(browser: Browser, dead_conso
     page.get_by_text("Triton is not reachable").wait_for()
     page.get_by_text("cannot read Triton's metrics").wait_for()
     page.get_by_text("No benchmark reports").wait_for()
+    assert page.locator(ERROR).count() == 2  # the two clear messages, nothing else
     assert page.locator(EXCEPTION).count() == 0
     browser.screenshot("console-server-down")

@@ -1,0 +1,61 @@
+"""``tritonhf ui`` and ``tritonhf console``: flags, safe defaults, and a light import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tritonhf.cli.main import build_parser
+from tritonhf.client import Protocol
+from tritonhf.errors import ConfigError
+from tritonhf.ui import DemoConfig
+
+
+def test_the_demo_binds_loopback_and_does_not_share_by_default() -> None:
+    args = build_parser().parse_args(["ui"])
+    assert args.host == "127.0.0.1"
+    assert args.share is False
+    assert args.port == 7860
+    assert (args.grpc_url, args.http_url) == ("127.0.0.1:8001", "127.0.0.1:8000")
+    config = DemoConfig()
+    assert (config.host, config.share) == ("127.0.0.1", False)
+
+
+def test_the_console_binds_loopback_and_reads_reports_from_a_flag() -> None:
+    args = build_parser().parse_args(["console", "--bench-dir", "out/bench"])
+    assert args.host == "127.0.0.1"
+    assert args.port == 8501
+    assert args.bench_dir == Path("out/bench")
+    assert args.metrics_url == "http://127.0.0.1:8002/metrics"
+
+
+def test_demo_config_picks_the_url_of_the_protocol() -> None:
+    config = DemoConfig(grpc_url="h:1", http_url="h:2")
+    assert config.url(Protocol.GRPC) == "h:1"
+    assert config.url(Protocol.HTTP) == "h:2"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [({"port": 70000}, "port must be in 1..65535"), ({"timeout_s": -1}, "timeout_s must be > 0")],
+)
+def test_demo_config_refuses_bad_values(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        DemoConfig(**overrides)  # type: ignore[arg-type]
+
+
+def test_help_does_not_import_gradio_or_streamlit() -> None:
+    code = (
+        "import sys\n"
+        "from tritonhf.cli.main import build_parser\n"
+        "import tritonhf.ui, tritonhf.console\n"
+        "build_parser().format_help()\n"
+        "print(sorted(m for m in ('gradio', 'streamlit', 'playwright') if m in sys.modules))\n"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert found.stdout.strip() == "[]"
