@@ -15,6 +15,8 @@ import argparse
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,8 @@ VARIANTS: dict[str, dict[str, str]] = {
     "model2x1": {"model.instances": "2", "model.intra_op_threads": "1"},
     "tok2": {"tokenizer.instances": "2"},
     "preferred": {"model.preferred": "8,16,32"},
+    # Triton's response cache on the ensemble (the server gets a 64 MiB local cache).
+    "cache": {"ensemble.cache": "1"},
 }
 
 
@@ -50,7 +54,9 @@ def edit_config(config: Any, edits: dict[str, str], step: str) -> None:
         where, what = key.split(".", 1)
         if where != step:
             continue
-        if what == "instances":
+        if what == "cache":
+            config.response_cache.enable = value == "1"
+        elif what == "instances":
             config.instance_group[0].count = int(value)
         elif what == "delay_us":
             config.dynamic_batching.max_queue_delay_microseconds = int(value)
@@ -83,12 +89,29 @@ def build_repo(source: Path, target: Path, variants: list[str]) -> Path:
             if step == "ensemble":
                 for entry in config.ensemble_scheduling.step:
                     entry.model_name = entry.model_name.replace(NAME, variant, 1)
+                edit_config(config, edits, step)
             else:
                 if "pipeline" in config.parameters:
                     config.parameters["pipeline"].string_value = variant
                 edit_config(config, edits, step)
             path.write_text(to_pbtxt(config))
     return target
+
+
+@contextmanager
+def cached_server(repo: Path) -> Iterator[tuple[str, str]]:
+    """A server on ``repo`` with a local response cache (used only by models that enable it)."""
+    from tritonhf.server.launcher import ServerConfig, TritonServer
+    from tritonhf.server.ports import free_ports
+
+    class CachedConfig(ServerConfig):
+        def command(self, binary: Path, backend_dir: Path) -> list[str]:
+            return [*super().command(binary, backend_dir), "--cache-config=local,size=67108864"]
+
+    http, grpc, metrics = free_ports(3)
+    config = CachedConfig(repo=repo, http_port=http, grpc_port=grpc, metrics_port=metrics)
+    with TritonServer(config, log_path=repo.parent / "bench-tune-server.log"):
+        yield config.grpc_url, config.http_url
 
 
 def main() -> int:
@@ -111,18 +134,21 @@ def main() -> int:
         parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
     repo = build_repo(args.source, HERE.parent / "build" / "bench-tune-repo", variants)
     started = time.perf_counter()
-    report = run_bench(
-        BenchOptions(
-            models=tuple(variants),
-            repo=repo,
-            protocols=tuple(args.protocol.split(",")),
-            concurrencies=tuple(int(c) for c in args.concurrency.split(",")),
-            corpus=args.corpus,
-            measurement_ms=args.measurement_ms,
-            out=args.out,
-        ),
-        progress=lambda line: print(line, file=sys.stderr, flush=True),
-    )
+    with cached_server(repo) as (url_grpc, url_http):
+        report = run_bench(
+            BenchOptions(
+                models=tuple(variants),
+                repo=repo,
+                url_grpc=url_grpc,
+                url_http=url_http,
+                protocols=tuple(args.protocol.split(",")),
+                concurrencies=tuple(int(c) for c in args.concurrency.split(",")),
+                corpus=args.corpus,
+                measurement_ms=args.measurement_ms,
+                out=args.out,
+            ),
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
+        )
     print("variants: " + "; ".join(f"{v} = {VARIANTS[v] or 'export defaults'}" for v in variants))
     print(f"corpus {args.corpus}: {report.lengths.line() if report.lengths else '-'}")
     print(markdown_table(report.points, baseline=variants[0]))

@@ -4,8 +4,6 @@
 POST /embed {"texts": [...]} -> {"embeddings": [[...]]}; mean pooling + L2 norm in torch.
 """
 
-from __future__ import annotations
-
 import argparse
 from pathlib import Path
 from typing import Any

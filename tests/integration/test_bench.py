@@ -1,0 +1,47 @@
+"""`tritonhf bench` against the session's real server: perf_analyzer runs, its numbers are sane."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from tritonhf.bench import BenchOptions, run_bench
+from tritonhf.server.launcher import TritonServer
+
+
+def test_bench_measures_the_served_ensemble_over_grpc_and_http(
+    server: TritonServer, tmp_path: Path
+) -> None:
+    report = run_bench(
+        BenchOptions(
+            models=("minilm",),
+            url_grpc=server.config.grpc_url,
+            url_http=server.config.http_url,
+            repo=server.config.repo,
+            concurrencies=(1, 4),
+            measurement_ms=500,
+            out=tmp_path,
+        )
+    )
+
+    assert report.failures == ()
+    assert {(p.protocol, p.concurrency) for p in report.points} == {
+        ("grpc", 1),
+        ("grpc", 4),
+        ("http", 1),
+        ("http", 4),
+    }
+    for point in report.points:
+        assert point.config == "minilm"
+        assert point.throughput > 0
+        assert 0 < point.p50_ms <= point.p90_ms <= point.p99_ms
+        assert point.avg_ms > 0
+    # The input data is the corpus, measured with the served tokenizer.
+    assert report.lengths is not None
+    assert report.lengths.texts > 200
+    with report.csv_path.open(newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 4
+    assert report.plot_path.read_bytes()[:4] == b"\x89PNG"
+    summary = report.summary_path.read_text()
+    assert "| minilm | grpc | 4 |" in summary
+    assert "perf_analyzer 2.51.0" in summary
