@@ -59,6 +59,11 @@ class Runtime(str, Enum):
     """Triton's native onnxruntime backend (NGC container, GPU boxes)."""
     PYTHON_ONNX = "python-onnx"
     """The same ONNX file run by the `onnxruntime` package in the Python backend (CPU, laptops)."""
+    TENSORRT = "tensorrt"
+    """A TensorRT plan built from the ONNX graph (``platform: tensorrt_plan``; GPU boxes)."""
+    PYTHON_TORCH = "python-torch"
+    """The HuggingFace model run by PyTorch in the Python backend (any architecture; GPU or
+    CPU): for models that do not export, and the same-server baseline."""
 
 
 class Precision(str, Enum):

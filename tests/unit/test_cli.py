@@ -35,6 +35,8 @@ def test_export_defaults_to_the_offline_model_and_the_python_onnx_runtime() -> N
         "max_length": None,
         "max_batch_size": 64,
         "runtime": "python-onnx",
+        "precision": "fp32",
+        "optimize": False,
         "opset": 17,
         "atol": 1e-4,
         "allow_pickle_weights": False,
@@ -140,7 +142,7 @@ def test_flags_are_parsed_to_their_types() -> None:
     [
         [],
         ["embed"],
-        ["export", "--runtime", "tensorrt"],
+        ["export", "--runtime", "openvino"],
         ["health", "--protocol", "websocket"],
         ["serve", "--http-port", "eighty"],
         ["unknown"],

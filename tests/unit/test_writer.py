@@ -132,6 +132,7 @@ def test_manifest_records_the_spec_and_the_exporter_provenance(
             "hidden_size": 384,
             "max_length": 200,
             "max_batch_size": 64,
+            "precision": "fp32",
         },
         "version": 1,
         "source": "default",

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from tritonhf.errors import TritonHFError
-from tritonhf.spec import DEFAULT_MODEL_NAME, Runtime, Task
+from tritonhf.spec import DEFAULT_MODEL_NAME, Precision, Runtime, Task
 
 log = logging.getLogger("tritonhf")
 
@@ -64,6 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--max-batch-size", type=int, default=64)
     export.add_argument(
         "--runtime", choices=[r.value for r in Runtime], default=Runtime.PYTHON_ONNX.value
+    )
+    export.add_argument(
+        "--precision",
+        choices=[p.value for p in Precision],
+        default=Precision.FP32.value,
+        help="fp16: GPUs; int8: dynamic quantization for CPUs. A variant that fails the "
+        "acceptance gate against PyTorch is refused with the measured figures",
+    )
+    export.add_argument(
+        "--optimize",
+        action="store_true",
+        help="fuse attention/LayerNorm/GELU with ONNX Runtime's transformer optimizer",
     )
     export.add_argument(
         "--opset", type=int, default=17, help="ONNX opset (Triton 2.51 takes <= 21)"
@@ -161,6 +173,38 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--version", type=int, help="pin this version (default: the newest)")
     _add_client_flags(deploy)
 
+    validate = commands.add_parser(
+        "validate",
+        help="acceptance gate: a served ensemble against its PyTorch model",
+        description="Sends an evaluation set through the served ensemble and compares it with "
+        "PyTorch on the same texts: label agreement and max probability difference for "
+        "classifiers; min/mean cosine and top-5 neighbour agreement for embeddings. Prints a "
+        "table; exits 1 below the thresholds of the served precision.",
+    )
+    _add_client_flags(validate)
+    validate.add_argument(
+        "--reference", required=True, help="the PyTorch model (hub id, folder or 'default')"
+    )
+    validate.add_argument(
+        "--data", type=Path, help="CSV with a 'text' column or one text per line (default: corpus)"
+    )
+    validate.add_argument(
+        "--precision",
+        choices=[p.value for p in Precision],
+        help="thresholds to apply (default: the precision the ensemble declares)",
+    )
+    validate.add_argument("--limit", type=int, help="use only the first N texts")
+    for flag, what in (
+        ("--min-label-agreement", "classifiers: fraction of top labels that match"),
+        ("--max-probability-diff", "classifiers: largest |served - PyTorch| probability"),
+        ("--min-cosine", "embeddings: worst cosine similarity"),
+        ("--min-mean-cosine", "embeddings: mean cosine similarity"),
+        ("--min-top5-agreement", "embeddings: nearest-neighbour overlap"),
+    ):
+        validate.add_argument(flag, type=float, help=f"override: {what}")
+    validate.add_argument("--json", action="store_true", help="print the report as JSON")
+    validate.add_argument("--allow-pickle-weights", action="store_true")
+
     models = commands.add_parser("models", help="the server's repository index")
     _add_client_flags(models, model=False)
 
@@ -255,6 +299,8 @@ def run_export(args: argparse.Namespace) -> int:
             opset=args.opset,
             atol=args.atol,
             allow_pickle_weights=args.allow_pickle_weights,
+            precision=Precision(args.precision),
+            optimize=args.optimize,
             revision=args.revision,
             version=args.version,
             drift_reference=args.drift_reference,
@@ -408,6 +454,37 @@ def run_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_validate(args: argparse.Namespace) -> int:
+    """``tritonhf validate``: exit 0 only if the served model passes the gate."""
+    from tritonhf.gate.acceptance import AcceptanceOptions, run_acceptance
+
+    precision = Precision(args.precision) if args.precision else None
+    overrides = {
+        "label_agreement": args.min_label_agreement,
+        "max_probability_diff": args.max_probability_diff,
+        "min_cosine": args.min_cosine,
+        "mean_cosine": args.min_mean_cosine,
+        "top5_agreement": args.min_top5_agreement,
+    }
+    report = run_acceptance(
+        AcceptanceOptions(
+            reference=args.reference,
+            model=args.model,
+            url=args.url,
+            protocol=args.protocol,
+            data=args.data,
+            precision=precision,
+            overrides={k: v for k, v in overrides.items() if v is not None},
+            limit=args.limit,
+            timeout_s=args.timeout,
+            allow_pickle_weights=args.allow_pickle_weights,
+        ),
+        progress=lambda line: print(line, file=sys.stderr),
+    )
+    print(json.dumps(report.as_dict()) if args.json else report.table())
+    return 0 if report.passed else 1
+
+
 def run_models(args: argparse.Namespace) -> int:
     """``tritonhf models``."""
     with _client(args) as client:
@@ -504,6 +581,7 @@ COMMANDS = {
     "health": run_health,
     "deploy": run_deploy,
     "models": run_models,
+    "validate": run_validate,
     "ui": run_ui,
     "console": run_console,
     "bench": run_bench,

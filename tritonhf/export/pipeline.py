@@ -21,6 +21,8 @@ from tritonhf.export.onnx_export import (
 )
 from tritonhf.export.source import DEFAULT_MODEL, ModelSource, resolve_model
 from tritonhf.export.validate import DEFAULT_ATOL, ValidationReport, validate_onnx
+from tritonhf.export.variants import VariantRequest, build_variant, check_request
+from tritonhf.gate.agreement import Thresholds
 from tritonhf.observability.drift import PROFILE_FILE
 from tritonhf.observability.reference import build_reference_profile, read_reference_texts
 from tritonhf.repository.checks import check_config_matches_onnx
@@ -31,6 +33,7 @@ from tritonhf.spec import (
     EMBEDDING,
     PROBABILITIES,
     PipelineSpec,
+    Precision,
     Runtime,
     Task,
 )
@@ -56,6 +59,11 @@ class ExportOptions:
     revision: str | None = None
     version: int = 1
     tuning: StepTuning = DEFAULT_TUNING
+    precision: Precision = Precision.FP32
+    optimize: bool = False
+    """Apply ONNX Runtime's transformer fusions (attention, LayerNorm, GELU)."""
+    thresholds: Thresholds | None = None
+    """Acceptance-gate bounds for a fused/fp16/int8 variant; None: the precision's defaults."""
     drift_reference: Path | None = None
     """Texts (one per line) whose profile drift is measured against; None: the package corpus."""
 
@@ -137,7 +145,15 @@ def export_model(
         max_length=resolve_max_length(options.max_length, source, model, tokenizer),
         max_batch_size=options.max_batch_size,
         labels=labels,
+        precision=options.precision,
     )
+    request = VariantRequest(
+        precision=options.precision,
+        optimize=options.optimize,
+        runtime=options.runtime,
+        thresholds=options.thresholds,
+    )
+    check_request(request)
     if task is Task.CLASSIFICATION:
         encoder, output = classifier_probabilities(model), PROBABILITIES
     else:
@@ -160,7 +176,20 @@ def export_model(
             labels=labels,
         )
         progress(report.table())
-        check_config_matches_onnx(model_config(spec), onnx_info.path)
+        variant = build_variant(
+            graph=onnx_info.path,
+            work=work,
+            request=request,
+            encoder=encoder,
+            tokenizer=tokenizer,
+            texts=data.sentences(),
+            max_length=spec.max_length,
+            output=output,
+            labels=labels,
+            model_config=model.config,
+            progress=progress,
+        )
+        check_config_matches_onnx(model_config(spec), variant.path)
         tokenizer.save_pretrained(work / "tokenizer")
         progress("recording the drift reference profile")
         reference_texts, reference_source = read_reference_texts(options.drift_reference)
@@ -173,7 +202,7 @@ def export_model(
             labels=labels,
         ).save(work / PROFILE_FILE)
         artifacts = StepArtifacts(
-            onnx_path=onnx_info.path,
+            onnx_path=variant.path,
             tokenizer_json=work / "tokenizer" / "tokenizer.json",
             pad_token_id=int(tokenizer.pad_token_id or 0),
             drift_reference=work / PROFILE_FILE,
@@ -181,6 +210,7 @@ def export_model(
                 "source": str(options.model),
                 "pooling": source.pooling.value if task is Task.EMBEDDING else None,
                 "onnx": {"opset": onnx_info.opset, "ir_version": onnx_info.ir_version},
+                "variant": variant.manifest,
                 "validation": {
                     "atol": report.atol,
                     "texts": report.num_texts,

@@ -162,6 +162,8 @@ def ensemble_config(spec: PipelineSpec) -> Any:
         infer.input_map[tensor.name] = tensor.name
     for tensor in spec.model_outputs:
         infer.output_map[tensor.name] = tensor.name
+    # The precision tells `tritonhf validate` which acceptance thresholds apply.
+    _set_parameters(config, {"precision": spec.precision.value})
     if spec.labels:
         # Column order of PROBABILITIES, for clients (`TritonHFClient.classify`).
         _set_parameters(config, {"labels": json.dumps(list(spec.labels))})

@@ -134,4 +134,5 @@ def _spec_dict(spec: PipelineSpec) -> dict[str, Any]:
         "hidden_size": spec.hidden_size,
         "max_length": spec.max_length,
         "max_batch_size": spec.max_batch_size,
+        "precision": spec.precision.value,
     }

@@ -1,0 +1,144 @@
+"""``tritonhf validate``: the acceptance gate run against a served ensemble.
+
+Sends an evaluation set through the running server (the whole path a client sees: tokenizer
+step, model step, ensemble, wire protocol) and compares it with the PyTorch model on the same
+texts, truncated to the served max length.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tritonhf.errors import DatasetError
+from tritonhf.gate.agreement import GateReport, Thresholds, classifier_gate, embedding_gate
+from tritonhf.spec import Precision, Task
+
+TEXT_COLUMN = "text"
+
+
+@dataclass(frozen=True)
+class AcceptanceOptions:
+    """What ``tritonhf validate`` accepts."""
+
+    reference: str
+    """The PyTorch model to compare with: hub id, local folder, or ``default``."""
+    model: str
+    url: str | None = None
+    protocol: str = "grpc"
+    data: Path | None = None
+    """A CSV with a ``text`` column, or a text file with one text per line; None: the corpus."""
+    precision: Precision | None = None
+    """Which thresholds apply; None: the precision the served ensemble declares."""
+    overrides: dict[str, float] = field(default_factory=dict)
+    """Threshold fields to replace in the precision's defaults (see `Thresholds`)."""
+    limit: int | None = None
+    timeout_s: float = 60.0
+    allow_pickle_weights: bool = False
+
+
+def read_texts(path: Path | None) -> list[str]:
+    """The evaluation texts: a CSV's ``text`` column, a text file's lines, or the corpus."""
+    from tritonhf import data
+
+    if path is None:
+        return data.sentences()
+    if not path.is_file():
+        raise DatasetError(f"evaluation data {path} does not exist")
+    raw = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".csv":
+        rows = list(csv.DictReader(raw.splitlines()))
+        if not rows or TEXT_COLUMN not in rows[0]:
+            raise DatasetError(f"{path} needs a header with a {TEXT_COLUMN!r} column")
+        texts = [row[TEXT_COLUMN] for row in rows]
+    else:
+        texts = raw.splitlines()
+    texts = [t for t in texts if t and t.strip()]
+    if len(texts) < 2:
+        raise DatasetError(f"{path} holds {len(texts)} non-empty texts; the gate needs >= 2")
+    return texts
+
+
+def served_precision(config: dict[str, Any]) -> Precision:
+    """The precision an ensemble's config declares (exports before it was recorded: fp32)."""
+    raw = config.get("parameters", {}).get("precision", {}).get("string_value")
+    return Precision(raw) if raw else Precision.FP32
+
+
+def served_max_length(client: Any, model: str) -> int:
+    """The token limit of the ensemble's tokenizer step."""
+    steps = client.model_config(model).get("ensemble_scheduling", {}).get("step", [])
+    tokenizer = steps[0]["model_name"] if steps else f"{model}_tokenizer"
+    params = client.model_config(tokenizer).get("parameters", {})
+    return int(params["max_length"]["string_value"])
+
+
+def run_acceptance(
+    options: AcceptanceOptions, *, progress: Callable[[str], None] = lambda _: None
+) -> GateReport:
+    """Compare the served ``options.model`` with PyTorch; return the gate's report."""
+    from tritonhf.client import TritonHFClient
+    from tritonhf.export.onnx_export import classifier_probabilities, load_encoder, sentence_encoder
+    from tritonhf.export.pipeline import class_names, load_fast_tokenizer
+    from tritonhf.export.source import resolve_model
+    from tritonhf.gate.reference import torch_outputs
+
+    texts = read_texts(options.data)[: options.limit]
+    with TritonHFClient(
+        options.url, protocol=options.protocol, model=options.model, timeout_s=options.timeout_s
+    ) as client:
+        config = client.model_config(options.model)
+        precision = options.precision or served_precision(config)
+        labels_param = config.get("parameters", {}).get("labels", {}).get("string_value")
+        task = Task.CLASSIFICATION if labels_param else Task.EMBEDDING
+        max_length = served_max_length(client, options.model)
+        progress(f"sending {len(texts)} texts to {options.model} ({task.value}, {precision.value})")
+        if task is Task.CLASSIFICATION:
+            labels = tuple(json.loads(labels_param))
+            results = client.classify(texts)
+            index = {label: i for i, label in enumerate(labels)}
+            candidate = np.zeros((len(texts), len(labels)), dtype=np.float32)
+            for row, result in enumerate(results):
+                for label, probability in result.top:
+                    candidate[row, index[label]] = probability
+            served_labels = np.array([r.label for r in results], dtype=object)
+        else:
+            candidate = client.embed(texts)
+
+    progress(f"computing PyTorch reference outputs with {options.reference}")
+    source = resolve_model(options.reference)
+    model = load_encoder(source, allow_pickle_weights=options.allow_pickle_weights, task=task)
+    tokenizer = load_fast_tokenizer(source)
+    thresholds = Thresholds.for_precision(precision).with_overrides(**options.overrides)
+    subject = f"served {options.model} vs PyTorch {options.reference}"
+    if task is Task.CLASSIFICATION:
+        reference_labels = class_names(model)
+        if reference_labels != labels:
+            raise DatasetError(
+                f"{options.model} serves labels {list(labels)} but {options.reference} has "
+                f"{list(reference_labels)}: is this the model it was exported from?"
+            )
+        reference = torch_outputs(
+            classifier_probabilities(model), tokenizer, texts, max_length=max_length
+        )
+        return classifier_gate(
+            candidate,
+            reference,
+            thresholds=thresholds,
+            precision=precision,
+            subject=subject,
+            candidate_labels=served_labels,
+            labels=labels,
+        )
+    reference = torch_outputs(
+        sentence_encoder(model, source.pooling), tokenizer, texts, max_length=max_length
+    )
+    return embedding_gate(
+        candidate, reference, thresholds=thresholds, precision=precision, subject=subject
+    )
