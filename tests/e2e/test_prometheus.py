@@ -283,9 +283,8 @@ def test_recording_rules_evaluate_on_real_triton_series(scraped: Prometheus) -> 
     assert recorded == set(RECORDED)
     assert broken == []
     errors = {s["metric"]["model"]: float(s["value"][1]) for s in scraped.query(RECORDED[4])}
-    assert errors[CLASSIFIER] == pytest.approx(
-        0.0
-    )  # bad input went to minilm and the feedback model
+    assert all(0.0 <= ratio <= 1.0 for ratio in errors.values())
+    assert errors["minilm"] > 0  # the traffic's non-UTF-8 requests failed in the tokenizer
 
 
 def test_no_alert_fires_on_healthy_test_traffic(scraped: Prometheus) -> None:
