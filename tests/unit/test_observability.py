@@ -388,3 +388,41 @@ def test_client_metrics_time_calls_and_count_errors_by_type() -> None:
         == 1
     )
     assert value("tritonhf_client_texts_total", {"model": "minilm", "operation": "encode"}) == 3
+
+
+# The feedback step's request parsing -------------------------------------------------------
+
+
+def test_the_feedback_step_parses_its_tensors() -> None:
+    from tritonhf.backends import feedback as step
+
+    parsed = step.parse_request(
+        np.array([b"req-1"], dtype=object),
+        np.array([False]),
+        np.array([b"neg"], dtype=object),
+        ["neg", "pos"],
+    )
+
+    assert parsed == make_feedback(
+        request_id="req-1", positive=False, corrected_label="neg", labels=["neg", "pos"]
+    )
+    assert step.parse_request(np.array([b"r"], dtype=object), np.array([True]), None, []).positive
+
+
+@pytest.mark.parametrize(
+    ("request_id", "positive", "reason"),
+    [
+        (np.array([b"\xff"], dtype=object), np.array([True]), "not_utf8"),
+        (np.array([b"a", b"b"], dtype=object), np.array([True]), "bad_shape"),
+        (np.array([b"a"], dtype=object), np.array([True, False]), "bad_shape"),
+    ],
+)
+def test_the_feedback_step_refuses_malformed_tensors(
+    request_id: np.ndarray[Any, Any], positive: np.ndarray[Any, Any], reason: str
+) -> None:
+    from tritonhf.backends import feedback as step
+
+    with pytest.raises(FeedbackError) as info:
+        step.parse_request(request_id, positive, None, [])
+
+    assert info.value.reason == reason

@@ -183,3 +183,33 @@ def test_tokenizer_settings_read_what_the_config_writer_writes(
     settings = step.TokenizerSettings.from_model_config(model_config_json(config))
 
     assert settings == step.TokenizerSettings(200, 0, multiple, pipeline="minilm")
+
+
+def test_pad_encodings_flags_the_texts_cut_to_max_length(tokenizer: Any) -> None:
+    encodings = tokenizer.encode_batch(["short text", "word " * 400])
+
+    batch = step.pad_encodings(encodings, step.TokenizerSettings(max_length=256))
+
+    assert batch.truncated.tolist() == [[False], [True]]
+    assert batch.truncated.dtype == np.bool_
+    assert batch.num_tokens.tolist() == [[4], [256]]
+
+
+@pytest.mark.parametrize(
+    ("raw", "max_bytes", "reason"),
+    [([[b"\xff"]], 100, "not_utf8"), ([[b"x" * 101]], 100, "too_large")],
+)
+def test_text_errors_carry_the_reason_counted_in_the_metrics(
+    raw: list[list[bytes]], max_bytes: int, reason: str
+) -> None:
+    with pytest.raises(step.TextError) as info:
+        step.decode_texts(np.array(raw, dtype=object), max_bytes=max_bytes)
+
+    assert info.value.reason == reason
+
+
+def test_a_text_without_tokens_is_an_empty_input(tokenizer: Any) -> None:
+    with pytest.raises(step.TextError) as info:
+        step.check_not_empty(tokenizer.encode_batch(["  "]))
+
+    assert info.value.reason == "empty"
