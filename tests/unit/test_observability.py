@@ -426,3 +426,37 @@ def test_the_feedback_step_refuses_malformed_tensors(
         step.parse_request(request_id, positive, None, [])
 
     assert info.value.reason == reason
+
+
+# The client's side of the contract -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["", "has space", "x" * 129, "ü"])
+def test_the_client_refuses_a_malformed_request_id_before_sending(
+    closed_port: int, bad: str
+) -> None:
+    from tritonhf.client import InvalidInputError, TritonHFClient
+
+    with TritonHFClient(f"127.0.0.1:{closed_port}", timeout_s=1) as client:
+        with pytest.raises(InvalidInputError, match="request id"):
+            client.encode(["text"], request_id=bad)
+        with pytest.raises(InvalidInputError, match="request id"):
+            client.feedback(request_id=bad, positive=True)
+
+
+def test_client_metrics_count_a_refused_call_as_an_error_of_its_type(closed_port: int) -> None:
+    import prometheus_client
+
+    from tritonhf.client import InvalidInputError, TritonHFClient
+
+    registry = prometheus_client.CollectorRegistry()
+    with (
+        TritonHFClient(
+            f"127.0.0.1:{closed_port}", timeout_s=1, metrics=ClientMetrics(registry=registry)
+        ) as client,
+        pytest.raises(InvalidInputError),
+    ):
+        client.feedback(request_id="bad id", positive=True, model="minilm")
+
+    labels = {"model": "minilm", "operation": "feedback", "error": "InvalidInputError"}
+    assert registry.get_sample_value("tritonhf_client_errors_total", labels) == 1

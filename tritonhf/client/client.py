@@ -388,8 +388,9 @@ class TritonHFClient:
 
         ``request_id`` (default: a new uuid4 hex) is sent as Triton's request id.
         """
-        name, request_id = model or self.model, _new_request_id(request_id)
+        name = model or self.model
         with self._tracked(name, "encode", len(texts)):
+            request_id = _new_request_id(request_id)
             found = self._run(texts, name, (EMBEDDING, NUM_TOKENS, TRUNCATED), request_id)
         return EmbeddingResult(
             embeddings=found[EMBEDDING],
@@ -422,8 +423,9 @@ class TritonHFClient:
 
         ``request_id`` (default: a new uuid4 hex) is sent as Triton's request id.
         """
-        name, request_id = model or self.model, _new_request_id(request_id)
+        name = model or self.model
         with self._tracked(name, "classify", len(texts)):
+            request_id = _new_request_id(request_id)
             labels = self.labels(name)
             if top_k is not None and not 1 <= top_k <= len(labels):
                 raise InvalidInputError(f"top_k must be in 1..{len(labels)}, got {top_k}")
