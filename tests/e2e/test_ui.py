@@ -131,6 +131,12 @@ def test_classify_over_http_with_a_corrected_label(
     page.locator("#cls-feedback").get_by_text(
         "Recorded thumbs down, corrected label neutral"
     ).wait_for()
+    # The server's feedback model counted it.
+    with urllib.request.urlopen(server.config.metrics_url, timeout=10) as response:  # noqa: S310
+        metrics = response.read().decode()
+    assert re.search(
+        r'tritonhf_feedback_corrections_total\{[^}]*label="neutral"[^}]*\} [1-9]', metrics
+    )
     assert_no_error_shown(page)
     browser.screenshot("demo-classification")
 
