@@ -45,7 +45,11 @@ def run_for(
     seconds: float,
     warmup_s: float = 1.0,
 ) -> Measured:
-    """Run ``concurrency`` workers for ``warmup_s`` (discarded) then ``seconds`` (measured)."""
+    """Run ``concurrency`` workers for ``warmup_s`` (discarded) then ``seconds`` (measured).
+
+    Throughput counts the requests completed inside the measured window; workers stop sending
+    at its end, and replies after it are not counted.
+    """
     calls = [make_call() for _ in range(concurrency)]
     latencies: list[float] = []
     errors = [0]
@@ -68,7 +72,9 @@ def run_for(
                 ok = False
             done = time.perf_counter()
             position += 1
-            if sent >= start_at and done <= stop_at:
+            # Count what completes inside the window, whenever it was sent: dropping requests
+            # that straddle the window start would undercount slow points.
+            if start_at <= done <= stop_at:
                 if ok:
                     own.append(done - sent)
                 else:

@@ -218,7 +218,8 @@ def main() -> int:  # one linear script: the order of the runs is the point
         for c, t in texts.items()
     }
     meta["model"] = (
-        f"{DEFAULT_MODEL} ({source.path.name}), ONNX opset {spec.get('onnx', {}).get('opset')}"
+        f"sentence-transformers/all-MiniLM-L6-v2 (offline package, {source.path}), "
+        f"ONNX opset {spec.get('onnx', {}).get('opset')}"
     )
     meta["batching"] = "peers: max batch 32; tritonhf: its export defaults (see config.pbtxt)"
     for corpus, stat in stats.items():
@@ -249,6 +250,11 @@ def main() -> int:  # one linear script: the order of the runs is the point
         for corpus in corpora:
             for m in ceilings(f"ort {corpus}", embedder, texts[corpus], seconds):
                 record(m)
+        # The same graph with the session options tritonhf serves it with (no spinning): the
+        # targets take the better of the two ceilings.
+        tuned = OnnxEmbedder(onnx, tokenizer, spinning=False)
+        for m in ceilings("ort-nospin short", tuned, texts["short"], seconds)[:2]:
+            record(m)
         for variant in variants:
             if variant != "default":
                 graph = OnnxEmbedder(
@@ -285,6 +291,7 @@ def main() -> int:  # one linear script: the order of the runs is the point
     print(report)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table.md").write_text(report + "\n", encoding="utf-8")
+    plot(results, args.out / "side-by-side.png")
     (args.out / "results.json").write_text(
         json.dumps(
             {
@@ -298,6 +305,29 @@ def main() -> int:  # one linear script: the order of the runs is the point
     )
     log(f"saved {args.out / 'table.md'} and {args.out / 'results.json'}")
     return 0
+
+
+def plot(results: Sequence[Measured], path: Path) -> Path:
+    """Throughput vs p99 per served system on the short corpus (the in-process rows are not)."""
+    from tritonhf.bench.report import BenchPoint, plot_points
+
+    points = [
+        BenchPoint(
+            config=m.system,
+            protocol="closed loop",
+            concurrency=m.concurrency,
+            throughput=m.throughput,
+            p50_ms=m.p50_ms,
+            p90_ms=m.p99_ms,
+            p99_ms=m.p99_ms,
+            avg_ms=m.p50_ms,
+        )
+        for m in results
+        if not m.system.startswith("ort")
+        and m.requests
+        and m.system.split()[-1] not in ("long", "mixed")
+    ]
+    return plot_points(points, path, title="side by side: short corpus, one text per request")
 
 
 def _find(
@@ -347,6 +377,16 @@ def _ratio(a: Measured | None, b: Measured | None, field: str = "throughput") ->
     return float(getattr(a, field)) / float(getattr(b, field))
 
 
+def _best_ceiling(
+    results: Sequence[Measured], kind: str, *, latency: bool = False
+) -> Measured | None:
+    """The better in-process ceiling of ORT's defaults and tritonhf's session options."""
+    found = [m for m in results if m.system in (f"ort short {kind}", f"ort-nospin short {kind}")]
+    if latency:
+        return min(found, key=lambda m: m.p50_ms, default=None)
+    return max(found, key=lambda m: m.throughput, default=None)
+
+
 def targets(results: Sequence[Measured], rss: dict[str, float]) -> list[str]:
     """Each target of the issue: measured ratio, bound, met / not met."""
 
@@ -362,21 +402,23 @@ def targets(results: Sequence[Measured], rss: dict[str, float]) -> list[str]:
     out = [
         line(
             "1a",
-            "tritonhf gRPC c8 / in-process ORT batch 1 throughput",
-            _ratio(f("tritonhf grpc", 8), f("ort short batch 1")),
+            "tritonhf gRPC c8 / in-process ORT batch 1 throughput (better of the two)",
+            _ratio(f("tritonhf grpc", 8), _best_ceiling(results, "batch 1")),
             0.95,
         ),
         line(
             "1b",
             "tritonhf gRPC c1 p50 / in-process batch-1 p50",
-            _ratio(f("tritonhf grpc", 1), f("ort short batch 1"), "p50_ms"),
+            _ratio(
+                f("tritonhf grpc", 1), _best_ceiling(results, "batch 1", latency=True), "p50_ms"
+            ),
             1.3,
             lower=True,
         ),
         line(
             "2",
             "tritonhf gRPC c32 / in-process length-sorted batches of 32",
-            _ratio(f("tritonhf grpc", 32), f("ort short sorted 32")),
+            _ratio(f("tritonhf grpc", 32), _best_ceiling(results, "sorted 32")),
             0.8,
         ),
         line(

@@ -42,6 +42,8 @@ VARIANTS: dict[str, dict[str, str]] = {
     "tokdelay500": {"tokenizer.delay_us": "500"},
     "model2x1": {"model.instances": "2", "model.intra_op_threads": "1"},
     "tok2": {"tokenizer.instances": "2"},
+    "both": {"model.instances": "2", "model.intra_op_threads": "1", "tokenizer.instances": "2"},
+    "one": {"model.instances": "1", "model.intra_op_threads": "0", "tokenizer.instances": "1"},
     "preferred": {"model.preferred": "8,16,32"},
     # Triton's response cache on the ensemble (the server gets a 64 MiB local cache).
     "cache": {"ensemble.cache": "1"},
@@ -106,7 +108,12 @@ def cached_server(repo: Path) -> Iterator[tuple[str, str]]:
 
     class CachedConfig(ServerConfig):
         def command(self, binary: Path, backend_dir: Path) -> list[str]:
-            return [*super().command(binary, backend_dir), "--cache-config=local,size=67108864"]
+            caches = binary.parent.parent / "caches"  # beside bin/ in the pytriton wheel
+            return [
+                *super().command(binary, backend_dir),
+                f"--cache-directory={caches}",
+                "--cache-config=local,size=67108864",
+            ]
 
     http, grpc, metrics = free_ports(3)
     config = CachedConfig(repo=repo, http_port=http, grpc_port=grpc, metrics_port=metrics)

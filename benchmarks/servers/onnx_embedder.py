@@ -15,14 +15,28 @@ import numpy as np
 class OnnxEmbedder:
     """Tokenize a batch, pad it to its longest text, run the graph (pooling is inside it)."""
 
-    def __init__(self, onnx_path: Path, tokenizer_json: Path, *, max_length: int = 256) -> None:
+    def __init__(
+        self,
+        onnx_path: Path,
+        tokenizer_json: Path,
+        *,
+        max_length: int = 256,
+        spinning: bool = True,
+    ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(str(tokenizer_json))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=max_length)
-        self.session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        # ORT's default is to spin; tritonhf's served step turns it off (docs/benchmarks.md).
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if spinning else "0"
+        )
+        self.session = ort.InferenceSession(
+            str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
         self.output = self.session.get_outputs()[0].name
 
     def feeds(self, texts: Sequence[str]) -> dict[str, Any]:

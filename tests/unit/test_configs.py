@@ -167,10 +167,10 @@ def test_python_onnx_model_step_is_a_python_backend_with_ragged_inputs() -> None
         ("attention_mask", True),
     ]
     assert [(g.kind, g.count) for g in config.instance_group] == [
-        (pb.ModelInstanceGroup.KIND_CPU, 1)
+        (pb.ModelInstanceGroup.KIND_CPU, 2)
     ]
     assert parameters(config) == {
-        "intra_op_threads": "0",
+        "intra_op_threads": "1",
         "intra_op_spinning": "0",
         "length_group_slack": "1.5",
         "pipeline": "minilm",

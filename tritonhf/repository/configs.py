@@ -41,8 +41,10 @@ class StepTuning:
     """Knobs that do not change the contract, only how the steps run."""
 
     tokenizer_instances: int = 1
-    model_instances: int = 1
-    intra_op_threads: int = 0
+    # Measured (docs/benchmarks.md): two single-threaded model instances overlap batches
+    # and beat one two-threaded instance at every concurrency on 2 cores.
+    model_instances: int = 2
+    intra_op_threads: int = 1
     intra_op_spinning: bool = False
     """Measured: idle ORT threads spinning steal the 2 cores from the tokenizer and Triton."""
     length_group_slack: float = 1.5
