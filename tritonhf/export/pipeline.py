@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +20,15 @@ from tritonhf.export.onnx_export import (
     sentence_encoder,
 )
 from tritonhf.export.source import DEFAULT_MODEL, ModelSource, resolve_model
+from tritonhf.export.tensorrt import OptimizationProfile, build_plan, tensorrt_module
 from tritonhf.export.validate import DEFAULT_ATOL, ValidationReport, validate_onnx
-from tritonhf.export.variants import VariantRequest, build_variant, check_request
+from tritonhf.export.variants import Variant, VariantRequest, build_variant, check_request
 from tritonhf.gate.agreement import Thresholds
 from tritonhf.observability.drift import PROFILE_FILE
 from tritonhf.observability.reference import build_reference_profile, read_reference_texts
 from tritonhf.repository.checks import check_config_matches_onnx
 from tritonhf.repository.configs import DEFAULT_TUNING, StepTuning, model_config
-from tritonhf.repository.writer import StepArtifacts, write_repository
+from tritonhf.repository.writer import ONNX_FILE, PLAN_FILE, StepArtifacts, write_repository
 from tritonhf.spec import (
     DEFAULT_MODEL_NAME,
     EMBEDDING,
@@ -74,8 +75,10 @@ class ExportResult:
 
     spec: PipelineSpec
     folders: tuple[Path, ...]
-    onnx: OnnxGraphInfo
-    validation: ValidationReport
+    onnx: OnnxGraphInfo | None
+    """The served graph; None for the tensorrt and python-torch runtimes."""
+    validation: ValidationReport | None
+    """ONNX vs PyTorch; None for the python-torch runtime (no ONNX)."""
     seconds: float
 
 
@@ -124,12 +127,77 @@ def resolve_max_length(
     return min(candidates)
 
 
+@dataclass(frozen=True)
+class _OnnxStep:
+    """The exported graph, its validation, and the variant built from it."""
+
+    info: OnnxGraphInfo
+    report: ValidationReport
+    variant: Variant
+
+
+def cuda_available() -> bool:
+    """True when PyTorch sees a CUDA GPU (the python-torch step then runs there)."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _export_graph(
+    *,
+    options: ExportOptions,
+    request: VariantRequest,
+    spec: PipelineSpec,
+    model: Any,
+    encoder: Any,
+    tokenizer: Any,
+    output: str,
+    labels: tuple[str, ...],
+    work: Path,
+    progress: Callable[[str], None],
+) -> _OnnxStep:
+    """Export to ONNX, validate against PyTorch, and build the requested variant."""
+    from tritonhf import data
+
+    progress(f"exporting ONNX (opset {options.opset}, max length {spec.max_length})")
+    info = export_onnx(encoder, work / ONNX_FILE, opset=options.opset, output=output)
+    if labels:
+        add_label_outputs(info.path, labels)
+    progress("validating ONNX Runtime against PyTorch")
+    report = validate_onnx(
+        encoder=encoder,
+        tokenizer=tokenizer,
+        onnx_path=info.path,
+        texts=data.sentences()[:VALIDATION_TEXTS],
+        max_length=spec.max_length,
+        atol=options.atol,
+        output=output,
+        labels=labels,
+    )
+    progress(report.table())
+    variant = build_variant(
+        graph=info.path,
+        work=work,
+        request=request,
+        encoder=encoder,
+        tokenizer=tokenizer,
+        texts=data.sentences(),
+        max_length=spec.max_length,
+        output=output,
+        labels=labels,
+        model_config=model.config,
+        progress=progress,
+    )
+    check_config_matches_onnx(
+        model_config(replace(spec, runtime=Runtime.PYTHON_ONNX)), variant.path
+    )
+    return _OnnxStep(info, report, variant)
+
+
 def export_model(
     options: ExportOptions, *, progress: Callable[[str], None] = lambda _: None
 ) -> ExportResult:
     """Export ``options.model`` into a Triton model repository and return what was done."""
-    from tritonhf import data
-
     started = time.perf_counter()
     source = resolve_model(options.model, revision=options.revision)
     task = options.task or source.task
@@ -151,45 +219,76 @@ def export_model(
         precision=options.precision,
         optimize=options.optimize,
         runtime=options.runtime,
+        task=task,
         thresholds=options.thresholds,
     )
     check_request(request)
+    if options.runtime is Runtime.TENSORRT:
+        tensorrt_module()  # fail before the minutes of export work, not after
     if task is Task.CLASSIFICATION:
         encoder, output = classifier_probabilities(model), PROBABILITIES
     else:
         encoder, output = sentence_encoder(model, source.pooling), EMBEDDING
+    tuning = options.tuning
     with tempfile.TemporaryDirectory(prefix="tritonhf-export-") as tmp:
         work = Path(tmp)
-        progress(f"exporting ONNX (opset {options.opset}, max length {spec.max_length})")
-        onnx_info = export_onnx(encoder, work / "model.onnx", opset=options.opset, output=output)
-        if labels:
-            add_label_outputs(onnx_info.path, labels)
-        progress("validating ONNX Runtime against PyTorch")
-        report = validate_onnx(
-            encoder=encoder,
-            tokenizer=tokenizer,
-            onnx_path=onnx_info.path,
-            texts=data.sentences()[:VALIDATION_TEXTS],
-            max_length=spec.max_length,
-            atol=options.atol,
-            output=output,
-            labels=labels,
-        )
-        progress(report.table())
-        variant = build_variant(
-            graph=onnx_info.path,
-            work=work,
-            request=request,
-            encoder=encoder,
-            tokenizer=tokenizer,
-            texts=data.sentences(),
-            max_length=spec.max_length,
-            output=output,
-            labels=labels,
-            model_config=model.config,
-            progress=progress,
-        )
-        check_config_matches_onnx(model_config(spec), variant.path)
+        graph: _OnnxStep | None = None
+        payload: dict[str, Any] = {}
+        manifest: dict[str, Any] = {
+            "source": str(options.model),
+            "pooling": source.pooling.value if task is Task.EMBEDDING else None,
+        }
+        if options.runtime is Runtime.PYTHON_TORCH:
+            on_gpu = cuda_available()
+            device = "GPU" if on_gpu else "CPU"
+            progress(f"saving the model for the python-torch runtime ({device})")
+            model.save_pretrained(work / "hf", safe_serialization=True)
+            settings = {
+                "pooling": source.pooling.value,
+                "labels": list(labels),
+                "precision": options.precision.value,
+            }
+            payload = {"hf_folder": work / "hf", "torch_settings": settings}
+            manifest["torch"] = {**settings, "gpu": on_gpu}
+            tuning = replace(tuning, model_on_gpu=on_gpu)
+        else:
+            graph = _export_graph(
+                options=options,
+                request=request,
+                spec=spec,
+                model=model,
+                encoder=encoder,
+                tokenizer=tokenizer,
+                output=output,
+                labels=labels,
+                work=work,
+                progress=progress,
+            )
+            manifest.update(
+                onnx={"opset": graph.info.opset, "ir_version": graph.info.ir_version},
+                variant=graph.variant.manifest,
+                validation={
+                    "atol": graph.report.atol,
+                    "texts": graph.report.num_texts,
+                    "max_abs_diff": {d.name: d.max_abs_diff for d in graph.report.outputs},
+                },
+            )
+            payload = {"onnx_path": graph.variant.path}
+            if options.runtime is Runtime.TENSORRT:
+                progress("building the TensorRT plan")
+                plan = build_plan(
+                    graph.variant.path,
+                    work / PLAN_FILE,
+                    profile=OptimizationProfile.for_spec(spec),
+                    input_names=tuple(t.name for t in spec.token_tensors),
+                    fp16=options.precision is Precision.FP16,
+                )
+                payload = {"onnx_path": None, "plan_path": plan.path}
+                manifest["tensorrt"] = {
+                    "version": plan.tensorrt_version,
+                    "fp16": plan.fp16,
+                    "profile": plan.profile.as_dict(),
+                }
         tokenizer.save_pretrained(work / "tokenizer")
         progress("recording the drift reference profile")
         reference_texts, reference_source = read_reference_texts(options.drift_reference)
@@ -198,42 +297,35 @@ def export_model(
             source=reference_source,
             tokenizer=tokenizer,
             max_length=spec.max_length,
-            onnx_path=onnx_info.path,
+            onnx_path=graph.info.path if graph else None,
             labels=labels,
         ).save(work / PROFILE_FILE)
         artifacts = StepArtifacts(
-            onnx_path=variant.path,
+            onnx_path=payload.pop("onnx_path", None),
             tokenizer_json=work / "tokenizer" / "tokenizer.json",
             pad_token_id=int(tokenizer.pad_token_id or 0),
             drift_reference=work / PROFILE_FILE,
-            manifest={
-                "source": str(options.model),
-                "pooling": source.pooling.value if task is Task.EMBEDDING else None,
-                "onnx": {"opset": onnx_info.opset, "ir_version": onnx_info.ir_version},
-                "variant": variant.manifest,
-                "validation": {
-                    "atol": report.atol,
-                    "texts": report.num_texts,
-                    "max_abs_diff": {d.name: d.max_abs_diff for d in report.outputs},
-                },
-            },
+            manifest=manifest,
+            **payload,
         )
         folders = write_repository(
             spec=spec,
             repo=options.repo,
             artifacts=artifacts,
-            tuning=options.tuning,
+            tuning=tuning,
             version=options.version,
         )
-    final_onnx = OnnxGraphInfo(
-        path=options.repo / spec.model_name / str(options.version) / "model.onnx",
-        opset=onnx_info.opset,
-        ir_version=onnx_info.ir_version,
-    )
+    final_onnx = None
+    if graph is not None and options.runtime in (Runtime.PYTHON_ONNX, Runtime.ONNXRUNTIME):
+        final_onnx = OnnxGraphInfo(
+            path=options.repo / spec.model_name / str(options.version) / ONNX_FILE,
+            opset=graph.info.opset,
+            ir_version=graph.info.ir_version,
+        )
     return ExportResult(
         spec=spec,
         folders=tuple(folders),
         onnx=final_onnx,
-        validation=report,
+        validation=graph.report if graph else None,
         seconds=time.perf_counter() - started,
     )

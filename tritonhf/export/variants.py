@@ -17,7 +17,7 @@ from tritonhf.errors import ExportError
 from tritonhf.export.optimize import convert_fp16, fuse_transformer, quantize_int8
 from tritonhf.gate.agreement import GateReport, Thresholds, classifier_gate, embedding_gate
 from tritonhf.gate.reference import onnx_outputs, torch_outputs
-from tritonhf.spec import Precision, Runtime
+from tritonhf.spec import Precision, Runtime, Task
 
 SENSITIVITY_TEXTS = 128
 """Texts used to rank MatMuls by int8 sensitivity (the verdict always uses all of them)."""
@@ -30,6 +30,7 @@ class VariantRequest:
     precision: Precision
     optimize: bool
     runtime: Runtime
+    task: Task = Task.EMBEDDING
     thresholds: Thresholds | None = None
     """None: the defaults for ``precision``."""
 
@@ -46,6 +47,11 @@ class Variant:
 def check_request(request: VariantRequest) -> None:
     """Refuse combinations no runtime can serve, before any work is done."""
     if request.runtime is Runtime.TENSORRT:
+        if request.task is Task.CLASSIFICATION:
+            raise ExportError(
+                "the tensorrt runtime serves embedding models; a TensorRT engine cannot output "
+                "the LABEL strings of a classifier: use --runtime onnxruntime (GPU) instead"
+            )
         if request.optimize:
             raise ExportError(
                 "--optimize writes ONNX Runtime contrib ops that TensorRT cannot parse; "

@@ -15,6 +15,9 @@ from tritonhf.spec import CORRECTED_LABEL, PipelineSpec, Runtime, TensorSpec
 
 PYTHON_BACKEND = "python"
 ONNXRUNTIME_PLATFORM = "onnxruntime_onnx"
+TENSORRT_PLATFORM = "tensorrt_plan"
+NATIVE_RUNTIMES = frozenset({Runtime.ONNXRUNTIME, Runtime.TENSORRT})
+"""Runtimes served by Triton's own backends, which batch only equal shapes."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,9 @@ class StepTuning:
     length_group_slack: float = 1.5
     """The model step splits a batch by length where padding would exceed 1.5x its tokens."""
     max_text_bytes: int = 1 << 20
+    model_on_gpu: bool = False
+    """Place a Python-backend model step on the GPU (``KIND_GPU``): the python-torch runtime
+    with CUDA. Native backends need no instance group: Triton puts them on every GPU."""
     batching: BatchingPolicy = field(default_factory=BatchingPolicy)
 
 
@@ -89,9 +95,10 @@ def _dynamic_batching(config: Any, policy: BatchingPolicy) -> None:
         queue.allow_timeout_override = True
 
 
-def _cpu_instances(config: Any, count: int) -> None:
+def _instances(config: Any, count: int, *, gpu: bool = False) -> None:
     group = config.instance_group.add()
-    group.kind = _pb().ModelInstanceGroup.KIND_CPU
+    kinds = _pb().ModelInstanceGroup
+    group.kind = kinds.KIND_GPU if gpu else kinds.KIND_CPU
     group.count = count
 
 
@@ -104,11 +111,11 @@ def tokenizer_config(
     _add_tensors(config.input, spec.ensemble_inputs)
     _add_tensors(config.output, spec.tokenizer_outputs)
     _dynamic_batching(config, tuning.batching)
-    _cpu_instances(config, tuning.tokenizer_instances)
+    _instances(config, tuning.tokenizer_instances)
     # The native onnxruntime backend batches only equal shapes; bucketing lengths to a
     # multiple of 16 lets requests of similar length share a batch. The python-onnx step
     # takes ragged batches and pads itself, so it gets exact lengths.
-    multiple = 16 if spec.runtime is Runtime.ONNXRUNTIME else 1
+    multiple = 16 if spec.runtime in NATIVE_RUNTIMES else 1
     _set_parameters(
         config,
         {
@@ -130,10 +137,14 @@ def model_config(spec: PipelineSpec, *, tuning: StepTuning = DEFAULT_TUNING) -> 
         config.platform = ONNXRUNTIME_PLATFORM
         _add_tensors(config.input, spec.token_tensors)
         # No instance_group: Triton puts one instance on each GPU, or on the CPU without one.
+    elif spec.runtime is Runtime.TENSORRT:
+        config.platform = TENSORRT_PLATFORM
+        _add_tensors(config.input, spec.token_tensors)
     else:
         config.backend = PYTHON_BACKEND
         _add_tensors(config.input, spec.token_tensors, ragged=True)
-        _cpu_instances(config, tuning.model_instances)
+        on_gpu = tuning.model_on_gpu and spec.runtime is Runtime.PYTHON_TORCH
+        _instances(config, tuning.model_instances, gpu=on_gpu)
         _set_parameters(
             config,
             {
@@ -183,7 +194,7 @@ def feedback_config(spec: PipelineSpec) -> Any:
     for entry in config.input:
         entry.optional = entry.name == CORRECTED_LABEL
     _add_tensors(config.output, spec.feedback_outputs)
-    _cpu_instances(config, 1)
+    _instances(config, 1)
     _set_parameters(config, {"pipeline": spec.name, "labels": json.dumps(list(spec.labels))})
     return config
 

@@ -23,6 +23,10 @@ from tritonhf.repository.configs import (
 from tritonhf.spec import PipelineSpec, Runtime
 
 CONFIG_FILE = "config.pbtxt"
+ONNX_FILE = "model.onnx"
+PLAN_FILE = "model.plan"
+HF_FOLDER = "hf"
+TORCH_SETTINGS_FILE = "torch_step.json"
 EXPORT_MANIFEST = "tritonhf.json"
 """Provenance written beside the ensemble's config: source model, opset, validation figures."""
 
@@ -31,12 +35,39 @@ EXPORT_MANIFEST = "tritonhf.json"
 class StepArtifacts:
     """Files produced by the exporter that the repository needs."""
 
-    onnx_path: Path
+    onnx_path: Path | None
+    """The graph (python-onnx, onnxruntime runtimes)."""
     tokenizer_json: Path
     pad_token_id: int
     manifest: dict[str, Any] = field(default_factory=dict)
     drift_reference: Path | None = None
     """The reference profile for drift (JSON), copied beside the tokenizer and model steps."""
+    plan_path: Path | None = None
+    """The TensorRT engine (tensorrt runtime)."""
+    hf_folder: Path | None = None
+    """The HuggingFace model folder, safetensors (python-torch runtime)."""
+    torch_settings: dict[str, Any] = field(default_factory=dict)
+    """Pooling, labels and precision the python-torch step applies."""
+
+
+def _model_step_files(spec: PipelineSpec, artifacts: StepArtifacts) -> dict[str, Path | str]:
+    """What goes into ``<name>_model/<version>/`` for the spec's runtime."""
+    wanted = {
+        Runtime.TENSORRT: ("TensorRT plan", artifacts.plan_path, PLAN_FILE),
+        Runtime.PYTHON_TORCH: ("HuggingFace folder", artifacts.hf_folder, HF_FOLDER),
+    }.get(spec.runtime, ("ONNX graph", artifacts.onnx_path, ONNX_FILE))
+    what, path, target = wanted
+    if path is None or not path.exists():
+        raise RepositoryError(
+            f"cannot write the {spec.runtime.value} model step: its {what} ({path}) is missing"
+        )
+    files: dict[str, Path | str] = {target: path}
+    if spec.runtime is Runtime.PYTHON_ONNX:
+        files["model.py"] = _backend_source("onnx_runtime")
+    elif spec.runtime is Runtime.PYTHON_TORCH:
+        files["model.py"] = _backend_source("torch_runtime")
+        files[TORCH_SETTINGS_FILE] = json.dumps(artifacts.torch_settings, indent=2) + "\n"
+    return files
 
 
 def _backend_source(module: str) -> str:
@@ -56,7 +87,9 @@ def _write_model(
     version.mkdir(parents=True)
     (folder / CONFIG_FILE).write_text(to_pbtxt(config), encoding="utf-8")
     for target, content in files.items():
-        if isinstance(content, Path):
+        if isinstance(content, Path) and content.is_dir():
+            shutil.copytree(content, version / target)
+        elif isinstance(content, Path):
             shutil.copyfile(content, version / target)
         else:
             (version / target).write_text(content, encoding="utf-8")
@@ -79,14 +112,13 @@ def write_repository(
     """
     if version < 1:
         raise RepositoryError(f"model versions start at 1, got {version}")
-    for path in (artifacts.onnx_path, artifacts.tokenizer_json):
-        if not path.is_file():
-            raise RepositoryError(f"cannot write the repository: {path} does not exist")
+    if not artifacts.tokenizer_json.is_file():
+        raise RepositoryError(
+            f"cannot write the repository: {artifacts.tokenizer_json} does not exist"
+        )
+    model_files = _model_step_files(spec, artifacts)
     try:
         repo.mkdir(parents=True, exist_ok=True)
-        model_files: dict[str, Path | str] = {"model.onnx": artifacts.onnx_path}
-        if spec.runtime is Runtime.PYTHON_ONNX:
-            model_files["model.py"] = _backend_source("onnx_runtime")
         tokenizer_files: dict[str, Path | str] = {
             "model.py": _backend_source("tokenizer"),
             "tokenizer.json": artifacts.tokenizer_json,

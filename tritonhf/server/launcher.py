@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import IO
 
 from tritonhf.errors import ConfigError, ServerError
+from tritonhf.repository.compat import available_backends, check_servable
 from tritonhf.server.provision import find_distribution, prepare_backend_dir, server_environment
 
 
@@ -148,6 +149,12 @@ class TritonServer:
                 f"model repository {self.config.repo} does not exist; run `tritonhf export` first"
             )
         dist = find_distribution()
+        check_servable(
+            self.config.repo,
+            backends=available_backends(dist.root / "backends"),
+            tensorrt_version=None,
+            server="the Triton of the nvidia-pytriton wheel",
+        )
         self._workdir = Path(tempfile.mkdtemp(prefix="tritonhf-server-"))
         backend_dir = prepare_backend_dir(dist, self._workdir / "backends")
         if self.log_path is not None:

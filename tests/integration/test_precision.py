@@ -1,0 +1,216 @@
+"""Precision variants and runtimes, served and judged by the acceptance gate (`tritonhf validate`).
+
+The variants are exported beside the session's models and loaded into its running server in
+explicit model-control mode, so they go through the whole serving path.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import CLASSIFIER
+from tests.integration.models import tiny_model
+from tritonhf import data
+from tritonhf.cli.main import main
+from tritonhf.client import TritonHFClient
+from tritonhf.errors import ExportError, RepositoryError, ValidationError
+from tritonhf.export.pipeline import ExportOptions, export_model
+from tritonhf.gate.acceptance import AcceptanceOptions, run_acceptance
+from tritonhf.gate.agreement import Thresholds
+from tritonhf.server.launcher import TritonServer
+from tritonhf.spec import Precision, Runtime
+
+TEXTS = data.sentences()[:96]
+
+
+@pytest.fixture(scope="module")
+def tiny_embedder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_model(tmp_path_factory.mktemp("tiny-embedder"))
+
+
+@pytest.fixture(scope="module")
+def grpc(server: TritonServer) -> Iterator[TritonHFClient]:
+    with TritonHFClient(server.config.grpc_url, timeout_s=120) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def variants(
+    repo: Path, classifier_source: Path, tiny_embedder: Path, grpc: TritonHFClient
+) -> dict[str, str]:
+    """Export and load: int8 of both tasks, an fp32 tiny embedder, python-torch of both."""
+    exports = {
+        "cls_int8": dict(model=str(classifier_source), precision=Precision.INT8),
+        "emb_fp32": dict(model=str(tiny_embedder)),
+        "emb_int8": dict(model=str(tiny_embedder), precision=Precision.INT8, optimize=True),
+        "cls_torch": dict(model=str(classifier_source), runtime=Runtime.PYTHON_TORCH),
+        "minilm_torch": dict(runtime=Runtime.PYTHON_TORCH),
+    }
+    for name, options in exports.items():
+        export_model(ExportOptions(name=name, repo=repo, max_batch_size=16, **options))  # type: ignore[arg-type]
+        grpc.load_model(name)
+    return {name: name for name in exports}
+
+
+def test_the_served_fp32_embedder_passes_the_gate_against_pytorch(server: TritonServer) -> None:
+    report = run_acceptance(
+        AcceptanceOptions(reference="default", model="minilm", url=server.config.grpc_url)
+    )
+    assert report.passed, report.table()
+    assert report.precision is Precision.FP32
+    figures = {c.name: c.value for c in report.criteria}
+    assert figures["min cosine"] >= 0.9999
+    assert figures["top-5 agreement"] >= 0.98
+    assert report.num_texts == len(data.sentences())
+
+
+def test_the_served_fp32_classifier_passes_the_gate(
+    server: TritonServer, classifier_source: Path
+) -> None:
+    report = run_acceptance(
+        AcceptanceOptions(
+            reference=str(classifier_source),
+            model=CLASSIFIER,
+            url=server.config.http_url,
+            protocol="http",
+        )
+    )
+    assert report.passed, report.table()
+    figures = {c.name: c.value for c in report.criteria}
+    assert figures["label agreement"] == 1.0
+    assert figures["max probability diff"] < 1e-4
+
+
+@pytest.mark.parametrize("model", ["cls_int8", "emb_int8"])
+def test_int8_variants_declare_their_precision_and_pass_the_int8_gate(
+    server: TritonServer,
+    variants: dict[str, str],
+    classifier_source: Path,
+    tiny_embedder: Path,
+    model: str,
+) -> None:
+    reference = classifier_source if model.startswith("cls") else tiny_embedder
+    report = run_acceptance(
+        AcceptanceOptions(reference=str(reference), model=model, url=server.config.grpc_url)
+    )
+    assert report.precision is Precision.INT8
+    assert report.passed, report.table()
+
+
+def test_int8_really_changes_the_graph(repo: Path, variants: dict[str, str]) -> None:
+    manifest = json.loads((repo / "emb_int8" / "tritonhf.json").read_text())
+    assert manifest["spec"]["precision"] == "int8"
+    assert manifest["variant"]["int8"]["quantized"] > 0
+    assert manifest["variant"]["optimized"] is True
+    assert manifest["variant"]["gate"]["passed"] is True
+    fp32 = (repo / "emb_fp32_model" / "1" / "model.onnx").stat().st_size
+    int8 = (repo / "emb_int8_model" / "1" / "model.onnx").stat().st_size
+    assert int8 < fp32
+
+
+def test_validate_exits_1_with_the_table_when_the_served_model_is_not_the_reference(
+    server: TritonServer,
+    variants: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Same weights, CLS pooling instead of mean: the embeddings move, the gate must say so.
+    other = tiny_model(tmp_path / "cls-pooling", pooling="cls_token")
+    data_file = tmp_path / "eval.csv"
+    with data_file.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows([text, "x"] for text in TEXTS[:40])
+    code = main(
+        ["validate", "--url", server.config.grpc_url, "--model", "emb_fp32",
+         "--reference", str(other), "--data", str(data_file)]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    out = captured.out
+    assert code == 1, captured.err
+    assert "verdict: FAIL" in out, captured.err
+    assert "min cosine" in out
+    assert "(fp32, 40 texts)" in out
+
+
+def test_validate_json_reports_each_criterion(
+    server: TritonServer, variants: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["validate", "--url", server.config.grpc_url, "--model", "minilm", "--reference",
+         "default", "--limit", "32", "--json"]
+    )  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert report["passed"] is True
+    assert report["num_texts"] == 32
+    assert set(report["criteria"]) == {"min cosine", "mean cosine", "top-5 agreement"}
+
+
+@pytest.mark.parametrize(
+    ("torch_model", "onnx_model"), [("cls_torch", CLASSIFIER), ("minilm_torch", "minilm")]
+)
+def test_the_python_torch_runtime_serves_what_the_onnx_graph_serves(
+    grpc: TritonHFClient, variants: dict[str, str], torch_model: str, onnx_model: str
+) -> None:
+    if torch_model == "cls_torch":
+        ours, theirs = (
+            grpc.classify(TEXTS, model=torch_model),
+            grpc.classify(TEXTS, model=onnx_model),
+        )
+        assert [r.label for r in ours] == [r.label for r in theirs]
+        assert np.allclose([r.score for r in ours], [r.score for r in theirs], atol=1e-5)
+    else:
+        ours_e = grpc.embed(TEXTS, model=torch_model)
+        theirs_e = grpc.embed(TEXTS, model=onnx_model)
+        assert (ours_e * theirs_e).sum(axis=1).min() >= 0.9999
+    config = grpc.model_config(f"{torch_model}_model")
+    assert config["backend"] == "python"
+    assert config["instance_group"][0]["kind"] == "KIND_CPU"  # no CUDA here
+
+
+def test_export_refuses_a_variant_below_the_gate_and_writes_nothing(
+    tiny_embedder: Path, tmp_path: Path
+) -> None:
+    impossible = Thresholds(
+        label_agreement=1.0, max_probability_diff=0.0, min_cosine=1.0, mean_cosine=1.0,
+        top5_agreement=1.0,
+    )  # fmt: skip
+    repo = tmp_path / "repo"
+    with pytest.raises(ValidationError, match="int8 refused") as refused:
+        export_model(
+            ExportOptions(
+                model=str(tiny_embedder),
+                name="strict",
+                repo=repo,
+                precision=Precision.INT8,
+                thresholds=impossible,
+            )
+        )
+    assert "min cosine" in str(refused.value)
+    assert not repo.exists()
+
+
+def test_tensorrt_without_tensorrt_is_a_clear_error_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="tensorrt") as info:
+        export_model(ExportOptions(repo=tmp_path / "repo", runtime=Runtime.TENSORRT))
+    assert "python-onnx" in str(info.value)
+    assert not (tmp_path / "repo").exists()
+
+
+def test_a_native_runtime_repository_is_refused_by_the_wheel_server_with_the_reason(
+    tiny_embedder: Path, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    export_model(ExportOptions(model=str(tiny_embedder), repo=repo, runtime=Runtime.ONNXRUNTIME))
+    from tests.conftest import server_config
+
+    with pytest.raises(RepositoryError, match="onnxruntime backend") as info:
+        TritonServer(server_config(repo)).start()
+    assert "--runtime python-onnx" in str(info.value)

@@ -1,0 +1,100 @@
+"""Triton Python-backend step: run the HuggingFace model with PyTorch (``python-torch``).
+
+Copied into the model repository as ``<name>_model/1/model.py``. It serves architectures
+that do not export to ONNX, and is the same-server baseline for the ONNX and TensorRT paths.
+The HuggingFace folder (safetensors) sits beside it in ``hf/``; ``torch_step.json`` says how
+to pool (embeddings) or which labels to name (classifiers) and the precision. On a
+``KIND_GPU`` instance it runs on that GPU, in fp16 when the export asked for it.
+
+Batching, ragged inputs, length groups, metrics and logs are the python-onnx step's: this
+step only replaces its ONNX Runtime session with a PyTorch one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+try:
+    import triton_python_backend_utils as pb_utils
+except ImportError:  # imported outside the server, by the unit tests
+    pb_utils = None
+
+from tritonhf.backends.onnx_runtime import SessionSettings
+from tritonhf.backends.onnx_runtime import TritonPythonModel as OnnxStep
+from tritonhf.observability.drift import PROFILE_FILE
+from tritonhf.observability.steps import ModelObserver
+
+HF_FOLDER = "hf"
+SETTINGS_FILE = "torch_step.json"
+
+
+class TorchSession:
+    """PyTorch behind ONNX Runtime's ``run(names, feeds)`` interface."""
+
+    def __init__(self, folder: Path, settings: dict[str, Any], device: str) -> None:
+        import torch
+
+        from tritonhf.export.onnx_export import classifier_probabilities, sentence_encoder
+        from tritonhf.export.source import Pooling
+
+        self.labels: tuple[str, ...] = tuple(settings.get("labels", ()))
+        self.device = torch.device(device)
+        half = settings.get("precision") == "fp16" and self.device.type == "cuda"
+        from transformers import AutoModel, AutoModelForSequenceClassification
+
+        loader: Any = AutoModelForSequenceClassification if self.labels else AutoModel
+        model = loader.from_pretrained(  # nosec B615 - a local folder written by the exporter
+            str(folder), trust_remote_code=False, use_safetensors=True
+        )
+        model = model.to(self.device, dtype=torch.float16 if half else torch.float32).eval()
+        if self.labels:
+            self.module = classifier_probabilities(model)
+        else:
+            self.module = sentence_encoder(model, Pooling(settings.get("pooling", "mean")))
+
+    def run(self, names: list[str], feeds: dict[str, NDArray[Any]]) -> list[NDArray[Any]]:
+        """Outputs ``names`` for one padded batch, as numpy arrays (LABEL as ``str``)."""
+        import torch
+
+        with torch.inference_mode():
+            ids = torch.from_numpy(feeds["input_ids"]).to(self.device)
+            mask = torch.from_numpy(feeds["attention_mask"]).to(self.device)
+            values = self.module(ids, mask).float().cpu().numpy()
+        if not self.labels:
+            return [values for _ in names]
+        best = values.argmax(axis=1)
+        outputs = {
+            "PROBABILITIES": values,
+            "SCORE": values.max(axis=1, keepdims=True),
+            "LABEL": np.array([[self.labels[i]] for i in best], dtype=object),
+        }
+        return [outputs[name] for name in names]
+
+
+def device_for(args: dict[str, str]) -> str:
+    """``cuda:N`` for a ``KIND_GPU`` instance (when CUDA is there), else ``cpu``."""
+    import torch
+
+    if args.get("model_instance_kind") == "GPU" and torch.cuda.is_available():
+        return f"cuda:{int(args.get('model_instance_device_id', 0))}"
+    return "cpu"
+
+
+class TritonPythonModel(OnnxStep):
+    """The python-onnx step with a PyTorch session."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        """Load the HuggingFace model stored beside this file onto the instance's device."""
+        config = json.loads(args["model_config"])
+        self.settings = SessionSettings.from_model_config(config)
+        version_dir = Path(args["model_repository"]) / args["model_version"]
+        settings = json.loads((version_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+        self.session = TorchSession(version_dir / HF_FOLDER, settings, device_for(args))
+        self.observer = ModelObserver.create(
+            pb_utils, self.settings.pipeline, version_dir / PROFILE_FILE
+        )

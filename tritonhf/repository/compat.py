@@ -1,0 +1,103 @@
+"""Can this server serve this repository? Checked before starting it, with a clear message.
+
+Two things Triton itself reports only as a model that fails to load, deep in its log:
+a model whose backend the server lacks (the ``nvidia-pytriton`` wheel ships only the Python
+backend: no onnxruntime, no TensorRT), and a TensorRT plan built with another TensorRT than
+the server's (plans are not portable across TensorRT versions).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tritonhf.errors import RepositoryError
+
+# Triton's platform names and the backend directory that serves each.
+PLATFORM_BACKENDS = {
+    "onnxruntime_onnx": "onnxruntime",
+    "tensorrt_plan": "tensorrt",
+    "pytorch_libtorch": "pytorch",
+    "tensorflow_savedmodel": "tensorflow",
+}
+MANIFEST = "tritonhf.json"
+
+
+@dataclass(frozen=True)
+class ModelNeeds:
+    """What one model folder of the repository needs from the server."""
+
+    name: str
+    backend: str | None
+    """None for ensembles, which the server core runs."""
+    tensorrt_version: str | None = None
+
+
+def repository_needs(repo: Path) -> list[ModelNeeds]:
+    """Each model's backend, and the TensorRT version a plan was built with (manifests)."""
+    from tritonhf.repository.configs import parse_pbtxt
+
+    plan_versions: dict[str, str] = {}
+    for manifest in repo.glob(f"*/{MANIFEST}"):
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RepositoryError(f"unreadable export manifest {manifest}: {exc}") from exc
+        version = (data.get("tensorrt") or {}).get("version")
+        if version:
+            plan_versions[f"{data['spec']['name']}_model"] = str(version)
+    needs = []
+    for config_path in sorted(repo.glob("*/config.pbtxt")):
+        config = parse_pbtxt(config_path.read_text(encoding="utf-8"))
+        name = config.name or config_path.parent.name
+        if config.platform == "ensemble":
+            backend = None
+        elif config.backend:
+            backend = config.backend
+        else:
+            backend = PLATFORM_BACKENDS.get(config.platform, config.platform or None)
+        needs.append(ModelNeeds(name, backend, plan_versions.get(name)))
+    return needs
+
+
+def check_servable(
+    repo: Path,
+    *,
+    backends: frozenset[str],
+    tensorrt_version: str | None,
+    server: str,
+) -> None:
+    """Raise `RepositoryError` naming every model this server cannot run, and why."""
+    problems = []
+    for model in repository_needs(repo):
+        if model.backend is not None and model.backend not in backends:
+            problems.append(
+                f"{model.name} needs Triton's {model.backend} backend, which {server} lacks"
+            )
+        elif (
+            model.tensorrt_version
+            and tensorrt_version
+            and not _same_release(model.tensorrt_version, tensorrt_version)
+        ):
+            problems.append(
+                f"{model.name} is a TensorRT {model.tensorrt_version} plan; {server} runs "
+                f"TensorRT {tensorrt_version}: rebuild it with the server's TensorRT"
+            )
+    if problems:
+        raise RepositoryError(
+            f"{repo} cannot be served here:\n  "
+            + "\n  ".join(problems)
+            + "\nserve native runtimes (onnxruntime, tensorrt) in the NGC Triton container "
+            "(docker compose / make up), or re-export with --runtime python-onnx for this server"
+        )
+
+
+def _same_release(built: str, serving: str) -> bool:
+    """Plans load only on the TensorRT major.minor.patch they were built with."""
+    return built.split(".")[:3] == serving.split(".")[:3]
+
+
+def available_backends(backend_dir: Path) -> frozenset[str]:
+    """The backends a server's backend directory holds."""
+    return frozenset(p.name for p in backend_dir.iterdir() if p.is_dir())
