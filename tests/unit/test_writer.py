@@ -180,7 +180,7 @@ def test_a_missing_artifact_is_a_repository_error_and_nothing_is_written(
     paths[missing] = gone
     repo = tmp_path / "repo"
 
-    with pytest.raises(RepositoryError, match="does not exist|is missing") as info:
+    with pytest.raises(RepositoryError, match=r"does not exist|is missing") as info:
         write_repository(
             spec=PipelineSpec(), repo=repo, artifacts=StepArtifacts(**paths, pad_token_id=0)
         )
