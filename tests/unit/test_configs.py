@@ -19,11 +19,11 @@ from tritonhf.repository.configs import (
     to_pbtxt,
     tokenizer_config,
 )
-from tritonhf.spec import PipelineSpec, Runtime, Task
+from tritonhf.spec import PipelineSpec, Precision, Runtime, Task
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("TRITONHF_UPDATE_GOLDEN") == "1"
-RUNTIMES = [Runtime.PYTHON_ONNX, Runtime.ONNXRUNTIME]
+RUNTIMES = tuple(Runtime)
 PAD_TOKEN_ID = 0
 
 
@@ -200,10 +200,15 @@ def test_model_step_outputs_an_fp32_embedding_of_hidden_size(runtime: Runtime) -
 
 @pytest.mark.parametrize(
     ("runtime", "multiple"),
-    [(Runtime.ONNXRUNTIME, "16"), (Runtime.PYTHON_ONNX, "1")],
-    ids=["onnxruntime", "python-onnx"],
+    [
+        (Runtime.ONNXRUNTIME, "16"),
+        (Runtime.TENSORRT, "16"),
+        (Runtime.PYTHON_ONNX, "1"),
+        (Runtime.PYTHON_TORCH, "1"),
+    ],
+    ids=lambda r: r.value if isinstance(r, Runtime) else r,
 )
-def test_tokenizer_config_buckets_lengths_only_for_native_onnxruntime(
+def test_tokenizer_config_buckets_lengths_only_for_native_backends(
     runtime: Runtime, multiple: str
 ) -> None:
     config = tokenizer_config(PipelineSpec(runtime=runtime, max_length=128), pad_token_id=1)
@@ -286,3 +291,34 @@ def test_a_classifier_ensemble_publishes_its_labels_in_column_order() -> None:
         "TRUNCATED",
     ]
     assert "labels" not in ensemble_config(PipelineSpec()).parameters
+
+
+def test_tensorrt_model_step_is_a_plan_with_dense_token_inputs() -> None:
+    config = model_config(PipelineSpec(runtime=Runtime.TENSORRT, max_batch_size=32))
+
+    assert config.platform == "tensorrt_plan"
+    assert not config.backend
+    assert [i.name for i in config.input] == ["input_ids", "attention_mask"]
+    assert not any(i.allow_ragged_batch for i in config.input)
+    assert len(config.instance_group) == 0  # Triton: one instance per GPU
+    assert config.max_batch_size == 32
+
+
+def test_python_torch_step_goes_on_the_gpu_only_when_asked() -> None:
+    spec = PipelineSpec(runtime=Runtime.PYTHON_TORCH)
+    on_cpu = model_config(spec)
+    on_gpu = model_config(spec, tuning=StepTuning(model_on_gpu=True))
+    python_onnx = model_config(PipelineSpec(), tuning=StepTuning(model_on_gpu=True))
+
+    assert on_cpu.backend == on_gpu.backend == "python"
+    assert on_cpu.instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU
+    assert on_gpu.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU
+    assert python_onnx.instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU
+    assert all(i.allow_ragged_batch for i in on_gpu.input)
+
+
+@pytest.mark.parametrize("precision", list(Precision), ids=lambda p: p.value)
+def test_the_ensemble_declares_its_precision(precision: Precision) -> None:
+    config = ensemble_config(PipelineSpec(precision=precision))
+
+    assert parameters(config)["precision"] == precision.value

@@ -1,0 +1,134 @@
+"""TensorRT profiles, runtime/precision combinations, and what a server can serve."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tritonhf.errors import ConfigError, ExportError, RepositoryError
+from tritonhf.export.tensorrt import OptimizationProfile, ShapeRange, tensorrt_module
+from tritonhf.export.variants import VariantRequest, check_request
+from tritonhf.repository.compat import check_servable, repository_needs
+from tritonhf.repository.configs import (
+    ensemble_config,
+    model_config,
+    to_pbtxt,
+    tokenizer_config,
+)
+from tritonhf.spec import PipelineSpec, Precision, Runtime, Task
+
+
+def test_profile_spans_the_export_options_with_opt_clipped_into_range() -> None:
+    profile = OptimizationProfile.for_spec(PipelineSpec(max_batch_size=4, max_length=64))
+
+    assert profile.shapes() == ((1, 1), (4, 64), (4, 64))
+    wide = OptimizationProfile.for_spec(PipelineSpec(max_batch_size=64, max_length=256))
+    assert wide.as_dict() == {"min": [1, 1], "opt": [8, 128], "max": [64, 256]}
+
+
+@pytest.mark.parametrize(("low", "opt", "high"), [(0, 1, 2), (2, 1, 4), (1, 5, 4)])
+def test_a_profile_range_must_be_ordered(low: int, opt: int, high: int) -> None:
+    with pytest.raises(ConfigError, match="min <= opt <= max"):
+        ShapeRange(low, opt, high)
+
+
+def test_without_the_tensorrt_package_the_error_says_what_to_install_and_use() -> None:
+    pytest.importorskip("torch")
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("tensorrt is installed here")
+    with pytest.raises(ExportError, match="tensorrt-cu12") as info:
+        tensorrt_module()
+    assert "--runtime python-onnx" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (VariantRequest(Precision.FP32, True, Runtime.TENSORRT), "contrib ops"),
+        (VariantRequest(Precision.INT8, False, Runtime.TENSORRT), "calibration"),
+        (
+            VariantRequest(Precision.FP32, False, Runtime.TENSORRT, task=Task.CLASSIFICATION),
+            "LABEL strings",
+        ),
+        (VariantRequest(Precision.INT8, False, Runtime.PYTHON_TORCH), "fp32 or fp16"),
+        (VariantRequest(Precision.FP32, True, Runtime.PYTHON_TORCH), "ONNX graphs"),
+    ],
+    ids=["trt-optimize", "trt-int8", "trt-classifier", "torch-int8", "torch-optimize"],
+)
+def test_combinations_no_runtime_can_serve_are_refused_up_front(
+    request_: VariantRequest, message: str
+) -> None:
+    with pytest.raises(ExportError, match=message):
+        check_request(request_)
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        VariantRequest(Precision.FP16, False, Runtime.TENSORRT),
+        VariantRequest(Precision.FP16, False, Runtime.PYTHON_TORCH),
+        VariantRequest(Precision.INT8, True, Runtime.PYTHON_ONNX),
+        VariantRequest(Precision.FP16, True, Runtime.ONNXRUNTIME),
+    ],
+)
+def test_servable_combinations_pass(request_: VariantRequest) -> None:
+    check_request(request_)
+
+
+def write_pipeline(repo: Path, spec: PipelineSpec, manifest: dict[str, object]) -> None:
+    for config in (
+        tokenizer_config(spec, pad_token_id=0),
+        model_config(spec),
+        ensemble_config(spec),
+    ):
+        folder = repo / config.name
+        folder.mkdir(parents=True)
+        (folder / "config.pbtxt").write_text(to_pbtxt(config))
+    (repo / spec.name / "tritonhf.json").write_text(json.dumps(manifest))
+
+
+def test_repository_needs_name_each_backend_and_the_plan_version(tmp_path: Path) -> None:
+    write_pipeline(
+        tmp_path,
+        PipelineSpec(name="trt", runtime=Runtime.TENSORRT),
+        {"spec": {"name": "trt"}, "tensorrt": {"version": "10.5.0"}},
+    )
+    needs = {n.name: (n.backend, n.tensorrt_version) for n in repository_needs(tmp_path)}
+    assert needs == {
+        "trt": (None, None),
+        "trt_model": ("tensorrt", "10.5.0"),
+        "trt_tokenizer": ("python", None),
+    }
+
+
+def test_a_server_without_the_backend_refuses_with_every_reason(tmp_path: Path) -> None:
+    write_pipeline(
+        tmp_path, PipelineSpec(name="a", runtime=Runtime.ONNXRUNTIME), {"spec": {"name": "a"}}
+    )
+    write_pipeline(tmp_path, PipelineSpec(name="b"), {"spec": {"name": "b"}})
+    with pytest.raises(RepositoryError) as info:
+        check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")
+    message = str(info.value)
+    assert "a_model needs Triton's onnxruntime backend, which S lacks" in message
+    assert "b_model" not in message
+    check_servable(
+        tmp_path, backends=frozenset({"python", "onnxruntime"}), tensorrt_version=None, server="S"
+    )
+
+
+def test_a_plan_from_another_tensorrt_is_refused(tmp_path: Path) -> None:
+    write_pipeline(
+        tmp_path,
+        PipelineSpec(name="trt", runtime=Runtime.TENSORRT),
+        {"spec": {"name": "trt"}, "tensorrt": {"version": "10.3.0.26"}},
+    )
+    backends = frozenset({"python", "tensorrt"})
+    with pytest.raises(RepositoryError, match=r"TensorRT 10\.3\.0\.26 plan; S runs TensorRT 10\.5"):
+        check_servable(tmp_path, backends=backends, tensorrt_version="10.5.0.18", server="S")
+    check_servable(tmp_path, backends=backends, tensorrt_version="10.3.0.30", server="S")
