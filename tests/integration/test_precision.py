@@ -6,8 +6,10 @@ explicit model-control mode, so they go through the whole serving path.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from tests.integration.models import tiny_model
 from tritonhf import data
 from tritonhf.cli.main import main
 from tritonhf.client import TritonHFClient
-from tritonhf.errors import ExportError, RepositoryError, ValidationError
+from tritonhf.errors import ExportError, RepositoryError, TritonHFError, ValidationError
 from tritonhf.export.pipeline import ExportOptions, export_model
 from tritonhf.gate.acceptance import AcceptanceOptions, run_acceptance
 from tritonhf.gate.agreement import Thresholds
@@ -43,7 +45,7 @@ def grpc(server: TritonServer) -> Iterator[TritonHFClient]:
 @pytest.fixture(scope="module")
 def variants(
     repo: Path, classifier_source: Path, tiny_embedder: Path, grpc: TritonHFClient
-) -> dict[str, str]:
+) -> Iterator[dict[str, str]]:
     """Export and load: int8 of both tasks, an fp32 tiny embedder, python-torch of both."""
     exports = {
         "cls_int8": dict(model=str(classifier_source), precision=Precision.INT8),
@@ -52,10 +54,18 @@ def variants(
         "cls_torch": dict(model=str(classifier_source), runtime=Runtime.PYTHON_TORCH),
         "minilm_torch": dict(runtime=Runtime.PYTHON_TORCH),
     }
-    for name, options in exports.items():
-        export_model(ExportOptions(name=name, repo=repo, max_batch_size=16, **options))  # type: ignore[arg-type]
-        grpc.load_model(name)
-    return {name: name for name in exports}
+    try:
+        for name, options in exports.items():
+            export_model(ExportOptions(name=name, repo=repo, max_batch_size=16, **options))  # type: ignore[arg-type]
+            grpc.load_model(name)
+        yield {name: name for name in exports}
+    finally:
+        # Leave the session's repository as it was: later tests restart servers on it.
+        for name in exports:
+            for suffix in ("", "_tokenizer", "_model", "_feedback"):
+                with contextlib.suppress(TritonHFError):
+                    grpc.unload_model(f"{name}{suffix}")
+                shutil.rmtree(repo / f"{name}{suffix}", ignore_errors=True)
 
 
 def test_the_served_fp32_embedder_passes_the_gate_against_pytorch(server: TritonServer) -> None:

@@ -190,7 +190,9 @@ def test_the_client_recovers_from_a_server_restart_with_bounded_errors(
     config: ServerConfig = server_config(repo)
     first = TritonServer(config, log_path=tmp_path / "first.log")
     first.start()
-    retry = RetryPolicy(attempts=6, initial_backoff_s=0.2, max_backoff_s=1.0)
+    # Retries span ~15 s: a restart loads every model of the repository (several Python
+    # stubs each), which takes 5-11 s on a loaded 2-core machine.
+    retry = RetryPolicy(attempts=12, initial_backoff_s=0.2, max_backoff_s=1.5)
     client = TritonHFClient(config.grpc_url, retry=retry, timeout_s=10)
     second = TritonServer(config, log_path=tmp_path / "second.log")
     try:
