@@ -13,18 +13,23 @@ RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 FROM nvcr.io/nvidia/tritonserver:24.10-py3
 # The version in pyproject.toml (tests/deploy checks they agree).
 ARG TRITONHF_VERSION=0.1.0
+# true: also torch + transformers, for models exported with --runtime python-torch.
+ARG WITH_TORCH=false
 
 LABEL org.opencontainers.image.title="tritonhf-triton" \
       org.opencontainers.image.description="Triton 2.51 with the tritonhf Python-backend dependencies" \
       org.opencontainers.image.source="https://github.com/tritonhf/tritonhf" \
       org.opencontainers.image.licenses="Apache-2.0"
 
-COPY docker/requirements-triton.txt /opt/tritonhf/requirements-triton.txt
+COPY docker/requirements-triton.txt docker/requirements-triton-torch.txt /opt/tritonhf/
 # The stub runs the image's /usr/bin/python3 (3.10); install into it, without a pip cache.
 RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
     python3 -m pip install --no-cache-dir -r /opt/tritonhf/requirements-triton.txt \
  && python3 -m pip install --no-cache-dir --no-deps --no-index --find-links /wheels \
       "tritonhf==${TRITONHF_VERSION}" \
+ && if [ "${WITH_TORCH}" = "true" ]; then \
+      python3 -m pip install --no-cache-dir -r /opt/tritonhf/requirements-triton-torch.txt; \
+    fi \
  && python3 -c "import numpy, tokenizers, onnxruntime, tritonhf; assert numpy.__version__ < '2'"
 
 # The NGC image ships the non-root user triton-server with uid 1000; run as it.

@@ -415,11 +415,6 @@ def _pins(path: Path) -> dict[str, str]:
     return pins
 
 
-def _imports_reachable_from(paths: list[Path]) -> set[str]:
-    """Top-level modules imported by these files and by the tritonhf modules they reach."""
-    return {name.split(".")[0] for name in _reachable(paths)[1]}
-
-
 def _reachable(paths: list[Path]) -> tuple[set[Path], set[str]]:
     """The files reachable through tritonhf imports, and every dotted name they import."""
     seen: set[Path] = set()
@@ -448,16 +443,82 @@ def _reachable(paths: list[Path]) -> tuple[set[Path], set[str]]:
     return seen, found
 
 
+def _module_level_imports(path: Path) -> set[str]:
+    """Names imported when the module is imported: not those inside functions (run on call)."""
+    names: set[str] = set()
+    todo: list[ast.AST] = [ast.parse(path.read_text())]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        todo.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def _tritonhf_files(name: str) -> list[Path]:
+    parts = name.split(".")
+    found = []
+    for i in range(1, len(parts) + 1):  # the package __init__s run too
+        base = ROOT.joinpath(*parts[:i])
+        found += [c for c in (base.with_suffix(".py"), base / "__init__.py") if c.is_file()]
+    return found
+
+
+def _step_imports(step: Path) -> set[str]:
+    """Top-level modules a step needs: all its own imports, lazy ones included (they run when
+    it serves), and the module-level imports of every tritonhf module it reaches."""
+    direct = {n for node in ast.walk(ast.parse(step.read_text())) for n in _names(node)}
+    found = {n.split(".")[0] for n in direct}
+    todo = [f for n in direct if n.startswith("tritonhf") for f in _tritonhf_files(n)]
+    seen: set[Path] = {step}
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _module_level_imports(path):
+            found.add(name.split(".")[0])
+            if name.startswith("tritonhf"):
+                todo += _tritonhf_files(name)
+    return found
+
+
+def _names(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        return [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return []
+
+
+# Which requirement files of the Triton image each Python-backend step needs.
+STEP_REQUIREMENTS = {
+    "tokenizer.py": ("requirements-triton.txt",),
+    "onnx_runtime.py": ("requirements-triton.txt",),
+    "feedback.py": ("requirements-triton.txt",),
+    "torch_runtime.py": ("requirements-triton.txt", "requirements-triton-torch.txt"),
+}
+
+
 def test_triton_image_installs_everything_the_python_backend_steps_import() -> None:
-    imports = _imports_reachable_from(sorted((ROOT / "tritonhf" / "backends").glob("*.py")))
-    third_party = (
-        imports - set(sys.stdlib_module_names) - {"tritonhf", "triton_python_backend_utils"}
-    )
-    pins = _pins(ROOT / "docker" / "requirements-triton.txt")
-    distributions = {"numpy": "numpy", "tokenizers": "tokenizers", "onnxruntime": "onnxruntime"}
-    missing = {m for m in third_party if distributions.get(m) not in pins}
-    assert not missing, f"the Python-backend steps import {sorted(missing)}, not in the image"
-    assert pins["numpy"].startswith("1.")  # the 2.51 stub misreads BYTES tensors under numpy 2
+    steps = sorted(p for p in (ROOT / "tritonhf" / "backends").glob("*.py") if p.stem != "__init__")
+    assert {p.name for p in steps} == set(STEP_REQUIREMENTS), "list the new step's requirements"
+    for step in steps:
+        pins: dict[str, str] = {}
+        for requirements in STEP_REQUIREMENTS[step.name]:
+            pins.update(_pins(ROOT / "docker" / requirements))
+        third_party = _step_imports(step) - set(sys.stdlib_module_names)
+        third_party -= {"tritonhf", "triton_python_backend_utils"}
+        missing = {m for m in third_party if m.lower() not in pins}
+        assert not missing, f"{step.name} imports {sorted(missing)}, not installed in the image"
+    base = _pins(ROOT / "docker" / "requirements-triton.txt")
+    assert base["numpy"].startswith("1.")  # the 2.51 stub misreads BYTES tensors under numpy 2
+    assert "numpy" not in _pins(ROOT / "docker" / "requirements-triton-torch.txt")
 
 
 # Added after 3.10, which the NGC 24.10 image's Python-backend stub runs.
@@ -474,9 +535,10 @@ def test_python_backend_code_runs_on_the_images_python_310() -> None:
 
 def test_triton_image_pins_agree_with_constraints() -> None:
     image = _pins(ROOT / "docker" / "requirements-triton.txt")
+    image.update(_pins(ROOT / "docker" / "requirements-triton-torch.txt"))
     constraints = _pins(ROOT / "constraints.txt")
-    # onnxruntime: constraints.txt's version has no wheel for the NGC image's Python 3.10.
-    differs = {"onnxruntime"}
+    # constraints.txt's versions of these have no wheel for the NGC image's Python 3.10.
+    differs = {"onnxruntime", "transformers"}
     for name, version in image.items():
         if name not in differs:
             assert constraints.get(name) == version, (
