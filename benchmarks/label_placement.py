@@ -1,0 +1,97 @@
+"""Benchmark: do a classifier's label and score belong inside the ONNX graph, or after it.
+
+Exports a MiniLM classifier (seeded random 3-class head: timing does not depend on the
+weights) twice: PROBABILITIES only, and with ArgMax + LabelEncoder + ReduceMax appended
+(what `tritonhf export` ships). Runs both on the same corpus sentences one at a time,
+alternating rounds; the numpy variant does argmax, score and the label lookup as a separate
+postprocess would. Prints a table.
+
+    .venv/bin/python benchmarks/label_placement.py [--texts 200] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LABELS = ("negative", "neutral", "positive")
+
+
+def main() -> None:
+    """Export both variants, time them on the same sentences, print the table."""
+    import onnxruntime as ort
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from tritonhf import data
+    from tritonhf.export.onnx_export import (
+        add_label_outputs,
+        classifier_probabilities,
+        export_onnx,
+    )
+    from tritonhf.export.pipeline import load_fast_tokenizer
+    from tritonhf.export.source import DEFAULT_MODEL, resolve_model
+
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--texts", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    source = resolve_model(DEFAULT_MODEL)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(  # nosec B615 - local folder
+        source.path, num_labels=len(LABELS), attn_implementation="eager"
+    ).eval()
+    tokenizer = load_fast_tokenizer(source)
+    work = Path(tempfile.mkdtemp(prefix="label-bench-"))
+    export_onnx(classifier_probabilities(model), work / "probs.onnx", output="PROBABILITIES")
+    shutil.copyfile(work / "probs.onnx", work / "labels.onnx")
+    add_label_outputs(work / "labels.onnx", LABELS)
+    probs = ort.InferenceSession(str(work / "probs.onnx"), providers=["CPUExecutionProvider"])
+    labelled = ort.InferenceSession(str(work / "labels.onnx"), providers=["CPUExecutionProvider"])
+    feeds = []
+    for text in data.sentences()[: args.texts]:
+        batch = tokenizer([text], truncation=True, max_length=256, return_tensors="np")
+        feeds.append({k: batch[k].astype(np.int64) for k in ("input_ids", "attention_mask")})
+    names = np.array([label.encode() for label in LABELS], dtype=object)
+
+    def in_graph(feed: dict[str, Any]) -> Any:
+        label, score, _probabilities = labelled.run(["LABEL", "SCORE", "PROBABILITIES"], feed)
+        return np.vectorize(lambda x: str(x).encode(), otypes=[object])(label), score
+
+    def in_numpy(feed: dict[str, Any]) -> Any:
+        probabilities = probs.run(None, feed)[0]
+        best = probabilities.argmax(axis=1)
+        return names[best][:, None], probabilities.max(axis=1, keepdims=True)
+
+    functions: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "labels in graph": in_graph,
+        "labels in numpy": in_numpy,
+    }
+    runs: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(args.rounds):
+        for name, function in functions.items():
+            started = time.perf_counter()
+            for feed in feeds:
+                function(feed)
+            runs[name].append(len(feeds) / (time.perf_counter() - started))
+    agree = all(
+        (in_graph(f)[0] == in_numpy(f)[0]).all() and np.allclose(in_graph(f)[1], in_numpy(f)[1])
+        for f in feeds
+    )
+    base = max(runs["labels in graph"])
+    print(f"{'placement':<16} {'best sentences/s':>17} {'ratio':>6}")
+    for name, rates in runs.items():
+        print(f"{name:<16} {max(rates):>17.1f} {max(rates) / base:>6.2f}")
+    print(f"same labels and scores on {len(feeds)} sentences: {agree}")
+
+
+if __name__ == "__main__":
+    main()
