@@ -149,14 +149,12 @@ def quantize_int8(
     target: Path,
     *,
     gate: GateFn,
-    probe_gate: GateFn | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> QuantizationReport:
     """Quantize ``source`` to int8 into ``target``, as much as the acceptance gate allows.
 
     First every MatMul/Attention; if that fails the gate, each node is quantized alone to
-    measure what it costs (with ``probe_gate``, which may use fewer texts; default ``gate``),
-    and the most sensitive are kept in fp32, two more at a time,
+    measure what it costs, and the most sensitive are kept in fp32, two more at a time,
     until the gate passes. Refuses (`ValidationError` with the measured tables) when even
     keeping half of them in fp32 fails.
     """
@@ -174,7 +172,7 @@ def quantize_int8(
         probe = Path(tmp) / "probe.onnx"
         for node in nodes:
             _quantize(source, probe, (node,))
-            sensitivity[node] = _worst((probe_gate or gate)(probe))
+            sensitivity[node] = _worst(gate(probe))
     ranked = sorted(nodes, key=lambda n: sensitivity[n])
     limit = int(len(nodes) * MAX_FP32_SHARE)
     keep = 2

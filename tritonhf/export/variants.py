@@ -19,9 +19,6 @@ from tritonhf.gate.agreement import GateReport, Thresholds, classifier_gate, emb
 from tritonhf.gate.reference import onnx_outputs, torch_outputs
 from tritonhf.spec import Precision, Runtime, Task
 
-SENSITIVITY_TEXTS = 128
-"""Texts used to rank MatMuls by int8 sensitivity (the verdict always uses all of them)."""
-
 
 @dataclass(frozen=True)
 class VariantRequest:
@@ -97,11 +94,11 @@ def build_variant(
     progress(f"computing PyTorch reference outputs for the gate ({len(texts)} texts)")
     reference = torch_outputs(encoder, tokenizer, texts, max_length=max_length)
 
-    def gate(candidate: Path, *, limit: int | None = None) -> GateReport:
+    def gate(candidate: Path) -> GateReport:
         values, served_labels = onnx_outputs(
             candidate,
             tokenizer,
-            texts[:limit],
+            texts,
             max_length=max_length,
             output=output,
             with_labels=bool(labels),
@@ -110,7 +107,7 @@ def build_variant(
         if labels:
             return classifier_gate(
                 values,
-                reference[:limit],
+                reference,
                 thresholds=thresholds,
                 precision=request.precision,
                 subject=subject,
@@ -119,7 +116,7 @@ def build_variant(
             )
         return embedding_gate(
             values,
-            reference[:limit],
+            reference,
             thresholds=thresholds,
             precision=request.precision,
             subject=subject,
@@ -145,7 +142,6 @@ def build_variant(
             current,
             quantized,
             gate=gate,
-            probe_gate=lambda candidate: gate(candidate, limit=SENSITIVITY_TEXTS),
             progress=progress,
         )
         progress(result.summary())
