@@ -87,18 +87,24 @@ def dead_console(start_app: Any, tmp_path_factory: pytest.TempPathFactory) -> Ap
 def traffic(server: TritonServer) -> Iterator[None]:
     """Requests to ``minilm`` in the background while the test runs."""
     stop = threading.Event()
+    client = TritonHFClient(server.config.grpc_url, timeout_s=60)
+    # The first request imports tritonclient.grpc here, not in the thread: an import racing
+    # pytest's own iteration over sys.modules failed a run ("dictionary changed size").
+    client.encode(["the console should see this request"])
 
     def send() -> None:
-        with TritonHFClient(server.config.grpc_url, timeout_s=60) as client:
-            while not stop.is_set():
-                client.encode(["the console should see this request"])
-                stop.wait(0.1)
+        while not stop.is_set():
+            client.encode(["the console should see this request"])
+            stop.wait(0.1)
 
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
-    yield
-    stop.set()
-    sender.join(timeout=30)
+    try:
+        yield
+    finally:
+        stop.set()
+        sender.join(timeout=30)
+        client.close()
 
 
 @pytest.fixture
