@@ -135,10 +135,16 @@ class Browser:
         return path
 
 
-def save_docs_image(screenshot: Path, name: str, *, width: int = 960) -> Path:
-    """A small copy of ``screenshot`` for the README: ``docs/images/NAME.png``, 128 colours."""
+def save_docs_image(screenshot: Path, name: str, *, width: int = 960) -> Path | None:
+    """A small copy of ``screenshot`` for the README: ``docs/images/NAME.png``, 128 colours.
+
+    Only with ``TRITONHF_UPDATE_DOCS_IMAGES=1`` (like the golden files), so a test run leaves
+    the working tree clean.
+    """
     from PIL import Image
 
+    if os.environ.get("TRITONHF_UPDATE_DOCS_IMAGES") != "1":
+        return None
     target = ROOT / "docs" / "images" / f"{name}.png"
     target.parent.mkdir(parents=True, exist_ok=True)
     with Image.open(screenshot) as image:
