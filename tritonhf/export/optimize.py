@@ -17,7 +17,6 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tritonhf.errors import ExportError, ValidationError
 from tritonhf.gate.agreement import GateReport
@@ -195,10 +194,5 @@ def quantize_int8(
         f"int8 refused: no quantization that keeps at most {limit} of {len(nodes)} nodes in "
         f"fp32 passes the acceptance gate. Last attempt:\n{attempts[-1].table()}\n"
         "All of them quantized:\n"
-        f"{attempts[0].table()}\nserve --precision fp32 (optionally --optimize) instead"
+        f"{attempts[0].table()}\nexport with --precision fp32 (optionally --optimize) instead"
     )
-
-
-def graph_model_type(config: Any) -> str:
-    """The HF ``model_type`` of a loaded model's config (``bert``, ``roberta``, ...)."""
-    return str(getattr(config, "model_type", "") or "")
