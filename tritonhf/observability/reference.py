@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tritonhf.errors import ConfigError
 from tritonhf.observability.drift import (
     DEFAULT_MIN_SAMPLES,
@@ -22,7 +20,7 @@ from tritonhf.observability.drift import (
     label_profile,
     token_length_profile,
 )
-from tritonhf.spec import ATTENTION_MASK, INPUT_IDS, LABEL
+from tritonhf.spec import PROBABILITIES
 
 PACKAGE_CORPUS = "tritonhf/data/sentences.txt"
 
@@ -50,25 +48,21 @@ def predicted_labels(
     onnx_path: Path, tokenizer: Any, texts: Sequence[str], *, max_length: int, batch_size: int = 32
 ) -> list[str]:
     """The ``LABEL`` the exported classifier graph predicts for each text."""
-    import onnxruntime as ort
+    from tritonhf.gate.reference import onnx_outputs
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    found: list[str] = []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(
-            list(texts[start : start + batch_size]),
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="np",
-        )
-        feeds = {n: batch[n].astype(np.int64) for n in (INPUT_IDS, ATTENTION_MASK)}
-        (labels,) = session.run([LABEL], feeds)
-        found.extend(
-            item.decode("utf-8") if isinstance(item, bytes) else str(item)
-            for item in labels.reshape(-1)
-        )
-    return found
+    _, labels = onnx_outputs(
+        onnx_path,
+        tokenizer,
+        texts,
+        max_length=max_length,
+        output=PROBABILITIES,
+        with_labels=True,
+        batch_size=batch_size,
+    )
+    return [
+        item.decode("utf-8") if isinstance(item, bytes) else str(item)
+        for item in (labels if labels is not None else [])
+    ]
 
 
 def build_reference_profile(
