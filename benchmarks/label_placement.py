@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from alternating import alternate, print_rates
 
 LABELS = ("negative", "neutral", "positive")
 
@@ -75,21 +75,12 @@ def main() -> None:
         "labels in graph": in_graph,
         "labels in numpy": in_numpy,
     }
-    runs: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(args.rounds):
-        for name, function in functions.items():
-            started = time.perf_counter()
-            for feed in feeds:
-                function(feed)
-            runs[name].append(len(feeds) / (time.perf_counter() - started))
+    runs = alternate(functions, feeds, args.rounds)
     agree = all(
         (in_graph(f)[0] == in_numpy(f)[0]).all() and np.allclose(in_graph(f)[1], in_numpy(f)[1])
         for f in feeds
     )
-    base = max(runs["labels in graph"])
-    print(f"{'placement':<16} {'best sentences/s':>17} {'ratio':>6}")
-    for name, rates in runs.items():
-        print(f"{name:<16} {max(rates):>17.1f} {max(rates) / base:>6.2f}")
+    print_rates(runs, base="labels in graph")
     print(f"same labels and scores on {len(feeds)} sentences: {agree}")
 
 

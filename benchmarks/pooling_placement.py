@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from alternating import alternate, print_rates
 
 
 def main() -> None:
@@ -75,22 +75,13 @@ def main() -> None:
         mean = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
         return mean / np.linalg.norm(mean, axis=1, keepdims=True)
 
-    runs: dict[str, list[float]] = {"pooling in graph": [], "pooling in numpy": []}
     functions: dict[str, Callable[[dict[str, Any]], Any]] = {
         "pooling in graph": in_graph,
         "pooling in numpy": in_numpy,
     }
-    for _ in range(args.rounds):
-        for name, function in functions.items():
-            started = time.perf_counter()
-            for feed in feeds:
-                function(feed)
-            runs[name].append(len(feeds) / (time.perf_counter() - started))
+    runs = alternate(functions, feeds, args.rounds)
     diff = max(float(np.abs(in_graph(f) - in_numpy(f)).max()) for f in feeds)
-    base = max(runs["pooling in graph"])
-    print(f"{'placement':<18} {'best sentences/s':>17} {'ratio':>6}")
-    for name, rates in runs.items():
-        print(f"{name:<18} {max(rates):>17.1f} {max(rates) / base:>6.2f}")
+    print_rates(runs, base="pooling in graph")
     print(f"max |graph - numpy| = {diff:.2e} over {len(feeds)} sentences")
 
 
