@@ -43,6 +43,10 @@ VARIANTS: dict[str, dict[str, str]] = {
     "model2x1": {"model.instances": "2", "model.intra_op_threads": "1"},
     "tok2": {"tokenizer.instances": "2"},
     "both": {"model.instances": "2", "model.intra_op_threads": "1", "tokenizer.instances": "2"},
+    "t2x2": {"model.instances": "2", "model.intra_op_threads": "2"},
+    # One thread per instance while the other is busy, every core while it is idle.
+    "wide": {"model.widen_when_idle": "1"},
+    "narrow": {"model.widen_when_idle": "0"},
     "one": {"model.instances": "1", "model.intra_op_threads": "0", "tokenizer.instances": "1"},
     "preferred": {"model.preferred": "8,16,32"},
     # Triton's response cache on the ensemble (the server gets a 64 MiB local cache).

@@ -79,7 +79,7 @@ def _request(lengths: list[int]) -> dict[str, np.ndarray]:
 def test_grouped_run_returns_rows_in_request_order(slack: float) -> None:
     model = _model(slack)
     batches = [_request([5]), _request([150, 148]), _request([7, 6]), _request([149])]
-    (out,) = model.run_grouped(["EMBEDDING"], batches)
+    (out,) = model.run_grouped(model.session, ["EMBEDDING"], batches)
     expected = [n * (n + 1) / 2 for n in (5, 150, 148, 7, 6, 149)]
     assert out[:, 0].tolist() == expected
     assert model.session.widths == ([150] if slack == 0 else [7, 150])

@@ -172,6 +172,7 @@ def test_python_onnx_model_step_is_a_python_backend_with_ragged_inputs() -> None
     assert parameters(config) == {
         "intra_op_threads": "1",
         "intra_op_spinning": "0",
+        "widen_when_idle": "1",
         "length_group_slack": "1.5",
         "pipeline": "minilm",
     }

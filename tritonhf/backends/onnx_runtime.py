@@ -9,6 +9,9 @@ run as one ONNX Runtime call. The graph masks padding, so results do not depend 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ try:
 except ImportError:  # imported outside the server, by the unit tests
     pb_utils = None
 
+from tritonhf.backends.busy import BusyBoard
 from tritonhf.observability.drift import PROFILE_FILE
 from tritonhf.observability.steps import ModelObserver, now
 
@@ -40,6 +44,8 @@ class SessionSettings:
     """Let idle intra-op threads spin; off, they yield the cores to the tokenizer and Triton."""
     group_slack: float = 0.0
     """Split a batch by length where padding exceeds this many times its tokens (0: never)."""
+    widen_when_idle: bool = False
+    """Run a batch on every core while the step's other instances are idle (`BusyBoard`)."""
     pipeline: str = ""
     """The ensemble's name: the ``model`` label of the step's metrics and logs."""
 
@@ -52,6 +58,7 @@ class SessionSettings:
             intra_op_threads=int(params.get("intra_op_threads", 0)),
             spinning=params.get("intra_op_spinning", "1") != "0",
             group_slack=float(params.get("length_group_slack", 0)),
+            widen_when_idle=params.get("widen_when_idle", "0") == "1",
             pipeline=params.get("pipeline") or str(config.get("name", "")).removesuffix("_model"),
         )
 
@@ -109,29 +116,60 @@ def as_triton_array(array: NDArray[Any]) -> NDArray[Any]:
     return array
 
 
+def open_session(path: Path, *, threads: int, spinning: bool) -> Any:
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads (0: one per core)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class TritonPythonModel:
     """The model step as Triton's Python backend sees it."""
 
+    wide_session: Any = None
+    """A second session on every core, used while the other instances are idle."""
+    board: BusyBoard | None = None
+
     def initialize(self, args: dict[str, str]) -> None:
         """Open an ONNX Runtime session on the graph stored beside this file."""
-        import onnxruntime as ort
-
         config = json.loads(args["model_config"])
         self.settings = SessionSettings.from_model_config(config)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.settings.intra_op_threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.add_session_config_entry(
-            "session.intra_op.allow_spinning", "1" if self.settings.spinning else "0"
-        )
         version_dir = Path(args["model_repository"]) / args["model_version"]
-        self.session = ort.InferenceSession(
-            str(version_dir / ONNX_FILE), sess_options=options, providers=["CPUExecutionProvider"]
+        graph, spinning = version_dir / ONNX_FILE, self.settings.spinning
+        self.session = open_session(
+            graph, threads=self.settings.intra_op_threads, spinning=spinning
         )
+        cores = available_cores()
+        if self.settings.widen_when_idle and 0 < self.settings.intra_op_threads < cores:
+            self.wide_session = open_session(graph, threads=cores, spinning=spinning)
+            self.board = BusyBoard.for_instance(config["name"], args["model_instance_name"])
         self.observer = ModelObserver.create(
             pb_utils, self.settings.pipeline, version_dir / PROFILE_FILE
         )
+
+    def finalize(self) -> None:
+        """Release the busy board."""
+        if self.board is not None:
+            self.board.close()
+
+    @contextmanager
+    def batch_session(self) -> Iterator[Any]:
+        """The session for the next batch: every core if no other instance is running one."""
+        if self.board is None:
+            yield self.session
+            return
+        with self.board.running() as others_busy:
+            yield self.session if others_busy else self.wide_session
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """Run all requests of the dynamic batch as one padded ONNX Runtime call."""
@@ -158,7 +196,8 @@ class TritonPythonModel:
             self.observer.record([], [], rejected, started)
             return responses
         names = self.settings.output_names
-        outputs = self.run_grouped(list(names), [t for _, t in accepted])
+        with self.batch_session() as session:
+            outputs = self.run_grouped(session, list(names), [t for _, t in accepted])
         start = 0
         observed: list[dict[str, NDArray[Any]]] = []
         for index, tensors in accepted:
@@ -178,7 +217,7 @@ class TritonPythonModel:
         return responses
 
     def run_grouped(
-        self, names: list[str], batches: list[dict[str, NDArray[Any]]]
+        self, session: Any, names: list[str], batches: list[dict[str, NDArray[Any]]]
     ) -> list[NDArray[Any]]:
         """Run the requests as one call per length group; rows come back in request order."""
         groups = length_groups(
@@ -189,10 +228,10 @@ class TritonPythonModel:
         if len(groups) == 1:
             ordered = [batches[i] for i in groups[0]]
             if groups[0] == sorted(groups[0]):
-                return [as_triton_array(a) for a in self.session.run(names, stack_ragged(ordered))]
+                return [as_triton_array(a) for a in session.run(names, stack_ragged(ordered))]
         per_request: list[list[NDArray[Any]]] = [[] for _ in batches]
         for group in groups:
-            results = self.session.run(names, stack_ragged([batches[i] for i in group]))
+            results = session.run(names, stack_ragged([batches[i] for i in group]))
             start = 0
             for index in group:
                 stop = start + batches[index]["input_ids"].shape[0]

@@ -1,0 +1,61 @@
+"""The busy board the model step's instances share to pick their thread count."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from tritonhf.backends.busy import SLOTS, BusyBoard, instance_slot
+
+
+@pytest.mark.parametrize(
+    ("name", "slot"),
+    [("minilm_model_0_0", 0), ("minilm_model_0_1", 1), ("m_1_2", 18), ("no-suffix", 0)],
+)
+def test_slot_comes_from_the_instance_names_group_and_index(name: str, slot: int) -> None:
+    assert instance_slot(name) == slot
+
+
+def test_an_instance_sees_the_others_busy_only_while_they_run(tmp_path: Path) -> None:
+    path = tmp_path / "board"
+    first, second = BusyBoard(path, 0), BusyBoard(path, 1)
+    with first.running() as others:
+        assert others == 0
+        with second.running() as others_of_second:
+            assert others_of_second == 1
+    with second.running() as others:
+        assert others == 0
+    assert path.stat().st_size == SLOTS
+    first.close()
+    second.close()
+    assert not path.exists()
+
+
+def _hold(
+    path: Path, started: multiprocessing.synchronize.Event, done: multiprocessing.synchronize.Event
+) -> None:
+    board = BusyBoard(path, 3)
+    with board.running():
+        started.set()
+        done.wait(10)
+
+
+def test_the_board_is_shared_across_processes(tmp_path: Path) -> None:
+    path = tmp_path / "board"
+    board = BusyBoard(path, 0)
+    context = multiprocessing.get_context("spawn")
+    started, done = context.Event(), context.Event()
+    other = context.Process(target=_hold, args=(path, started, done))
+    other.start()
+    try:
+        assert started.wait(30)
+        with board.running() as others:
+            assert others == 1
+    finally:
+        done.set()
+        other.join(30)
+    with board.running() as others:
+        assert others == 0
+    board.close()

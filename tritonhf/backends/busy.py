@@ -1,0 +1,73 @@
+"""Which instances of a model step are running a batch right now, across their processes.
+
+Each Python-backend instance is its own process. They share a small file (in ``/dev/shm``
+where it exists) mapped into memory, one byte per instance: 1 while that instance runs a
+batch. A step reads it to decide how many threads a batch may use: all the cores when the
+other instances are idle (a lone request at concurrency 1), one when they are busy (so
+instances overlap batches instead of fighting for the cores). Reads and writes are plain
+bytes: a race costs one batch a less than ideal thread count, never a wrong result.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+SLOTS = 256
+_INSTANCE_SUFFIX = re.compile(r"_(\d+)_(\d+)$")
+
+
+def board_dir() -> Path:
+    """Shared memory where the OS has it (no disk writes), else the temporary folder."""
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+
+
+def instance_slot(instance_name: str) -> int:
+    """The byte an instance owns, from Triton's ``<model>_<group>_<index>`` instance name."""
+    found = _INSTANCE_SUFFIX.search(instance_name)
+    if found is None:
+        return 0
+    group, index = int(found.group(1)), int(found.group(2))
+    return (group * 16 + index) % SLOTS
+
+
+class BusyBoard:
+    """One byte per instance of one model in one server: is that instance running a batch?"""
+
+    def __init__(self, path: Path, slot: int) -> None:
+        self.path = path
+        self.slot = slot
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(descriptor).st_size < SLOTS:
+                os.ftruncate(descriptor, SLOTS)
+            self._map = mmap.mmap(descriptor, SLOTS)
+        finally:
+            os.close(descriptor)
+
+    @classmethod
+    def for_instance(cls, model: str, instance_name: str) -> BusyBoard:
+        """The board shared by ``model``'s instances in this server (the stubs' parent)."""
+        path = board_dir() / f"tritonhf-{os.getppid()}-{model}.busy"
+        return cls(path, instance_slot(instance_name))
+
+    @contextmanager
+    def running(self) -> Iterator[int]:
+        """Mark this instance busy for the block; yields how many others are busy."""
+        self._map[self.slot] = 1
+        try:
+            yield self._map[:].count(1) - 1
+        finally:
+            self._map[self.slot] = 0
+
+    def close(self) -> None:
+        """Unmap, and remove the file (instances that still map it keep their mapping)."""
+        self._map.close()
+        with suppress(OSError):
+            self.path.unlink()
