@@ -24,7 +24,7 @@ _INSTANCE_SUFFIX = re.compile(r"_(\d+)_(\d+)$")
 
 def board_dir() -> Path:
     """Shared memory where the OS has it (no disk writes), else the temporary folder."""
-    shm = Path("/dev/shm")
+    shm = Path("/dev/shm")  # noqa: S108  # nosec B108 - opened O_NOFOLLOW, mode 0600
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
 
 
@@ -38,12 +38,12 @@ def instance_slot(instance_name: str) -> int:
 
 
 class BusyBoard:
-    """One byte per instance of one model in one server: is that instance running a batch?"""
+    """One byte per instance of one model in one server: 1 while it runs a batch."""
 
     def __init__(self, path: Path, slot: int) -> None:
         self.path = path
         self.slot = slot
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             if os.fstat(descriptor).st_size < SLOTS:
                 os.ftruncate(descriptor, SLOTS)
