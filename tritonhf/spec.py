@@ -16,6 +16,7 @@ from tritonhf.errors import ConfigError
 __all__ = [
     "DEFAULT_MODEL_NAME",
     "DataType",
+    "Layout",
     "PipelineSpec",
     "Precision",
     "Runtime",
@@ -64,6 +65,18 @@ class Runtime(str, Enum):
     PYTHON_TORCH = "python-torch"
     """The HuggingFace model run by PyTorch in the Python backend (any architecture; GPU or
     CPU): for models that do not export, and the same-server baseline."""
+
+
+class Layout(str, Enum):
+    """How the ensemble's work is split into Triton models."""
+
+    SPLIT = "split"
+    """A tokenizer step feeds the model step (every runtime; the tokenizer scales apart)."""
+    MERGED = "merged"
+    """The model step tokenizes too: one Python-backend hop fewer (Python runtimes only)."""
+
+
+PYTHON_RUNTIMES = frozenset({Runtime.PYTHON_ONNX, Runtime.PYTHON_TORCH})
 
 
 class Precision(str, Enum):
@@ -135,8 +148,14 @@ class PipelineSpec:
     labels: tuple[str, ...] = ()
     """Class names in output order (``id2label``); classification only."""
     precision: Precision = Precision.FP32
+    layout: Layout = Layout.SPLIT
 
     def __post_init__(self) -> None:
+        if self.layout is Layout.MERGED and self.runtime not in PYTHON_RUNTIMES:
+            raise ConfigError(
+                f"the merged layout needs a Python-backend runtime (python-onnx, python-torch), "
+                f"not {self.runtime.value}: a native backend cannot tokenize; use --layout split"
+            )
         if self.task is Task.CLASSIFICATION and len(self.labels) < 2:
             raise ConfigError(
                 f"a classifier needs at least 2 labels (id2label), got {list(self.labels)}"
@@ -197,6 +216,18 @@ class PipelineSpec:
             TensorSpec(NUM_TOKENS, DataType.INT32, (1,)),
             TensorSpec(TRUNCATED, DataType.BOOL, (1,)),
         )
+
+    @property
+    def model_step_inputs(self) -> tuple[TensorSpec, ...]:
+        """What the model step takes: token tensors, or the text itself when merged."""
+        return self.ensemble_inputs if self.layout is Layout.MERGED else self.token_tensors
+
+    @property
+    def model_step_outputs(self) -> tuple[TensorSpec, ...]:
+        """What the model step returns: the graph's outputs, plus the text stats when merged."""
+        if self.layout is Layout.MERGED:
+            return self.ensemble_outputs
+        return self.model_outputs
 
     @property
     def tokenizer_outputs(self) -> tuple[TensorSpec, ...]:

@@ -8,6 +8,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from tritonhf.errors import ConfigError
 from tritonhf.repository.configs import (
     ONNXRUNTIME_PLATFORM,
     PYTHON_BACKEND,
@@ -19,7 +20,7 @@ from tritonhf.repository.configs import (
     to_pbtxt,
     tokenizer_config,
 )
-from tritonhf.spec import PipelineSpec, Precision, Runtime, Task
+from tritonhf.spec import Layout, PipelineSpec, Precision, Runtime, Task
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("TRITONHF_UPDATE_GOLDEN") == "1"
@@ -323,3 +324,31 @@ def test_the_ensemble_declares_its_precision(precision: Precision) -> None:
     config = ensemble_config(PipelineSpec(precision=precision))
 
     assert parameters(config)["precision"] == precision.value
+
+
+@pytest.mark.parametrize("runtime", [Runtime.PYTHON_ONNX, Runtime.PYTHON_TORCH], ids=str)
+def test_merged_ensemble_is_one_step_with_the_same_contract(runtime: Runtime) -> None:
+    split = PipelineSpec(runtime=runtime)
+    spec = PipelineSpec(runtime=runtime, layout=Layout.MERGED)
+    ensemble, model = ensemble_config(spec), model_config(spec, pad_token_id=3)
+
+    (only,) = ensemble.ensemble_scheduling.step
+    assert only.model_name == "minilm_model"
+    assert dict(only.input_map) == {"TEXT": "TEXT"}
+    assert set(only.output_map) == {o.name for o in model.output}
+    assert list(ensemble.input) == list(ensemble_config(split).input)
+    assert list(ensemble.output) == list(ensemble_config(split).output)
+    # The model step takes the ensemble's text and returns its outputs, so they agree.
+    assert list(model.input) == list(ensemble.input)
+    assert list(model.output) == list(ensemble.output)
+    assert parameters(model) == {
+        **parameters(model_config(split)),
+        **parameters(tokenizer_config(split, pad_token_id=3)),
+        "runtime": runtime.value,
+    }
+
+
+@pytest.mark.parametrize("runtime", [Runtime.ONNXRUNTIME, Runtime.TENSORRT], ids=str)
+def test_merged_layout_is_refused_for_native_backends(runtime: Runtime) -> None:
+    with pytest.raises(ConfigError, match="merged layout needs a Python-backend runtime"):
+        PipelineSpec(runtime=runtime, layout=Layout.MERGED)

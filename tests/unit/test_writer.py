@@ -15,7 +15,7 @@ from tritonhf.repository.configs import (
     tokenizer_config,
 )
 from tritonhf.repository.writer import StepArtifacts, write_repository
-from tritonhf.spec import PipelineSpec, Runtime
+from tritonhf.spec import Layout, PipelineSpec, Runtime
 
 TOKENIZER_SOURCE = Path(tritonhf.backends.tokenizer.__file__).read_text(encoding="utf-8")
 ONNX_STEP_SOURCE = Path(tritonhf.backends.onnx_runtime.__file__).read_text(encoding="utf-8")
@@ -133,6 +133,7 @@ def test_manifest_records_the_spec_and_the_exporter_provenance(
             "max_length": 200,
             "max_batch_size": 64,
             "precision": "fp32",
+            "layout": "split",
         },
         "version": 1,
         "source": "default",
@@ -230,3 +231,26 @@ def test_a_later_version_is_added_beside_the_serving_one(
 def test_version_zero_is_refused(tmp_path: Path, artifacts: StepArtifacts) -> None:
     with pytest.raises(RepositoryError, match="start at 1"):
         write_repository(spec=PipelineSpec(), repo=tmp_path, artifacts=artifacts, version=0)
+
+
+def test_merged_layout_writes_no_tokenizer_and_a_model_step_that_tokenizes(
+    tmp_path: Path, artifacts: StepArtifacts
+) -> None:
+    repo = tmp_path / "repo"
+    split = PipelineSpec(runtime=Runtime.PYTHON_ONNX)
+    write_repository(spec=split, repo=repo, artifacts=artifacts)
+    spec = PipelineSpec(runtime=Runtime.PYTHON_ONNX, layout=Layout.MERGED)
+
+    folders = write_repository(spec=spec, repo=repo, artifacts=artifacts)
+
+    assert folders == [repo / "minilm_model", repo / "minilm", repo / "minilm_feedback"]
+    assert not (repo / "minilm_tokenizer").exists()  # the split export's step is gone
+    version = repo / "minilm_model" / "1"
+    assert sorted(p.name for p in version.iterdir()) == ["model.onnx", "model.py", "tokenizer.json"]
+    assert (
+        (version / "model.py")
+        .read_text(encoding="utf-8")
+        .startswith('"""Triton Python-backend step for the merged layout')
+    )
+    config = parse_pbtxt((repo / "minilm_model" / "config.pbtxt").read_text(encoding="utf-8"))
+    assert config == model_config(spec)

@@ -31,6 +31,8 @@ from tritonhf.observability.steps import ModelObserver, now
 ONNX_FILE = "model.onnx"
 INPUT_NAMES = ("input_ids", "attention_mask")
 OBSERVED = ("LABEL", "SCORE", "EMBEDDING")
+TEXT_STATS = ("NUM_TOKENS", "TRUNCATED")
+"""Outputs of a merged step that its tokenizer, not the graph, produces (`backends.merged`)."""
 """Outputs handed to the observer (metrics, logs, drift)."""
 
 
@@ -54,7 +56,9 @@ class SessionSettings:
         """Read the settings from Triton's model config (JSON form)."""
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         return cls(
-            output_names=tuple(output["name"] for output in config["output"]),
+            output_names=tuple(
+                output["name"] for output in config["output"] if output["name"] not in TEXT_STATS
+            ),
             intra_op_threads=int(params.get("intra_op_threads", 0)),
             spinning=params.get("intra_op_spinning", "1") != "0",
             group_slack=float(params.get("length_group_slack", 0)),
@@ -96,6 +100,11 @@ def length_groups(widths: list[int], rows: list[int], slack: float) -> list[list
         count += size
     groups.append(current)
     return groups
+
+
+def observed(outputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
+    """The outputs the observer records (labels, scores, embeddings)."""
+    return {name: array for name, array in outputs.items() if name in OBSERVED}
 
 
 def check_token_inputs(tensors: dict[str, NDArray[Any]]) -> None:
@@ -192,29 +201,31 @@ class TritonPythonModel:
                 rejected.append((request.request_id(), exc))
                 continue
             accepted.append((index, tensors))
-        if not accepted:
-            self.observer.record([], [], rejected, started)
-            return responses
-        names = self.settings.output_names
-        with self.batch_session() as session:
-            outputs = self.run_grouped(session, list(names), [t for _, t in accepted])
-        start = 0
-        observed: list[dict[str, NDArray[Any]]] = []
-        for index, tensors in accepted:
-            stop = start + tensors["input_ids"].shape[0]
+        results = self.infer([tensors for _, tensors in accepted])
+        for (index, _), outputs in zip(accepted, results, strict=True):
             responses[index] = pb_utils.InferenceResponse(
-                output_tensors=[
-                    pb_utils.Tensor(name, array[start:stop])
-                    for name, array in zip(names, outputs, strict=True)
-                ]
+                output_tensors=[pb_utils.Tensor(name, array) for name, array in outputs.items()]
             )
-            observed.append(
-                {n: a[start:stop] for n, a in zip(names, outputs, strict=True) if n in OBSERVED}
+        request_ids = [requests[index].request_id() for index, _ in accepted]
+        self.observer.record(request_ids, [observed(r) for r in results], rejected, started)
+        return responses
+
+    def infer(self, batches: list[dict[str, NDArray[Any]]]) -> list[dict[str, NDArray[Any]]]:
+        """Each request's outputs (name -> rows), computed as few padded runs as pays."""
+        if not batches:
+            return []
+        names = list(self.settings.output_names)
+        with self.batch_session() as session:
+            outputs = self.run_grouped(session, names, batches)
+        results = []
+        start = 0
+        for tensors in batches:
+            stop = start + tensors["input_ids"].shape[0]
+            results.append(
+                {name: array[start:stop] for name, array in zip(names, outputs, strict=True)}
             )
             start = stop
-        request_ids = [requests[index].request_id() for index, _ in accepted]
-        self.observer.record(request_ids, observed, rejected, started)
-        return responses
+        return results
 
     def run_grouped(
         self, session: Any, names: list[str], batches: list[dict[str, NDArray[Any]]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,45 +159,69 @@ class TritonPythonModel:
     def execute(self, requests: list[Any]) -> list[Any]:
         """Tokenize every request of the dynamic batch in one call."""
         started = time.perf_counter()
-        responses: list[Any] = [None] * len(requests)
-        outcomes: list[RequestOutcome] = [RequestOutcome(r.request_id()) for r in requests]
-        texts: list[str] = []
-        spans: list[tuple[int, int, int]] = []
-        for index, request in enumerate(requests):
-            try:
-                decoded = decode_texts(
-                    pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy(),
-                    max_bytes=self.settings.max_text_bytes,
+        outcomes = [RequestOutcome(r.request_id()) for r in requests]
+        batches = tokenize_requests(
+            self.tokenizer,
+            self.settings,
+            [pb_utils.get_input_tensor_by_name(r, "TEXT").as_numpy() for r in requests],
+            outcomes,
+        )
+        responses = []
+        for batch, outcome in zip(batches, outcomes, strict=True):
+            if batch is None:
+                responses.append(error_response(str(outcome.error)))
+                continue
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[
+                        pb_utils.Tensor("input_ids", batch.input_ids),
+                        pb_utils.Tensor("attention_mask", batch.attention_mask),
+                        pb_utils.Tensor("NUM_TOKENS", batch.num_tokens),
+                        pb_utils.Tensor("TRUNCATED", batch.truncated),
+                    ]
                 )
-            except TextError as exc:
-                responses[index] = _error_response(str(exc))
-                outcomes[index].fail(exc)
-                continue
-            spans.append((index, len(texts), len(texts) + len(decoded)))
-            texts.extend(decoded)
-        encodings = self.tokenizer.encode_batch(texts) if texts else []
-        for index, start, stop in spans:
-            try:
-                check_not_empty(encodings[start:stop])
-            except TextError as exc:
-                responses[index] = _error_response(str(exc))
-                outcomes[index].fail(exc, texts[start:stop])
-                continue
-            batch = pad_encodings(encodings[start:stop], self.settings)
-            outcomes[index].succeed(texts[start:stop], batch.num_tokens, batch.truncated)
-            responses[index] = pb_utils.InferenceResponse(
-                output_tensors=[
-                    pb_utils.Tensor("input_ids", batch.input_ids),
-                    pb_utils.Tensor("attention_mask", batch.attention_mask),
-                    pb_utils.Tensor("NUM_TOKENS", batch.num_tokens),
-                    pb_utils.Tensor("TRUNCATED", batch.truncated),
-                ]
             )
         self.observer.record(outcomes, started)
         return responses
 
 
-def _error_response(message: str) -> Any:
+def tokenize_requests(
+    tokenizer: Any,
+    settings: TokenizerSettings,
+    raw_texts: Sequence[NDArray[Any]],
+    outcomes: Sequence[RequestOutcome],
+) -> list[TokenBatch | None]:
+    """Tokenize each request's TEXT tensor (all in one ``encode_batch`` call).
+
+    A request with bad text gets ``None`` and its outcome records the `TextError`; the others
+    are unaffected.
+    """
+    batches: list[TokenBatch | None] = [None] * len(raw_texts)
+    texts: list[str] = []
+    spans: list[tuple[int, int, int]] = []
+    for index, raw in enumerate(raw_texts):
+        try:
+            decoded = decode_texts(raw, max_bytes=settings.max_text_bytes)
+        except TextError as exc:
+            outcomes[index].fail(exc)
+            continue
+        spans.append((index, len(texts), len(texts) + len(decoded)))
+        texts.extend(decoded)
+    encodings = tokenizer.encode_batch(texts) if texts else []
+    for index, start, stop in spans:
+        try:
+            check_not_empty(encodings[start:stop])
+        except TextError as exc:
+            outcomes[index].fail(exc, texts[start:stop])
+            continue
+        batch = pad_encodings(encodings[start:stop], settings)
+        outcomes[index].succeed(texts[start:stop], batch.num_tokens, batch.truncated)
+        batches[index] = batch
+    return batches
+
+
+def error_response(message: str) -> Any:
+    """A response that fails one request with Triton's INVALID_ARG and ``message``."""
     return pb_utils.InferenceResponse(
         output_tensors=[], error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
     )

@@ -123,8 +123,13 @@ def run_bench(
     raw = options.out / "raw"
     input_data = write_input_data(texts, raw / f"input-{options.corpus}.json")
     lengths = None
-    tokenizer_json = options.repo / f"{options.models[0]}_tokenizer" / "1" / "tokenizer.json"
-    if tokenizer_json.is_file():
+    # The tokenizer step's file, or the model step's in the merged layout.
+    candidates = [
+        options.repo / f"{options.models[0]}{step}" / "1" / "tokenizer.json"
+        for step in ("_tokenizer", "_model")
+    ]
+    tokenizer_json = next((path for path in candidates if path.is_file()), None)
+    if tokenizer_json is not None:
         lengths = LengthStats.of(token_lengths(texts, tokenizer_json))
         progress(f"corpus {options.corpus}: {lengths.line()}")
     meta = machine_info()

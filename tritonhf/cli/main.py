@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from tritonhf.errors import TritonHFError
-from tritonhf.spec import DEFAULT_MODEL_NAME, Precision, Runtime, Task
+from tritonhf.spec import DEFAULT_MODEL_NAME, Layout, Precision, Runtime, Task
 
 log = logging.getLogger("tritonhf")
 
@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=Precision.FP32.value,
         help="fp16: GPUs; int8: dynamic quantization for CPUs. A variant that fails the "
         "acceptance gate against PyTorch is refused with the measured figures",
+    )
+    export.add_argument(
+        "--layout",
+        choices=[layout.value for layout in Layout],
+        default=Layout.SPLIT.value,
+        help="split: a tokenizer step feeds the model step; merged: the model step tokenizes "
+        "too, one Python-backend hop fewer (python-onnx, python-torch)",
     )
     export.add_argument(
         "--optimize",
@@ -300,6 +307,7 @@ def run_export(args: argparse.Namespace) -> int:
             atol=args.atol,
             allow_pickle_weights=args.allow_pickle_weights,
             precision=Precision(args.precision),
+            layout=Layout(args.layout),
             optimize=args.optimize,
             revision=args.revision,
             version=args.version,

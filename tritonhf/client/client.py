@@ -327,6 +327,19 @@ class TritonHFClient:
             self._configs[name] = config
         return self._configs[name]
 
+    def token_limit(self, model: str | None = None) -> int:
+        """The tokens per text the ensemble keeps before truncating (its export's max length).
+
+        Read from the ensemble's first step, which tokenizes in both layouts.
+        """
+        name = model or self.model
+        steps = self.model_config(name).get("ensemble_scheduling", {}).get("step", [])
+        first = steps[0]["model_name"] if steps else name
+        raw = self.model_config(first).get("parameters", {}).get("max_length", {})
+        if not str(raw.get("string_value", "")).isdigit():
+            raise ClientError(f"{name!r} declares no max_length: is it a tritonhf ensemble?")
+        return int(raw["string_value"])
+
     def load_model(self, model: str, *, version: int | None = None) -> None:
         """Load (or reload) ``model`` in explicit model-control mode.
 

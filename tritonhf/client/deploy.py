@@ -21,7 +21,11 @@ def deploy_pipeline(
     reloaded: list[str] = []
     # The model step first: it is the one most likely to fail (a bad graph). If a later
     # step fails, the steps already reloaded go back to the version that was serving.
-    for step in (spec.model_name, spec.tokenizer_name):
+    # A merged export has no tokenizer step: its model step tokenizes.
+    steps = [
+        s for s in (spec.model_name, spec.tokenizer_name) if s in serving or s == spec.model_name
+    ]
+    for step in steps:
         try:
             client.load_model(step, version=version)
         except DeployError:

@@ -33,6 +33,7 @@ from tritonhf.spec import (
     DEFAULT_MODEL_NAME,
     EMBEDDING,
     PROBABILITIES,
+    Layout,
     PipelineSpec,
     Precision,
     Runtime,
@@ -61,6 +62,8 @@ class ExportOptions:
     version: int = 1
     tuning: StepTuning = DEFAULT_TUNING
     precision: Precision = Precision.FP32
+    layout: Layout = Layout.SPLIT
+    """merged: the model step tokenizes too (Python runtimes; one hop fewer per request)."""
     optimize: bool = False
     """Apply ONNX Runtime's transformer fusions (attention, LayerNorm, GELU)."""
     thresholds: Thresholds | None = None
@@ -189,7 +192,8 @@ def _export_graph(
         progress=progress,
     )
     check_config_matches_onnx(
-        model_config(replace(spec, runtime=Runtime.PYTHON_ONNX)), variant.path
+        model_config(replace(spec, runtime=Runtime.PYTHON_ONNX, layout=Layout.SPLIT)),
+        variant.path,
     )
     return _OnnxStep(info, report, variant)
 
@@ -214,6 +218,7 @@ def export_model(
         max_batch_size=options.max_batch_size,
         labels=labels,
         precision=options.precision,
+        layout=options.layout,
     )
     request = VariantRequest(
         precision=options.precision,

@@ -71,14 +71,6 @@ def served_precision(config: dict[str, Any]) -> Precision:
     return Precision(raw) if raw else Precision.FP32
 
 
-def served_max_length(client: Any, model: str) -> int:
-    """The token limit of the ensemble's tokenizer step."""
-    steps = client.model_config(model).get("ensemble_scheduling", {}).get("step", [])
-    tokenizer = steps[0]["model_name"] if steps else f"{model}_tokenizer"
-    params = client.model_config(tokenizer).get("parameters", {})
-    return int(params["max_length"]["string_value"])
-
-
 def run_acceptance(
     options: AcceptanceOptions, *, progress: Callable[[str], None] = lambda _: None
 ) -> GateReport:
@@ -97,7 +89,7 @@ def run_acceptance(
         precision = options.precision or served_precision(config)
         labels_param = config.get("parameters", {}).get("labels", {}).get("string_value")
         task = Task.CLASSIFICATION if labels_param else Task.EMBEDDING
-        max_length = served_max_length(client, options.model)
+        max_length = client.token_limit(options.model)
         progress(f"sending {len(texts)} texts to {options.model} ({task.value}, {precision.value})")
         if task is Task.CLASSIFICATION:
             labels = tuple(json.loads(labels_param))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tritonhf.errors import ConfigError
-from tritonhf.spec import CORRECTED_LABEL, PipelineSpec, Runtime, TensorSpec
+from tritonhf.spec import CORRECTED_LABEL, Layout, PipelineSpec, Runtime, TensorSpec
 
 PYTHON_BACKEND = "python"
 ONNXRUNTIME_PLATFORM = "onnxruntime_onnx"
@@ -115,25 +115,31 @@ def tokenizer_config(
     _add_tensors(config.output, spec.tokenizer_outputs)
     _dynamic_batching(config, tuning.batching)
     _instances(config, tuning.tokenizer_instances)
-    # The native onnxruntime backend batches only equal shapes; bucketing lengths to a
-    # multiple of 16 lets requests of similar length share a batch. The python-onnx step
-    # takes ragged batches and pads itself, so it gets exact lengths.
-    multiple = 16 if spec.runtime in NATIVE_RUNTIMES else 1
-    _set_parameters(
-        config,
-        {
-            "max_length": str(spec.max_length),
-            "pad_token_id": str(pad_token_id),
-            "pad_to_multiple_of": str(multiple),
-            "max_text_bytes": str(tuning.max_text_bytes),
-            "pipeline": spec.name,
-        },
-    )
+    _set_parameters(config, _tokenizer_parameters(spec, pad_token_id, tuning))
     return config
 
 
-def model_config(spec: PipelineSpec, *, tuning: StepTuning = DEFAULT_TUNING) -> Any:
-    """The model step, for the runtime chosen in the spec."""
+def _tokenizer_parameters(
+    spec: PipelineSpec, pad_token_id: int, tuning: StepTuning
+) -> dict[str, str]:
+    """What the tokenizing step reads (`TokenizerSettings`): the tokenizer or a merged model."""
+    # The native onnxruntime backend batches only equal shapes; bucketing lengths to a
+    # multiple of 16 lets requests of similar length share a batch. The Python model steps
+    # take ragged batches and pad themselves, so they get exact lengths.
+    multiple = 16 if spec.runtime in NATIVE_RUNTIMES else 1
+    return {
+        "max_length": str(spec.max_length),
+        "pad_token_id": str(pad_token_id),
+        "pad_to_multiple_of": str(multiple),
+        "max_text_bytes": str(tuning.max_text_bytes),
+        "pipeline": spec.name,
+    }
+
+
+def model_config(
+    spec: PipelineSpec, *, tuning: StepTuning = DEFAULT_TUNING, pad_token_id: int = 0
+) -> Any:
+    """The model step, for the runtime chosen in the spec (merged: it tokenizes as well)."""
     config = _pb().ModelConfig(name=spec.model_name)
     config.max_batch_size = spec.max_batch_size
     if spec.runtime is Runtime.ONNXRUNTIME:
@@ -145,9 +151,13 @@ def model_config(spec: PipelineSpec, *, tuning: StepTuning = DEFAULT_TUNING) -> 
         _add_tensors(config.input, spec.token_tensors)
     else:
         config.backend = PYTHON_BACKEND
-        _add_tensors(config.input, spec.token_tensors, ragged=True)
+        merged = spec.layout is Layout.MERGED
+        _add_tensors(config.input, spec.model_step_inputs, ragged=not merged)
         on_gpu = tuning.model_on_gpu and spec.runtime is Runtime.PYTHON_TORCH
         _instances(config, tuning.model_instances, gpu=on_gpu)
+        if merged:  # `backends.merged` reads the tokenizer's settings and its runtime
+            _set_parameters(config, _tokenizer_parameters(spec, pad_token_id, tuning))
+            _set_parameters(config, {"runtime": spec.runtime.value})
         _set_parameters(
             config,
             {
@@ -158,18 +168,37 @@ def model_config(spec: PipelineSpec, *, tuning: StepTuning = DEFAULT_TUNING) -> 
                 "pipeline": spec.name,
             },
         )
-    _add_tensors(config.output, spec.model_outputs)
+    _add_tensors(config.output, spec.model_step_outputs)
     _dynamic_batching(config, tuning.batching)
     return config
 
 
 def ensemble_config(spec: PipelineSpec) -> Any:
-    """The ensemble clients call: TEXT -> tokenizer -> model -> EMBEDDING, NUM_TOKENS."""
+    """The ensemble clients call: TEXT -> tokenizer -> model -> EMBEDDING, NUM_TOKENS, ...
+
+    Merged layout: one step, the model step that tokenizes; the contract is the same.
+    """
     config = _pb().ModelConfig(name=spec.name, platform="ensemble")
     config.max_batch_size = spec.max_batch_size
     _add_tensors(config.input, spec.ensemble_inputs)
     _add_tensors(config.output, spec.ensemble_outputs)
     steps = config.ensemble_scheduling.step
+    if spec.layout is Layout.MERGED:
+        only = steps.add(model_name=spec.model_name, model_version=-1)
+        only.input_map["TEXT"] = "TEXT"
+        for tensor in spec.ensemble_outputs:
+            only.output_map[tensor.name] = tensor.name
+    else:
+        _split_steps(steps, spec)
+    # The precision tells `tritonhf validate` which acceptance thresholds apply.
+    _set_parameters(config, {"precision": spec.precision.value})
+    if spec.labels:
+        # Column order of PROBABILITIES, for clients (`TritonHFClient.classify`).
+        _set_parameters(config, {"labels": json.dumps(list(spec.labels))})
+    return config
+
+
+def _split_steps(steps: Any, spec: PipelineSpec) -> None:
     tokenize = steps.add(model_name=spec.tokenizer_name, model_version=-1)
     tokenize.input_map["TEXT"] = "TEXT"
     for tensor in spec.tokenizer_outputs:
@@ -179,12 +208,6 @@ def ensemble_config(spec: PipelineSpec) -> Any:
         infer.input_map[tensor.name] = tensor.name
     for tensor in spec.model_outputs:
         infer.output_map[tensor.name] = tensor.name
-    # The precision tells `tritonhf validate` which acceptance thresholds apply.
-    _set_parameters(config, {"precision": spec.precision.value})
-    if spec.labels:
-        # Column order of PROBABILITIES, for clients (`TritonHFClient.classify`).
-        _set_parameters(config, {"labels": json.dumps(list(spec.labels))})
-    return config
 
 
 def feedback_config(spec: PipelineSpec) -> Any:

@@ -1,4 +1,7 @@
-"""Write a pipeline's three models (tokenizer, model, ensemble) into a Triton repository."""
+"""Write a pipeline's models (tokenizer, model, ensemble, feedback) into a Triton repository.
+
+The merged layout writes no tokenizer: the model step tokenizes.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from tritonhf.repository.configs import (
     to_pbtxt,
     tokenizer_config,
 )
-from tritonhf.spec import PipelineSpec, Runtime
+from tritonhf.spec import Layout, PipelineSpec, Runtime
 
 CONFIG_FILE = "config.pbtxt"
 ONNX_FILE = "model.onnx"
@@ -67,6 +70,9 @@ def _model_step_files(spec: PipelineSpec, artifacts: StepArtifacts) -> dict[str,
     elif spec.runtime is Runtime.PYTHON_TORCH:
         files["model.py"] = _backend_source("torch_runtime")
         files[TORCH_SETTINGS_FILE] = json.dumps(artifacts.torch_settings, indent=2) + "\n"
+    if spec.layout is Layout.MERGED:
+        files["model.py"] = _backend_source("merged")
+        files["tokenizer.json"] = artifacts.tokenizer_json
     return files
 
 
@@ -119,25 +125,32 @@ def write_repository(
     model_files = _model_step_files(spec, artifacts)
     try:
         repo.mkdir(parents=True, exist_ok=True)
-        tokenizer_files: dict[str, Path | str] = {
-            "model.py": _backend_source("tokenizer"),
-            "tokenizer.json": artifacts.tokenizer_json,
-        }
+        folders = []
         if artifacts.drift_reference is not None:
-            tokenizer_files[PROFILE_FILE] = artifacts.drift_reference
             model_files[PROFILE_FILE] = artifacts.drift_reference
-        folders = [
-            _write_model(
-                repo,
-                spec.tokenizer_name,
-                tokenizer_config(spec, pad_token_id=artifacts.pad_token_id, tuning=tuning),
-                tokenizer_files,
-                version_number=version,
-            ),
+        if spec.layout is Layout.SPLIT:
+            tokenizer_files: dict[str, Path | str] = {
+                "model.py": _backend_source("tokenizer"),
+                "tokenizer.json": artifacts.tokenizer_json,
+            }
+            if artifacts.drift_reference is not None:
+                tokenizer_files[PROFILE_FILE] = artifacts.drift_reference
+            folders.append(
+                _write_model(
+                    repo,
+                    spec.tokenizer_name,
+                    tokenizer_config(spec, pad_token_id=artifacts.pad_token_id, tuning=tuning),
+                    tokenizer_files,
+                    version_number=version,
+                )
+            )
+        elif version == 1:
+            shutil.rmtree(repo / spec.tokenizer_name, ignore_errors=True)  # a split export's
+        folders += [
             _write_model(
                 repo,
                 spec.model_name,
-                model_config(spec, tuning=tuning),
+                model_config(spec, tuning=tuning, pad_token_id=artifacts.pad_token_id),
                 model_files,
                 version_number=version,
             ),
@@ -167,4 +180,5 @@ def _spec_dict(spec: PipelineSpec) -> dict[str, Any]:
         "max_length": spec.max_length,
         "max_batch_size": spec.max_batch_size,
         "precision": spec.precision.value,
+        "layout": spec.layout.value,
     }

@@ -26,7 +26,7 @@ from tritonhf.errors import (
     ServerUnavailableError,
 )
 from tritonhf.observability.client_metrics import ClientMetrics
-from tritonhf.spec import DEFAULT_MODEL_NAME, EMBEDDING, LABEL, PipelineSpec
+from tritonhf.spec import DEFAULT_MODEL_NAME, EMBEDDING, LABEL
 from tritonhf.ui.logic import RequestInfo, SearchIndex, served_version
 
 T = TypeVar("T")
@@ -185,13 +185,11 @@ class DemoService:
         return value, seconds * 1000.0
 
     def _max_length(self, client: TritonHFClient, model: str) -> int | None:
-        # The tokenizer step's config carries the token limit the export chose.
+        # The token limit the export chose; it only sharpens the truncation warning's wording.
         try:
-            config = client.model_config(PipelineSpec(name=model).tokenizer_name)
-        except Exception:  # noqa: BLE001  # the limit only sharpens the warning's wording
+            return client.token_limit(model)
+        except Exception:  # noqa: BLE001
             return None
-        raw = config.get("parameters", {}).get("max_length", {}).get("string_value")
-        return int(raw) if raw and raw.isdigit() else None
 
     def _info(
         self,
