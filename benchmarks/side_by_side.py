@@ -12,8 +12,9 @@ generator (benchmarks/closed_loop.py), one at a time:
 - ``pytriton``, ``litserve``: the peers, each serving the same ONNX graph and tokenizer with
   its own batching, from its own venv under build/bench-venvs/;
 - ``tritonhf grpc`` / ``tritonhf http``: ``tritonhf serve`` on a fresh export, via the client;
-- with an exporter that has ``--precision`` / ``--optimize``: ``tritonhf fused`` and
-  ``tritonhf int8`` (and their in-process ceilings).
+- with an exporter that has ``--layout``: ``tritonhf merged`` (the model step tokenizes);
+- with one that has ``--precision`` / ``--optimize``: ``tritonhf fused`` and ``tritonhf int8``
+  (and their in-process ceilings), served in the merged layout when there is one.
 
 Prints the tables with ratios and the issue's targets, and saves results.json and table.md
 under --out (default artifacts/bench/side-by-side).
@@ -56,14 +57,16 @@ def export_variants() -> dict[str, list[str]]:
         text=True,
         check=True,
     ).stdout
+    # The merged layout (the model step tokenizes); the graph variants are served merged too,
+    # so they compare with "merged" (same layout, default graph).
+    layout = ["--layout", "merged"] if "--layout" in help_text else []
+    if layout:
+        variants["merged"] = layout
     if "--precision" in help_text:
-        variants["fused"] = ["--precision", "fp32"] + (
-            ["--optimize"] if "--optimize" in help_text else []
-        )
+        optimize = ["--optimize"] if "--optimize" in help_text else []
+        variants["fused"] = ["--precision", "fp32", *optimize, *layout]
         # The gated int8: dynamic per-channel quantisation of the fused graph.
-        variants["int8"] = ["--precision", "int8"] + (
-            ["--optimize"] if "--optimize" in help_text else []
-        )
+        variants["int8"] = ["--precision", "int8", *optimize, *layout]
     return variants
 
 
@@ -260,7 +263,7 @@ def main() -> int:  # one linear script: the order of the runs is the point
         for m in ceilings("ort-nospin short", tuned, texts["short"], seconds)[:2]:
             record(m)
         for variant in variants:
-            if variant != "default":
+            if variant not in ("default", "merged"):  # merged serves the default graph
                 graph = OnnxEmbedder(
                     repos[variant] / f"{NAME}_model" / "1" / "model.onnx", tokenizer
                 )
@@ -286,6 +289,7 @@ def main() -> int:  # one linear script: the order of the runs is the point
             sweep(f"{label} grpc", grpc.make_call, "short", tritonhf_concurrencies)
             if variant == "default":
                 sweep(f"{label} http", http.make_call, "short", concurrencies)
+            if variant in ("default", "merged"):
                 for corpus in corpora[1:]:
                     sweep(f"{label} grpc {corpus}", grpc.make_call, corpus, [1, 8])
             rss[label] = rss_mb(grpc.pid)
@@ -403,38 +407,48 @@ def targets(results: Sequence[Measured], rss: dict[str, float]) -> list[str]:
         return f"- {number}. {text}: **{value:.2f}** (target {sign} {bound}) -> {verdict}"
 
     f = lambda s, c=None: _find(results, s, c)  # noqa: E731
-    out = [
-        line(
-            "1a",
-            "tritonhf gRPC c8 / in-process ORT batch 1 throughput (better of the two)",
-            _ratio(f("tritonhf grpc", 8), _best_ceiling(results, "batch 1")),
-            0.95,
-        ),
-        line(
-            "1b",
-            "tritonhf gRPC c1 p50 / in-process batch-1 p50",
-            _ratio(
-                f("tritonhf grpc", 1), _best_ceiling(results, "batch 1", latency=True), "p50_ms"
+    # The graph variants are served in the merged layout: compare them with its default graph.
+    graph_baseline = "tritonhf merged" if f("tritonhf merged grpc", 8) else "tritonhf"
+    out = []
+    for system in ("tritonhf", "tritonhf merged"):
+        if f(f"{system} grpc", 1) is None:
+            continue
+        out += [
+            line(
+                "1a",
+                f"{system} gRPC c8 / in-process ORT batch 1 throughput (better of the two)",
+                _ratio(f(f"{system} grpc", 8), _best_ceiling(results, "batch 1")),
+                0.95,
             ),
-            1.3,
-            lower=True,
-        ),
-        line(
-            "2",
-            "tritonhf gRPC c32 / in-process length-sorted batches of 32",
-            _ratio(f("tritonhf grpc", 32), _best_ceiling(results, "sorted 32")),
-            0.8,
-        ),
+            line(
+                "1b",
+                f"{system} gRPC c1 p50 / in-process batch-1 p50",
+                _ratio(
+                    f(f"{system} grpc", 1),
+                    _best_ceiling(results, "batch 1", latency=True),
+                    "p50_ms",
+                ),
+                1.3,
+                lower=True,
+            ),
+            line(
+                "2",
+                f"{system} gRPC c32 / in-process length-sorted batches of 32",
+                _ratio(f(f"{system} grpc", 32), _best_ceiling(results, "sorted 32")),
+                0.8,
+            ),
+        ]
+    out += [
         line(
             "3a",
-            "tritonhf int8 gRPC c8 / tritonhf (default fp32) gRPC c8",
-            _ratio(f("tritonhf int8 grpc", 8), f("tritonhf grpc", 8)),
+            f"tritonhf int8 gRPC c8 / {graph_baseline} (fp32) gRPC c8",
+            _ratio(f("tritonhf int8 grpc", 8), f(f"{graph_baseline} grpc", 8)),
             2.0,
         ),
         line(
             "3b",
-            "tritonhf fused fp32 gRPC c8 / tritonhf (default fp32) gRPC c8",
-            _ratio(f("tritonhf fused grpc", 8), f("tritonhf grpc", 8)),
+            f"tritonhf fused fp32 gRPC c8 / {graph_baseline} (default graph) gRPC c8",
+            _ratio(f("tritonhf fused grpc", 8), f(f"{graph_baseline} grpc", 8)),
             1.3,
         ),
     ]
@@ -483,19 +497,18 @@ def targets(results: Sequence[Measured], rss: dict[str, float]) -> list[str]:
             0.5,
             lower=True,
         ),
-        line(
-            "6a",
-            "long texts: tritonhf gRPC c8 / in-process batch 1 (long)",
-            _ratio(f("tritonhf grpc long", 8), f("ort long batch 1")),
-            0.95,
-        ),
-        line(
-            "6b",
-            "mixed texts: tritonhf gRPC c8 / in-process batch 1 (mixed)",
-            _ratio(f("tritonhf grpc mixed", 8), f("ort mixed batch 1")),
-            0.95,
-        ),
     ]
+    for system in ("tritonhf", "tritonhf merged"):
+        for number, corpus in (("6a", "long"), ("6b", "mixed")):
+            if f(f"{system} grpc {corpus}", 8) is not None:
+                out.append(
+                    line(
+                        number,
+                        f"{corpus} texts: {system} gRPC c8 / in-process batch 1 ({corpus})",
+                        _ratio(f(f"{system} grpc {corpus}", 8), f(f"ort {corpus} batch 1")),
+                        0.95,
+                    )
+                )
     memory = rss.get("tritonhf", float("nan"))
     out.append(
         line(
