@@ -47,6 +47,13 @@ VARIANTS: dict[str, dict[str, str]] = {
     # One thread per instance while the other is busy, every core while it is idle.
     "wide": {"model.widen_when_idle": "1"},
     "narrow": {"model.widen_when_idle": "0"},
+    # Padded tokens per ONNX Runtime call (0: one call per length group, however large).
+    "budget0": {"model.run_token_budget": "0"},
+    "budget128": {"model.run_token_budget": "128"},
+    "budget256": {"model.run_token_budget": "256"},
+    "budget512": {"model.run_token_budget": "512"},
+    # The --layout merged export (build/bench-work/merged, written by side_by_side.py).
+    "merged": {"export.merged": "1"},
     "one": {"model.instances": "1", "model.intra_op_threads": "0", "tokenizer.instances": "1"},
     "preferred": {"model.preferred": "8,16,32"},
     # Triton's response cache on the ensemble (the server gets a 64 MiB local cache).
@@ -81,12 +88,18 @@ def build_repo(source: Path, target: Path, variants: list[str]) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     for variant in variants:
         edits = VARIANTS[variant]
+        # "export.<folder>": another export beside ``source`` (build/bench-work/<folder>).
+        exports = [key.split(".", 1)[1] for key in edits if key.startswith("export.")]
+        origin = source.parent / exports[0] if exports else source
+        merged = not (origin / f"{NAME}_tokenizer").is_dir()
         for suffix, step, code in (
             ("", "ensemble", None),
             ("_tokenizer", "tokenizer", "tokenizer.py"),
-            ("_model", "model", "onnx_runtime.py"),
+            ("_model", "model", "merged.py" if merged else "onnx_runtime.py"),
         ):
-            shutil.copytree(source / f"{NAME}{suffix}", target / f"{variant}{suffix}")
+            if merged and step == "tokenizer":
+                continue
+            shutil.copytree(origin / f"{NAME}{suffix}", target / f"{variant}{suffix}")
             if code:
                 shutil.copyfile(package / code, target / f"{variant}{suffix}" / "1" / "model.py")
             path = target / f"{variant}{suffix}" / "config.pbtxt"

@@ -21,6 +21,7 @@ from tests.conftest import CLASSIFIER
 from tests.integration.models import tiny_model
 from tritonhf import data
 from tritonhf.client import TritonHFClient
+from tritonhf.client.deploy import deploy_pipeline
 from tritonhf.errors import InvalidInputError, TritonHFError
 from tritonhf.export.pipeline import ExportOptions, export_model
 from tritonhf.gate.acceptance import AcceptanceOptions, run_acceptance
@@ -149,3 +150,17 @@ def test_the_served_merged_embedder_passes_the_acceptance_gate(
         AcceptanceOptions(reference="default", model="minilm_merged", url=server.config.grpc_url)
     )
     assert report.passed, report.table()
+
+
+def test_deploy_reloads_a_merged_export_which_has_only_the_model_step(
+    merged: TritonHFClient, repo: Path
+) -> None:
+    step = repo / "tiny_onnx_merged_model"
+    shutil.copytree(step / "1", step / "2")
+    before = merged.embed(TEXTS[:4], model="tiny_onnx_merged")
+
+    states = deploy_pipeline(merged, model="tiny_onnx_merged")
+
+    ready = {s.name: s.version for s in states if s.ready}
+    assert ready == {"tiny_onnx_merged": "1", "tiny_onnx_merged_model": "2"}
+    np.testing.assert_allclose(merged.embed(TEXTS[:4], model="tiny_onnx_merged"), before)

@@ -48,6 +48,24 @@ def test_every_group_stays_within_the_slack(seed: int) -> None:
         assert padded <= 1.3 * real
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_the_token_budget_caps_every_group_but_never_splits_a_request(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    widths = [int(w) for w in rng.integers(3, 256, size=40)]
+    rows = [int(r) for r in rng.integers(1, 4, size=40)]
+    groups = step.length_groups(widths, rows, 0, 512)
+    assert sorted(i for g in groups for i in g) == list(range(40))
+    for group in groups:
+        padded = max(widths[i] for i in group) * sum(rows[i] for i in group)
+        assert padded <= 512 or len(group) == 1
+
+
+def test_long_texts_run_two_per_call_and_short_ones_together() -> None:
+    assert step.length_groups([200, 210, 205, 190], [1, 1, 1, 1], 1.5, 512) == [[3, 0], [2, 1]]
+    assert step.length_groups([16] * 32, [1] * 32, 1.5, 512) == [list(range(32))]
+    assert step.length_groups([300], [4], 1.5, 512) == [[0]]
+
+
 class FakeSession:
     """Records the batch widths it is given; answers each row with its own row sum."""
 

@@ -36,6 +36,7 @@ def test_export_defaults_to_the_offline_model_and_the_python_onnx_runtime() -> N
         "max_batch_size": 64,
         "runtime": "python-onnx",
         "precision": "fp32",
+        "layout": "split",
         "optimize": False,
         "opset": 17,
         "atol": 1e-4,

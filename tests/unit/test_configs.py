@@ -175,6 +175,7 @@ def test_python_onnx_model_step_is_a_python_backend_with_ragged_inputs() -> None
         "intra_op_spinning": "0",
         "widen_when_idle": "1",
         "length_group_slack": "1.5",
+        "run_token_budget": "512",
         "pipeline": "minilm",
     }
 

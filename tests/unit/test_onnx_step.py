@@ -111,7 +111,13 @@ def test_session_settings_read_what_the_config_writer_writes() -> None:
     )
 
     assert step.SessionSettings.from_model_config(as_json) == step.SessionSettings(
-        ("EMBEDDING",), 2, spinning=False, group_slack=1.5, widen_when_idle=True, pipeline="minilm"
+        ("EMBEDDING",),
+        2,
+        spinning=False,
+        group_slack=1.5,
+        run_token_budget=512,
+        widen_when_idle=True,
+        pipeline="minilm",
     )
 
 

@@ -4,6 +4,10 @@ Copied into the model repository as ``<name>_model/1/model.py`` for the ``python
 runtime. Its inputs are ragged (``allow_ragged_batch``), so Triton hands over requests of
 different sequence lengths in one batch; they are padded here to the batch's longest row and
 run as one ONNX Runtime call. The graph masks padding, so results do not depend on it.
+
+Each instance runs on ``intra_op_threads`` (1 by default) while another instance of the step
+is running a batch, and on every core while none is (`backends.busy.BusyBoard`): instances
+overlap batches under load, and a lone request is not held to one core.
 """
 
 from __future__ import annotations
@@ -31,9 +35,9 @@ from tritonhf.observability.steps import ModelObserver, now
 ONNX_FILE = "model.onnx"
 INPUT_NAMES = ("input_ids", "attention_mask")
 OBSERVED = ("LABEL", "SCORE", "EMBEDDING")
+"""Outputs handed to the observer (metrics, logs, drift)."""
 TEXT_STATS = ("NUM_TOKENS", "TRUNCATED")
 """Outputs of a merged step that its tokenizer, not the graph, produces (`backends.merged`)."""
-"""Outputs handed to the observer (metrics, logs, drift)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class SessionSettings:
     """Let idle intra-op threads spin; off, they yield the cores to the tokenizer and Triton."""
     group_slack: float = 0.0
     """Split a batch by length where padding exceeds this many times its tokens (0: never)."""
+    run_token_budget: int = 0
+    """Split a batch into ONNX Runtime calls of at most this many padded tokens (0: never)."""
     widen_when_idle: bool = False
     """Run a batch on every core while the step's other instances are idle (`BusyBoard`)."""
     pipeline: str = ""
@@ -62,6 +68,7 @@ class SessionSettings:
             intra_op_threads=int(params.get("intra_op_threads", 0)),
             spinning=params.get("intra_op_spinning", "1") != "0",
             group_slack=float(params.get("length_group_slack", 0)),
+            run_token_budget=int(params.get("run_token_budget", 0)),
             widen_when_idle=params.get("widen_when_idle", "0") == "1",
             pipeline=params.get("pipeline") or str(config.get("name", "")).removesuffix("_model"),
         )
@@ -78,21 +85,27 @@ def stack_ragged(batches: list[dict[str, NDArray[Any]]]) -> dict[str, NDArray[An
     return stacked
 
 
-def length_groups(widths: list[int], rows: list[int], slack: float) -> list[list[int]]:
-    """Group requests (by index) so that no group pads to more than ``slack`` x its tokens.
+def length_groups(
+    widths: list[int], rows: list[int], slack: float, budget: int = 0
+) -> list[list[int]]:
+    """Group requests (by index) into ONNX Runtime calls that waste little and stay small.
 
     Requests are taken shortest first; a request joins the current group unless padding the
-    group to its width would cost more than ``slack`` times the group's own tokens. A slack of
-    0 keeps one group in arrival order (everything padded to the longest request).
+    group to its width would cost more than ``slack`` times the group's own tokens, or the
+    group would hold more than ``budget`` padded tokens (a request alone may exceed it). 0
+    turns either rule off; with both off there is one group in arrival order (everything
+    padded to the longest request).
     """
-    if slack <= 0 or len(widths) < 2:
+    if (slack <= 0 and budget <= 0) or len(widths) < 2:
         return [list(range(len(widths)))]
     groups: list[list[int]] = []
     current: list[int] = []
     tokens = count = 0
     for index in sorted(range(len(widths)), key=widths.__getitem__):
         width, size = widths[index], rows[index]
-        if current and width * (count + size) > slack * (tokens + width * size):
+        padded = width * (count + size)
+        wasteful = slack > 0 and padded > slack * (tokens + width * size)
+        if current and (wasteful or 0 < budget < padded):
             groups.append(current)
             current, tokens, count = [], 0, 0
         current.append(index)
@@ -235,6 +248,7 @@ class TritonPythonModel:
             [b["input_ids"].shape[1] for b in batches],
             [b["input_ids"].shape[0] for b in batches],
             self.settings.group_slack,
+            self.settings.run_token_budget,
         )
         if len(groups) == 1:
             ordered = [batches[i] for i in groups[0]]

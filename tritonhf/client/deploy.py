@@ -17,14 +17,14 @@ def deploy_pipeline(
     version that fails to load raises `DeployError` and the old version keeps serving.
     """
     spec = PipelineSpec(name=model)
-    serving = {s.name: s.version for s in client.models() if s.ready}
+    index = client.models()
+    serving = {s.name: s.version for s in index if s.ready}
     reloaded: list[str] = []
     # The model step first: it is the one most likely to fail (a bad graph). If a later
     # step fails, the steps already reloaded go back to the version that was serving.
-    # A merged export has no tokenizer step: its model step tokenizes.
-    steps = [
-        s for s in (spec.model_name, spec.tokenizer_name) if s in serving or s == spec.model_name
-    ]
+    # A merged export has no tokenizer step in the repository: its model step tokenizes.
+    in_repository = {s.name for s in index}
+    steps = [spec.model_name] + [s for s in [spec.tokenizer_name] if s in in_repository]
     for step in steps:
         try:
             client.load_model(step, version=version)
