@@ -370,7 +370,9 @@ def render(
             else ceiling
         )
         x_ort = f"{m.throughput / reference.throughput:.2f}" if reference else "-"
-        memory = next((f"{v:.0f}" for k, v in rss.items() if m.system.startswith(k)), "")
+        # The longest system name the row starts with ("tritonhf int8", not "tritonhf").
+        owners = sorted((k for k in rss if m.system.startswith(k)), key=len, reverse=True)
+        memory = f"{rss[owners[0]]:.0f}" if owners else ""
         lines.append(
             f"| {m.system} | {m.concurrency} | {m.throughput:.1f} | {m.p50_ms:.1f} | "
             f"{m.p99_ms:.1f} | {m.errors} | {x_anc} | {x_ort} | {memory} |"
