@@ -502,6 +502,9 @@ STEP_REQUIREMENTS = {
     "onnx_runtime.py": ("requirements-triton.txt",),
     "feedback.py": ("requirements-triton.txt",),
     "torch_runtime.py": ("requirements-triton.txt", "requirements-triton-torch.txt"),
+    # The merged step wraps the python-onnx step, or the python-torch one (torch image only).
+    "merged.py": ("requirements-triton.txt",),
+    "busy.py": ("requirements-triton.txt",),
 }
 
 
