@@ -10,7 +10,6 @@ groups, thread widening, errors, metrics and logs are those of the two steps it 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 try:
@@ -20,15 +19,9 @@ except ImportError:  # imported outside the server, by the unit tests
 
 from tritonhf.backends.onnx_runtime import TritonPythonModel as OnnxStep
 from tritonhf.backends.onnx_runtime import observed
-from tritonhf.backends.tokenizer import (
-    TOKENIZER_FILE,
-    TokenizerSettings,
-    error_response,
-    load_tokenizer,
-    tokenize_requests,
-)
-from tritonhf.observability.drift import PROFILE_FILE
-from tritonhf.observability.steps import RequestOutcome, TokenizerObserver, now
+from tritonhf.backends.tokenizer import TritonPythonModel as TokenizerStep
+from tritonhf.backends.tokenizer import error_response
+from tritonhf.observability.steps import now
 
 
 def runtime_step(runtime: str) -> OnnxStep:
@@ -42,32 +35,20 @@ def runtime_step(runtime: str) -> OnnxStep:
     return OnnxStep()
 
 
-class TritonPythonModel:
+class TritonPythonModel(TokenizerStep):
     """The merged step as Triton's Python backend sees it: TEXT in, the ensemble's outputs out."""
 
     def initialize(self, args: dict[str, str]) -> None:
         """Load the tokenizer and the runtime's model step from the files beside this one."""
-        config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        self.engine = runtime_step(params.get("runtime", "python-onnx"))
+        super().initialize(args)
+        parameters = json.loads(args["model_config"]).get("parameters", {})
+        self.engine = runtime_step(parameters.get("runtime", {}).get("string_value", "python-onnx"))
         self.engine.initialize(args)
-        self.settings = TokenizerSettings.from_model_config(config)
-        version_dir = Path(args["model_repository"]) / args["model_version"]
-        self.tokenizer = load_tokenizer(version_dir / TOKENIZER_FILE, self.settings.max_length)
-        self.observer = TokenizerObserver.create(
-            pb_utils, self.settings.pipeline, version_dir / PROFILE_FILE
-        )
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """Tokenize the dynamic batch in one call, then run it as the model step does."""
         started = now()
-        outcomes = [RequestOutcome(r.request_id()) for r in requests]
-        batches = tokenize_requests(
-            self.tokenizer,
-            self.settings,
-            [pb_utils.get_input_tensor_by_name(r, "TEXT").as_numpy() for r in requests],
-            outcomes,
-        )
+        outcomes, batches = self.tokenize(requests)
         responses: list[Any] = [
             error_response(str(outcome.error)) if batch is None else None
             for batch, outcome in zip(batches, outcomes, strict=True)

@@ -156,9 +156,8 @@ class TritonPythonModel:
             pb_utils, self.settings.pipeline, version_dir / PROFILE_FILE
         )
 
-    def execute(self, requests: list[Any]) -> list[Any]:
-        """Tokenize every request of the dynamic batch in one call."""
-        started = time.perf_counter()
+    def tokenize(self, requests: list[Any]) -> tuple[list[RequestOutcome], list[TokenBatch | None]]:
+        """Each request's outcome and tokens (``None`` where its text was rejected)."""
         outcomes = [RequestOutcome(r.request_id()) for r in requests]
         batches = tokenize_requests(
             self.tokenizer,
@@ -166,6 +165,12 @@ class TritonPythonModel:
             [pb_utils.get_input_tensor_by_name(r, "TEXT").as_numpy() for r in requests],
             outcomes,
         )
+        return outcomes, batches
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        """Tokenize every request of the dynamic batch in one call."""
+        started = time.perf_counter()
+        outcomes, batches = self.tokenize(requests)
         responses = []
         for batch, outcome in zip(batches, outcomes, strict=True):
             if batch is None:
