@@ -22,7 +22,7 @@ from tests.integration.models import tiny_model
 from tritonhf import data
 from tritonhf.client import TritonHFClient
 from tritonhf.client.deploy import deploy_pipeline
-from tritonhf.errors import InvalidInputError, TritonHFError
+from tritonhf.errors import ClientError, InvalidInputError, TritonHFError
 from tritonhf.export.pipeline import ExportOptions, export_model
 from tritonhf.gate.acceptance import AcceptanceOptions, run_acceptance
 from tritonhf.server.launcher import TritonServer
@@ -71,6 +71,8 @@ def test_a_merged_export_has_no_tokenizer_step_and_a_one_step_ensemble(
     steps = merged.model_config("minilm_merged")["ensemble_scheduling"]["step"]
     assert [step["model_name"] for step in steps] == ["minilm_merged_model"]
     assert merged.token_limit("minilm_merged") == merged.token_limit("minilm") == 256
+    with pytest.raises(ClientError, match="declares no max_length"):
+        merged.token_limit("minilm_feedback")  # not an ensemble that tokenizes
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
