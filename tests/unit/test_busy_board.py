@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,25 @@ def test_the_board_is_shared_across_processes(tmp_path: Path) -> None:
     with board.running() as others:
         assert others == 0
     board.close()
+
+
+def test_boards_of_servers_that_are_gone_are_removed_when_an_instance_starts(
+    tmp_path: Path,
+) -> None:
+    gone = tmp_path / f"tritonhf-{_exited_pid()}-minilm_model.busy"
+    alive = tmp_path / f"tritonhf-{os.getpid()}-other_model.busy"
+    for path in (gone, alive):
+        path.write_bytes(bytes(SLOTS))
+
+    board = BusyBoard.for_instance("minilm_model", "minilm_model_0_0", tmp_path)
+
+    assert not gone.exists()
+    assert alive.exists()
+    assert board.path == tmp_path / f"tritonhf-{os.getppid()}-minilm_model.busy"
+    board.close()
+
+
+def _exited_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid

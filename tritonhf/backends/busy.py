@@ -37,6 +37,25 @@ def instance_slot(instance_name: str) -> int:
     return (group * 16 + index) % SLOTS
 
 
+def remove_stale_boards(folder: Path) -> None:
+    """Delete the boards of servers that are gone (stopped before their models' finalize ran)."""
+    for path in folder.glob("tritonhf-*-*.busy"):
+        server = path.name.split("-")[1]
+        if server.isdigit() and not _running(int(server)):
+            with suppress(OSError):
+                path.unlink()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: running
+        return True
+    return True
+
+
 class BusyBoard:
     """One byte per instance of one model in one server: 1 while it runs a batch."""
 
@@ -52,9 +71,11 @@ class BusyBoard:
             os.close(descriptor)
 
     @classmethod
-    def for_instance(cls, model: str, instance_name: str) -> BusyBoard:
+    def for_instance(cls, model: str, instance_name: str, folder: Path | None = None) -> BusyBoard:
         """The board shared by ``model``'s instances in this server (the stubs' parent)."""
-        path = board_dir() / f"tritonhf-{os.getppid()}-{model}.busy"
+        folder = folder or board_dir()
+        remove_stale_boards(folder)
+        path = folder / f"tritonhf-{os.getppid()}-{model}.busy"
         return cls(path, instance_slot(instance_name))
 
     @contextmanager
