@@ -6,6 +6,7 @@ completely each time, so traffic from other tests does not matter.
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections.abc import Iterator
 
@@ -19,8 +20,23 @@ from tritonhf.observability.drift import ALERT_THRESHOLD, DEFAULT_WINDOW, LABEL,
 from tritonhf.server.launcher import TritonServer
 
 
-def drift_scores(server: TritonServer, model: str) -> dict[str, float]:
-    """``tritonhf_drift_psi`` per feature for ``model``, read from Triton's metrics port."""
+def drift_scores(server: TritonServer, model: str, timeout_s: float = 10) -> dict[str, float]:
+    """``tritonhf_drift_psi`` per feature for ``model`` once the steps have recorded it all.
+
+    The steps record after responding, so the scores are read until two reads 0.3 s apart agree.
+    """
+    deadline = time.monotonic() + timeout_s
+    last = _scores(server, model)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = _scores(server, model)
+        if now == last:
+            break
+        last = now
+    return last
+
+
+def _scores(server: TritonServer, model: str) -> dict[str, float]:
     with urllib.request.urlopen(server.config.metrics_url, timeout=5) as response:  # noqa: S310
         text = response.read().decode("utf-8")
     return {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -140,9 +141,15 @@ def test_bad_text_is_a_typed_error_and_the_merged_step_keeps_serving(
         merged.encode(["a fine sentence", text], model="minilm_merged")
 
     assert merged.embed(["still serving"], model="minilm_merged").shape == (1, 384)
-    with urllib.request.urlopen(server.config.metrics_url, timeout=10) as response:  # noqa: S310
-        metrics = response.read().decode()
-    assert 'tritonhf_invalid_inputs_total{model="minilm_merged"' in metrics
+    counted = 'tritonhf_invalid_inputs_total{model="minilm_merged"'
+    deadline = time.monotonic() + 10  # the step records after it has responded
+    while True:
+        with urllib.request.urlopen(server.config.metrics_url, timeout=10) as response:  # noqa: S310
+            metrics = response.read().decode()
+        if counted in metrics or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert counted in metrics
 
 
 def test_the_served_merged_embedder_passes_the_acceptance_gate(

@@ -236,6 +236,7 @@ def test_tokenizer_observer_logs_counts_and_text_only_as_configured(mode: TextLo
     bad.fail(error, ["   "])
 
     observer.record([ok, bad], started=0.0)
+    observer.flush()
 
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["request_id"] == "req-1"
@@ -264,6 +265,7 @@ def test_a_failing_recorder_never_fails_the_step() -> None:
 
     observer.record([outcome], started=0.0)
     observer.record([outcome], started=0.0)
+    observer.close()
 
     events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
     assert events.count("observability_error") == 1
@@ -460,3 +462,47 @@ def test_client_metrics_count_a_refused_call_as_an_error_of_its_type(closed_port
 
     labels = {"model": "minilm", "operation": "feedback", "error": "InvalidInputError"}
     assert registry.get_sample_value("tritonhf_client_errors_total", labels) == 1
+
+
+class FakeMetricsApi:
+    """``pb_utils``'s metrics API as the steps call it, recording each message it would send."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, float]] = []
+        api = self
+
+        class Metric:
+            def __init__(self, family: str) -> None:
+                self.family = family
+
+            def set(self, value: float) -> None:
+                api.sent.append((self.family, "set", value))
+
+            def increment(self, value: float) -> None:
+                api.sent.append((self.family, "increment", value))
+
+        class MetricFamily:
+            COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
+
+            def __init__(self, name: str, description: str, kind: str) -> None:
+                self.name = name
+
+            def Metric(self, labels: dict[str, str], buckets: object = None) -> Metric:
+                return Metric(self.name)
+
+        self.MetricFamily = MetricFamily
+
+
+def test_a_gauge_set_to_its_current_value_sends_nothing() -> None:
+    api = FakeMetricsApi()
+    metrics = m.TritonMetrics(api, "minilm")
+
+    for value in (512, 512, 512, 0.25, 0.25, 512):
+        metrics.set(m.DRIFT_SAMPLES, value, "token_length")
+    metrics.increment(m.TEXTS, 0)
+
+    assert api.sent == [
+        ("tritonhf_drift_window_samples", "set", 512.0),
+        ("tritonhf_drift_window_samples", "set", 0.25),
+        ("tritonhf_drift_window_samples", "set", 512.0),
+    ]

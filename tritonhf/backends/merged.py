@@ -71,5 +71,6 @@ class TritonPythonModel(TokenizerStep):
         return responses
 
     def finalize(self) -> None:
-        """Release what the model step holds."""
+        """Record what is still queued and release what the model step holds."""
+        super().finalize()
         self.engine.finalize()

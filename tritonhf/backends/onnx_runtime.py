@@ -180,7 +180,8 @@ class TritonPythonModel:
         )
 
     def finalize(self) -> None:
-        """Release the busy board."""
+        """Record what is still queued and release the busy board."""
+        self.observer.close()
         if self.board is not None:
             self.board.close()
 

@@ -156,6 +156,10 @@ class TritonPythonModel:
             pb_utils, self.settings.pipeline, version_dir / PROFILE_FILE
         )
 
+    def finalize(self) -> None:
+        """Record what is still queued."""
+        self.observer.close()
+
     def tokenize(self, requests: list[Any]) -> tuple[list[RequestOutcome], list[TokenBatch | None]]:
         """Each request's outcome and tokens (``None`` where its text was rejected)."""
         outcomes = [RequestOutcome(r.request_id()) for r in requests]

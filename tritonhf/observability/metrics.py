@@ -152,6 +152,7 @@ class TritonMetrics:
         self.model = model
         self._families: dict[str, Any] = {}
         self._metrics: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._gauges: dict[tuple[str, tuple[str, ...]], float] = {}
 
     def _metric(self, metric: MetricDef, values: Sequence[str]) -> Any:
         key = (metric.name, tuple(values))
@@ -179,8 +180,12 @@ class TritonMetrics:
             counter.increment(float(amount))
 
     def set(self, metric: MetricDef, value: float, *labels: str) -> None:
-        """Set a gauge."""
+        """Set a gauge; a value equal to the last one set costs no message."""
+        key = (metric.name, labels)
+        if self._gauges.get(key) == float(value):
+            return
         self._metric(metric, labels).set(float(value))
+        self._gauges[key] = float(value)
 
     def observe(self, metric: MetricDef, value: float, *labels: str) -> None:
         """Observe one histogram value."""

@@ -1,7 +1,8 @@
 """What the Python-backend steps record per batch: JSON log lines, metrics, drift.
 
-The steps hand over plain numpy results; everything here is best effort: a failure to record
-is logged once per batch and never fails a request.
+The steps hand over plain numpy results and return; the recording runs on the observer's own
+thread (`BackgroundRecorder`), off the request path. Everything here is best effort: a
+failure to record is logged once per model load and never fails a request.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tritonhf.observability import metrics as m
+from tritonhf.observability.background import BackgroundRecorder
 from tritonhf.observability.drift import LABEL, TOKEN_LENGTH, DriftWindow, ReferenceProfile
 from tritonhf.observability.logs import (
     TextLogging,
@@ -74,7 +76,11 @@ def _window(profile: ReferenceProfile | None, feature: str) -> DriftWindow | Non
 
 
 class _Observer:
-    """Shared set-up: the JSON logger (configured here, at the step's load), metrics, drift."""
+    """Shared set-up: the JSON logger (configured here, at the step's load), metrics, drift.
+
+    ``record`` queues a batch for the recording thread; `flush` waits for it and `close`
+    (from the step's ``finalize``) records what is queued and stops the thread.
+    """
 
     step = ""
 
@@ -91,6 +97,17 @@ class _Observer:
         self.text_logging = text_logging
         self.log = configure_json_logging()
         self._warned = False
+        self.recorder = BackgroundRecorder(
+            f"tritonhf-{self.step}-recorder", on_error=self._recording_failed
+        )
+
+    def flush(self) -> None:
+        """Wait until every batch queued so far is recorded."""
+        self.recorder.flush()
+
+    def close(self) -> None:
+        """Record what is queued and stop the recording thread."""
+        self.recorder.close()
 
     def _update_drift(self, window: DriftWindow | None, feature: str) -> float | None:
         if window is None:
@@ -130,11 +147,8 @@ class TokenizerObserver(_Observer):
         )
 
     def record(self, outcomes: Sequence[RequestOutcome], started: float) -> None:
-        """Log each request and update the metrics for the batch."""
-        try:
-            self._record(outcomes, elapsed_ms(started))
-        except Exception as exc:  # noqa: BLE001  # recording never fails a request
-            self._recording_failed(exc)
+        """Queue the batch: each request is logged and the metrics updated off the request path."""
+        self.recorder.submit(self._record, outcomes, elapsed_ms(started))
 
     def _record(self, outcomes: Sequence[RequestOutcome], latency_ms: float) -> None:
         texts = tokens = truncated = 0
@@ -209,11 +223,8 @@ class ModelObserver(_Observer):
         errors: Sequence[tuple[str, Exception]],
         started: float,
     ) -> None:
-        """Log each request (answered or rejected) and update the batch's metrics."""
-        try:
-            self._record(request_ids, outputs, errors, elapsed_ms(started))
-        except Exception as exc:  # noqa: BLE001  # recording never fails a request
-            self._recording_failed(exc)
+        """Queue the batch: each request (answered or rejected) is logged, the metrics updated."""
+        self.recorder.submit(self._record, request_ids, outputs, errors, elapsed_ms(started))
 
     def _record(
         self,
