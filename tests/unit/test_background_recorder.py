@@ -106,3 +106,18 @@ def test_the_observer_returns_before_a_slow_recording_finishes() -> None:
     (line,) = (json.loads(text) for text in stream.getvalue().splitlines())
     assert line["request_id"] == "slow-1"
     assert line["latency_ms"] < 100  # measured when the step handed the batch over
+
+
+def test_an_observer_whose_thread_is_gone_warns_once_and_never_raises() -> None:
+    stream = io.StringIO()
+    observer = TokenizerObserver(_NoMetrics(), "minilm", None, TextLogging.OFF)
+    observer.log = configure_json_logging(stream, logger="tritonhf.test.closed-recorder")
+    observer.close()
+    outcome = RequestOutcome("late")
+    outcome.succeed(["a"], np.array([[3]]), np.array([[False]]))
+
+    observer.record([outcome], started=time.perf_counter())
+    observer.record([outcome], started=time.perf_counter())
+
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert events == ["observability_error"]

@@ -101,6 +101,12 @@ class _Observer:
             f"tritonhf-{self.step}-recorder", on_error=self._recording_failed
         )
 
+    def _submit(self, record: Any, *args: Any) -> None:
+        try:
+            self.recorder.submit(record, *args)
+        except RuntimeError as exc:  # the thread is gone: recording never fails a request
+            self._recording_failed(exc)
+
     def flush(self) -> None:
         """Wait until every batch queued so far is recorded."""
         self.recorder.flush()
@@ -148,7 +154,7 @@ class TokenizerObserver(_Observer):
 
     def record(self, outcomes: Sequence[RequestOutcome], started: float) -> None:
         """Queue the batch: each request is logged and the metrics updated off the request path."""
-        self.recorder.submit(self._record, outcomes, elapsed_ms(started))
+        self._submit(self._record, outcomes, elapsed_ms(started))
 
     def _record(self, outcomes: Sequence[RequestOutcome], latency_ms: float) -> None:
         texts = tokens = truncated = 0
@@ -224,7 +230,7 @@ class ModelObserver(_Observer):
         started: float,
     ) -> None:
         """Queue the batch: each request (answered or rejected) is logged, the metrics updated."""
-        self.recorder.submit(self._record, request_ids, outputs, errors, elapsed_ms(started))
+        self._submit(self._record, request_ids, outputs, errors, elapsed_ms(started))
 
     def _record(
         self,
