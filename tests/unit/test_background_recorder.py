@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 import time
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from tritonhf.observability import metrics as m
-from tritonhf.observability.background import BackgroundRecorder
+from tritonhf.observability.background import RECORDING_NICE, BackgroundRecorder
 from tritonhf.observability.logs import TextLogging, configure_json_logging
 from tritonhf.observability.steps import RequestOutcome, TokenizerObserver, _NoMetrics
 
@@ -32,6 +33,36 @@ def test_calls_run_on_another_thread_in_the_order_submitted() -> None:
     assert [i for i, _ in ran] == list(range(200))
     assert {name for _, name in ran} == {"test-recorder"}
     recorder.close()
+
+
+def own_nice() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+def test_a_niced_recorder_lowers_only_its_own_thread() -> None:
+    seen: list[Exception] = []
+    recorder = BackgroundRecorder("niced", on_error=seen.append, nice=RECORDING_NICE)
+    caller = own_nice()
+    nice: list[int] = []
+
+    recorder.submit(lambda: nice.append(own_nice()))
+    recorder.flush()
+    recorder.close()
+
+    assert nice == [max(caller, RECORDING_NICE)]
+    assert own_nice() == caller
+    assert not seen
+
+
+def test_the_observers_record_at_the_lowest_priority() -> None:
+    observer = TokenizerObserver(_NoMetrics(), "pipe", None, TextLogging.OFF)
+    nice: list[int] = []
+
+    observer.recorder.submit(lambda: nice.append(own_nice()))
+    observer.flush()
+    observer.close()
+
+    assert nice == [19]
 
 
 def test_a_failing_call_is_reported_and_the_next_one_still_runs() -> None:

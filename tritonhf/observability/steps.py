@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tritonhf.observability import metrics as m
-from tritonhf.observability.background import BackgroundRecorder
+from tritonhf.observability.background import RECORDING_NICE, BackgroundRecorder
 from tritonhf.observability.drift import LABEL, TOKEN_LENGTH, DriftWindow, ReferenceProfile
 from tritonhf.observability.logs import (
     TextLogging,
@@ -98,7 +98,7 @@ class _Observer:
         self.log = configure_json_logging()
         self._warned = False
         self.recorder = BackgroundRecorder(
-            f"tritonhf-{self.step}-recorder", on_error=self._recording_failed
+            f"tritonhf-{self.step}-recorder", on_error=self._recording_failed, nice=RECORDING_NICE
         )
 
     def _submit(self, record: Any, *args: Any) -> None:
