@@ -46,6 +46,7 @@ def test_stack_ragged_keeps_int64_and_a_single_request_unchanged() -> None:
     assert stacked["input_ids"].dtype == np.int64
     assert stacked["attention_mask"].dtype == np.int64
     np.testing.assert_array_equal(stacked["input_ids"], one["input_ids"])
+    assert stacked["attention_mask"] is one["attention_mask"]  # passed through, not copied
 
 
 def test_stack_ragged_output_runs_through_an_onnx_graph(tiny_onnx: Path) -> None:

@@ -75,13 +75,25 @@ class SessionSettings:
 
 
 def stack_ragged(batches: list[dict[str, NDArray[Any]]]) -> dict[str, NDArray[Any]]:
-    """Pad every request's token tensors to the longest one and stack them into one batch."""
+    """Pad every request's token tensors to the longest one and stack them into one batch.
+
+    One request passes through as it is; otherwise each input is written once into a zeroed
+    array (``np.pad`` + ``np.concatenate`` cost ~0.1 ms per request, most of it Python).
+    """
+    if len(batches) == 1:
+        return {name: batches[0][name] for name in INPUT_NAMES}
     width = max(batch["input_ids"].shape[1] for batch in batches)
+    rows = sum(batch["input_ids"].shape[0] for batch in batches)
     stacked = {}
     for name in INPUT_NAMES:
-        stacked[name] = np.concatenate(
-            [np.pad(b[name], ((0, 0), (0, width - b[name].shape[1]))) for b in batches]
-        )
+        dtype = np.result_type(*(batch[name] for batch in batches))
+        padded = np.zeros((rows, width), dtype=dtype)
+        start = 0
+        for batch in batches:
+            tensor = batch[name]
+            padded[start : start + tensor.shape[0], : tensor.shape[1]] = tensor
+            start += tensor.shape[0]
+        stacked[name] = padded
     return stacked
 
 
