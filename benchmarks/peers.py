@@ -3,7 +3,7 @@
 Every ``start_*`` is a context manager yielding a `Served`: how to make a per-worker call and
 the server's process id (for RSS). The peers run from their own virtual environments under
 ``build/bench-venvs/`` (see ``ensure_venv``): PyTriton pins numpy<2 and an old tritonclient,
-LitServe wants numpy 2, and neither belongs in the project's environment.
+LitServe and BentoML want numpy 2, and none of them belongs in the project's environment.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ VENVS = HERE.parent / "build" / "bench-venvs"
 PEER_PACKAGES = {
     "pytriton": ["nvidia-pytriton==0.7.0", "onnxruntime", "tokenizers"],
     "litserve": ["litserve", "onnxruntime", "tokenizers", "numpy"],
+    "bentoml": ["bentoml", "onnxruntime", "tokenizers", "numpy"],
 }
 
 
@@ -157,6 +158,36 @@ def start_litserve(
     with _process(command, logs / "litserve.log") as process:
         wait_http(f"http://127.0.0.1:{port}/health", process)
         yield Served(_json_post(f"http://127.0.0.1:{port}/predict"), process.pid)
+
+
+@contextlib.contextmanager
+def start_bentoml(
+    onnx: Path, tokenizer: Path, port: int, logs: Path, log: Callable[[str], None]
+) -> Iterator[Served]:
+    """BentoML with adaptive batching (its defaults, max 32) on the same graph and tokenizer."""
+    python = ensure_venv("bentoml", log)
+    env = {
+        **os.environ,
+        "BENCH_ONNX": str(onnx),
+        "BENCH_TOKENIZER": str(tokenizer),
+        "BENTOML_DO_NOT_TRACK": "True",  # no usage reports from a benchmark
+    }
+    command = [
+        str(python),
+        "-m",
+        "bentoml",
+        "serve",
+        "bentoml_server:Embed",
+        "--working-dir",
+        str(SERVERS),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with _process(command, logs / "bentoml.log", env=env) as process:
+        wait_http(f"http://127.0.0.1:{port}/readyz", process)
+        yield Served(_json_post(f"http://127.0.0.1:{port}/embed"), process.pid)
 
 
 @contextlib.contextmanager

@@ -9,8 +9,8 @@ generator (benchmarks/closed_loop.py), one at a time:
 - ``fastapi-torch``: the ancestor's design, FastAPI + PyTorch eager in one process;
 - ``ort batch 1`` / ``ort sorted 32`` / ``ort arrival 32``: ONNX Runtime in this process, no
   server: one text per call, length-sorted batches of 32, and batches of 32 in corpus order;
-- ``pytriton``, ``litserve``: the peers, each serving the same ONNX graph and tokenizer with
-  its own batching, from its own venv under build/bench-venvs/;
+- ``pytriton``, ``litserve``, ``bentoml``: the peers, each serving the same ONNX graph and
+  tokenizer with its own batching, from its own venv under build/bench-venvs/;
 - ``tritonhf grpc`` / ``tritonhf http``: ``tritonhf serve`` on a fresh export, via the client;
 - with an exporter that has ``--layout``: ``tritonhf merged`` (the model step tokenizes);
 - with one that has ``--precision`` / ``--optimize``: ``tritonhf fused`` and ``tritonhf int8``
@@ -36,10 +36,17 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 from closed_loop import Measured, in_process, run_for  # noqa: E402
-from peers import start_fastapi, start_litserve, start_pytriton, start_tritonhf  # noqa: E402
+from peers import (  # noqa: E402
+    start_bentoml,
+    start_fastapi,
+    start_litserve,
+    start_pytriton,
+    start_tritonhf,
+)
 from servers.onnx_embedder import OnnxEmbedder  # noqa: E402
 
 WORK = HERE.parent / "build" / "bench-work"
+PEERS = ("pytriton", "litserve", "bentoml")
 NAME = "minilm"
 
 
@@ -134,7 +141,11 @@ def versions() -> dict[str, str]:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             found[package] = "-"
-    for venv, package in (("pytriton", "nvidia-pytriton"), ("litserve", "litserve")):
+    for venv, package in (
+        ("pytriton", "nvidia-pytriton"),
+        ("litserve", "litserve"),
+        ("bentoml", "bentoml"),
+    ):
         site = sorted((WORK.parent / "bench-venvs" / venv / "lib").glob("python*/site-packages"))
         dists = metadata.distributions(path=[str(s) for s in site])
         found[package] = next(
@@ -182,7 +193,7 @@ def main() -> int:  # one linear script: the order of the runs is the point
     parser.add_argument("--concurrency", default=None, help="default 1,8,32 (quick: 1,8)")
     parser.add_argument(
         "--systems",
-        default="ceiling,fastapi,pytriton,litserve,tritonhf,variants",
+        default="ceiling,fastapi,pytriton,litserve,bentoml,tritonhf,variants",
         help="comma-separated subset to run",
     )
     parser.add_argument("--reuse", action="store_true", help="reuse exports in build/bench-work")
@@ -199,7 +210,6 @@ def main() -> int:  # one linear script: the order of the runs is the point
     reuse = args.reuse or args.quick
 
     meta = machine_info()
-    meta.update(versions())
     source = resolve_model(DEFAULT_MODEL)
     variants = export_variants() if "variants" in systems else {"default": []}
     repos: dict[str, Path] = {}
@@ -281,6 +291,10 @@ def main() -> int:  # one linear script: the order of the runs is the point
         with start_litserve(onnx, tokenizer, free_ports(1)[0], logs, log) as served:
             sweep("litserve", served.make_call, "short", concurrencies)
             rss["litserve"] = rss_mb(served.pid)
+    if "bentoml" in systems:
+        with start_bentoml(onnx, tokenizer, free_ports(1)[0], logs, log) as served:
+            sweep("bentoml", served.make_call, "short", concurrencies)
+            rss["bentoml"] = rss_mb(served.pid)
     for variant in variants if ("tritonhf" in systems or "variants" in systems) else []:
         if variant == "default" and "tritonhf" not in systems:
             continue
@@ -295,6 +309,7 @@ def main() -> int:  # one linear script: the order of the runs is the point
             rss[label] = rss_mb(grpc.pid)
 
     meta["load average after"] = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    meta.update(versions())  # after the runs: a peer's venv may be created by its first run
     report = render(results, rss, meta, corpora)
     print(report)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -481,8 +496,9 @@ def targets(results: Sequence[Measured], rss: dict[str, float]) -> list[str]:
             lower=True,
         ),
     ]
-    peers8 = [m for m in (f("pytriton", 8), f("litserve", 8)) if m]
-    peers1 = [m for m in (f("pytriton", 1), f("litserve", 1)) if m]
+    # Every peer counts, errors or not: a peer that fails requests is still a user's choice.
+    peers8 = [m for m in (f(p, 8) for p in PEERS) if m]
+    peers1 = [m for m in (f(p, 1) for p in PEERS) if m]
     best_peer8 = max(peers8, key=lambda m: m.throughput, default=None)
     best_peer1 = min(peers1, key=lambda m: m.p50_ms, default=None)
     out += [
