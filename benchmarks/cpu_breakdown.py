@@ -56,24 +56,6 @@ def niced_seconds(pid: int, nice: int = RECORDING_NICE) -> float:
     return total
 
 
-def process_tree(root: int) -> list[int]:
-    """``root`` and its descendants (Triton and its stubs)."""
-    children: dict[int, list[int]] = {}
-    for entry in PROC.iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int(_stat_fields(entry / "stat")[1])
-            except OSError:
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
 def process_label(pid: int) -> str:
     """``tritonserver``, or ``stub <model instance>`` for a Python-backend stub."""
     argv = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
@@ -121,6 +103,7 @@ def breakdown(
 def main() -> int:
     """Serve, sweep, print."""
     from tritonhf.bench.corpus import load_corpus
+    from tritonhf.server.process import process_tree
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repo", type=Path, default=HERE.parent / "build/bench-work/default")
