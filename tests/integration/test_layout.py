@@ -7,7 +7,6 @@ and truncation flags, the same typed errors, and the server stays up.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import time
 import urllib.request
@@ -19,11 +18,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import CLASSIFIER
+from tests.integration.loaded import unload_pipelines
 from tests.integration.models import tiny_model
 from tritonhf import data
 from tritonhf.client import TritonHFClient
 from tritonhf.client.deploy import deploy_pipeline
-from tritonhf.errors import ClientError, InvalidInputError, TritonHFError
+from tritonhf.errors import ClientError, InvalidInputError
 from tritonhf.export.pipeline import ExportOptions, export_model
 from tritonhf.gate.acceptance import AcceptanceOptions, run_acceptance
 from tritonhf.server.launcher import TritonServer
@@ -57,12 +57,8 @@ def merged(
                 client.load_model(name)
             yield client
         finally:
-            # Leave the session's repository as it was: later tests restart servers on it.
-            for name in exports:
-                for suffix in ("", "_model", "_feedback"):
-                    with contextlib.suppress(TritonHFError):
-                        client.unload_model(f"{name}{suffix}")
-                    shutil.rmtree(repo / f"{name}{suffix}", ignore_errors=True)
+            # Leave the session's repository and server as they were: later tests use both.
+            unload_pipelines(client, server, repo, exports)
 
 
 def test_a_merged_export_has_no_tokenizer_step_and_a_one_step_ensemble(

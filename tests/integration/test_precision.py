@@ -6,10 +6,8 @@ explicit model-control mode, so they go through the whole serving path.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,11 +15,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import CLASSIFIER
+from tests.integration.loaded import unload_pipelines
 from tests.integration.models import tiny_model
 from tritonhf import data
 from tritonhf.cli.main import main
 from tritonhf.client import TritonHFClient
-from tritonhf.errors import ExportError, RepositoryError, TritonHFError, ValidationError
+from tritonhf.errors import ExportError, RepositoryError, ValidationError
 from tritonhf.export.pipeline import ExportOptions, export_model
 from tritonhf.gate.acceptance import AcceptanceOptions, run_acceptance
 from tritonhf.gate.agreement import Thresholds
@@ -44,7 +43,11 @@ def grpc(server: TritonServer) -> Iterator[TritonHFClient]:
 
 @pytest.fixture(scope="module")
 def variants(
-    repo: Path, classifier_source: Path, tiny_embedder: Path, grpc: TritonHFClient
+    repo: Path,
+    classifier_source: Path,
+    tiny_embedder: Path,
+    grpc: TritonHFClient,
+    server: TritonServer,
 ) -> Iterator[dict[str, str]]:
     """Export and load: int8 of both tasks, an fp32 tiny embedder, python-torch of both."""
     exports = {
@@ -60,12 +63,8 @@ def variants(
             grpc.load_model(name)
         yield {name: name for name in exports}
     finally:
-        # Leave the session's repository as it was: later tests restart servers on it.
-        for name in exports:
-            for suffix in ("", "_tokenizer", "_model", "_feedback"):
-                with contextlib.suppress(TritonHFError):
-                    grpc.unload_model(f"{name}{suffix}")
-                shutil.rmtree(repo / f"{name}{suffix}", ignore_errors=True)
+        # Leave the session's repository and server as they were: later tests use both.
+        unload_pipelines(grpc, server, repo, exports)
 
 
 def test_the_served_fp32_embedder_passes_the_gate_against_pytorch(server: TritonServer) -> None:
