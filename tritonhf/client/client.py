@@ -413,8 +413,16 @@ class TritonHFClient:
         )
 
     def embed(self, texts: Sequence[str], *, model: str | None = None) -> NDArray[Any]:
-        """Embed ``texts``: a float32 array ``(len(texts), dim)`` of L2-normalised vectors."""
-        return self.encode(texts, model=model).embeddings
+        """Embed ``texts``: a float32 array ``(len(texts), dim)`` of L2-normalised vectors.
+
+        Asks the server for the embeddings alone (`encode` adds token counts and truncation),
+        so two outputs fewer are serialised, sent and parsed.
+        """
+        name = model or self.model
+        with self._tracked(name, "encode", len(texts)):
+            found = self._run(texts, name, (EMBEDDING,), _new_request_id(None))
+        embeddings: NDArray[Any] = found[EMBEDDING]
+        return embeddings
 
     def labels(self, model: str | None = None) -> tuple[str, ...]:
         """A classifier's class names, in the column order of its probabilities."""
