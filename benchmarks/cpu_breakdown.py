@@ -26,10 +26,11 @@ sys.path.insert(0, str(HERE))
 from closed_loop import Call, run_for  # noqa: E402
 from peers import start_tritonhf  # noqa: E402
 
+from tritonhf.observability.background import RECORDING_NICE  # noqa: E402
+
 PROC = Path("/proc")
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 INSTANCE = re.compile(rb"_\d+_\d+$")
-RECORDING_NICE = 19
 
 
 def _stat_fields(path: Path) -> list[str]:
@@ -37,10 +38,14 @@ def _stat_fields(path: Path) -> list[str]:
     return path.read_text().rsplit(")", 1)[1].split()
 
 
+def _cpu(fields: list[str]) -> float:
+    # utime + stime, in clock ticks (fields 14 and 15 of proc(5), counted from 1).
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of one process, all its threads."""
-    fields = _stat_fields(PROC / str(pid) / "stat")
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return _cpu(_stat_fields(PROC / str(pid) / "stat"))
 
 
 def niced_seconds(pid: int, nice: int = RECORDING_NICE) -> float:
@@ -52,7 +57,7 @@ def niced_seconds(pid: int, nice: int = RECORDING_NICE) -> float:
         except OSError:  # the thread ended
             continue
         if int(fields[16]) == nice:
-            total += (int(fields[11]) + int(fields[12])) / TICKS
+            total += _cpu(fields)
     return total
 
 
@@ -94,7 +99,8 @@ def breakdown(
         "| process | cores | CPU ms per request |",
         "|---|---:|---:|",
     ]
-    for used, name in [*rows, (recording, "of which the steps' recording threads (nice 19)")]:
+    recording_row = f"of which the steps' recording threads (nice {RECORDING_NICE})"
+    for used, name in [*rows, (recording, recording_row)]:
         if used >= 0.01:
             lines.append(f"| {name} | {used / wall:.2f} | {used / requests * 1e3:.2f} |")
     return [*lines, ""]
