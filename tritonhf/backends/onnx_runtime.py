@@ -2,8 +2,9 @@
 
 Copied into the model repository as ``<name>_model/1/model.py`` for the ``python-onnx``
 runtime. Its inputs are ragged (``allow_ragged_batch``), so Triton hands over requests of
-different sequence lengths in one batch; they are padded here to the batch's longest row and
-run as one ONNX Runtime call. The graph masks padding, so results do not depend on it.
+different sequence lengths in one batch; they are grouped here by length (`length_groups`:
+little padding, a padded-token budget per call) and each group is padded to its longest row
+and run as one ONNX Runtime call. The graph masks padding, so results do not depend on it.
 
 Each instance runs on ``intra_op_threads`` (1 by default) while another instance of the step
 is running a batch, and on every core while none is (`backends.busy.BusyBoard`): instances
@@ -207,7 +208,7 @@ class TritonPythonModel:
             yield self.session if others_busy else self.wide_session
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        """Run all requests of the dynamic batch as one padded ONNX Runtime call."""
+        """Run the dynamic batch's requests, one ONNX Runtime call per length group."""
         started = now()
         responses: list[Any] = [None] * len(requests)
         accepted: list[tuple[int, dict[str, NDArray[Any]]]] = []
