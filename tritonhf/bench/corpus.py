@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -14,13 +15,40 @@ from tritonhf.bench.perf_analyzer import BenchError, BenchOptionError
 
 CORPORA = {"short": "sentences.txt", "long": "long_texts.txt"}
 """Shipped corpora: short real sentences (token p50 ~16) and ~200-token realistic texts."""
+GOLDEN_RATIO = (1 + math.sqrt(5)) / 2
 
 
 def load_corpus(name_or_path: str) -> list[str]:
-    """Texts of a shipped corpus (``short``, ``long``, ``mixed``) or of a text file, one a line."""
+    """Texts of a shipped corpus (``short``, ``long``, ``mixed``) or of a text file, one a line.
+
+    They come in `spread_lengths` order: a benchmark that stops part-way through a cycle of
+    the corpus still sends its mix of lengths.
+    """
+    return spread_lengths(_read_corpus(name_or_path))
+
+
+def spread_lengths(texts: Sequence[str]) -> list[str]:
+    """``texts`` in an order where every run of consecutive texts has about the whole mix.
+
+    Benchmarks cycle through a corpus and stop after a time or a request count, so a window
+    usually covers part of a cycle. In file order that part can be far cheaper or dearer than
+    the whole (the short corpus keeps its ~120-token paragraphs together: a window of 100
+    texts there holds 0.5x to 1.8x the corpus's mean UTF-8 length; in this order 0.9x to
+    1.15x). Sorted by UTF-8 length and visited with a golden-ratio stride, every window
+    samples each length alike.
+    """
+    count = len(texts)
+    by_length = sorted(range(count), key=lambda i: (len(texts[i].encode("utf-8")), i))
+    stride = max(1, round(count / GOLDEN_RATIO))
+    while math.gcd(stride, count) > 1:  # coprime: the stride visits every text once
+        stride += 1
+    return [texts[by_length[(step * stride) % count]] for step in range(count)]
+
+
+def _read_corpus(name_or_path: str) -> list[str]:
     if name_or_path == "mixed":
         # Every fourth text long: a realistic mix where padding to the batch max would hurt.
-        short, long = load_corpus("short"), load_corpus("long")
+        short, long = _read_corpus("short"), _read_corpus("long")
         mixed: list[str] = []
         for index, text in enumerate(short):
             mixed.append(text)
