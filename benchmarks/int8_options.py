@@ -122,7 +122,7 @@ def one_by_one(embedder: OnnxEmbedder, texts: list[str]) -> Any:
 def main() -> int:
     """Quantize with each setting, gate and time it, print the table."""
     from tritonhf import data
-    from tritonhf.bench.corpus import spread_lengths
+    from tritonhf.bench.corpus import traffic_order
     from tritonhf.gate.agreement import Thresholds, cosine_similarities, embedding_gate
     from tritonhf.spec import Precision
 
@@ -135,7 +135,7 @@ def main() -> int:
     graph = next(args.export.glob("*_model/1/model.onnx"))
     tokenizer = next(args.export.glob("*/1/tokenizer.json"))
     texts = data.sentences()
-    timing = spread_lengths(texts)  # a window that stops part-way still sees every length
+    timing = traffic_order(texts)  # a window that stops part-way still sees every length
     fp32 = OnnxEmbedder(graph, tokenizer, spinning=False)
     reference = one_by_one(fp32, texts)
     thresholds = Thresholds.for_precision(Precision.INT8)

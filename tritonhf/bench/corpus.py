@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -15,34 +14,32 @@ from tritonhf.bench.perf_analyzer import BenchError, BenchOptionError
 
 CORPORA = {"short": "sentences.txt", "long": "long_texts.txt"}
 """Shipped corpora: short real sentences (token p50 ~16) and ~200-token realistic texts."""
-GOLDEN_RATIO = (1 + math.sqrt(5)) / 2
+CORPUS_SEED = 0
+"""Seed of the order benchmarks send a corpus in (`traffic_order`)."""
 
 
 def load_corpus(name_or_path: str) -> list[str]:
     """Texts of a shipped corpus (``short``, ``long``, ``mixed``) or of a text file, one a line.
 
-    They come in `spread_lengths` order: a benchmark that stops part-way through a cycle of
-    the corpus still sends its mix of lengths.
+    They come in `traffic_order`: a benchmark that stops part-way through a cycle of the
+    corpus still sends its mix of lengths, and concurrent clients send unrelated texts.
     """
-    return spread_lengths(_read_corpus(name_or_path))
+    return traffic_order(_read_corpus(name_or_path))
 
 
-def spread_lengths(texts: Sequence[str]) -> list[str]:
-    """``texts`` in an order where every run of consecutive texts has about the whole mix.
+def traffic_order(texts: Sequence[str], *, seed: int = CORPUS_SEED) -> list[str]:
+    """``texts`` in a fixed random order, as independent requests would arrive.
 
     Benchmarks cycle through a corpus and stop after a time or a request count, so a window
-    usually covers part of a cycle. In file order that part can be far cheaper or dearer than
-    the whole (the short corpus keeps its ~120-token paragraphs together: a window of 100
-    texts there holds 0.5x to 1.8x the corpus's mean UTF-8 length; in this order 0.9x to
-    1.15x). Sorted by UTF-8 length and visited with a golden-ratio stride, every window
-    samples each length alike.
+    usually covers part of a cycle, and concurrent clients send texts a fixed distance apart.
+    In file order both mislead: the short corpus keeps its ~120-token paragraphs together (a
+    window of 100 texts holds 0.5x to 1.8x the corpus's mean UTF-8 length), and texts sent
+    together are alike, which flatters length-aware batching over padding to the batch's
+    longest text. A sorted or strided order ties the lengths in flight to the clients'
+    offsets instead. In a random order a window of 250 texts holds 0.9x to 1.13x the mean
+    (100 texts: 0.7x to 1.25x), and texts in flight together are independent.
     """
-    count = len(texts)
-    by_length = sorted(range(count), key=lambda i: (len(texts[i].encode("utf-8")), i))
-    stride = max(1, round(count / GOLDEN_RATIO))
-    while math.gcd(stride, count) > 1:  # coprime: the stride visits every text once
-        stride += 1
-    return [texts[by_length[(step * stride) % count]] for step in range(count)]
+    return [texts[i] for i in np.random.default_rng(seed).permutation(len(texts))]
 
 
 def _read_corpus(name_or_path: str) -> list[str]:
