@@ -27,8 +27,8 @@ from closed_loop import Call, run_for  # noqa: E402
 from peers import start_tritonhf  # noqa: E402
 
 from tritonhf.observability.background import RECORDING_NICE  # noqa: E402
+from tritonhf.server.process import PROC, process_tree  # noqa: E402
 
-PROC = Path("/proc")
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 INSTANCE = re.compile(rb"_\d+_\d+$")
 
@@ -109,7 +109,6 @@ def breakdown(
 def main() -> int:
     """Serve, sweep, print."""
     from tritonhf.bench.corpus import load_corpus
-    from tritonhf.server.process import process_tree
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repo", type=Path, default=HERE.parent / "build/bench-work/default")

@@ -20,7 +20,6 @@ spinning: batch 1, and length-sorted batches of 32).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import tempfile
 from collections import defaultdict
@@ -94,26 +93,6 @@ def smooth(source: Path, target: Path, embedder: OnnxEmbedder, texts: list[str])
     onnx.save(model, str(target))
 
 
-def quantize_all(source: Path, target: Path, *, weight: str, reduce_range: bool) -> None:
-    """Dynamic int8 of every quantizable node, per output channel."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from tritonhf.export.optimize import quantizable_nodes
-
-    logging.disable(logging.WARNING)
-    quantize_dynamic(
-        str(source),
-        str(target),
-        weight_type=QuantType.QUInt8 if weight == "u8" else QuantType.QInt8,
-        per_channel=True,
-        reduce_range=reduce_range,
-        nodes_to_quantize=list(quantizable_nodes(source)),
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
-    logging.disable(logging.NOTSET)
-
-
 def one_by_one(embedder: OnnxEmbedder, texts: list[str]) -> Any:
     """Each text's embedding computed alone (no padding)."""
     return np.concatenate([embedder.embed([text]) for text in texts])
@@ -123,6 +102,7 @@ def main() -> int:
     """Quantize with each setting, gate and time it, print the table."""
     from tritonhf import data
     from tritonhf.bench.corpus import traffic_order
+    from tritonhf.export.optimize import quantizable_nodes, quantize_nodes
     from tritonhf.gate.agreement import Thresholds, cosine_similarities, embedding_gate
     from tritonhf.spec import Precision
 
@@ -159,8 +139,12 @@ def main() -> int:
                 source = Path(tmp) / "smoothed.onnx"
                 smooth(graph, source, fp32, texts)
             target = Path(tmp) / "int8.onnx"
-            quantize_all(
-                source, target, weight=options["weight"], reduce_range=options["reduce_range"]
+            quantize_nodes(
+                source,
+                target,
+                quantizable_nodes(graph),
+                unsigned_weights=options["weight"] == "u8",
+                reduce_range=options["reduce_range"],
             )
             int8 = OnnxEmbedder(target, tokenizer, spinning=False)
             values = one_by_one(int8, texts)

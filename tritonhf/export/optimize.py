@@ -118,7 +118,19 @@ def quantizable_nodes(path: Path) -> tuple[str, ...]:
     return tuple(nodes)
 
 
-def _quantize(source: Path, target: Path, nodes: tuple[str, ...]) -> None:
+def quantize_nodes(
+    source: Path,
+    target: Path,
+    nodes: tuple[str, ...],
+    *,
+    unsigned_weights: bool = False,
+    reduce_range: bool = False,
+) -> None:
+    """Dynamic int8 of ``nodes``, weights per output channel (s8 unless ``unsigned_weights``).
+
+    ``reduce_range`` keeps weights to 7 bits (ONNX Runtime's advice against u8s8 saturation on
+    CPUs without VNNI). The exporter uses the defaults; benchmarks/int8_options.py compares.
+    """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -129,8 +141,9 @@ def _quantize(source: Path, target: Path, nodes: tuple[str, ...]) -> None:
         quantize_dynamic(
             str(source),
             str(target),
-            weight_type=QuantType.QInt8,
+            weight_type=QuantType.QUInt8 if unsigned_weights else QuantType.QInt8,
             per_channel=True,
+            reduce_range=reduce_range,
             nodes_to_quantize=list(nodes),
             # Needed once the graph holds fused contrib ops whose outputs have no inferred type.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
@@ -161,7 +174,7 @@ def quantize_int8(
     nodes = quantizable_nodes(source)
     if not nodes:
         raise ExportError(f"{source} has no MatMul or Attention node to quantize")
-    _quantize(source, target, nodes)
+    quantize_nodes(source, target, nodes)
     report = gate(target)
     if report.passed:
         return QuantizationReport(nodes, (), report, {})
@@ -171,7 +184,7 @@ def quantize_int8(
     with tempfile.TemporaryDirectory(prefix="tritonhf-int8-") as tmp:
         probe = Path(tmp) / "probe.onnx"
         for node in nodes:
-            _quantize(source, probe, (node,))
+            quantize_nodes(source, probe, (node,))
             sensitivity[node] = _worst(gate(probe))
     ranked = sorted(nodes, key=lambda n: sensitivity[n])
     limit = int(len(nodes) * MAX_FP32_SHARE)
@@ -180,7 +193,7 @@ def quantize_int8(
     while keep <= limit:
         kept = set(ranked[:keep])
         quantized = tuple(n for n in nodes if n not in kept)
-        _quantize(source, target, quantized)
+        quantize_nodes(source, target, quantized)
         report = gate(target)
         attempts.append(report)
         progress(f"keeping the {keep} most sensitive nodes in fp32: worst {_worst(report):.4f}")
