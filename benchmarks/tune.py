@@ -37,6 +37,8 @@ VARIANTS: dict[str, dict[str, str]] = {
     "group13": {"model.length_group_slack": "1.3", "model.intra_op_spinning": "0"},
     "group2": {"model.length_group_slack": "2.0", "model.intra_op_spinning": "0"},
     "nogroup": {"model.length_group_slack": "0"},
+    # Neither rule: one ORT call per dynamic batch, every request padded to the longest.
+    "padmax": {"model.length_group_slack": "0", "model.run_token_budget": "0"},
     "delay500": {"model.delay_us": "500"},
     "delay2000": {"model.delay_us": "2000"},
     "tokdelay500": {"tokenizer.delay_us": "500"},
