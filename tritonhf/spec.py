@@ -142,7 +142,10 @@ class PipelineSpec:
     name: str = DEFAULT_MODEL_NAME
     task: Task = Task.EMBEDDING
     runtime: Runtime = Runtime.PYTHON_ONNX
-    hidden_size: int = 384
+    embedding_size: int = 384
+    """Width of EMBEDDING: the transformer's hidden size, or the last Dense module's output."""
+    normalized: bool = True
+    """Embeddings have L2 norm 1 (the model's head ends with Normalize); the step checks it."""
     max_length: int = 256
     max_batch_size: int = 64
     labels: tuple[str, ...] = ()
@@ -170,7 +173,7 @@ class PipelineSpec:
                 "use letters, digits, '_', '-' or '.', starting with a letter or digit"
             )
         for field, value, low in (
-            ("hidden_size", self.hidden_size, 1),
+            ("embedding_size", self.embedding_size, 1),
             ("max_length", self.max_length, 2),
             ("max_batch_size", self.max_batch_size, 1),
         ):
@@ -257,7 +260,8 @@ class PipelineSpec:
     def model_outputs(self) -> tuple[TensorSpec, ...]:
         """What the model step's graph produces.
 
-        Embeddings: pooled and L2-normalised in the graph. Classification: softmax, the top
+        Embeddings: the model's sentence head (pooling, Dense, Normalize) runs in the graph.
+        Classification: softmax, the top
         label (an ``ai.onnx.ml.LabelEncoder`` maps its index to the class name) and its score,
         all in the graph, so no postprocess step is needed.
         """
@@ -267,4 +271,4 @@ class PipelineSpec:
                 TensorSpec(SCORE, DataType.FP32, (1,)),
                 TensorSpec(PROBABILITIES, DataType.FP32, (len(self.labels),)),
             )
-        return (TensorSpec(EMBEDDING, DataType.FP32, (self.hidden_size,)),)
+        return (TensorSpec(EMBEDDING, DataType.FP32, (self.embedding_size,)),)

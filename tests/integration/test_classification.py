@@ -104,7 +104,7 @@ def test_the_native_onnxruntime_config_of_a_classifier_matches_its_graph(
         name=CLASSIFIER,
         task=Task.CLASSIFICATION,
         runtime=Runtime.ONNXRUNTIME,
-        hidden_size=classifier.spec.hidden_size,
+        embedding_size=classifier.spec.embedding_size,
         max_length=classifier.spec.max_length,
         max_batch_size=16,
         labels=SENTIMENT_LABELS,

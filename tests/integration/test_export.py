@@ -10,9 +10,10 @@ import pytest
 
 from tests.integration.models import tiny_model
 from tritonhf.errors import ExportError, ValidationError
+from tritonhf.export.head import Pooling, load_head
 from tritonhf.export.onnx_export import export_onnx, load_encoder, sentence_encoder
 from tritonhf.export.pipeline import ExportOptions, export_model, load_fast_tokenizer
-from tritonhf.export.source import Pooling, resolve_model
+from tritonhf.export.source import resolve_model
 from tritonhf.export.validate import validate_onnx
 
 
@@ -29,11 +30,11 @@ def test_small_models_export_with_their_pooling_and_pass_validation(
 ) -> None:
     folder = tiny_model(tmp_path / "model", architecture, pooling=pooling)
     result = export_model(ExportOptions(model=str(folder), name="tiny", repo=tmp_path / "repo"))
-    assert result.spec.hidden_size == 32
+    assert result.spec.embedding_size == 32
     assert result.spec.max_length == 128  # the model's positions, below the tokenizer's 512
     assert result.validation.passed
     manifest = json.loads((tmp_path / "repo" / "tiny" / "tritonhf.json").read_text())
-    assert manifest["pooling"] == expected.value
+    assert manifest["head"] == {"pooling": [expected.value], "steps": [{"normalize": True}]}
 
 
 def test_pooling_is_really_in_the_graph(tmp_path: Path) -> None:
@@ -53,7 +54,7 @@ def test_pooling_is_really_in_the_graph(tmp_path: Path) -> None:
 def test_validation_fails_loudly_with_the_measured_difference(tmp_path: Path) -> None:
     folder = tiny_model(tmp_path / "model", "bert")
     source = resolve_model(str(folder))
-    encoder = sentence_encoder(load_encoder(source), source.pooling)
+    encoder = sentence_encoder(load_encoder(source), source.head, load_head(source.head))
     info = export_onnx(encoder, tmp_path / "model.onnx")
     with pytest.raises(ValidationError, match=r"(?s)beyond atol=0.*EMBEDDING.*NO"):
         validate_onnx(
@@ -82,6 +83,6 @@ def test_pickle_weights_are_refused_unless_allowed(tmp_path: Path) -> None:
 
 
 def test_an_unsupported_pooling_mode_is_refused(tmp_path: Path) -> None:
-    folder = tiny_model(tmp_path / "model", "bert", pooling="lasttoken")
-    with pytest.raises(ExportError, match="pooling"):
+    folder = tiny_model(tmp_path / "model", "bert", pooling="median_tokens")
+    with pytest.raises(ExportError, match="pooling_mode_median_tokens"):
         export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo"))

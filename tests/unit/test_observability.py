@@ -310,6 +310,8 @@ def test_embedding_health_flags_non_finite_rows_and_norms_off_one() -> None:
 
     assert mean == pytest.approx((1 + 5 + 1) / 3)
     assert (nonfinite, off) == (1, 1)
+    # A model without Normalize: any norm is fine, non-finite rows still count.
+    assert m.embedding_health(rows, unit_norm=False)[1:] == (1, 0)
 
 
 # Feedback validation -----------------------------------------------------------------------

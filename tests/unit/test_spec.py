@@ -12,7 +12,7 @@ def test_default_spec_serves_minilm_embeddings_with_the_python_onnx_runtime() ->
     assert spec.name == DEFAULT_MODEL_NAME == "minilm"
     assert spec.task is Task.EMBEDDING
     assert spec.runtime is Runtime.PYTHON_ONNX
-    assert (spec.hidden_size, spec.max_length, spec.max_batch_size) == (384, 256, 64)
+    assert (spec.embedding_size, spec.max_length, spec.max_batch_size) == (384, 256, 64)
 
 
 def test_step_names_derive_from_the_ensemble_name() -> None:
@@ -26,8 +26,8 @@ def test_ensemble_takes_one_text_per_row_as_bytes() -> None:
     assert PipelineSpec().ensemble_inputs == (TensorSpec("TEXT", DataType.BYTES, (1,)),)
 
 
-def test_ensemble_returns_an_fp32_embedding_of_hidden_size_and_an_int32_token_count() -> None:
-    spec = PipelineSpec(hidden_size=768)
+def test_ensemble_returns_an_fp32_embedding_of_embedding_size_and_an_int32_token_count() -> None:
+    spec = PipelineSpec(embedding_size=768)
 
     assert spec.ensemble_outputs == (
         TensorSpec("EMBEDDING", DataType.FP32, (768,)),
@@ -78,7 +78,7 @@ def test_a_name_with_a_trailing_newline_is_rejected() -> None:
         ("max_length", 0, "max_length must be >= 2, got 0"),
         ("max_batch_size", 0, "max_batch_size must be >= 1, got 0"),
         ("max_batch_size", -8, "max_batch_size must be >= 1, got -8"),
-        ("hidden_size", 0, "hidden_size must be >= 1, got 0"),
+        ("embedding_size", 0, "embedding_size must be >= 1, got 0"),
     ],
 )
 def test_out_of_range_sizes_are_config_errors_naming_field_and_value(
@@ -91,9 +91,9 @@ def test_out_of_range_sizes_are_config_errors_naming_field_and_value(
 
 
 def test_smallest_valid_sizes_are_accepted() -> None:
-    spec = PipelineSpec(max_length=2, max_batch_size=1, hidden_size=1)
+    spec = PipelineSpec(max_length=2, max_batch_size=1, embedding_size=1)
 
-    assert (spec.max_length, spec.max_batch_size, spec.hidden_size) == (2, 1, 1)
+    assert (spec.max_length, spec.max_batch_size, spec.embedding_size) == (2, 1, 1)
 
 
 def test_config_error_is_a_tritonhf_error_and_a_value_error() -> None:

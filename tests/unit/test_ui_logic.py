@@ -83,6 +83,14 @@ def test_search_returns_the_nearest_texts_best_first() -> None:
     assert hit_rows(hits)[0] == [1, 0.995, "north"]
 
 
+def test_search_ranks_by_cosine_even_for_a_model_that_does_not_normalise() -> None:
+    # A dot-product model: the long vector would win on the dot product, not on the angle.
+    index = SearchIndex(("long", "aligned"), np.array([[30.0, 10.0], [0.1, 0.1]], dtype=np.float32))
+    hits = index.search(np.array([2.0, 2.0]), k=2)
+    assert [h.text for h in hits] == ["aligned", "long"]
+    assert hits[0].score == pytest.approx(1.0, abs=1e-6)
+
+
 def test_search_with_k_beyond_the_corpus_returns_the_whole_corpus() -> None:
     index = SearchIndex(("a", "b"), np.eye(2, dtype=np.float32))
     assert len(index.search(np.array([1.0, 0.0]), k=10)) == 2

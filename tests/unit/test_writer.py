@@ -31,7 +31,7 @@ def artifacts(tiny_onnx: Path, tokenizer_json: Path) -> StepArtifacts:
         onnx_path=tiny_onnx,
         tokenizer_json=tokenizer_json,
         pad_token_id=0,
-        manifest={"source": "default", "pooling": "mean"},
+        manifest={"source": "default", "head": {"pooling": ["mean"], "steps": []}},
     )
 
 
@@ -119,7 +119,7 @@ def test_manifest_records_the_spec_and_the_exporter_provenance(
     tmp_path: Path, artifacts: StepArtifacts
 ) -> None:
     repo = tmp_path / "repo"
-    spec = PipelineSpec(runtime=Runtime.ONNXRUNTIME, hidden_size=384, max_length=200)
+    spec = PipelineSpec(runtime=Runtime.ONNXRUNTIME, embedding_size=384, max_length=200)
 
     write_repository(spec=spec, repo=repo, artifacts=artifacts)
 
@@ -129,7 +129,8 @@ def test_manifest_records_the_spec_and_the_exporter_provenance(
             "name": "minilm",
             "task": "embedding",
             "runtime": "onnxruntime",
-            "hidden_size": 384,
+            "embedding_size": 384,
+            "normalized": True,
             "max_length": 200,
             "max_batch_size": 64,
             "precision": "fp32",
@@ -137,7 +138,7 @@ def test_manifest_records_the_spec_and_the_exporter_provenance(
         },
         "version": 1,
         "source": "default",
-        "pooling": "mean",
+        "head": {"pooling": ["mean"], "steps": []},
     }
 
 

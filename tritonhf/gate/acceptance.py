@@ -76,6 +76,7 @@ def run_acceptance(
 ) -> GateReport:
     """Compare the served ``options.model`` with PyTorch; return the gate's report."""
     from tritonhf.client import TritonHFClient
+    from tritonhf.export.head import load_head
     from tritonhf.export.onnx_export import classifier_probabilities, load_encoder, sentence_encoder
     from tritonhf.export.pipeline import class_names, load_fast_tokenizer
     from tritonhf.export.source import resolve_model
@@ -104,7 +105,7 @@ def run_acceptance(
             candidate = client.embed(texts)
 
     progress(f"computing PyTorch reference outputs with {options.reference}")
-    source = resolve_model(options.reference)
+    source = resolve_model(options.reference, allow_pickle_weights=options.allow_pickle_weights)
     model = load_encoder(source, allow_pickle_weights=options.allow_pickle_weights, task=task)
     tokenizer = load_fast_tokenizer(source)
     thresholds = Thresholds.for_precision(precision).with_overrides(**options.overrides)
@@ -128,8 +129,9 @@ def run_acceptance(
             candidate_labels=served_labels,
             labels=labels,
         )
+    layers = load_head(source.head, allow_pickle_weights=options.allow_pickle_weights)
     reference = torch_outputs(
-        sentence_encoder(model, source.pooling), tokenizer, texts, max_length=max_length
+        sentence_encoder(model, source.head, layers), tokenizer, texts, max_length=max_length
     )
     return embedding_gate(
         candidate, reference, thresholds=thresholds, precision=precision, subject=subject

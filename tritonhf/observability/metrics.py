@@ -87,7 +87,7 @@ EMBEDDING_NORM = MetricDef(
 EMBEDDING_ANOMALIES = MetricDef(
     "tritonhf_embedding_anomalies_total",
     Kind.COUNTER,
-    "Embeddings with a non-finite value, or a norm off 1 by more than 1e-3 (kind).",
+    "Embeddings with a non-finite value, or (models that normalise) a norm off 1 by > 1e-3 (kind).",
     labels=("model", "kind"),
 )
 DRIFT = MetricDef(
@@ -200,11 +200,14 @@ def label_counts(labels: Sequence[str]) -> dict[str, int]:
     return counts
 
 
-def embedding_health(embeddings: NDArray[Any]) -> tuple[float, int, int]:
-    """Mean L2 norm of the finite rows, rows with a non-finite value, rows with norm off 1."""
+def embedding_health(embeddings: NDArray[Any], *, unit_norm: bool = True) -> tuple[float, int, int]:
+    """Mean L2 norm of the finite rows, rows with a non-finite value, rows with norm off 1.
+
+    ``unit_norm=False`` (a model without Normalize): no row counts as off.
+    """
     rows = embeddings.reshape(len(embeddings), -1).astype(np.float64)
     finite = np.isfinite(rows).all(axis=1)
     norms = np.linalg.norm(rows[finite], axis=1)
-    off = int(np.sum(np.abs(norms - 1.0) > 1e-3))
+    off = int(np.sum(np.abs(norms - 1.0) > 1e-3)) if unit_norm else 0
     mean = float(norms.mean()) if norms.size else float("nan")
     return mean, int((~finite).sum()), off

@@ -208,18 +208,23 @@ class ModelObserver(_Observer):
 
     step = "model"
 
-    def __init__(self, *args: Any) -> None:
+    def __init__(self, *args: Any, unit_norm: bool = True) -> None:
         super().__init__(*args)
         self.drift = _window(self.profile, LABEL)
+        self.unit_norm = unit_norm
+        """The model normalises its embeddings: a norm off 1 counts as an anomaly."""
 
     @classmethod
-    def create(cls, pb_utils: Any, model: str, profile_path: Path) -> ModelObserver:
+    def create(
+        cls, pb_utils: Any, model: str, profile_path: Path, *, unit_norm: bool = True
+    ) -> ModelObserver:
         """The observer for a step loaded from ``profile_path``'s folder."""
         return cls(
             _recorder(pb_utils, model),
             model,
             ReferenceProfile.load(profile_path),
             TextLogging.OFF,
+            unit_norm=unit_norm,
         )
 
     def record(
@@ -260,7 +265,9 @@ class ModelObserver(_Observer):
                     texts=len(labels), labels=labels, confidence=[round(s, 4) for s in scores]
                 )
             elif "EMBEDDING" in found:
-                mean, nonfinite, off = m.embedding_health(found["EMBEDDING"])
+                mean, nonfinite, off = m.embedding_health(
+                    found["EMBEDDING"], unit_norm=self.unit_norm
+                )
                 if np.isfinite(mean):
                     self.metrics.observe(m.EMBEDDING_NORM, mean)
                 self.metrics.increment(m.EMBEDDING_ANOMALIES, nonfinite, "nonfinite")

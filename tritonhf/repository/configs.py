@@ -170,6 +170,7 @@ def model_config(
                 "length_group_slack": str(tuning.length_group_slack),
                 "run_token_budget": str(tuning.run_token_budget),
                 "pipeline": spec.name,
+                "normalized": "1" if spec.normalized else "0",
             },
         )
     _add_tensors(config.output, spec.model_step_outputs)

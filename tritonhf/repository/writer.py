@@ -50,7 +50,7 @@ class StepArtifacts:
     hf_folder: Path | None = None
     """The HuggingFace model folder, safetensors (python-torch runtime)."""
     torch_settings: dict[str, Any] = field(default_factory=dict)
-    """Pooling, labels and precision the python-torch step applies."""
+    """The sentence head (embeddings) or labels, and the precision the python-torch step applies."""
 
 
 def _model_step_files(spec: PipelineSpec, artifacts: StepArtifacts) -> dict[str, Path | str]:
@@ -176,7 +176,8 @@ def _spec_dict(spec: PipelineSpec) -> dict[str, Any]:
         "name": spec.name,
         "task": spec.task.value,
         "runtime": spec.runtime.value,
-        "hidden_size": spec.hidden_size,
+        "embedding_size": spec.embedding_size,
+        "normalized": spec.normalized,
         "max_length": spec.max_length,
         "max_batch_size": spec.max_batch_size,
         "precision": spec.precision.value,

@@ -92,7 +92,10 @@ class Hit:
 
 @dataclass(frozen=True)
 class SearchIndex:
-    """A corpus embedded once: L2-normalised rows, searched by cosine similarity."""
+    """A corpus embedded once, searched by cosine similarity.
+
+    Rows are L2-normalised here: a dot-product model's embeddings keep their scale when served.
+    """
 
     texts: tuple[str, ...]
     embeddings: NDArray[np.float32]
@@ -102,6 +105,9 @@ class SearchIndex:
             raise ValueError(
                 f"{len(self.texts)} texts but {self.embeddings.shape[0]} embeddings in the index"
             )
+        norms = np.linalg.norm(self.embeddings, axis=1, keepdims=True)
+        unit = (self.embeddings / np.maximum(norms, 1e-12)).astype(np.float32)
+        object.__setattr__(self, "embeddings", unit)
 
     def search(self, query: NDArray[Any], *, k: int = 5) -> list[Hit]:
         """The ``k`` corpus texts closest to ``query`` (one vector), best first."""
