@@ -261,7 +261,7 @@ class PipelineSpec:
         """What the model step's graph produces.
 
         Embeddings: the model's sentence head (pooling, Dense, Normalize) runs in the graph.
-        Classification: softmax, the top
+        Classification: probabilities (softmax; sigmoid for multi-label), the top
         label (an ``ai.onnx.ml.LabelEncoder`` maps its index to the class name) and its score,
         all in the graph, so no postprocess step is needed.
         """

@@ -86,3 +86,46 @@ def test_an_unsupported_pooling_mode_is_refused(tmp_path: Path) -> None:
     folder = tiny_model(tmp_path / "model", "bert", pooling="median_tokens")
     with pytest.raises(ExportError, match="pooling_mode_median_tokens"):
         export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo"))
+
+
+def test_a_multi_label_classifier_scores_each_label_with_a_sigmoid(tmp_path: Path) -> None:
+    import onnxruntime as ort
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = tiny_model(tmp_path / "model", "bert", labels=("toxic", "insult", "threat"))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(
+        json.dumps({**config, "problem_type": "multi_label_classification"})
+    )
+    export_model(ExportOptions(model=str(folder), name="tags", repo=tmp_path / "repo"))
+    texts = ["you are wonderful", "a second, longer text with a few more tokens in it"]
+    tokens = AutoTokenizer.from_pretrained(folder)(texts, padding=True, return_tensors="np")
+    session = ort.InferenceSession(str(tmp_path / "repo" / "tags_model" / "1" / "model.onnx"))
+
+    (probabilities,) = session.run(
+        ["PROBABILITIES"],
+        {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]},
+    )
+
+    with torch.no_grad():
+        model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        logits = model(
+            input_ids=torch.from_numpy(tokens["input_ids"]),
+            attention_mask=torch.from_numpy(tokens["attention_mask"]),
+        ).logits
+    np.testing.assert_allclose(probabilities, torch.sigmoid(logits).numpy(), atol=1e-5)
+    assert not np.allclose(probabilities.sum(axis=1), 1.0)  # independent scores, not a softmax
+
+
+def test_a_regression_head_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        num_labels=1, problem_type="regression",
+    )  # fmt: skip
+    folder = tiny_model(tmp_path / "model", "bert")
+    BertForSequenceClassification(config).save_pretrained(folder)
+    with pytest.raises(ExportError, match=r"regression head.*--task embedding"):
+        export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo"))

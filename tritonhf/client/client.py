@@ -99,7 +99,7 @@ class Classification:
     """One text's prediction."""
 
     label: str
-    score: float  # softmax probability of ``label``
+    score: float  # probability of ``label`` (softmax; a multi-label model's sigmoid)
     top: tuple[tuple[str, float], ...]  # (label, probability), best first (top_k of them)
     num_tokens: int
     request_id: str

@@ -141,13 +141,20 @@ def sentence_encoder(model: Any, head: SentenceHead, layers: Any) -> Any:
 
 
 def classifier_probabilities(model: Any) -> Any:
-    """Wrap a sequence classifier so its forward returns softmax probabilities."""
+    """Wrap a sequence classifier so its forward returns its class probabilities.
+
+    Softmax over the classes; a multi-label model (``problem_type: multi_label_classification``)
+    scores each label on its own with a sigmoid, as it was trained to.
+    """
     import torch
 
-    def softmax(outputs: Any, attention_mask: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(outputs.logits.float(), dim=-1)
+    multi_label = getattr(model.config, "problem_type", None) == "multi_label_classification"
 
-    return _wrap(model, softmax)
+    def probabilities(outputs: Any, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits = outputs.logits.float()
+        return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
+
+    return _wrap(model, probabilities)
 
 
 def add_label_outputs(path: Path, labels: tuple[str, ...]) -> None:

@@ -102,6 +102,13 @@ def load_fast_tokenizer(source: ModelSource) -> Any:
 
 def class_names(model: Any) -> tuple[str, ...]:
     """The classifier's labels in output order, from its config's ``id2label``."""
+    if model.config.num_labels < 2:
+        raise ExportError(
+            f"the model has {model.config.num_labels} output (problem_type "
+            f"{getattr(model.config, 'problem_type', None)!r}): a regression head, not a "
+            "classifier; tritonhf serves classifiers with >= 2 labels, or the encoder's "
+            "embeddings with --task embedding"
+        )
     id2label = {int(k): str(v) for k, v in (model.config.id2label or {}).items()}
     if sorted(id2label) != list(range(model.config.num_labels)):
         raise ExportError(
