@@ -129,3 +129,30 @@ def test_a_regression_head_is_refused_with_what_to_do(tmp_path: Path) -> None:
     BertForSequenceClassification(config).save_pretrained(folder)
     with pytest.raises(ExportError, match=r"regression head.*--task embedding"):
         export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo"))
+
+
+def test_a_t5_encoder_exports_with_its_encoder_stack_and_matches_sentence_transformers(
+    tmp_path: Path,
+) -> None:
+    import onnxruntime as ort
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer, T5Config, T5EncoderModel
+
+    # AutoModel loads a T5EncoderModel checkpoint as the full T5Model (encoder + decoder);
+    # the export must embed with the encoder alone, as sentence-transformers does.
+    folder = tiny_model(tmp_path / "model", "bert")
+    config = T5Config(d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2, vocab_size=30522)
+    T5EncoderModel(config).save_pretrained(folder)
+    export_model(ExportOptions(model=str(folder), name="t5", repo=tmp_path / "repo"))
+    texts = ["hello world", "a second, longer text with a few more tokens in it", "x"]
+    tokens = AutoTokenizer.from_pretrained(folder)(texts, padding=True, return_tensors="np")
+    session = ort.InferenceSession(str(tmp_path / "repo" / "t5_model" / "1" / "model.onnx"))
+
+    (served,) = session.run(
+        None, {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+    )
+
+    expected = SentenceTransformer(str(folder), device="cpu").encode(
+        texts, normalize_embeddings=True
+    )
+    np.testing.assert_allclose(served, expected, atol=1e-5)

@@ -135,6 +135,8 @@ def sentence_encoder(model: Any, head: SentenceHead, layers: Any) -> Any:
     def embed(outputs: Any, attention_mask: Any) -> Any:
         return layers(pool(outputs.last_hidden_state, attention_mask, head.pooling))
 
+    if getattr(model, "decoder", None) is not None and hasattr(model, "get_encoder"):
+        model = model.get_encoder()  # T5, BART: the encoder stack alone embeds a text
     wrapped = _wrap(model, embed)
     wrapped.head = layers  # a submodule: follows the model's device and dtype
     return wrapped
@@ -221,16 +223,22 @@ def export_onnx(
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
         warnings.filterwarnings("ignore", module=r"torch\.onnx.*")
         warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
-        torch.onnx.export(
-            encoder,
-            dummy,
-            str(path),
-            input_names=[INPUT_IDS, ATTENTION_MASK],
-            output_names=[output],
-            dynamic_axes={INPUT_IDS: axes, ATTENTION_MASK: axes, output: {0: "batch"}},
-            opset_version=opset,
-            dynamo=False,
-        )
+        try:
+            torch.onnx.export(
+                encoder,
+                dummy,
+                str(path),
+                input_names=[INPUT_IDS, ATTENTION_MASK],
+                output_names=[output],
+                dynamic_axes={INPUT_IDS: axes, ATTENTION_MASK: axes, output: {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+        except Exception as exc:  # tracing and the exporter raise many unrelated types
+            raise ExportError(
+                f"the ONNX exporter could not trace {type(encoder.model).__name__} "
+                f"({type(exc).__name__}: {exc}); --runtime python-torch serves it without ONNX"
+            ) from exc
     graph = onnx.load(str(path))
     onnx.checker.check_model(graph)
     info = OnnxGraphInfo(path=path, opset=_opset_of(graph), ir_version=graph.ir_version)
