@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.integration.models import tiny_model
-from tritonhf.errors import ExportError, ValidationError
+from tritonhf.errors import ConfigError, ExportError, ValidationError
 from tritonhf.export.head import Pooling, load_head
 from tritonhf.export.onnx_export import export_onnx, load_encoder, sentence_encoder
 from tritonhf.export.pipeline import ExportOptions, export_model, load_fast_tokenizer
@@ -156,3 +156,20 @@ def test_a_t5_encoder_exports_with_its_encoder_stack_and_matches_sentence_transf
         texts, normalize_embeddings=True
     )
     np.testing.assert_allclose(served, expected, atol=1e-5)
+
+
+def test_a_position_table_smaller_than_the_config_says_lowers_the_limit(tmp_path: Path) -> None:
+    from transformers import RobertaConfig, RobertaModel
+
+    # RoBERTa counts positions from padding_idx + 1: 40 positions hold 38 tokens.
+    folder = tiny_model(tmp_path / "model", "bert")
+    config = RobertaConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=40, pad_token_id=1, vocab_size=30522,
+    )  # fmt: skip
+    RobertaModel(config).save_pretrained(folder)
+
+    result = export_model(ExportOptions(model=str(folder), name="rob", repo=tmp_path / "repo"))
+    assert result.spec.max_length == 38
+    with pytest.raises(ConfigError, match=r"--max-length 40: .* use --max-length 38"):
+        export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo", max_length=40))

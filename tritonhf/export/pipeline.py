@@ -11,6 +11,7 @@ from typing import Any
 
 from tritonhf.errors import ConfigError, ExportError
 from tritonhf.export.head import HEAD_WEIGHTS_FILE, load_head, save_head
+from tritonhf.export.limits import longest_runnable_length
 from tritonhf.export.onnx_export import (
     DEFAULT_OPSET,
     OnnxGraphInfo,
@@ -138,6 +139,30 @@ def resolve_max_length(
     return min(candidates)
 
 
+def runnable_max_length(
+    encoder: Any,
+    tokenizer: Any,
+    limit: int,
+    *,
+    requested: bool,
+    progress: Callable[[str], None],
+) -> int:
+    """``limit`` once the model has run at it; below it, the longest length the model runs.
+
+    A length the user asked for (``--max-length``) is refused instead of lowered.
+    """
+    runnable = longest_runnable_length(encoder, tokenizer, limit)
+    if runnable == limit:
+        return limit
+    if requested:
+        raise ConfigError(
+            f"--max-length {limit}: the model fails on inputs longer than {runnable} tokens "
+            f"(its position table is smaller than its config says); use --max-length {runnable}"
+        )
+    progress(f"the model fails past {runnable} tokens (not {limit}): max length {runnable}")
+    return runnable
+
+
 @dataclass(frozen=True)
 class _OnnxStep:
     """The exported graph, its validation, and the variant built from it."""
@@ -223,13 +248,23 @@ def export_model(
     model = load_encoder(source, allow_pickle_weights=options.allow_pickle_weights, task=task)
     tokenizer = load_fast_tokenizer(source)
     labels = class_names(model) if task is Task.CLASSIFICATION else ()
+    layers = None
+    if task is Task.CLASSIFICATION:
+        encoder, output = classifier_probabilities(model), PROBABILITIES
+    else:
+        layers = load_head(head, allow_pickle_weights=options.allow_pickle_weights)
+        encoder, output = sentence_encoder(model, head, layers), EMBEDDING
+    max_length = runnable_max_length(
+        encoder, tokenizer, resolve_max_length(options.max_length, source, model, tokenizer),
+        requested=options.max_length is not None, progress=progress,
+    )  # fmt: skip
     spec = PipelineSpec(
         name=options.name,
         task=task,
         runtime=options.runtime,
         embedding_size=head.embedding_size(int(model.config.hidden_size)),
         normalized=head.normalized,
-        max_length=resolve_max_length(options.max_length, source, model, tokenizer),
+        max_length=max_length,
         max_batch_size=options.max_batch_size,
         labels=labels,
         precision=options.precision,
@@ -245,12 +280,6 @@ def export_model(
     check_request(request)
     if options.runtime is Runtime.TENSORRT:
         tensorrt_module()  # fail before the minutes of export work, not after
-    layers = None
-    if task is Task.CLASSIFICATION:
-        encoder, output = classifier_probabilities(model), PROBABILITIES
-    else:
-        layers = load_head(head, allow_pickle_weights=options.allow_pickle_weights)
-        encoder, output = sentence_encoder(model, head, layers), EMBEDDING
     tuning = options.tuning
     with tempfile.TemporaryDirectory(prefix="tritonhf-export-") as tmp:
         work = Path(tmp)
