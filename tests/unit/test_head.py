@@ -190,3 +190,15 @@ def test_pickle_weights_are_downloaded_only_when_allowed() -> None:
     assert "*.bin" not in download_patterns(allow_pickle_weights=False)
     assert "*.bin" in download_patterns(allow_pickle_weights=True)
     assert "*.safetensors" in download_patterns(allow_pickle_weights=False)
+
+
+def test_a_default_prompt_is_read_so_the_export_can_say_it_is_not_applied(tmp_path: Path) -> None:
+    folder = st_folder(tmp_path, [(TRANSFORMER, "", {"model_type": "bert"}), (POOLING, "p", {})])
+    write_json(
+        folder / "config_sentence_transformers.json",
+        {"prompts": {"query": "query: ", "document": ""}, "default_prompt_name": "query"},
+    )
+    assert resolve_model(str(folder)).default_prompt == "query: "
+
+    write_json(folder / "config_sentence_transformers.json", {"prompts": {"query": "query: "}})
+    assert resolve_model(str(folder)).default_prompt is None

@@ -245,6 +245,11 @@ def export_model(
     head = source.head
     what = f"head: {head.describe()}" if task is Task.EMBEDDING else "classifier"
     progress(f"loading {source.path} (task: {task.value}, {what})")
+    if source.default_prompt and task is Task.EMBEDDING:
+        progress(
+            f"note: sentence-transformers puts the default prompt {source.default_prompt!r} "
+            "before every text; the served model does not: clients send it as part of the text"
+        )
     model = load_encoder(source, allow_pickle_weights=options.allow_pickle_weights, task=task)
     tokenizer = load_fast_tokenizer(source)
     labels = class_names(model) if task is Task.CLASSIFICATION else ()
@@ -289,6 +294,8 @@ def export_model(
             "source": str(options.model),
             "head": head.to_dict() if task is Task.EMBEDDING else None,
         }
+        if source.default_prompt and task is Task.EMBEDDING:
+            manifest["default_prompt_not_applied"] = source.default_prompt
         if options.runtime is Runtime.PYTHON_TORCH:
             on_gpu = cuda_available()
             device = "GPU" if on_gpu else "CPU"

@@ -24,6 +24,9 @@ class ModelSource:
     """What the config's ``architectures`` say the model is for."""
     head: SentenceHead = PLAIN_HEAD
     """Pooling, Dense and Normalize after the transformer (embeddings; `read_head`)."""
+    default_prompt: str | None = None
+    """The prompt sentence-transformers' ``encode`` puts before every text by default
+    (``default_prompt_name`` in ``config_sentence_transformers.json``); the server does not."""
 
 
 def _default_model_path() -> Path:
@@ -85,4 +88,9 @@ def resolve_model(
     architectures = read_json(folder / "config.json").get("architectures") or []
     if any(str(a).endswith("ForSequenceClassification") for a in architectures):
         return ModelSource(path=folder, max_seq_length=max_seq, task=Task.CLASSIFICATION)
-    return ModelSource(path=folder, max_seq_length=max_seq, head=read_head(path))
+    st_config = read_json(path / "config_sentence_transformers.json")
+    prompt_name = st_config.get("default_prompt_name")
+    prompt = (st_config.get("prompts") or {}).get(prompt_name) if prompt_name else None
+    return ModelSource(
+        path=folder, max_seq_length=max_seq, head=read_head(path), default_prompt=prompt or None
+    )
