@@ -24,6 +24,7 @@ def main() -> None:
     import torch
 
     from tritonhf import data
+    from tritonhf.export.head import load_head
     from tritonhf.export.onnx_export import export_onnx, load_encoder, sentence_encoder
     from tritonhf.export.pipeline import load_fast_tokenizer
     from tritonhf.export.source import DEFAULT_MODEL, resolve_model
@@ -36,7 +37,8 @@ def main() -> None:
     source = resolve_model(DEFAULT_MODEL)
     model, tokenizer = load_encoder(source), load_fast_tokenizer(source)
     work = Path(tempfile.mkdtemp(prefix="pooling-bench-"))
-    export_onnx(sentence_encoder(model, source.pooling), work / "pooled.onnx")
+    pooled = sentence_encoder(model, source.head, load_head(source.head))
+    export_onnx(pooled, work / "pooled.onnx")
 
     class HiddenStates(torch.nn.Module):
         def __init__(self) -> None:

@@ -75,13 +75,14 @@ def ceiling(texts: list[str], device: str, half: bool) -> list[str]:
     """In-process torch on the same device: batch-1 latency and batch-512 throughput."""
     import torch
 
+    from tritonhf.export.head import load_head
     from tritonhf.export.onnx_export import load_encoder, sentence_encoder
     from tritonhf.export.pipeline import load_fast_tokenizer
     from tritonhf.export.source import resolve_model
 
     source = resolve_model("default")
-    model = load_encoder(source).to(device, dtype=torch.float16 if half else torch.float32)
-    encoder = sentence_encoder(model, source.pooling)
+    encoder = sentence_encoder(load_encoder(source), source.head, load_head(source.head))
+    encoder = encoder.to(device, dtype=torch.float16 if half else torch.float32)
     tokenizer = load_fast_tokenizer(source)
     one = tokenizer(texts[:1], return_tensors="pt").to(device)
     batch = tokenizer((texts * 4)[:512], padding=True, return_tensors="pt").to(device)

@@ -186,7 +186,7 @@ def read_pooling(folder: Path) -> tuple[Pooling, ...]:
     config = read_json(folder / "config.json")
     if "pooling_mode" in config:
         raw = config["pooling_mode"]
-        names = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list) else [raw]
+        names = list(raw) if isinstance(raw, list) else [raw]
     else:
         names = [
             _LEGACY_POOLING_FLAGS[key].value for key in _LEGACY_POOLING_FLAGS if config.get(key)
