@@ -223,3 +223,13 @@ def test_the_task_is_detected_from_the_configs_architectures(
     (tmp_path / "config.json").write_text(json.dumps({"architectures": architectures}))
 
     assert resolve_model(str(tmp_path)).task is task
+
+
+def test_validation_reaches_every_token_limit_with_its_last_text() -> None:
+    from tritonhf.export.pipeline import VALIDATION_TEXTS, validation_texts
+
+    texts = validation_texts()
+
+    assert len(texts) == len(set(texts)) == VALIDATION_TEXTS
+    # Every word is at least one token: more words than any limit (512) means truncation.
+    assert len(texts[-1].split()) > 2 * 512

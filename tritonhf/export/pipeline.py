@@ -45,6 +45,17 @@ from tritonhf.spec import (
 VALIDATION_TEXTS = 64
 
 
+def validation_texts() -> list[str]:
+    """63 corpus sentences, and the whole corpus as one text that the tokenizer truncates.
+
+    The graph is then also checked at its full token limit, furthest from the traced shapes.
+    """
+    from tritonhf import data
+
+    sentences = data.sentences()
+    return [*sentences[: VALIDATION_TEXTS - 1], " ".join(sentences)]
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     """Everything ``tritonhf export`` accepts."""
@@ -204,7 +215,7 @@ def _export_graph(
         encoder=encoder,
         tokenizer=tokenizer,
         onnx_path=info.path,
-        texts=data.sentences()[:VALIDATION_TEXTS],
+        texts=validation_texts(),
         max_length=spec.max_length,
         atol=options.atol,
         output=output,
