@@ -1,0 +1,129 @@
+"""Exports of architectures beyond BERT, checked against sentence-transformers and PyTorch.
+
+Each model is a tiny random one built from its config, with MiniLM's tokenizer files (every
+vocabulary here has 30,522 entries). Encoders get a sentence-transformers ``modules.json``
+(mean pooling, or last-token pooling for decoders, then Normalize), so the exported graph can
+be compared with ``SentenceTransformer(folder).encode``; classifiers are compared with the
+HuggingFace model's own softmax. Padded batches of different lengths, one text truncated.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.integration.models import TOKENIZER_FILES
+from tritonhf.export.pipeline import ExportOptions, export_model
+from tritonhf.export.source import DEFAULT_MODEL, resolve_model
+
+TEXTS = [
+    "hello world",
+    "A second text, longer than the first, with punctuation and numbers: 42.",
+    "Ünïcödé, emoji 🚀 and 中文 text.",
+    " ".join(["A long text that the tokenizer truncates at the model's limit."] * 40),
+]
+SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+         "intermediate_size": 64, "vocab_size": 30522}  # fmt: skip
+DECODER = {**SMALL, "num_key_value_heads": 1, "max_position_embeddings": 256}
+
+# name -> (config class, model class, config kwargs, pooling)
+ENCODERS: dict[str, tuple[str, str, dict[str, Any], str]] = {
+    "roberta": ("RobertaConfig", "RobertaModel", {**SMALL, "max_position_embeddings": 130}, "mean"),
+    "mpnet": ("MPNetConfig", "MPNetModel", {**SMALL, "max_position_embeddings": 130}, "mean"),
+    "albert": ("AlbertConfig", "AlbertModel", {**SMALL, "embedding_size": 16}, "mean"),
+    "deberta-v2": ("DebertaV2Config", "DebertaV2Model", SMALL, "mean"),
+    "modernbert": ("ModernBertConfig", "ModernBertModel",
+                   {**SMALL, "max_position_embeddings": 256, "local_attention": 16,
+                    "global_attn_every_n_layers": 2, "pad_token_id": 0}, "mean"),
+    "llama": ("LlamaConfig", "LlamaModel", DECODER, "lasttoken"),
+    "qwen2": ("Qwen2Config", "Qwen2Model", DECODER, "lasttoken"),
+}  # fmt: skip
+CLASSIFIERS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "xlm-roberta": ("XLMRobertaConfig", "XLMRobertaForSequenceClassification",
+                    {**SMALL, "max_position_embeddings": 130}),
+    "electra": ("ElectraConfig", "ElectraForSequenceClassification",
+                {**SMALL, "embedding_size": 16}),
+}  # fmt: skip
+
+
+def build(folder: Path, config_class: str, model_class: str, kwargs: dict[str, Any]) -> Path:
+    """Save a randomly initialised ``model_class`` with MiniLM's tokenizer beside it."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = getattr(transformers, config_class)(**kwargs)
+    getattr(transformers, model_class)(config).save_pretrained(folder)
+    source = resolve_model(DEFAULT_MODEL).path
+    for name in TOKENIZER_FILES:
+        shutil.copyfile(source / name, folder / name)
+    return folder
+
+
+def exported_outputs(tmp_path: Path, folder: Path, output: str) -> tuple[np.ndarray, Any, int]:
+    """Export ``folder``; run its graph on TEXTS, padded and truncated as the server does.
+
+    Returns the outputs, the token tensors and the export's token limit.
+    """
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    result = export_model(ExportOptions(model=str(folder), name="arch", repo=tmp_path / "repo"))
+    tokens = AutoTokenizer.from_pretrained(folder)(
+        TEXTS, padding=True, truncation=True, max_length=result.spec.max_length, return_tensors="np"
+    )
+    session = ort.InferenceSession(str(tmp_path / "repo" / "arch_model" / "1" / "model.onnx"))
+    feeds = {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+    (values,) = session.run([output], feeds)
+    return values, tokens, result.spec.max_length
+
+
+@pytest.mark.parametrize("name", ENCODERS)
+def test_an_encoder_exports_and_equals_sentence_transformers(tmp_path: Path, name: str) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    config_class, model_class, kwargs, pooling = ENCODERS[name]
+    folder = build(tmp_path / name, config_class, model_class, kwargs)
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps({"embedding_dimension": 32, "pooling_mode": pooling})
+    )
+    paths = {"Transformer": "", "Pooling": "1_Pooling", "Normalize": "2_Normalize"}
+    modules = [
+        {"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+        for i, (kind, path) in enumerate(paths.items())
+    ]
+    (folder / "modules.json").write_text(json.dumps(modules))
+
+    served, _, max_length = exported_outputs(tmp_path, folder, "EMBEDDING")
+
+    reference = SentenceTransformer(str(folder), device="cpu")
+    # RoBERTa-style position tables hold fewer tokens than the tokenizer's 512: the export
+    # found the real limit; sentence-transformers would index past the table without it.
+    reference.max_seq_length = max_length
+    expected = reference.encode(TEXTS)
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_a_classifier_exports_and_equals_the_models_softmax(tmp_path: Path, name: str) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    config_class, model_class, kwargs = CLASSIFIERS[name]
+    folder = build(tmp_path / name, config_class, model_class, {**kwargs, "num_labels": 3})
+
+    served, tokens, _ = exported_outputs(tmp_path, folder, "PROBABILITIES")
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        logits = model(
+            input_ids=torch.from_numpy(tokens["input_ids"]),
+            attention_mask=torch.from_numpy(tokens["attention_mask"]),
+        ).logits
+    np.testing.assert_allclose(served, torch.softmax(logits, dim=-1).numpy(), atol=1e-5)
