@@ -40,11 +40,18 @@ def split_lines(text: str, *, limit: int = MAX_TEXTS) -> list[str]:
     return lines
 
 
+def unit_rows(vectors: NDArray[Any]) -> NDArray[np.float32]:
+    """``vectors`` (one per row) scaled to L2 norm 1, as float32; zero rows stay zero."""
+    rows = np.asarray(vectors, dtype=np.float32)
+    unit: NDArray[np.float32] = rows / np.maximum(
+        np.linalg.norm(rows, axis=1, keepdims=True), 1e-12
+    )
+    return unit
+
+
 def similarity_matrix(embeddings: NDArray[Any]) -> NDArray[np.float32]:
     """Cosine similarities between the rows of ``embeddings`` (re-normalised defensively)."""
-    vectors = np.asarray(embeddings, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit = vectors / np.maximum(norms, 1e-12)
+    unit = unit_rows(embeddings)
     matrix: NDArray[np.float32] = np.clip(unit @ unit.T, -1.0, 1.0).astype(np.float32)
     return matrix
 
@@ -105,16 +112,13 @@ class SearchIndex:
             raise ValueError(
                 f"{len(self.texts)} texts but {self.embeddings.shape[0]} embeddings in the index"
             )
-        norms = np.linalg.norm(self.embeddings, axis=1, keepdims=True)
-        unit = (self.embeddings / np.maximum(norms, 1e-12)).astype(np.float32)
-        object.__setattr__(self, "embeddings", unit)
+        object.__setattr__(self, "embeddings", unit_rows(self.embeddings))
 
     def search(self, query: NDArray[Any], *, k: int = 5) -> list[Hit]:
         """The ``k`` corpus texts closest to ``query`` (one vector), best first."""
         if k < 1:
             raise InvalidInputError(f"top-k must be >= 1, got {k}")
-        vector = np.asarray(query, dtype=np.float32).reshape(-1)
-        scores = self.embeddings @ (vector / max(float(np.linalg.norm(vector)), 1e-12))
+        scores = self.embeddings @ unit_rows(np.reshape(query, (1, -1)))[0]
         order = np.argsort(-scores, kind="stable")[:k]
         return [
             Hit(rank=rank, score=float(scores[i]), text=self.texts[i])
