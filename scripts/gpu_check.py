@@ -131,7 +131,8 @@ def gpu_metrics(url: str) -> list[str]:
     """Triton's ``nv_gpu_*`` lines (utilisation, memory, power)."""
     with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310  # nosec B310
         text = response.read().decode("utf-8")
-    return [f"    {line}" for line in text.splitlines() if line.startswith("nv_gpu_")]
+    lines = [f"    {line}" for line in text.splitlines() if line.startswith("nv_gpu_")]
+    return lines or ["- none: this tritonserver build reports no GPU metrics (no DCGM)"]
 
 
 def main() -> int:
@@ -157,7 +158,9 @@ def main() -> int:
             ExportOptions(name=NAME, repo=repo, runtime=Runtime.PYTHON_TORCH, precision=precision)
         )
         http, grpc, metrics = free_ports(3)
-        config = ServerConfig(repo=repo, http_port=http, grpc_port=grpc, metrics_port=metrics)
+        config = ServerConfig(
+            repo=repo, http_port=http, grpc_port=grpc, metrics_port=metrics, gpu_metrics=cuda
+        )
         with TritonServer(config, log_path=args.out / "tritonserver.log") as _server:
             report.append(f"## python-torch, {precision.value}, {'KIND_GPU' if cuda else 'CPU'}")
             with TritonHFClient(config.grpc_url, model=NAME, timeout_s=120) as client:

@@ -203,6 +203,16 @@ def test_default_command_loads_everything_in_explicit_mode_on_loopback(
     assert "--load-model=*" in command
     assert "--http-address=127.0.0.1" in command
     assert "--grpc-port=8001" in command
+    assert "--allow-gpu-metrics=false" in command
+
+
+def test_gpu_metrics_are_asked_for_only_when_configured(
+    tmp_path: Path, dist: TritonDistribution
+) -> None:
+    command = ServerConfig(repo=tmp_path, gpu_metrics=True).command(dist.binary, tmp_path)
+
+    assert "--allow-gpu-metrics=true" in command
+    assert "--allow-gpu-metrics=false" not in command
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,8 @@ class ServerConfig:
     startup_timeout_s: float = 180.0
     exit_timeout_s: int = 30
     log_verbose: int = 0
+    gpu_metrics: bool = False
+    """Triton's ``nv_gpu_*`` series (needs a GPU and DCGM); the CPU wheel has neither."""
 
     def __post_init__(self) -> None:
         ports = {
@@ -94,7 +96,7 @@ class ServerConfig:
             f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
             "--allow-metrics=true",
-            "--allow-gpu-metrics=false",
+            f"--allow-gpu-metrics={str(self.gpu_metrics).lower()}",
             # Per-model latency quantiles (p50..p99.9) for the Prometheus rules and dashboards;
             # the default duration metrics are only cumulative counters.
             "--metrics-config=summary_latencies=true",
