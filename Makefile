@@ -138,8 +138,8 @@ up: $(REPO)/$(NAME)/tritonhf.json  ## docker compose: Triton + demo + console + 
 down:  ## Stop the compose stack (either profile)
 	$(COMPOSE) --profile gpu --profile cpu down
 
-logs:  ## Follow the compose stack's logs
-	$(COMPOSE) --profile $(PROFILE) logs -f --tail=200
+logs:  ## Follow the compose stack's logs (either profile)
+	$(COMPOSE) --profile gpu --profile cpu logs -f --tail=200
 
 clean:  ## Remove generated files (keeps .venv)
 	rm -rf $(REPO) artifacts .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

@@ -1,9 +1,9 @@
-"""Soak test: a long bounded closed loop against a running tritonhf server, with a table.
+"""Soak test: a long bounded closed loop against a tritonhf server it starts, with a table.
 
-    .venv/bin/python scripts/soak.py --url 127.0.0.1:8001 --requests 20000 --concurrency 16
+    .venv/bin/python scripts/soak.py --requests 20000 --concurrency 16
 
-Without --url it exports nothing and starts a server on REPO (default model_repository/) on
-free ports, so it measures the server's own memory. Exit code 1 on any error or when RSS grows
+It exports nothing: it starts a server on --repo (default model_repository/) on free ports,
+so it measures that server's own memory. Exit code 1 on any error or when RSS grows
 more than --max-rss-growth from the first to the last quarter.
 """
 
