@@ -13,6 +13,7 @@ from tritonhf.errors import (
     InvalidInputError,
     ModelNotFoundError,
     ModelNotReadyError,
+    OverloadedError,
     ServerUnavailableError,
     TritonHFError,
 )
@@ -78,6 +79,48 @@ CASES = {
     "socket-timeout": (socket.timeout("timed out"), InferenceTimeoutError),  # noqa: UP041
     "timeout-error": (TimeoutError("timed out"), InferenceTimeoutError),
     "anything-else": (RuntimeError("boom: the stub crashed"), InferenceError),
+    "grpc-queue-timeout": (
+        InferenceServerException(
+            "in ensemble 'minilm', Request timeout expired", status="StatusCode.UNAVAILABLE"
+        ),
+        OverloadedError,
+    ),
+    "http-queue-timeout": (
+        InferenceServerException("in ensemble 'minilm', Request timeout expired", status="503"),
+        OverloadedError,
+    ),
+    "grpc-unloaded-model": (
+        InferenceServerException(
+            "Request for unknown model: 'tb0' has no available versions",
+            status="StatusCode.UNAVAILABLE",
+        ),
+        ModelNotReadyError,
+    ),
+    "http-unloaded-model": (
+        InferenceServerException(
+            "Request for unknown model: 'tb0' has no available versions", status="400"
+        ),
+        ModelNotReadyError,
+    ),
+    "bad-input-to-a-model-named-timeout": (
+        InferenceServerException(
+            "in ensemble 'timeout-svc', TEXT[0] has no tokens after normalisation",
+            status="StatusCode.INVALID_ARGUMENT",
+        ),
+        InvalidInputError,
+    ),
+    "unknown-model-named-timeout": (
+        InferenceServerException(
+            "Request for unknown model: 'timeout_model' is not found", status="StatusCode.NOT_FOUND"
+        ),
+        ModelNotFoundError,
+    ),
+    "unknown-model-named-unavailable": (
+        InferenceServerException(
+            "Request for unknown model: 'unavailable-thing' is not found", status="400"
+        ),
+        ModelNotFoundError,
+    ),
     "server-internal": (
         InferenceServerException("Failed to process the request(s)", status="StatusCode.INTERNAL"),
         InferenceError,

@@ -38,25 +38,36 @@ def _message(exc: BaseException) -> str:
     return str(value or exc)
 
 
+def _unquoted(text: str) -> str:
+    """``text`` without its quoted parts (model, input and label names).
+
+    A model called ``timeout-svc`` must not make its errors read as timeouts.
+    """
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "''", text)
+
+
 def map_error(exc: BaseException, *, model: str | None, url: str) -> ClientError:
     """Translate ``exc`` into the narrowest `ClientError`, keeping the server's message."""
     if isinstance(exc, ClientError):
         return exc
     status, message = _status(exc), _message(exc)
-    found = f"{status} {message}"
-    if isinstance(exc, TimeoutError) or any(k.lower() in found.lower() for k in _TIMEOUT):
-        return InferenceTimeoutError(f"request to {url} timed out: {message}")
-    # Checked before "unavailable": a full queue answers with gRPC status UNAVAILABLE too,
-    # but retrying it at once would only add load.
-    if re.search(r"exceeds maximum queue size|request timeout expired", message, re.IGNORECASE):
+    found = _unquoted(f"{status} {message}")
+    # Checked before timeouts and "unavailable": a request that waited in the queue past
+    # --queue-timeout-ms ("Request timeout expired") or found the queue full is overload,
+    # and a full queue answers with gRPC status UNAVAILABLE; retrying at once adds load.
+    if re.search(r"exceeds maximum queue size|request timeout expired", found, re.IGNORECASE):
         return OverloadedError(
             f"{model!r} at {url} is overloaded and rejected the request ({message}); "
             "back off and retry, or add capacity"
         )
+    if isinstance(exc, TimeoutError) or any(k.lower() in found.lower() for k in _TIMEOUT):
+        return InferenceTimeoutError(f"request to {url} timed out: {message}")
     # Checked before "unavailable" and "unknown model": Triton answers a loaded-but-not-ready
     # model with "Request for unknown model: 'x' version 1 is not at ready state" and gRPC
-    # status UNAVAILABLE (HTTP 503).
-    if re.search(r"not at ready state|is not ready|not loaded", message, re.IGNORECASE):
+    # status UNAVAILABLE (HTTP 503), and one that is unloaded (or stopping) with "... 'x' has
+    # no available versions".
+    not_ready = r"not at ready state|is not ready|not loaded|has no available versions"
+    if re.search(not_ready, found, re.IGNORECASE):
         return ModelNotReadyError(f"model {model!r} at {url} is not ready: {message}")
     if isinstance(exc, ConnectionError | OSError) or any(
         k.lower() in found.lower() for k in _UNAVAILABLE
@@ -65,7 +76,7 @@ def map_error(exc: BaseException, *, model: str | None, url: str) -> ClientError
             f"cannot reach Triton at {url} ({message}); is the server running "
             "(`tritonhf serve`) and is the URL/protocol right?"
         )
-    if re.search(r"unknown model|not found", message, re.IGNORECASE):
+    if re.search(r"unknown model|not found", found, re.IGNORECASE):
         return ModelNotFoundError(
             f"the server at {url} has no model {model!r} ({message}); "
             "`tritonhf models` lists what it serves"
