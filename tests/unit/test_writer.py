@@ -15,7 +15,7 @@ from tritonhf.repository.configs import (
     tokenizer_config,
 )
 from tritonhf.repository.writer import StepArtifacts, write_repository
-from tritonhf.spec import Layout, PipelineSpec, Runtime
+from tritonhf.spec import Layout, PipelineSpec, Runtime, Task
 
 TOKENIZER_SOURCE = Path(tritonhf.backends.tokenizer.__file__).read_text(encoding="utf-8")
 ONNX_STEP_SOURCE = Path(tritonhf.backends.onnx_runtime.__file__).read_text(encoding="utf-8")
@@ -227,6 +227,87 @@ def test_a_later_version_is_added_beside_the_serving_one(
     assert json.loads((repo / "minilm" / "tritonhf.json").read_text())["version"] == 2
     write_repository(spec=spec, repo=repo, artifacts=artifacts)
     assert not (repo / "minilm_model" / "2").exists()
+
+
+@pytest.mark.parametrize(
+    ("changed", "expected"),
+    [
+        (PipelineSpec(task=Task.CLASSIFICATION, labels=("a", "b", "c")), "minilm_tokenizer|task"),
+        (PipelineSpec(embedding_size=128), "dims"),
+        (PipelineSpec(max_length=128), "max_length"),
+        (PipelineSpec(runtime=Runtime.ONNXRUNTIME), "minilm_tokenizer|platform|backend"),
+        (PipelineSpec(layout=Layout.MERGED), "minilm_model"),
+    ],
+)
+def test_a_later_version_that_changes_a_shared_config_is_refused_and_writes_nothing(
+    tmp_path: Path, artifacts: StepArtifacts, changed: PipelineSpec, expected: str
+) -> None:
+    repo = tmp_path / "repo"
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+    before = files_under(repo)
+
+    with pytest.raises(RepositoryError, match=f"version 2 of 'minilm' would change .*({expected})"):
+        write_repository(spec=changed, repo=repo, artifacts=artifacts, version=2)
+
+    assert files_under(repo) == before
+
+
+def test_labels_renamed_in_a_later_version_are_refused(
+    tmp_path: Path, artifacts: StepArtifacts
+) -> None:
+    repo = tmp_path / "repo"
+    old = PipelineSpec(task=Task.CLASSIFICATION, labels=("negative", "positive"))
+    write_repository(spec=old, repo=repo, artifacts=artifacts)
+    renamed = PipelineSpec(task=Task.CLASSIFICATION, labels=("bad", "good"))
+
+    with pytest.raises(RepositoryError, match=r"minilm's config .*negative.*under another --name"):
+        write_repository(spec=renamed, repo=repo, artifacts=artifacts, version=2)
+
+
+def test_a_later_version_of_a_pipeline_that_is_not_there_is_refused(
+    tmp_path: Path, artifacts: StepArtifacts
+) -> None:
+    with pytest.raises(RepositoryError, match="export version 1 first"):
+        write_repository(spec=PipelineSpec(), repo=tmp_path, artifacts=artifacts, version=2)
+
+
+@pytest.mark.parametrize("name", ["minilm_tokenizer", "minilm_model", "minilm_feedback"])
+def test_a_name_that_is_another_pipelines_model_is_refused(
+    tmp_path: Path, artifacts: StepArtifacts, name: str
+) -> None:
+    repo = tmp_path / "repo"
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+    before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
+
+    with pytest.raises(
+        RepositoryError, match=f"would overwrite .*{name}, a model of pipeline 'minilm'"
+    ):
+        write_repository(spec=PipelineSpec(name=name), repo=repo, artifacts=artifacts)
+
+    assert {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()} == before
+
+
+def test_a_step_name_taken_by_a_foreign_model_is_refused(
+    tmp_path: Path, artifacts: StepArtifacts
+) -> None:
+    repo = tmp_path / "repo"
+    (repo / "search_model").mkdir(parents=True)
+    (repo / "search_model" / "config.pbtxt").write_text('name: "search_model"\nbackend: "python"\n')
+
+    with pytest.raises(RepositoryError, match="search_model, a model tritonhf did not write"):
+        write_repository(spec=PipelineSpec(name="search"), repo=repo, artifacts=artifacts)
+
+
+def test_a_native_pipeline_is_exported_again_over_itself(
+    tmp_path: Path, artifacts: StepArtifacts
+) -> None:
+    repo = tmp_path / "repo"
+    spec = PipelineSpec(runtime=Runtime.ONNXRUNTIME)  # its model step has no parameters
+    write_repository(spec=spec, repo=repo, artifacts=artifacts)
+    write_repository(spec=spec, repo=repo, artifacts=artifacts)
+    write_repository(spec=spec, repo=repo, artifacts=artifacts, version=2)
+
+    assert sorted(p.name for p in (repo / "minilm_model").iterdir() if p.is_dir()) == ["1", "2"]
 
 
 def test_version_zero_is_refused(tmp_path: Path, artifacts: StepArtifacts) -> None:

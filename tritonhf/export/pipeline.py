@@ -30,7 +30,14 @@ from tritonhf.observability.drift import PROFILE_FILE
 from tritonhf.observability.reference import build_reference_profile, read_reference_texts
 from tritonhf.repository.checks import check_config_matches_onnx
 from tritonhf.repository.configs import DEFAULT_TUNING, StepTuning, model_config
-from tritonhf.repository.writer import ONNX_FILE, PLAN_FILE, StepArtifacts, write_repository
+from tritonhf.repository.writer import (
+    ONNX_FILE,
+    PLAN_FILE,
+    StepArtifacts,
+    check_target,
+    pipeline_configs,
+    write_repository,
+)
 from tritonhf.spec import (
     DEFAULT_MODEL_NAME,
     EMBEDDING,
@@ -83,6 +90,13 @@ class ExportOptions:
     """Acceptance-gate bounds for a fused/fp16/int8 variant; None: the precision's defaults."""
     drift_reference: Path | None = None
     """Texts (one per line) whose profile drift is measured against; None: the package corpus."""
+
+    def __post_init__(self) -> None:
+        # Checked here, before the model is loaded, rather than after minutes of export work.
+        if self.version < 1:
+            raise ConfigError(f"model versions start at 1, got --version {self.version}")
+        if self.max_length is not None and self.max_length < 1:
+            raise ConfigError(f"--max-length must be a positive token count, got {self.max_length}")
 
 
 @dataclass(frozen=True)
@@ -297,6 +311,15 @@ def export_model(
     if options.runtime is Runtime.TENSORRT:
         tensorrt_module()  # fail before the minutes of export work, not after
     tuning = options.tuning
+    if options.runtime is Runtime.PYTHON_TORCH:
+        tuning = replace(tuning, model_on_gpu=cuda_available())
+    pad_token_id = int(tokenizer.pad_token_id or 0)
+    check_target(
+        spec=spec,
+        repo=options.repo,
+        configs=pipeline_configs(spec, tuning=tuning, pad_token_id=pad_token_id),
+        version=options.version,
+    )
     with tempfile.TemporaryDirectory(prefix="tritonhf-export-") as tmp:
         work = Path(tmp)
         graph: _OnnxStep | None = None
@@ -308,7 +331,7 @@ def export_model(
         if source.default_prompt and task is Task.EMBEDDING:
             manifest["default_prompt_not_applied"] = source.default_prompt
         if options.runtime is Runtime.PYTHON_TORCH:
-            on_gpu = cuda_available()
+            on_gpu = tuning.model_on_gpu
             device = "GPU" if on_gpu else "CPU"
             progress(f"saving the model for the python-torch runtime ({device})")
             model.save_pretrained(work / "hf", safe_serialization=True)
@@ -321,7 +344,6 @@ def export_model(
                 settings["head"] = head.to_dict()
             payload = {"hf_folder": work / "hf", "torch_settings": settings}
             manifest["torch"] = {**settings, "gpu": on_gpu}
-            tuning = replace(tuning, model_on_gpu=on_gpu)
         else:
             graph = _export_graph(
                 options=options,
@@ -374,7 +396,7 @@ def export_model(
         artifacts = StepArtifacts(
             onnx_path=payload.pop("onnx_path", None),
             tokenizer_json=work / "tokenizer" / "tokenizer.json",
-            pad_token_id=int(tokenizer.pad_token_id or 0),
+            pad_token_id=pad_token_id,
             drift_reference=work / PROFILE_FILE,
             manifest=manifest,
             **payload,

@@ -64,6 +64,16 @@ class StepTuning:
     with CUDA. Native backends need no instance group: Triton puts them on every GPU."""
     batching: BatchingPolicy = field(default_factory=BatchingPolicy)
 
+    def __post_init__(self) -> None:
+        for name in ("tokenizer_instances", "model_instances", "intra_op_threads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_text_bytes < 1:
+            raise ConfigError(
+                f"--max-text-bytes must be >= 1 (every text longer is refused), "
+                f"got {self.max_text_bytes}"
+            )
+
 
 DEFAULT_TUNING = StepTuning()
 

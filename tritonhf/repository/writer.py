@@ -20,6 +20,7 @@ from tritonhf.repository.configs import (
     ensemble_config,
     feedback_config,
     model_config,
+    parse_pbtxt,
     to_pbtxt,
     tokenizer_config,
 )
@@ -102,6 +103,120 @@ def _write_model(
     return folder
 
 
+def pipeline_configs(
+    spec: PipelineSpec, *, tuning: StepTuning = DEFAULT_TUNING, pad_token_id: int = 0
+) -> dict[str, Any]:
+    """Every model of the pipeline (folder name -> ModelConfig), in the order they are written."""
+    configs: dict[str, Any] = {}
+    if spec.layout is Layout.SPLIT:
+        configs[spec.tokenizer_name] = tokenizer_config(
+            spec, pad_token_id=pad_token_id, tuning=tuning
+        )
+    configs[spec.model_name] = model_config(spec, tuning=tuning, pad_token_id=pad_token_id)
+    configs[spec.name] = ensemble_config(spec)
+    configs[spec.feedback_name] = feedback_config(spec)
+    return configs
+
+
+def _read_config(folder: Path) -> Any | None:
+    """The ModelConfig in ``folder``, or None when there is none or it does not parse."""
+    from google.protobuf import text_format
+
+    try:
+        return parse_pbtxt((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, text_format.ParseError):
+        return None
+
+
+def check_target(*, spec: PipelineSpec, repo: Path, configs: dict[str, Any], version: int) -> None:
+    """Refuse, before any work, an export that would break what ``repo`` already serves.
+
+    Every folder the export writes must be free or already this pipeline's: a ``--name``
+    equal to another pipeline's step (``minilm_tokenizer``) would overwrite it. A version
+    after 1 goes beside a serving one and shares its configs, so it must leave them as they
+    are: other labels, sizes, runtime or layout make the old and new versions disagree.
+    """
+    if version < 1:
+        raise RepositoryError(f"model versions start at 1, got {version}")
+    ensemble = _read_config(repo / spec.name)
+    our_steps = set()
+    if ensemble is not None and ensemble.platform == "ensemble":
+        our_steps = {step.model_name for step in ensemble.ensemble_scheduling.step}
+    for name in {*configs, spec.tokenizer_name}:  # merged: the tokenizer step is removed
+        folder = repo / name
+        if not folder.exists():
+            continue
+        config = _read_config(folder)
+        owner = None
+        if config is not None and "pipeline" in config.parameters:
+            owner = config.parameters["pipeline"].string_value
+        elif config is not None and config.platform == "ensemble":
+            owner = config.name
+        if owner == spec.name or (owner is None and name in our_steps):
+            continue
+        whose = f"a model of pipeline {owner!r}" if owner else "a model tritonhf did not write"
+        raise RepositoryError(
+            f"--name {spec.name!r} would overwrite {folder}, {whose}; pick another --name "
+            "or remove that folder"
+        )
+    if version == 1:
+        return
+    if ensemble is None:
+        raise RepositoryError(
+            f"version {version} of {spec.name!r} goes beside a served version 1, but {repo} "
+            f"has no pipeline {spec.name!r}: export version 1 first"
+        )
+    for name, config in configs.items():
+        existing = _read_config(repo / name)
+        if existing != config:
+            changed = "; ".join(_differences(existing, config)) if existing is not None else "new"
+            raise RepositoryError(
+                f"version {version} of {spec.name!r} would change {name}'s config ({changed}), "
+                "which every version shares: a new version keeps the task, labels, sizes, "
+                "precision, runtime and layout. Export it under another --name (and serve "
+                "both), or as version 1 to replace the pipeline"
+            )
+
+
+def _differences(old: Any, new: Any) -> list[str]:
+    """What differs between two ModelConfigs: one short line per parameter or field."""
+    from google.protobuf import text_format
+
+    def text(descriptor: Any, value: Any) -> str:
+        parts = list(value) if descriptor.is_repeated else [value]
+        if descriptor.message_type is None:
+            return ", ".join(str(part) for part in parts)
+        return ", ".join(text_format.MessageToString(p, as_one_line=True) for p in parts)
+
+    found = []
+    for key in sorted({*old.parameters, *new.parameters}):
+        before = old.parameters[key].string_value if key in old.parameters else None
+        after = new.parameters[key].string_value if key in new.parameters else None
+        if before != after:
+            found.append(f"{key}: {before!r} -> {after!r}")
+    for descriptor in new.DESCRIPTOR.fields:
+        name = descriptor.name
+        if name == "parameters":  # a map, compared key by key above
+            continue
+        before = text(descriptor, getattr(old, name))
+        after = text(descriptor, getattr(new, name))
+        if before != after:
+            found.append(f"{name}: {_around_first_difference(before, after)}")
+    return found
+
+
+def _around_first_difference(before: str, after: str, width: int = 48) -> str:
+    """``before -> after``, each cut to ``width`` characters around where they first differ."""
+    same = next((i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b), None)
+    start = max(0, (min(len(before), len(after)) if same is None else same) - width // 2)
+
+    def cut(value: str) -> str:
+        part = value[start : start + width]
+        return ("..." if start else "") + part + ("..." if start + width < len(value) else "")
+
+    return f"{cut(before)!r} -> {cut(after)!r}"
+
+
 def write_repository(
     *,
     spec: PipelineSpec,
@@ -114,10 +229,10 @@ def write_repository(
 
     ``version`` 1 (a fresh export) replaces the folders. A later version adds
     ``<step>/<version>/`` to the tokenizer and model steps beside the versions already there,
-    for a hot reload (`tritonhf deploy`); it must keep the same tensor contract.
+    for a hot reload (`tritonhf deploy`); it must keep every config as it is (`check_target`).
     """
-    if version < 1:
-        raise RepositoryError(f"model versions start at 1, got {version}")
+    configs = pipeline_configs(spec, tuning=tuning, pad_token_id=artifacts.pad_token_id)
+    check_target(spec=spec, repo=repo, configs=configs, version=version)
     if not artifacts.tokenizer_json.is_file():
         raise RepositoryError(
             f"cannot write the repository: {artifacts.tokenizer_json} does not exist"
@@ -139,7 +254,7 @@ def write_repository(
                 _write_model(
                     repo,
                     spec.tokenizer_name,
-                    tokenizer_config(spec, pad_token_id=artifacts.pad_token_id, tuning=tuning),
+                    configs[spec.tokenizer_name],
                     tokenizer_files,
                     version_number=version,
                 )
@@ -150,15 +265,15 @@ def write_repository(
             _write_model(
                 repo,
                 spec.model_name,
-                model_config(spec, tuning=tuning, pad_token_id=artifacts.pad_token_id),
+                configs[spec.model_name],
                 model_files,
                 version_number=version,
             ),
-            _write_model(repo, spec.name, ensemble_config(spec), {}),
+            _write_model(repo, spec.name, configs[spec.name], {}),
             _write_model(
                 repo,
                 spec.feedback_name,
-                feedback_config(spec),
+                configs[spec.feedback_name],
                 {"model.py": _backend_source("feedback")},
             ),
         ]
