@@ -18,7 +18,7 @@ from tests.conftest import server_config
 from tritonhf import data
 from tritonhf.client import DeployError, OverloadedError, RetryPolicy, TritonHFClient
 from tritonhf.client.deploy import deploy_pipeline
-from tritonhf.errors import ClientError
+from tritonhf.errors import ClientError, ModelNotReadyError
 from tritonhf.export.pipeline import ExportResult
 from tritonhf.loadgen import soak
 from tritonhf.repository.configs import (
@@ -250,3 +250,32 @@ def test_a_short_soak_has_no_errors_and_stable_memory(server: TritonServer) -> N
     print(report.table())
     assert report.load.error_count == 0, report.load.errors
     assert report.rss_growth < 0.10, report.table()
+
+
+def test_a_version_the_ensemble_rejects_is_rolled_back_and_an_unloaded_model_is_not_ready(
+    explicit_server: TritonServer,
+) -> None:
+    repo = explicit_server.config.repo
+    client = TritonHFClient(explicit_server.config.grpc_url, retry=RetryPolicy(attempts=1))
+    # A step whose config on disk no longer matches the ensemble (a hand edit, or an export
+    # from another tool): it loads, and Triton then unloads the ensemble.
+    config = repo / "minilm_model" / "config.pbtxt"
+    config.write_text(config.read_text().replace("dims: 384", "dims: 128"))
+    add_version(repo, "minilm_model", 2)
+
+    with Traffic(client) as traffic, pytest.raises(DeployError, match="did not accept"):
+        deploy_pipeline(client, model="minilm")
+
+    print(f"\nrejected by the ensemble, rolled back under traffic: {dict(traffic.outcomes)}")
+    # Triton takes the ensemble down until the rollback reloads it: requests meanwhile get
+    # the retryable ModelNotReadyError, nothing worse.
+    assert set(traffic.outcomes) <= {"ok", "ModelNotReadyError"}, traffic.outcomes
+    ready = {s.name: s.version for s in client.models() if s.ready}
+    assert ready["minilm_model"] == "1"
+    assert "minilm" in ready
+    assert client.embed(["the old version serves again"]).shape == (1, 384)
+
+    client.unload_model("minilm")
+    with pytest.raises(ModelNotReadyError, match="has no available versions"):
+        client.embed(["unloaded"])
+    client.close()

@@ -50,6 +50,27 @@ def test_encode_texts_accepts_any_sequence_and_an_empty_one() -> None:
     assert encode_texts([]).shape == (0, 1)
 
 
+def test_encode_texts_reads_a_generator_once() -> None:
+    assert encode_texts(text for text in ("a", "b", "c")).shape == (3, 1)
+
+
+@pytest.mark.parametrize(("texts", "type_name"), [(None, "NoneType"), (5, "int")])
+def test_texts_that_are_not_iterable_are_invalid_input_naming_the_type(
+    unreachable: TritonHFClient, texts: object, type_name: str
+) -> None:
+    for call in (unreachable.embed, unreachable.encode, unreachable.classify):
+        with pytest.raises(InvalidInputError, match=f"not {type_name}"):
+            call(texts)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("top_k", [1.5, "2", True])
+def test_a_top_k_that_is_not_an_int_is_invalid_input_before_any_request(
+    unreachable: TritonHFClient, top_k: object
+) -> None:
+    with pytest.raises(InvalidInputError, match="top_k must be an int"):
+        unreachable.classify(["a"], top_k=top_k)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("single", ["hello", b"hello"], ids=["str", "bytes"])
 def test_encode_texts_rejects_a_bare_string(single: str) -> None:
     with pytest.raises(InvalidInputError, match="not one string"):

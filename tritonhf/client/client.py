@@ -7,7 +7,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
@@ -161,10 +161,21 @@ def _strip_scheme(url: str) -> str:
     return url
 
 
-def encode_texts(texts: Sequence[str]) -> NDArray[Any]:
-    """Validate texts and pack them as the ``[n, 1]`` BYTES tensor the ensemble takes."""
+def text_list(texts: Iterable[str]) -> list[str]:
+    """``texts`` as a list (a generator is read once); one string or a non-iterable is refused."""
     if isinstance(texts, str | bytes):
         raise InvalidInputError("pass a sequence of strings, e.g. embed(['hello']), not one string")
+    try:
+        return list(texts)
+    except TypeError:
+        raise InvalidInputError(
+            f"pass a sequence of strings, e.g. embed(['hello']), not {type(texts).__name__}"
+        ) from None
+
+
+def encode_texts(texts: Sequence[str]) -> NDArray[Any]:
+    """Validate texts and pack them as the ``[n, 1]`` BYTES tensor the ensemble takes."""
+    texts = text_list(texts)
     packed = np.empty((len(texts), 1), dtype=object)
     for index, text in enumerate(texts):
         if not isinstance(text, str):
@@ -340,23 +351,28 @@ class TritonHFClient:
             raise ClientError(f"{name!r} declares no max_length: is it a tritonhf ensemble?")
         return int(raw["string_value"])
 
-    def load_model(self, model: str, *, version: int | None = None) -> None:
+    def load_model(
+        self, model: str, *, version: int | None = None, config: dict[str, Any] | None = None
+    ) -> None:
         """Load (or reload) ``model`` in explicit model-control mode.
 
         Triton loads the new version beside the old one and switches when it is ready, so
         traffic keeps flowing; if loading fails, the old version keeps serving and this
-        raises `DeployError`. ``version`` pins that version (``version_policy: specific``).
+        raises `DeployError`. ``version`` pins that version (``version_policy: specific``);
+        ``config`` (as `model_config` returns it) replaces the one in the repository.
         """
         kwargs: dict[str, Any] = {}
-        if version is not None:
-            config = dict(self.model_config(model))
-            config["version_policy"] = {"specific": {"versions": [version]}}
+        if version is not None or config is not None:
+            config = dict(config if config is not None else self.model_config(model))
+            if version is not None:
+                config["version_policy"] = {"specific": {"versions": [version]}}
             kwargs["config"] = json.dumps(config)
         try:
             self._call(model, "load_model", model, **kwargs)
         except ClientError as exc:
+            reason = " ".join(str(exc).split())  # Triton's load errors span lines
             raise DeployError(
-                f"could not load {model!r}{f' version {version}' if version else ''}: {exc}; "
+                f"could not load {model!r}{f' version {version}' if version else ''}: {reason}; "
                 "the version that was serving keeps serving"
             ) from exc
         finally:
@@ -395,13 +411,13 @@ class TritonHFClient:
         return {n: np.concatenate([p[n] for p in parts]) for n in outputs}
 
     def encode(
-        self, texts: Sequence[str], *, model: str | None = None, request_id: str | None = None
+        self, texts: Iterable[str], *, model: str | None = None, request_id: str | None = None
     ) -> EmbeddingResult:
         """Embed ``texts``; batches larger than the model's max batch are split transparently.
 
         ``request_id`` (default: a new uuid4 hex) is sent as Triton's request id.
         """
-        name = model or self.model
+        name, texts = model or self.model, text_list(texts)
         with self._tracked(name, "encode", len(texts)):
             request_id = _new_request_id(request_id)
             found = self._run(texts, name, (EMBEDDING, NUM_TOKENS, TRUNCATED), request_id)
@@ -412,7 +428,7 @@ class TritonHFClient:
             truncated=found[TRUNCATED].reshape(-1).astype(np.bool_),
         )
 
-    def embed(self, texts: Sequence[str], *, model: str | None = None) -> NDArray[Any]:
+    def embed(self, texts: Iterable[str], *, model: str | None = None) -> NDArray[Any]:
         """Embed ``texts``: a float32 array ``(len(texts), dim)``, as the model's head makes them.
 
         L2-normalised when the head ends with Normalize (MiniLM, every plain HF export); a
@@ -421,7 +437,7 @@ class TritonHFClient:
         Asks the server for the embeddings alone (`encode` adds token counts and truncation),
         so two outputs fewer are serialised, sent and parsed.
         """
-        name = model or self.model
+        name, texts = model or self.model, text_list(texts)
         with self._tracked(name, "encode", len(texts)):
             found = self._run(texts, name, (EMBEDDING,), _new_request_id(None))
         embeddings: NDArray[Any] = found[EMBEDDING]
@@ -437,7 +453,7 @@ class TritonHFClient:
 
     def classify(
         self,
-        texts: Sequence[str],
+        texts: Iterable[str],
         *,
         model: str | None = None,
         top_k: int | None = None,
@@ -447,7 +463,9 @@ class TritonHFClient:
 
         ``request_id`` (default: a new uuid4 hex) is sent as Triton's request id.
         """
-        name = model or self.model
+        name, texts = model or self.model, text_list(texts)
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)):
+            raise InvalidInputError(f"top_k must be an int, got {type(top_k).__name__}")
         with self._tracked(name, "classify", len(texts)):
             request_id = _new_request_id(request_id)
             labels = self.labels(name)
