@@ -95,6 +95,7 @@ def test_classify_cli_prints_labels_as_json(server: TritonServer) -> None:
     rows = json.loads(done.stdout)["results"]
     assert [row["text"] for row in rows] == ["great", "awful"]
     assert all(row["label"] in SENTIMENT_LABELS and len(row["top"]) == 3 for row in rows)
+    assert [row["truncated"] for row in rows] == [False, False]
 
 
 def test_the_native_onnxruntime_config_of_a_classifier_matches_its_graph(

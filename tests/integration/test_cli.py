@@ -40,11 +40,14 @@ def test_embed_prints_json_with_one_vector_per_text(server: TritonServer, protoc
     assert all(len(r["embedding"]) == 384 and r["num_tokens"] > 2 for r in results)
 
 
-def test_embed_prints_a_readable_line_per_text(server: TritonServer) -> None:
-    done = tritonhf("embed", "a b c", "--url", server.config.grpc_url)
+def test_embed_prints_a_readable_line_per_text_marking_truncation(server: TritonServer) -> None:
+    done = tritonhf("embed", "a b c", "word " * 300, "--url", server.config.grpc_url)
     assert done.returncode == 0, done.stderr
-    assert "5 tokens" in done.stdout
-    assert "dim 384" in done.stdout
+    short, long = done.stdout.splitlines()
+    assert "5 tokens  dim 384" in short
+    assert "256 tokens (truncated)  dim 384" in long
+    as_json = tritonhf("embed", "a b c", "word " * 300, "--json", "--url", server.config.grpc_url)
+    assert [r["truncated"] for r in json.loads(as_json.stdout)["results"]] == [False, True]
 
 
 def test_health_and_models_report_a_ready_server(server: TritonServer, protocol: str) -> None:

@@ -399,22 +399,35 @@ def run_serve(args: argparse.Namespace) -> int:
         server.stop()
 
 
+_TRUNCATED = " (truncated)"
+"""Marks a text longer than the model's token limit: only its first tokens were read."""
+
+
 def run_embed(args: argparse.Namespace) -> int:
     """``tritonhf embed``."""
     with _client(args) as client:
         result = client.encode(args.texts)
     if args.json:
         rows = [
-            {"text": text, "num_tokens": int(tokens), "embedding": vector.tolist()}
-            for text, tokens, vector in zip(
-                args.texts, result.num_tokens, result.embeddings, strict=True
+            {
+                "text": text,
+                "num_tokens": int(tokens),
+                "truncated": bool(cut),
+                "embedding": vector.tolist(),
+            }
+            for text, tokens, cut, vector in zip(
+                args.texts, result.num_tokens, result.truncated, result.embeddings, strict=True
             )
         ]
         print(json.dumps({"model": args.model, "results": rows}))
         return 0
-    for text, tokens, vector in zip(args.texts, result.num_tokens, result.embeddings, strict=True):
+    rows_out = zip(args.texts, result.num_tokens, result.truncated, result.embeddings, strict=True)
+    for text, tokens, cut, vector in rows_out:
         head = " ".join(f"{v:+.4f}" for v in vector[:4])
-        print(f"{tokens:>4} tokens  dim {vector.shape[0]}  [{head} ...]  {text[:60]!r}")
+        print(
+            f"{tokens:>4} tokens{_TRUNCATED if cut else ''}  dim {vector.shape[0]}  "
+            f"[{head} ...]  {text[:60]!r}"
+        )
     return 0
 
 
@@ -430,6 +443,7 @@ def run_classify(args: argparse.Namespace) -> int:
                 "score": r.score,
                 "top": [{"label": label, "probability": p} for label, p in r.top],
                 "num_tokens": r.num_tokens,
+                "truncated": r.truncated,
             }
             for text, r in zip(args.texts, results, strict=True)
         ]
@@ -439,7 +453,8 @@ def run_classify(args: argparse.Namespace) -> int:
         top = ""
         if args.top_k:
             top = "  [" + ", ".join(f"{label} {p:.3f}" for label, p in result.top) + "]"
-        print(f"{result.label:<16} {result.score:.3f}{top}  {text[:60]!r}")
+        cut = _TRUNCATED if result.truncated else ""
+        print(f"{result.label:<16} {result.score:.3f}{top}{cut}  {text[:60]!r}")
     return 0
 
 
