@@ -83,6 +83,17 @@ def test_asking_an_embedder_for_labels_is_a_clear_error(server: TritonServer) ->
         client.classify(["hello"])
 
 
+@pytest.mark.parametrize("call", ["embed", "encode"])
+def test_asking_a_classifier_for_embeddings_is_a_clear_error(
+    server: TritonServer, call: str
+) -> None:
+    with (
+        TritonHFClient(server.config.grpc_url, model=CLASSIFIER) as client,
+        pytest.raises(InvalidInputError, match=r"no EMBEDDING output: it is a classifier"),
+    ):
+        getattr(client, call)(["hello"])
+
+
 def test_classify_cli_prints_labels_as_json(server: TritonServer) -> None:
     done = subprocess.run(
         [
