@@ -175,6 +175,7 @@ def test_a_classifier_exposes_label_score_probabilities_and_token_counts() -> No
         (Task.CLASSIFICATION, (), "at least 2 labels"),
         (Task.CLASSIFICATION, ("only",), "at least 2 labels"),
         (Task.CLASSIFICATION, ("a", "a"), "distinct"),
+        (Task.CLASSIFICATION, ("nul\x00x", "b"), "NUL"),
         (Task.EMBEDDING, ("a", "b"), "no labels"),
     ],
 )
