@@ -268,6 +268,7 @@ RECORDED = [
     "model:tritonhf_request_latency_seconds:p50",
     "model:tritonhf_request_latency_seconds:p95",
     "model:tritonhf_request_latency_seconds:p99",
+    "model:tritonhf_request_failures:rate5m",
     "model:tritonhf_requests:rate5m",
     "model:tritonhf_request_errors:ratio_rate5m",
     "model:tritonhf_queue_seconds:avg5m",
@@ -286,7 +287,7 @@ def test_recording_rules_evaluate_on_real_triton_series(scraped: Prometheus) -> 
 
     assert recorded == set(RECORDED)
     assert broken == []
-    errors = {s["metric"]["model"]: float(s["value"][1]) for s in scraped.query(RECORDED[4])}
+    errors = {s["metric"]["model"]: float(s["value"][1]) for s in scraped.query(RECORDED[5])}
     assert all(0.0 <= ratio <= 1.0 for ratio in errors.values())
     assert errors["minilm"] > 0  # the traffic's non-UTF-8 requests failed in the tokenizer
 

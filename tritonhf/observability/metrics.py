@@ -37,7 +37,8 @@ class MetricDef:
     buckets: tuple[float, ...] = ()
 
 
-TOKEN_BUCKETS = (4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0)
+# Up to 64 texts x 512 tokens, the largest request the default max batch size lets through.
+TOKEN_BUCKETS = tuple(float(2**k) for k in range(2, 16))  # 4 ... 32768
 CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 NORM_BUCKETS = (0.5, 0.9, 0.99, 0.999, 1.001, 1.01, 1.1, 2.0)
 
