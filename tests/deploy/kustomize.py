@@ -24,7 +24,9 @@ KUBERNETES_VERSION = "1.30.0"
 # Custom resources: kubernetes-validate has schemas for the built-in API only. These kinds are
 # skipped by it (and checked field by field in test_drift.py); any other kind without a schema
 # fails.
-CUSTOM_RESOURCES = frozenset({"ServiceMonitor", "InferenceService", "ServingRuntime"})
+CUSTOM_RESOURCES = frozenset(
+    {"ServiceMonitor", "PrometheusRule", "InferenceService", "ServingRuntime"}
+)
 CLUSTER_SCOPED = frozenset({"Namespace", "ClusterRole", "ClusterRoleBinding", "StorageClass"})
 SUPPORTED = frozenset(
     {"apiVersion", "kind", "namespace", "labels", "resources", "patches", "images"}

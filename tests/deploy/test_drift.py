@@ -41,6 +41,8 @@ CONTAINER_DIFFERS = {
 }
 PORTS = {"http": DEFAULTS.http_port, "grpc": DEFAULTS.grpc_port, "metrics": DEFAULTS.metrics_port}
 MODELS_DIR = "/models"
+PROMETHEUS_CONFIG = "observability/prometheus/prometheus.yml"
+RULES = "observability/prometheus/rules/tritonhf.yml"
 
 
 def flags(args: list[str]) -> set[tuple[str, str]]:
@@ -189,6 +191,16 @@ def test_kubernetes_ports_probes_and_service_agree() -> None:
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+    # The alert rules and dashboards select up{job="triton"}, the compose scrape job's name.
+    scrape_jobs = [c["job_name"] for c in load_yaml(PROMETHEUS_CONFIG)["scrape_configs"]]
+    relabel = monitor["spec"]["endpoints"][0]["relabelings"]
+    assert {"action": "replace", "targetLabel": "job", "replacement": "triton"} in relabel
+    assert "triton" in scrape_jobs
+
+
+def test_kubernetes_runs_the_same_alert_and_recording_rules_as_compose() -> None:
+    rule = one(rendered(), "PrometheusRule")
+    assert rule["spec"]["groups"] == load_yaml(RULES)["groups"]
 
 
 def test_kubernetes_repository_volume_is_the_pvc_mounted_read_only() -> None:
@@ -302,7 +314,7 @@ def _service_ports(compose: dict[str, Any]) -> dict[str, set[int]]:
 def test_prometheus_scrapes_triton_and_the_ui_at_compose_addresses(
     compose: dict[str, Any],
 ) -> None:
-    config = load_yaml("observability/prometheus/prometheus.yml")
+    config = load_yaml(PROMETHEUS_CONFIG)
     targets = {
         target
         for job in config["scrape_configs"]
