@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from tritonhf.errors import ValidationError
-from tritonhf.gate.acceptance import read_texts, served_precision
+from tritonhf.errors import ConfigError, DatasetError, ValidationError
+from tritonhf.gate.acceptance import AcceptanceOptions, read_texts, served_precision
 from tritonhf.gate.agreement import (
     Criterion,
     Thresholds,
@@ -141,7 +143,7 @@ def test_unusable_outputs_are_validation_errors(
 
 
 def test_thresholds_are_fractions_and_overrides_replace_only_given_fields() -> None:
-    with pytest.raises(ValidationError, match="min_cosine"):
+    with pytest.raises(ConfigError, match="min_cosine"):
         Thresholds.for_precision(Precision.FP32).with_overrides(min_cosine=1.5)
     relaxed = Thresholds.for_precision(Precision.INT8).with_overrides(
         top5_agreement=0.9, min_cosine=None
@@ -175,15 +177,47 @@ def test_read_texts_takes_a_csv_text_column_or_lines(tmp_path) -> None:  # type:
     assert len(read_texts(None)) > 100
 
 
+def test_read_texts_reads_csv_headers_as_training_does(tmp_path: Path) -> None:
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes(b"\xef\xbb\xbf Text ,label\ngreat place,positive\nawful place,negative\n")
+    assert read_texts(excel) == ["great place", "awful place"]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("label\npos\n", "'text' column"), ("text\nonly one\n", "needs >= 2")],
+    [
+        (b"label\npos\n", "no 'text' column"),
+        (b"text\nonly one\n", "needs >= 2"),
+        (b"text,label\n", "0 non-empty texts"),
+        (b"", "no 'text' column"),
+        (b"text,label\ngr\xe9at,positive\nawful,negative\n", "line 2: not valid UTF-8"),
+    ],
+    ids=["no-text-column", "one-text", "header-only", "empty", "latin-1"],
 )
-def test_read_texts_rejects_unusable_data(tmp_path, content: str, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_read_texts_rejects_unusable_data_naming_why(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
     path = tmp_path / "eval.csv"
-    path.write_text(content, encoding="utf-8")
-    with pytest.raises(Exception, match=message):
+    path.write_bytes(content)
+    with pytest.raises(DatasetError, match=message):
         read_texts(path)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"limit": 0}, "--limit must be >= 2"),
+        ({"limit": -5}, "--limit must be >= 2"),
+        ({"limit": 1}, "--limit must be >= 2"),
+        ({"overrides": {"label_agreement": 2.0}}, "label_agreement must be in"),
+        ({"overrides": {"max_probability_diff": -1.0}}, "max_probability_diff must be >= 0"),
+    ],
+)
+def test_bad_validate_options_are_config_errors_before_any_work(
+    options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        AcceptanceOptions(reference="default", model="minilm", **options)  # type: ignore[arg-type]
 
 
 def test_served_precision_defaults_to_fp32_for_older_exports() -> None:

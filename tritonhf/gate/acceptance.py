@@ -7,7 +7,6 @@ texts, truncated to the served max length.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from tritonhf.errors import DatasetError
+from tritonhf.errors import ConfigError, DatasetError
 from tritonhf.gate.agreement import GateReport, Thresholds, classifier_gate, embedding_gate
 from tritonhf.spec import Precision, Task
-
-TEXT_COLUMN = "text"
+from tritonhf.train.dataset import decode_utf8, read_text_column
 
 
 @dataclass(frozen=True)
@@ -42,6 +40,12 @@ class AcceptanceOptions:
     timeout_s: float = 60.0
     allow_pickle_weights: bool = False
 
+    def __post_init__(self) -> None:
+        # Checked before any text is sent or the reference model loaded.
+        if self.limit is not None and self.limit < 2:
+            raise ConfigError(f"--limit must be >= 2 (the gate compares texts), got {self.limit}")
+        Thresholds.for_precision(Precision.FP32).with_overrides(**self.overrides)
+
 
 def read_texts(path: Path | None) -> list[str]:
     """The evaluation texts: a CSV's ``text`` column, a text file's lines, or the corpus."""
@@ -49,16 +53,11 @@ def read_texts(path: Path | None) -> list[str]:
 
     if path is None:
         return data.sentences()
-    if not path.is_file():
-        raise DatasetError(f"evaluation data {path} does not exist")
-    raw = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(raw.splitlines()))
-        if not rows or TEXT_COLUMN not in rows[0]:
-            raise DatasetError(f"{path} needs a header with a {TEXT_COLUMN!r} column")
-        texts = [row[TEXT_COLUMN] for row in rows]
+        texts = read_text_column(path)
     else:
-        texts = raw.splitlines()
+        expected = "a CSV file or a text file, one text per line"
+        texts = decode_utf8(path, expected=expected).splitlines()
     texts = [t for t in texts if t and t.strip()]
     if len(texts) < 2:
         raise DatasetError(f"{path} holds {len(texts)} non-empty texts; the gate needs >= 2")

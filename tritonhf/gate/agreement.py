@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tritonhf.errors import ValidationError
+from tritonhf.errors import ConfigError, ValidationError
 from tritonhf.spec import Precision
 
 NEIGHBOURS = 5
@@ -37,9 +37,9 @@ class Thresholds:
         for name in ("label_agreement", "min_cosine", "mean_cosine", "top5_agreement"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValidationError(f"threshold {name} must be in [0, 1], got {value}")
+                raise ConfigError(f"threshold {name} must be in [0, 1], got {value}")
         if self.max_probability_diff is not None and self.max_probability_diff < 0:
-            raise ValidationError(
+            raise ConfigError(
                 f"threshold max_probability_diff must be >= 0, got {self.max_probability_diff}"
             )
 

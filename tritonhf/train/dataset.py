@@ -54,13 +54,18 @@ class TrainingData:
         return sum(text.casefold() in seen for text in self.eval.texts)
 
 
-def _decode(path: Path) -> str:
+def decode_utf8(path: Path, *, expected: str = f"a CSV file with {_EXPECTED}") -> str:
+    """The file's text, a leading byte-order mark dropped.
+
+    `DatasetError` names the line of the first byte that is not UTF-8, or says what to pass
+    instead of a missing file or a folder.
+    """
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise DatasetError(f"{path}: no such file; pass a CSV file with {_EXPECTED}") from None
+        raise DatasetError(f"{path}: no such file; pass {expected}") from None
     except IsADirectoryError:
-        raise DatasetError(f"{path} is a folder; pass a CSV file with {_EXPECTED}") from None
+        raise DatasetError(f"{path} is a folder; pass {expected}") from None
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read it ({exc.strerror})") from exc
     try:
@@ -81,7 +86,7 @@ def read_labelled_csv(path: Path) -> LabelledTexts:
     with too few or too many fields, an empty text or label, or no rows at all.
     """
     path = Path(path)
-    content = _decode(path)
+    content = decode_utf8(path)
     # newline="": csv handles line ends itself (quoted texts may span lines).
     reader = csv.reader(io.StringIO(content, newline=""), strict=True)
     try:
@@ -127,6 +132,28 @@ def read_labelled_csv(path: Path) -> LabelledTexts:
     if not texts:
         raise DatasetError(f"{path}: no rows after the header; add `text,label` rows")
     return LabelledTexts(path=path, texts=tuple(texts), labels=tuple(labels), lines=tuple(lines))
+
+
+def read_text_column(path: Path) -> list[str]:
+    """The non-empty ``text`` column of a CSV.
+
+    The header is read as for training: any case, surrounding spaces and other columns ignored.
+    """
+    content = decode_utf8(path, expected=f"a CSV file with a {TEXT_COLUMN!r} column")
+    reader = csv.reader(io.StringIO(content, newline=""), strict=True)
+    texts: list[str] = []
+    try:
+        header = next(reader, [])
+        names = [name.strip().lower() for name in header]
+        if TEXT_COLUMN not in names:
+            raise DatasetError(f"{path}, line 1: the header {header} has no {TEXT_COLUMN!r} column")
+        at = names.index(TEXT_COLUMN)
+        for row in reader:
+            if len(row) > at and row[at].strip():
+                texts.append(row[at])
+    except csv.Error as exc:
+        raise DatasetError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from None
+    return texts
 
 
 def load_training_data(*, train: Path, eval_data: Path | None) -> TrainingData:
