@@ -64,7 +64,7 @@ def test_without_the_tensorrt_package_the_error_says_what_to_install_and_use() -
 def test_combinations_no_runtime_can_serve_are_refused_up_front(
     request_: VariantRequest, message: str
 ) -> None:
-    with pytest.raises(ExportError, match=message):
+    with pytest.raises(ConfigError, match=message):
         check_request(request_)
 
 

@@ -267,6 +267,16 @@ def export_model(
         allow_pickle_weights=options.allow_pickle_weights,
     )
     task = options.task or source.task
+    request = VariantRequest(
+        precision=options.precision,
+        optimize=options.optimize,
+        runtime=options.runtime,
+        task=task,
+        thresholds=options.thresholds,
+    )
+    check_request(request)
+    if options.runtime is Runtime.TENSORRT:
+        tensorrt_module()  # fail before the minutes of export work, not after
     head = source.head
     what = f"head: {head.describe()}" if task is Task.EMBEDDING else "classifier"
     progress(f"loading {source.path} (task: {task.value}, {what})")
@@ -300,19 +310,15 @@ def export_model(
         precision=options.precision,
         layout=options.layout,
     )
-    request = VariantRequest(
-        precision=options.precision,
-        optimize=options.optimize,
-        runtime=options.runtime,
-        task=task,
-        thresholds=options.thresholds,
-    )
-    check_request(request)
-    if options.runtime is Runtime.TENSORRT:
-        tensorrt_module()  # fail before the minutes of export work, not after
     tuning = options.tuning
     if options.runtime is Runtime.PYTHON_TORCH:
         tuning = replace(tuning, model_on_gpu=cuda_available())
+        if options.precision is Precision.FP16 and not tuning.model_on_gpu:
+            raise ConfigError(
+                "--precision fp16 with the python-torch runtime halves the model on CUDA, and "
+                "this machine has none (the step would run fp32 on the CPU): export on the GPU "
+                "machine, or use fp32 here"
+            )
     pad_token_id = int(tokenizer.pad_token_id or 0)
     check_target(
         spec=spec,

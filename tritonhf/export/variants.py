@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tritonhf.errors import ExportError
+from tritonhf.errors import ConfigError
 from tritonhf.export.optimize import convert_fp16, fuse_transformer, quantize_int8
 from tritonhf.gate.agreement import GateReport, Thresholds, classifier_gate, embedding_gate
 from tritonhf.gate.reference import onnx_outputs, torch_outputs
@@ -42,28 +42,28 @@ class Variant:
 
 
 def check_request(request: VariantRequest) -> None:
-    """Refuse combinations no runtime can serve, before any work is done."""
+    """Refuse combinations no runtime can serve (bad options: `ConfigError`), before any work."""
     if request.runtime is Runtime.TENSORRT:
         if request.task is Task.CLASSIFICATION:
-            raise ExportError(
+            raise ConfigError(
                 "the tensorrt runtime serves embedding models; a TensorRT engine cannot output "
                 "the LABEL strings of a classifier: use --runtime onnxruntime (GPU) instead"
             )
         if request.optimize:
-            raise ExportError(
+            raise ConfigError(
                 "--optimize writes ONNX Runtime contrib ops that TensorRT cannot parse; "
                 "TensorRT fuses the graph itself: drop --optimize"
             )
         if request.precision is Precision.INT8:
-            raise ExportError(
+            raise ConfigError(
                 "TensorRT int8 needs calibration data, which tritonhf does not do; "
                 "use --precision fp16 with --runtime tensorrt"
             )
     if request.runtime is Runtime.PYTHON_TORCH:
         if request.optimize:
-            raise ExportError("--optimize applies to ONNX graphs, not the python-torch runtime")
+            raise ConfigError("--optimize applies to ONNX graphs, not the python-torch runtime")
         if request.precision is Precision.INT8:
-            raise ExportError(
+            raise ConfigError(
                 "the python-torch runtime serves fp32 or fp16 (on CUDA); for int8 use an "
                 "ONNX runtime (python-onnx or onnxruntime)"
             )
