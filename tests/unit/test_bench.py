@@ -125,6 +125,20 @@ def test_unknown_corpus_names_the_choices() -> None:
         load_corpus("no-such-corpus")
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"caf\xe9 au lait\n", "not UTF-8"), (b"\n  \n", "no non-blank lines")],
+    ids=["latin-1", "blank"],
+)
+def test_an_unusable_corpus_file_is_a_bad_option(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(content)
+    with pytest.raises(BenchOptionError, match=message):
+        load_corpus(str(corpus))
+
+
 def test_length_stats_summarise_percentiles() -> None:
     stats = LengthStats.of(list(range(1, 101)))
     assert (stats.texts, stats.max) == (100, 100)
@@ -264,6 +278,17 @@ def test_bench_options_refuse_an_empty_sweep() -> None:
         BenchOptions(concurrencies=())
     with pytest.raises(BenchOptionError, match="protocols"):
         BenchOptions(protocols=("tcp",))
+
+
+def test_bench_options_refuse_a_protocol_without_its_url_and_an_out_that_is_a_file(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(BenchOptionError, match="--protocol grpc needs --url-grpc"):
+        BenchOptions(url_http="127.0.0.1:8000", protocols=("grpc",))
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        with pytest.raises(BenchOptionError, match="afile is a file"):
+            BenchOptions(out=out)
 
 
 def _fake_wheel(path: Path, member: str = pa.WHEEL_MEMBER) -> Path:

@@ -65,10 +65,16 @@ def _read_corpus(name_or_path: str) -> list[str]:
                 f"corpus {name_or_path!r} is neither a shipped corpus "
                 f"({', '.join([*CORPORA, 'mixed'])}) nor a text file"
             )
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise BenchOptionError(
+                f"corpus {name_or_path!r} is not UTF-8 ({exc.reason} at byte {exc.start}); "
+                "save it as UTF-8, one text per line"
+            ) from None
     texts = [line.strip() for line in text.splitlines() if line.strip()]
     if not texts:
-        raise BenchError(f"corpus {name_or_path!r} has no non-blank lines")
+        raise BenchOptionError(f"corpus {name_or_path!r} has no non-blank lines")
     return texts
 
 

@@ -56,6 +56,16 @@ class BenchOptions:
             raise BenchOptionError(
                 "give both --url-grpc and --url-http, or neither (start a server)"
             )
+        urls = {"grpc": self.url_grpc, "http": self.url_http}
+        if (self.url_grpc or self.url_http) and (
+            lost := [p for p in self.protocols if not urls[p]]
+        ):
+            raise BenchOptionError(
+                f"--protocol {lost[0]} needs --url-{lost[0]} with a running server"
+            )
+        existing = next(p for p in (self.out, *self.out.absolute().parents) if p.exists())
+        if not existing.is_dir():
+            raise BenchOptionError(f"--out {self.out}: {existing} is a file; name a folder")
 
 
 @dataclass(frozen=True)
