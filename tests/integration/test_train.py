@@ -458,6 +458,25 @@ def test_a_non_empty_output_folder_needs_overwrite_and_must_be_an_earlier_output
     assert (occupied / "notes.txt").read_text(encoding="utf-8") == "mine"
 
 
+def test_an_output_under_a_file_is_refused_before_training(tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "t.csv", [("good", "positive"), ("bad", "negative")])
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    with pytest.raises(ConfigError, match="afile is a file"):
+        train_classifier(TrainingOptions(data=data, out=tmp_path / "afile" / "sub"))
+
+
+def test_a_max_length_past_a_roberta_position_table_names_the_usable_one(
+    small_data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    base = tiny_model(tmp_path / "roberta", "roberta")  # 160 positions from pad id 0 + 1
+    train, _ = small_data
+    with pytest.raises(ConfigError, match="use at most 159"):
+        train_classifier(
+            TrainingOptions(base=str(base), data=train, out=tmp_path / "out", max_length=160)
+        )
+    assert not (tmp_path / "out").exists()
+
+
 def test_too_many_top_layers_is_a_config_error(
     small_data: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonhf.errors import ConfigError, TrainingError
+from tritonhf.export.limits import longest_runnable_length, runs_at
 from tritonhf.export.source import DEFAULT_MODEL, resolve_model
 from tritonhf.train.dataset import TrainingData, load_training_data
 from tritonhf.train.engines import (
@@ -179,8 +180,9 @@ def _quiet_transformers() -> Iterator[None]:
 
 
 def _check_out(out: Path, *, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output {out} is a file; pass a folder")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"output {out}: {existing} is a file; pass a folder")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise ConfigError(
@@ -225,6 +227,17 @@ def _load(base_path: Path, data: TrainingData, max_length: int) -> tuple[Any, An
         raise ConfigError(
             f"max_length {max_length} exceeds the model's {positions} positions; "
             f"use at most {positions}"
+        )
+
+    # RoBERTa-family tables count positions from padding_idx + 1: 514 in the config, 512 usable.
+    def classify(ids: Any, mask: Any) -> Any:
+        return model(input_ids=ids, attention_mask=mask)
+
+    if not runs_at(classify, tokenizer, max_length):
+        usable = longest_runnable_length(classify, tokenizer, max_length)
+        raise ConfigError(
+            f"max_length {max_length} does not run on {base_path}: its position table covers "
+            f"{usable} tokens; use at most {usable}"
         )
     model.config.problem_type = "single_label_classification"
     return model, tokenizer
