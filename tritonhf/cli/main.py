@@ -554,25 +554,27 @@ def run_bench(args: argparse.Namespace) -> int:
 def run_ui(args: argparse.Namespace) -> int:
     """``tritonhf ui``: the Gradio demo until Ctrl-C or SIGTERM."""
     from tritonhf.client import Protocol
+    from tritonhf.server.ports import check_bindable
     from tritonhf.ui import DemoConfig, serve_demo
+
+    config = DemoConfig(
+        grpc_url=args.grpc_url,
+        http_url=args.http_url,
+        protocol=Protocol(args.protocol),
+        model=args.model,
+        classifier=args.classifier,
+        timeout_s=args.timeout,
+        host=args.host,
+        port=args.port,
+        share=args.share,
+    )
+    check_bindable(config.host, config.port)
 
     def _terminate(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
-    serve_demo(
-        DemoConfig(
-            grpc_url=args.grpc_url,
-            http_url=args.http_url,
-            protocol=Protocol(args.protocol),
-            model=args.model,
-            classifier=args.classifier,
-            timeout_s=args.timeout,
-            host=args.host,
-            port=args.port,
-            share=args.share,
-        )
-    )
+    serve_demo(config)
     return 0
 
 
@@ -580,19 +582,20 @@ def run_console(args: argparse.Namespace) -> int:
     """``tritonhf console``: the Streamlit ops console until Ctrl-C or SIGTERM."""
     from tritonhf.client import Protocol
     from tritonhf.console import ConsoleConfig, serve_console
+    from tritonhf.server.ports import check_bindable
 
-    serve_console(
-        ConsoleConfig(
-            grpc_url=args.grpc_url,
-            http_url=args.http_url,
-            protocol=Protocol(args.protocol),
-            metrics_url=args.metrics_url,
-            bench_dir=args.bench_dir,
-            timeout_s=args.timeout,
-            host=args.host,
-            port=args.port,
-        )
+    config = ConsoleConfig(
+        grpc_url=args.grpc_url,
+        http_url=args.http_url,
+        protocol=Protocol(args.protocol),
+        metrics_url=args.metrics_url,
+        bench_dir=args.bench_dir,
+        timeout_s=args.timeout,
+        host=args.host,
+        port=args.port,
     )
+    check_bindable(config.host, config.port)
+    serve_console(config)
     return 0
 
 
