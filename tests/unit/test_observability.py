@@ -251,6 +251,21 @@ def test_tokenizer_observer_logs_counts_and_text_only_as_configured(mode: TextLo
     assert ("text_sha256" in first) is (mode is TextLogging.HASH)
 
 
+def test_a_request_whose_texts_did_not_decode_logs_how_many_it_sent() -> None:
+    stream = io.StringIO()
+    observer = tokenizer_observer(stream, TextLogging.OFF)
+    outcome = RequestOutcome("bad-bytes")
+    error = ValueError("TEXT[1] is not UTF-8")
+    error.reason = "not_utf8"  # type: ignore[attr-defined]
+    outcome.fail(error, sent=3)
+
+    observer.record([outcome], started=0.0)
+    observer.flush()
+
+    line = json.loads(stream.getvalue())
+    assert (line["texts"], line["reason"]) == (3, "not_utf8")
+
+
 def test_a_failing_recorder_never_fails_the_step() -> None:
     stream = io.StringIO()
     observer = tokenizer_observer(stream, TextLogging.OFF)

@@ -212,7 +212,7 @@ def tokenize_requests(
         try:
             decoded = decode_texts(raw, max_bytes=settings.max_text_bytes)
         except TextError as exc:
-            outcomes[index].fail(exc)
+            outcomes[index].fail(exc, sent=int(raw.size))
             continue
         spans.append((index, len(texts), len(texts) + len(decoded)))
         texts.extend(decoded)

@@ -37,14 +37,17 @@ class RequestOutcome:
     num_tokens: NDArray[Any] | None = None
     truncated: NDArray[Any] | None = None
     error: Exception | None = None
+    sent: int | None = None
+    """How many texts the request carried, when they could not be decoded into ``texts``."""
 
     def succeed(self, texts: list[str], num_tokens: NDArray[Any], truncated: NDArray[Any]) -> None:
         """The request was tokenized."""
         self.texts, self.num_tokens, self.truncated = texts, num_tokens, truncated
 
-    def fail(self, error: Exception, texts: list[str] | None = None) -> None:
-        """The request was rejected with ``error``."""
+    def fail(self, error: Exception, texts: list[str] | None = None, *, sent: int = 0) -> None:
+        """The request was rejected with ``error`` (``sent``: its texts, if none decoded)."""
         self.error, self.texts = error, texts or []
+        self.sent = None if texts else sent
 
     @property
     def reason(self) -> str:
@@ -164,7 +167,7 @@ class TokenizerObserver(_Observer):
                 "model": self.model,
                 "step": self.step,
                 "request_id": outcome.request_id,
-                "texts": len(outcome.texts),
+                "texts": outcome.sent or len(outcome.texts),
                 "batch_requests": len(outcomes),
                 "latency_ms": latency_ms,
             }
