@@ -447,6 +447,26 @@ def test_the_feedback_step_refuses_malformed_tensors(
     assert info.value.reason == reason
 
 
+def test_the_feedback_step_warns_once_per_load_when_a_metric_fails() -> None:
+    from tritonhf.backends import feedback as step
+
+    stream = io.StringIO()
+    model = step.TritonPythonModel()
+    model.model, model._warned = "sentiment", False
+    model.log = configure_json_logging(stream, logger="tritonhf.test.feedback")
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("metrics server gone")
+
+    model._safely(broken)
+    model._safely(broken)
+
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(x["event"], x["level"], x["step"]) for x in lines] == [
+        ("observability_error", "warning", "feedback")
+    ]
+
+
 # The client's side of the contract -----------------------------------------------------------
 
 

@@ -65,6 +65,7 @@ class TritonPythonModel:
         self.labels = [str(label) for label in json.loads(params.get("labels", "[]"))]
         self.metrics = m.TritonMetrics(pb_utils, self.model)
         self.log = configure_json_logging()
+        self._warned = False
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """Validate, count and log each piece of feedback."""
@@ -125,4 +126,9 @@ class TritonPythonModel:
         try:
             record(*args)
         except Exception as exc:  # noqa: BLE001  # a metric never fails the feedback
-            log_event(self.log, "observability_error", model=self.model, error=repr(exc))
+            if not self._warned:  # once per load, as the other steps: no log flood
+                self._warned = True
+                self.log.warning(
+                    "observability_error",
+                    extra={"fields": {"model": self.model, "step": "feedback", "error": repr(exc)}},
+                )
