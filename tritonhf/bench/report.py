@@ -134,6 +134,7 @@ def plot_points(points: Sequence[BenchPoint], path: Path, *, title: str = "") ->
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     if not points:
         raise BenchError("no points to plot")
@@ -156,6 +157,13 @@ def plot_points(points: Sequence[BenchPoint], path: Path, *, title: str = "") ->
     axes.set_xlabel("p99 latency (ms)")
     axes.set_ylabel("throughput (requests/s, one text each)")
     axes.set_xscale("log")
+    # Plain millisecond labels (the defaults read "4.2x10^1"); within one decade the minor
+    # ticks carry the labels, over several only the powers of ten do.
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+    latencies = [p.p99_ms for p in points if p.p99_ms > 0]
+    narrow = bool(latencies) and max(latencies) < 10 * min(latencies)
+    axes.xaxis.set_major_formatter(plain)
+    axes.xaxis.set_minor_formatter(plain if narrow else matplotlib.ticker.NullFormatter())
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
     axes.set_title(title or "throughput vs p99 latency", fontsize=10)
