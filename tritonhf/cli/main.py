@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[p.value for p in Precision],
         help="thresholds to apply (default: the precision the ensemble declares)",
     )
-    validate.add_argument("--limit", type=int, help="use only the first N texts")
+    validate.add_argument("--limit", type=int, help="use only the first N texts (N >= 2)")
     for flag, what in (
         ("--min-label-agreement", "classifiers: fraction of top labels that match"),
         ("--max-probability-diff", "classifiers: largest |served - PyTorch| probability"),
