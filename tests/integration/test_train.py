@@ -389,6 +389,11 @@ GOOD = "text,label\ngreat stuff,positive\nawful stuff,negative\n"
             "eval.csv, line 3: the label 'neutral' does not occur in the training data",
         ),
         (GOOD, "text;label\nfine;positive\n", "eval.csv, line 1: the header ['text;label'] lacks"),
+        (
+            "text,label,Text\ngood,positive,x\nbad,negative,y\n",
+            None,
+            "train.csv, line 1: the header ['text', 'label', 'Text'] names 'text' more than once",
+        ),
     ],
 )
 def test_bad_csvs_fail_with_the_file_line_and_problem(

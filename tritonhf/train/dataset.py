@@ -102,6 +102,12 @@ def read_labelled_csv(path: Path) -> LabelledTexts:
             f"{path}, line 1: the header {header} lacks the column(s) {missing}; "
             f"the first line must be {_EXPECTED}"
         )
+    twice = [column for column in (TEXT_COLUMN, LABEL_COLUMN) if names.count(column) > 1]
+    if twice:
+        raise DatasetError(
+            f"{path}, line 1: the header {header} names {twice[0]!r} more than once; "
+            "keep one such column"
+        )
     text_at, label_at = names.index(TEXT_COLUMN), names.index(LABEL_COLUMN)
     texts: list[str] = []
     labels: list[str] = []
