@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from tritonhf.bench.perf_analyzer import BenchError, BenchOptionError
+from tritonhf.errors import DatasetError
+from tritonhf.train.dataset import decode_utf8
 
 CORPORA = {"short": "sentences.txt", "long": "long_texts.txt"}
 """Shipped corpora: short real sentences (token p50 ~16) and ~200-token realistic texts."""
@@ -66,12 +68,9 @@ def _read_corpus(name_or_path: str) -> list[str]:
                 f"({', '.join([*CORPORA, 'mixed'])}) nor a text file"
             )
         try:
-            text = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise BenchOptionError(
-                f"corpus {name_or_path!r} is not UTF-8 ({exc.reason} at byte {exc.start}); "
-                "save it as UTF-8, one text per line"
-            ) from None
+            text = decode_utf8(path, expected="a text file, one text per line")
+        except DatasetError as exc:
+            raise BenchOptionError(f"corpus {name_or_path!r} is not UTF-8: {exc}") from None
     texts = [line.strip() for line in text.splitlines() if line.strip()]
     if not texts:
         raise BenchOptionError(f"corpus {name_or_path!r} has no non-blank lines")
