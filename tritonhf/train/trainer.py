@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonhf.errors import ConfigError, TrainingError
-from tritonhf.export.limits import longest_runnable_length, runs_at
+from tritonhf.export.limits import longest_runnable_length
 from tritonhf.export.source import DEFAULT_MODEL, resolve_model
 from tritonhf.train.dataset import TrainingData, load_training_data
 from tritonhf.train.engines import (
@@ -233,8 +233,8 @@ def _load(base_path: Path, data: TrainingData, max_length: int) -> tuple[Any, An
     def classify(ids: Any, mask: Any) -> Any:
         return model(input_ids=ids, attention_mask=mask)
 
-    if not runs_at(classify, tokenizer, max_length):
-        usable = longest_runnable_length(classify, tokenizer, max_length)
+    usable = longest_runnable_length(classify, tokenizer, max_length)
+    if usable < max_length:
         raise ConfigError(
             f"max_length {max_length} does not run on {base_path}: its position table covers "
             f"{usable} tokens; use at most {usable}"
