@@ -37,7 +37,7 @@ class RequestOutcome:
     num_tokens: NDArray[Any] | None = None
     truncated: NDArray[Any] | None = None
     error: Exception | None = None
-    sent: int | None = None
+    sent: int = 0
     """How many texts the request carried, when they could not be decoded into ``texts``."""
 
     def succeed(self, texts: list[str], num_tokens: NDArray[Any], truncated: NDArray[Any]) -> None:
@@ -46,8 +46,7 @@ class RequestOutcome:
 
     def fail(self, error: Exception, texts: list[str] | None = None, *, sent: int = 0) -> None:
         """The request was rejected with ``error`` (``sent``: its texts, if none decoded)."""
-        self.error, self.texts = error, texts or []
-        self.sent = None if texts else sent
+        self.error, self.texts, self.sent = error, texts or [], sent
 
     @property
     def reason(self) -> str:
