@@ -22,7 +22,12 @@ except ImportError:  # imported outside the server, by the unit tests
 
 from tritonhf.observability import metrics as m
 from tritonhf.observability.feedback import Feedback, FeedbackError, make_feedback
-from tritonhf.observability.logs import configure_json_logging, elapsed_ms, log_event
+from tritonhf.observability.logs import (
+    configure_json_logging,
+    elapsed_ms,
+    log_event,
+    log_recording_error,
+)
 
 
 def first_text(array: Any) -> str:
@@ -128,7 +133,4 @@ class TritonPythonModel:
         except Exception as exc:  # noqa: BLE001  # a metric never fails the feedback
             if not self._warned:  # once per load, as the other steps: no log flood
                 self._warned = True
-                self.log.warning(
-                    "observability_error",
-                    extra={"fields": {"model": self.model, "step": "feedback", "error": repr(exc)}},
-                )
+                log_recording_error(self.log, model=self.model, step="feedback", error=exc)

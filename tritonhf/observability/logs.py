@@ -116,6 +116,14 @@ def log_event(logger: logging.Logger, event: str, /, **fields: Any) -> None:
         logger.log(level, event, extra={"fields": fields})
 
 
+def log_recording_error(logger: logging.Logger, *, model: str, step: str, error: Exception) -> None:
+    """The warning a step logs when recording a metric failed (callers log it once per load)."""
+    logger.warning(
+        "observability_error",
+        extra={"fields": {"model": model, "step": step, "error": repr(error)}},
+    )
+
+
 def elapsed_ms(started: float) -> float:
     """Milliseconds since ``started`` (a `time.perf_counter` value), rounded to 0.01 ms."""
     return round((time.perf_counter() - started) * 1000.0, 2)

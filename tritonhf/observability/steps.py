@@ -24,6 +24,7 @@ from tritonhf.observability.logs import (
     configure_json_logging,
     elapsed_ms,
     log_event,
+    log_recording_error,
     text_fields,
 )
 
@@ -129,10 +130,7 @@ class _Observer:
     def _recording_failed(self, exc: Exception) -> None:
         if not self._warned:  # once per model load: a broken metric must not flood the log
             self._warned = True
-            self.log.warning(
-                "observability_error",
-                extra={"fields": {"model": self.model, "step": self.step, "error": repr(exc)}},
-            )
+            log_recording_error(self.log, model=self.model, step=self.step, error=exc)
 
 
 class TokenizerObserver(_Observer):
