@@ -50,7 +50,9 @@ def main() -> None:
         source.path, num_labels=len(LABELS), attn_implementation="eager"
     ).eval()
     tokenizer = load_fast_tokenizer(source)
-    work = Path(tempfile.mkdtemp(prefix="label-bench-"))
+    # Removed when the script exits, however it exits.
+    scratch = tempfile.TemporaryDirectory(prefix="label-bench-")
+    work = Path(scratch.name)
     export_onnx(classifier_probabilities(model), work / "probs.onnx", output="PROBABILITIES")
     shutil.copyfile(work / "probs.onnx", work / "labels.onnx")
     add_label_outputs(work / "labels.onnx", LABELS)

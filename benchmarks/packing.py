@@ -51,7 +51,9 @@ def main() -> None:
 
     source = resolve_model(DEFAULT_MODEL)
     model, tokenizer = load_encoder(source), load_fast_tokenizer(source)
-    work = Path(tempfile.mkdtemp(prefix="packing-bench-"))
+    # Removed when the script exits, however it exits.
+    scratch = tempfile.TemporaryDirectory(prefix="packing-bench-")
+    work = Path(scratch.name)
 
     class Hidden(torch.nn.Module):
         def __init__(self) -> None:

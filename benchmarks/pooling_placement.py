@@ -36,7 +36,9 @@ def main() -> None:
 
     source = resolve_model(DEFAULT_MODEL)
     model, tokenizer = load_encoder(source), load_fast_tokenizer(source)
-    work = Path(tempfile.mkdtemp(prefix="pooling-bench-"))
+    # Removed when the script exits, however it exits.
+    scratch = tempfile.TemporaryDirectory(prefix="pooling-bench-")
+    work = Path(scratch.name)
     pooled = sentence_encoder(model, source.head, load_head(source.head))
     export_onnx(pooled, work / "pooled.onnx")
 
