@@ -30,7 +30,7 @@ from tritonhf.bench import (
 from tritonhf.bench import perf_analyzer as pa
 from tritonhf.bench.corpus import traffic_order
 from tritonhf.bench.report import markdown_table, read_points_csv
-from tritonhf.bench.runner import summary_markdown
+from tritonhf.bench.runner import _served_tokenizer, summary_markdown
 from tritonhf.cli.main import main
 
 # A real perf_analyzer 2.51 `-f` file (latencies in microseconds), from a run on this machine.
@@ -79,9 +79,27 @@ def test_shipped_corpora_load_and_mixed_interleaves_long_texts() -> None:
 
 
 def test_long_corpus_texts_are_about_two_hundred_tokens(tokenizer_json: Path) -> None:
-    stats = LengthStats.of(token_lengths(load_corpus("long"), tokenizer_json))
+    stats = LengthStats.of(token_lengths(load_corpus("long"), tokenizer_json, 512))
     assert 170 <= stats.p50 <= 240
     assert stats.max <= 256
+
+
+def test_token_lengths_count_what_the_model_sees_after_truncation(tokenizer_json: Path) -> None:
+    assert token_lengths(["word " * 1000, "a short one"], tokenizer_json, 64) == [64, 5]
+
+
+@pytest.mark.parametrize("step", ["minilm_tokenizer", "minilm_model"])
+def test_corpus_stats_use_the_tokenizing_step_and_its_limit(
+    tmp_path: Path, tokenizer_json: Path, step: str
+) -> None:
+    assert _served_tokenizer(tmp_path, "minilm") is None
+    folder = tmp_path / step
+    (folder / "1").mkdir(parents=True)
+    (folder / "1" / "tokenizer.json").write_bytes(tokenizer_json.read_bytes())
+    (folder / "config.pbtxt").write_text(
+        'name: "x"\nparameters { key: "max_length" value { string_value: "128" } }\n'
+    )
+    assert _served_tokenizer(tmp_path, "minilm") == (folder / "1" / "tokenizer.json", 128)
 
 
 def test_corpus_from_a_file_skips_blank_lines(tmp_path: Path) -> None:

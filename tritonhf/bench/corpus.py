@@ -124,10 +124,8 @@ class LengthStats:
         )
 
 
-def token_lengths(
-    texts: Sequence[str], tokenizer_json: Path, *, max_length: int = 512
-) -> list[int]:
-    """Token counts with the served tokenizer (``tokenizer.json`` of the tokenizer step)."""
+def token_lengths(texts: Sequence[str], tokenizer_json: Path, max_length: int) -> list[int]:
+    """Token counts with the served tokenizer, truncated at its ``max_length`` as served."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(tokenizer_json))

@@ -122,6 +122,24 @@ def _endpoints(options: BenchOptions) -> Iterator[tuple[str, str, int | None]]:
         yield config.grpc_url, config.http_url, server.pid
 
 
+def _served_tokenizer(repo: Path, model: str) -> tuple[Path, int] | None:
+    """The tokenizing step's ``tokenizer.json`` and token limit, if ``repo`` holds ``model``.
+
+    That step is the tokenizer, or the model step in the merged layout; the limit is the
+    ``max_length`` parameter it truncates at, so the corpus stats count what the model sees.
+    """
+    from tritonhf.repository.configs import parse_pbtxt
+
+    for step in ("_tokenizer", "_model"):
+        folder = repo / f"{model}{step}"
+        tokenizer_json, config_file = folder / "1" / "tokenizer.json", folder / "config.pbtxt"
+        if tokenizer_json.is_file() and config_file.is_file():
+            parameters = parse_pbtxt(config_file.read_text(encoding="utf-8")).parameters
+            if "max_length" in parameters:
+                return tokenizer_json, int(parameters["max_length"].string_value)
+    return None
+
+
 def run_bench(
     options: BenchOptions, *, progress: Callable[[str], None] = lambda _: None
 ) -> BenchReport:
@@ -133,14 +151,8 @@ def run_bench(
     raw = options.out / "raw"
     input_data = write_input_data(texts, raw / f"input-{options.corpus}.json")
     lengths = None
-    # The tokenizer step's file, or the model step's in the merged layout.
-    candidates = [
-        options.repo / f"{options.models[0]}{step}" / "1" / "tokenizer.json"
-        for step in ("_tokenizer", "_model")
-    ]
-    tokenizer_json = next((path for path in candidates if path.is_file()), None)
-    if tokenizer_json is not None:
-        lengths = LengthStats.of(token_lengths(texts, tokenizer_json))
+    if served := _served_tokenizer(options.repo, options.models[0]):
+        lengths = LengthStats.of(token_lengths(texts, *served))
         progress(f"corpus {options.corpus}: {lengths.line()}")
     meta = machine_info()
     points: list[BenchPoint] = []
