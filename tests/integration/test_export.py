@@ -15,6 +15,7 @@ from tritonhf.export.onnx_export import export_onnx, load_encoder, sentence_enco
 from tritonhf.export.pipeline import ExportOptions, export_model, load_fast_tokenizer
 from tritonhf.export.source import resolve_model
 from tritonhf.export.validate import validate_onnx
+from tritonhf.spec import Task
 
 
 @pytest.mark.parametrize(
@@ -129,6 +130,34 @@ def test_a_regression_head_is_refused_with_what_to_do(tmp_path: Path) -> None:
     BertForSequenceClassification(config).save_pretrained(folder)
     with pytest.raises(ExportError, match=r"regression head.*--task embedding"):
         export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo"))
+
+
+def test_a_model_without_a_trained_classifier_head_is_refused_as_a_classifier(
+    tmp_path: Path,
+) -> None:
+    folder = tiny_model(tmp_path / "model", "bert")  # a bare encoder: no classifier weights
+
+    with pytest.raises(ExportError, match=r"not a trained classifier.*classifier\.bias"):
+        export_model(
+            ExportOptions(model=str(folder), task=Task.CLASSIFICATION, repo=tmp_path / "repo")
+        )
+    assert not (tmp_path / "repo").exists()
+
+
+def test_a_tokenizer_without_a_pad_token_exports_and_validates(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    folder = tiny_model(tmp_path / "model", "bert")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.pad_token = None  # as GPT-2-style BPE tokenizers ship
+    tokenizer.save_pretrained(folder)
+
+    result = export_model(ExportOptions(model=str(folder), name="nopad", repo=tmp_path / "repo"))
+
+    assert result.validation is not None
+    assert result.validation.passed
+    config = (tmp_path / "repo" / "nopad_tokenizer" / "config.pbtxt").read_text()
+    assert 'key: "pad_token_id"\n  value {\n    string_value: "0"' in config
 
 
 def test_a_t5_encoder_exports_with_its_encoder_stack_and_matches_sentence_transformers(

@@ -53,20 +53,45 @@ def test_text_error_is_a_value_error() -> None:
 
 @pytest.mark.parametrize("text", ["", "   ", "\t\n", "\u200b", "\u200b\u200c\ufeff"], ids=repr)
 def test_check_not_empty_rejects_texts_with_only_special_tokens(tokenizer: Any, text: str) -> None:
-    encodings = tokenizer.encode_batch(["real text", text])
+    texts = ["real text", text]
 
     with pytest.raises(step.TextError, match=r"TEXT\[1\] has no tokens"):
-        step.check_not_empty(encodings)
+        step.check_not_empty(texts, tokenizer.encode_batch(texts))
 
 
-def test_check_not_empty_reports_rows_relative_to_first_row(tokenizer: Any) -> None:
-    with pytest.raises(step.TextError, match=r"TEXT\[7\] has no tokens"):
-        step.check_not_empty(tokenizer.encode_batch(["ok", ""]), first_row=6)
+@pytest.fixture(scope="module")
+def metaspace_tokenizer() -> Any:
+    """A SentencePiece-style (Unigram + Metaspace) tokenizer, as XLM-R, ALBERT and T5 use."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=30,
+        special_tokens=["<s>", "</s>", "<unk>"],
+        unk_token="<unk>",  # noqa: S106
+    )
+    tokenizer.train_from_iterator(["hello world", "a b c", "\u3000 x"], trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 1)]
+    )
+    return tokenizer
+
+
+@pytest.mark.parametrize("text", [" ", "\t\n", "\u3000", "\u2003 \n"], ids=repr)
+def test_blank_text_is_refused_where_the_tokenizer_keeps_spaces_as_tokens(
+    metaspace_tokenizer: Any, text: str
+) -> None:
+    encodings = metaspace_tokenizer.encode_batch([text])
+    assert not all(encodings[0].special_tokens_mask)  # "▁" is a real token here
+
+    with pytest.raises(step.TextError, match=r"TEXT\[0\] has no tokens"):
+        step.check_not_empty([text], encodings)
 
 
 @pytest.mark.parametrize("text", ["?", "a", "hello world", "日本語", "\u200bvisible"], ids=repr)
 def test_check_not_empty_accepts_any_visible_token(tokenizer: Any, text: str) -> None:
-    step.check_not_empty(tokenizer.encode_batch([text]))
+    step.check_not_empty([text], tokenizer.encode_batch([text]))
 
 
 def test_pad_encodings_pads_one_request_to_its_longest_row(tokenizer: Any) -> None:
@@ -210,6 +235,6 @@ def test_text_errors_carry_the_reason_counted_in_the_metrics(
 
 def test_a_text_without_tokens_is_an_empty_input(tokenizer: Any) -> None:
     with pytest.raises(step.TextError) as info:
-        step.check_not_empty(tokenizer.encode_batch(["  "]))
+        step.check_not_empty(["  "], tokenizer.encode_batch(["  "]))
 
     assert info.value.reason == "empty"

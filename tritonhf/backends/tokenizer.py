@@ -114,12 +114,16 @@ def decode_texts(raw: NDArray[Any], *, max_bytes: int = 1 << 20) -> list[str]:
     return texts
 
 
-def check_not_empty(encodings: list[Any], first_row: int = 0) -> None:
-    """Reject texts that have no token besides the special ones (empty, blank, invisible)."""
-    for offset, encoding in enumerate(encodings):
-        if all(encoding.special_tokens_mask):
+def check_not_empty(texts: Sequence[str], encodings: list[Any]) -> None:
+    """Reject texts that are blank or have no token besides the special ones (invisible).
+
+    Blank is read off the text itself: SentencePiece and byte-level BPE tokenizers keep a
+    space as a token of its own, so their encodings of ``" "`` are not empty.
+    """
+    for row, (text, encoding) in enumerate(zip(texts, encodings, strict=True)):
+        if text.isspace() or all(encoding.special_tokens_mask):
             raise TextError(
-                f"TEXT[{first_row + offset}] has no tokens: it is empty, whitespace only, or "
+                f"TEXT[{row}] has no tokens: it is empty, whitespace only, or "
                 "only characters the tokenizer drops; send some visible text",
                 "empty",
             )
@@ -219,7 +223,7 @@ def tokenize_requests(
     encodings = tokenizer.encode_batch(texts) if texts else []
     for index, start, stop in spans:
         try:
-            check_not_empty(encodings[start:stop])
+            check_not_empty(texts[start:stop], encodings[start:stop])
         except TextError as exc:
             outcomes[index].fail(exc, texts[start:stop])
             continue

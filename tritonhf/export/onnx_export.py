@@ -19,7 +19,7 @@ from typing import Any
 
 from tritonhf.errors import ExportError
 from tritonhf.export.head import Pooling, SentenceHead
-from tritonhf.export.source import ModelSource
+from tritonhf.export.source import ModelSource, quiet_transformers
 from tritonhf.spec import (
     ATTENTION_MASK,
     EMBEDDING,
@@ -58,12 +58,14 @@ def load_encoder(
 
     loader = AutoModelForSequenceClassification if task is Task.CLASSIFICATION else AutoModel
     try:
-        model = loader.from_pretrained(  # nosec B615
-            source.path,
-            trust_remote_code=False,
-            use_safetensors=None if allow_pickle_weights else True,
-            attn_implementation="eager",
-        )
+        with quiet_transformers():
+            model, loading = loader.from_pretrained(  # nosec B615
+                source.path,
+                trust_remote_code=False,
+                use_safetensors=None if allow_pickle_weights else True,
+                attn_implementation="eager",
+                output_loading_info=True,
+            )
     except OSError as exc:
         raise ExportError(
             f"could not load {source.path} with safetensors weights ({exc}); pickle weights "
@@ -72,7 +74,39 @@ def load_encoder(
         ) from exc
     except ValueError as exc:
         raise ExportError(f"could not load {source.path}: {exc}") from exc
+    _check_no_random_weights(source, task, loading["missing_keys"])
     return model.eval()
+
+
+# Weights an embedding never runs: BERT's pooler (the sentence head pools instead) and the
+# decoder of an encoder-decoder model (its encoder alone embeds; see `sentence_encoder`).
+_UNUSED_BY_EMBEDDINGS = ("pooler.", "decoder.")
+
+
+def _check_no_random_weights(source: ModelSource, task: Task, missing: set[str]) -> None:
+    """Refuse a model that transformers had to complete with newly initialised weights.
+
+    Those are random and change at every load, so the export would serve noise that no
+    later validation can reproduce: typically ``--task classification`` on a model that was
+    never fine-tuned (no classifier weights in the checkpoint).
+    """
+    if task is Task.EMBEDDING:
+        missing = {key for key in missing if not key.startswith(_UNUSED_BY_EMBEDDINGS)}
+    if not missing:
+        return
+    names = ", ".join(sorted(missing)[:4]) + (
+        f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+    )
+    if task is Task.CLASSIFICATION:
+        raise ExportError(
+            f"{source.path} is not a trained classifier: its checkpoint has no weights for "
+            f"{names}, which would be random; fine-tune it first (`tritonhf train --base "
+            "MODEL`), or export it as an embedding model (--task embedding)"
+        )
+    raise ExportError(
+        f"{source.path}: its checkpoint has no weights for {names}, which would be random; "
+        "check that the folder holds the model's weights (model.safetensors)"
+    )
 
 
 def _wrap(model: Any, head: Callable[[Any, Any], Any]) -> Any:

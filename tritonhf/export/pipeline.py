@@ -123,6 +123,11 @@ def load_fast_tokenizer(source: ModelSource) -> Any:
         raise ExportError(
             f"{source.path} has no fast tokenizer (tokenizer.json); the serving step needs one"
         )
+    # Pad as the serving steps do: on the right, with a pad id even where the tokenizer
+    # names none (GPT-2-style BPE). The attention mask hides padding, so any id is correct.
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.convert_ids_to_tokens(0)
     return tokenizer
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tritonhf.errors import ExportError
 from tritonhf.export.head import PLAIN_HEAD, SentenceHead, read_head, read_json, transformer_folder
@@ -95,3 +98,20 @@ def resolve_model(
     return ModelSource(
         path=folder, max_seq_length=max_seq, head=read_head(path), default_prompt=prompt or None
     )
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Hide transformers' load report and progress bars; callers report what matters."""
+    from transformers.utils import logging
+
+    hf_logging: Any = logging  # its functions are untyped
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()

@@ -15,7 +15,7 @@ from typing import Any
 
 from tritonhf.errors import ConfigError, TrainingError
 from tritonhf.export.limits import longest_runnable_length
-from tritonhf.export.source import DEFAULT_MODEL, resolve_model
+from tritonhf.export.source import DEFAULT_MODEL, quiet_transformers, resolve_model
 from tritonhf.train.dataset import TrainingData, load_training_data
 from tritonhf.train.engines import (
     CachedEngine,
@@ -162,23 +162,6 @@ def _reproducible(seed: int) -> Iterator[None]:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
-@contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Hide transformers' load report and progress bars (we report the new head ourselves)."""
-    from transformers.utils import logging
-
-    hf_logging: Any = logging  # its functions are untyped
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def _check_out(out: Path, *, overwrite: bool) -> None:
     existing = next(p for p in (out, *out.absolute().parents) if p.exists())
     if not existing.is_dir():
@@ -303,7 +286,7 @@ def train_classifier(
         progress(f"warning: {repeated} evaluation text(s) also occur in the training data")
     source = resolve_model(options.base)
     progress(f"loading {source.path} as a classifier of {', '.join(data.labels)}")
-    with _reproducible(options.seed), _quiet_transformers():
+    with _reproducible(options.seed), quiet_transformers():
         model, tokenizer = _load(source.path, data, options.max_length)
         pad_id = int(tokenizer.pad_token_id or 0)
         accepted = set(inspect.signature(model.forward).parameters)
