@@ -47,6 +47,11 @@ def test_export_defaults_to_the_offline_model_and_the_python_onnx_runtime() -> N
         "max_queue_size": 256,
         "queue_timeout_ms": 5000,
         "max_text_bytes": 1 << 20,
+        "label_agreement": None,
+        "max_probability_diff": None,
+        "min_cosine": None,
+        "mean_cosine": None,
+        "top5_agreement": None,
     }
 
 
@@ -241,6 +246,18 @@ def test_blank_text_is_rejected_with_exit_2_before_any_request(
 
     assert code == 2
     assert capsys.readouterr().err.startswith("error: texts[1] is empty or whitespace only")
+
+
+def test_export_takes_the_gate_thresholds_and_refuses_bad_ones_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert parse("export", "--min-cosine", "0.97")["min_cosine"] == 0.97
+
+    code = main(["export", "--precision", "int8", "--min-cosine", "1.5", "--repo", str(tmp_path)])
+
+    assert code == 2
+    assert capsys.readouterr().err == "error: threshold min_cosine must be in [0, 1], got 1.5\n"
+    assert not any(tmp_path.iterdir())
 
 
 def test_a_non_positive_timeout_is_a_config_error_with_exit_2(

@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="load pytorch_model.bin (pickle runs code: only for sources you trust)",
     )
+    _add_threshold_flags(export)
 
     train = commands.add_parser(
         "train",
@@ -201,14 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="thresholds to apply (default: the precision the ensemble declares)",
     )
     validate.add_argument("--limit", type=int, help="use only the first N texts (N >= 2)")
-    for flag, what in (
-        ("--min-label-agreement", "classifiers: fraction of top labels that match"),
-        ("--max-probability-diff", "classifiers: largest |served - PyTorch| probability"),
-        ("--min-cosine", "embeddings: worst cosine similarity"),
-        ("--min-mean-cosine", "embeddings: mean cosine similarity"),
-        ("--min-top5-agreement", "embeddings: nearest-neighbour overlap"),
-    ):
-        validate.add_argument(flag, type=float, help=f"override: {what}")
+    _add_threshold_flags(validate)
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
     validate.add_argument("--allow-pickle-weights", action="store_true")
 
@@ -289,11 +283,34 @@ def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     )
 
 
+_THRESHOLD_FLAGS = (
+    ("--min-label-agreement", "label_agreement", "classifiers: fraction of top labels that match"),
+    ("--max-probability-diff", "max_probability_diff", "classifiers: largest probability diff"),
+    ("--min-cosine", "min_cosine", "embeddings: worst cosine similarity"),
+    ("--min-mean-cosine", "mean_cosine", "embeddings: mean cosine similarity"),
+    ("--min-top5-agreement", "top5_agreement", "embeddings: nearest-neighbour overlap"),
+)
+"""The acceptance gate's thresholds (`tritonhf.gate.agreement.Thresholds` fields)."""
+
+
+def _add_threshold_flags(parser: argparse.ArgumentParser) -> None:
+    for flag, field, what in _THRESHOLD_FLAGS:
+        parser.add_argument(flag, type=float, dest=field, help=f"acceptance gate override: {what}")
+
+
+def _threshold_overrides(args: argparse.Namespace) -> dict[str, float]:
+    values = {field: getattr(args, field) for _, field, _ in _THRESHOLD_FLAGS}
+    return {field: value for field, value in values.items() if value is not None}
+
+
 def run_export(args: argparse.Namespace) -> int:
     """``tritonhf export``."""
     from tritonhf.export.pipeline import ExportOptions, export_model
+    from tritonhf.gate.agreement import Thresholds
     from tritonhf.repository.configs import BatchingPolicy, StepTuning
 
+    precision = Precision(args.precision)
+    overrides = _threshold_overrides(args)
     result = export_model(
         ExportOptions(
             model=args.model,
@@ -306,7 +323,12 @@ def run_export(args: argparse.Namespace) -> int:
             opset=args.opset,
             atol=args.atol,
             allow_pickle_weights=args.allow_pickle_weights,
-            precision=Precision(args.precision),
+            precision=precision,
+            thresholds=(
+                Thresholds.for_precision(precision).with_overrides(**overrides)
+                if overrides
+                else None
+            ),
             layout=Layout(args.layout),
             optimize=args.optimize,
             revision=args.revision,
@@ -452,10 +474,15 @@ def run_classify(args: argparse.Namespace) -> int:
     for text, result in zip(args.texts, results, strict=True):
         top = ""
         if args.top_k:
-            top = "  [" + ", ".join(f"{label} {p:.3f}" for label, p in result.top) + "]"
+            top = "  [" + ", ".join(f"{_shown(label)} {p:.3f}" for label, p in result.top) + "]"
         cut = _TRUNCATED if result.truncated else ""
-        print(f"{result.label:<16} {result.score:.3f}{top}{cut}  {text[:60]!r}")
+        print(f"{_shown(result.label):<16} {result.score:.3f}{top}{cut}  {text[:60]!r}")
     return 0
+
+
+def _shown(label: str) -> str:
+    """A label as is, or quoted where it holds newlines or other control characters."""
+    return label if label.isprintable() else repr(label)
 
 
 def run_health(args: argparse.Namespace) -> int:
@@ -483,13 +510,6 @@ def run_validate(args: argparse.Namespace) -> int:
     from tritonhf.gate.acceptance import AcceptanceOptions, run_acceptance
 
     precision = Precision(args.precision) if args.precision else None
-    overrides = {
-        "label_agreement": args.min_label_agreement,
-        "max_probability_diff": args.max_probability_diff,
-        "min_cosine": args.min_cosine,
-        "mean_cosine": args.min_mean_cosine,
-        "top5_agreement": args.min_top5_agreement,
-    }
     report = run_acceptance(
         AcceptanceOptions(
             reference=args.reference,
@@ -498,7 +518,7 @@ def run_validate(args: argparse.Namespace) -> int:
             protocol=args.protocol,
             data=args.data,
             precision=precision,
-            overrides={k: v for k, v in overrides.items() if v is not None},
+            overrides=_threshold_overrides(args),
             limit=args.limit,
             timeout_s=args.timeout,
             allow_pickle_weights=args.allow_pickle_weights,

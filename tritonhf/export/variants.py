@@ -158,7 +158,8 @@ def build_variant(
         final, verdict = current, gate(current)
     progress(verdict.table())
     verdict.raise_if_failed(
-        advice="refused: export with --precision fp32 (the reference) or relax the thresholds"
+        advice="refused: export with --precision fp32 (the reference), or relax the gate "
+        "with the threshold flags (--min-cosine, --min-top5-agreement, ...; see --help)"
     )
     manifest["gate"] = verdict.as_dict()
     return Variant(path=final, gate=verdict, manifest=manifest)
