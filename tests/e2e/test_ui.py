@@ -137,6 +137,19 @@ def test_classify_over_http_with_a_corrected_label(
     assert re.search(
         r'tritonhf_feedback_corrections_total\{[^}]*label="neutral"[^}]*\} [1-9]', metrics
     )
+    # One rating per result; a new result starts with no correction chosen.
+    page.locator("#cls-up").click()
+    page.locator("#cls-feedback").get_by_text("is already rated (thumbs down)").wait_for()
+    first_id = info.inner_text()
+    page.locator("#classify").click()
+    page.wait_for_function(
+        "(before) => { const el = document.querySelector('#classify-info');"
+        " return el.innerText.includes('request id') && el.innerText !== before; }",
+        arg=first_id,
+    )
+    assert page.locator("#corrected input").input_value() == ""
+    page.locator("#cls-up").click()
+    page.locator("#cls-feedback").get_by_text("Recorded thumbs up for request").wait_for()
     assert_no_error_shown(page)
     browser.screenshot("demo-classification")
 

@@ -16,7 +16,7 @@ from tritonhf.client import (
     ServerUnavailableError,
     TritonHFClient,
 )
-from tritonhf.client.client import encode_texts
+from tritonhf.client.client import encode_texts, server_address
 from tritonhf.errors import ConfigError
 
 PROTOCOLS = ["grpc", "http"]
@@ -131,6 +131,31 @@ def test_protocols_default_to_tritons_local_ports(protocol: str, url: str) -> No
 def test_urls_are_used_without_their_scheme(given: str, protocol: str, url: str) -> None:
     with TritonHFClient(given, protocol=protocol) as client:
         assert client.url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "protocol"),
+    [
+        ("127.0.0.1:99999", "grpc"),  # tritonclient would wrap it around to another port
+        ("127.0.0.1:0", "http"),
+        ("localhost", "grpc"),  # no port: tritonclient would try 443
+        ("not a url", "http"),
+        (":8001", "grpc"),
+        ("127.0.0.1:80a", "http"),
+        ("127.0.0.1:8001/base", "grpc"),  # a base path is HTTP's only
+    ],
+)
+def test_a_url_that_is_not_host_and_port_is_a_config_error(url: str, protocol: str) -> None:
+    with pytest.raises(ConfigError, match=r"is not host:port with a port in 1-65535"):
+        TritonHFClient(url, protocol=protocol)
+
+
+@pytest.mark.parametrize(
+    ("url", "protocol"),
+    [("[::1]:8001", "grpc"), ("triton:8000/base", "http"), ("grpc://triton.svc:8001", "grpc")],
+)
+def test_ipv6_hosts_and_http_base_paths_are_urls(url: str, protocol: str) -> None:
+    assert server_address(url, Protocol(protocol)) == url.removeprefix("grpc://")
 
 
 @pytest.mark.parametrize("protocol", ["websocket", "GRPC ", ""])

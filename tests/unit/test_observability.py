@@ -347,6 +347,7 @@ def test_feedback_accepts_a_known_label_and_names_the_rating() -> None:
         ("a b", None, "bad_request_id"),
         ("x" * 129, None, "bad_request_id"),
         ("ok", "other", "unknown_label"),
+        ("ok", "neg", "contradictory"),
     ],
 )
 def test_bad_feedback_is_refused_with_a_reason(

@@ -41,7 +41,12 @@ def test_demo_config_picks_the_url_of_the_protocol() -> None:
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [({"port": 70000}, "port must be in 1..65535"), ({"timeout_s": -1}, "timeout_s must be > 0")],
+    [
+        ({"port": 70000}, "port must be in 1..65535"),
+        ({"timeout_s": -1}, "timeout_s must be > 0"),
+        ({"grpc_url": "127.0.0.1:99999"}, "'127.0.0.1:99999' is not host:port"),
+        ({"http_url": "not a url"}, "'not a url' is not host:port"),
+    ],
 )
 def test_demo_config_refuses_bad_values(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -159,7 +159,7 @@ def test_confidences_map_every_label_to_its_probability() -> None:
     [
         (ServerUnavailableError("cannot reach Triton at x"), "Triton is not reachable", "make run"),
         (ModelNotFoundError("no model 'nope'"), "Model not served", "status panel"),
-        (InvalidInputError("empty text"), "Input refused", "Change the text"),
+        (InvalidInputError("empty text"), "Input refused", "Fix what the message names"),
         (InferenceError("boom"), "Request failed", "server log"),
         (RuntimeError("odd"), "Unexpected error (RuntimeError)", "server log"),
     ],

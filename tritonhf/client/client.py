@@ -6,6 +6,7 @@ import contextlib
 import json
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from tritonhf.errors import (
     ServerUnavailableError,
 )
 from tritonhf.observability.client_metrics import ClientMetrics
-from tritonhf.observability.feedback import FeedbackError, check_request_id
+from tritonhf.observability.feedback import FeedbackError, check_rating, check_request_id
 from tritonhf.spec import (
     CORRECTED_LABEL,
     DEFAULT_MODEL_NAME,
@@ -161,6 +162,34 @@ def _strip_scheme(url: str) -> str:
     return url
 
 
+def server_address(url: str, protocol: Protocol) -> str:
+    """``url`` as tritonclient takes it: ``host:port`` (HTTP: an optional base path after).
+
+    A scheme is dropped. Anything else, a missing or out-of-range port above all (which
+    tritonclient would wrap around or replace with 443), is a `ConfigError`.
+    """
+    address = _strip_scheme(url.strip())
+    try:
+        parts = urllib.parse.urlsplit(f"//{address}")
+        port = parts.port
+    except ValueError:  # a port that is not a number in 0-65535, a broken IPv6 literal
+        parts, port = None, None
+    usable = (
+        parts is not None
+        and bool(parts.hostname)
+        and port is not None
+        and port >= 1
+        and not (parts.query or parts.fragment or " " in address)
+        and (protocol is Protocol.HTTP or not parts.path)
+    )
+    if not usable:
+        example = protocol.default_url
+        raise ConfigError(
+            f"server URL {url!r} is not host:port with a port in 1-65535 (e.g. {example})"
+        )
+    return address
+
+
 def text_list(texts: Iterable[str]) -> list[str]:
     """``texts`` as a list (a generator is read once); one string or a non-iterable is refused."""
     if isinstance(texts, str | bytes):
@@ -225,7 +254,7 @@ class TritonHFClient:
             raise ConfigError(f"protocol must be 'grpc' or 'http', got {protocol!r}") from None
         if timeout_s <= 0:
             raise ConfigError(f"timeout_s must be > 0, got {timeout_s}")
-        self.url = _strip_scheme(url or self.protocol.default_url)
+        self.url = server_address(url or self.protocol.default_url, self.protocol)
         self.model = model
         self.timeout_s = timeout_s
         self.retry = retry
@@ -512,13 +541,15 @@ class TritonHFClient:
 
         Sent to the pipeline's feedback model (``<model>_feedback``), which counts it in
         ``tritonhf_feedback_total`` and logs it. ``corrected_label`` (classifiers) must be one
-        of the model's labels; a bad id or label raises `InvalidInputError`. Not retried, so
+        of the model's labels and comes with ``positive=False``; a bad id or label, or a
+        thumbs-up with a correction, raises `InvalidInputError`. Not retried, so
         one rating is counted once.
         """
         name = model or self.model
         with self._tracked(name, "feedback"):
             try:
                 check_request_id(request_id)
+                check_rating(positive=positive, corrected_label=corrected_label)
             except FeedbackError as exc:
                 raise InvalidInputError(str(exc)) from None
             feedback_model = PipelineSpec(name=name).feedback_name

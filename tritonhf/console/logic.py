@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonhf.client import Protocol
+from tritonhf.client.client import server_address
 from tritonhf.console.metrics import NO_VALUE, ModelRates
 from tritonhf.errors import ConfigError
 
@@ -33,6 +34,8 @@ class ConsoleConfig:
             raise ConfigError(f"port must be in 1..65535, got {self.port}")
         if self.timeout_s <= 0:
             raise ConfigError(f"timeout_s must be > 0, got {self.timeout_s}")
+        server_address(self.grpc_url, Protocol.GRPC)  # ConfigError now, not at first use
+        server_address(self.http_url, Protocol.HTTP)
         if not self.metrics_url.startswith(("http://", "https://")):
             raise ConfigError(
                 f"metrics_url must start with http:// or https://, got {self.metrics_url!r}"

@@ -43,6 +43,16 @@ def check_request_id(request_id: str) -> str:
     return request_id
 
 
+def check_rating(*, positive: bool, corrected_label: str | None) -> None:
+    """Refuse a thumbs-up that also corrects the label: the two say opposite things."""
+    if positive and corrected_label is not None:
+        raise FeedbackError(
+            f"a positive rating says the prediction was right, so it takes no corrected label "
+            f"(got {corrected_label[:40]!r}); send the correction with positive=False",
+            "contradictory",
+        )
+
+
 def make_feedback(
     *,
     request_id: str,
@@ -58,4 +68,5 @@ def make_feedback(
             f"corrected label {corrected_label[:40]!r} is not one of the model's labels ({known})",
             "unknown_label",
         )
+    check_rating(positive=positive, corrected_label=corrected_label)
     return Feedback(request_id=request_id, positive=positive, corrected_label=corrected_label)

@@ -42,6 +42,8 @@ EXAMPLE_SENTENCES = "\n".join(
 EXAMPLE_QUERY = "my package has not arrived yet"
 EXAMPLE_REVIEW = "Great service, friendly staff, I will come back!"
 MODEL_HEADERS = ["model", "version", "state", "reason"]
+STATUS_EVERY_S = 15.0
+"""How often an open page refreshes the status panel (and finds newly served models)."""
 CSS = """
 .tritonhf-heatmap { border-collapse: collapse; font-size: 0.9em; }
 .tritonhf-heatmap th, .tritonhf-heatmap td { padding: 4px 8px; border: 1px solid #e5e7eb; }
@@ -63,32 +65,30 @@ def build_demo(service: DemoService) -> gr.Blocks:  # one layout, read top-down
     """The demo's page: status panel, embeddings tab, classification tab."""
     config = service.config
 
-    def status(protocol: str) -> tuple[Any, ...]:
+    def status(protocol: str, classifier: str | None) -> tuple[Any, ...]:
+        """The status panel, and the models the dropdowns offer.
+
+        Run on load, on Refresh, on a protocol change and every `STATUS_EVERY_S`. It never
+        resets a choice the user made; while the server is down it leaves the dropdowns alone,
+        and once a classifier is served it fills an empty classifier choice.
+        """
         client = service.client(protocol)
         health = client.health()
-        embed_choices, cls_choices = [config.model], [config.classifier or ""]
-        rows: list[list[str]] = []
-        headline = health_markdown(health)
-        cls_value = config.classifier
-        labels: list[str] = []
+        headline, rows = health_markdown(health), [["-", "-", "-", "-"]]
+        embed_update, cls_update = gr.update(), gr.update()
         if health.live:
             try:
-                rows = model_rows(client.models())
+                rows = model_rows(client.models()) or rows
                 served = service.served(protocol)
-                embed_choices = sorted({config.model, *served.embedders})
-                cls_value = service.default_classifier(served)
-                cls_choices = sorted({*served.classifiers, *([cls_value] if cls_value else [])})
-                if cls_value in served.classifiers:
-                    labels = list(client.labels(cls_value))
+                embed_update = gr.update(choices=sorted({config.model, *served.embedders}))
+                chosen = classifier or service.default_classifier(served)
+                cls_update = gr.update(
+                    choices=sorted({*served.classifiers, *([chosen] if chosen else [])}),
+                    value=chosen,
+                )
             except Exception as exc:  # noqa: BLE001  # shown in the panel, never raised
                 headline += "\n\n" + _failed(exc, "status")
-        return (
-            headline,
-            rows or [["-", "-", "-", "-"]],
-            gr.update(choices=embed_choices),
-            gr.update(choices=[c for c in cls_choices if c], value=cls_value),
-            gr.update(choices=labels, value=None),
-        )
+        return headline, rows, embed_update, cls_update
 
     def compare(text: str, protocol: str, model: str) -> tuple[str, str, dict[str, str]]:
         try:
@@ -119,23 +119,33 @@ def build_demo(service: DemoService) -> gr.Blocks:  # one layout, read top-down
             confidences(done.result.top),
             done.info.markdown(),
             _last(done.info.request_id, done.info.model, protocol),
-            gr.update(choices=list(done.labels)),
+            gr.update(choices=list(done.labels), value=None),  # a new result, no correction yet
         )
 
-    def feedback(last: dict[str, str], positive: bool, corrected: str | None = None) -> str:
+    def feedback(
+        last: dict[str, str], positive: bool, corrected: str | None = None
+    ) -> tuple[str, dict[str, str]]:
+        """Rate the last result once; a thumbs-up carries no corrected label."""
+        if last.get("rated"):
+            return (
+                f"Request `{last['request_id']}` is already rated ({last['rated']}); "
+                "send a new request to rate again.",
+                last,
+            )
         try:
             service.feedback(
                 request_id=last.get("request_id", ""),
                 positive=positive,
-                corrected_label=corrected,
+                corrected_label=None if positive else corrected,
                 model=last.get("model", ""),
                 protocol=last.get("protocol", config.protocol.value),
             )
         except Exception as exc:  # noqa: BLE001  # shown on the page, never raised
-            return _failed(exc, "feedback")
+            return _failed(exc, "feedback"), last
         verdict = "thumbs up" if positive else "thumbs down"
-        fix = f", corrected label `{corrected}`" if corrected else ""
-        return f"Thanks! Recorded {verdict}{fix} for request `{last['request_id']}`."
+        fix = f", corrected label `{corrected}`" if corrected and not positive else ""
+        message = f"Thanks! Recorded {verdict}{fix} for request `{last['request_id']}`."
+        return message, {**last, "rated": verdict}
 
     demo: gr.Blocks
     with gr.Blocks(title="tritonhf demo", analytics_enabled=False) as demo:
@@ -226,10 +236,14 @@ def build_demo(service: DemoService) -> gr.Blocks:  # one layout, read top-down
                 cls_feedback = gr.Markdown(elem_id="cls-feedback")
                 cls_last = gr.State({})
 
-        status_outputs = [headline, models, embed_model, cls_model, corrected]
-        demo.load(status, [protocol], status_outputs)
-        refresh.click(status, [protocol], status_outputs)
-        protocol.change(status, [protocol], status_outputs)
+        status_inputs, status_outputs = (
+            [protocol, cls_model],
+            [headline, models, embed_model, cls_model],
+        )
+        demo.load(status, status_inputs, status_outputs)
+        refresh.click(status, status_inputs, status_outputs)
+        protocol.change(status, status_inputs, status_outputs)
+        gr.Timer(STATUS_EVERY_S).tick(status, status_inputs, status_outputs)
         compare_button.click(
             compare, [sentences, protocol, embed_model], [heatmap, compare_info, embed_last]
         )
@@ -240,12 +254,11 @@ def build_demo(service: DemoService) -> gr.Blocks:  # one layout, read top-down
         classify_button.click(
             classify, [review, protocol, cls_model], [scores, classify_info, cls_last, corrected]
         )
-        embed_up.click(lambda last: feedback(last, True), [embed_last], [embed_feedback])
-        embed_down.click(lambda last: feedback(last, False), [embed_last], [embed_feedback])
-        cls_up.click(lambda last, c: feedback(last, True, c), [cls_last, corrected], [cls_feedback])
-        cls_down.click(
-            lambda last, c: feedback(last, False, c), [cls_last, corrected], [cls_feedback]
-        )
+        embed_rated, cls_rated = [embed_feedback, embed_last], [cls_feedback, cls_last]
+        embed_up.click(lambda last: feedback(last, True), [embed_last], embed_rated)
+        embed_down.click(lambda last: feedback(last, False), [embed_last], embed_rated)
+        cls_up.click(lambda last: feedback(last, True), [cls_last], cls_rated)
+        cls_down.click(lambda last, c: feedback(last, False, c), [cls_last, corrected], cls_rated)
     return demo
 
 

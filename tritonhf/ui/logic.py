@@ -201,7 +201,7 @@ _TITLES: tuple[tuple[type[ClientError], str, str], ...] = (
     ),
     (OverloadedError, "Server overloaded", "The queue is full: wait a moment and retry."),
     (InferenceTimeoutError, "Request timed out", "The server is slow or stuck: retry later."),
-    (InvalidInputError, "Input refused", "Change the text and try again."),
+    (InvalidInputError, "Input refused", "Fix what the message names and try again."),
 )
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -17,13 +18,13 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from tritonhf.client import Classification, Protocol, RetryPolicy, TritonHFClient
+from tritonhf.client.client import server_address
 from tritonhf.data import sentences
 from tritonhf.errors import (
     ClientError,
     ConfigError,
     InvalidInputError,
     ModelNotFoundError,
-    ServerUnavailableError,
 )
 from tritonhf.observability.client_metrics import ClientMetrics
 from tritonhf.spec import DEFAULT_MODEL_NAME, EMBEDDING, LABEL
@@ -56,6 +57,8 @@ class DemoConfig:
             raise ConfigError(f"port must be in 1..65535, got {self.port}")
         if self.timeout_s <= 0:
             raise ConfigError(f"timeout_s must be > 0, got {self.timeout_s}")
+        server_address(self.grpc_url, Protocol.GRPC)  # ConfigError now, not at first use
+        server_address(self.http_url, Protocol.HTTP)
 
     def url(self, protocol: Protocol) -> str:
         """The server address for ``protocol``."""
@@ -172,16 +175,22 @@ class DemoService:
 
     # Requests -----------------------------------------------------------------------------
 
+    @contextmanager
+    def _counted(self, action: str, protocol: Protocol | str) -> Iterator[Protocol]:
+        """Count one demo action by outcome, whatever step of it fails (checks included)."""
+        chosen = Protocol(protocol)
+        try:
+            yield chosen
+        except Exception as exc:
+            self._requests.labels(action, chosen.value, type(exc).__name__).inc()
+            raise
+        self._requests.labels(action, chosen.value, "ok").inc()
+
     def _timed(self, action: str, protocol: Protocol, call: Callable[[], T]) -> tuple[T, float]:
         start = time.perf_counter()
-        try:
-            value = call()
-        except Exception as exc:
-            self._requests.labels(action, protocol.value, type(exc).__name__).inc()
-            raise
+        value = call()
         seconds = time.perf_counter() - start
         self._latency.labels(action, protocol.value).observe(seconds)
-        self._requests.labels(action, protocol.value, "ok").inc()
         return value, seconds * 1000.0
 
     def _max_length(self, client: TritonHFClient, model: str) -> int | None:
@@ -213,10 +222,11 @@ class DemoService:
 
     def compare(self, texts: Sequence[str], *, protocol: Protocol | str, model: str) -> Compared:
         """Embed ``texts`` in one request."""
-        client = self.client(protocol)
-        result, ms = self._timed(
-            "compare", client.protocol, lambda: client.encode(list(texts), model=model)
-        )
+        with self._counted("compare", protocol) as chosen:
+            client = self.client(chosen)
+            result, ms = self._timed(
+                "compare", chosen, lambda: client.encode(list(texts), model=model)
+            )
         info = self._info(client, model, ms, result.num_tokens, result.truncated, result.request_id)
         return Compared(tuple(texts), result.embeddings, info)
 
@@ -243,39 +253,42 @@ class DemoService:
         """
         try:
             self.index(protocol=self.config.protocol, model=self.config.model)
-        except ClientError as exc:  # the page reports it when someone searches
-            log.info("search corpus not embedded yet: %s", exc)
+        except ClientError as exc:  # the page reports it too, when someone searches
+            log.warning("search corpus not embedded yet (%s): %s", self.config.model, exc)
 
     def search(self, query: str, *, k: int, protocol: Protocol | str, model: str) -> Searched:
         """The ``k`` corpus sentences nearest to ``query``."""
-        if not query.strip():
-            raise InvalidInputError("type a query to search the corpus with")
-        client = self.client(protocol)
-        index = self.index(protocol=protocol, model=model)
-        result, ms = self._timed(
-            "search", client.protocol, lambda: client.encode([query.strip()], model=model)
-        )
+        with self._counted("search", protocol) as chosen:
+            if not query.strip():
+                raise InvalidInputError("type a query to search the corpus with")
+            client = self.client(chosen)
+            index = self.index(protocol=chosen, model=model)
+            result, ms = self._timed(
+                "search", chosen, lambda: client.encode([query.strip()], model=model)
+            )
         info = self._info(client, model, ms, result.num_tokens, result.truncated, result.request_id)
         return Searched(index.search(result.embeddings[0], k=k), info)
 
     def classify(self, text: str, *, protocol: Protocol | str, model: str | None) -> Classified:
-        """Classify ``text`` with every class's probability."""
-        client = self.client(protocol)
-        if not model:
-            if not client.health().live:
-                raise ServerUnavailableError(
-                    f"cannot reach Triton at {client.url}, so no classifier was found"
+        """Classify ``text`` with every class's probability.
+
+        Without ``model`` (the page loaded while no classifier was served) the server is asked
+        again, so a classifier that is served now is found without reloading the page.
+        """
+        with self._counted("classify", protocol) as chosen:
+            if not text.strip():
+                raise InvalidInputError("type a text to classify")
+            client = self.client(chosen)
+            model = model or self.default_classifier(self.served(chosen))
+            if not model:
+                raise ModelNotFoundError(
+                    "no classifier is served; `make run` trains and serves the demo sentiment "
+                    "classifier, or export one with `tritonhf export MODEL --task classification`"
                 )
-            raise ModelNotFoundError(
-                "no classifier is served; `make run` trains and serves the demo sentiment "
-                "classifier, or export one with `tritonhf export MODEL --task classification`"
+            labels = client.labels(model)
+            results, ms = self._timed(
+                "classify", chosen, lambda: client.classify([text.strip()], model=model)
             )
-        if not text.strip():
-            raise InvalidInputError("type a text to classify")
-        labels = client.labels(model)
-        results, ms = self._timed(
-            "classify", client.protocol, lambda: client.classify([text.strip()], model=model)
-        )
         result = results[0]
         info = self._info(
             client, model, ms, (result.num_tokens,), (result.truncated,), result.request_id
