@@ -172,6 +172,11 @@ def test_hot_reload_under_traffic_fails_no_request_and_a_broken_version_is_refus
     assert {s.name: s.version for s in states if s.ready}["minilm_model"] == "2"
     assert traffic.outcomes["ok"] > 10
     assert set(traffic.outcomes) == {"ok"}, traffic.outcomes
+    # A pinned rollback, then a plain deploy: back to the newest, not stuck on the pin.
+    states = deploy_pipeline(client, model="minilm", version=1)
+    assert {s.name: s.version for s in states if s.ready}["minilm_model"] == "1"
+    states = deploy_pipeline(client, model="minilm")
+    assert {s.name: s.version for s in states if s.ready}["minilm_model"] == "2"
 
     add_version(repo, "minilm_model", 3, broken=True)
     with Traffic(client) as traffic, pytest.raises(DeployError, match="keeps serving"):

@@ -389,8 +389,12 @@ class TritonHFClient:
         traffic keeps flowing; if loading fails, the old version keeps serving and this
         raises `DeployError`. ``version`` pins that version (``version_policy: specific``);
         ``config`` (as `model_config` returns it) replaces the one in the repository.
+        Without either, the newest version loads, even after an earlier pin (Triton would
+        otherwise keep the pinned policy it was given).
         """
         kwargs: dict[str, Any] = {}
+        if version is None and config is None:
+            config = self._unpinned_config(model)
         if version is not None or config is not None:
             config = dict(config if config is not None else self.model_config(model))
             if version is not None:
@@ -406,6 +410,16 @@ class TritonHFClient:
             ) from exc
         finally:
             self._configs.pop(model, None)
+
+    def _unpinned_config(self, model: str) -> dict[str, Any] | None:
+        """The served config with its newest-version policy back, if a load pinned one."""
+        try:
+            served = self.model_config(model)
+        except ClientError:  # not loaded: the repository's config applies anyway
+            return None
+        if "specific" not in served.get("version_policy", {}):
+            return None
+        return {**served, "version_policy": {"latest": {"num_versions": 1}}}
 
     def unload_model(self, model: str) -> None:
         """Unload ``model`` in explicit model-control mode (in-flight requests finish)."""
