@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from tritonhf import data
 from tritonhf.client import TritonHFClient
 from tritonhf.export.pipeline import ExportResult
 from tritonhf.export.source import DEFAULT_MODEL, resolve_model
+from tritonhf.server.launcher import TritonServer
 
 MIN_COSINE = 0.9999
 
@@ -113,3 +115,24 @@ def test_batches_larger_than_max_batch_size_are_split_by_the_client(
 
 def test_an_empty_batch_gives_an_empty_array(client: TritonHFClient) -> None:
     assert client.embed([]).shape == (0, 384)
+
+
+def established_to(port: int) -> int:
+    """This machine's open IPv4 TCP connections to ``port`` (from ``/proc/net/tcp``)."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(
+        1 for f in map(str.split, lines) if int(f[2].split(":")[1], 16) == port and f[3] == "01"
+    )
+
+
+def test_a_thread_per_request_does_not_leave_an_http_connection_per_thread(
+    server: TritonServer,
+) -> None:
+    port = int(server.config.http_url.rsplit(":", 1)[1])
+    with TritonHFClient(server.config.http_url, protocol="http", timeout_s=60) as client:
+        before = established_to(port)
+        for _ in range(30):  # each thread opens its own connection and ends
+            thread = threading.Thread(target=client.embed, args=(["one request"],))
+            thread.start()
+            thread.join()
+        assert established_to(port) - before <= 2

@@ -3,6 +3,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+from geventhttpclient.response import HTTPConnectionClosed
 from tritonclient.utils import InferenceServerException
 
 from tritonhf.client.errors import map_error
@@ -74,6 +75,10 @@ CASES = {
     ),
     "connection-refused": (
         ConnectionRefusedError(111, "Connection refused"),
+        ServerUnavailableError,
+    ),
+    "http-server-died-mid-request": (
+        HTTPConnectionClosed("connection closed."),
         ServerUnavailableError,
     ),
     "socket-timeout": (socket.timeout("timed out"), InferenceTimeoutError),  # noqa: UP041

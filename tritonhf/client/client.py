@@ -263,13 +263,13 @@ class TritonHFClient:
         # tritonclient's HTTP client is gevent-based and not thread-safe: one per thread.
         # The gRPC client is thread-safe and shares one channel.
         self._local = threading.local()
-        self._opened: list[Any] = []
+        self._opened: list[tuple[threading.Thread, Any]] = []  # (opened by, connection)
         self._lock = threading.Lock()
         self._connection()
 
     def _connection(self) -> Any:
         if self.protocol is Protocol.GRPC and self._opened:
-            return self._opened[0]
+            return self._opened[0][1]
         connection = getattr(self._local, "connection", None)
         if connection is not None:
             return connection
@@ -287,7 +287,13 @@ class TritonHFClient:
         except Exception as exc:  # tritonclient validates the URL eagerly
             raise map_error(exc, model=None, url=self.url) from exc
         with self._lock:
-            self._opened.append(connection)
+            # HTTP connections of threads that have ended are closed here, so a thread per
+            # request does not leave a socket per thread open until `close`.
+            ended = [c for thread, c in self._opened if not thread.is_alive()]
+            self._opened = [(t, c) for t, c in self._opened if t.is_alive()]
+            self._opened.append((threading.current_thread(), connection))
+        for stale in ended:
+            stale.close()
         self._local.connection = connection
         return connection
 
@@ -612,7 +618,7 @@ class TritonHFClient:
         """Close every connection this client opened."""
         with self._lock:
             opened, self._opened = self._opened, []
-        for connection in opened:
+        for _, connection in opened:
             connection.close()
         self._local = threading.local()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import re
 
 from tritonhf.errors import (
@@ -15,7 +16,13 @@ from tritonhf.errors import (
     ServerUnavailableError,
 )
 
-_UNAVAILABLE = ("UNAVAILABLE", "failed to connect", "connection refused", "Socket closed")
+_UNAVAILABLE = (
+    "UNAVAILABLE",
+    "failed to connect",
+    "connection refused",
+    "Socket closed",
+    "connection closed",  # geventhttpclient, when the server dies mid-request
+)
 _TIMEOUT = ("DEADLINE_EXCEEDED", "Deadline Exceeded", "timed out", "timeout")
 _INVALID = (
     "INVALID_ARGUMENT",
@@ -69,7 +76,8 @@ def map_error(exc: BaseException, *, model: str | None, url: str) -> ClientError
     not_ready = r"not at ready state|is not ready|not loaded|has no available versions"
     if re.search(not_ready, found, re.IGNORECASE):
         return ModelNotReadyError(f"model {model!r} at {url} is not ready: {message}")
-    if isinstance(exc, ConnectionError | OSError) or any(
+    # http.client.HTTPException: geventhttpclient's HTTPConnectionClosed and friends.
+    if isinstance(exc, ConnectionError | OSError | http.client.HTTPException) or any(
         k.lower() in found.lower() for k in _UNAVAILABLE
     ):
         return ServerUnavailableError(
