@@ -238,3 +238,43 @@ def test_a_text_without_tokens_is_an_empty_input(tokenizer: Any) -> None:
         step.check_not_empty(["  "], tokenizer.encode_batch(["  "]))
 
     assert info.value.reason == "empty"
+
+
+class RecordingTokenizer:
+    """The real tokenizer, recording the longest text each ``encode_batch`` call was given."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.longest: list[int] = []
+
+    def encode_batch(self, texts: list[str]) -> Any:
+        self.longest.append(max(map(len, texts)))
+        return self.tokenizer.encode_batch(texts)
+
+
+LONG_TEXTS = {
+    "prose": " ".join(["The parcel arrived two days late, but intact."] * 2_000),
+    "cjk": "日本語のテキストです。" * 5_000,
+    "one-huge-word": "a" * 60_000,
+    "invisible-then-text": "\u200b" * 50_000 + " hello",
+    "words-then-huge-word": "word " * 2_000 + "x" * 5_000 + " tail",
+}
+
+
+@pytest.mark.parametrize("text", LONG_TEXTS.values(), ids=LONG_TEXTS.keys())
+def test_long_texts_encode_as_the_whole_text_does(tokenizer: Any, text: str) -> None:
+    texts = ["a short one", text]
+    (short, whole) = tokenizer.encode_batch(texts)
+
+    (short_b, bounded) = step.encode_texts(tokenizer, texts, 256)
+
+    assert (bounded.ids, bool(bounded.overflowing)) == (whole.ids, bool(whole.overflowing))
+    assert short_b.ids == short.ids
+
+
+def test_a_long_text_with_many_tokens_is_tokenized_by_its_prefix_only(tokenizer: Any) -> None:
+    recording = RecordingTokenizer(tokenizer)
+
+    step.encode_texts(recording, [LONG_TEXTS["prose"]], 256)
+
+    assert recording.longest == [256 * step.PREFIX_CHARS_PER_TOKEN]  # one call, the prefix
