@@ -228,6 +228,10 @@ def test_a_graceful_stop_lets_in_flight_requests_finish(repo: Path, tmp_path: Pa
     server = TritonServer(config, log_path=tmp_path / "server.log")
     server.start()
     client = TritonHFClient(server.config.grpc_url, retry=RetryPolicy(attempts=1), timeout_s=60)
+    # An idle HTTP keep-alive connection: Triton alone would wait for it until the exit
+    # timeout, then exit 1.
+    idle = TritonHFClient(server.config.http_url, protocol="http")
+    idle.embed(["a request that leaves its connection open"])
     batch = [LONG_TEXT] * 8
     try:
         with ThreadPoolExecutor(max_workers=4) as pool:
@@ -238,6 +242,7 @@ def test_a_graceful_stop_lets_in_flight_requests_finish(repo: Path, tmp_path: Pa
         assert shapes == [(8, 384)] * 4
     finally:
         client.close()
+        idle.close()
         server.stop()
 
 

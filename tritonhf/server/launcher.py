@@ -111,6 +111,8 @@ class ServerConfig:
 
 # glog error lines ("E1126 08:40:49..."), failed rows of the model table, fatal lines.
 _FAILURE_LINE = re.compile(r"^E\d{4} |UNAVAILABLE:|^error:|failed to", re.IGNORECASE)
+IDLE_EXIT_GRACE_S = 5.0
+"""After every model unloaded: how long Triton may take to exit before it is ended."""
 _ENSEMBLE = re.compile(r'^platform:\s*"ensemble"', re.MULTILINE)
 _BENIGN_LINE = re.compile(r"CudaDriverHelper|NVML|DCGM|GPU metrics|pinned memory", re.IGNORECASE)
 
@@ -201,35 +203,51 @@ class TritonServer:
             time.sleep(0.25)
         raise ServerError(f"tritonserver was not ready after {timeout_s:.0f} s{self._tail()}")
 
-    def drain(self, timeout_s: float) -> None:
-        """Unload the ensembles first, so requests already inside them finish every step.
+    def drain(self, timeout_s: float) -> bool:
+        """Unload the ensembles, then every other model; True once nothing is loaded.
 
         On SIGTERM Triton stops each model's scheduler at once, so a request between two
         ensemble steps would be refused by the second. Unloading an ensemble instead refuses
-        new requests to it while its in-flight ones complete on the still-loaded steps. Needs
-        explicit model control (the default); a no-op otherwise.
+        new requests to it while its in-flight ones complete on the still-loaded steps; the
+        steps unload after that, finishing what was sent to them directly. Needs explicit
+        model control (the default); a no-op (False) otherwise.
         """
         if self.config.model_control is not ModelControl.EXPLICIT or not self.is_ready():
-            return
+            return False
+        deadline = time.monotonic() + timeout_s
         ensembles = [
             path.parent.name
             for path in self.config.repo.glob("*/config.pbtxt")
             if _ENSEMBLE.search(path.read_text(encoding="utf-8", errors="replace"))
         ]
-        deadline = time.monotonic() + timeout_s
-        for name in ensembles:
+        if not self._unload(ensembles, deadline):
+            return False
+        loaded = self._loaded(deadline)
+        return loaded is not None and self._unload(sorted(loaded), deadline)
+
+    def _loaded(self, deadline: float) -> set[str] | None:
+        """Models the index lists as READY or UNLOADING (None: the index did not answer)."""
+        index = self._post("/v2/repository/index", deadline)
+        if index is None:
+            return None
+        return {e.get("name", "") for e in index if e.get("state") in ("READY", "UNLOADING")}
+
+    def _unload(self, names: list[str], deadline: float) -> bool:
+        for name in names:
             self._post(f"/v2/repository/models/{name}/unload", deadline)
         # An unloading model already answers "not ready" while its requests still run: wait
         # until the index no longer lists it as READY or UNLOADING.
         while time.monotonic() < deadline:
-            index = self._post("/v2/repository/index", deadline) or []
-            busy = {e.get("name") for e in index if e.get("state") in ("READY", "UNLOADING")}
-            if not busy.intersection(ensembles):
-                return
+            loaded = self._loaded(deadline)
+            if loaded is not None and not loaded.intersection(names):
+                return True
             time.sleep(0.05)
+        return False
 
     def _post(self, path: str, deadline: float) -> list[dict[str, str]] | None:
         request = urllib.request.Request(f"http://{self.config.http_url}{path}", method="POST")
+        # Connection: close, so this request's own connection never delays Triton's exit.
+        request.add_header("Connection", "close")
         timeout = max(deadline - time.monotonic(), 0.1)
         try:
             with urllib.request.urlopen(request, data=b"{}", timeout=timeout) as response:  # noqa: S310  # nosec B310
@@ -240,19 +258,28 @@ class TritonServer:
         return parsed if isinstance(parsed, list) else None
 
     def stop(self, timeout_s: float | None = None) -> int | None:
-        """Drain, then SIGTERM (Triton finishes in-flight requests), then force; return the code."""
+        """Drain, then SIGTERM (Triton finishes in-flight requests), then force; return the code.
+
+        Once every model has unloaded nothing is in flight, and what can still hold Triton
+        up is an idle HTTP keep-alive connection of some client: Triton waits for those until
+        ``--exit-timeout-secs``, then exits 1. So after a complete drain the launcher gives it
+        `IDLE_EXIT_GRACE_S`, then ends it, and reports 0: the shutdown was clean.
+        """
+        drained = False
         if self._process is not None and self._process.poll() is None:
-            self.drain(float(self.config.exit_timeout_s))
+            drained = self.drain(float(self.config.exit_timeout_s))
         process, self._process = self._process, None
         code = None
         if process is not None:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
+            patience = IDLE_EXIT_GRACE_S if drained else timeout_s or self.config.exit_timeout_s + 5
             try:
-                code = process.wait(timeout=timeout_s or self.config.exit_timeout_s + 5)
+                code = process.wait(timeout=patience)
             except subprocess.TimeoutExpired:
                 process.kill()
-                code = process.wait()
+                code = 0 if drained else process.wait()
+                process.wait()
             # Python-backend stubs of a server that died abruptly can outlive it; they share
             # its process group (its own session), so end whatever is left of the group.
             with contextlib.suppress(ProcessLookupError, PermissionError):
