@@ -236,6 +236,9 @@ class TritonHFClient:
 
     >>> with TritonHFClient("127.0.0.1:8001") as client:  # doctest: +SKIP
     ...     vectors = client.embed(["a sentence", "another one"])  # (2, 384) float32
+
+    ``timeout_s`` bounds each request sent: a call with more texts than the model's
+    ``max_batch_size`` sends several requests, one after the other, and may take longer.
     """
 
     def __init__(
