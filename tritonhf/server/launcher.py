@@ -24,6 +24,7 @@ from typing import IO
 from tritonhf.errors import ConfigError, ServerError
 from tritonhf.repository.compat import available_backends, check_servable
 from tritonhf.server.provision import find_distribution, prepare_backend_dir, server_environment
+from tritonhf.server.shm import remove_orphaned_regions
 
 
 class ModelControl(str, Enum):
@@ -159,6 +160,7 @@ class TritonServer:
             tensorrt_version=None,
             server="the Triton of the nvidia-pytriton wheel",
         )
+        remove_orphaned_regions()  # what servers that were killed left in /dev/shm
         self._workdir = Path(tempfile.mkdtemp(prefix="tritonhf-server-"))
         backend_dir = prepare_backend_dir(dist, self._workdir / "backends")
         if self.log_path is not None:
