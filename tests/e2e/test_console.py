@@ -36,6 +36,7 @@ def bench_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     figure.savefig(folder / "bench.png", dpi=72)
     plt.close(figure)
     (folder / "bench.csv").write_text("concurrency,throughput\n1,48.0\n8,171.0\n32,204.0\n")
+    (folder / "interrupted.csv").write_text("")  # a run killed before it wrote a line
     (folder / "summary.md").write_text(
         "# tritonhf bench: minilm\n\n| concurrency | requests/s |\n|---|---|\n"
         "| 1 | 48.0 |\n| 8 | 171.0 |\n| 32 | 204.0 |\n\n![throughput vs p99](bench.png)\n"
@@ -163,6 +164,8 @@ def test_models_metrics_reports_and_load_unload(
     page.get_by_text("bench.png", exact=True).wait_for()  # the plot's caption
     assert page.locator('img[src*="/media/"]').count() == 1
     assert ["32", "204.0"] in rows_of(page, "concurrency")
+    # An unreadable CSV is a warning in its own expander, not an error page.
+    page.get_by_text("could not be read as CSV").wait_for(state="attached")
 
     # Unload and load the probe model (explicit model-control mode).
     page.get_by_role("combobox", name=re.compile("Model")).click()

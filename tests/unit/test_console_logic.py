@@ -167,7 +167,7 @@ def test_find_reports_lists_folders_with_markdown_or_plots_newest_first(tmp_path
     _write(tmp_path / "newer" / "bench.png", "png", 1_900)
     _write(tmp_path / "raw" / "minilm-grpc-c1.csv", "x", 3_000)  # CSVs only: not a report
     reports = find_reports(tmp_path)
-    assert [r.title for r in reports] == ["newer", ".", "older"]
+    assert [r.title for r in reports] == ["newer", tmp_path.name, "older"]
     newest = reports[0]
     assert [p.name for p in newest.markdown] == ["summary.md"]
     assert [p.name for p in newest.images] == ["bench.png"]

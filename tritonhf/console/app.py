@@ -117,6 +117,12 @@ def metrics_section(config: ConsoleConfig) -> None:
     rates = model_rates(previous, current)
     seconds = current.at - previous.at
     st.caption(f"From `{config.metrics_url}`, over the last {seconds:.1f} s.")
+    if not any(metric.startswith("nv_") for metric, _ in current.samples):
+        st.warning(
+            f"`{config.metrics_url}` serves no Triton metrics (no `nv_*` series): is it "
+            "Triton's metrics port (`--metrics-url`, default http://127.0.0.1:8002/metrics)?"
+        )
+        return
     if not rates:
         st.info("Triton reports no per-model metrics yet (no model loaded?).")
         return
@@ -134,6 +140,9 @@ def metrics_section(config: ConsoleConfig) -> None:
 
 def reports_section(config: ConsoleConfig) -> None:
     """The latest benchmark report (markdown and plots), and the older ones on demand."""
+    if config.bench_dir.exists() and not config.bench_dir.is_dir():
+        st.warning(f"--bench-dir `{config.bench_dir}` is a file: pass the folder of the reports.")
+        return
     reports = find_reports(config.bench_dir)
     if not reports:
         st.info(
@@ -153,7 +162,10 @@ def reports_section(config: ConsoleConfig) -> None:
         st.image(str(image), caption=image.name)
     for table in report.tables:
         with st.expander(f"{table.name} (raw data)"):
-            st.dataframe(pd.read_csv(table), hide_index=True)
+            try:
+                st.dataframe(pd.read_csv(table), hide_index=True)
+            except (OSError, ValueError) as exc:  # empty, cut short, not CSV
+                st.warning(f"`{table}` could not be read as CSV: {exc}")
 
 
 def main(argv: list[str]) -> None:

@@ -18,7 +18,7 @@ class Report:
     """One folder of benchmark results."""
 
     folder: Path
-    title: str  # the folder relative to the bench folder ("." for the folder itself)
+    title: str  # the folder relative to the bench folder (its name for the folder itself)
     markdown: tuple[Path, ...]
     images: tuple[Path, ...]
     tables: tuple[Path, ...]
@@ -37,7 +37,8 @@ def find_reports(root: Path) -> list[Report]:
         if not markdown and not images:
             continue  # e.g. raw/ with perf_analyzer's CSVs only
         tables = tuple(sorted(p for p in files if p.suffix.lower() == ".csv"))
-        relative = folder.relative_to(root).as_posix()
+        # The bench folder itself is titled by its name, not ".".
+        relative = folder.name if folder == root else folder.relative_to(root).as_posix()
         reports.append(
             Report(
                 folder=folder,
