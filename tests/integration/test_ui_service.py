@@ -66,3 +66,20 @@ def test_a_server_that_is_down_is_counted_and_named() -> None:
         assert outcomes(service, "classify") == {"ServerUnavailableError": 1.0}
     finally:
         service.close()
+
+
+def test_a_model_or_classifier_the_server_does_not_serve_is_named_at_start(
+    server: TritonServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = DemoConfig(
+        grpc_url=server.config.grpc_url, model=CLASSIFIER, classifier="minilm"
+    )  # swapped: neither can do its job
+    service = DemoService(config)
+    try:
+        service.warm()
+    finally:
+        service.close()
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(f"--model {CLASSIFIER} is not an embedding model" in w for w in warnings)
+    assert any("--classifier minilm is not a classifier" in w for w in warnings)

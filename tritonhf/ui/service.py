@@ -247,14 +247,35 @@ class DemoService:
             return self._indexes[key]
 
     def warm(self) -> None:
-        """Embed the corpus for the default model and protocol now (best effort).
+        """Check the configured models and embed the corpus now (best effort).
 
-        Run in the background at start, so the first search does not wait for 260 sentences.
+        Run in the background at start, so the first search does not wait for 260 sentences
+        and a ``--model`` or ``--classifier`` the server does not serve is named in the log
+        at once, not at the first click. The page reports the same when it is used.
         """
+        config, protocol = self.config, self.config.protocol
         try:
-            self.index(protocol=self.config.protocol, model=self.config.model)
+            served = self.served(protocol)
+        except ClientError as exc:
+            log.warning("Triton is not reachable yet at %s: %s", config.url(protocol), exc)
+            return
+        if config.classifier and config.classifier not in served.classifiers:
+            log.warning(
+                "--classifier %s is not a classifier served here (served: %s)",
+                config.classifier,
+                ", ".join(served.classifiers) or "none",
+            )
+        if config.model not in served.embedders:
+            log.warning(
+                "--model %s is not an embedding model served here (served: %s)",
+                config.model,
+                ", ".join(served.embedders) or "none",
+            )
+            return
+        try:
+            self.index(protocol=protocol, model=config.model)
         except ClientError as exc:  # the page reports it too, when someone searches
-            log.warning("search corpus not embedded yet (%s): %s", self.config.model, exc)
+            log.warning("search corpus not embedded yet (%s): %s", config.model, exc)
 
     def search(self, query: str, *, k: int, protocol: Protocol | str, model: str) -> Searched:
         """The ``k`` corpus sentences nearest to ``query``."""
