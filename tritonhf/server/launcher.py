@@ -241,7 +241,9 @@ class TritonServer:
         # until the index no longer lists it as READY or UNLOADING.
         while time.monotonic() < deadline:
             loaded = self._loaded(deadline)
-            if loaded is not None and not loaded.intersection(names):
+            if loaded is None:  # the server stopped answering: SIGTERM decides the rest
+                return False
+            if not loaded.intersection(names):
                 return True
             time.sleep(0.05)
         return False
@@ -280,8 +282,8 @@ class TritonServer:
                 code = process.wait(timeout=patience)
             except subprocess.TimeoutExpired:
                 process.kill()
-                code = 0 if drained else process.wait()
-                process.wait()
+                killed = process.wait()
+                code = 0 if drained else killed
             # Python-backend stubs of a server that died abruptly can outlive it; they share
             # its process group (its own session), so end whatever is left of the group.
             with contextlib.suppress(ProcessLookupError, PermissionError):
