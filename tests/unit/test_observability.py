@@ -544,3 +544,28 @@ def test_a_gauge_set_to_its_current_value_sends_nothing() -> None:
         ("tritonhf_drift_window_samples", "set", 0.25),
         ("tritonhf_drift_window_samples", "set", 512.0),
     ]
+
+
+def test_a_step_has_no_drift_score_until_its_window_fills_nor_after_it_unloads() -> None:
+    # Triton keeps a Python step's series after an unload: a reloaded or unloaded model must
+    # not go on showing (and alerting on) the last score of the instance before it.
+    api = FakeMetricsApi()
+    profile = ReferenceProfile(
+        features={"token_length": token_length_profile([3, 5, 8, 13, 21], max_length=16)},
+        source="test",
+        window=4,
+        min_samples=2,
+    )
+    observer = TokenizerObserver(m.TritonMetrics(api, "minilm"), "minilm", profile, TextLogging.OFF)
+
+    def drift_values() -> list[float]:
+        return [value for name, _, value in api.sent if name == "tritonhf_drift_psi"]
+
+    assert len(drift_values()) == 1
+    assert math.isnan(drift_values()[0])  # at load: no score yet
+    observer.drift.add_values([30, 30, 30])  # type: ignore[union-attr]
+    observer._update_drift(observer.drift, "token_length")
+    assert drift_values()[-1] > 0.25
+    observer.close()
+    assert math.isnan(drift_values()[-1])  # unloaded: the score is withdrawn
+    assert ("tritonhf_drift_window_samples", "set", 0.0) in api.sent

@@ -7,6 +7,7 @@ failure to record is logged once per model load and never fails a request.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -86,6 +87,8 @@ class _Observer:
     """
 
     step = ""
+    feature = ""
+    """The drift feature this step scores (`tritonhf.observability.drift`)."""
 
     def __init__(
         self,
@@ -100,9 +103,11 @@ class _Observer:
         self.text_logging = text_logging
         self.log = configure_json_logging()
         self._warned = False
+        self.drift = _window(profile, self.feature)
         self.recorder = BackgroundRecorder(
             f"tritonhf-{self.step}-recorder", on_error=self._recording_failed, nice=RECORDING_NICE
         )
+        self._clear_drift()
 
     def _submit(self, record: Any, *args: Any) -> None:
         try:
@@ -115,8 +120,24 @@ class _Observer:
         self.recorder.flush()
 
     def close(self) -> None:
-        """Record what is queued and stop the recording thread."""
+        """Record what is queued, stop the recording thread, withdraw the drift score."""
         self.recorder.close()
+        self._clear_drift()
+
+    def _clear_drift(self) -> None:
+        """No drift score (NaN) while this instance has no window to score: at load, unload.
+
+        Triton keeps a Python step's series after the model unloads, so without this an
+        unloaded model (or a reloaded one, until its new window fills) would keep showing
+        its last score, and keep `TritonHFInputDrift` firing.
+        """
+        if self.drift is None:
+            return
+        try:
+            self.metrics.set(m.DRIFT_SAMPLES, 0, self.feature)
+            self.metrics.set(m.DRIFT, math.nan, self.feature)
+        except Exception as exc:  # noqa: BLE001  # recording never fails a load or unload
+            self._recording_failed(exc)
 
     def _update_drift(self, window: DriftWindow | None, feature: str) -> float | None:
         if window is None:
@@ -137,10 +158,7 @@ class TokenizerObserver(_Observer):
     """Tokenizer step: tokens, truncation, invalid inputs, token-length drift."""
 
     step = "tokenizer"
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.drift = _window(self.profile, TOKEN_LENGTH)
+    feature = TOKEN_LENGTH
 
     @classmethod
     def create(cls, pb_utils: Any, model: str, profile_path: Path) -> TokenizerObserver:
@@ -207,10 +225,10 @@ class ModelObserver(_Observer):
     """Model step: predicted labels and confidence, or embedding health; label drift."""
 
     step = "model"
+    feature = LABEL
 
     def __init__(self, *args: Any, unit_norm: bool = True) -> None:
         super().__init__(*args)
-        self.drift = _window(self.profile, LABEL)
         self.unit_norm = unit_norm
         """The model normalises its embeddings: a norm off 1 counts as an anomaly."""
 
