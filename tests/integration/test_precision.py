@@ -20,7 +20,7 @@ from tests.integration.models import tiny_model
 from tritonhf import data
 from tritonhf.cli.main import main
 from tritonhf.client import TritonHFClient
-from tritonhf.errors import ExportError, RepositoryError, ValidationError
+from tritonhf.errors import ConfigError, ExportError, RepositoryError, ValidationError
 from tritonhf.export.pipeline import ExportOptions, export_model
 from tritonhf.gate.acceptance import AcceptanceOptions, run_acceptance
 from tritonhf.gate.agreement import Thresholds
@@ -94,6 +94,17 @@ def test_the_served_fp32_classifier_passes_the_gate(
     figures = {c.name: c.value for c in report.criteria}
     assert figures["label agreement"] == 1.0
     assert figures["max probability diff"] < 1e-4
+
+
+@pytest.mark.parametrize(
+    ("model", "reference"), [("minilm", "classifier"), (CLASSIFIER, "default")]
+)
+def test_a_reference_of_the_other_kind_is_refused_before_any_text_is_sent(
+    server: TritonServer, classifier_source: Path, model: str, reference: str
+) -> None:
+    path = str(classifier_source) if reference == "classifier" else reference
+    with pytest.raises(ConfigError, match=r"pass the model .* was exported from"):
+        run_acceptance(AcceptanceOptions(reference=path, model=model, url=server.config.grpc_url))
 
 
 @pytest.mark.parametrize("model", ["cls_int8", "emb_int8"])

@@ -224,3 +224,11 @@ def test_served_precision_defaults_to_fp32_for_older_exports() -> None:
     assert served_precision({}) is Precision.FP32
     declared = {"parameters": {"precision": {"string_value": "int8"}}}
     assert served_precision(declared) is Precision.INT8
+
+
+def test_a_tab_separated_file_is_refused_not_read_as_lines(tmp_path: Path) -> None:
+    data = tmp_path / "eval.tsv"
+    data.write_text("text\tlabel\ngreat\tpos\nbad\tneg\n", encoding="utf-8")
+
+    with pytest.raises(DatasetError, match="tab-separated files are not read"):
+        read_texts(data)

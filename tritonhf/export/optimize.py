@@ -196,7 +196,11 @@ def quantize_int8(
         quantize_nodes(source, target, quantized)
         report = gate(target)
         attempts.append(report)
-        progress(f"keeping the {keep} most sensitive nodes in fp32: worst {_worst(report):.4f}")
+        failing = ", ".join(f"{c.name} {c.value:.4f}" for c in report.criteria if not c.passed)
+        progress(
+            f"keeping the {keep} most sensitive nodes in fp32: "
+            + (f"still failing the gate ({failing})" if failing else "passes the gate")
+        )
         if report.passed:
             return QuantizationReport(
                 quantized, tuple(n for n in nodes if n in kept), report, sensitivity

@@ -53,6 +53,11 @@ def read_texts(path: Path | None) -> list[str]:
 
     if path is None:
         return data.sentences()
+    if path.suffix.lower() == ".tsv":
+        raise DatasetError(
+            f"{path}: tab-separated files are not read; pass a CSV with a 'text' column or a "
+            "text file with one text per line"
+        )
     if path.suffix.lower() == ".csv":
         texts = read_text_column(path)
     else:
@@ -68,6 +73,9 @@ def served_precision(config: dict[str, Any]) -> Precision:
     """The precision an ensemble's config declares (exports before it was recorded: fp32)."""
     raw = config.get("parameters", {}).get("precision", {}).get("string_value")
     return Precision(raw) if raw else Precision.FP32
+
+
+_KINDS = {Task.CLASSIFICATION: "a classifier", Task.EMBEDDING: "an embedding model"}
 
 
 def run_acceptance(
@@ -89,6 +97,12 @@ def run_acceptance(
         precision = options.precision or served_precision(config)
         labels_param = config.get("parameters", {}).get("labels", {}).get("string_value")
         task = Task.CLASSIFICATION if labels_param else Task.EMBEDDING
+        source = resolve_model(options.reference, allow_pickle_weights=options.allow_pickle_weights)
+        if source.task is not task:
+            raise ConfigError(
+                f"{options.model} is {_KINDS[task]} but the reference {options.reference} is "
+                f"{_KINDS[source.task]}; pass the model {options.model} was exported from"
+            )
         max_length = client.token_limit(options.model)
         progress(f"sending {len(texts)} texts to {options.model} ({task.value}, {precision.value})")
         if task is Task.CLASSIFICATION:
@@ -104,7 +118,6 @@ def run_acceptance(
             candidate = client.embed(texts)
 
     progress(f"computing PyTorch reference outputs with {options.reference}")
-    source = resolve_model(options.reference, allow_pickle_weights=options.allow_pickle_weights)
     model = load_encoder(source, allow_pickle_weights=options.allow_pickle_weights, task=task)
     tokenizer = load_fast_tokenizer(source)
     thresholds = Thresholds.for_precision(precision).with_overrides(**options.overrides)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tritonhf.errors import DatasetError
 
@@ -79,6 +81,16 @@ def decode_utf8(path: Path, *, expected: str = f"a CSV file with {_EXPECTED}") -
         ) from None
 
 
+def _csv_rows(content: str) -> Any:
+    """A strict reader over ``content`` that takes texts of any length.
+
+    Python's csv refuses a field over 128 KiB as malformed; a long text is the tokenizer's to
+    truncate. ``newline=""``: csv handles line ends itself (quoted texts may span lines).
+    """
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+    return csv.reader(io.StringIO(content, newline=""), strict=True)
+
+
 def read_labelled_csv(path: Path) -> LabelledTexts:
     """Read a CSV with columns ``text`` and ``label`` (others are ignored).
 
@@ -86,9 +98,7 @@ def read_labelled_csv(path: Path) -> LabelledTexts:
     with too few or too many fields, an empty text or label, or no rows at all.
     """
     path = Path(path)
-    content = decode_utf8(path)
-    # newline="": csv handles line ends itself (quoted texts may span lines).
-    reader = csv.reader(io.StringIO(content, newline=""), strict=True)
+    reader = _csv_rows(decode_utf8(path))
     try:
         header = next(reader)
     except StopIteration:
@@ -145,11 +155,10 @@ def read_text_column(path: Path) -> list[str]:
 
     The header is read as for training: any case, surrounding spaces and other columns ignored.
     """
-    content = decode_utf8(path, expected=f"a CSV file with a {TEXT_COLUMN!r} column")
-    reader = csv.reader(io.StringIO(content, newline=""), strict=True)
+    reader = _csv_rows(decode_utf8(path, expected=f"a CSV file with a {TEXT_COLUMN!r} column"))
     texts: list[str] = []
     try:
-        header = next(reader, [])
+        header: list[str] = next(reader, [])
         names = [name.strip().lower() for name in header]
         if TEXT_COLUMN not in names:
             raise DatasetError(f"{path}, line 1: the header {header} has no {TEXT_COLUMN!r} column")
@@ -162,6 +171,17 @@ def read_text_column(path: Path) -> list[str]:
     return texts
 
 
+def label_order(labels: Sequence[str]) -> tuple[str, ...]:
+    """The classes in id order: by value when every label is an integer, else alphabetically.
+
+    So labels "0", "2", "10" get ids 0, 1, 2 in that order, not "0", "10", "2".
+    """
+    distinct = set(labels)
+    if all(label.lstrip("-").isdigit() for label in distinct):
+        return tuple(sorted(distinct, key=lambda label: (int(label), label)))
+    return tuple(sorted(distinct))
+
+
 def load_training_data(*, train: Path, eval_data: Path | None) -> TrainingData:
     """Read both splits and check they fit together.
 
@@ -169,7 +189,7 @@ def load_training_data(*, train: Path, eval_data: Path | None) -> TrainingData:
     training split (a label the model never saw cannot be predicted).
     """
     train_rows = read_labelled_csv(train)
-    labels = tuple(sorted(set(train_rows.labels)))
+    labels = label_order(train_rows.labels)
     if len(labels) < 2:
         raise DatasetError(
             f"{train_rows.path}: every one of its {len(train_rows)} rows has the label "

@@ -1,0 +1,33 @@
+"""Reading labelled CSVs: label ids and texts of any length."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tritonhf.train.dataset import label_order, load_training_data, read_text_column
+
+
+@pytest.mark.parametrize(
+    ("labels", "order"),
+    [
+        (["10", "2", "0", "2"], ("0", "2", "10")),  # by value, not "0", "10", "2"
+        (["-1", "1", "0"], ("-1", "0", "1")),
+        (["positive", "negative", "neutral"], ("negative", "neutral", "positive")),
+        (["2", "b", "10"], ("10", "2", "b")),  # not all numbers: alphabetical
+    ],
+)
+def test_label_ids_follow_the_labels_values(labels: list[str], order: tuple[str, ...]) -> None:
+    assert label_order(labels) == order
+
+
+def test_a_text_longer_than_pythons_csv_field_limit_is_read(tmp_path: Path) -> None:
+    long_text = " ".join(["a long review"] * 20_000)  # 280k characters; csv's limit is 131,072
+    data = tmp_path / "train.csv"
+    data.write_text(f'text,label\n"{long_text}",pos\nshort,neg\n', encoding="utf-8")
+
+    loaded = load_training_data(train=data, eval_data=None)
+
+    assert loaded.train.texts[0] == long_text
+    assert read_text_column(data)[0] == long_text
