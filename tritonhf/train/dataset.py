@@ -41,12 +41,19 @@ class TrainingData:
     train: LabelledTexts
     eval: LabelledTexts | None
     labels: tuple[str, ...]
-    """Sorted, so label ids are stable across runs and machines."""
+    """In `label_order`, so label ids are stable across runs and machines."""
 
     def label_ids(self, split: LabelledTexts) -> list[int]:
         """The id of each row's label in ``split`` (its index in `labels`)."""
         index = {label: i for i, label in enumerate(self.labels)}
         return [index[label] for label in split.labels]
+
+    def labels_differing_only_in_case(self) -> list[tuple[str, ...]]:
+        """Groups of labels that are one word in different case ("Positive", "positive")."""
+        groups: dict[str, list[str]] = {}
+        for label in self.labels:
+            groups.setdefault(label.casefold(), []).append(label)
+        return [tuple(group) for group in groups.values() if len(group) > 1]
 
     def eval_texts_seen_in_train(self) -> int:
         """How many evaluation rows have a text that also occurs in the training split."""

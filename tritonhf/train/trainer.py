@@ -282,6 +282,9 @@ def train_classifier(
         for name, rows in splits.items()
     )
     progress(f"data: {counts}")
+    for group in data.labels_differing_only_in_case():
+        names = ", ".join(repr(label) for label in group)
+        progress(f"warning: labels {names} differ only in case; they train as separate classes")
     if repeated := data.eval_texts_seen_in_train():
         progress(f"warning: {repeated} evaluation text(s) also occur in the training data")
     source = resolve_model(options.base)
