@@ -18,6 +18,10 @@ class ExportError(TritonHFError):
     """Loading or exporting a model failed."""
 
 
+class ModelSourceError(ExportError, ValueError):
+    """The model argument names no usable model: a missing path, a file, no config.json."""
+
+
 class ValidationError(ExportError):
     """The exported model disagrees with the PyTorch reference beyond the tolerance."""
 

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tritonhf.errors import ConfigError, ExportError
+from tritonhf.cli.main import main
+from tritonhf.errors import ConfigError, ExportError, ModelSourceError
 from tritonhf.export.head import Pooling
 from tritonhf.export.pipeline import ExportOptions, resolve_max_length
 from tritonhf.export.source import DEFAULT_MODEL, ModelSource, resolve_model
@@ -90,6 +91,19 @@ def test_a_missing_path_is_an_export_error_not_a_hub_lookup(
 def test_a_missing_absolute_path_is_an_export_error(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="is not a folder"):
         resolve_model(str(tmp_path / "nowhere"))
+
+
+def test_a_model_argument_naming_no_model_is_bad_input_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ModelSourceError):
+        resolve_model(str(tmp_path / "nowhere"))
+    assert issubclass(ModelSourceError, ValueError)  # the CLI's exit code 2
+
+    code = main(["export", str(tmp_path / "nowhere"), "--repo", str(tmp_path / "repo")])
+
+    assert code == 2
+    assert capsys.readouterr().err.startswith("error: model path ")
 
 
 def test_a_folder_without_config_json_is_an_export_error(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tritonhf.errors import ExportError
+from tritonhf.errors import ExportError, ModelSourceError
 from tritonhf.export.head import PLAIN_HEAD, SentenceHead, read_head, read_json, transformer_folder
 from tritonhf.spec import Task
 
@@ -82,12 +82,14 @@ def resolve_model(
     elif Path(model).expanduser().is_dir():
         path = Path(model).expanduser().resolve()
     elif Path(model).expanduser().exists() or model.startswith((".", "/", "~")):
-        raise ExportError(f"model path {model!r} is not a folder; pass a model folder or hub id")
+        raise ModelSourceError(
+            f"model path {model!r} is not a folder; pass a model folder or hub id"
+        )
     else:
         path = _download(model, revision, allow_pickle_weights=allow_pickle_weights)
     folder = transformer_folder(path)
     if not (folder / "config.json").is_file():
-        raise ExportError(f"{folder} has no config.json; is it a HuggingFace model folder?")
+        raise ModelSourceError(f"{folder} has no config.json; is it a HuggingFace model folder?")
     max_seq = read_json(folder / "sentence_bert_config.json").get("max_seq_length")
     architectures = read_json(folder / "config.json").get("architectures") or []
     if any(str(a).endswith("ForSequenceClassification") for a in architectures):
