@@ -147,7 +147,8 @@ def test_classify_over_http_with_a_corrected_label(
         " return el.innerText.includes('request id') && el.innerText !== before; }",
         arg=first_id,
     )
-    assert page.locator("#corrected input").input_value() == ""
+    # The dropdown re-renders in the same update as the info, not always in the same frame.
+    page.wait_for_function("() => document.querySelector('#corrected input').value === ''")
     page.locator("#cls-up").click()
     page.locator("#cls-feedback").get_by_text("Recorded thumbs up for request").wait_for()
     assert_no_error_shown(page)
