@@ -564,7 +564,7 @@ def test_a_step_has_no_drift_score_until_its_window_fills_nor_after_it_unloads()
     assert len(drift_values()) == 1
     assert math.isnan(drift_values()[0])  # at load: no score yet
     observer.drift.add_values([30, 30, 30])  # type: ignore[union-attr]
-    observer._update_drift(observer.drift, "token_length")
+    observer._update_drift()
     assert drift_values()[-1] > 0.25
     observer.close()
     assert math.isnan(drift_values()[-1])  # unloaded: the score is withdrawn

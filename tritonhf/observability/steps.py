@@ -139,14 +139,14 @@ class _Observer:
         except Exception as exc:  # noqa: BLE001  # recording never fails a load or unload
             self._recording_failed(exc)
 
-    def _update_drift(self, window: DriftWindow | None, feature: str) -> float | None:
-        if window is None:
-            return None
-        self.metrics.set(m.DRIFT_SAMPLES, len(window), feature)
-        score = window.score()
+    def _update_drift(self) -> None:
+        """Publish the window's size and, once it holds enough observations, its score."""
+        if self.drift is None:
+            return
+        self.metrics.set(m.DRIFT_SAMPLES, len(self.drift), self.feature)
+        score = self.drift.score()
         if score is not None:
-            self.metrics.set(m.DRIFT, score, feature)
-        return score
+            self.metrics.set(m.DRIFT, score, self.feature)
 
     def _recording_failed(self, exc: Exception) -> None:
         if not self._warned:  # once per model load: a broken metric must not flood the log
@@ -218,7 +218,7 @@ class TokenizerObserver(_Observer):
         self.metrics.increment(m.TRUNCATED, truncated)
         if self.drift is not None and lengths:
             self.drift.add_values(np.concatenate(lengths))
-            self._update_drift(self.drift, TOKEN_LENGTH)
+            self._update_drift()
 
 
 class ModelObserver(_Observer):
@@ -315,7 +315,7 @@ class ModelObserver(_Observer):
             self.metrics.increment(m.PREDICTIONS, count, label)
         if self.drift is not None and predicted:
             self.drift.add_categories(predicted)
-            self._update_drift(self.drift, LABEL)
+            self._update_drift()
 
 
 def _text(value: Any) -> str:
