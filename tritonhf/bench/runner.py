@@ -128,15 +128,13 @@ def _served_tokenizer(repo: Path, model: str) -> tuple[Path, int] | None:
     That step is the tokenizer, or the model step in the merged layout; the limit is the
     ``max_length`` parameter it truncates at, so the corpus stats count what the model sees.
     """
-    from tritonhf.repository.configs import parse_pbtxt
+    from tritonhf.repository.writer import read_config
 
     for step in ("_tokenizer", "_model"):
         folder = repo / f"{model}{step}"
-        tokenizer_json, config_file = folder / "1" / "tokenizer.json", folder / "config.pbtxt"
-        if tokenizer_json.is_file() and config_file.is_file():
-            parameters = parse_pbtxt(config_file.read_text(encoding="utf-8")).parameters
-            if "max_length" in parameters:
-                return tokenizer_json, int(parameters["max_length"].string_value)
+        tokenizer_json, config = folder / "1" / "tokenizer.json", read_config(folder)
+        if tokenizer_json.is_file() and config is not None and "max_length" in config.parameters:
+            return tokenizer_json, int(config.parameters["max_length"].string_value)
     return None
 
 

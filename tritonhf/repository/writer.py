@@ -118,7 +118,7 @@ def pipeline_configs(
     return configs
 
 
-def _read_config(folder: Path) -> Any | None:
+def read_config(folder: Path) -> Any | None:
     """The ModelConfig in ``folder``, or None when there is none or it does not parse."""
     from google.protobuf import text_format
 
@@ -138,7 +138,7 @@ def check_target(*, spec: PipelineSpec, repo: Path, configs: dict[str, Any], ver
     """
     if version < 1:
         raise RepositoryError(f"model versions start at 1, got {version}")
-    ensemble = _read_config(repo / spec.name)
+    ensemble = read_config(repo / spec.name)
     our_steps = set()
     if ensemble is not None and ensemble.platform == "ensemble":
         our_steps = {step.model_name for step in ensemble.ensemble_scheduling.step}
@@ -146,7 +146,7 @@ def check_target(*, spec: PipelineSpec, repo: Path, configs: dict[str, Any], ver
         folder = repo / name
         if not folder.exists():
             continue
-        config = _read_config(folder)
+        config = read_config(folder)
         owner = None
         if config is not None and "pipeline" in config.parameters:
             owner = config.parameters["pipeline"].string_value
@@ -167,7 +167,7 @@ def check_target(*, spec: PipelineSpec, repo: Path, configs: dict[str, Any], ver
             f"has no pipeline {spec.name!r}: export version 1 first"
         )
     for name, config in configs.items():
-        existing = _read_config(repo / name)
+        existing = read_config(repo / name)
         if existing != config:
             changed = "; ".join(_differences(existing, config)) if existing is not None else "new"
             raise RepositoryError(
