@@ -220,10 +220,7 @@ class TritonPythonModel:
         accepted: list[tuple[int, dict[str, NDArray[Any]]]] = []
         rejected: list[tuple[str, Exception]] = []
         for index, request in enumerate(requests):
-            tensors = {
-                name: pb_utils.get_input_tensor_by_name(request, name).as_numpy()
-                for name in INPUT_NAMES
-            }
+            tensors = {name: self.input_array(request, name) for name in INPUT_NAMES}
             try:
                 check_token_inputs(tensors)
             except ValueError as exc:
@@ -237,11 +234,19 @@ class TritonPythonModel:
         results = self.infer([tensors for _, tensors in accepted])
         for (index, _), outputs in zip(accepted, results, strict=True):
             responses[index] = pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor(name, array) for name, array in outputs.items()]
+                output_tensors=[self.output_tensor(name, array) for name, array in outputs.items()]
             )
         request_ids = [requests[index].request_id() for index, _ in accepted]
         self.observer.record(request_ids, [observed(r) for r in results], rejected, started)
         return responses
+
+    def input_array(self, request: Any, name: str) -> NDArray[Any]:
+        """One input of one request, as a numpy array."""
+        return pb_utils.get_input_tensor_by_name(request, name).as_numpy()  # type: ignore[no-any-return]
+
+    def output_tensor(self, name: str, array: NDArray[Any]) -> Any:
+        """One output of one response, as Triton's tensor."""
+        return pb_utils.Tensor(name, array)
 
     def infer(self, batches: list[dict[str, NDArray[Any]]]) -> list[dict[str, NDArray[Any]]]:
         """Each request's outputs (name -> rows), computed as few padded runs as pays."""

@@ -5,7 +5,8 @@ that do not export to ONNX, and is the same-server baseline for the ONNX and Ten
 The HuggingFace folder (safetensors) sits beside it in ``hf/``, with the weights of an
 embedding model's Dense modules; ``torch_step.json`` holds the sentence head (pooling, Dense,
 Normalize) or the labels (classifiers) and the precision. On a
-``KIND_GPU`` instance it runs on that GPU, in fp16 when the export asked for it.
+``KIND_GPU`` instance it runs on that GPU, in fp16 when the export asked for it, replayed as
+CUDA graphs (`backends.cuda_graphs`) unless the config's ``cuda_graphs`` parameter is ``0``.
 
 Batching, ragged inputs, length groups, metrics and logs are the python-onnx step's: this
 step only replaces its ONNX Runtime session with a PyTorch one.
@@ -35,10 +36,23 @@ HF_FOLDER = "hf"
 SETTINGS_FILE = "torch_step.json"
 
 
+def graph_rows(config: dict[str, Any]) -> int | None:
+    """The most rows CUDA graphs are captured for; None where ``cuda_graphs`` is ``0``."""
+    params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+    return None if params.get("cuda_graphs", "1") == "0" else int(config["max_batch_size"])
+
+
 class TorchSession:
     """PyTorch behind ONNX Runtime's ``run(names, feeds)`` interface."""
 
-    def __init__(self, folder: Path, settings: dict[str, Any], device: str) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        settings: dict[str, Any],
+        device: str,
+        *,
+        graph_rows: int | None = None,
+    ) -> None:
         import torch
         from transformers import AutoModel, AutoModelForSequenceClassification
 
@@ -57,6 +71,13 @@ class TorchSession:
             head = SentenceHead.from_dict(settings["head"])
             module = sentence_encoder(model, head, saved_head(head, folder / HEAD_WEIGHTS_FILE))
         self.module = module.to(self.device, dtype=torch.float16 if half else torch.float32).eval()
+        self.forward: Any = self.module
+        if graph_rows is not None and self.device.type == "cuda":
+            from tritonhf.backends.cuda_graphs import CudaGraphs
+
+            self.forward = CudaGraphs(self.module, self.device, max_rows=graph_rows)
+            with torch.inference_mode():
+                self.forward.warm()
 
     def run(self, names: list[str], feeds: dict[str, NDArray[Any]]) -> list[NDArray[Any]]:
         """Outputs ``names`` for one padded batch, as numpy arrays (LABEL as ``str``)."""
@@ -65,7 +86,7 @@ class TorchSession:
         with torch.inference_mode():
             ids = torch.from_numpy(feeds["input_ids"]).to(self.device)
             mask = torch.from_numpy(feeds["attention_mask"]).to(self.device)
-            values = self.module(ids, mask).float().cpu().numpy()
+            values = self.forward(ids, mask).float().cpu().numpy()
         if not self.labels:
             return [values for _ in names]
         best = values.argmax(axis=1)
@@ -95,10 +116,34 @@ class TritonPythonModel(OnnxStep):
         self.settings = SessionSettings.from_model_config(config)
         version_dir = Path(args["model_repository"]) / args["model_version"]
         settings = json.loads((version_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
-        self.session = TorchSession(version_dir / HF_FOLDER, settings, device_for(args))
+        self.session = TorchSession(
+            version_dir / HF_FOLDER,
+            settings,
+            device_for(args),
+            graph_rows=graph_rows(config),
+        )
         self.observer = ModelObserver.create(
             pb_utils,
             self.settings.pipeline,
             version_dir / PROFILE_FILE,
             unit_norm=self.settings.normalized,
         )
+
+    def input_array(self, request: Any, name: str) -> NDArray[Any]:
+        """The input through DLPack: the 2.51 stub's own numpy conversion breaks under numpy 2.
+
+        The stub was built against numpy 1 and reads numpy 2's descriptors wrongly (every
+        element becomes the first), while torch converts correctly under either.
+        """
+        from torch.utils.dlpack import from_dlpack
+
+        tensor = pb_utils.get_input_tensor_by_name(request, name)
+        return from_dlpack(tensor.to_dlpack()).numpy()
+
+    def output_tensor(self, name: str, array: NDArray[Any]) -> Any:
+        """Numeric outputs through DLPack (see `input_array`); string ones as they are."""
+        import torch
+
+        if array.dtype == object:
+            return pb_utils.Tensor(name, array)
+        return pb_utils.Tensor.from_dlpack(name, torch.from_numpy(np.ascontiguousarray(array)))
