@@ -45,9 +45,13 @@ def run_closed_loop(
     *,
     requests: int,
     concurrency: int,
+    texts_per_request: int = 1,
     on_progress: Callable[[int], None] | None = None,
 ) -> LoadResult:
-    """Send ``requests`` one-text requests from ``concurrency`` workers, each awaiting replies."""
+    """Send ``requests`` requests of ``texts_per_request`` texts from ``concurrency`` workers.
+
+    Each worker awaits its reply before sending its next request (a closed loop).
+    """
     latencies: list[float] = []
     errors: Counter[str] = Counter()
     lock = threading.Lock()
@@ -61,7 +65,10 @@ def run_closed_loop(
                 return
             started = time.perf_counter()
             try:
-                client.embed([texts[index % len(texts)]])
+                start = index * texts_per_request
+                client.embed(
+                    [texts[i % len(texts)] for i in range(start, start + texts_per_request)]
+                )
             except ClientError as exc:
                 with lock:
                     errors[type(exc).__name__] += 1
