@@ -3,24 +3,26 @@
     python scripts/gpu_check.py [--model DIR] [--out DIR] [--requests 2000]
                                 [--tokenizer-env DIR] [--random-weights] [--allow-cpu]
 
-Exports the model (all-MiniLM-L6-v2 by default) twice with ``--runtime python-torch``
-(``KIND_GPU``, fp16 when CUDA is there): once replayed as CUDA graphs (the default), once
-eager (``cuda_graphs: "0"``). Starts Triton from the ``nvidia-pytriton`` wheel and prints one
+Exports the model (all-MiniLM-L6-v2 by default) with ``--runtime python-torch`` (``KIND_GPU``,
+fp16 when CUDA is there): replayed as CUDA graphs (the default), eager (``cuda_graphs: "0"``),
+and in the merged layout. Starts Triton from the ``nvidia-pytriton`` wheel and prints one
 markdown report:
 
 1. the machine (GPU, driver, CUDA, torch, Triton);
 2. correctness: the served embeddings against the CPU fp32 PyTorch reference, through the
    acceptance gate with fp16 thresholds; and graphs against eager;
 3. for each variant, closed-loop throughput and latency at concurrency 1, 8 and 32 with one
-   text per request, then 64 texts per request (sentences/s);
-4. the in-process ceiling on the same device: eager and CUDA-graph batch 1, batch 512,
-   the tokenizer alone;
-5. the GPU metrics Triton exports (``nv_gpu_*``).
+   text per request, then 64 texts per request (sentences/s); where one request's time goes
+   at concurrency 1 (Triton's statistics per step); the merged layout, on its own server;
+4. the GPU metrics Triton exports (``nv_gpu_*``);
+5. the in-process ceiling on the same device: batch 1 eager, as a CUDA graph and with the
+   step's host copies, batch 512, the tokenizer alone.
 
-The numpy-2 trap (docs/gpu.md): the 2.51 Python-backend stub cannot read string inputs under
-numpy 2. ``--tokenizer-env`` names a Python environment (a folder with ``bin/activate``)
-holding numpy 1.x that the tokenizer steps run in (``EXECUTION_ENV_PATH``); the model steps
-keep the server's environment (torch, CUDA). ``--random-weights`` serves the model's
+The numpy-2 trap (docs/gpu.md): the 2.51 Python-backend stub converts no tensor correctly
+under numpy 2; the python-torch step passes its tensors through DLPack instead, but text has
+no DLPack form. ``--tokenizer-env`` names a Python environment (a folder with
+``bin/activate``) holding numpy 1.x that the steps taking text run in (``EXECUTION_ENV_PATH``);
+the model steps keep the server's environment (torch, CUDA). ``--random-weights`` serves the model's
 architecture and tokenizer with weights drawn at random (seed 0): the timings are the
 model's, the gate then only measures fp16 against fp32 arithmetic. ``--allow-cpu`` runs the
 same steps without a GPU (fp32, KIND_CPU): the script's own test.
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import platform
 import shutil
@@ -148,6 +151,16 @@ def ceiling(model: str, texts: list[str], device: str, half: bool) -> list[str]:
     if device != "cpu":
         graphs = CudaGraphs(encoder, torch.device(device), max_rows=1)
         lines.append(f"- batch 1, CUDA graph: {timed(graphs, one, 200) * 1e3:.3f} ms")
+        host = {name: one[name].cpu().numpy() for name in ("input_ids", "attention_mask")}
+
+        def round_trip(*_: Any) -> Any:  # what the step's session does for one batch
+            ids, mask = (torch.from_numpy(host[n]).to(device) for n in host)
+            return graphs(ids, mask).float().cpu().numpy()
+
+        lines.append(
+            f"- batch 1, CUDA graph with the copies from and to the host (the step's session):"
+            f" {timed(round_trip, one, 200) * 1e3:.3f} ms"
+        )
     return [
         *lines,
         f"- batch 512 (padded to {batch['input_ids'].shape[1]}), eager: "
@@ -178,6 +191,48 @@ def load_table(client: TritonHFClient, texts: list[str], requests: int) -> list[
             f"{result.throughput * per_request:,.0f} | {result.percentile_ms(50):.2f} | "
             f"{result.percentile_ms(99):.2f} | {result.error_count} |"
         )
+    return rows
+
+
+STAT_PARTS = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+def triton_stats(http_url: str) -> dict[str, dict[str, int]]:
+    """Triton's cumulative statistics per model: successes and nanoseconds per stage."""
+    url = f"http://{http_url}/v2/models/stats"
+    with urllib.request.urlopen(url, timeout=10) as response:  # nosec B310
+        models = json.load(response)["model_stats"]
+    totals: dict[str, dict[str, int]] = {}
+    for model in models:
+        stats, found = model["inference_stats"], totals.setdefault(model["name"], {})
+        parts = {"count": stats["success"]["count"], "total": stats["success"]["ns"]}
+        parts |= {part: stats[part]["ns"] for part in STAT_PARTS}
+        for key, value in parts.items():
+            found[key] = found.get(key, 0) + int(value)
+    return totals
+
+
+def breakdown(client: TritonHFClient, http_url: str, texts: list[str], requests: int) -> list[str]:
+    """Where one request's time goes at concurrency 1: Triton's per-model means (us)."""
+    before = triton_stats(http_url)
+    result = run_closed_loop(client, texts, requests=requests, concurrency=1)
+    after = triton_stats(http_url)
+    rows = [
+        f"client p50 {result.percentile_ms(50):.2f} ms, "
+        f"mean {np.mean(result.latencies_s) * 1e3:.2f} ms; Triton's means per request, in us:",
+        "",
+        "| model | requests | total | queue | compute input | compute infer | compute output |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in sorted(after):
+        count = after[name]["count"] - before.get(name, {}).get("count", 0)
+        if count <= 0:
+            continue
+        mean = {
+            k: (v - before.get(name, {}).get(k, 0)) / count / 1e3 for k, v in after[name].items()
+        }
+        cells = " | ".join(f"{mean[part]:.0f}" for part in ("total", *STAT_PARTS))
+        rows.append(f"| {name} | {count} | {cells} |")
     return rows
 
 
@@ -304,6 +359,12 @@ def main() -> int:
                 with TritonHFClient(config.grpc_url, model=name, timeout_s=120) as one:
                     report.add("", f"### {title} ({name})", "")
                     report.attempt(title, lambda: load_table(one, texts, args.requests))
+            if served:
+                with TritonHFClient(config.grpc_url, model=NAME, timeout_s=120) as one:
+                    report.add("", f"### One request at a time, step by step ({NAME})", "")
+                    report.attempt(
+                        "breakdown", lambda: breakdown(one, config.http_url, texts, args.requests)
+                    )
             report.add("", "## Triton GPU metrics (after the runs above)")
             report.attempt("GPU metrics", lambda: gpu_metrics(config.metrics_url))
         if served:  # its own server: a step that fails to load stops Triton's start
