@@ -1,8 +1,8 @@
 """Replay a PyTorch encoder as CUDA graphs, one per padded (rows, width) bucket.
 
 A small batch of a small encoder is bound by kernel launches, not arithmetic: MiniLM at
-batch 1 x 16 tokens launches a few hundred kernels, ~2.6 ms in eager fp16 on an H100, while
-the same work replayed as one CUDA graph takes ~0.3 ms. A graph fixes its tensor shapes, so a
+batch 1 x 19 tokens takes 2.7-4.1 ms in eager fp16 on an H100, and 0.31 ms replayed as one
+CUDA graph (docs/benchmarks.md, GPU). A graph fixes its tensor shapes, so a
 batch is padded up to the nearest bucket (rows to a power of two, width to the next of
 `WIDTHS`) and the padding rows and tokens are masked: the real rows' outputs do not depend
 on them. Graphs are captured on first use of a bucket (tens of milliseconds each) and share
@@ -60,19 +60,13 @@ class CudaGraphs:
         self.graphs: dict[tuple[int, int], _Graph | None] = {}
         self.pool = torch.cuda.graph_pool_handle()
 
-    def warm(self) -> int:
-        """Capture the small buckets now; returns how many graphs were captured."""
+    def warm(self) -> None:
+        """Capture the small buckets now."""
         for rows in WARM_ROWS:
             for width in WARM_WIDTHS:
                 key = (bucket(rows, self.rows), bucket(width, WIDTHS))
                 if None not in key:
                     self._graph(key)  # type: ignore[arg-type]
-        return self.captured
-
-    @property
-    def captured(self) -> int:
-        """Buckets with a graph (not counting those that failed to capture)."""
-        return sum(graph is not None for graph in self.graphs.values())
 
     def __call__(self, ids: Any, mask: Any) -> Any:
         """The module's output for ``ids``/``mask`` (int64 [rows, width] on the device)."""
