@@ -228,7 +228,8 @@ def test_kserve_runtime_uses_the_project_image_and_explicit_model_control() -> N
     (container,) = runtime["spec"]["containers"]
     triton_image = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
     assert container["image"] == triton_image
-    args = flags(container["args"][1:])
+    assert all(arg.startswith("--") for arg in container["args"]), "args follow the ENTRYPOINT"
+    args = flags(container["args"])
     assert {("--model-control-mode", "explicit"), ("--load-model", "*")} <= args
     metrics_port = runtime["spec"]["annotations"]["prometheus.kserve.io/port"]
     assert ("--metrics-port", metrics_port) in args
@@ -514,6 +515,7 @@ STEP_REQUIREMENTS = {
     "onnx_runtime.py": ("requirements-triton.txt",),
     "feedback.py": ("requirements-triton.txt",),
     "torch_runtime.py": ("requirements-triton.txt", "requirements-triton-torch.txt"),
+    "cuda_graphs.py": ("requirements-triton.txt", "requirements-triton-torch.txt"),
     # The merged step wraps the python-onnx step, or the python-torch one (torch image only).
     "merged.py": ("requirements-triton.txt",),
     "busy.py": ("requirements-triton.txt",),

@@ -101,7 +101,7 @@ class CudaGraphs:
                     self.module(ids, mask)
             torch.cuda.current_stream(self.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self.pool):
+            with torch.cuda.graph(graph, pool=self.pool, stream=side):
                 output = self.module(ids, mask)
         except RuntimeError as exc:
             log.warning(

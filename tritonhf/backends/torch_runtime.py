@@ -60,6 +60,8 @@ class TorchSession:
 
         self.labels: tuple[str, ...] = tuple(settings.get("labels", ()))
         self.device = torch.device(device)
+        if self.device.type == "cuda":  # graph capture and new streams use the current device
+            torch.cuda.set_device(self.device)
         half = settings.get("precision") == "fp16" and self.device.type == "cuda"
         loader: Any = AutoModelForSequenceClassification if self.labels else AutoModel
         model = loader.from_pretrained(  # nosec B615 - a local folder written by the exporter
