@@ -110,12 +110,17 @@ def random_copy(model: Path, target: Path) -> Path:
     return target
 
 
-def ceiling(model: str, texts: list[str], device: str, half: bool) -> list[str]:
-    """In-process torch on the same device: batch 1 (eager, CUDA graph) and batch 512."""
+def ceiling(model: str, texts: list[str], device: str, half: bool, version_dir: Path) -> list[str]:
+    """In-process torch on the same device: batch 1 and batch 512.
+
+    Batch 1 runs eager, as a CUDA graph, and through the served step's session (loaded from
+    ``version_dir``: host arrays in and out).
+    """
     import torch
     from transformers import AutoModel
 
     from tritonhf.backends.cuda_graphs import CudaGraphs
+    from tritonhf.backends.torch_runtime import HF_FOLDER, SETTINGS_FILE, TorchSession
     from tritonhf.export.head import load_head
     from tritonhf.export.onnx_export import sentence_encoder
     from tritonhf.export.pipeline import load_fast_tokenizer
@@ -151,16 +156,13 @@ def ceiling(model: str, texts: list[str], device: str, half: bool) -> list[str]:
     if device != "cpu":
         graphs = CudaGraphs(encoder, torch.device(device), max_rows=1)
         lines.append(f"- batch 1, CUDA graph: {timed(graphs, one, 200) * 1e3:.3f} ms")
-        host = {name: one[name].cpu().numpy() for name in ("input_ids", "attention_mask")}
-
-        def round_trip(*_: Any) -> Any:  # what the step's session does for one batch
-            ids, mask = (torch.from_numpy(host[n]).to(device) for n in host)
-            return graphs(ids, mask).float().cpu().numpy()
-
-        lines.append(
-            f"- batch 1, CUDA graph with the copies from and to the host (the step's session):"
-            f" {timed(round_trip, one, 200) * 1e3:.3f} ms"
-        )
+    settings = json.loads((version_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+    session = TorchSession(version_dir / HF_FOLDER, settings, device, graph_rows=8)
+    host = {name: one[name].cpu().numpy() for name in ("input_ids", "attention_mask")}
+    lines.append(
+        "- batch 1, the served step's session (host arrays in and out, graphs on CUDA): "
+        f"{timed(lambda *_: session.run(['EMBEDDING'], host), one, 200) * 1e3:.3f} ms"
+    )
     return [
         *lines,
         f"- batch 512 (padded to {batch['input_ids'].shape[1]}), eager: "
@@ -212,11 +214,20 @@ def triton_stats(http_url: str) -> dict[str, dict[str, int]]:
     return totals
 
 
-def breakdown(client: TritonHFClient, http_url: str, texts: list[str], requests: int) -> list[str]:
-    """Where one request's time goes at concurrency 1: Triton's per-model means (us)."""
-    before = triton_stats(http_url)
+def breakdown(
+    client: TritonHFClient, http_url: str, texts: list[str], requests: int, server_log: Path
+) -> list[str]:
+    """Where one request's time goes at concurrency 1: Triton's per-model means (us).
+
+    Beside them, the steps' own ``execute`` time (their JSON logs' ``latency_ms``): what
+    compute infer adds to it is the Python backend's passing of tensors to and from the stub.
+    """
+    before, logged = triton_stats(http_url), server_log.stat().st_size
     result = run_closed_loop(client, texts, requests=requests, concurrency=1)
     after = triton_stats(http_url)
+    with server_log.open(encoding="utf-8", errors="replace") as log:
+        log.seek(logged)
+        executes = step_latencies(log)
     rows = [
         f"client p50 {result.percentile_ms(50):.2f} ms, "
         f"mean {np.mean(result.latencies_s) * 1e3:.2f} ms; Triton's means per request, in us:",
@@ -233,7 +244,24 @@ def breakdown(client: TritonHFClient, http_url: str, texts: list[str], requests:
         }
         cells = " | ".join(f"{mean[part]:.0f}" for part in ("total", *STAT_PARTS))
         rows.append(f"| {name} | {count} | {cells} |")
+    rows.append("")
+    rows += [
+        f"- {step} step's execute(), mean of {len(ms)} batches: {np.mean(ms) * 1e3:.0f} us"
+        for step, ms in sorted(executes.items())
+    ]
     return rows
+
+
+def step_latencies(lines: Any) -> dict[str, list[float]]:
+    """``latency_ms`` of each step's request log lines (JSON), by step."""
+    found: dict[str, list[float]] = {}
+    for line in lines:
+        if '"latency_ms"' not in line:
+            continue
+        with contextlib.suppress(ValueError):
+            event = json.loads(line[line.index("{") :])
+            found.setdefault(str(event.get("step")), []).append(float(event["latency_ms"]))
+    return found
 
 
 def served_table(repo: Path, name: str, texts: list[str], requests: int, log: Path) -> list[str]:
@@ -336,7 +364,8 @@ def main() -> int:
         config = ServerConfig(
             repo=repo, http_port=http, grpc_port=grpc, metrics_port=metrics, gpu_metrics=cuda
         )
-        with TritonServer(config, log_path=args.out / "tritonserver.log") as _server:
+        server_log = args.out / "tritonserver.log"
+        with TritonServer(config, log_path=server_log) as _server:
             report.add(
                 "", f"## python-torch, {precision.value}, {'KIND_GPU' if cuda else 'KIND_CPU'}"
             )
@@ -359,11 +388,10 @@ def main() -> int:
                 with TritonHFClient(config.grpc_url, model=name, timeout_s=120) as one:
                     report.add("", f"### {title} ({name})", "")
                     report.attempt(title, lambda: load_table(one, texts, args.requests))
-            if served:
-                with TritonHFClient(config.grpc_url, model=NAME, timeout_s=120) as one:
-                    report.add("", f"### One request at a time, step by step ({NAME})", "")
+                    report.add("", f"One request at a time, step by step ({name}):", "")
                     report.attempt(
-                        "breakdown", lambda: breakdown(one, config.http_url, texts, args.requests)
+                        "breakdown",
+                        lambda: breakdown(one, config.http_url, texts, args.requests, server_log),
                     )
             report.add("", "## Triton GPU metrics (after the runs above)")
             report.attempt("GPU metrics", lambda: gpu_metrics(config.metrics_url))
@@ -377,7 +405,8 @@ def main() -> int:
             )
         report.add("", "## In-process ceiling (same device)")
         device = "cuda" if cuda else "cpu"
-        report.attempt("ceiling", lambda: ceiling(model, texts, device, half=cuda))
+        step = repo / f"{NAME}_model" / "1"
+        report.attempt("ceiling", lambda: ceiling(model, texts, device, cuda, step))
     return 0 if passed else 1
 
 

@@ -4,6 +4,8 @@ with malformed output; every refusal is a clear, typed error."""
 from __future__ import annotations
 
 import json
+import re
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -134,3 +136,61 @@ def test_raw_http_json_with_arbitrary_shapes_and_dtypes_never_breaks_the_server(
         assert payload.get("error")
     health = urllib.request.urlopen(f"http://{server.config.http_url}/v2/health/ready", timeout=10)
     assert health.status == 200
+
+
+def post_tokens(server: TritonServer, ids: list[list[int]]) -> tuple[int, dict[str, Any]]:
+    """Token tensors sent straight to the model step, past the tokenizer."""
+    shape = [len(ids), len(ids[0])]
+    body = {
+        "inputs": [
+            {"name": "input_ids", "shape": shape, "datatype": "INT64", "data": ids},
+            {
+                "name": "attention_mask",
+                "shape": shape,
+                "datatype": "INT64",
+                "data": [1] * len(ids[0]),
+            },
+        ]
+    }
+    request = urllib.request.Request(
+        f"http://{server.config.http_url}/v2/models/minilm_model/infer",
+        data=json.dumps(body).encode(),
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return int(response.status), json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), json.loads(exc.read() or b"{}")
+
+
+def invalid_count(server: TritonServer, reason: str) -> float:
+    with urllib.request.urlopen(server.config.metrics_url, timeout=10) as response:  # noqa: S310
+        text = response.read().decode()
+    wanted = f'tritonhf_invalid_inputs_total{{model="minilm",reason="{reason}"}}'
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(wanted))
+
+
+@pytest.mark.parametrize(
+    ("ids", "reason", "message"),
+    [
+        ([[101, 30522, 102]], "bad_token_id", r"must lie in \[0, 30522\)"),
+        ([[101, -3, 102]], "bad_token_id", "must lie in"),
+        ([[101] + [1000] * 300 + [102]], "bad_shape", "more than the pipeline's max_length 256"),
+    ],
+    ids=["past-the-vocabulary", "negative", "too-long"],
+)
+def test_token_tensors_the_model_cannot_run_are_refused_and_counted(
+    server: TritonServer, ids: list[list[int]], reason: str, message: str
+) -> None:
+    before = invalid_count(server, reason)
+
+    status, payload = post_tokens(server, ids)
+
+    assert status == 400, payload
+    assert re.search(message, payload["error"]), payload["error"]
+    assert post_tokens(server, [[101, 7592, 102]])[0] == 200  # the step still serves
+    deadline = time.monotonic() + 10  # the step records after it has responded
+    while invalid_count(server, reason) <= before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert invalid_count(server, reason) == before + 1

@@ -19,7 +19,7 @@ from tests.integration.loaded import unload_pipelines
 from tests.integration.models import tiny_model
 from tritonhf import data
 from tritonhf.cli.main import main
-from tritonhf.client import TritonHFClient
+from tritonhf.client import InvalidInputError, TritonHFClient
 from tritonhf.errors import ConfigError, ExportError, RepositoryError, ValidationError
 from tritonhf.export.pipeline import ExportOptions, export_model
 from tritonhf.gate.acceptance import AcceptanceOptions, run_acceptance
@@ -193,6 +193,22 @@ def test_the_python_torch_runtime_serves_what_the_onnx_graph_serves(
     config = grpc.model_config(f"{torch_model}_model")
     assert config["backend"] == "python"
     assert config["instance_group"][0]["kind"] == "KIND_CPU"  # no CUDA here
+
+
+def test_the_python_torch_step_refuses_ids_past_its_vocabulary(
+    grpc: TritonHFClient, variants: dict[str, str]
+) -> None:
+    module = grpc._module()
+    tensors = []
+    for name, values in (("input_ids", [[101, 30522, 102]]), ("attention_mask", [[1, 1, 1]])):
+        tensor = module.InferInput(name, [1, 3], "INT64")
+        tensor.set_data_from_numpy(np.array(values, dtype=np.int64))
+        tensors.append(tensor)
+
+    with pytest.raises(InvalidInputError, match=r"must lie in \[0, 30522\)"):
+        grpc._call("minilm_torch_model", "infer", "minilm_torch_model", tensors)
+
+    assert grpc.embed(["still serving"], model="minilm_torch").shape == (1, 384)
 
 
 def test_export_refuses_a_variant_below_the_gate_and_writes_nothing(

@@ -178,7 +178,9 @@ def test_python_onnx_model_step_is_a_python_backend_with_ragged_inputs() -> None
         "run_token_budget": "512",
         "pipeline": "minilm",
         "normalized": "1",
+        "max_length": "256",
     }
+    assert parameters(model_config(PipelineSpec(), vocab_size=30522))["vocab_size"] == "30522"
     unnormalized = model_config(PipelineSpec(runtime=Runtime.PYTHON_ONNX, normalized=False))
     assert parameters(unnormalized)["normalized"] == "0"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tritonhf.backends.cuda_graphs import WIDTHS, bucket, row_buckets
+from tritonhf.backends.cuda_graphs import WIDTHS, bucket, row_buckets, width_buckets
 
 
 @pytest.mark.parametrize(
@@ -33,3 +33,20 @@ def test_a_width_is_padded_to_the_smallest_bucket_that_holds_it(size: int, expec
 def test_past_the_largest_bucket_there_is_none_and_the_batch_runs_eagerly() -> None:
     assert bucket(513, WIDTHS) is None
     assert bucket(65, row_buckets(64)) is None
+
+
+@pytest.mark.parametrize(
+    ("max_width", "expected"),
+    [
+        (0, WIDTHS),
+        (512, WIDTHS),
+        (40, (8, 16, 24, 32, 40)),
+        (64, (8, 16, 24, 32, 48, 64)),
+        (5, (5,)),
+        (1024, WIDTHS),
+    ],
+)
+def test_no_width_bucket_is_wider_than_the_model_takes(
+    max_width: int, expected: tuple[int, ...]
+) -> None:
+    assert width_buckets(max_width) == expected

@@ -83,7 +83,29 @@ def test_check_token_inputs_rejects_mismatched_empty_or_non_2d_tensors(
 
 
 def test_check_token_inputs_accepts_equal_2d_tensors() -> None:
-    step.check_token_inputs(request([[101, 102], [101, 102]]))
+    step.check_token_inputs(request([[101, 102], [101, 102]]), max_length=2, vocab_size=103)
+
+
+def test_check_token_inputs_refuses_rows_longer_than_the_pipeline_tokenizes() -> None:
+    with pytest.raises(step.TokenTensorError, match=r"3 tokens per row, more than .* 2") as info:
+        step.check_token_inputs(request([[101, 7, 102]]), max_length=2)
+
+    assert info.value.reason == "bad_shape"
+
+
+@pytest.mark.parametrize("bad_id", [-1, 30522, 2**40])
+def test_check_token_inputs_refuses_ids_outside_the_vocabulary(bad_id: int) -> None:
+    with pytest.raises(step.TokenTensorError, match=r"must lie in \[0, 30522\)") as info:
+        step.check_token_inputs(request([[101, bad_id, 102]]), vocab_size=30522)
+
+    assert info.value.reason == "bad_token_id"
+    assert str(bad_id) in str(info.value)
+
+
+def test_check_token_inputs_without_a_vocabulary_size_still_refuses_negative_ids() -> None:
+    step.check_token_inputs(request([[10**9]]))
+    with pytest.raises(step.TokenTensorError, match="must lie in"):
+        step.check_token_inputs(request([[-5]]))
 
 
 def test_session_settings_read_the_json_model_config() -> None:
@@ -105,7 +127,9 @@ def test_session_settings_read_what_the_config_writer_writes() -> None:
     from google.protobuf import json_format
 
     config = model_config(
-        PipelineSpec(runtime=Runtime.PYTHON_ONNX), tuning=StepTuning(intra_op_threads=2)
+        PipelineSpec(runtime=Runtime.PYTHON_ONNX),
+        tuning=StepTuning(intra_op_threads=2),
+        vocab_size=30522,
     )
     as_json: dict[str, Any] = json.loads(
         json_format.MessageToJson(config, preserving_proto_field_name=True)
@@ -119,7 +143,17 @@ def test_session_settings_read_what_the_config_writer_writes() -> None:
         run_token_budget=512,
         widen_when_idle=True,
         pipeline="minilm",
+        max_length=256,
+        vocab_size=30522,
     )
+
+
+def test_cuda_graphs_are_on_unless_the_config_turns_them_off() -> None:
+    config: dict[str, Any] = {"output": [{"name": "EMBEDDING"}]}
+    assert step.SessionSettings.from_model_config(config).cuda_graphs
+
+    config["parameters"] = {"cuda_graphs": {"string_value": "0"}}
+    assert not step.SessionSettings.from_model_config(config).cuda_graphs
 
 
 def test_string_outputs_become_utf8_bytes_for_triton() -> None:

@@ -3,3 +3,12 @@
 Each module here is self-contained: in a model version folder it can import only what the
 server-side environment has (numpy, tokenizers, onnxruntime) plus ``triton_python_backend_utils``.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def string_parameters(config: dict[str, Any]) -> dict[str, str]:
+    """The ``parameters`` of Triton's model config (JSON form), as name -> string value."""
+    return {name: value["string_value"] for name, value in config.get("parameters", {}).items()}

@@ -32,6 +32,18 @@ def bucket(size: int, sizes: tuple[int, ...]) -> int | None:
     return next((s for s in sizes if s >= size), None)
 
 
+def width_buckets(max_width: int) -> tuple[int, ...]:
+    """`WIDTHS` up to ``max_width``, then ``max_width`` itself (0: all of `WIDTHS`).
+
+    A bucket must not be wider than the model's position table: its capture would index
+    past it (on CUDA, a device-side assert that ends the process).
+    """
+    if max_width <= 0:
+        return WIDTHS
+    narrower = tuple(w for w in WIDTHS if w < max_width)
+    return (*narrower, max_width) if max_width <= WIDTHS[-1] else narrower
+
+
 def row_buckets(max_rows: int) -> tuple[int, ...]:
     """Powers of two up to ``max_rows``, and ``max_rows`` itself."""
     rows = [1]
@@ -51,12 +63,13 @@ class _Graph:
 class CudaGraphs:
     """``module(ids, mask)`` on CUDA, replayed from graphs captured per bucket."""
 
-    def __init__(self, module: Any, device: Any, *, max_rows: int) -> None:
+    def __init__(self, module: Any, device: Any, *, max_rows: int, max_width: int = 0) -> None:
         import torch
 
         self.module = module
         self.device = device
         self.rows = row_buckets(max_rows)
+        self.widths = width_buckets(max_width)
         self.graphs: dict[tuple[int, int], _Graph | None] = {}
         self.pool = torch.cuda.graph_pool_handle()
 
@@ -64,14 +77,14 @@ class CudaGraphs:
         """Capture the small buckets now."""
         for rows in WARM_ROWS:
             for width in WARM_WIDTHS:
-                key = (bucket(rows, self.rows), bucket(width, WIDTHS))
+                key = (bucket(rows, self.rows), bucket(width, self.widths))
                 if None not in key:
                     self._graph(key)  # type: ignore[arg-type]
 
     def __call__(self, ids: Any, mask: Any) -> Any:
         """The module's output for ``ids``/``mask`` (int64 [rows, width] on the device)."""
         rows, width = ids.shape
-        key = (bucket(rows, self.rows), bucket(width, WIDTHS))
+        key = (bucket(rows, self.rows), bucket(width, self.widths))
         graph = None if None in key else self._graph(key)  # type: ignore[arg-type]
         if graph is None:
             return self.module(ids, mask)

@@ -20,6 +20,7 @@ try:
 except ImportError:  # imported outside the server, by the unit tests
     pb_utils = None
 
+from tritonhf.backends import string_parameters
 from tritonhf.observability import metrics as m
 from tritonhf.observability.feedback import Feedback, FeedbackError, make_feedback
 from tritonhf.observability.logs import (
@@ -65,7 +66,7 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         """Read the ensemble name and labels from the config; set up logs and metrics."""
         config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        params = string_parameters(config)
         self.model = params.get("pipeline") or str(config["name"]).removesuffix("_feedback")
         self.labels = [str(label) for label in json.loads(params.get("labels", "[]"))]
         self.metrics = m.TritonMetrics(pb_utils, self.model)

@@ -17,6 +17,7 @@ try:
 except ImportError:  # imported outside the server, by the unit tests
     pb_utils = None
 
+from tritonhf.backends import string_parameters
 from tritonhf.backends.onnx_runtime import TritonPythonModel as OnnxStep
 from tritonhf.backends.onnx_runtime import observed
 from tritonhf.backends.tokenizer import TritonPythonModel as TokenizerStep
@@ -41,8 +42,8 @@ class TritonPythonModel(TokenizerStep):
     def initialize(self, args: dict[str, str]) -> None:
         """Load the tokenizer and the runtime's model step from the files beside this one."""
         super().initialize(args)
-        parameters = json.loads(args["model_config"]).get("parameters", {})
-        self.engine = runtime_step(parameters.get("runtime", {}).get("string_value", "python-onnx"))
+        parameters = string_parameters(json.loads(args["model_config"]))
+        self.engine = runtime_step(parameters.get("runtime", "python-onnx"))
         self.engine.initialize(args)
 
     def execute(self, requests: list[Any]) -> list[Any]:

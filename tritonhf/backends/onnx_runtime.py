@@ -29,6 +29,7 @@ try:
 except ImportError:  # imported outside the server, by the unit tests
     pb_utils = None
 
+from tritonhf.backends import string_parameters
 from tritonhf.backends.busy import BusyBoard
 from tritonhf.observability.drift import PROFILE_FILE
 from tritonhf.observability.steps import ModelObserver, now
@@ -59,11 +60,17 @@ class SessionSettings:
     """The ensemble's name: the ``model`` label of the step's metrics and logs."""
     normalized: bool = True
     """The embeddings have norm 1 (the model's head ends with Normalize)."""
+    max_length: int = 0
+    """The longest token sequence the pipeline tokenizes to (0: not checked)."""
+    vocab_size: int = 0
+    """Rows of the model's token embedding: larger ids are refused (0: not checked)."""
+    cuda_graphs: bool = True
+    """python-torch on a GPU: replay small batches as CUDA graphs (`backends.cuda_graphs`)."""
 
     @classmethod
     def from_model_config(cls, config: dict[str, Any]) -> SessionSettings:
         """Read the settings from Triton's model config (JSON form)."""
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        params = string_parameters(config)
         return cls(
             output_names=tuple(
                 output["name"] for output in config["output"] if output["name"] not in TEXT_STATS
@@ -75,6 +82,9 @@ class SessionSettings:
             widen_when_idle=params.get("widen_when_idle", "0") == "1",
             pipeline=params.get("pipeline") or str(config.get("name", "")).removesuffix("_model"),
             normalized=params.get("normalized", "1") != "0",
+            max_length=int(params.get("max_length", 0)),
+            vocab_size=int(params.get("vocab_size", 0)),
+            cuda_graphs=params.get("cuda_graphs", "1") != "0",
         )
 
 
@@ -136,13 +146,41 @@ def observed(outputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
     return {name: array for name, array in outputs.items() if name in OBSERVED}
 
 
-def check_token_inputs(tensors: dict[str, NDArray[Any]]) -> None:
-    """Reject inputs that the graph would fail on with an unhelpful message."""
+class TokenTensorError(ValueError):
+    """A request's token tensors cannot run; ``reason`` labels ``tritonhf_invalid_inputs_total``."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def check_token_inputs(
+    tensors: dict[str, NDArray[Any]], *, max_length: int = 0, vocab_size: int = 0
+) -> None:
+    """Refuse what the model would fail on, for the whole batch and with an unhelpful message.
+
+    Only clients that send token tensors straight to the model step can get here: the
+    tokenizer step never writes more than ``max_length`` tokens or an id outside the vocabulary.
+    On a GPU an out-of-range id would be a device-side assert that ends the instance.
+    """
     ids, mask = tensors["input_ids"], tensors["attention_mask"]
     if ids.ndim != 2 or ids.shape != mask.shape or ids.shape[1] == 0:
-        raise ValueError(
+        raise TokenTensorError(
             f"input_ids {ids.shape} and attention_mask {mask.shape} must be equal, non-empty "
-            "[batch, length] tensors"
+            "[batch, length] tensors",
+            "bad_shape",
+        )
+    if 0 < max_length < ids.shape[1]:
+        raise TokenTensorError(
+            f"input_ids holds {ids.shape[1]} tokens per row, more than the pipeline's "
+            f"max_length {max_length}",
+            "bad_shape",
+        )
+    if ids.size and (ids.min() < 0 or 0 < vocab_size <= ids.max()):
+        raise TokenTensorError(
+            f"input_ids must lie in [0, {vocab_size or 'vocab_size'}); got values from "
+            f"{ids.min()} to {ids.max()}",
+            "bad_token_id",
         )
 
 
@@ -179,23 +217,27 @@ class TritonPythonModel:
     board: BusyBoard | None = None
 
     def initialize(self, args: dict[str, str]) -> None:
-        """Open an ONNX Runtime session on the graph stored beside this file."""
+        """Open the session(s) on the model stored beside this file."""
         config = json.loads(args["model_config"])
         self.settings = SessionSettings.from_model_config(config)
         version_dir = Path(args["model_repository"]) / args["model_version"]
-        graph, spinning = version_dir / ONNX_FILE, self.settings.spinning
-        self.session = open_session(
-            graph, threads=self.settings.intra_op_threads, spinning=spinning
-        )
-        cores = available_cores()
-        if self.settings.widen_when_idle and 0 < self.settings.intra_op_threads < cores:
-            self.wide_session = open_session(graph, threads=cores, spinning=spinning)
+        threads, cores = self.settings.intra_op_threads, available_cores()
+        self.session = self.open_session(version_dir, args, threads=threads)
+        if self.settings.widen_when_idle and 0 < threads < cores:
+            self.wide_session = self.open_session(version_dir, args, threads=cores)
             self.board = BusyBoard.for_instance(config["name"], args["model_instance_name"])
         self.observer = ModelObserver.create(
             pb_utils,
             self.settings.pipeline,
             version_dir / PROFILE_FILE,
             unit_norm=self.settings.normalized,
+        )
+
+    def open_session(self, version_dir: Path, args: dict[str, str], *, threads: int) -> Any:
+        """A session with ``run(names, feeds)`` on ``threads`` intra-op threads (0: every core)."""
+        del args  # the ONNX graph runs on the CPU whatever the instance kind
+        return open_session(
+            version_dir / ONNX_FILE, threads=threads, spinning=self.settings.spinning
         )
 
     def finalize(self) -> None:
@@ -222,8 +264,12 @@ class TritonPythonModel:
         for index, request in enumerate(requests):
             tensors = {name: self.input_array(request, name) for name in INPUT_NAMES}
             try:
-                check_token_inputs(tensors)
-            except ValueError as exc:
+                check_token_inputs(
+                    tensors,
+                    max_length=self.settings.max_length,
+                    vocab_size=self.settings.vocab_size,
+                )
+            except TokenTensorError as exc:
                 responses[index] = pb_utils.InferenceResponse(
                     output_tensors=[],
                     error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG),

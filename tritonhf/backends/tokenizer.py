@@ -23,6 +23,7 @@ try:
 except ImportError:  # imported outside the server, by the unit tests
     pb_utils = None
 
+from tritonhf.backends import string_parameters
 from tritonhf.observability.drift import PROFILE_FILE
 from tritonhf.observability.steps import RequestOutcome, TokenizerObserver
 
@@ -54,7 +55,7 @@ class TokenizerSettings:
     @classmethod
     def from_model_config(cls, config: dict[str, Any]) -> TokenizerSettings:
         """Read the settings from Triton's model config (JSON form)."""
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        params = string_parameters(config)
         return cls(
             max_length=int(params["max_length"]),
             pad_token_id=int(params.get("pad_token_id", 0)),

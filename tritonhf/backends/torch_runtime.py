@@ -26,20 +26,11 @@ try:
 except ImportError:  # imported outside the server, by the unit tests
     pb_utils = None
 
-from tritonhf.backends.onnx_runtime import SessionSettings
 from tritonhf.backends.onnx_runtime import TritonPythonModel as OnnxStep
 from tritonhf.export.head import HEAD_WEIGHTS_FILE, SentenceHead, saved_head
-from tritonhf.observability.drift import PROFILE_FILE
-from tritonhf.observability.steps import ModelObserver
 
 HF_FOLDER = "hf"
 SETTINGS_FILE = "torch_step.json"
-
-
-def graph_rows(config: dict[str, Any]) -> int | None:
-    """The most rows CUDA graphs are captured for; None where ``cuda_graphs`` is ``0``."""
-    params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-    return None if params.get("cuda_graphs", "1") == "0" else int(config["max_batch_size"])
 
 
 class TorchSession:
@@ -52,7 +43,13 @@ class TorchSession:
         device: str,
         *,
         graph_rows: int | None = None,
+        max_length: int = 0,
     ) -> None:
+        """Load the model onto ``device``.
+
+        On CUDA with ``graph_rows``, batches of up to that many rows and ``max_length``
+        tokens (0: the largest bucket) are replayed as CUDA graphs.
+        """
         import torch
         from transformers import AutoModel, AutoModelForSequenceClassification
 
@@ -77,7 +74,9 @@ class TorchSession:
         if graph_rows is not None and self.device.type == "cuda":
             from tritonhf.backends.cuda_graphs import CudaGraphs
 
-            self.forward = CudaGraphs(self.module, self.device, max_rows=graph_rows)
+            self.forward = CudaGraphs(
+                self.module, self.device, max_rows=graph_rows, max_width=max_length
+            )
             with torch.inference_mode():
                 self.forward.warm()
 
@@ -100,6 +99,28 @@ class TorchSession:
         return [outputs[name] for name in names]
 
 
+class CpuThreads:
+    """A CPU `TorchSession` run on ``threads`` intra-op threads (0: PyTorch's default).
+
+    PyTorch's thread count is per process, and each instance is its own stub process, so
+    setting it before a run is what ONNX Runtime's per-session option does.
+    """
+
+    def __init__(self, session: TorchSession, threads: int) -> None:
+        import torch
+
+        self.session = session
+        self.threads = threads or torch.get_num_threads()
+
+    def run(self, names: list[str], feeds: dict[str, NDArray[Any]]) -> list[NDArray[Any]]:
+        """`TorchSession.run` on this view's threads."""
+        import torch
+
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        return self.session.run(names, feeds)
+
+
 def device_for(args: dict[str, str]) -> str:
     """``cuda:N`` for a ``KIND_GPU`` instance (when CUDA is there), else ``cpu``."""
     import torch
@@ -112,24 +133,26 @@ def device_for(args: dict[str, str]) -> str:
 class TritonPythonModel(OnnxStep):
     """The python-onnx step with a PyTorch session."""
 
-    def initialize(self, args: dict[str, str]) -> None:
-        """Load the HuggingFace model stored beside this file onto the instance's device."""
-        config = json.loads(args["model_config"])
-        self.settings = SessionSettings.from_model_config(config)
-        version_dir = Path(args["model_repository"]) / args["model_version"]
-        settings = json.loads((version_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
-        self.session = TorchSession(
-            version_dir / HF_FOLDER,
-            settings,
-            device_for(args),
-            graph_rows=graph_rows(config),
-        )
-        self.observer = ModelObserver.create(
-            pb_utils,
-            self.settings.pipeline,
-            version_dir / PROFILE_FILE,
-            unit_norm=self.settings.normalized,
-        )
+    torch_session: TorchSession | None = None
+
+    def open_session(self, version_dir: Path, args: dict[str, str], *, threads: int) -> Any:
+        """The HuggingFace model stored beside this file, loaded once onto the instance's device.
+
+        On the CPU each call returns a view of it on ``threads`` threads; on a GPU the model.
+        """
+        if self.torch_session is None:
+            config = json.loads(args["model_config"])
+            settings = json.loads((version_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+            self.torch_session = TorchSession(
+                version_dir / HF_FOLDER,
+                settings,
+                device_for(args),
+                graph_rows=int(config["max_batch_size"]) if self.settings.cuda_graphs else None,
+                max_length=self.settings.max_length,
+            )
+        if self.torch_session.device.type == "cuda":
+            return self.torch_session
+        return CpuThreads(self.torch_session, threads)
 
     def input_array(self, request: Any, name: str) -> NDArray[Any]:
         """The input through DLPack: the 2.51 stub's own numpy conversion breaks under numpy 2.

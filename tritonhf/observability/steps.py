@@ -297,7 +297,8 @@ class ModelObserver(_Observer):
                 )
             log_event(self.log, "infer", **fields)
         for request_id, error in errors:
-            self.metrics.increment(m.INVALID, 1, "bad_shape")
+            reason = str(getattr(error, "reason", "bad_shape"))
+            self.metrics.increment(m.INVALID, 1, reason)
             log_event(
                 self.log,
                 "infer",
@@ -308,7 +309,7 @@ class ModelObserver(_Observer):
                 latency_ms=latency_ms,
                 outcome="error",
                 error_type=type(error).__name__,
-                reason="bad_shape",
+                reason=reason,
                 error=str(error),
             )
         for label, count in m.label_counts(predicted).items():

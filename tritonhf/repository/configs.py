@@ -150,9 +150,17 @@ def _tokenizer_parameters(
 
 
 def model_config(
-    spec: PipelineSpec, *, tuning: StepTuning = DEFAULT_TUNING, pad_token_id: int = 0
+    spec: PipelineSpec,
+    *,
+    tuning: StepTuning = DEFAULT_TUNING,
+    pad_token_id: int = 0,
+    vocab_size: int = 0,
 ) -> Any:
-    """The model step, for the runtime chosen in the spec (merged: it tokenizes as well)."""
+    """The model step, for the runtime chosen in the spec (merged: it tokenizes as well).
+
+    The Python steps refuse token tensors longer than ``max_length`` or with ids past
+    ``vocab_size`` (0: the step reads it from the model, or does not check).
+    """
     config = _pb().ModelConfig(name=spec.model_name)
     config.max_batch_size = spec.max_batch_size
     if spec.runtime is Runtime.ONNXRUNTIME:
@@ -181,8 +189,11 @@ def model_config(
                 "run_token_budget": str(tuning.run_token_budget),
                 "pipeline": spec.name,
                 "normalized": "1" if spec.normalized else "0",
+                "max_length": str(spec.max_length),
             },
         )
+        if vocab_size > 0:
+            _set_parameters(config, {"vocab_size": str(vocab_size)})
     _add_tensors(config.output, spec.model_step_outputs)
     _dynamic_batching(config, tuning.batching)
     return config

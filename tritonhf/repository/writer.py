@@ -43,6 +43,8 @@ class StepArtifacts:
     """The graph (python-onnx, onnxruntime runtimes)."""
     tokenizer_json: Path
     pad_token_id: int
+    vocab_size: int = 0
+    """Rows of the model's token embedding; the Python model steps refuse larger ids."""
     manifest: dict[str, Any] = field(default_factory=dict)
     drift_reference: Path | None = None
     """The reference profile for drift (JSON), copied beside the tokenizer and model steps."""
@@ -104,7 +106,11 @@ def _write_model(
 
 
 def pipeline_configs(
-    spec: PipelineSpec, *, tuning: StepTuning = DEFAULT_TUNING, pad_token_id: int = 0
+    spec: PipelineSpec,
+    *,
+    tuning: StepTuning = DEFAULT_TUNING,
+    pad_token_id: int = 0,
+    vocab_size: int = 0,
 ) -> dict[str, Any]:
     """Every model of the pipeline (folder name -> ModelConfig), in the order they are written."""
     configs: dict[str, Any] = {}
@@ -112,7 +118,9 @@ def pipeline_configs(
         configs[spec.tokenizer_name] = tokenizer_config(
             spec, pad_token_id=pad_token_id, tuning=tuning
         )
-    configs[spec.model_name] = model_config(spec, tuning=tuning, pad_token_id=pad_token_id)
+    configs[spec.model_name] = model_config(
+        spec, tuning=tuning, pad_token_id=pad_token_id, vocab_size=vocab_size
+    )
     configs[spec.name] = ensemble_config(spec)
     configs[spec.feedback_name] = feedback_config(spec)
     return configs
@@ -231,7 +239,9 @@ def write_repository(
     ``<step>/<version>/`` to the tokenizer and model steps beside the versions already there,
     for a hot reload (`tritonhf deploy`); it must keep every config as it is (`check_target`).
     """
-    configs = pipeline_configs(spec, tuning=tuning, pad_token_id=artifacts.pad_token_id)
+    configs = pipeline_configs(
+        spec, tuning=tuning, pad_token_id=artifacts.pad_token_id, vocab_size=artifacts.vocab_size
+    )
     check_target(spec=spec, repo=repo, configs=configs, version=version)
     if not artifacts.tokenizer_json.is_file():
         raise RepositoryError(
