@@ -74,5 +74,9 @@ class DeployError(ClientError):
     """A model version could not be loaded; the version that was serving keeps serving."""
 
 
+class DeployPendingError(DeployError):
+    """A load outlasted the client's wait: Triton goes on loading and switches if it loads."""
+
+
 class InferenceError(ClientError):
     """The server failed the request for a reason not covered by a narrower error."""

@@ -189,6 +189,54 @@ def test_hot_reload_under_traffic_fails_no_request_and_a_broken_version_is_refus
     client.close()
 
 
+def test_deploy_loads_a_pipeline_that_does_not_serve_yet_feedback_included(
+    explicit_server: TritonServer,
+) -> None:
+    client = TritonHFClient(explicit_server.config.grpc_url, retry=RetryPolicy(attempts=1))
+    for name in ("minilm", "minilm_feedback", "minilm_model", "minilm_tokenizer"):
+        client.unload_model(name)
+    deadline = time.monotonic() + 60
+    while any(s.ready for s in client.models()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(s.ready for s in client.models())
+
+    states = deploy_pipeline(client, model="minilm")
+
+    assert {s.name for s in states if s.ready} == {
+        "minilm",
+        "minilm_feedback",
+        "minilm_model",
+        "minilm_tokenizer",
+    }
+    assert client.embed(["served after a first deploy"]).shape == (1, 384)
+    with pytest.raises(DeployError, match="no pipeline 'nope'"):
+        deploy_pipeline(client, model="nope")
+    client.close()
+
+
+def test_a_deploy_waits_for_loads_longer_than_the_client_timeout(
+    explicit_server: TritonServer,
+) -> None:
+    # A Python step takes seconds to load (a stub process, the tokenizer): far past 0.3 s.
+    repo = explicit_server.config.repo
+    client = TritonHFClient(
+        explicit_server.config.grpc_url, retry=RetryPolicy(attempts=1), timeout_s=0.3
+    )
+    add_version(repo, "minilm_tokenizer", 2)
+
+    states = deploy_pipeline(client, model="minilm")
+
+    assert {s.name: s.version for s in states if s.ready}["minilm_tokenizer"] == "2"
+    add_version(repo, "minilm_model", 3, broken=True)
+    with pytest.raises(
+        DeployError, match=r"could not load 'minilm_model': .*version 3 .*keeps serving"
+    ) as refused:
+        deploy_pipeline(client, model="minilm")
+    assert "\n" not in str(refused.value)
+    assert {s.name: s.version for s in client.models() if s.ready}["minilm_model"] == "1"
+    client.close()
+
+
 def test_the_client_recovers_from_a_server_restart_with_bounded_errors(
     repo: Path, tmp_path: Path
 ) -> None:

@@ -6,9 +6,10 @@ import pytest
 from geventhttpclient.response import HTTPConnectionClosed
 from tritonclient.utils import InferenceServerException
 
-from tritonhf.client.errors import map_error
+from tritonhf.client.errors import map_error, one_line
 from tritonhf.errors import (
     ClientError,
+    DeployError,
     InferenceError,
     InferenceTimeoutError,
     InvalidInputError,
@@ -31,8 +32,18 @@ BAD_SHAPE = (
     "Expected [-1,1], got [2]"
 )
 
+LOAD_FAILED = (
+    "load failed for model 'minilm_model': version 3 is at UNAVAILABLE state: Internal: "
+    "InvalidProtobuf: Protobuf parsing failed."
+)
+
 # (exception as tritonclient or the network raises it, expected error type)
 CASES = {
+    "grpc-load-failed": (
+        InferenceServerException(LOAD_FAILED, status="StatusCode.INTERNAL"),
+        DeployError,
+    ),
+    "http-load-failed": (InferenceServerException(LOAD_FAILED, status="400"), DeployError),
     "grpc-unavailable": (
         InferenceServerException(REFUSED, status="StatusCode.UNAVAILABLE"),
         ServerUnavailableError,
@@ -214,3 +225,27 @@ def test_http_model_not_at_ready_state_is_model_not_ready() -> None:
     raised = InferenceServerException(NOT_AT_READY_STATE, status="503")
 
     assert type(map_error(raised, model="minilm", url=URL)) is ModelNotReadyError
+
+
+def test_one_line_drops_the_python_stack_of_a_failed_step() -> None:
+    reason = (
+        "Internal: TypeError: bad weights\n\nAt:\n  /models/m/1/model.py(42): initialize\n"
+        "  <string>(1): <module>\n"
+    )
+
+    assert one_line(reason) == "Internal: TypeError: bad weights"
+    assert one_line("two\n  lines") == "two lines"
+
+
+def test_a_server_that_is_stopping_is_unavailable_not_unreachable() -> None:
+    raised = InferenceServerException(
+        "in ensemble 'minilm', [request id: 7] Server is stopping, scheduler for model has "
+        "stopped accepting new inference requests",
+        status="StatusCode.UNAVAILABLE",
+    )
+
+    mapped = map_error(raised, model="minilm", url=URL)
+
+    assert isinstance(mapped, ServerUnavailableError)
+    assert "shutting down" in str(mapped)
+    assert "cannot reach" not in str(mapped)

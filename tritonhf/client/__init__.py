@@ -15,6 +15,7 @@ from tritonhf.client.client import (
 from tritonhf.errors import (
     ClientError,
     DeployError,
+    DeployPendingError,
     InferenceError,
     InferenceTimeoutError,
     InvalidInputError,
@@ -30,6 +31,7 @@ __all__ = [
     "ClientError",
     "ClientMetrics",
     "DeployError",
+    "DeployPendingError",
     "EmbeddingResult",
     "InferenceError",
     "InferenceTimeoutError",

@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tritonhf.client.errors import map_error
+from tritonhf.client.errors import map_error, one_line
 from tritonhf.errors import (
     ClientError,
     ConfigError,
     DeployError,
+    DeployPendingError,
+    InferenceTimeoutError,
     InvalidInputError,
     ModelNotReadyError,
     ServerUnavailableError,
@@ -82,6 +84,8 @@ class RetryPolicy:
 
 NO_RETRY = RetryPolicy(attempts=1)
 RETRYABLE = (ServerUnavailableError, ModelNotReadyError)
+LOAD_WAIT_S = 600.0
+"""How long `TritonHFClient.load_model` waits for Triton to end a load."""
 
 
 @dataclass(frozen=True)
@@ -390,7 +394,12 @@ class TritonHFClient:
         return int(raw["string_value"])
 
     def load_model(
-        self, model: str, *, version: int | None = None, config: dict[str, Any] | None = None
+        self,
+        model: str,
+        *,
+        version: int | None = None,
+        config: dict[str, Any] | None = None,
+        wait_s: float = LOAD_WAIT_S,
     ) -> None:
         """Load (or reload) ``model`` in explicit model-control mode.
 
@@ -399,7 +408,9 @@ class TritonHFClient:
         raises `DeployError`. ``version`` pins that version (``version_policy: specific``);
         ``config`` (as `model_config` returns it) replaces the one in the repository.
         Without either, the newest version loads, even after an earlier pin (Triton would
-        otherwise keep the pinned policy it was given).
+        otherwise keep the pinned policy it was given). The load may take up to ``wait_s``
+        (not the client's ``timeout_s``); past that Triton goes on loading, and this raises
+        `DeployPendingError`.
         """
         kwargs: dict[str, Any] = {}
         if version is None and config is None:
@@ -410,15 +421,41 @@ class TritonHFClient:
                 config["version_policy"] = {"specific": {"versions": [version]}}
             kwargs["config"] = json.dumps(config)
         try:
-            self._call(model, "load_model", model, **kwargs)
+            self._load(model, kwargs, wait_s)
+        except InferenceTimeoutError as exc:
+            raise DeployPendingError(
+                f"{model!r} was still loading after {wait_s:.0f} s; Triton goes on loading it "
+                "and switches to it once it is ready (`tritonhf models` shows when)"
+            ) from exc
         except ClientError as exc:
-            reason = " ".join(str(exc).split())  # Triton's load errors span lines
             raise DeployError(
-                f"could not load {model!r}{f' version {version}' if version else ''}: {reason}; "
-                "the version that was serving keeps serving"
+                f"could not load {model!r}{f' version {version}' if version else ''}: "
+                f"{one_line(str(exc))}; the version that was serving keeps serving"
             ) from exc
         finally:
             self._configs.pop(model, None)
+
+    def _load(self, model: str, kwargs: dict[str, Any], wait_s: float) -> None:
+        """Ask Triton to load ``model``; wait up to ``wait_s`` for the answer, not ``timeout_s``.
+
+        Triton answers once the load has ended, which for a Python step can take minutes; a
+        request that gave up earlier would leave the load running, its outcome unknown.
+        """
+        try:
+            if self.protocol is Protocol.GRPC:
+                self._connection().load_model(model, client_timeout=wait_s, **kwargs)
+                return
+            import tritonclient.http as httpclient
+
+            patient = httpclient.InferenceServerClient(
+                self.url, connection_timeout=self.timeout_s, network_timeout=wait_s
+            )
+            try:
+                patient.load_model(model, **kwargs)
+            finally:
+                patient.close()
+        except Exception as exc:  # every failure leaves as a typed ClientError
+            raise map_error(exc, model=model, url=self.url) from exc
 
     def _unpinned_config(self, model: str) -> dict[str, Any] | None:
         """The served config with its newest-version policy back, if a load pinned one."""

@@ -5,26 +5,53 @@ from __future__ import annotations
 from typing import Any
 
 from tritonhf.client.client import ModelState, TritonHFClient
-from tritonhf.errors import DeployError
+from tritonhf.errors import DeployError, DeployPendingError
 from tritonhf.spec import PipelineSpec
 
 
 def deploy_pipeline(
     client: TritonHFClient, *, model: str, version: int | None = None
 ) -> list[ModelState]:
-    """Reload ``model``'s model and tokenizer steps (newest version, or ``version``).
+    """Serve ``model``'s newest version (or ``version``) of its model and tokenizer steps.
 
-    Needs a server in explicit model-control mode. Triton loads each new version beside the
-    old one and switches when it is ready; in-flight requests finish on the old version. A
-    version that fails to load, or that the ensemble does not accept, raises `DeployError`
-    and the old version keeps serving.
+    Needs a server in explicit model-control mode. A pipeline that serves already is
+    reloaded: Triton loads each new version beside the old one and switches when it is
+    ready; in-flight requests finish on the old version. A version that fails to load, or
+    that the ensemble does not accept, raises `DeployError` and the old version keeps
+    serving. A pipeline that does not serve yet (exported after the server started, or
+    unloaded) is loaded: its steps, its ensemble and its feedback model.
     """
     spec = PipelineSpec(name=model)
     index = client.models()
+    in_repository = {s.name for s in index}
+    if model not in in_repository:
+        raise DeployError(
+            f"the server's model repository has no pipeline {model!r}; export it there first "
+            "(`tritonhf models` lists what the server has)"
+        )
     serving = {s.name: s.version for s in index if s.ready}
     # A merged export has no tokenizer step in the repository: its model step tokenizes.
-    in_repository = {s.name for s in index}
     steps = [spec.model_name] + [s for s in [spec.tokenizer_name] if s in in_repository]
+    if model in serving:
+        _reload(client, model, steps, version, serving)
+    else:
+        for name in steps:
+            client.load_model(name, version=version)
+        client.load_model(model)
+    if spec.feedback_name in in_repository and spec.feedback_name not in serving:
+        client.load_model(spec.feedback_name)
+    wanted = {model, spec.tokenizer_name, spec.model_name, spec.feedback_name}
+    return [state for state in client.models() if state.name in wanted]
+
+
+def _reload(
+    client: TritonHFClient,
+    model: str,
+    steps: list[str],
+    version: int | None,
+    serving: dict[str, str],
+) -> None:
+    """Load the steps' new version under a serving ensemble; on failure, the old ones again."""
     # What serves now, config included: a rollback must not read a config edited on disk.
     previous = {name: client.model_config(name) for name in [*steps, model] if name in serving}
     reloaded: list[str] = []
@@ -33,28 +60,28 @@ def deploy_pipeline(
     for step in steps:
         try:
             client.load_model(step, version=version)
+        except DeployPendingError:  # still loading: a rollback now would race it
+            raise
         except DeployError:
             _roll_back(client, reloaded, serving, previous)
             raise
         reloaded.append(step)
-    if not client.is_model_ready(model):
-        # The steps loaded but the ensemble did not take them (Triton unloads an ensemble
-        # whose steps no longer match its tensors): the old versions go back, then it does.
-        _roll_back(client, reloaded, serving, previous)
-        try:
-            client.load_model(model, config=previous.get(model))
-        except DeployError as exc:
-            raise DeployError(
-                f"{model!r} did not accept the new steps and could not be reloaded with the "
-                f"old ones ({exc}); check the server log"
-            ) from exc
+    if client.is_model_ready(model):
+        return
+    # The steps loaded but the ensemble did not take them (Triton unloads an ensemble whose
+    # steps no longer match its tensors): the old versions go back, then it does.
+    _roll_back(client, reloaded, serving, previous)
+    try:
+        client.load_model(model, config=previous.get(model))
+    except DeployError as exc:
         raise DeployError(
-            f"{model!r} did not accept the new version of its steps (their tensors no longer "
-            "match the ensemble; see the server log); the version that was serving keeps "
-            "serving"
-        )
-    wanted = {model, spec.tokenizer_name, spec.model_name}
-    return [state for state in client.models() if state.name in wanted]
+            f"{model!r} did not accept the new steps and could not be reloaded with the "
+            f"old ones ({exc}); check the server log"
+        ) from exc
+    raise DeployError(
+        f"{model!r} did not accept the new version of its steps (their tensors no longer "
+        "match the ensemble; see the server log); the version that was serving keeps serving"
+    )
 
 
 def _roll_back(

@@ -7,6 +7,7 @@ import re
 
 from tritonhf.errors import (
     ClientError,
+    DeployError,
     InferenceError,
     InferenceTimeoutError,
     InvalidInputError,
@@ -53,6 +54,11 @@ def _unquoted(text: str) -> str:
     return re.sub(r"'[^']*'|\"[^\"]*\"", "''", text)
 
 
+def one_line(reason: str) -> str:
+    """Triton's message on one line, without the Python stack a Python-backend step appends."""
+    return " ".join(re.split(r"\n\s*At:\n", reason, maxsplit=1)[0].split())
+
+
 def map_error(exc: BaseException, *, model: str | None, url: str) -> ClientError:
     """Translate ``exc`` into the narrowest `ClientError`, keeping the server's message."""
     if isinstance(exc, ClientError):
@@ -67,6 +73,9 @@ def map_error(exc: BaseException, *, model: str | None, url: str) -> ClientError
             f"{model!r} at {url} is overloaded and rejected the request ({message}); "
             "back off and retry, or add capacity"
         )
+    # Checked before "unavailable": a failed load reads "version 2 is at UNAVAILABLE state".
+    if re.search(r"load failed for model|failed to load", found, re.IGNORECASE):
+        return DeployError(one_line(message))
     if isinstance(exc, TimeoutError) or any(k.lower() in found.lower() for k in _TIMEOUT):
         return InferenceTimeoutError(f"request to {url} timed out: {message}")
     # Checked before "unavailable" and "unknown model": Triton answers a loaded-but-not-ready
@@ -76,6 +85,12 @@ def map_error(exc: BaseException, *, model: str | None, url: str) -> ClientError
     not_ready = r"not at ready state|is not ready|not loaded|has no available versions"
     if re.search(not_ready, found, re.IGNORECASE):
         return ModelNotReadyError(f"model {model!r} at {url} is not ready: {message}")
+    # Reachable but shutting down (gRPC status UNAVAILABLE): retryable, elsewhere or later.
+    if re.search(r"server is stopping|stopped accepting new inference requests", found, re.I):
+        return ServerUnavailableError(
+            f"Triton at {url} is shutting down and refused the request ({message}); "
+            "retry on another replica or once it is back"
+        )
     # http.client.HTTPException: geventhttpclient's HTTPConnectionClosed and friends.
     if isinstance(exc, ConnectionError | OSError | http.client.HTTPException) or any(
         k.lower() in found.lower() for k in _UNAVAILABLE
