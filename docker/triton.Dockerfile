@@ -30,7 +30,7 @@ RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
  && if [ "${WITH_TORCH}" = "true" ]; then \
       python3 -m pip install --no-cache-dir -r /opt/tritonhf/requirements-triton-torch.txt; \
     fi \
- && python3 -c "import numpy, tokenizers, onnxruntime, tritonhf; assert numpy.__version__ < '2'"
+ && python3 -c "import numpy, tokenizers, onnxruntime, tritonhf.server.entrypoint; assert numpy.__version__ < '2'"
 
 # The NGC image ships the non-root user triton-server with uid 1000; run as it.
 USER 1000:1000
@@ -41,9 +41,13 @@ EXPOSE 8000 8001 8002
 HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=5 \
   CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/v2/health/ready', timeout=2)"]
 
+# The entrypoint runs tritonserver as its child with the CMD's flags and, on SIGTERM/SIGINT,
+# drains it as `tritonhf serve` does (ensembles unloaded first, so no request fails between two
+# steps) before it stops; as PID 1 it forwards signals and reaps orphans (tritonhf/server/
+# entrypoint.py, standard library only). Pass flags as the command, never "tritonserver".
 # Explicit model control with every model loaded at start: the same flags `tritonhf serve` uses
 # (tritonhf/server/launcher.py), so `tritonhf deploy` can hot-reload versions in the container.
-ENTRYPOINT ["tritonserver"]
+ENTRYPOINT ["python3", "-m", "tritonhf.server.entrypoint"]
 CMD ["--model-repository=/models", \
      "--model-control-mode=explicit", \
      "--load-model=*", \

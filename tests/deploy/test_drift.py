@@ -125,6 +125,69 @@ def test_kubernetes_triton_runs_with_the_launchers_flags() -> None:
     assert ("--model-repository", MODELS_DIR) in flags(args)
 
 
+# --- Triton: the draining entrypoint and the time it is given to stop -------------------------
+
+ENTRYPOINT = ["python3", "-m", "tritonhf.server.entrypoint"]
+PRE_STOP_S = 5
+# The entrypoint drains for up to --exit-timeout-secs, then gives Triton that much again plus
+# 5 s (tritonhf/server/entrypoint.py); the orchestrator's grace period must cover both.
+STOP_BUDGET_S = 2 * DEFAULTS.exit_timeout_s + 5
+
+
+def test_triton_image_runs_the_draining_entrypoint_with_flags_as_its_command() -> None:
+    instructions = dict(dockerfile_instructions("triton.Dockerfile"))
+    assert json.loads(instructions["ENTRYPOINT"]) == ENTRYPOINT
+    assert all(arg.startswith("--") for arg in json.loads(instructions["CMD"]))
+    assert "tritonhf.server.entrypoint" in instructions["RUN"]  # imported at build time
+
+
+def test_the_entrypoint_needs_only_the_standard_library_of_the_images_python_310() -> None:
+    module = ROOT.joinpath(*ENTRYPOINT[2].split(".")).with_suffix(".py")
+    files, names = _reachable([module])
+    assert ROOT / "tritonhf" / "server" / "drain.py" in files
+    third_party = {n.split(".")[0] for n in names} - set(sys.stdlib_module_names) - {"tritonhf"}
+    assert not third_party, f"the image installs tritonhf without dependencies: {third_party}"
+    for path in files:
+        ast.parse(path.read_text(), filename=str(path), feature_version=(3, 10))
+    assert not names & NEWER_THAN_310, sorted(names & NEWER_THAN_310)
+
+
+@pytest.mark.parametrize("service", ["triton", "triton-cpu"])
+def test_compose_keeps_the_entrypoint_and_waits_for_the_drain(
+    compose: dict[str, Any], service: str
+) -> None:
+    triton = compose["services"][service]
+    assert "entrypoint" not in triton
+    assert ("--exit-timeout-secs", str(DEFAULTS.exit_timeout_s)) in flags(triton["command"])
+    grace = re.fullmatch(r"(\d+)s", triton["stop_grace_period"])
+    assert grace is not None
+    assert int(grace.group(1)) >= STOP_BUDGET_S
+
+
+def test_kubernetes_pods_sleep_before_the_drain_and_wait_for_it() -> None:
+    pod = one(rendered(), "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert "command" not in container, "a command would replace the draining entrypoint"
+    assert container["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", str(PRE_STOP_S)]}}
+    assert pod["terminationGracePeriodSeconds"] >= PRE_STOP_S + STOP_BUDGET_S
+
+
+def test_kserve_runtime_has_the_deployments_shm_and_exit_timeout() -> None:
+    docs = rendered()
+    deployment = one(docs, "Deployment")["spec"]["template"]["spec"]
+    runtime = one(docs, "ServingRuntime")["spec"]
+    (container,) = runtime["containers"]
+    assert "command" not in container, "a command would replace the draining entrypoint"
+    exit_timeout = ("--exit-timeout-secs", str(DEFAULTS.exit_timeout_s))
+    assert exit_timeout in flags(container["args"])
+    assert exit_timeout in flags(deployment["containers"][0]["args"])
+    shm = "/dev/shm"  # noqa: S108  # the Python backend's tensor exchange
+    for pod, mounts in ((runtime, container), (deployment, deployment["containers"][0])):
+        (mount,) = [m for m in mounts["volumeMounts"] if m["mountPath"] == shm]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        assert volume["emptyDir"] == {"medium": "Memory", "sizeLimit": "1Gi"}
+
+
 @pytest.mark.parametrize("service", ["triton", "triton-cpu"])
 def test_compose_publishes_the_default_ports_on_loopback(
     compose: dict[str, Any], service: str

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess  # nosec B404
 import sys
 import sysconfig
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from tritonhf.errors import ConfigError, ServerError
+from tritonhf.server.drain import drain
+from tritonhf.server.entrypoint import TritonFlags, exit_status
 from tritonhf.server.launcher import ModelControl, ServerConfig, TritonServer
 from tritonhf.server.provision import (
     TritonDistribution,
@@ -268,3 +271,76 @@ def test_model_control_none_loads_without_the_explicit_flag(
 
     assert "--model-control-mode=none" in command
     assert not any(arg.startswith("--load-model") for arg in command)
+
+
+def test_drain_of_a_server_in_another_model_control_mode_is_a_no_op(tmp_path: Path) -> None:
+    config = ServerConfig(repo=tmp_path, model_control=ModelControl.NONE)
+
+    assert TritonServer(config).drain(timeout_s=1.0) is False
+
+
+def test_drain_gives_up_at_once_when_nothing_answers(closed_port: int) -> None:
+    assert drain(f"127.0.0.1:{closed_port}", timeout_s=30.0) is False
+
+
+# the Triton image's entrypoint -------------------------------------------------------------
+
+
+def test_entrypoint_reads_the_image_flags() -> None:
+    image_cmd = [
+        "--model-repository=/models",
+        "--model-control-mode=explicit",
+        "--load-model=*",
+        "--http-port=8000",
+        "--exit-timeout-secs=30",
+    ]
+
+    flags = TritonFlags.parse(image_cmd)
+
+    assert flags == TritonFlags(http_url="127.0.0.1:8000", explicit=True, exit_timeout_s=30.0)
+
+
+def test_entrypoint_falls_back_to_tritons_defaults() -> None:
+    flags = TritonFlags.parse(["--model-store=/mnt/models"])
+
+    assert flags == TritonFlags(http_url="127.0.0.1:8000", explicit=False, exit_timeout_s=30.0)
+
+
+def test_entrypoint_reads_space_separated_flags_and_the_last_repeat() -> None:
+    args = ["--http-port", "8080", "--model-control-mode", "poll", "--model-control-mode=explicit"]
+
+    flags = TritonFlags.parse([*args, "--http-address", "10.1.2.3", "--exit-timeout-secs=5"])
+
+    assert flags == TritonFlags(http_url="10.1.2.3:8080", explicit=True, exit_timeout_s=5.0)
+
+
+@pytest.mark.parametrize("value", ["false", "False", "0"])
+def test_entrypoint_has_no_drain_endpoint_when_http_is_off(value: str) -> None:
+    flags = TritonFlags.parse(["--model-control-mode=explicit", f"--allow-http={value}"])
+
+    assert flags.http_url is None
+
+
+@pytest.mark.parametrize(("code", "status"), [(0, 0), (1, 1), (-15, 143), (-9, 137)])
+def test_entrypoint_exits_as_a_shell_reports_the_child(code: int, status: int) -> None:
+    assert exit_status(code) == status
+
+
+def test_entrypoint_reaps_orphans_but_leaves_triton_to_its_popen() -> None:
+    # In a child interpreter: reaping in the test process would take its other children.
+    script = """
+import os, subprocess, sys, time
+from tritonhf.server.entrypoint import reap_orphans
+kept = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)"])
+orphan = os.fork()
+if orphan == 0:
+    os._exit(3)
+time.sleep(0.3)
+reap_orphans(keep=kept.pid)
+print(os.path.exists(f"/proc/{orphan}"), kept.wait())
+"""
+    result = subprocess.run(  # nosec B603
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
+    )
+
+    assert result.stdout.split() == ["False", "0"]  # the zombie reaped; the exit code kept

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import json
-import os
 import re
 import shutil
-import signal
 import subprocess  # nosec B404
-import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -23,6 +15,7 @@ from typing import IO
 
 from tritonhf.errors import ConfigError, ServerError
 from tritonhf.repository.compat import available_backends, check_servable
+from tritonhf.server.drain import die_with_parent, drain, is_ready, terminate
 from tritonhf.server.provision import find_distribution, prepare_backend_dir, server_environment
 from tritonhf.server.shm import remove_orphaned_regions
 
@@ -112,22 +105,7 @@ class ServerConfig:
 
 # glog error lines ("E1126 08:40:49..."), failed rows of the model table, fatal lines.
 _FAILURE_LINE = re.compile(r"^E\d{4} |UNAVAILABLE:|^error:|failed to", re.IGNORECASE)
-IDLE_EXIT_GRACE_S = 5.0
-"""After every model unloaded: how long Triton may take to exit before it is ended."""
-_ENSEMBLE = re.compile(r'^platform:\s*"ensemble"', re.MULTILINE)
 _BENIGN_LINE = re.compile(r"CudaDriverHelper|NVML|DCGM|GPU metrics|pinned memory", re.IGNORECASE)
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if the process that started the server dies (Linux).
-
-    Without it, a killed test run or CLI would leave a server holding its ports.
-    """
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-_PR_SET_PDEATHSIG = 1
 
 
 class TritonServer:
@@ -174,7 +152,7 @@ class TritonServer:
             stdin=subprocess.DEVNULL,
             # Own session: Ctrl-C reaches us, and we stop the server in order.
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         try:
             self.wait_ready(self.config.startup_timeout_s)
@@ -184,12 +162,7 @@ class TritonServer:
 
     def is_ready(self) -> bool:
         """True when ``/v2/health/ready`` answers 200 (all models loaded)."""
-        url = f"http://{self.config.http_url}/v2/health/ready"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # nosec B310
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return is_ready(self.config.http_url)
 
     def wait_ready(self, timeout_s: float) -> None:
         """Poll readiness; raise `ServerError` with the log tail if it exits or times out."""
@@ -208,66 +181,19 @@ class TritonServer:
     def drain(self, timeout_s: float) -> bool:
         """Unload the ensembles, then every other model; True once nothing is loaded.
 
-        On SIGTERM Triton stops each model's scheduler at once, so a request between two
-        ensemble steps would be refused by the second. Unloading an ensemble instead refuses
-        new requests to it while its in-flight ones complete on the still-loaded steps; the
-        steps unload after that, finishing what was sent to them directly. Needs explicit
-        model control (the default); a no-op (False) otherwise.
+        See `tritonhf.server.drain`. Needs explicit model control (the default); a no-op
+        (False) otherwise.
         """
-        if self.config.model_control is not ModelControl.EXPLICIT or not self.is_ready():
+        if self.config.model_control is not ModelControl.EXPLICIT:
             return False
-        deadline = time.monotonic() + timeout_s
-        ensembles = [
-            path.parent.name
-            for path in self.config.repo.glob("*/config.pbtxt")
-            if _ENSEMBLE.search(path.read_text(encoding="utf-8", errors="replace"))
-        ]
-        if not self._unload(ensembles, deadline):
-            return False
-        loaded = self._loaded(deadline)
-        return loaded is not None and self._unload(sorted(loaded), deadline)
-
-    def _loaded(self, deadline: float) -> set[str] | None:
-        """Models the index lists as READY or UNLOADING (None: the index did not answer)."""
-        index = self._post("/v2/repository/index", deadline)
-        if index is None:
-            return None
-        return {e.get("name", "") for e in index if e.get("state") in ("READY", "UNLOADING")}
-
-    def _unload(self, names: list[str], deadline: float) -> bool:
-        for name in names:
-            self._post(f"/v2/repository/models/{name}/unload", deadline)
-        # An unloading model already answers "not ready" while its requests still run: wait
-        # until the index no longer lists it as READY or UNLOADING.
-        while time.monotonic() < deadline:
-            loaded = self._loaded(deadline)
-            if loaded is None:  # the server stopped answering: SIGTERM decides the rest
-                return False
-            if not loaded.intersection(names):
-                return True
-            time.sleep(0.05)
-        return False
-
-    def _post(self, path: str, deadline: float) -> list[dict[str, str]] | None:
-        request = urllib.request.Request(f"http://{self.config.http_url}{path}", method="POST")
-        # Connection: close, so this request's own connection never delays Triton's exit.
-        request.add_header("Connection", "close")
-        timeout = max(deadline - time.monotonic(), 0.1)
-        try:
-            with urllib.request.urlopen(request, data=b"{}", timeout=timeout) as response:  # noqa: S310  # nosec B310
-                body = response.read()
-        except (urllib.error.URLError, OSError):
-            return None  # draining is best effort; SIGTERM follows either way
-        parsed = json.loads(body) if body else None
-        return parsed if isinstance(parsed, list) else None
+        return drain(self.config.http_url, timeout_s)
 
     def stop(self, timeout_s: float | None = None) -> int | None:
         """Drain, then SIGTERM (Triton finishes in-flight requests), then force; return the code.
 
-        Once every model has unloaded nothing is in flight, and what can still hold Triton
-        up is an idle HTTP keep-alive connection of some client: Triton waits for those until
-        ``--exit-timeout-secs``, then exits 1. So after a complete drain the launcher gives it
-        `IDLE_EXIT_GRACE_S`, then ends it, and reports 0: the shutdown was clean.
+        After a complete drain Triton gets `IDLE_EXIT_GRACE_S` to exit and the stop counts as
+        clean (0), see `tritonhf.server.drain.terminate`; otherwise ``timeout_s`` (default:
+        the exit timeout plus 5 s).
         """
         drained = False
         if self._process is not None and self._process.poll() is None:
@@ -275,19 +201,8 @@ class TritonServer:
         process, self._process = self._process, None
         code = None
         if process is not None:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            patience = IDLE_EXIT_GRACE_S if drained else timeout_s or self.config.exit_timeout_s + 5
-            try:
-                code = process.wait(timeout=patience)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                killed = process.wait()
-                code = 0 if drained else killed
-            # Python-backend stubs of a server that died abruptly can outlive it; they share
-            # its process group (its own session), so end whatever is left of the group.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
+            patience = timeout_s or self.config.exit_timeout_s + 5
+            code = terminate(process, drained=drained, timeout_s=patience)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -1,0 +1,148 @@
+"""Stop a ``tritonserver`` process without failing the requests it is serving.
+
+On SIGTERM Triton stops each model's scheduler at once, so a request between two ensemble steps
+is refused by the second. A drain first unloads the ensembles: Triton refuses new requests to
+them while their in-flight ones complete on the still-loaded steps. Then it unloads every other
+model, finishing what was sent to them directly, and only then is Triton sent SIGTERM.
+
+Used by the launcher (`tritonhf serve`, the tests) and by the Triton image's entrypoint
+(`tritonhf.server.entrypoint`), which runs on the image's Python 3.10 with the package installed
+without its dependencies: this module imports the standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess  # nosec B404
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+IDLE_EXIT_GRACE_S = 5.0
+"""After every model unloaded: how long Triton may take to exit before it is ended."""
+_LOADED = frozenset({"READY", "UNLOADING"})
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In the child (``preexec_fn``): get SIGTERM if the process that started it dies (Linux).
+
+    Without it, a killed test run, CLI or entrypoint would leave a server holding its ports.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def is_ready(http_url: str) -> bool:
+    """True when ``/v2/health/ready`` of the server at ``host:port`` answers 200."""
+    try:
+        with urllib.request.urlopen(f"http://{http_url}/v2/health/ready", timeout=2) as response:  # nosec B310
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def drain(http_url: str, timeout_s: float) -> bool:
+    """Unload the ensembles, then every other model; True once nothing is loaded.
+
+    Needs a ready server in explicit model-control mode (the caller checks the mode): a
+    server that is not ready is left to SIGTERM (False). Best effort within ``timeout_s``.
+    """
+    if not is_ready(http_url):
+        return False
+    repository = _Repository(http_url, deadline=time.monotonic() + timeout_s)
+    loaded = repository.loaded()
+    if loaded is None:
+        return False
+    ensembles = sorted(name for name in loaded if repository.is_ensemble(name))
+    if not repository.unload(ensembles):
+        return False
+    rest = repository.loaded()
+    return rest is not None and repository.unload(sorted(rest))
+
+
+def terminate(
+    process: subprocess.Popen[bytes],
+    *,
+    drained: bool,
+    timeout_s: float,
+    signum: int = signal.SIGTERM,
+) -> int:
+    """Send ``signum``, wait, force it if it lingers; return the exit code (0 after a drain).
+
+    Once every model has unloaded nothing is in flight, and what can still hold Triton up is
+    an idle HTTP keep-alive connection of some client: Triton waits for those until
+    ``--exit-timeout-secs``, then exits 1. So after a complete drain it gets
+    `IDLE_EXIT_GRACE_S`, then is ended, and the shutdown counts as clean. Without a drain it
+    gets ``timeout_s``. Expects ``process`` to lead its own process group (``start_new_session``):
+    what is left of the group (Python-backend stubs of a server that died abruptly) is ended.
+    """
+    if process.poll() is None:
+        process.send_signal(signum)
+    try:
+        code = process.wait(timeout=IDLE_EXIT_GRACE_S if drained else timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        killed = process.wait()
+        code = 0 if drained else killed
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    return code
+
+
+class _Repository:
+    """Triton's model-repository HTTP API, every call bounded by one deadline."""
+
+    def __init__(self, http_url: str, *, deadline: float) -> None:
+        self._base = f"http://{http_url}"
+        self._deadline = deadline
+
+    def loaded(self) -> set[str] | None:
+        """Models the index lists as READY or UNLOADING (None: the index did not answer)."""
+        index = self._call("POST", "/v2/repository/index")
+        if not isinstance(index, list):
+            return None
+        return {entry.get("name", "") for entry in index if entry.get("state") in _LOADED}
+
+    def is_ensemble(self, name: str) -> bool:
+        """True when the loaded configuration of ``name`` is an ensemble."""
+        config = self._call("GET", f"/v2/models/{name}/config")
+        return isinstance(config, dict) and config.get("platform") == "ensemble"
+
+    def unload(self, names: list[str]) -> bool:
+        """Unload ``names``; True once the index lists none of them as loaded."""
+        for name in names:
+            self._call("POST", f"/v2/repository/models/{name}/unload")
+        # An unloading model already answers "not ready" while its requests still run: wait
+        # until the index no longer lists it as READY or UNLOADING.
+        while time.monotonic() < self._deadline:
+            loaded = self.loaded()
+            if loaded is None:  # the server stopped answering: SIGTERM decides the rest
+                return False
+            if not loaded.intersection(names):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _call(self, method: str, path: str) -> Any:
+        """The decoded JSON answer, or None when the server did not answer it."""
+        request = urllib.request.Request(f"{self._base}{path}", method=method)  # noqa: S310
+        # Connection: close, so this request's own connection never delays Triton's exit.
+        request.add_header("Connection", "close")
+        body = b"{}" if method == "POST" else None
+        timeout = max(self._deadline - time.monotonic(), 0.1)
+        try:
+            with urllib.request.urlopen(request, data=body, timeout=timeout) as response:  # noqa: S310  # nosec B310
+                text = response.read()
+        except (urllib.error.URLError, OSError):
+            return None  # draining is best effort; SIGTERM follows either way
+        try:
+            return json.loads(text) if text else None
+        except ValueError:
+            return None
