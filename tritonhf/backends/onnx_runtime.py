@@ -212,6 +212,8 @@ def available_cores() -> int:
 class TritonPythonModel:
     """The model step as Triton's Python backend sees it."""
 
+    widens_when_idle = True
+    """Whether ``widen_when_idle`` applies to this step's runtime."""
     wide_session: Any = None
     """A second session on every core, used while the other instances are idle."""
     board: BusyBoard | None = None
@@ -223,7 +225,7 @@ class TritonPythonModel:
         version_dir = Path(args["model_repository"]) / args["model_version"]
         threads, cores = self.settings.intra_op_threads, available_cores()
         self.session = self.open_session(version_dir, args, threads=threads)
-        if self.settings.widen_when_idle and 0 < threads < cores:
+        if self.widens_when_idle and self.settings.widen_when_idle and 0 < threads < cores:
             self.wide_session = self.open_session(version_dir, args, threads=cores)
             self.board = BusyBoard.for_instance(config["name"], args["model_instance_name"])
         self.observer = ModelObserver.create(

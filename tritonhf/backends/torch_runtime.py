@@ -58,6 +58,8 @@ class TorchSession:
         self.labels: tuple[str, ...] = tuple(settings.get("labels", ()))
         self.device = torch.device(device)
         if self.device.type == "cuda":  # graph capture and new streams use the current device
+            if self.device.index is None:
+                self.device = torch.device("cuda", torch.cuda.current_device())
             torch.cuda.set_device(self.device)
         half = settings.get("precision") == "fp16" and self.device.type == "cuda"
         loader: Any = AutoModelForSequenceClassification if self.labels else AutoModel
@@ -133,26 +135,26 @@ def device_for(args: dict[str, str]) -> str:
 class TritonPythonModel(OnnxStep):
     """The python-onnx step with a PyTorch session."""
 
-    torch_session: TorchSession | None = None
+    widens_when_idle = False
+    """PyTorch's OpenMP threads spin: with the cores oversubscribed (the tokenizer, the other
+    instance, Triton), one MiniLM request took 35 ms on one thread and 340 ms on two on this
+    2-core machine. So a CPU instance runs on ``intra_op_threads`` only."""
 
     def open_session(self, version_dir: Path, args: dict[str, str], *, threads: int) -> Any:
-        """The HuggingFace model stored beside this file, loaded once onto the instance's device.
+        """The HuggingFace model stored beside this file, loaded onto the instance's device.
 
-        On the CPU each call returns a view of it on ``threads`` threads; on a GPU the model.
+        On the CPU, a view of it on ``threads`` threads; on a GPU, the model itself.
         """
-        if self.torch_session is None:
-            config = json.loads(args["model_config"])
-            settings = json.loads((version_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
-            self.torch_session = TorchSession(
-                version_dir / HF_FOLDER,
-                settings,
-                device_for(args),
-                graph_rows=int(config["max_batch_size"]) if self.settings.cuda_graphs else None,
-                max_length=self.settings.max_length,
-            )
-        if self.torch_session.device.type == "cuda":
-            return self.torch_session
-        return CpuThreads(self.torch_session, threads)
+        config = json.loads(args["model_config"])
+        settings = json.loads((version_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+        session = TorchSession(
+            version_dir / HF_FOLDER,
+            settings,
+            device_for(args),
+            graph_rows=int(config["max_batch_size"]) if self.settings.cuda_graphs else None,
+            max_length=self.settings.max_length,
+        )
+        return session if session.device.type == "cuda" else CpuThreads(session, threads)
 
     def input_array(self, request: Any, name: str) -> NDArray[Any]:
         """The input through DLPack: the 2.51 stub's own numpy conversion breaks under numpy 2.
