@@ -8,14 +8,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.models import tiny_model
+from tests.integration.models import SENTIMENT_LABELS, tiny_model
+from tritonhf import data
 from tritonhf.errors import ConfigError, ExportError, ValidationError
 from tritonhf.export.head import Pooling, load_head
-from tritonhf.export.onnx_export import export_onnx, load_encoder, sentence_encoder
+from tritonhf.export.onnx_export import (
+    MAX_OPSET,
+    MIN_OPSET,
+    export_onnx,
+    load_encoder,
+    sentence_encoder,
+)
 from tritonhf.export.pipeline import ExportOptions, export_model, load_fast_tokenizer
 from tritonhf.export.source import resolve_model
 from tritonhf.export.validate import validate_onnx
-from tritonhf.spec import Task
+from tritonhf.observability.drift import LABEL as LABEL_FEATURE
+from tritonhf.observability.drift import PROFILE_FILE, FeatureProfile, ReferenceProfile
+from tritonhf.spec import Layout, Runtime, Task
 
 
 @pytest.mark.parametrize(
@@ -202,3 +211,54 @@ def test_a_position_table_smaller_than_the_config_says_lowers_the_limit(tmp_path
     assert result.spec.max_length == 38
     with pytest.raises(ConfigError, match=r"--max-length 40: .* use --max-length 38"):
         export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo", max_length=40))
+
+
+def _label_profile(repo: Path, name: str) -> FeatureProfile:
+    profile = ReferenceProfile.load(repo / f"{name}_model" / "1" / PROFILE_FILE)
+    assert profile is not None
+    return profile.features[LABEL_FEATURE]
+
+
+def test_a_python_torch_classifier_records_the_labels_it_predicts_for_drift(
+    tmp_path: Path,
+) -> None:
+    folder = tiny_model(tmp_path / "model", "bert", labels=SENTIMENT_LABELS)
+    repo = tmp_path / "repo"
+    for name, runtime in (("torch", Runtime.PYTHON_TORCH), ("graph", Runtime.PYTHON_ONNX)):
+        export_model(ExportOptions(model=str(folder), name=name, repo=repo, runtime=runtime))
+
+    from_torch, from_graph = _label_profile(repo, "torch"), _label_profile(repo, "graph")
+
+    assert from_torch.categories == SENTIMENT_LABELS
+    assert from_torch.count == len(data.sentences())
+    # The same model behind both runtimes: the same predictions, to a text or two.
+    np.testing.assert_allclose(from_torch.proportions, from_graph.proportions, atol=2 / 260)
+
+
+@pytest.mark.parametrize("opset", [MIN_OPSET, MAX_OPSET])
+def test_a_classifier_exports_at_both_ends_of_the_opset_range(tmp_path: Path, opset: int) -> None:
+    folder = tiny_model(tmp_path / "model", "bert", labels=SENTIMENT_LABELS)
+
+    result = export_model(
+        ExportOptions(model=str(folder), name="cls", repo=tmp_path / "repo", opset=opset)
+    )
+
+    assert result.onnx is not None
+    assert result.onnx.opset == opset
+    assert result.validation is not None
+    assert result.validation.passed  # LABEL and SCORE included
+
+
+def test_a_new_version_with_another_layout_is_refused_naming_the_layout(tmp_path: Path) -> None:
+    folder = tiny_model(tmp_path / "model", "bert")
+    repo = tmp_path / "repo"
+    export_model(ExportOptions(model=str(folder), name="tiny", repo=repo))
+    before = sorted(p.relative_to(repo) for p in repo.rglob("*"))
+
+    with pytest.raises(ConfigError, match=r"would change its layout \(split -> merged\)"):
+        export_model(
+            ExportOptions(
+                model=str(folder), name="tiny", repo=repo, version=2, layout=Layout.MERGED
+            )
+        )
+    assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before

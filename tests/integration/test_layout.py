@@ -167,5 +167,9 @@ def test_deploy_reloads_a_merged_export_which_has_only_the_model_step(
     states = deploy_pipeline(merged, model="tiny_onnx_merged")
 
     ready = {s.name: s.version for s in states if s.ready}
-    assert ready == {"tiny_onnx_merged": "1", "tiny_onnx_merged_model": "2"}
+    assert ready == {
+        "tiny_onnx_merged": "1",
+        "tiny_onnx_merged_model": "2",
+        "tiny_onnx_merged_feedback": "1",
+    }
     np.testing.assert_allclose(merged.embed(TEXTS[:4], model="tiny_onnx_merged"), before)

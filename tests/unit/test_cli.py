@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -282,3 +283,166 @@ def test_serve_on_a_missing_repository_exits_1_and_says_to_export(
 
     assert code == 1
     assert "run `tritonhf export` first" in capsys.readouterr().err
+
+
+# export options refused before any model work -------------------------------------------
+
+
+@pytest.fixture
+def no_model_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if the export gets as far as resolving (downloading) the model."""
+    from tritonhf.export import pipeline
+
+    def resolved(*args: object, **kwargs: object) -> None:
+        pytest.fail("the export resolved the model before refusing its options")
+
+    monkeypatch.setattr(pipeline, "resolve_model", resolved)
+
+
+def _missing(tmp_path: Path) -> str:
+    return str(tmp_path / "missing.txt")
+
+
+def _blank(tmp_path: Path) -> str:
+    (tmp_path / "blank.txt").write_text("\n   \n", encoding="utf-8")
+    return str(tmp_path / "blank.txt")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--opset", "30"], "--opset 30 is outside 10..20"),
+        (["--opset", "9"], "--opset 9 is outside 10..20"),
+        (["--max-batch-size", "0"], "--max-batch-size must be in 1..2147483647, got 0"),
+        (["--max-batch-size", str(2**31)], f"--max-batch-size must be in 1..{2**31 - 1}"),
+        (["--max-queue-size", str(2**32)], f"--max-queue-size must be in 0..{2**32 - 1}"),
+        (["--max-length", "1"], "--max-length must be at least 2 tokens"),
+        (["--atol", "-1"], "--atol must be a finite tolerance >= 0"),
+        (["--name", "bad name!"], "model name 'bad name!' is not usable"),
+        (["--layout", "merged", "--runtime", "onnxruntime"], "merged layout needs a Python"),
+        (["--version", "2"], "has no pipeline 'minilm': export version 1 first"),
+        (["--drift-reference", _missing], "cannot read the drift reference set"),
+        (["--drift-reference", _blank], "has no non-blank line"),
+    ],
+    ids=[
+        "opset-too-new", "opset-too-old", "batch-zero", "batch-past-int32", "queue-past-uint32",
+        "length-one", "negative-atol", "bad-name", "merged-native", "version-without-pipeline",
+        "missing-reference", "blank-reference",
+    ],
+)  # fmt: skip
+@pytest.mark.usefixtures("no_model_work")
+def test_bad_export_options_exit_2_with_one_line_before_any_model_work(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[object],
+    message: str,
+) -> None:
+    argv = [arg(tmp_path) if callable(arg) else str(arg) for arg in args]
+    repo = tmp_path / "repo"
+
+    code = main(["export", *argv, "--repo", str(repo)])
+
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ")
+    assert message in err
+    assert err.count("\n") == 1
+    assert not repo.exists()
+
+
+def _served_pipeline(repo: Path, **spec: object) -> None:
+    """A pipeline's ensemble folder with the export manifest the repository writer leaves."""
+    fields = {
+        "name": "minilm", "task": "embedding", "runtime": "python-onnx", "embedding_size": 384,
+        "normalized": True, "max_length": 256, "max_batch_size": 64, "precision": "fp32",
+        "layout": "split", **spec,
+    }  # fmt: skip
+    (repo / "minilm").mkdir(parents=True)
+    (repo / "minilm" / "tritonhf.json").write_text(json.dumps({"spec": fields, "version": 1}))
+
+
+@pytest.mark.parametrize(
+    ("args", "changed"),
+    [
+        (["--layout", "merged"], "layout (split -> merged)"),
+        (["--max-length", "128"], "max_length (256 -> 128)"),
+        (["--precision", "int8"], "precision (fp32 -> int8)"),
+        (["--runtime", "python-torch"], "runtime (python-onnx -> python-torch)"),
+        (["--max-batch-size", "8"], "max_batch_size (64 -> 8)"),
+        (["--task", "classification"], "task (embedding -> classification)"),
+    ],
+)
+@pytest.mark.usefixtures("no_model_work")
+def test_a_new_version_that_changes_what_version_1_fixed_is_refused_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], changed: str
+) -> None:
+    _served_pipeline(tmp_path)
+
+    code = main(["export", "--version", "2", *args, "--repo", str(tmp_path)])
+
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith(f"error: --version 2 of 'minilm' would change its {changed}")
+    assert err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["minilm"]
+
+
+def test_the_opset_help_states_the_range_the_export_accepts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tritonhf.export.onnx_export import MAX_OPSET, MIN_OPSET
+
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+
+    assert f"ONNX opset, {MIN_OPSET}-{MAX_OPSET} " in " ".join(capsys.readouterr().out.split())
+
+
+# figures printed against their bounds (validate's table, the export's validation) ---------
+
+
+def _gate_table(value: float, bound: float, *, higher_is_better: bool) -> str:
+    from tritonhf.gate.agreement import Criterion, GateReport
+    from tritonhf.spec import Precision
+
+    criterion = Criterion("figure", value, bound, higher_is_better=higher_is_better)
+    report = GateReport("served vs PyTorch", Precision.FP32, 64, (criterion,))
+    return report.table().splitlines()[2]
+
+
+@pytest.mark.parametrize(
+    ("value", "bound", "higher_is_better", "row"),
+    [
+        (3e-5, 0.0, False, "figure 0.00003 <= 0 NO"),
+        (0.99989, 0.9999, True, "figure 0.99989 >= 0.9999 NO"),
+        (0.99991, 0.9999, True, "figure 0.99991 >= 0.9999 yes"),
+        (0.9999, 0.9999, True, "figure 0.9999 >= 0.9999 yes"),
+        (0.5, 0.98, True, "figure 0.5000 >= 0.98 NO"),
+        (1.0, 1.0, True, "figure 1.0000 >= 1 yes"),
+    ],
+)
+def test_the_gate_table_never_shows_a_failing_figure_equal_to_its_bound(
+    value: float, bound: float, higher_is_better: bool, row: str
+) -> None:
+    assert " ".join(_gate_table(value, bound, higher_is_better=higher_is_better).split()) == row
+
+
+def test_the_export_validation_table_shows_each_outputs_own_bound() -> None:
+    from tritonhf.export.validate import OutputDiff, ValidationReport
+
+    report = ValidationReport(
+        outputs=(
+            OutputDiff("PROBABILITIES", (64, 3), 1.00004e-4),
+            OutputDiff("LABEL", (64, 1), 1 / 64, tolerance=0.0),
+        ),
+        atol=1e-4,
+        num_texts=64,
+        batch_size=8,
+    )
+
+    rows = [" ".join(line.split()) for line in report.table().splitlines()[1:]]
+
+    assert rows == [
+        "PROBABILITIES (64, 3) 1.00004e-04 <= 0.0001 NO",
+        "LABEL (64, 1) 1.562e-02 <= 0 NO",
+    ]

@@ -247,3 +247,46 @@ def test_validation_reaches_every_token_limit_with_its_last_text() -> None:
     assert len(texts) == len(set(texts)) == VALIDATION_TEXTS
     # Every word is at least one token: more words than any limit (512) means truncation.
     assert len(texts[-1].split()) > 2 * 512
+
+
+# export options ------------------------------------------------------------------------------
+
+
+def test_the_opset_range_ends_where_the_installed_torch_exporter_does() -> None:
+    from torch.onnx import _constants
+
+    from tritonhf.export.onnx_export import (
+        MAX_OPSET,
+        MIN_OPSET,
+        TORCHSCRIPT_MAX_OPSET,
+        TRITON_MAX_OPSET,
+    )
+
+    assert _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET == TORCHSCRIPT_MAX_OPSET
+    assert _constants.ONNX_MIN_OPSET <= MIN_OPSET < MAX_OPSET <= TRITON_MAX_OPSET
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"opset": 21}, "--opset 21 is outside"),
+        ({"max_batch_size": -1}, "--max-batch-size must be in 1.."),
+        ({"atol": float("nan")}, "--atol must be a finite tolerance"),
+        ({"name": "x" * 129}, "is not usable as a Triton model directory"),
+    ],
+)
+def test_export_options_refuse_bad_values_when_built(
+    options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ExportOptions(**options)  # type: ignore[arg-type]
+
+
+def test_a_pipeline_without_a_manifest_leaves_the_new_version_to_the_config_comparison(
+    tmp_path: Path,
+) -> None:
+    from tritonhf.export.options import check_new_version
+
+    (tmp_path / "minilm").mkdir()  # an ensemble folder, but no tritonhf.json to compare with
+
+    check_new_version(ExportOptions(repo=tmp_path, version=2))

@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--repo", type=Path, default=Path("model_repository"), help="repository folder"
     )
     export.add_argument("--max-length", type=int, help="token limit (default: the model's own)")
-    export.add_argument("--max-batch-size", type=int, default=64)
+    export.add_argument(
+        "--max-batch-size", type=int, default=64, help="most texts per batch in every step"
+    )
     export.add_argument(
         "--runtime", choices=[r.value for r in Runtime], default=Runtime.PYTHON_ONNX.value
     )
@@ -85,7 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="fuse attention/LayerNorm/GELU with ONNX Runtime's transformer optimizer",
     )
     export.add_argument(
-        "--opset", type=int, default=17, help="ONNX opset (Triton 2.51 takes <= 21)"
+        "--opset",
+        type=int,
+        default=17,
+        help="ONNX opset, 10-20 (torch's exporter writes <= 20, Triton 2.51 loads <= 21)",
     )
     export.add_argument("--atol", type=float, default=1e-4, help="max |ONNX - PyTorch| accepted")
     export.add_argument("--revision", help="hub commit/tag/branch to pin (default: main)")
@@ -305,7 +310,8 @@ def _threshold_overrides(args: argparse.Namespace) -> dict[str, float]:
 
 def run_export(args: argparse.Namespace) -> int:
     """``tritonhf export``."""
-    from tritonhf.export.pipeline import ExportOptions, export_model
+    from tritonhf.export.options import ExportOptions
+    from tritonhf.export.pipeline import export_model
     from tritonhf.gate.agreement import Thresholds
     from tritonhf.repository.configs import BatchingPolicy, StepTuning
 
@@ -530,12 +536,14 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    """``tritonhf models``."""
+    """``tritonhf models``: one line per model version (the server log has the full reasons)."""
+    from tritonhf.client.errors import one_line
+
     with _client(args) as client:
         states = client.models()
     print(f"{'model':<32} {'version':<8} {'state':<12} reason")
     for state in states:
-        print(f"{state.name:<32} {state.version:<8} {state.state:<12} {state.reason}")
+        print(f"{state.name:<32} {state.version:<8} {state.state:<12} {one_line(state.reason)}")
     return 0
 
 

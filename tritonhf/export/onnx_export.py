@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tritonhf.errors import ExportError
+from tritonhf.errors import ConfigError, ExportError
 from tritonhf.export.head import Pooling, SentenceHead
 from tritonhf.export.source import ModelSource, quiet_transformers
 from tritonhf.spec import (
@@ -36,6 +36,13 @@ DEFAULT_OPSET = 17
 # What Triton 2.51 (NGC 24.10, ONNX Runtime 1.19) accepts.
 TRITON_MAX_OPSET = 21
 TRITON_MAX_IR_VERSION = 10
+TORCHSCRIPT_MAX_OPSET = 20
+"""The newest opset torch's TorchScript exporter writes (``ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET``
+in the pinned torch; a unit test checks the two agree)."""
+MIN_OPSET = 10
+"""The oldest opset a transformer exports at: the dynamic sequence axis needs ``Slice`` with
+tensor inputs (opset 10); at 7-9 the exporter refuses every model tried."""
+MAX_OPSET = min(TORCHSCRIPT_MAX_OPSET, TRITON_MAX_OPSET)
 
 
 @dataclass(frozen=True)
@@ -217,7 +224,7 @@ def add_label_outputs(path: Path, labels: tuple[str, ...]) -> None:
                 values_strings=list(labels),
                 default_string="",
             ),
-            helper.make_node("ReduceMax", [PROBABILITIES], [SCORE], axes=[1], keepdims=1),
+            _reduce_max_over_classes(graph, _opset_of(model)),
         ]
     )
     probabilities = graph.output.pop()
@@ -233,6 +240,28 @@ def add_label_outputs(path: Path, labels: tuple[str, ...]) -> None:
     onnx.save(model, str(path))
 
 
+def check_opset(opset: int) -> None:
+    """Refuse (`ConfigError`) an opset outside what both the exporter and Triton handle."""
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ConfigError(
+            f"--opset {opset} is outside {MIN_OPSET}..{MAX_OPSET}: torch's exporter writes "
+            f"opsets up to {TORCHSCRIPT_MAX_OPSET}, Triton 2.51 loads up to {TRITON_MAX_OPSET}, "
+            f"and transformers need {MIN_OPSET} or newer; pass --opset {DEFAULT_OPSET}"
+        )
+
+
+def _reduce_max_over_classes(graph: Any, opset: int) -> Any:
+    """``SCORE = ReduceMax(PROBABILITIES, axis 1)``: from opset 18 the axes are an input."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    if opset < 18:
+        return helper.make_node("ReduceMax", [PROBABILITIES], [SCORE], axes=[1], keepdims=1)
+    axes = numpy_helper.from_array(np.array([1], dtype=np.int64), name="score_axes")
+    graph.initializer.append(axes)
+    return helper.make_node("ReduceMax", [PROBABILITIES, axes.name], [SCORE], keepdims=1)
+
+
 def export_onnx(
     encoder: Any, path: Path, *, opset: int = DEFAULT_OPSET, output: str = EMBEDDING
 ) -> OnnxGraphInfo:
@@ -240,11 +269,7 @@ def export_onnx(
     import onnx
     import torch
 
-    if opset > TRITON_MAX_OPSET:
-        raise ExportError(
-            f"opset {opset} is newer than Triton 2.51's ONNX Runtime accepts "
-            f"(max {TRITON_MAX_OPSET}); pass --opset {DEFAULT_OPSET}"
-        )
+    check_opset(opset)
     dummy = (
         torch.ones((2, 16), dtype=torch.int64),
         torch.ones((2, 16), dtype=torch.int64),
@@ -269,9 +294,11 @@ def export_onnx(
                 dynamo=False,
             )
         except Exception as exc:  # tracing and the exporter raise many unrelated types
+            # Its first line says what failed; the rest can be the whole traced graph.
+            reason = next(iter(str(exc).splitlines()), "")
             raise ExportError(
                 f"the ONNX exporter could not trace {type(encoder.model).__name__} "
-                f"({type(exc).__name__}: {exc}); --runtime python-torch serves it without ONNX"
+                f"({type(exc).__name__}: {reason}); --runtime python-torch serves it without ONNX"
             ) from exc
     graph = onnx.load(str(path))
     onnx.checker.check_model(graph)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tritonhf.errors import ExportError, ValidationError
-from tritonhf.gate.agreement import GateReport
+from tritonhf.gate.agreement import GateReport, shown_figure
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def quantize_int8(
         quantize_nodes(source, target, quantized)
         report = gate(target)
         attempts.append(report)
-        failing = ", ".join(f"{c.name} {c.value:.4f}" for c in report.criteria if not c.passed)
+        failing = ", ".join(f"{c.name} {shown_figure(c.value, c.bound)}" for c in report.failures)
         progress(
             f"keeping the {keep} most sensitive nodes in fp32: "
             + (f"still failing the gate ({failing})" if failing else "passes the gate")

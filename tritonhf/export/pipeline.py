@@ -13,7 +13,6 @@ from tritonhf.errors import ConfigError, ExportError
 from tritonhf.export.head import HEAD_WEIGHTS_FILE, load_head, save_head
 from tritonhf.export.limits import longest_runnable_length
 from tritonhf.export.onnx_export import (
-    DEFAULT_OPSET,
     OnnxGraphInfo,
     add_label_outputs,
     classifier_probabilities,
@@ -21,15 +20,22 @@ from tritonhf.export.onnx_export import (
     load_encoder,
     sentence_encoder,
 )
-from tritonhf.export.source import DEFAULT_MODEL, ModelSource, resolve_model
+from tritonhf.export.options import ExportOptions as ExportOptions  # re-exported: the export API
+from tritonhf.export.options import check_options
+from tritonhf.export.source import ModelSource, resolve_model
 from tritonhf.export.tensorrt import OptimizationProfile, build_plan, tensorrt_module
-from tritonhf.export.validate import DEFAULT_ATOL, ValidationReport, validate_onnx
+from tritonhf.export.validate import ValidationReport, validate_onnx
 from tritonhf.export.variants import Variant, VariantRequest, build_variant, check_request
-from tritonhf.gate.agreement import Thresholds
 from tritonhf.observability.drift import PROFILE_FILE
-from tritonhf.observability.reference import build_reference_profile, read_reference_texts
+from tritonhf.observability.reference import (
+    Classifier,
+    ReferenceTexts,
+    build_reference_profile,
+    onnx_probabilities,
+    torch_probabilities,
+)
 from tritonhf.repository.checks import check_config_matches_onnx
-from tritonhf.repository.configs import DEFAULT_TUNING, StepTuning, model_config
+from tritonhf.repository.configs import StepTuning, model_config
 from tritonhf.repository.writer import (
     ONNX_FILE,
     PLAN_FILE,
@@ -39,7 +45,6 @@ from tritonhf.repository.writer import (
     write_repository,
 )
 from tritonhf.spec import (
-    DEFAULT_MODEL_NAME,
     EMBEDDING,
     PROBABILITIES,
     Layout,
@@ -61,42 +66,6 @@ def validation_texts() -> list[str]:
 
     sentences = data.sentences()
     return [*sentences[: VALIDATION_TEXTS - 1], " ".join(sentences)]
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """Everything ``tritonhf export`` accepts."""
-
-    model: str = DEFAULT_MODEL
-    name: str = DEFAULT_MODEL_NAME
-    repo: Path = Path("model_repository")
-    task: Task | None = None
-    """None: detected from the model's config (``*ForSequenceClassification`` -> classification)."""
-    runtime: Runtime = Runtime.PYTHON_ONNX
-    max_length: int | None = None
-    max_batch_size: int = 64
-    opset: int = DEFAULT_OPSET
-    atol: float = DEFAULT_ATOL
-    allow_pickle_weights: bool = False
-    revision: str | None = None
-    version: int = 1
-    tuning: StepTuning = DEFAULT_TUNING
-    precision: Precision = Precision.FP32
-    layout: Layout = Layout.SPLIT
-    """merged: the model step tokenizes too (Python runtimes; one hop fewer per request)."""
-    optimize: bool = False
-    """Apply ONNX Runtime's transformer fusions (attention, LayerNorm, GELU)."""
-    thresholds: Thresholds | None = None
-    """Acceptance-gate bounds for a fused/fp16/int8 variant; None: the precision's defaults."""
-    drift_reference: Path | None = None
-    """Texts (one per line) whose profile drift is measured against; None: the package corpus."""
-
-    def __post_init__(self) -> None:
-        # Checked here, before the model is loaded, rather than after minutes of export work.
-        if self.version < 1:
-            raise ConfigError(f"model versions start at 1, got --version {self.version}")
-        if self.max_length is not None and self.max_length < 1:
-            raise ConfigError(f"--max-length must be a positive token count, got {self.max_length}")
 
 
 @dataclass(frozen=True)
@@ -261,11 +230,59 @@ def _export_graph(
     return _OnnxStep(info, report, variant)
 
 
+def _step_tuning(options: ExportOptions) -> StepTuning:
+    """The options' tuning, with the python-torch step on the GPU when there is one."""
+    if options.runtime is not Runtime.PYTHON_TORCH:
+        return options.tuning
+    tuning = replace(options.tuning, model_on_gpu=cuda_available())
+    if options.precision is Precision.FP16 and not tuning.model_on_gpu:
+        raise ConfigError(
+            "--precision fp16 with the python-torch runtime halves the model on CUDA, and "
+            "this machine has none (the step would run fp32 on the CPU): export on the GPU "
+            "machine, or use fp32 here"
+        )
+    return tuning
+
+
+def _save_reference_profile(
+    path: Path,
+    *,
+    reference: ReferenceTexts,
+    spec: PipelineSpec,
+    tokenizer: Any,
+    graph: Path | None,
+    encoder: Any,
+) -> None:
+    """Write the drift reference profile of ``reference`` to ``path``.
+
+    A classifier's reference labels come from the model the pipeline serves: its ONNX
+    ``graph`` (the variant written to the repository), or, without one (python-torch), the
+    PyTorch ``encoder``; so they are the labels the server would return.
+    """
+    classifier = None
+    if spec.labels:
+        probabilities = (
+            onnx_probabilities(graph, tokenizer, max_length=spec.max_length)
+            if graph is not None
+            else torch_probabilities(encoder, tokenizer, max_length=spec.max_length)
+        )
+        classifier = Classifier(spec.labels, probabilities)
+    build_reference_profile(
+        texts=reference.texts,
+        source=reference.source,
+        tokenizer=tokenizer,
+        max_length=spec.max_length,
+        classifier=classifier,
+    ).save(path)
+
+
 def export_model(
     options: ExportOptions, *, progress: Callable[[str], None] = lambda _: None
 ) -> ExportResult:
     """Export ``options.model`` into a Triton model repository and return what was done."""
     started = time.perf_counter()
+    reference = check_options(options)
+    tuning = _step_tuning(options)
     source = resolve_model(
         options.model,
         revision=options.revision,
@@ -315,20 +332,14 @@ def export_model(
         precision=options.precision,
         layout=options.layout,
     )
-    tuning = options.tuning
-    if options.runtime is Runtime.PYTHON_TORCH:
-        tuning = replace(tuning, model_on_gpu=cuda_available())
-        if options.precision is Precision.FP16 and not tuning.model_on_gpu:
-            raise ConfigError(
-                "--precision fp16 with the python-torch runtime halves the model on CUDA, and "
-                "this machine has none (the step would run fp32 on the CPU): export on the GPU "
-                "machine, or use fp32 here"
-            )
     pad_token_id = int(tokenizer.pad_token_id or 0)
+    vocab_size = int(model.get_input_embeddings().num_embeddings)
     check_target(
         spec=spec,
         repo=options.repo,
-        configs=pipeline_configs(spec, tuning=tuning, pad_token_id=pad_token_id),
+        configs=pipeline_configs(
+            spec, tuning=tuning, pad_token_id=pad_token_id, vocab_size=vocab_size
+        ),
         version=options.version,
     )
     with tempfile.TemporaryDirectory(prefix="tritonhf-export-") as tmp:
@@ -395,19 +406,19 @@ def export_model(
                 }
         tokenizer.save_pretrained(work / "tokenizer")
         progress("recording the drift reference profile")
-        reference_texts, reference_source = read_reference_texts(options.drift_reference)
-        build_reference_profile(
-            texts=reference_texts,
-            source=reference_source,
+        _save_reference_profile(
+            work / PROFILE_FILE,
+            reference=reference,
+            spec=spec,
             tokenizer=tokenizer,
-            max_length=spec.max_length,
-            onnx_path=graph.info.path if graph else None,
-            labels=labels,
-        ).save(work / PROFILE_FILE)
+            graph=graph.variant.path if graph is not None else None,
+            encoder=encoder,
+        )
         artifacts = StepArtifacts(
             onnx_path=payload.pop("onnx_path", None),
             tokenizer_json=work / "tokenizer" / "tokenizer.json",
             pad_token_id=pad_token_id,
+            vocab_size=vocab_size,
             drift_reference=work / PROFILE_FILE,
             manifest=manifest,
             **payload,

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from tritonhf.errors import ValidationError
+from tritonhf.gate.agreement import shown_bound, shown_figure
 from tritonhf.spec import ATTENTION_MASK, EMBEDDING, INPUT_IDS, LABEL
 
 DEFAULT_ATOL = 1e-4
@@ -49,13 +50,16 @@ class ValidationReport:
         return all(d.passes(self.atol) for d in self.outputs)
 
     def table(self) -> str:
-        """A printable table: one line per output."""
-        lines = [
-            f"{'output':<14} {'shape':<14} {'max |onnx - torch|':>20}  ok (atol {self.atol:g})"
-        ]
+        """A printable table: one line per output, with its bound."""
+        lines = [f"{'output':<14} {'shape':<14} {'max |onnx - torch|':>20} {'bound':>11}  ok"]
         for diff in self.outputs:
+            bound = self.atol if diff.tolerance is None else diff.tolerance
+            measured = shown_figure(diff.max_abs_diff, bound, style="e", digits=3)
             ok = "yes" if diff.passes(self.atol) else "NO"
-            lines.append(f"{diff.name:<14} {diff.shape!s:<14} {diff.max_abs_diff:>20.3e}  {ok}")
+            lines.append(
+                f"{diff.name:<14} {diff.shape!s:<14} {measured:>20} "
+                f"{'<= ' + shown_bound(bound):>11}  {ok}"
+            )
         return "\n".join(lines)
 
 

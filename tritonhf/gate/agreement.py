@@ -7,6 +7,7 @@ numerically the reference, an int8 one may move embeddings a little but not the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -95,6 +96,33 @@ class Criterion:
         return self.value >= self.bound if self.higher_is_better else self.value <= self.bound
 
 
+def shown_bound(bound: float) -> str:
+    """A bound as short as it reads (``0.9999``, ``1e-05``), never rounded."""
+    short = f"{bound:g}"
+    return short if float(short) == bound else repr(bound)
+
+
+def shown_figure(value: float, bound: float | None, *, style: str = "f", digits: int = 4) -> str:
+    """``value`` with ``digits`` decimals, or more where fewer would misplace it.
+
+    Printed next to its bound, a figure must compare with the bound as the value itself
+    does: 0.99989 against ``>= 0.9999`` fails, so it is not shown as ``0.9999``, and 3e-5
+    against ``<= 0`` is not shown as ``0.0000``. ``style`` is a float format type
+    (``f``, ``e``).
+    """
+    if bound is None or not math.isfinite(value):
+        return f"{value:.{digits}{style}}"
+    for places in range(digits, 18):
+        text = f"{value:.{places}{style}}"
+        if _side(float(text), bound) == _side(value, bound):
+            return text
+    return repr(value)
+
+
+def _side(value: float, bound: float) -> int:
+    return (value > bound) - (value < bound)
+
+
 @dataclass(frozen=True)
 class GateReport:
     """The verdict on one candidate."""
@@ -122,9 +150,10 @@ class GateReport:
         ]
         for c in self.criteria:
             sign = ">=" if c.higher_is_better else "<="
-            bound = "-" if c.bound is None else f"{sign} {c.bound:g}"
+            bound = "-" if c.bound is None else f"{sign} {shown_bound(c.bound)}"
             lines.append(
-                f"  {c.name:<22} {c.value:>10.4f} {bound:>12}  {'yes' if c.passed else 'NO'}"
+                f"  {c.name:<22} {shown_figure(c.value, c.bound):>10} {bound:>12}  "
+                f"{'yes' if c.passed else 'NO'}"
             )
         lines.append(f"  verdict: {'PASS' if self.passed else 'FAIL'}")
         return "\n".join(lines)

@@ -1,17 +1,21 @@
 """Build the drift reference profile at export time, from a reference set of texts.
 
 Token lengths come from the model's own tokenizer (truncated like the serving step does);
-a classifier's label distribution from the exported ONNX graph itself, so the reference is
-what the served model would have predicted.
+a classifier's label distribution from the model the export serves, run in-process: the
+exported ONNX graph for the ONNX runtimes, the PyTorch model for python-torch. Either way the
+reference is what the served model would have predicted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from tritonhf.errors import ConfigError
+from numpy.typing import NDArray
+
+from tritonhf.errors import ConfigError, ExportError
 from tritonhf.observability.drift import (
     DEFAULT_MIN_SAMPLES,
     DEFAULT_WINDOW,
@@ -24,16 +28,26 @@ from tritonhf.spec import PROBABILITIES
 
 PACKAGE_CORPUS = "tritonhf/data/sentences.txt"
 
+Probabilities = Callable[[Sequence[str]], NDArray[Any]]
+"""Texts -> the classifier's class probabilities, one row per text."""
 
-def read_reference_texts(path: Path | None) -> tuple[list[str], str]:
-    """The reference texts (one per non-blank line) and a description of where they came from.
+
+class ReferenceTexts(NamedTuple):
+    """The reference set and a description of where it came from."""
+
+    texts: list[str]
+    source: str
+
+
+def read_reference_texts(path: Path | None) -> ReferenceTexts:
+    """The reference texts (one per non-blank line) and where they came from.
 
     ``None`` means the package corpus (`tritonhf.data.sentences`).
     """
     if path is None:
         from tritonhf import data
 
-        return data.sentences(), PACKAGE_CORPUS
+        return ReferenceTexts(data.sentences(), PACKAGE_CORPUS)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -41,28 +55,48 @@ def read_reference_texts(path: Path | None) -> tuple[list[str], str]:
     texts = [line for line in lines if line.strip()]
     if not texts:
         raise ConfigError(f"the drift reference set {path} has no non-blank line")
-    return texts, str(path)
+    return ReferenceTexts(texts, str(path))
 
 
-def predicted_labels(
-    onnx_path: Path, tokenizer: Any, texts: Sequence[str], *, max_length: int, batch_size: int = 32
-) -> list[str]:
-    """The ``LABEL`` the exported classifier graph predicts for each text."""
+@dataclass(frozen=True)
+class Classifier:
+    """A classifier's labels (output order) and a function computing its probabilities."""
+
+    labels: tuple[str, ...]
+    probabilities: Probabilities
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        """The label ranked first for each text (the ``LABEL`` the served model returns)."""
+        scores = self.probabilities(texts)
+        if scores.shape != (len(texts), len(self.labels)):
+            raise ExportError(
+                f"the classifier returned probabilities of shape {scores.shape} for "
+                f"{len(texts)} texts and {len(self.labels)} labels"
+            )
+        return [self.labels[i] for i in scores.argmax(axis=1)]
+
+
+def onnx_probabilities(onnx_path: Path, tokenizer: Any, *, max_length: int) -> Probabilities:
+    """``PROBABILITIES`` of an exported classifier graph, on ONNX Runtime's CPU provider."""
     from tritonhf.gate.reference import onnx_outputs
 
-    _, labels = onnx_outputs(
-        onnx_path,
-        tokenizer,
-        texts,
-        max_length=max_length,
-        output=PROBABILITIES,
-        with_labels=True,
-        batch_size=batch_size,
-    )
-    return [
-        item.decode("utf-8") if isinstance(item, bytes) else str(item)
-        for item in (labels if labels is not None else [])
-    ]
+    def run(texts: Sequence[str]) -> NDArray[Any]:
+        values, _ = onnx_outputs(
+            onnx_path, tokenizer, texts, max_length=max_length, output=PROBABILITIES
+        )
+        return values
+
+    return run
+
+
+def torch_probabilities(encoder: Any, tokenizer: Any, *, max_length: int) -> Probabilities:
+    """The probabilities of a wrapped PyTorch classifier (`classifier_probabilities`)."""
+    from tritonhf.gate.reference import torch_outputs
+
+    def run(texts: Sequence[str]) -> NDArray[Any]:
+        return torch_outputs(encoder, tokenizer, texts, max_length=max_length)
+
+    return run
 
 
 def build_reference_profile(
@@ -71,20 +105,18 @@ def build_reference_profile(
     source: str,
     tokenizer: Any,
     max_length: int,
-    onnx_path: Path | None = None,
-    labels: Sequence[str] = (),
+    classifier: Classifier | None = None,
     window: int = DEFAULT_WINDOW,
     min_samples: int = DEFAULT_MIN_SAMPLES,
 ) -> ReferenceProfile:
-    """Token-length profile for every model, plus the label profile for a classifier."""
+    """Token-length profile for every model, plus the label profile of a ``classifier``."""
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
     features: dict[str, FeatureProfile] = {}
     lengths = [len(ids) for ids in encoded]
     token_profile = token_length_profile(lengths, max_length=max_length)
     features[token_profile.name] = token_profile
-    if labels and onnx_path is not None:
-        predicted = predicted_labels(onnx_path, tokenizer, texts, max_length=max_length)
-        label_feature = label_profile(predicted, labels)
+    if classifier is not None:
+        label_feature = label_profile(classifier.predict(texts), classifier.labels)
         features[label_feature.name] = label_feature
     return ReferenceProfile(
         features=features, source=source, window=window, min_samples=min_samples

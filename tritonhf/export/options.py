@@ -1,0 +1,160 @@
+"""What ``tritonhf export`` accepts, and every check of it that needs no model.
+
+A bad option is a `ConfigError` (the CLI's exit 2) raised before the model is downloaded or
+loaded, not after minutes of export work: the values alone are checked when the options are
+built, the repository and the reference file by `check_options`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tritonhf.errors import ConfigError
+from tritonhf.export.onnx_export import DEFAULT_OPSET, check_opset
+from tritonhf.export.source import DEFAULT_MODEL
+from tritonhf.export.validate import DEFAULT_ATOL
+from tritonhf.gate.agreement import Thresholds
+from tritonhf.observability.reference import ReferenceTexts, read_reference_texts
+from tritonhf.repository.configs import DEFAULT_TUNING, StepTuning
+from tritonhf.repository.writer import EXPORT_MANIFEST
+from tritonhf.spec import DEFAULT_MODEL_NAME, Layout, PipelineSpec, Precision, Runtime, Task
+
+# The widths of the Triton ModelConfig fields the options end up in.
+TRITON_MAX_BATCH_SIZE = 2**31 - 1
+"""``max_batch_size`` is an int32."""
+TRITON_MAX_QUEUE_SIZE = 2**32 - 1
+"""``default_queue_policy.max_queue_size`` is a uint32."""
+TRITON_MAX_QUEUE_TIMEOUT_MS = (2**64 - 1) // 1000
+"""``default_timeout_microseconds`` is a uint64."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Everything ``tritonhf export`` accepts."""
+
+    model: str = DEFAULT_MODEL
+    name: str = DEFAULT_MODEL_NAME
+    repo: Path = Path("model_repository")
+    task: Task | None = None
+    """None: detected from the model's config (``*ForSequenceClassification`` -> classification)."""
+    runtime: Runtime = Runtime.PYTHON_ONNX
+    max_length: int | None = None
+    max_batch_size: int = 64
+    opset: int = DEFAULT_OPSET
+    atol: float = DEFAULT_ATOL
+    allow_pickle_weights: bool = False
+    revision: str | None = None
+    version: int = 1
+    tuning: StepTuning = DEFAULT_TUNING
+    precision: Precision = Precision.FP32
+    layout: Layout = Layout.SPLIT
+    """merged: the model step tokenizes too (Python runtimes; one hop fewer per request)."""
+    optimize: bool = False
+    """Apply ONNX Runtime's transformer fusions (attention, LayerNorm, GELU)."""
+    thresholds: Thresholds | None = None
+    """Acceptance-gate bounds for a fused/fp16/int8 variant; None: the precision's defaults."""
+    drift_reference: Path | None = None
+    """Texts (one per line) whose profile drift is measured against; None: the package corpus."""
+
+    def __post_init__(self) -> None:
+        if self.version < 1:
+            raise ConfigError(f"model versions start at 1, got --version {self.version}")
+        if self.max_length is not None and self.max_length < 2:
+            raise ConfigError(
+                f"--max-length must be at least 2 tokens (a text's special tokens), "
+                f"got {self.max_length}"
+            )
+        _check_range("--max-batch-size", self.max_batch_size, 1, TRITON_MAX_BATCH_SIZE)
+        batching = self.tuning.batching
+        _check_range("--max-queue-size", batching.max_queue_size, 0, TRITON_MAX_QUEUE_SIZE)
+        _check_range(
+            "--queue-timeout-ms", batching.queue_timeout_ms, 0, TRITON_MAX_QUEUE_TIMEOUT_MS
+        )
+        if not (math.isfinite(self.atol) and self.atol >= 0):
+            raise ConfigError(
+                f"--atol must be a finite tolerance >= 0, got {self.atol}; the default is "
+                f"{DEFAULT_ATOL:g}"
+            )
+        check_opset(self.opset)
+        # The spec's own checks of the fields known now (the name; merged needs a Python
+        # runtime); the full spec needs the model.
+        PipelineSpec(
+            name=self.name,
+            runtime=self.runtime,
+            max_batch_size=self.max_batch_size,
+            precision=self.precision,
+            layout=self.layout,
+        )
+
+    def fixed_by_version_1(self) -> dict[str, Any]:
+        """The spec fields (manifest names) these options set that every version shares."""
+        fields: dict[str, Any] = {
+            "runtime": self.runtime.value,
+            "precision": self.precision.value,
+            "layout": self.layout.value,
+            "max_batch_size": self.max_batch_size,
+        }
+        if self.task is not None:
+            fields["task"] = self.task.value
+        if self.max_length is not None:
+            fields["max_length"] = self.max_length
+        return fields
+
+
+def _check_range(flag: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{flag} must be in {low}..{high}, got {value}")
+
+
+def check_options(options: ExportOptions) -> ReferenceTexts:
+    """Check the options against the files they name; return the drift reference texts.
+
+    Runs before the model is fetched or loaded: a missing or empty ``--drift-reference``,
+    and a ``--version N`` that cannot go beside the pipeline's version 1, are refused at once.
+    """
+    reference = read_reference_texts(options.drift_reference)
+    check_new_version(options)
+    return reference
+
+
+def check_new_version(options: ExportOptions) -> None:
+    """Refuse a version after 1 that has no pipeline to join, or that changes what it fixed.
+
+    Compared with the pipeline's export manifest, on the fields the options set; what only
+    the model decides (labels, a default ``--max-length``) and the step tuning are compared
+    later with the configs themselves (`tritonhf.repository.writer.check_target`).
+    """
+    if options.version == 1:
+        return
+    flag = f"--version {options.version} of {options.name!r}"
+    ensemble = options.repo / options.name
+    if not ensemble.is_dir():
+        raise ConfigError(
+            f"{flag} goes beside a served version 1, but {options.repo} has no pipeline "
+            f"{options.name!r}: export version 1 first"
+        )
+    served = _served_spec(ensemble / EXPORT_MANIFEST)
+    changed = [
+        f"{field} ({served[field]} -> {value})"
+        for field, value in options.fixed_by_version_1().items()
+        if field in served and served[field] != value
+    ]
+    if changed:
+        raise ConfigError(
+            f"{flag} would change its {', '.join(changed)}, which every version shares: a new "
+            "version keeps the task, labels, sizes, precision, runtime and layout. Export it "
+            "under another --name (and serve both), or as --version 1 to replace the pipeline"
+        )
+
+
+def _served_spec(manifest: Path) -> dict[str, Any]:
+    """The ``spec`` of an export manifest; empty when there is none to read."""
+    try:
+        spec = json.loads(manifest.read_text(encoding="utf-8")).get("spec")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return spec if isinstance(spec, dict) else {}
