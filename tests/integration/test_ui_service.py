@@ -52,9 +52,13 @@ def test_every_action_is_counted_when_it_fails_before_the_request(service: DemoS
     with pytest.raises(InvalidInputError):
         service.search("  ", k=3, protocol="grpc", model="minilm")
     service.search("my parcel never arrived", k=3, protocol="grpc", model="minilm")
+    with pytest.raises(InvalidInputError, match="at least one sentence"):
+        service.compare(" \n ", protocol="grpc", model="minilm")
+    service.compare("one\ntwo", protocol="grpc", model="minilm")
 
     assert outcomes(service, "classify") == {"InvalidInputError": 2.0}
     assert outcomes(service, "search") == {"InvalidInputError": 1.0, "ok": 1.0}
+    assert outcomes(service, "compare") == {"InvalidInputError": 1.0, "ok": 1.0}
 
 
 def test_a_server_that_is_down_is_counted_and_named() -> None:

@@ -502,6 +502,30 @@ def test_client_metrics_count_a_refused_call_as_an_error_of_its_type(closed_port
     assert registry.get_sample_value("tritonhf_client_errors_total", labels) == 1
 
 
+@pytest.mark.parametrize("operation", ["encode", "embed", "classify"])
+def test_client_metrics_count_a_bare_string_refused_before_sending(
+    closed_port: int, operation: str
+) -> None:
+    import prometheus_client
+
+    from tritonhf.client import InvalidInputError, TritonHFClient
+
+    registry = prometheus_client.CollectorRegistry()
+    with (
+        TritonHFClient(
+            f"127.0.0.1:{closed_port}", timeout_s=1, metrics=ClientMetrics(registry=registry)
+        ) as client,
+        pytest.raises(InvalidInputError),
+    ):
+        getattr(client, operation)("one text, not a list of them", model="minilm")
+
+    counted = "classify" if operation == "classify" else "encode"
+    labels = {"model": "minilm", "operation": counted, "error": "InvalidInputError"}
+    assert registry.get_sample_value("tritonhf_client_errors_total", labels) == 1
+    texts = {"model": "minilm", "operation": counted}
+    assert not registry.get_sample_value("tritonhf_client_texts_total", texts)
+
+
 class FakeMetricsApi:
     """``pb_utils``'s metrics API as the steps call it, recording each message it would send."""
 

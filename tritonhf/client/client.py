@@ -28,7 +28,7 @@ from tritonhf.errors import (
     ModelNotReadyError,
     ServerUnavailableError,
 )
-from tritonhf.observability.client_metrics import ClientMetrics
+from tritonhf.observability.client_metrics import ClientMetrics, Tracked
 from tritonhf.observability.feedback import FeedbackError, check_rating, check_request_id
 from tritonhf.spec import (
     CORRECTED_LABEL,
@@ -474,11 +474,11 @@ class TritonHFClient:
 
     # Inference ----------------------------------------------------------------------------
 
-    def _tracked(self, model: str, operation: str, texts: int = 0) -> Any:
-        """Time a call in the client metrics, when the client has them."""
+    def _tracked(self, model: str, operation: str) -> Any:
+        """Time a call in the client metrics, when the client has them (yields a `Tracked`)."""
         if self.metrics is None:
-            return contextlib.nullcontext()
-        return self.metrics.track(model, operation, texts)
+            return contextlib.nullcontext(Tracked())
+        return self.metrics.track(model, operation)
 
     def _run(
         self, texts: Sequence[str], model: str, outputs: tuple[str, ...], request_id: str
@@ -510,8 +510,10 @@ class TritonHFClient:
 
         ``request_id`` (default: a new uuid4 hex) is sent as Triton's request id.
         """
-        name, texts = model or self.model, text_list(texts)
-        with self._tracked(name, "encode", len(texts)):
+        name = model or self.model
+        with self._tracked(name, "encode") as tracked:
+            texts = text_list(texts)
+            tracked.texts = len(texts)
             request_id = _new_request_id(request_id)
             found = self._run(texts, name, (EMBEDDING, NUM_TOKENS, TRUNCATED), request_id)
         return EmbeddingResult(
@@ -530,8 +532,10 @@ class TritonHFClient:
         Asks the server for the embeddings alone (`encode` adds token counts and truncation),
         so two outputs fewer are serialised, sent and parsed.
         """
-        name, texts = model or self.model, text_list(texts)
-        with self._tracked(name, "encode", len(texts)):
+        name = model or self.model
+        with self._tracked(name, "encode") as tracked:
+            texts = text_list(texts)
+            tracked.texts = len(texts)
             found = self._run(texts, name, (EMBEDDING,), _new_request_id(None))
         embeddings: NDArray[Any] = found[EMBEDDING]
         return embeddings
@@ -556,10 +560,12 @@ class TritonHFClient:
 
         ``request_id`` (default: a new uuid4 hex) is sent as Triton's request id.
         """
-        name, texts = model or self.model, text_list(texts)
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)):
-            raise InvalidInputError(f"top_k must be an int, got {type(top_k).__name__}")
-        with self._tracked(name, "classify", len(texts)):
+        name = model or self.model
+        with self._tracked(name, "classify") as tracked:
+            texts = text_list(texts)
+            if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)):
+                raise InvalidInputError(f"top_k must be an int, got {type(top_k).__name__}")
+            tracked.texts = len(texts)
             request_id = _new_request_id(request_id)
             labels = self.labels(name)
             if top_k is not None and not 1 <= top_k <= len(labels):

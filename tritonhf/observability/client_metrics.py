@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from tritonhf.errors import ConfigError
@@ -18,6 +19,13 @@ REQUEST_DURATION = "tritonhf_client_request_duration_seconds"
 REQUESTS = "tritonhf_client_requests_total"
 ERRORS = "tritonhf_client_errors_total"
 TEXTS = "tritonhf_client_texts_total"
+
+
+@dataclass
+class Tracked:
+    """What a tracked call reports beyond its outcome."""
+
+    texts: int = 0
 
 
 class ClientMetrics:
@@ -65,11 +73,16 @@ class ClientMetrics:
         )
 
     @contextmanager
-    def track(self, model: str, operation: str, texts: int = 0) -> Iterator[None]:
-        """Time the block; count it as ok, or as an error of the raised exception's type."""
+    def track(self, model: str, operation: str, texts: int = 0) -> Iterator[Tracked]:
+        """Time the block; count it as ok, or as an error of the raised exception's type.
+
+        The texts counted on success are ``texts``, or what the block sets on the `Tracked`
+        it gets (once it has checked them: a refused input is an error of the call too).
+        """
         started = time.perf_counter()
+        tracked = Tracked(texts)
         try:
-            yield
+            yield tracked
         except BaseException as exc:
             self.latency.labels(model, operation).observe(time.perf_counter() - started)
             self.requests.labels(model, operation, "error").inc()
@@ -77,5 +90,5 @@ class ClientMetrics:
             raise
         self.latency.labels(model, operation).observe(time.perf_counter() - started)
         self.requests.labels(model, operation, "ok").inc()
-        if texts:
-            self.texts.labels(model, operation).inc(texts)
+        if tracked.texts:
+            self.texts.labels(model, operation).inc(tracked.texts)

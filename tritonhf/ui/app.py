@@ -25,7 +25,6 @@ from tritonhf.ui.logic import (
     hit_rows,
     model_rows,
     similarity_matrix,
-    split_lines,
 )
 from tritonhf.ui.service import DemoConfig, DemoService
 
@@ -92,8 +91,7 @@ def build_demo(service: DemoService) -> gr.Blocks:  # one layout, read top-down
 
     def compare(text: str, protocol: str, model: str) -> tuple[str, str, dict[str, str]]:
         try:
-            texts = split_lines(text)
-            done = service.compare(texts, protocol=protocol, model=model)
+            done = service.compare(text, protocol=protocol, model=model)
         except Exception as exc:  # noqa: BLE001  # shown on the page, never raised
             return "", _failed(exc, "compare"), {}
         table = heatmap_html(done.texts, similarity_matrix(done.embeddings))

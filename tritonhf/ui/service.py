@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,7 +28,7 @@ from tritonhf.errors import (
 )
 from tritonhf.observability.client_metrics import ClientMetrics
 from tritonhf.spec import DEFAULT_MODEL_NAME, EMBEDDING, LABEL
-from tritonhf.ui.logic import RequestInfo, SearchIndex, served_version
+from tritonhf.ui.logic import RequestInfo, SearchIndex, served_version, split_lines
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -220,9 +220,10 @@ class DemoService:
             max_length=self._max_length(client, model),
         )
 
-    def compare(self, texts: Sequence[str], *, protocol: Protocol | str, model: str) -> Compared:
-        """Embed ``texts`` in one request."""
+    def compare(self, text: str, *, protocol: Protocol | str, model: str) -> Compared:
+        """Embed the lines of ``text`` in one request (a refused text is counted too)."""
         with self._counted("compare", protocol) as chosen:
+            texts = split_lines(text)
             client = self.client(chosen)
             result, ms = self._timed(
                 "compare", chosen, lambda: client.encode(list(texts), model=model)
