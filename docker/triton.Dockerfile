@@ -47,7 +47,9 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=5 \
 # entrypoint.py, standard library only). Pass flags as the command, never "tritonserver".
 # Explicit model control with every model loaded at start: the same flags `tritonhf serve` uses
 # (tritonhf/server/launcher.py), so `tritonhf deploy` can hot-reload versions in the container.
-ENTRYPOINT ["python3", "-m", "tritonhf.server.entrypoint"]
+# NGC's own entrypoint first (its banner, the CUDA forward-compatibility and driver checks of
+# /opt/nvidia/entrypoint.d); it ends with `exec "$@"`, so the draining entrypoint is PID 1.
+ENTRYPOINT ["/opt/nvidia/nvidia_entrypoint.sh", "python3", "-m", "tritonhf.server.entrypoint"]
 CMD ["--model-repository=/models", \
      "--model-control-mode=explicit", \
      "--load-model=*", \

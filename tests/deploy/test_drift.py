@@ -127,7 +127,8 @@ def test_kubernetes_triton_runs_with_the_launchers_flags() -> None:
 
 # --- Triton: the draining entrypoint and the time it is given to stop -------------------------
 
-ENTRYPOINT = ["python3", "-m", "tritonhf.server.entrypoint"]
+NGC_ENTRYPOINT = "/opt/nvidia/nvidia_entrypoint.sh"
+ENTRYPOINT = [NGC_ENTRYPOINT, "python3", "-m", "tritonhf.server.entrypoint"]
 PRE_STOP_S = 5
 # The entrypoint drains for up to --exit-timeout-secs, then gives Triton that much again plus
 # 5 s (tritonhf/server/entrypoint.py); the orchestrator's grace period must cover both.
@@ -142,7 +143,7 @@ def test_triton_image_runs_the_draining_entrypoint_with_flags_as_its_command() -
 
 
 def test_the_entrypoint_needs_only_the_standard_library_of_the_images_python_310() -> None:
-    module = ROOT.joinpath(*ENTRYPOINT[2].split(".")).with_suffix(".py")
+    module = ROOT.joinpath(*ENTRYPOINT[-1].split(".")).with_suffix(".py")
     files, names = _reachable([module])
     assert ROOT / "tritonhf" / "server" / "drain.py" in files
     third_party = {n.split(".")[0] for n in names} - set(sys.stdlib_module_names) - {"tritonhf"}

@@ -48,6 +48,8 @@ class Entrypoint:
 
     def __init__(self, repo: Path, workdir: Path, *, model_control: str = "explicit") -> None:
         entrypoint, cmd = image_entrypoint_and_flags()
+        # NGC's entrypoint script (absent here) ends with `exec "$@"`: what follows it runs.
+        entrypoint = entrypoint[entrypoint.index("python3") :]
         assert entrypoint[:2] == ["python3", "-m"], entrypoint
         dist = find_distribution()
         http, grpc, metrics = free_ports(3)
