@@ -44,7 +44,9 @@ def _options_table(parser: argparse.ArgumentParser) -> list[str]:
         if action.required:
             name += " (required)"
         default = action.default
-        shown = "" if default in (None, False, argparse.SUPPRESS) else f"`{default}`"
+        # Identity, not ==: a default of 0 or 0.0 equals False and must still show.
+        hidden = default is None or default is False or default is argparse.SUPPRESS
+        shown = "" if hidden else f"`{default}`"
         rows.append(f"| {name} | {_cell(shown)} | {_cell(action.help or '')} |")
     return rows
 

@@ -175,6 +175,22 @@ def test_mkdocs_builds_strictly_with_a_generated_cli_reference(tmp_path: Path) -
     assert 'class="mermaid"' in (site / "architecture" / "index.html").read_text()
 
 
+def test_the_cli_reference_shows_defaults_of_zero() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "cli_reference", ROOT / "docs/hooks/cli_reference.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+
+    rows = hook.render(build_parser()).splitlines()
+
+    assert any(row.startswith("| `--seed` | `0` |") for row in rows), "train --seed's 0 is hidden"
+
+
 def test_pre_commit_runs_cleanly(tmp_path: Path) -> None:
     # A private copy of the tracked files: pre-commit reports "files were modified" when anything
     # edits the tree while it runs, which a shared checkout cannot promise.
