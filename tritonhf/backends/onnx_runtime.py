@@ -157,7 +157,7 @@ class TokenTensorError(ValueError):
 def check_token_inputs(
     tensors: dict[str, NDArray[Any]], *, max_length: int = 0, vocab_size: int = 0
 ) -> None:
-    """Refuse what the model would fail on, for the whole batch and with an unhelpful message.
+    """Refuse token tensors the model would fail on (failing its whole batch, unhelpfully).
 
     Only clients that send token tensors straight to the model step can get here: the
     tokenizer step never writes more than ``max_length`` tokens or an id outside the vocabulary.

@@ -101,28 +101,6 @@ class TorchSession:
         return [outputs[name] for name in names]
 
 
-class CpuThreads:
-    """A CPU `TorchSession` run on ``threads`` intra-op threads (0: PyTorch's default).
-
-    PyTorch's thread count is per process, and each instance is its own stub process, so
-    setting it before a run is what ONNX Runtime's per-session option does.
-    """
-
-    def __init__(self, session: TorchSession, threads: int) -> None:
-        import torch
-
-        self.session = session
-        self.threads = threads or torch.get_num_threads()
-
-    def run(self, names: list[str], feeds: dict[str, NDArray[Any]]) -> list[NDArray[Any]]:
-        """`TorchSession.run` on this view's threads."""
-        import torch
-
-        if torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)
-        return self.session.run(names, feeds)
-
-
 def device_for(args: dict[str, str]) -> str:
     """``cuda:N`` for a ``KIND_GPU`` instance (when CUDA is there), else ``cpu``."""
     import torch
@@ -143,8 +121,11 @@ class TritonPythonModel(OnnxStep):
     def open_session(self, version_dir: Path, args: dict[str, str], *, threads: int) -> Any:
         """The HuggingFace model stored beside this file, loaded onto the instance's device.
 
-        On the CPU, a view of it on ``threads`` threads; on a GPU, the model itself.
+        On the CPU it runs on ``threads`` threads (0: PyTorch's default). PyTorch's count is
+        per process, and each instance is a stub process of its own.
         """
+        import torch
+
         config = json.loads(args["model_config"])
         settings = json.loads((version_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
         session = TorchSession(
@@ -154,7 +135,9 @@ class TritonPythonModel(OnnxStep):
             graph_rows=int(config["max_batch_size"]) if self.settings.cuda_graphs else None,
             max_length=self.settings.max_length,
         )
-        return session if session.device.type == "cuda" else CpuThreads(session, threads)
+        if session.device.type == "cpu" and threads > 0:
+            torch.set_num_threads(threads)
+        return session
 
     def input_array(self, request: Any, name: str) -> NDArray[Any]:
         """The input through DLPack: the 2.51 stub's own numpy conversion breaks under numpy 2.
