@@ -61,7 +61,8 @@ from tritonhf.spec import Layout, Precision, Runtime
 NAME = "gpucheck"
 EAGER = f"{NAME}_eager"
 MERGED = f"{NAME}_merged"
-VARIANTS = ((NAME, "CUDA graphs"), (EAGER, "eager"))
+SINGLE = f"{NAME}_single"
+VARIANTS = ((NAME, "CUDA graphs"), (EAGER, "eager"), (SINGLE, "CUDA graphs, one model instance"))
 CONCURRENCIES = (1, 8, 32)
 BATCHED = ((64, 4), (64, 16))
 """(texts per request, concurrency) for the sentences/s rows."""
@@ -296,12 +297,19 @@ def gpu_metrics(url: str) -> list[str]:
 def export(
     model: str, repo: Path, name: str, precision: Precision, tokenizer_env: Path | None
 ) -> None:
-    """Export ``model`` as pipeline ``name``; the eager one gets ``cuda_graphs: "0"``."""
+    """Export ``model`` as pipeline ``name``.
+
+    The eager one gets ``cuda_graphs: "0"``; the single one one model instance (the others
+    two, as on the CPU).
+    """
     cores = os.cpu_count() or 2
     # GPU tuning: one GPU call per batch (the CPU's per-call token budget splits batches for
     # cache sizes a GPU does not have), and tokenizer instances for the cores there are.
     tuning = replace(
-        DEFAULT_TUNING, tokenizer_instances=max(1, min(4, cores // 4)), run_token_budget=0
+        DEFAULT_TUNING,
+        tokenizer_instances=max(1, min(4, cores // 4)),
+        run_token_budget=0,
+        model_instances=1 if name == SINGLE else DEFAULT_TUNING.model_instances,
     )
     export_model(
         ExportOptions(
