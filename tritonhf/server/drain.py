@@ -41,8 +41,17 @@ def die_with_parent() -> None:
 
 def is_ready(http_url: str) -> bool:
     """True when ``/v2/health/ready`` of the server at ``host:port`` answers 200."""
+    return _health(http_url, "ready")
+
+
+def is_live(http_url: str) -> bool:
+    """True when ``/v2/health/live`` of the server at ``host:port`` answers 200."""
+    return _health(http_url, "live")
+
+
+def _health(http_url: str, which: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{http_url}/v2/health/ready", timeout=2) as response:  # nosec B310
+        with urllib.request.urlopen(f"http://{http_url}/v2/health/{which}", timeout=2) as response:  # nosec B310
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -51,10 +60,12 @@ def is_ready(http_url: str) -> bool:
 def drain(http_url: str, timeout_s: float) -> bool:
     """Unload the ensembles, then every other model; True once nothing is loaded.
 
-    Needs a ready server in explicit model-control mode (the caller checks the mode): a
-    server that is not ready is left to SIGTERM (False). Best effort within ``timeout_s``.
+    Needs a live server in explicit model-control mode (the caller checks the mode); live,
+    not ready: with ``--strict-readiness`` one model that failed to load makes the server
+    unready, and the pipelines that serve still deserve a drain. A server that does not
+    answer is left to SIGTERM (False). Best effort within ``timeout_s``.
     """
-    if not is_ready(http_url):
+    if not is_live(http_url):
         return False
     repository = _Repository(http_url, deadline=time.monotonic() + timeout_s)
     loaded = repository.loaded()
