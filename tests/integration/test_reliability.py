@@ -18,7 +18,7 @@ from tests.conftest import server_config
 from tritonhf import data
 from tritonhf.client import DeployError, OverloadedError, RetryPolicy, TritonHFClient
 from tritonhf.client.deploy import deploy_pipeline
-from tritonhf.errors import ClientError, ModelNotReadyError
+from tritonhf.errors import ClientError, ConfigError, ModelNotReadyError
 from tritonhf.export.pipeline import ExportResult
 from tritonhf.loadgen import soak
 from tritonhf.repository.configs import (
@@ -199,6 +199,12 @@ def test_deploy_loads_a_pipeline_that_does_not_serve_yet_feedback_included(
     while any(s.ready for s in client.models()) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(s.ready for s in client.models())
+    with pytest.raises(DeployError, match="cannot pin 'minilm_model' to version 1"):
+        deploy_pipeline(client, model="minilm", version=1)
+    with pytest.raises(ConfigError, match="a step of pipeline 'minilm'"):
+        deploy_pipeline(client, model="minilm_model")
+    with pytest.raises(ConfigError, match="versions start at 1"):
+        deploy_pipeline(client, model="minilm", version=0)
 
     states = deploy_pipeline(client, model="minilm")
 

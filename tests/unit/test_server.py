@@ -344,3 +344,15 @@ print(os.path.exists(f"/proc/{orphan}"), kept.wait())
     )
 
     assert result.stdout.split() == ["False", "0"]  # the zombie reaped; the exit code kept
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "inf"])
+def test_entrypoint_refuses_a_bad_exit_timeout_in_one_line(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tritonhf.server.entrypoint import main
+
+    assert main([f"--exit-timeout-secs={value}", "--model-repository=/nowhere"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "--exit-timeout-secs must be a number of seconds >= 0" in err

@@ -404,36 +404,44 @@ class TritonHFClient:
         """Load (or reload) ``model`` in explicit model-control mode.
 
         Triton loads the new version beside the old one and switches when it is ready, so
-        traffic keeps flowing; if loading fails, the old version keeps serving and this
-        raises `DeployError`. ``version`` pins that version (``version_policy: specific``);
+        traffic keeps flowing; if loading fails, the old version (if any) keeps serving and
+        this raises `DeployError`. ``version`` pins that version (``version_policy: specific``);
         ``config`` (as `model_config` returns it) replaces the one in the repository.
         Without either, the newest version loads, even after an earlier pin (Triton would
         otherwise keep the pinned policy it was given). The load may take up to ``wait_s``
         (not the client's ``timeout_s``); past that Triton goes on loading, and this raises
         `DeployPendingError`.
         """
-        kwargs: dict[str, Any] = {}
-        if version is None and config is None:
-            config = self._unpinned_config(model)
-        if version is not None or config is not None:
-            config = dict(config if config is not None else self.model_config(model))
-            if version is not None:
-                config["version_policy"] = {"specific": {"versions": [version]}}
-            kwargs["config"] = json.dumps(config)
+        pinned = f" version {version}" if version is not None else ""
         try:
-            self._load(model, kwargs, wait_s)
+            self._load(model, self._load_arguments(model, version, config), wait_s)
         except InferenceTimeoutError as exc:
             raise DeployPendingError(
                 f"{model!r} was still loading after {wait_s:.0f} s; Triton goes on loading it "
                 "and switches to it once it is ready (`tritonhf models` shows when)"
             ) from exc
-        except ClientError as exc:
+        except ModelNotReadyError as exc:  # only `model_config`: the load maps to DeployError
             raise DeployError(
-                f"could not load {model!r}{f' version {version}' if version else ''}: "
-                f"{one_line(str(exc))}; the version that was serving keeps serving"
+                f"cannot pin {model!r} to{pinned}: it does not serve, so Triton has no config "
+                "to pin; load it first (`tritonhf deploy` without --version), then pin"
             ) from exc
+        except ClientError as exc:
+            raise DeployError(f"could not load {model!r}{pinned}: {one_line(str(exc))}") from exc
         finally:
             self._configs.pop(model, None)
+
+    def _load_arguments(
+        self, model: str, version: int | None, config: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The load request's ``config``: ``config``, or the served one pinned to ``version``."""
+        if version is None and config is None:
+            config = self._unpinned_config(model)
+        if version is None and config is None:
+            return {}
+        config = dict(config if config is not None else self.model_config(model))
+        if version is not None:
+            config["version_policy"] = {"specific": {"versions": [version]}}
+        return {"config": json.dumps(config)}
 
     def _load(self, model: str, kwargs: dict[str, Any], wait_s: float) -> None:
         """Ask Triton to load ``model``; wait up to ``wait_s`` for the answer, not ``timeout_s``.

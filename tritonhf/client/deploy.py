@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from tritonhf.client.client import ModelState, TritonHFClient
-from tritonhf.errors import DeployError, DeployPendingError
+from tritonhf.errors import ConfigError, DeployError, DeployPendingError
 from tritonhf.spec import PipelineSpec
+
+STEP_SUFFIXES = ("_model", "_tokenizer", "_feedback")
+"""What a pipeline's models are called after it (`PipelineSpec`)."""
 
 
 def deploy_pipeline(
@@ -21,6 +24,8 @@ def deploy_pipeline(
     serving. A pipeline that does not serve yet (exported after the server started, or
     unloaded) is loaded: its steps, its ensemble and its feedback model.
     """
+    if version is not None and version < 1:
+        raise ConfigError(f"model versions start at 1, got --version {version}")
     spec = PipelineSpec(name=model)
     index = client.models()
     in_repository = {s.name for s in index}
@@ -29,6 +34,13 @@ def deploy_pipeline(
             f"the server's model repository has no pipeline {model!r}; export it there first "
             "(`tritonhf models` lists what the server has)"
         )
+    for suffix in STEP_SUFFIXES:
+        pipeline = model.removesuffix(suffix)
+        if pipeline != model and pipeline in in_repository:
+            raise ConfigError(
+                f"{model!r} is a step of pipeline {pipeline!r}: deploy the pipeline "
+                f"(--model {pipeline}), which reloads its steps"
+            )
     serving = {s.name: s.version for s in index if s.ready}
     # A merged export has no tokenizer step in the repository: its model step tokenizes.
     steps = [spec.model_name] + [s for s in [spec.tokenizer_name] if s in in_repository]
@@ -62,9 +74,9 @@ def _reload(
             client.load_model(step, version=version)
         except DeployPendingError:  # still loading: a rollback now would race it
             raise
-        except DeployError:
+        except DeployError as exc:
             _roll_back(client, reloaded, serving, previous)
-            raise
+            raise DeployError(f"{exc}; the version that was serving keeps serving") from exc
         reloaded.append(step)
     if client.is_model_ready(model):
         return

@@ -26,7 +26,10 @@ from typing import Any
 
 IDLE_EXIT_GRACE_S = 5.0
 """After every model unloaded: how long Triton may take to exit before it is ended."""
-_LOADED = frozenset({"READY", "UNLOADING"})
+_LOADED = frozenset({"READY", "LOADING", "UNLOADING"})
+_UNLOAD_AGAIN_S = 1.0
+"""How often an unload is asked again of a model still listed READY or LOADING (one that was
+loading when first asked, e.g. under a concurrent deploy)."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -114,12 +117,15 @@ class _Repository:
         self._base = f"http://{http_url}"
         self._deadline = deadline
 
-    def loaded(self) -> set[str] | None:
-        """Models the index lists as READY or UNLOADING (None: the index did not answer)."""
+    def loaded(self, states: frozenset[str] = _LOADED) -> set[str] | None:
+        """Models the index lists in ``states`` (None: the index did not answer).
+
+        By default READY, LOADING (a deploy or load under way) and UNLOADING.
+        """
         index = self._call("POST", "/v2/repository/index")
         if not isinstance(index, list):
             return None
-        return {entry.get("name", "") for entry in index if entry.get("state") in _LOADED}
+        return {entry.get("name", "") for entry in index if entry.get("state") in states}
 
     def is_ensemble(self, name: str) -> bool:
         """True when the loaded configuration of ``name`` is an ensemble."""
@@ -128,17 +134,27 @@ class _Repository:
 
     def unload(self, names: list[str]) -> bool:
         """Unload ``names``; True once the index lists none of them as loaded."""
-        for name in names:
-            self._call("POST", f"/v2/repository/models/{name}/unload")
+        pending = list(names)
         # An unloading model already answers "not ready" while its requests still run: wait
-        # until the index no longer lists it as READY or UNLOADING.
+        # until the index no longer lists it as READY, LOADING or UNLOADING.
         while time.monotonic() < self._deadline:
-            loaded = self.loaded()
-            if loaded is None:  # the server stopped answering: SIGTERM decides the rest
+            for name in pending:
+                self._call("POST", f"/v2/repository/models/{name}/unload")
+            asked = time.monotonic()
+            while time.monotonic() - asked < _UNLOAD_AGAIN_S:
+                loaded = self.loaded()
+                if loaded is None:  # the server stopped answering: SIGTERM decides the rest
+                    return False
+                if not loaded.intersection(names):
+                    return True
+                if time.monotonic() >= self._deadline:
+                    return False
+                time.sleep(0.05)
+            # Asked again: a model that was loading when asked is READY (or still LOADING).
+            again = self.loaded(frozenset({"READY", "LOADING"}))
+            if again is None:
                 return False
-            if not loaded.intersection(names):
-                return True
-            time.sleep(0.05)
+            pending = sorted(again.intersection(names))
         return False
 
     def _call(self, method: str, path: str) -> Any:

@@ -57,8 +57,18 @@ class TritonFlags:
         return cls(
             http_url=f"{host}:{values.get('--http-port', '8000')}" if http_on else None,
             explicit=values.get("--model-control-mode", "none") == "explicit",
-            exit_timeout_s=float(values.get("--exit-timeout-secs", "30")),
+            exit_timeout_s=_seconds(values.get("--exit-timeout-secs", "30")),
         )
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"--exit-timeout-secs must be a number of seconds >= 0, got {value!r}")
+    return seconds
 
 
 def _flag_values(args: Sequence[str]) -> dict[str, str]:
@@ -148,7 +158,12 @@ def _shut_down(process: subprocess.Popen[bytes], flags: TritonFlags, signum: int
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``tritonserver`` with ``argv`` (default: this process's arguments)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    return supervise([BINARY, *args], TritonFlags.parse(args))
+    try:
+        flags = TritonFlags.parse(args)
+    except ValueError as exc:  # a flag the drain reads, with a value Triton would refuse too
+        _log(f"error: {exc}")
+        return 2
+    return supervise([BINARY, *args], flags)
 
 
 if __name__ == "__main__":
