@@ -58,6 +58,6 @@ CMD ["--model-repository=/models", \
      "--metrics-port=8002", \
      "--allow-metrics=true", \
      "--metrics-config=summary_latencies=true", \
-     "--strict-readiness=true", \
+     "--strict-readiness=false", \
      "--exit-timeout-secs=30", \
      "--log-verbose=0"]
