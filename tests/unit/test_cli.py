@@ -308,6 +308,17 @@ def _blank(tmp_path: Path) -> str:
     return str(tmp_path / "blank.txt")
 
 
+def _zeros(tmp_path: Path) -> str:
+    (tmp_path / "zeros.bin").write_bytes(b"\x00" * 5000)
+    return str(tmp_path / "zeros.bin")
+
+
+def _huge(tmp_path: Path) -> str:
+    with (tmp_path / "huge.txt").open("wb") as huge:  # sparse: no disk or time spent
+        huge.truncate(65 << 20)
+    return str(tmp_path / "huge.txt")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -323,11 +334,15 @@ def _blank(tmp_path: Path) -> str:
         (["--version", "2"], "has no pipeline 'minilm': export version 1 first"),
         (["--drift-reference", _missing], "cannot read the drift reference set"),
         (["--drift-reference", _blank], "has no non-blank line"),
+        (["--drift-reference", _zeros], "holds NUL bytes: it is not text"),
+        (["--drift-reference", _huge], "over the 67,108,864 a reference profile reads"),
+        (["--version", str(2**63)], f"--version must be in 1..{2**63 - 1}"),
     ],
     ids=[
         "opset-too-new", "opset-too-old", "batch-zero", "batch-past-int32", "queue-past-uint32",
         "length-one", "negative-atol", "bad-name", "merged-native", "version-without-pipeline",
-        "missing-reference", "blank-reference",
+        "missing-reference", "blank-reference", "binary-reference", "huge-reference",
+        "version-past-int64",
     ],
 )  # fmt: skip
 @pytest.mark.usefixtures("no_model_work")
@@ -348,6 +363,33 @@ def test_bad_export_options_exit_2_with_one_line_before_any_model_work(
     assert message in err
     assert err.count("\n") == 1
     assert not repo.exists()
+
+
+@pytest.mark.usefixtures("no_model_work")
+def test_a_repo_that_cannot_be_a_folder_exits_2_before_any_model_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+
+    assert main(["export", "--repo", str(afile)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main(["export", "--repo", str(afile / "sub")]) == 2
+    assert f"cannot be created: {afile} is a file" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("no_model_work")
+def test_a_name_whose_folders_belong_to_another_pipeline_exits_2_before_any_model_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "repo"
+    (repo / "minilm_model").mkdir(parents=True)
+    (repo / "minilm_model" / "config.pbtxt").write_text(
+        'name: "minilm_model"\nplatform: "ensemble"\n'
+    )
+
+    assert main(["export", "--repo", str(repo)]) == 2
+    assert "would overwrite" in capsys.readouterr().err
 
 
 def _served_pipeline(repo: Path, **spec: object) -> None:

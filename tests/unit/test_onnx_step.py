@@ -176,3 +176,17 @@ def test_session_settings_list_every_output_of_a_classifier() -> None:
 
     settings = step.SessionSettings.from_model_config(as_json)
     assert settings.output_names == ("LABEL", "SCORE", "PROBABILITIES")
+
+
+@pytest.mark.parametrize(
+    "mask", [[[1, -1, 1]], [[1, 2, 1]], [[0, 0, 0]]], ids=["negative", "two", "all-zero"]
+)
+def test_check_token_inputs_refuses_masks_other_than_zeros_and_ones(mask: list[list[int]]) -> None:
+    tensors = {"input_ids": np.array([[101, 7, 102]]), "attention_mask": np.array(mask)}
+
+    with pytest.raises(
+        step.TokenTensorError, match="attention_mask must hold only 0 and 1"
+    ) as info:
+        step.check_token_inputs(tensors)
+
+    assert info.value.reason == "bad_mask"

@@ -176,6 +176,12 @@ def check_token_inputs(
             f"max_length {max_length}",
             "bad_shape",
         )
+    if ((mask != 0) & (mask != 1)).any() or not mask.any(axis=1).all():
+        raise TokenTensorError(
+            "attention_mask must hold only 0 and 1, with at least one 1 per row (a row that "
+            "attends to nothing has no embedding)",
+            "bad_mask",
+        )
     if ids.size and (ids.min() < 0 or 0 < vocab_size <= ids.max()):
         raise TokenTensorError(
             f"input_ids must lie in [0, {vocab_size or 'vocab_size'}); got values from "

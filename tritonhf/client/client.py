@@ -197,7 +197,7 @@ def server_address(url: str, protocol: Protocol) -> str:
 def text_list(texts: Iterable[str]) -> list[str]:
     """``texts`` as a list (a generator is read once); one string or a non-iterable is refused."""
     if isinstance(texts, str | bytes):
-        raise InvalidInputError("pass a sequence of strings, e.g. embed(['hello']), not one string")
+        raise InvalidInputError("pass a sequence of strings, e.g. ['hello'], not one string")
     try:
         return list(texts)
     except TypeError:

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tritonhf.errors import ConfigError
+from tritonhf.errors import ConfigError, RepositoryError
 from tritonhf.export.onnx_export import DEFAULT_OPSET, check_opset
 from tritonhf.export.source import DEFAULT_MODEL
 from tritonhf.export.validate import DEFAULT_ATOL
 from tritonhf.gate.agreement import Thresholds
 from tritonhf.observability.reference import ReferenceTexts, read_reference_texts
 from tritonhf.repository.configs import DEFAULT_TUNING, StepTuning
-from tritonhf.repository.writer import EXPORT_MANIFEST
+from tritonhf.repository.writer import EXPORT_MANIFEST, check_owner
 from tritonhf.spec import DEFAULT_MODEL_NAME, Layout, PipelineSpec, Precision, Runtime, Task
 
 # The widths of the Triton ModelConfig fields the options end up in.
@@ -30,6 +31,8 @@ TRITON_MAX_QUEUE_SIZE = 2**32 - 1
 """``default_queue_policy.max_queue_size`` is a uint32."""
 TRITON_MAX_QUEUE_TIMEOUT_MS = (2**64 - 1) // 1000
 """``default_timeout_microseconds`` is a uint64."""
+TRITON_MAX_VERSION = 2**63 - 1
+"""A version folder's name is read as an int64."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,8 @@ class ExportOptions:
     """Texts (one per line) whose profile drift is measured against; None: the package corpus."""
 
     def __post_init__(self) -> None:
-        if self.version < 1:
-            raise ConfigError(f"model versions start at 1, got --version {self.version}")
+        # Triton reads version folder names as int64; a larger one stops it at start.
+        _check_range("--version", self.version, 1, TRITON_MAX_VERSION)
         if self.max_length is not None and self.max_length < 2:
             raise ConfigError(
                 f"--max-length must be at least 2 tokens (a text's special tokens), "
@@ -113,12 +116,30 @@ def _check_range(flag: str, value: int, low: int, high: int) -> None:
 def check_options(options: ExportOptions) -> ReferenceTexts:
     """Check the options against the files they name; return the drift reference texts.
 
-    Runs before the model is fetched or loaded: a missing or empty ``--drift-reference``,
-    and a ``--version N`` that cannot go beside the pipeline's version 1, are refused at once.
+    Runs before the model is fetched or loaded: a ``--repo`` that cannot be written, a
+    ``--name`` whose folders belong to another pipeline, a missing, empty, binary or huge
+    ``--drift-reference``, and a ``--version N`` that cannot go beside the pipeline's version
+    1, are refused at once.
     """
+    check_repository_path(options.repo)
     reference = read_reference_texts(options.drift_reference)
     check_new_version(options)
+    try:
+        check_owner(spec=PipelineSpec(name=options.name), repo=options.repo)
+    except RepositoryError as exc:
+        raise ConfigError(str(exc)) from exc
     return reference
+
+
+def check_repository_path(repo: Path) -> None:
+    """Refuse a ``--repo`` that is not a folder, or that cannot be created or written."""
+    if repo.exists() and not repo.is_dir():
+        raise ConfigError(f"--repo {repo} is a file, not a folder")
+    existing = next(parent for parent in (repo, *repo.parents) if parent.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"--repo {repo} cannot be created: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--repo {repo} cannot be written: {existing} is not writable")
 
 
 def check_new_version(options: ExportOptions) -> None:

@@ -64,7 +64,7 @@ INVALID = MetricDef(
     "tritonhf_invalid_inputs_total",
     Kind.COUNTER,
     "Requests rejected for their input, by reason (empty, not_utf8, too_large, bad_shape, "
-    "bad_token_id, bad_request_id, unknown_label, contradictory).",
+    "bad_token_id, bad_mask, bad_request_id, unknown_label, contradictory).",
     labels=("model", "reason"),
 )
 PREDICTIONS = MetricDef(

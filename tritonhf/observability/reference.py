@@ -39,6 +39,10 @@ class ReferenceTexts(NamedTuple):
     source: str
 
 
+MAX_REFERENCE_BYTES = 64 << 20
+"""The largest reference file read: tokenizing it is part of every export."""
+
+
 def read_reference_texts(path: Path | None) -> ReferenceTexts:
     """The reference texts (one per non-blank line) and where they came from.
 
@@ -49,10 +53,19 @@ def read_reference_texts(path: Path | None) -> ReferenceTexts:
 
         return ReferenceTexts(data.sentences(), PACKAGE_CORPUS)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        size = path.stat().st_size
+        if size > MAX_REFERENCE_BYTES:
+            raise ConfigError(
+                f"the drift reference set {path} is {size:,} bytes, over the "
+                f"{MAX_REFERENCE_BYTES:,} a reference profile reads; pass a sample of it "
+                "(e.g. `shuf -n 20000 FILE`)"
+            )
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the drift reference set {path}: {exc}") from exc
-    texts = [line for line in lines if line.strip()]
+    if "\x00" in text:
+        raise ConfigError(f"the drift reference set {path} holds NUL bytes: it is not text")
+    texts = [line for line in text.splitlines() if line.strip()]
     if not texts:
         raise ConfigError(f"the drift reference set {path} has no non-blank line")
     return ReferenceTexts(texts, str(path))

@@ -136,21 +136,18 @@ def read_config(folder: Path) -> Any | None:
         return None
 
 
-def check_target(*, spec: PipelineSpec, repo: Path, configs: dict[str, Any], version: int) -> None:
-    """Refuse, before any work, an export that would break what ``repo`` already serves.
+def check_owner(*, spec: PipelineSpec, repo: Path) -> None:
+    """Refuse to write a folder of ``repo`` that belongs to another pipeline, or to no pipeline.
 
-    Every folder the export writes must be free or already this pipeline's: a ``--name``
-    equal to another pipeline's step (``minilm_tokenizer``) would overwrite it. A version
-    after 1 goes beside a serving one and shares its configs, so it must leave them as they
-    are: other labels, sizes, runtime or layout make the old and new versions disagree.
+    Needs only the pipeline's name: its folders are the ensemble, its steps and its feedback
+    model (merged layout: the tokenizer step's folder is removed, so it counts too).
     """
-    if version < 1:
-        raise RepositoryError(f"model versions start at 1, got {version}")
     ensemble = read_config(repo / spec.name)
     our_steps = set()
     if ensemble is not None and ensemble.platform == "ensemble":
         our_steps = {step.model_name for step in ensemble.ensemble_scheduling.step}
-    for name in {*configs, spec.tokenizer_name}:  # merged: the tokenizer step is removed
+    names = {spec.name, spec.model_name, spec.tokenizer_name, spec.feedback_name}
+    for name in sorted(names):
         folder = repo / name
         if not folder.exists():
             continue
@@ -167,8 +164,22 @@ def check_target(*, spec: PipelineSpec, repo: Path, configs: dict[str, Any], ver
             f"--name {spec.name!r} would overwrite {folder}, {whose}; pick another --name "
             "or remove that folder"
         )
+
+
+def check_target(*, spec: PipelineSpec, repo: Path, configs: dict[str, Any], version: int) -> None:
+    """Refuse, before any work, an export that would break what ``repo`` already serves.
+
+    Every folder the export writes must be free or already this pipeline's: a ``--name``
+    equal to another pipeline's step (``minilm_tokenizer``) would overwrite it. A version
+    after 1 goes beside a serving one and shares its configs, so it must leave them as they
+    are: other labels, sizes, runtime or layout make the old and new versions disagree.
+    """
+    if version < 1:
+        raise RepositoryError(f"model versions start at 1, got {version}")
+    check_owner(spec=spec, repo=repo)
     if version == 1:
         return
+    ensemble = read_config(repo / spec.name)
     if ensemble is None:
         raise RepositoryError(
             f"version {version} of {spec.name!r} goes beside a served version 1, but {repo} "
