@@ -358,3 +358,10 @@ def test_merged_ensemble_is_one_step_with_the_same_contract(runtime: Runtime) ->
 def test_merged_layout_is_refused_for_native_backends(runtime: Runtime) -> None:
     with pytest.raises(ConfigError, match="merged layout needs a Python-backend runtime"):
         PipelineSpec(runtime=runtime, layout=Layout.MERGED)
+
+
+@pytest.mark.parametrize("field", ["max_queue_size", "queue_timeout_ms"])
+def test_a_negative_queue_setting_names_the_export_flag(field: str) -> None:
+    flag = "--" + field.replace("_", "-")
+    with pytest.raises(ConfigError, match=f"^{flag} must be >= 0"):
+        BatchingPolicy(**{field: -1})

@@ -36,7 +36,8 @@ class BatchingPolicy:
     def __post_init__(self) -> None:
         for name in ("max_queue_delay_us", "max_queue_size", "queue_timeout_ms"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0 (0 disables it), got {getattr(self, name)}")
+                flag = "--" + name.replace("_", "-")  # the export flag, where there is one
+                raise ConfigError(f"{flag} must be >= 0 (0 disables it), got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

@@ -192,8 +192,9 @@ def check_target(*, spec: PipelineSpec, repo: Path, configs: dict[str, Any], ver
             raise RepositoryError(
                 f"version {version} of {spec.name!r} would change {name}'s config ({changed}), "
                 "which every version shares: a new version keeps the task, labels, sizes, "
-                "precision, runtime and layout. Export it under another --name (and serve "
-                "both), or as version 1 to replace the pipeline"
+                "precision, runtime, layout and the steps' tuning, and a flag left out takes "
+                "its default, not version 1's (repeat version 1's flags). Export it under "
+                "another --name (and serve both), or as version 1 to replace the pipeline"
             )
 
 
