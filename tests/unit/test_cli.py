@@ -337,12 +337,14 @@ def _huge(tmp_path: Path) -> str:
         (["--drift-reference", _zeros], "holds NUL bytes: it is not text"),
         (["--drift-reference", _huge], "over the 67,108,864 a reference profile reads"),
         (["--version", str(2**63)], f"--version must be in 1..{2**63 - 1}"),
+        (["--runtime", "python-torch", "--precision", "int8"], "serves fp32 or fp16"),
+        (["--runtime", "tensorrt", "--optimize"], "drop --optimize"),
     ],
     ids=[
         "opset-too-new", "opset-too-old", "batch-zero", "batch-past-int32", "queue-past-uint32",
         "length-one", "negative-atol", "bad-name", "merged-native", "version-without-pipeline",
         "missing-reference", "blank-reference", "binary-reference", "huge-reference",
-        "version-past-int64",
+        "version-past-int64", "torch-int8", "tensorrt-optimize",
     ],
 )  # fmt: skip
 @pytest.mark.usefixtures("no_model_work")

@@ -18,6 +18,7 @@ from tritonhf.errors import ConfigError, RepositoryError
 from tritonhf.export.onnx_export import DEFAULT_OPSET, check_opset
 from tritonhf.export.source import DEFAULT_MODEL
 from tritonhf.export.validate import DEFAULT_ATOL
+from tritonhf.export.variants import VariantRequest, check_request
 from tritonhf.gate.agreement import Thresholds
 from tritonhf.observability.reference import ReferenceTexts, read_reference_texts
 from tritonhf.repository.configs import DEFAULT_TUNING, StepTuning
@@ -83,6 +84,16 @@ class ExportOptions:
                 f"{DEFAULT_ATOL:g}"
             )
         check_opset(self.opset)
+        # Runtime/precision/--optimize combinations no runtime serves; the classifier-only
+        # refusals wait for the task when the model's config decides it.
+        check_request(
+            VariantRequest(
+                precision=self.precision,
+                optimize=self.optimize,
+                runtime=self.runtime,
+                task=self.task or Task.EMBEDDING,
+            )
+        )
         # The spec's own checks of the fields known now (the name; merged needs a Python
         # runtime); the full spec needs the model.
         PipelineSpec(
