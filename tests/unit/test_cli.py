@@ -381,6 +381,19 @@ def test_a_repo_that_cannot_be_a_folder_exits_2_before_any_model_work(
 
 
 @pytest.mark.usefixtures("no_model_work")
+def test_a_repo_behind_a_broken_symbolic_link_exits_2_before_any_model_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+
+    for repo in ("dangling", "dangling/sub", "loop1"):
+        assert main(["export", "--repo", str(tmp_path / repo)]) == 2
+        assert "is a broken symbolic link" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("no_model_work")
 def test_a_name_whose_folders_belong_to_another_pipeline_exits_2_before_any_model_work(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

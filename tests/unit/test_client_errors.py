@@ -249,3 +249,12 @@ def test_a_server_that_is_stopping_is_unavailable_not_unreachable() -> None:
     assert isinstance(mapped, ServerUnavailableError)
     assert "shutting down" in str(mapped)
     assert "cannot reach" not in str(mapped)
+
+
+def test_a_server_that_is_not_ready_to_load_is_unavailable_not_unreachable() -> None:
+    raised = InferenceServerException("Server not ready", status="StatusCode.UNAVAILABLE")
+
+    mapped = map_error(raised, model="pt_model", url=URL)
+
+    assert isinstance(mapped, ServerUnavailableError)
+    assert "starting or shutting down" in str(mapped)

@@ -85,11 +85,13 @@ def map_error(exc: BaseException, *, model: str | None, url: str) -> ClientError
     not_ready = r"not at ready state|is not ready|not loaded|has no available versions"
     if re.search(not_ready, found, re.IGNORECASE):
         return ModelNotReadyError(f"model {model!r} at {url} is not ready: {message}")
-    # Reachable but shutting down (gRPC status UNAVAILABLE): retryable, elsewhere or later.
-    if re.search(r"server is stopping|stopped accepting new inference requests", found, re.I):
+    # Reachable but starting or shutting down (gRPC status UNAVAILABLE): retryable, elsewhere
+    # or later.
+    stopping = r"server is stopping|stopped accepting new inference requests|server not ready"
+    if re.search(stopping, found, re.IGNORECASE):
         return ServerUnavailableError(
-            f"Triton at {url} is shutting down and refused the request ({message}); "
-            "retry on another replica or once it is back"
+            f"Triton at {url} is starting or shutting down and refused the request ({message}); "
+            "retry on another replica or once it is ready"
         )
     # http.client.HTTPException: geventhttpclient's HTTPConnectionClosed and friends.
     if isinstance(exc, ConnectionError | OSError | http.client.HTTPException) or any(

@@ -146,7 +146,10 @@ def check_repository_path(repo: Path) -> None:
     """Refuse a ``--repo`` that is not a folder, or that cannot be created or written."""
     if repo.exists() and not repo.is_dir():
         raise ConfigError(f"--repo {repo} is a file, not a folder")
-    existing = next(parent for parent in (repo, *repo.parents) if parent.exists())
+    # lexists: a dangling (or looping) symbolic link exists, but cannot be followed or made.
+    existing = next(parent for parent in (repo, *repo.parents) if os.path.lexists(parent))
+    if existing.is_symlink() and not existing.exists():
+        raise ConfigError(f"--repo {repo} cannot be created: {existing} is a broken symbolic link")
     if not existing.is_dir():
         raise ConfigError(f"--repo {repo} cannot be created: {existing} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
