@@ -5,6 +5,7 @@ import json
 import logging
 import math
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -484,18 +485,26 @@ def test_the_client_refuses_a_malformed_request_id_before_sending(
             client.feedback(request_id=bad, positive=True)
 
 
-def test_client_metrics_count_a_refused_call_as_an_error_of_its_type(closed_port: int) -> None:
+@pytest.fixture
+def metered(closed_port: int) -> Iterator[tuple[Any, Any]]:
+    """A client with metrics on a registry of its own, pointed at a port nothing serves."""
     import prometheus_client
 
-    from tritonhf.client import InvalidInputError, TritonHFClient
+    from tritonhf.client import TritonHFClient
 
     registry = prometheus_client.CollectorRegistry()
-    with (
-        TritonHFClient(
-            f"127.0.0.1:{closed_port}", timeout_s=1, metrics=ClientMetrics(registry=registry)
-        ) as client,
-        pytest.raises(InvalidInputError),
-    ):
+    metrics = ClientMetrics(registry=registry)
+    with TritonHFClient(f"127.0.0.1:{closed_port}", timeout_s=1, metrics=metrics) as client:
+        yield client, registry
+
+
+def test_client_metrics_count_a_refused_call_as_an_error_of_its_type(
+    metered: tuple[Any, Any],
+) -> None:
+    from tritonhf.client import InvalidInputError
+
+    client, registry = metered
+    with pytest.raises(InvalidInputError):
         client.feedback(request_id="bad id", positive=True, model="minilm")
 
     labels = {"model": "minilm", "operation": "feedback", "error": "InvalidInputError"}
@@ -504,19 +513,12 @@ def test_client_metrics_count_a_refused_call_as_an_error_of_its_type(closed_port
 
 @pytest.mark.parametrize("operation", ["encode", "embed", "classify"])
 def test_client_metrics_count_a_bare_string_refused_before_sending(
-    closed_port: int, operation: str
+    metered: tuple[Any, Any], operation: str
 ) -> None:
-    import prometheus_client
+    from tritonhf.client import InvalidInputError
 
-    from tritonhf.client import InvalidInputError, TritonHFClient
-
-    registry = prometheus_client.CollectorRegistry()
-    with (
-        TritonHFClient(
-            f"127.0.0.1:{closed_port}", timeout_s=1, metrics=ClientMetrics(registry=registry)
-        ) as client,
-        pytest.raises(InvalidInputError),
-    ):
+    client, registry = metered
+    with pytest.raises(InvalidInputError):
         getattr(client, operation)("one text, not a list of them", model="minilm")
 
     counted = "classify" if operation == "classify" else "encode"
