@@ -32,6 +32,7 @@ except ImportError:  # imported outside the server, by the unit tests
 from tritonhf.backends import string_parameters
 from tritonhf.backends.busy import BusyBoard
 from tritonhf.observability.drift import PROFILE_FILE
+from tritonhf.observability.metrics import RefusedInput
 from tritonhf.observability.steps import ModelObserver, now
 
 ONNX_FILE = "model.onnx"
@@ -146,12 +147,8 @@ def observed(outputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
     return {name: array for name, array in outputs.items() if name in OBSERVED}
 
 
-class TokenTensorError(ValueError):
+class TokenTensorError(RefusedInput):
     """A request's token tensors cannot run; ``reason`` labels ``tritonhf_invalid_inputs_total``."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def check_token_inputs(

@@ -25,20 +25,17 @@ except ImportError:  # imported outside the server, by the unit tests
 
 from tritonhf.backends import string_parameters
 from tritonhf.observability.drift import PROFILE_FILE
+from tritonhf.observability.metrics import RefusedInput
 from tritonhf.observability.steps import RequestOutcome, TokenizerObserver
 
 TOKENIZER_FILE = "tokenizer.json"
 
 
-class TextError(ValueError):
+class TextError(RefusedInput):
     """A request's text cannot be tokenized; the message names the offending row.
 
     ``reason`` is the short label counted in ``tritonhf_invalid_inputs_total``.
     """
-
-    def __init__(self, message: str, reason: str = "invalid") -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tritonhf.observability.metrics import RefusedInput
+
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 """What a request id may look like: the client's uuid4 hex, or any short token like it."""
 
 
-class FeedbackError(ValueError):
+class FeedbackError(RefusedInput):
     """Feedback that cannot be recorded; ``reason`` is the invalid-input metric's label."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

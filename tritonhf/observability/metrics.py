@@ -60,6 +60,16 @@ TRUNCATED_REQUESTS = MetricDef(
     Kind.COUNTER,
     "Requests with at least one truncated text.",
 )
+
+
+class RefusedInput(ValueError):
+    """A request refused for its input; ``reason`` is its label in `INVALID`."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 INVALID = MetricDef(
     "tritonhf_invalid_inputs_total",
     Kind.COUNTER,
