@@ -36,8 +36,7 @@ def main() -> None:
         classifier_probabilities,
         export_onnx,
     )
-    from tritonhf.export.pipeline import load_fast_tokenizer
-    from tritonhf.export.source import DEFAULT_MODEL, resolve_model
+    from tritonhf.export.source import DEFAULT_MODEL, load_fast_tokenizer, resolve_model
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--texts", type=int, default=200)

@@ -35,8 +35,7 @@ def main() -> None:
     from tritonhf.backends.onnx_runtime import length_groups, open_session
     from tritonhf.bench.corpus import load_corpus, traffic_order
     from tritonhf.export.onnx_export import load_encoder
-    from tritonhf.export.pipeline import load_fast_tokenizer
-    from tritonhf.export.source import DEFAULT_MODEL, resolve_model
+    from tritonhf.export.source import DEFAULT_MODEL, load_fast_tokenizer, resolve_model
     from tritonhf.repository.configs import DEFAULT_TUNING
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])

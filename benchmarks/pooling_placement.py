@@ -26,8 +26,7 @@ def main() -> None:
     from tritonhf import data
     from tritonhf.export.head import load_head
     from tritonhf.export.onnx_export import export_onnx, load_encoder, sentence_encoder
-    from tritonhf.export.pipeline import load_fast_tokenizer
-    from tritonhf.export.source import DEFAULT_MODEL, resolve_model
+    from tritonhf.export.source import DEFAULT_MODEL, load_fast_tokenizer, resolve_model
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--texts", type=int, default=200)

@@ -124,8 +124,7 @@ def ceiling(model: str, texts: list[str], device: str, half: bool, version_dir: 
     from tritonhf.backends.torch_runtime import HF_FOLDER, SETTINGS_FILE, TorchSession
     from tritonhf.export.head import load_head
     from tritonhf.export.onnx_export import sentence_encoder
-    from tritonhf.export.pipeline import load_fast_tokenizer
-    from tritonhf.export.source import resolve_model
+    from tritonhf.export.source import load_fast_tokenizer, resolve_model
 
     source = resolve_model(model)
     encoder = AutoModel.from_pretrained(source.path)  # nosec B615 - sdpa, as the step loads it

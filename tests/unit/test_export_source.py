@@ -9,7 +9,8 @@ import pytest
 from tritonhf.cli.main import main
 from tritonhf.errors import ConfigError, ExportError, ModelSourceError
 from tritonhf.export.head import Pooling
-from tritonhf.export.pipeline import ExportOptions, resolve_max_length
+from tritonhf.export.limits import resolve_max_length
+from tritonhf.export.pipeline import ExportOptions
 from tritonhf.export.source import DEFAULT_MODEL, ModelSource, resolve_model
 from tritonhf.spec import PipelineSpec, Task
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tritonhf.errors import ConfigError, DatasetError, ValidationError
+from tritonhf.export.validate import OutputDiff, ValidationReport
 from tritonhf.gate.acceptance import AcceptanceOptions, read_texts, served_precision
 from tritonhf.gate.agreement import (
     Criterion,
@@ -17,7 +18,7 @@ from tritonhf.gate.agreement import (
     embedding_gate,
     neighbour_agreement,
 )
-from tritonhf.spec import Precision
+from tritonhf.spec import EMBEDDING, LABEL, Precision
 
 RNG = np.random.default_rng(0)
 
@@ -232,3 +233,23 @@ def test_a_tab_separated_file_is_refused_not_read_as_lines(tmp_path: Path) -> No
 
     with pytest.raises(DatasetError, match="tab-separated files are not read"):
         read_texts(data)
+
+
+@pytest.mark.parametrize(
+    ("diffs", "advice"),
+    [
+        ((OutputDiff(EMBEDDING, (4, 8), 3e-6),), "raise --atol"),
+        ((OutputDiff(EMBEDDING, (4, 8), 0.2),), "try another --opset"),
+        (
+            (OutputDiff(EMBEDDING, (4, 8), 3e-6), OutputDiff(LABEL, (4, 1), 0.25, tolerance=0.0)),
+            "try another --opset",
+        ),
+    ],
+    ids=["rounding", "real-difference", "labels-disagree"],
+)
+def test_a_failed_validation_says_whose_move_it_is(
+    diffs: tuple[OutputDiff, ...], advice: str
+) -> None:
+    report = ValidationReport(outputs=diffs, atol=1e-7, num_texts=4, batch_size=4)
+    assert not report.passed
+    assert advice in report.advice()

@@ -1,4 +1,4 @@
-"""The longest input a model really runs, found by running it.
+"""The pipeline's token limit: what the model says, and the longest input it really runs.
 
 A model's config can promise more positions than it has: RoBERTa-family models declare
 ``max_position_embeddings = 514`` but start counting at ``padding_idx + 1``, so a 513-token
@@ -9,9 +9,11 @@ that fails.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from tritonhf.errors import ExportError
+from tritonhf.errors import ConfigError, ExportError
+from tritonhf.export.source import ModelSource
 
 FILLER = "the "
 """One token per repeat in every tokenizer we know; truncation cuts it to the length wanted."""
@@ -47,3 +49,47 @@ def longest_runnable_length(encoder: Any, tokenizer: Any, upper: int) -> int:
         else:
             high = middle
     return low
+
+
+def resolve_max_length(
+    requested: int | None, source: ModelSource, model: Any, tokenizer: Any
+) -> int:
+    """Use the requested length, else the model's own sequence limit."""
+    positions = int(getattr(model.config, "max_position_embeddings", 512))
+    if requested is not None:
+        if requested > positions:
+            raise ConfigError(
+                f"--max-length {requested} exceeds the model's {positions} positions; "
+                f"use at most {positions}"
+            )
+        return requested
+    candidates = [positions, 512]
+    if source.max_seq_length:
+        candidates.append(int(source.max_seq_length))
+    if 0 < tokenizer.model_max_length < 100_000:
+        candidates.append(int(tokenizer.model_max_length))
+    return min(candidates)
+
+
+def runnable_max_length(
+    encoder: Any,
+    tokenizer: Any,
+    limit: int,
+    *,
+    requested: bool,
+    progress: Callable[[str], None],
+) -> int:
+    """``limit`` once the model has run at it; below it, the longest length the model runs.
+
+    A length the user asked for (``--max-length``) is refused instead of lowered.
+    """
+    runnable = longest_runnable_length(encoder, tokenizer, limit)
+    if runnable == limit:
+        return limit
+    if requested:
+        raise ConfigError(
+            f"--max-length {limit}: the model fails on inputs longer than {runnable} tokens "
+            f"(its position table is smaller than its config says); use --max-length {runnable}"
+        )
+    progress(f"the model fails past {runnable} tokens (not {limit}): max length {runnable}")
+    return runnable

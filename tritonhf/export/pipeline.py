@@ -9,9 +9,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tritonhf.errors import ConfigError, ExportError
+from tritonhf.errors import ConfigError
 from tritonhf.export.head import HEAD_WEIGHTS_FILE, load_head, save_head
-from tritonhf.export.limits import longest_runnable_length
+from tritonhf.export.limits import resolve_max_length, runnable_max_length
 from tritonhf.export.onnx_export import (
     OnnxGraphInfo,
     add_label_outputs,
@@ -22,7 +22,7 @@ from tritonhf.export.onnx_export import (
 )
 from tritonhf.export.options import ExportOptions as ExportOptions  # re-exported: the export API
 from tritonhf.export.options import check_options
-from tritonhf.export.source import ModelSource, resolve_model
+from tritonhf.export.source import class_names, load_fast_tokenizer, resolve_model
 from tritonhf.export.tensorrt import OptimizationProfile, build_plan, tensorrt_module
 from tritonhf.export.validate import ValidationReport, validate_onnx
 from tritonhf.export.variants import Variant, VariantRequest, build_variant, check_request
@@ -79,87 +79,6 @@ class ExportResult:
     validation: ValidationReport | None
     """ONNX vs PyTorch; None for the python-torch runtime (no ONNX)."""
     seconds: float
-
-
-def load_fast_tokenizer(source: ModelSource) -> Any:
-    """Load the model's tokenizer; the serving step needs its fast (Rust) form."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(  # nosec B615
-        source.path, trust_remote_code=False
-    )
-    if not tokenizer.is_fast:
-        raise ExportError(
-            f"{source.path} has no fast tokenizer (tokenizer.json); the serving step needs one"
-        )
-    # Pad as the serving steps do: on the right, with a pad id even where the tokenizer
-    # names none (GPT-2-style BPE). The attention mask hides padding, so any id is correct.
-    tokenizer.padding_side = "right"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.convert_ids_to_tokens(0)
-    return tokenizer
-
-
-def class_names(model: Any) -> tuple[str, ...]:
-    """The classifier's labels in output order, from its config's ``id2label``."""
-    if model.config.num_labels < 2:
-        raise ExportError(
-            f"the model has {model.config.num_labels} output (problem_type "
-            f"{getattr(model.config, 'problem_type', None)!r}): a regression head, not a "
-            "classifier; tritonhf serves classifiers with >= 2 labels, or the encoder's "
-            "embeddings with --task embedding"
-        )
-    id2label = {int(k): str(v) for k, v in (model.config.id2label or {}).items()}
-    if sorted(id2label) != list(range(model.config.num_labels)):
-        raise ExportError(
-            f"id2label {id2label} does not name each of the model's {model.config.num_labels} "
-            "outputs; fix config.json"
-        )
-    return tuple(id2label[i] for i in range(model.config.num_labels))
-
-
-def resolve_max_length(
-    requested: int | None, source: ModelSource, model: Any, tokenizer: Any
-) -> int:
-    """Use the requested length, else the model's own sequence limit."""
-    positions = int(getattr(model.config, "max_position_embeddings", 512))
-    if requested is not None:
-        if requested > positions:
-            raise ConfigError(
-                f"--max-length {requested} exceeds the model's {positions} positions; "
-                f"use at most {positions}"
-            )
-        return requested
-    candidates = [positions, 512]
-    if source.max_seq_length:
-        candidates.append(int(source.max_seq_length))
-    if 0 < tokenizer.model_max_length < 100_000:
-        candidates.append(int(tokenizer.model_max_length))
-    return min(candidates)
-
-
-def runnable_max_length(
-    encoder: Any,
-    tokenizer: Any,
-    limit: int,
-    *,
-    requested: bool,
-    progress: Callable[[str], None],
-) -> int:
-    """``limit`` once the model has run at it; below it, the longest length the model runs.
-
-    A length the user asked for (``--max-length``) is refused instead of lowered.
-    """
-    runnable = longest_runnable_length(encoder, tokenizer, limit)
-    if runnable == limit:
-        return limit
-    if requested:
-        raise ConfigError(
-            f"--max-length {limit}: the model fails on inputs longer than {runnable} tokens "
-            f"(its position table is smaller than its config says); use --max-length {runnable}"
-        )
-    progress(f"the model fails past {runnable} tokens (not {limit}): max length {runnable}")
-    return runnable
 
 
 @dataclass(frozen=True)

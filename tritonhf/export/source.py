@@ -117,3 +117,40 @@ def quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+def load_fast_tokenizer(source: ModelSource) -> Any:
+    """Load the model's tokenizer; the serving step needs its fast (Rust) form."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(  # nosec B615
+        source.path, trust_remote_code=False
+    )
+    if not tokenizer.is_fast:
+        raise ExportError(
+            f"{source.path} has no fast tokenizer (tokenizer.json); the serving step needs one"
+        )
+    # Pad as the serving steps do: on the right, with a pad id even where the tokenizer
+    # names none (GPT-2-style BPE). The attention mask hides padding, so any id is correct.
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.convert_ids_to_tokens(0)
+    return tokenizer
+
+
+def class_names(model: Any) -> tuple[str, ...]:
+    """The classifier's labels in output order, from its config's ``id2label``."""
+    if model.config.num_labels < 2:
+        raise ExportError(
+            f"the model has {model.config.num_labels} output (problem_type "
+            f"{getattr(model.config, 'problem_type', None)!r}): a regression head, not a "
+            "classifier; tritonhf serves classifiers with >= 2 labels, or the encoder's "
+            "embeddings with --task embedding"
+        )
+    id2label = {int(k): str(v) for k, v in (model.config.id2label or {}).items()}
+    if sorted(id2label) != list(range(model.config.num_labels)):
+        raise ExportError(
+            f"id2label {id2label} does not name each of the model's {model.config.num_labels} "
+            "outputs; fix config.json"
+        )
+    return tuple(id2label[i] for i in range(model.config.num_labels))

@@ -62,6 +62,20 @@ class ValidationReport:
             )
         return "\n".join(lines)
 
+    def advice(self) -> str:
+        """What to do about a failed validation.
+
+        A tolerance tighter than float32 rounding is the user's to loosen; a real difference
+        (or a disagreeing label) is the graph's.
+        """
+        failed = [d for d in self.outputs if not d.passes(self.atol)]
+        if all(d.tolerance is None and d.max_abs_diff <= DEFAULT_ATOL for d in failed):
+            return (
+                "the difference is float32 rounding between two runtimes (the default --atol "
+                f"is {DEFAULT_ATOL:g}): raise --atol"
+            )
+        return "try another --opset, or report the model architecture"
+
 
 def validate_onnx(
     *,
@@ -124,6 +138,6 @@ def validate_onnx(
     if not report.passed:
         raise ValidationError(
             f"ONNX export differs from PyTorch beyond atol={atol:g}:\n{report.table()}\n"
-            "try another --opset, or report the model architecture"
+            + report.advice()
         )
     return report

@@ -85,8 +85,7 @@ def run_acceptance(
     from tritonhf.client import TritonHFClient
     from tritonhf.export.head import load_head
     from tritonhf.export.onnx_export import classifier_probabilities, load_encoder, sentence_encoder
-    from tritonhf.export.pipeline import class_names, load_fast_tokenizer
-    from tritonhf.export.source import resolve_model
+    from tritonhf.export.source import class_names, load_fast_tokenizer, resolve_model
     from tritonhf.gate.reference import torch_outputs
 
     texts = read_texts(options.data)[: options.limit]
