@@ -38,10 +38,6 @@ CONTAINER_DIFFERS = {
     "--grpc-address": "same as --http-address",
     "--metrics-address": "same as --http-address",
     "--allow-gpu-metrics": "the NGC image has DCGM and the GPU to report; the wheel has neither",
-    "--strict-readiness": "false in a container: its readiness probe must stay up after a "
-    "refused deploy, whose failed version Triton keeps listing (strict readiness would take "
-    "every pod out of its Service until restarted); Triton answers ready only once the "
-    "startup loads are done",
 }
 PORTS = {"http": DEFAULTS.http_port, "grpc": DEFAULTS.grpc_port, "metrics": DEFAULTS.metrics_port}
 MODELS_DIR = "/models"

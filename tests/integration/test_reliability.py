@@ -186,6 +186,10 @@ def test_hot_reload_under_traffic_fails_no_request_and_a_broken_version_is_refus
     ready = {s.name: s.version for s in client.models() if s.ready}
     assert ready["minilm_model"] == "2"
     assert client.embed(["still the old version"]).shape == (1, 384)
+    # Triton keeps listing the refused version as UNAVAILABLE; the server that serves the
+    # old one must still say it is ready (a readiness probe would otherwise drop it).
+    assert explicit_server.is_ready()
+    assert client.health().ready
     client.close()
 
 

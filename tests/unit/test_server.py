@@ -183,7 +183,7 @@ def test_command_binds_every_endpoint_to_the_host_and_its_port(
         "--grpc-port=18001",
         "--metrics-address=0.0.0.0",
         "--metrics-port=18002",
-        "--strict-readiness=true",
+        "--strict-readiness=false",
     } <= flags
 
 

@@ -96,7 +96,10 @@ class ServerConfig:
             "--metrics-config=summary_latencies=true",
             f"--exit-timeout-secs={self.exit_timeout_s}",
             f"--log-verbose={self.log_verbose}",
-            "--strict-readiness=true",
+            # Ready once the startup loads are done (a failed one stops the server), and
+            # still ready after a refused deploy, whose failed version Triton keeps listing
+            # as UNAVAILABLE: strict readiness would report a serving server as not ready.
+            "--strict-readiness=false",
             # Explicit mode loads nothing by itself: start with the whole repository loaded,
             # like "none", and keep the load/unload API for hot reloads and graceful drains.
             *(["--load-model=*"] if self.model_control is ModelControl.EXPLICIT else []),
