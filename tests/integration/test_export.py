@@ -24,6 +24,7 @@ from tritonhf.export.source import load_fast_tokenizer, resolve_model
 from tritonhf.export.validate import validate_onnx
 from tritonhf.observability.drift import LABEL as LABEL_FEATURE
 from tritonhf.observability.drift import PROFILE_FILE, FeatureProfile, ReferenceProfile
+from tritonhf.repository.configs import StepTuning
 from tritonhf.spec import Layout, Runtime, Task
 
 
@@ -260,6 +261,19 @@ def test_a_new_version_with_another_layout_is_refused_naming_the_layout(tmp_path
         export_model(
             ExportOptions(
                 model=str(folder), name="tiny", repo=repo, version=2, layout=Layout.MERGED
+            )
+        )
+    assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before
+    # Tuning is in the configs every version shares too: refused (exit 2), naming the change.
+    changed = r"tiny_model's config \(instance_group: 'count: 2 .* -> 'count: 3"
+    with pytest.raises(ConfigError, match=changed):
+        export_model(
+            ExportOptions(
+                model=str(folder),
+                name="tiny",
+                repo=repo,
+                version=2,
+                tuning=StepTuning(model_instances=3),
             )
         )
     assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before

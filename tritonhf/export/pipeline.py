@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tritonhf.errors import ConfigError
+from tritonhf.errors import ConfigError, RepositoryError
 from tritonhf.export.head import HEAD_WEIGHTS_FILE, load_head, save_head
 from tritonhf.export.limits import resolve_max_length, runnable_max_length
 from tritonhf.export.onnx_export import (
@@ -253,14 +253,17 @@ def export_model(
     )
     pad_token_id = int(tokenizer.pad_token_id or 0)
     vocab_size = int(model.get_input_embeddings().num_embeddings)
-    check_target(
-        spec=spec,
-        repo=options.repo,
-        configs=pipeline_configs(
-            spec, tuning=tuning, pad_token_id=pad_token_id, vocab_size=vocab_size
-        ),
-        version=options.version,
-    )
+    try:  # what the model decides (labels, a default max length) against the served configs
+        check_target(
+            spec=spec,
+            repo=options.repo,
+            configs=pipeline_configs(
+                spec, tuning=tuning, pad_token_id=pad_token_id, vocab_size=vocab_size
+            ),
+            version=options.version,
+        )
+    except RepositoryError as exc:  # the options conflict with the repository: exit 2
+        raise ConfigError(str(exc)) from exc
     with tempfile.TemporaryDirectory(prefix="tritonhf-export-") as tmp:
         work = Path(tmp)
         graph: _OnnxStep | None = None
