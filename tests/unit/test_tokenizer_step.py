@@ -56,7 +56,7 @@ def test_check_not_empty_rejects_texts_with_only_special_tokens(tokenizer: Any, 
     texts = ["real text", text]
 
     with pytest.raises(step.TextError, match=r"TEXT\[1\] has no tokens"):
-        step.check_not_empty(texts, tokenizer.encode_batch(texts))
+        step.check_not_empty(texts, step.encode_texts(tokenizer, texts, 256))
 
 
 @pytest.fixture(scope="module")
@@ -82,28 +82,28 @@ def metaspace_tokenizer() -> Any:
 def test_blank_text_is_refused_where_the_tokenizer_keeps_spaces_as_tokens(
     metaspace_tokenizer: Any, text: str
 ) -> None:
-    encodings = metaspace_tokenizer.encode_batch([text])
-    assert not all(encodings[0].special_tokens_mask)  # "▁" is a real token here
+    encoded = step.encode_texts(metaspace_tokenizer, [text], 256)
+    assert not all(encoded.encodings[0].special_tokens_mask)  # "▁" is a real token here
 
     with pytest.raises(step.TextError, match=r"TEXT\[0\] has no tokens"):
-        step.check_not_empty([text], encodings)
+        step.check_not_empty([text], encoded)
 
 
 @pytest.mark.parametrize("text", ["?", "a", "hello world", "日本語", "\u200bvisible"], ids=repr)
 def test_check_not_empty_accepts_any_visible_token(tokenizer: Any, text: str) -> None:
-    step.check_not_empty([text], tokenizer.encode_batch([text]))
+    step.check_not_empty([text], step.encode_texts(tokenizer, [text], 256))
 
 
 def test_pad_encodings_pads_one_request_to_its_longest_row(tokenizer: Any) -> None:
-    encodings = tokenizer.encode_batch(["a", "hello world again"])
-    lengths = [len(e.ids) for e in encodings]
+    encoded = step.encode_texts(tokenizer, ["a", "hello world again"], 256)
+    lengths = [len(e.ids) for e in encoded.encodings]
     assert lengths == [3, 5]
 
-    batch = step.pad_encodings(encodings, step.TokenizerSettings(max_length=256))
+    batch = step.pad_encodings(encoded, step.TokenizerSettings(max_length=256))
 
     assert batch.input_ids.shape == (2, 5)
-    assert batch.input_ids[0].tolist() == [*encodings[0].ids, PAD, PAD]
-    assert batch.input_ids[1].tolist() == encodings[1].ids
+    assert batch.input_ids[0].tolist() == [*encoded.encodings[0].ids, PAD, PAD]
+    assert batch.input_ids[1].tolist() == encoded.encodings[1].ids
     assert batch.attention_mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
     assert batch.num_tokens.tolist() == [[3], [5]]
 
@@ -112,7 +112,8 @@ def test_pad_encodings_returns_int64_tokens_and_int32_counts_of_shape_n_by_1(
     tokenizer: Any,
 ) -> None:
     batch = step.pad_encodings(
-        tokenizer.encode_batch(["one", "two", "three"]), step.TokenizerSettings(max_length=256)
+        step.encode_texts(tokenizer, ["one", "two", "three"], 256),
+        step.TokenizerSettings(max_length=256),
     )
 
     assert batch.input_ids.dtype == np.int64
@@ -127,10 +128,10 @@ def test_pad_encodings_returns_int64_tokens_and_int32_counts_of_shape_n_by_1(
 def test_pad_encodings_rounds_the_width_up_to_the_multiple(
     tokenizer: Any, multiple: int, width: int
 ) -> None:
-    encodings = tokenizer.encode_batch(["a", "hello world again"])
+    encoded = step.encode_texts(tokenizer, ["a", "hello world again"], 256)
     settings = step.TokenizerSettings(max_length=256, pad_to_multiple_of=multiple)
 
-    batch = step.pad_encodings(encodings, settings)
+    batch = step.pad_encodings(encoded, settings)
 
     assert batch.input_ids.shape == (2, width)
     assert batch.attention_mask.sum(axis=1).tolist() == [3, 5]
@@ -138,15 +139,17 @@ def test_pad_encodings_rounds_the_width_up_to_the_multiple(
 
 
 def test_pad_encodings_uses_the_configured_pad_token(tokenizer: Any) -> None:
-    encodings = tokenizer.encode_batch(["a", "hello world again"])
+    encoded = step.encode_texts(tokenizer, ["a", "hello world again"], 8)
 
-    batch = step.pad_encodings(encodings, step.TokenizerSettings(max_length=8, pad_token_id=1))
+    batch = step.pad_encodings(encoded, step.TokenizerSettings(max_length=8, pad_token_id=1))
 
     assert batch.input_ids[0, 3:].tolist() == [1, 1]
 
 
 def test_tokens_are_wrapped_in_cls_and_sep(tokenizer: Any) -> None:
-    batch = step.pad_encodings(tokenizer.encode_batch(["hello"]), step.TokenizerSettings(256))
+    batch = step.pad_encodings(
+        step.encode_texts(tokenizer, ["hello"], 256), step.TokenizerSettings(256)
+    )
 
     ids = batch.input_ids[0].tolist()
     assert (ids[0], ids[-1]) == (CLS, SEP)
@@ -211,9 +214,9 @@ def test_tokenizer_settings_read_what_the_config_writer_writes(
 
 
 def test_pad_encodings_flags_the_texts_cut_to_max_length(tokenizer: Any) -> None:
-    encodings = tokenizer.encode_batch(["short text", "word " * 400])
+    encoded = step.encode_texts(tokenizer, ["short text", "word " * 400], 256)
 
-    batch = step.pad_encodings(encodings, step.TokenizerSettings(max_length=256))
+    batch = step.pad_encodings(encoded, step.TokenizerSettings(max_length=256))
 
     assert batch.truncated.tolist() == [[False], [True]]
     assert batch.truncated.dtype == np.bool_
@@ -235,7 +238,7 @@ def test_text_errors_carry_the_reason_counted_in_the_metrics(
 
 def test_a_text_without_tokens_is_an_empty_input(tokenizer: Any) -> None:
     with pytest.raises(step.TextError) as info:
-        step.check_not_empty(["  "], tokenizer.encode_batch(["  "]))
+        step.check_not_empty(["  "], step.encode_texts(tokenizer, ["  "], 256))
 
     assert info.value.reason == "empty"
 
@@ -255,9 +258,15 @@ class RecordingTokenizer:
 LONG_TEXTS = {
     "prose": " ".join(["The parcel arrived two days late, but intact."] * 2_000),
     "cjk": "日本語のテキストです。" * 5_000,
+    "words-then-huge-word": "word " * 2_000 + "x" * 5_000 + " tail",
+    "prose-then-spaces": "a short text, then blank space" + " " * 60_000,
+}
+# Texts with few tokens in their first read_limit characters: the step reads no further.
+DEGENERATE_TEXTS = {
     "one-huge-word": "a" * 60_000,
     "invisible-then-text": "\u200b" * 50_000 + " hello",
-    "words-then-huge-word": "word " * 2_000 + "x" * 5_000 + " tail",
+    "spaces-then-text": " " * 60_000 + "hello",
+    "long-words": ("b" * 101 + " ") * 10_000,
 }
 
 
@@ -266,15 +275,48 @@ def test_long_texts_encode_as_the_whole_text_does(tokenizer: Any, text: str) -> 
     texts = ["a short one", text]
     (short, whole) = tokenizer.encode_batch(texts)
 
-    (short_b, bounded) = step.encode_texts(tokenizer, texts, 256)
+    encoded = step.encode_texts(tokenizer, texts, 256)
+    batch = step.pad_encodings(encoded, step.TokenizerSettings(max_length=256))
 
-    assert (bounded.ids, bool(bounded.overflowing)) == (whole.ids, bool(whole.overflowing))
-    assert short_b.ids == short.ids
+    assert [e.ids for e in encoded.encodings] == [short.ids, whole.ids]
+    assert batch.truncated.reshape(-1).tolist() == [False, bool(whole.overflowing)]
 
 
-def test_a_long_text_with_many_tokens_is_tokenized_by_its_prefix_only(tokenizer: Any) -> None:
+@pytest.mark.parametrize(
+    "text", [*LONG_TEXTS.values(), *DEGENERATE_TEXTS.values()],
+    ids=[*LONG_TEXTS, *DEGENERATE_TEXTS],
+)  # fmt: skip
+def test_no_text_costs_more_than_reading_its_first_read_limit_characters(
+    tokenizer: Any, text: str
+) -> None:
     recording = RecordingTokenizer(tokenizer)
 
-    step.encode_texts(recording, [LONG_TEXTS["prose"]], 256)
+    step.encode_texts(recording, ["a short one", text], 256)
 
-    assert recording.longest == [256 * step.PREFIX_CHARS_PER_TOKEN]  # one call, the prefix
+    assert len(recording.longest) == 1  # one call
+    assert recording.longest[0] <= step.read_limit(256) == 256 * step.READ_CHARS_PER_TOKEN
+
+
+def test_a_degenerate_text_is_truncated_where_reading_stopped(tokenizer: Any) -> None:
+    texts = [DEGENERATE_TEXTS["one-huge-word"], DEGENERATE_TEXTS["long-words"]]
+
+    encoded = step.encode_texts(tokenizer, texts, 256)
+    batch = step.pad_encodings(encoded, step.TokenizerSettings(max_length=256))
+
+    assert encoded.unread == [True, True]
+    assert batch.truncated.reshape(-1).tolist() == [True, True]
+    assert encoded.encodings[0].ids == tokenizer.encode("a" * 60_000).ids  # [CLS] [UNK] [SEP]
+    # Cut at a space: only whole words were read, each 101-character word one [UNK].
+    words = len(encoded.encodings[1].ids) - 2
+    assert 0 < words < 256
+    assert (words + 1) * 102 > step.read_limit(256) - step.READ_SLACK_CHARS
+
+
+@pytest.mark.parametrize("name", ["invisible-then-text", "spaces-then-text"])
+def test_a_text_with_no_tokens_where_it_is_read_is_refused_saying_so(
+    tokenizer: Any, name: str
+) -> None:
+    texts = [DEGENERATE_TEXTS[name]]
+
+    with pytest.raises(step.TextError, match=r"TEXT\[0\] has no tokens in its first 8,192 char"):
+        step.check_not_empty(texts, step.encode_texts(tokenizer, texts, 256))
