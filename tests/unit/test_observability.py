@@ -201,6 +201,19 @@ def test_text_fields_hide_text_by_default_and_hash_or_show_it_on_request() -> No
     assert text_hash("x") != text_hash("y")
 
 
+def test_non_ascii_fields_reach_a_stream_that_takes_only_ascii() -> None:
+    # A Triton Python-backend stub's stdout encodes ASCII only.
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii", errors="strict", write_through=True)
+    logger = configure_json_logging(stream, logger=f"tritonhf.test.{uuid.uuid4().hex}")
+    fields = {"label": "négatif", "text": ["שלום", "great 😀"], "request_id": "ид-1"}
+
+    log_event(logger, "infer", outcome="ok", **fields)
+
+    (line,) = raw.getvalue().decode("ascii").splitlines()
+    assert {key: json.loads(line)[key] for key in fields} == fields
+
+
 def test_configure_json_logging_is_idempotent_and_does_not_propagate() -> None:
     stream = io.StringIO()
     logger = configure_json_logging(stream, logger="tritonhf.test.idempotent")

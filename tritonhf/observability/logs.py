@@ -85,7 +85,9 @@ class JsonFormatter(logging.Formatter):
             line.update(fields)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False, separators=(",", ":"))
+        # ASCII (non-ASCII as \\u escapes): a Python-backend stub's stdout is ASCII-only,
+        # and a line with "négatif" or an emoji would otherwise be dropped with a traceback.
+        return json.dumps(line, default=str, ensure_ascii=True, separators=(",", ":"))
 
 
 def configure_json_logging(
