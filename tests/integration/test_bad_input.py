@@ -55,6 +55,16 @@ def test_bad_text_is_rejected_with_a_message_naming_the_row(
         raw_infer(client, rows)
 
 
+def test_a_refusal_names_the_request_it_refuses(client: TritonHFClient) -> None:
+    module = client._module()
+    tensor = module.InferInput("TEXT", [2, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[b"fine"], [b"\xff"]], dtype=object))
+
+    refused = r"\[request id: bad-text-7\] TEXT\[1\] is not valid UTF-8"
+    with pytest.raises(InvalidInputError, match=refused):
+        client._call("minilm", "infer", "minilm", [tensor], request_id="bad-text-7")
+
+
 def test_the_client_rejects_empty_text_before_sending(client: TritonHFClient) -> None:
     with pytest.raises(InvalidInputError, match=r"texts\[1\] is empty"):
         client.embed(["ok", "  "])

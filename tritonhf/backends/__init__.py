@@ -12,3 +12,11 @@ from typing import Any
 def string_parameters(config: dict[str, Any]) -> dict[str, str]:
     """The ``parameters`` of Triton's model config (JSON form), as name -> string value."""
     return {name: value["string_value"] for name, value in config.get("parameters", {}).items()}
+
+
+def refusal_message(request_id: str, error: object) -> str:
+    """``error``'s message, led by the request's id as Triton's own errors are.
+
+    A client streaming many requests (or reading the log) can then tell which one failed.
+    """
+    return f"[request id: {request_id}] {error}" if request_id else str(error)

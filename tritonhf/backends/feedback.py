@@ -20,7 +20,7 @@ try:
 except ImportError:  # imported outside the server, by the unit tests
     pb_utils = None
 
-from tritonhf.backends import string_parameters
+from tritonhf.backends import refusal_message, string_parameters
 from tritonhf.observability import metrics as m
 from tritonhf.observability.feedback import Feedback, FeedbackError, make_feedback
 from tritonhf.observability.logs import (
@@ -103,7 +103,10 @@ class TritonPythonModel:
                 responses.append(
                     pb_utils.InferenceResponse(
                         output_tensors=[],
-                        error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG),
+                        error=pb_utils.TritonError(
+                            refusal_message(request.request_id(), exc),
+                            pb_utils.TritonError.INVALID_ARG,
+                        ),
                     )
                 )
                 continue

@@ -17,7 +17,7 @@ try:
 except ImportError:  # imported outside the server, by the unit tests
     pb_utils = None
 
-from tritonhf.backends import string_parameters
+from tritonhf.backends import refusal_message, string_parameters
 from tritonhf.backends.onnx_runtime import TritonPythonModel as OnnxStep
 from tritonhf.backends.onnx_runtime import observed
 from tritonhf.backends.tokenizer import TritonPythonModel as TokenizerStep
@@ -51,7 +51,9 @@ class TritonPythonModel(TokenizerStep):
         started = now()
         outcomes, batches = self.tokenize(requests)
         responses: list[Any] = [
-            error_response(str(outcome.error)) if batch is None else None
+            error_response(refusal_message(outcome.request_id, outcome.error))
+            if batch is None
+            else None
             for batch, outcome in zip(batches, outcomes, strict=True)
         ]
         accepted = [(index, batch) for index, batch in enumerate(batches) if batch is not None]

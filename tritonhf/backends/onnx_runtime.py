@@ -29,7 +29,7 @@ try:
 except ImportError:  # imported outside the server, by the unit tests
     pb_utils = None
 
-from tritonhf.backends import string_parameters
+from tritonhf.backends import refusal_message, string_parameters
 from tritonhf.backends.busy import BusyBoard
 from tritonhf.observability.drift import PROFILE_FILE
 from tritonhf.observability.metrics import RefusedInput
@@ -277,7 +277,10 @@ class TritonPythonModel:
             except TokenTensorError as exc:
                 responses[index] = pb_utils.InferenceResponse(
                     output_tensors=[],
-                    error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG),
+                    error=pb_utils.TritonError(
+                        refusal_message(request.request_id(), exc),
+                        pb_utils.TritonError.INVALID_ARG,
+                    ),
                 )
                 rejected.append((request.request_id(), exc))
                 continue

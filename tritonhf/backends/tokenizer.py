@@ -24,7 +24,7 @@ try:
 except ImportError:  # imported outside the server, by the unit tests
     pb_utils = None
 
-from tritonhf.backends import string_parameters
+from tritonhf.backends import refusal_message, string_parameters
 from tritonhf.observability.drift import PROFILE_FILE
 from tritonhf.observability.metrics import RefusedInput
 from tritonhf.observability.steps import RequestOutcome, TokenizerObserver
@@ -255,7 +255,7 @@ class TritonPythonModel:
         responses = []
         for batch, outcome in zip(batches, outcomes, strict=True):
             if batch is None:
-                responses.append(error_response(str(outcome.error)))
+                responses.append(error_response(refusal_message(outcome.request_id, outcome.error)))
                 continue
             responses.append(
                 pb_utils.InferenceResponse(
