@@ -10,7 +10,7 @@ import pytest
 
 from tests.integration.models import SENTIMENT_LABELS, tiny_model
 from tritonhf import data
-from tritonhf.errors import ConfigError, ExportError, ValidationError
+from tritonhf.errors import ConfigError, ExportError, ModelSourceError, ValidationError
 from tritonhf.export.head import Pooling, load_head
 from tritonhf.export.onnx_export import (
     MAX_OPSET,
@@ -277,3 +277,56 @@ def test_a_new_version_with_another_layout_is_refused_naming_the_layout(tmp_path
             )
         )
     assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before
+
+
+def test_a_tokenizer_with_ids_the_model_has_no_row_for_is_refused(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    folder = tiny_model(tmp_path / "model", "bert")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.add_tokens(["<extra-1>", "<extra-2>"])
+    tokenizer.save_pretrained(folder)
+
+    with pytest.raises(ModelSourceError, match=r"30,524 ids .* 30,522 rows"):
+        export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo"))
+    assert not (tmp_path / "repo").exists()
+
+
+def test_sentence_transformers_lower_casing_is_exported_into_the_tokenizer(
+    tmp_path: Path,
+) -> None:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules as st
+    from tokenizers import Tokenizer
+
+    from tritonhf.backends.tokenizer import load_tokenizer
+
+    base = tiny_model(tmp_path / "base", "bert")
+    # A cased tokenizer, and sentence-transformers' flag to lower-case texts before it.
+    for name, edit in (
+        ("tokenizer.json", lambda c: c["normalizer"].update(lowercase=False)),
+        ("tokenizer_config.json", lambda c: c.update(do_lower_case=False)),
+    ):
+        config = json.loads((base / name).read_text())
+        edit(config)
+        (base / name).write_text(json.dumps(config))
+    transformer = st.Transformer(str(base))
+    pooling = st.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    model = SentenceTransformer(modules=[transformer, pooling], device="cpu")
+    model.save(str(tmp_path / "model"))
+    # The flag as sentence-transformers 2-5 saved it (6 reads it, and saves no such key).
+    st_config = tmp_path / "model" / "sentence_bert_config.json"
+    st_config.write_text(json.dumps({**json.loads(st_config.read_text()), "do_lower_case": True}))
+    texts = ["Hello World", "THE Quick Brown Fox", "hello world"]
+
+    result = export_model(
+        ExportOptions(model=str(tmp_path / "model"), name="lower", repo=tmp_path / "repo")
+    )
+
+    served = load_tokenizer(result.folders[0] / "1" / "tokenizer.json", result.spec.max_length)
+    got = [encoding.ids for encoding in served.encode_batch(texts)]
+    expected = SentenceTransformer(str(tmp_path / "model"), device="cpu").tokenize(texts)
+    assert got == [[i for i in row if i != 0] for row in expected["input_ids"].tolist()]
+    assert got[0] == got[2]  # the case is gone
+    cased = Tokenizer.from_file(str(base / "tokenizer.json"))
+    assert cased.encode(texts[0]).ids != got[0]  # and the base tokenizer kept it

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
+import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -262,6 +265,24 @@ def _reduce_max_over_classes(graph: Any, opset: int) -> Any:
     return helper.make_node("ReduceMax", [PROBABILITIES, axes.name], [SCORE], keepdims=1)
 
 
+@contextmanager
+def _native_stdout_discarded() -> Iterator[None]:
+    """Send what native code writes to stdout (file descriptor 1) to /dev/null meanwhile.
+
+    torch's TorchScript exporter logs the whole traced graph there when it fails (its log
+    switch tests a function object, so it is always on): ~100 KB per failed export.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as sink:
+            os.dup2(sink.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def export_onnx(
     encoder: Any, path: Path, *, opset: int = DEFAULT_OPSET, output: str = EMBEDDING
 ) -> OnnxGraphInfo:
@@ -276,7 +297,7 @@ def export_onnx(
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     axes = {0: "batch", 1: "sequence"}
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _native_stdout_discarded():
         # Tracing warnings are about Python control flow on shapes; the validation step
         # checks the graph on other batch sizes and lengths, which is what matters.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
@@ -297,8 +318,9 @@ def export_onnx(
             # Its first line says what failed; the rest can be the whole traced graph.
             reason = next(iter(str(exc).splitlines()), "")
             raise ExportError(
-                f"the ONNX exporter could not trace {type(encoder.model).__name__} "
-                f"({type(exc).__name__}: {reason}); --runtime python-torch serves it without ONNX"
+                f"the ONNX exporter could not trace {type(encoder.model).__name__} at opset "
+                f"{opset} ({type(exc).__name__}: {reason[:300]}); a higher --opset may export "
+                "it, and --runtime python-torch serves it without ONNX"
             ) from exc
     graph = onnx.load(str(path))
     onnx.checker.check_model(graph)

@@ -22,7 +22,12 @@ from tritonhf.export.onnx_export import (
 )
 from tritonhf.export.options import ExportOptions as ExportOptions  # re-exported: the export API
 from tritonhf.export.options import check_options
-from tritonhf.export.source import class_names, load_fast_tokenizer, resolve_model
+from tritonhf.export.source import (
+    check_vocabulary,
+    class_names,
+    load_fast_tokenizer,
+    resolve_model,
+)
 from tritonhf.export.tensorrt import OptimizationProfile, build_plan, tensorrt_module
 from tritonhf.export.validate import ValidationReport, validate_onnx
 from tritonhf.export.variants import Variant, VariantRequest, build_variant, check_request
@@ -235,6 +240,8 @@ def export_model(
     else:
         layers = load_head(head, allow_pickle_weights=options.allow_pickle_weights)
         encoder, output = sentence_encoder(model, head, layers), EMBEDDING
+    vocab_size = int(model.get_input_embeddings().num_embeddings)
+    check_vocabulary(tokenizer, vocab_size)
     max_length = runnable_max_length(
         encoder, tokenizer, resolve_max_length(options.max_length, source, model, tokenizer),
         requested=options.max_length is not None, progress=progress,
@@ -252,7 +259,6 @@ def export_model(
         layout=options.layout,
     )
     pad_token_id = int(tokenizer.pad_token_id or 0)
-    vocab_size = int(model.get_input_embeddings().num_embeddings)
     try:  # what the model decides (labels, a default max length) against the served configs
         check_target(
             spec=spec,

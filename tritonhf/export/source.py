@@ -30,6 +30,9 @@ class ModelSource:
     default_prompt: str | None = None
     """The prompt sentence-transformers' ``encode`` puts before every text by default
     (``default_prompt_name`` in ``config_sentence_transformers.json``); the server does not."""
+    lower_case: bool = False
+    """sentence-transformers lower-cases every text first (``do_lower_case`` in
+    ``sentence_bert_config.json``); the exported tokenizer then does too."""
 
 
 def _default_model_path() -> Path:
@@ -90,15 +93,22 @@ def resolve_model(
     folder = transformer_folder(path)
     if not (folder / "config.json").is_file():
         raise ModelSourceError(f"{folder} has no config.json; is it a HuggingFace model folder?")
-    max_seq = read_json(folder / "sentence_bert_config.json").get("max_seq_length")
+    st_module = read_json(folder / "sentence_bert_config.json")
+    max_seq, lower_case = st_module.get("max_seq_length"), bool(st_module.get("do_lower_case"))
     architectures = read_json(folder / "config.json").get("architectures") or []
     if any(str(a).endswith("ForSequenceClassification") for a in architectures):
-        return ModelSource(path=folder, max_seq_length=max_seq, task=Task.CLASSIFICATION)
+        return ModelSource(
+            path=folder, max_seq_length=max_seq, task=Task.CLASSIFICATION, lower_case=lower_case
+        )
     st_config = read_json(path / "config_sentence_transformers.json")
     prompt_name = st_config.get("default_prompt_name")
     prompt = (st_config.get("prompts") or {}).get(prompt_name) if prompt_name else None
     return ModelSource(
-        path=folder, max_seq_length=max_seq, head=read_head(path), default_prompt=prompt or None
+        path=folder,
+        max_seq_length=max_seq,
+        head=read_head(path),
+        default_prompt=prompt or None,
+        lower_case=lower_case,
     )
 
 
@@ -135,13 +145,31 @@ def load_fast_tokenizer(source: ModelSource) -> Any:
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.convert_ids_to_tokens(0)
+    if source.lower_case:  # as sentence-transformers does (str.lower), before normalizing
+        from tokenizers import normalizers
+
+        backend = tokenizer.backend_tokenizer
+        steps = [normalizers.Lowercase(), *([backend.normalizer] if backend.normalizer else [])]
+        backend.normalizer = normalizers.Sequence(steps)
     return tokenizer
+
+
+def check_vocabulary(tokenizer: Any, embedding_rows: int) -> None:
+    """Refuse a tokenizer that makes ids the model's embedding table has no row for."""
+    ids = len(tokenizer)  # its vocabulary and added tokens
+    if ids > embedding_rows:
+        raise ModelSourceError(
+            f"the tokenizer has {ids:,} ids (vocabulary and added tokens), but the model's "
+            f"embedding table has {embedding_rows:,} rows: texts with ids from "
+            f"{embedding_rows:,} on would fail. Is this the model's own tokenizer? After "
+            "adding tokens, call model.resize_token_embeddings(len(tokenizer)) and save both"
+        )
 
 
 def class_names(model: Any) -> tuple[str, ...]:
     """The classifier's labels in output order, from its config's ``id2label``."""
     if model.config.num_labels < 2:
-        raise ExportError(
+        raise ModelSourceError(
             f"the model has {model.config.num_labels} output (problem_type "
             f"{getattr(model.config, 'problem_type', None)!r}): a regression head, not a "
             "classifier; tritonhf serves classifiers with >= 2 labels, or the encoder's "
@@ -149,7 +177,7 @@ def class_names(model: Any) -> tuple[str, ...]:
         )
     id2label = {int(k): str(v) for k, v in (model.config.id2label or {}).items()}
     if sorted(id2label) != list(range(model.config.num_labels)):
-        raise ExportError(
+        raise ModelSourceError(
             f"id2label {id2label} does not name each of the model's {model.config.num_labels} "
             "outputs; fix config.json"
         )

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from tritonhf.errors import ValidationError
+from tritonhf.export.onnx_export import DEFAULT_OPSET
 from tritonhf.gate.agreement import shown_bound, shown_figure
 from tritonhf.spec import ATTENTION_MASK, EMBEDDING, INPUT_IDS, LABEL
 
@@ -98,7 +99,15 @@ def validate_onnx(
     import onnxruntime as ort
     import torch
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own exception types, one per status
+        reason = " ".join(str(exc).split())
+        raise ValidationError(
+            f"ONNX Runtime cannot load the exported graph ({reason[:300]}); a higher --opset "
+            "often exports the operator in a form it runs (the default is "
+            f"{DEFAULT_OPSET})"
+        ) from exc
     names = [output, LABEL] if labels else [output]
     worst, disagreeing, shape = 0.0, 0, ()
     for start in range(0, len(texts), batch_size):
