@@ -132,3 +132,31 @@ def test_a_plan_from_another_tensorrt_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RepositoryError, match=r"TensorRT 10\.3\.0\.26 plan; S runs TensorRT 10\.5"):
         check_servable(tmp_path, backends=backends, tensorrt_version="10.5.0.18", server="S")
     check_servable(tmp_path, backends=backends, tensorrt_version="10.3.0.30", server="S")
+
+
+DAMAGE = {
+    "unparsable-config": (("b_model", "config.pbtxt"), b"name: {", "b_model/config"),
+    "config-not-utf8": (("b_model", "config.pbtxt"), b"\xff\xfe", "b_model/config"),
+    "manifest-not-an-object": (("b", "tritonhf.json"), b"[1]", "is not a JSON object"),
+    "no-model-py": (("b_model", "1", "model.py"), None, "without their code: b_model/1/model.py"),
+}
+
+
+@pytest.mark.parametrize(("where", "content", "message"), DAMAGE.values(), ids=DAMAGE.keys())
+def test_a_broken_model_folder_is_refused_naming_it(
+    tmp_path: Path, where: tuple[str, ...], content: bytes | None, message: str
+) -> None:
+    write_pipeline(tmp_path, PipelineSpec(name="b"), {"spec": {"name": "b"}})
+    for step in ("b_tokenizer", "b_model"):
+        (tmp_path / step / "1").mkdir()
+        (tmp_path / step / "1" / "model.py").write_text("")
+    check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")
+
+    damaged = tmp_path.joinpath(*where)
+    if content is None:
+        damaged.unlink()
+    else:
+        damaged.write_bytes(content)
+
+    with pytest.raises(RepositoryError, match=message):
+        check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")

@@ -32,10 +32,16 @@ class ModelNeeds:
     backend: str | None
     """None for ensembles, which the server core runs."""
     tensorrt_version: str | None = None
+    missing_code: tuple[str, ...] = ()
+    """Version folders of a Python-backend model without its ``model.py``."""
 
 
 def repository_needs(repo: Path) -> list[ModelNeeds]:
-    """Each model's backend, and the TensorRT version a plan was built with (manifests)."""
+    """Each model's backend, and the TensorRT version a plan was built with (manifests).
+
+    Raise `RepositoryError` naming a config or manifest that cannot be read: Triton would fail
+    on it at start, and serve nothing.
+    """
     from tritonhf.repository.configs import parse_pbtxt
 
     plan_versions: dict[str, str] = {}
@@ -44,12 +50,21 @@ def repository_needs(repo: Path) -> list[ModelNeeds]:
             data = json.loads(manifest.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise RepositoryError(f"unreadable export manifest {manifest}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise RepositoryError(f"export manifest {manifest} is not a JSON object")
         version = (data.get("tensorrt") or {}).get("version")
         if version:
-            plan_versions[f"{data['spec']['name']}_model"] = str(version)
+            plan_versions[f"{manifest.parent.name}_model"] = str(version)
     needs = []
     for config_path in sorted(repo.glob("*/config.pbtxt")):
-        config = parse_pbtxt(config_path.read_text(encoding="utf-8"))
+        try:
+            config = parse_pbtxt(config_path.read_text(encoding="utf-8"))
+        except Exception as exc:  # OSError, UnicodeDecodeError, protobuf's ParseError
+            reason = " ".join(str(exc).split())
+            raise RepositoryError(
+                f"{config_path} is not a model config Triton can read ({reason}); fix or "
+                "remove that model folder"
+            ) from exc
         name = config.name or config_path.parent.name
         if config.platform == "ensemble":
             backend = None
@@ -57,7 +72,16 @@ def repository_needs(repo: Path) -> list[ModelNeeds]:
             backend = config.backend
         else:
             backend = PLATFORM_BACKENDS.get(config.platform, config.platform or None)
-        needs.append(ModelNeeds(name, backend, plan_versions.get(name)))
+        missing: tuple[str, ...] = ()
+        if backend == "python":
+            code = config.default_model_filename or "model.py"
+            versions = [p for p in config_path.parent.iterdir() if p.name.isdigit()]
+            missing = tuple(
+                sorted(
+                    f"{p.name}/{code}" for p in versions if p.is_dir() and not (p / code).is_file()
+                )
+            )
+        needs.append(ModelNeeds(name, backend, plan_versions.get(name), missing))
     return needs
 
 
@@ -69,8 +93,15 @@ def check_servable(
     server: str,
 ) -> None:
     """Raise `RepositoryError` naming every model this server cannot run, and why."""
+    needs = repository_needs(repo)
+    missing = [f"{m.name}/{path}" for m in needs for path in m.missing_code]
+    if missing:
+        raise RepositoryError(
+            f"{repo} has Python-backend models without their code: {', '.join(missing)} (Triton "
+            "would wait on them, then serve nothing); re-export, or remove those version folders"
+        )
     problems = []
-    for model in repository_needs(repo):
+    for model in needs:
         if model.backend is not None and model.backend not in backends:
             problems.append(
                 f"{model.name} needs Triton's {model.backend} backend, which {server} lacks"
