@@ -213,6 +213,9 @@ def test_a_position_table_smaller_than_the_config_says_lowers_the_limit(tmp_path
     assert result.spec.max_length == 38
     with pytest.raises(ConfigError, match=r"--max-length 40: .* use --max-length 38"):
         export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo", max_length=40))
+    # Past the positions too, the refusal names the length that runs, not the positions.
+    with pytest.raises(ConfigError, match=r"exceeds the model's 40 positions; use at most 38$"):
+        export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo", max_length=64))
 
 
 def _label_profile(repo: Path, name: str) -> FeatureProfile:

@@ -52,15 +52,29 @@ def longest_runnable_length(encoder: Any, tokenizer: Any, upper: int) -> int:
 
 
 def resolve_max_length(
-    requested: int | None, source: ModelSource, model: Any, tokenizer: Any
+    requested: int | None,
+    source: ModelSource,
+    model: Any,
+    tokenizer: Any,
+    *,
+    encoder: Any = None,
 ) -> int:
-    """Use the requested length, else the model's own sequence limit."""
+    """Use the requested length, else the model's own sequence limit.
+
+    A requested length past the model's positions is refused, naming the longest length
+    ``encoder`` (when given) really runs: fewer than the positions in the RoBERTa family.
+    """
     positions = int(getattr(model.config, "max_position_embeddings", 512))
     if requested is not None:
         if requested > positions:
+            usable = (
+                positions
+                if encoder is None
+                else longest_runnable_length(encoder, tokenizer, positions)
+            )
             raise ConfigError(
                 f"--max-length {requested} exceeds the model's {positions} positions; "
-                f"use at most {positions}"
+                f"use at most {usable}"
             )
         return requested
     candidates = [positions, 512]

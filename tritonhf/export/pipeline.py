@@ -242,10 +242,10 @@ def export_model(
         encoder, output = sentence_encoder(model, head, layers), EMBEDDING
     vocab_size = int(model.get_input_embeddings().num_embeddings)
     check_vocabulary(tokenizer, vocab_size)
+    limit = resolve_max_length(options.max_length, source, model, tokenizer, encoder=encoder)
     max_length = runnable_max_length(
-        encoder, tokenizer, resolve_max_length(options.max_length, source, model, tokenizer),
-        requested=options.max_length is not None, progress=progress,
-    )  # fmt: skip
+        encoder, tokenizer, limit, requested=options.max_length is not None, progress=progress
+    )
     spec = PipelineSpec(
         name=options.name,
         task=task,
