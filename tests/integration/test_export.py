@@ -333,3 +333,25 @@ def test_sentence_transformers_lower_casing_is_exported_into_the_tokenizer(
     assert got[0] == got[2]  # the case is gone
     cased = Tokenizer.from_file(str(base / "tokenizer.json"))
     assert cased.encode(texts[0]).ids != got[0]  # and the base tokenizer kept it
+
+
+def test_a_tokenizer_that_truncates_on_the_left_is_served_keeping_the_end(
+    tmp_path: Path,
+) -> None:
+    from transformers import AutoTokenizer
+
+    from tritonhf.backends.tokenizer import encode_texts, load_tokenizer
+
+    folder = tiny_model(tmp_path / "model", "bert")
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "truncation_side": "left"}))
+    texts = [" ".join(f"word{i}" for i in range(400)) + " and the end", "short"]
+
+    result = export_model(ExportOptions(model=str(folder), name="left", repo=tmp_path / "repo"))
+
+    length = result.spec.max_length
+    served = load_tokenizer(result.folders[0] / "1" / "tokenizer.json", length)
+    expected = AutoTokenizer.from_pretrained(folder)(texts, truncation=True, max_length=length)
+    got = [e.ids for e in encode_texts(served, texts, length).encodings]
+    assert got == expected["input_ids"]
+    assert served.decode(got[0]).endswith("and the end")

@@ -254,18 +254,22 @@ class RecordingTokenizer:
         self.longest.append(max(map(len, texts)))
         return self.tokenizer.encode_batch(texts)
 
+    @property
+    def truncation(self) -> Any:
+        return self.tokenizer.truncation
+
 
 LONG_TEXTS = {
     "prose": " ".join(["The parcel arrived two days late, but intact."] * 2_000),
     "cjk": "日本語のテキストです。" * 5_000,
     "words-then-huge-word": "word " * 2_000 + "x" * 5_000 + " tail",
     "prose-then-spaces": "a short text, then blank space" + " " * 60_000,
+    "spaces-then-text": " " * 60_000 + "hello",  # the whitespace it starts with is skipped
 }
 # Texts with few tokens in their first read_limit characters: the step reads no further.
 DEGENERATE_TEXTS = {
     "one-huge-word": "a" * 60_000,
     "invisible-then-text": "\u200b" * 50_000 + " hello",
-    "spaces-then-text": " " * 60_000 + "hello",
     "long-words": ("b" * 101 + " ") * 10_000,
 }
 
@@ -312,11 +316,39 @@ def test_a_degenerate_text_is_truncated_where_reading_stopped(tokenizer: Any) ->
     assert (words + 1) * 102 > step.read_limit(256) - step.READ_SLACK_CHARS
 
 
-@pytest.mark.parametrize("name", ["invisible-then-text", "spaces-then-text"])
-def test_a_text_with_no_tokens_where_it_is_read_is_refused_saying_so(
-    tokenizer: Any, name: str
-) -> None:
-    texts = [DEGENERATE_TEXTS[name]]
+def test_a_text_with_no_tokens_where_it_is_read_is_refused_saying_so(tokenizer: Any) -> None:
+    texts = [DEGENERATE_TEXTS["invisible-then-text"]]
 
-    with pytest.raises(step.TextError, match=r"TEXT\[0\] has no tokens in its first 8,192 char"):
+    refused = r"TEXT\[0\] has no tokens in the 8,192 characters read"
+    with pytest.raises(step.TextError, match=refused):
         step.check_not_empty(texts, step.encode_texts(tokenizer, texts, 256))
+
+
+@pytest.fixture(scope="module")
+def left_tokenizer(tokenizer_json: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The real tokenizer, as a model whose ``truncation_side`` is left exports it."""
+    from tokenizers import Tokenizer
+
+    saved = Tokenizer.from_file(str(tokenizer_json))
+    saved.enable_truncation(256, direction="left")
+    path = tmp_path_factory.mktemp("left") / "tokenizer.json"
+    saved.save(str(path))
+    return step.load_tokenizer(path, 256)
+
+
+ENDINGS = {**LONG_TEXTS, "words-then-an-ending": "word " * 5_000 + "and the very end"}
+
+
+@pytest.mark.parametrize("text", ENDINGS.values(), ids=ENDINGS.keys())
+def test_a_left_truncating_tokenizer_keeps_the_end_and_reads_only_it(
+    left_tokenizer: Any, text: str
+) -> None:
+    recording = RecordingTokenizer(left_tokenizer)
+    whole = left_tokenizer.encode(text)
+
+    encoded = step.encode_texts(recording, [text], 256)
+
+    assert encoded.encodings[0].ids == whole.ids
+    read = min(len(text.strip()), step.read_limit(256) - step.READ_SLACK_CHARS)
+    assert read <= recording.longest[0] <= step.read_limit(256)
+    assert encoded.unread == [False]

@@ -75,13 +75,23 @@ class TokenBatch:
 
 
 def load_tokenizer(path: Path, max_length: int) -> Any:
-    """Load a fast tokenizer from ``tokenizer.json`` with truncation on and padding off."""
+    """Load a fast tokenizer from ``tokenizer.json`` with truncation on and padding off.
+
+    Truncation keeps the side the file says (a model whose tokenizer has ``truncation_side``
+    left keeps the end of a long text), the start otherwise.
+    """
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(path))
     tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length=max_length)
+    tokenizer.enable_truncation(max_length=max_length, direction=_truncation_side(tokenizer))
     return tokenizer
+
+
+def _truncation_side(tokenizer: Any) -> str:
+    """``"left"`` or ``"right"``: which end of a long text the tokenizer drops."""
+    truncation = getattr(tokenizer, "truncation", None) or {}
+    return "left" if str(truncation.get("direction", "right")).lower() == "left" else "right"
 
 
 def decode_texts(raw: NDArray[Any], *, max_bytes: int = 1 << 20) -> list[str]:
@@ -118,6 +128,7 @@ READ_CHARS_PER_TOKEN = 32
 READ_SLACK_CHARS = 1024
 """How far back from the read limit the cut looks for whitespace, so no word is split."""
 _THROUGH_LAST_SPACE = re.compile(r".*\s", re.DOTALL)
+_FIRST_SPACE = re.compile(r"\s")
 
 
 def read_limit(max_length: int) -> int:
@@ -125,14 +136,26 @@ def read_limit(max_length: int) -> int:
     return max(max_length * READ_CHARS_PER_TOKEN, 4 * READ_SLACK_CHARS)
 
 
-def _cut_point(text: str, limit: int) -> int:
-    """Where to cut a text longer than ``limit``; the words before the cut tokenize as in it.
+def _read_span(text: str, limit: int, *, keep_end: bool) -> tuple[int, int]:
+    """The part of ``text`` the step reads: all of it, or its first ``limit`` characters.
 
-    Before its last whitespace in the ``READ_SLACK_CHARS`` up to the limit, else (one huge
-    word) at the limit.
+    With ``keep_end`` (left truncation) its last ones instead. Whitespace at the end read
+    from is skipped, and the cut is at whitespace within ``READ_SLACK_CHARS`` of the limit
+    where there is some, so the words read tokenize as they do in the whole text.
     """
-    through = _THROUGH_LAST_SPACE.match(text, limit - READ_SLACK_CHARS, limit)
-    return through.end() - 1 if through else limit
+    if len(text) <= limit:
+        return 0, len(text)
+    if not keep_end:
+        start = len(text) - len(text.lstrip())
+        if len(text) - start <= limit:
+            return start, len(text)
+        through = _THROUGH_LAST_SPACE.match(text, start + limit - READ_SLACK_CHARS, start + limit)
+        return start, through.end() - 1 if through else start + limit
+    stop = len(text.rstrip())
+    if stop <= limit:
+        return 0, stop
+    space = _FIRST_SPACE.search(text, stop - limit, stop - limit + READ_SLACK_CHARS)
+    return (space.end() if space else stop - limit), stop
 
 
 @dataclass(frozen=True)
@@ -152,25 +175,29 @@ class Encoded:
 def encode_texts(tokenizer: Any, texts: list[str], max_length: int) -> Encoded:
     """``tokenizer.encode_batch(texts)`` (truncating at ``max_length``), with bounded work.
 
-    A text is read up to `read_limit` characters (cut at a word boundary): a text that long
+    A text is read up to `read_limit` characters, from the end its truncation keeps (cut at
+    a word boundary): a text that long
     has far more than ``max_length`` tokens unless it is degenerate (one huge word, a run of
     spaces or of characters the tokenizer drops), so for real text the tokens are those of
     the whole text, and a 1 MiB text costs what ~8,000 characters do (~5 ms, not up to 0.7 s).
     A degenerate text is truncated there: its rest is marked as not read (``unread``).
     """
     limit = read_limit(max_length)
-    cuts = [_cut_point(text, limit) if len(text) > limit else len(text) for text in texts]
+    keep_end = _truncation_side(tokenizer) == "left"
+    spans = [_read_span(text, limit, keep_end=keep_end) for text in texts]
     encodings = list(
         tokenizer.encode_batch(
             [
-                text if cut == len(text) else text[:cut]
-                for text, cut in zip(texts, cuts, strict=True)
+                text if stop - start == len(text) else text[start:stop]
+                for text, (start, stop) in zip(texts, spans, strict=True)
             ]
         )
     )
     unread = [
-        cut < len(text) and not encoding.overflowing and not text[cut:].isspace()
-        for text, cut, encoding in zip(texts, cuts, encodings, strict=True)
+        stop - start < len(text)
+        and not encoding.overflowing
+        and not (text[:start] + text[stop:]).isspace()
+        for text, (start, stop), encoding in zip(texts, spans, encodings, strict=True)
     ]
     return Encoded(encodings, unread, limit)
 
@@ -185,7 +212,7 @@ def check_not_empty(texts: Sequence[str], encoded: Encoded) -> None:
         zip(texts, encoded.encodings, encoded.unread, strict=True)
     ):
         if text.isspace() or all(encoding.special_tokens_mask):
-            where = f" in its first {encoded.read_chars:,} characters" if unread else ""
+            where = f" in the {encoded.read_chars:,} characters read of it" if unread else ""
             raise TextError(
                 f"TEXT[{row}] has no tokens{where}: it is empty, whitespace only, or only "
                 "characters the tokenizer drops; send some visible text",

@@ -332,6 +332,10 @@ def export_model(
                     "fp16": plan.fp16,
                     "profile": plan.profile.as_dict(),
                 }
+        # The serving step truncates on the side the tokenizer does: tokenizer.json says which.
+        tokenizer.backend_tokenizer.enable_truncation(
+            spec.max_length, direction=tokenizer.truncation_side
+        )
         tokenizer.save_pretrained(work / "tokenizer")
         progress("recording the drift reference profile")
         _save_reference_profile(
