@@ -47,6 +47,9 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=5 \
 # entrypoint.py, standard library only). Pass flags as the command, never "tritonserver".
 # Explicit model control with every model loaded at start: the same flags `tritonhf serve` uses
 # (tritonhf/server/launcher.py), so `tritonhf deploy` can hot-reload versions in the container.
+# With TRITONHF_ADMIN_KEY in the environment (never baked in: compose passes the host's, the
+# Kubernetes manifests a Secret) it adds the flags that restrict the repository, shared-memory,
+# trace and logging APIs to requests carrying the key; unset, it warns that they are open.
 # NGC's own entrypoint first (its banner, the CUDA forward-compatibility and driver checks of
 # /opt/nvidia/entrypoint.d); it ends with `exec "$@"`, so the draining entrypoint is PID 1.
 ENTRYPOINT ["/opt/nvidia/nvidia_entrypoint.sh", "python3", "-m", "tritonhf.server.entrypoint"]

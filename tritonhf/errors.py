@@ -58,6 +58,13 @@ class ModelNotReadyError(ClientError):
     """The model exists but is not loaded and ready."""
 
 
+class PermissionDeniedError(ClientError):
+    """The server refused an admin call (repository index, load, unload): no or a wrong admin key.
+
+    Set ``TRITONHF_ADMIN_KEY`` to the key the server was started with.
+    """
+
+
 class InvalidInputError(ClientError, ValueError):
     """The request was rejected because of its content (empty text, bad encoding, ...)."""
 

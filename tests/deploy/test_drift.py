@@ -25,6 +25,7 @@ from tests.deploy import kustomize
 from tests.deploy.support import ROOT, load_yaml
 from tritonhf.cli.main import build_parser
 from tritonhf.console.logic import ConsoleConfig
+from tritonhf.server.admin import ENV_VAR, has_restricted_flags
 from tritonhf.server.launcher import ModelControl, ServerConfig
 from tritonhf.ui.service import DemoConfig
 
@@ -298,6 +299,34 @@ def test_kserve_runtime_uses_the_project_image_and_explicit_model_control() -> N
     metrics_port = runtime["spec"]["annotations"]["prometheus.kserve.io/port"]
     assert ("--metrics-port", metrics_port) in args
     assert metrics_port == str(DEFAULTS.metrics_port)
+
+
+ADMIN_SECRET = {"name": "tritonhf-admin-key", "key": "admin-key", "optional": False}
+"""The Secret docs/deployment.md tells to create; required, so no pod serves without a key."""
+
+
+@pytest.mark.parametrize("overlay", ["gpu", "cpu"])
+def test_kubernetes_triton_and_kserve_take_the_admin_key_from_a_required_secret(
+    overlay: str,
+) -> None:
+    docs = rendered(overlay)
+    deployment = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    (runtime,) = one(docs, "ServingRuntime")["spec"]["containers"]
+    for container in (deployment, runtime):
+        env = {e["name"]: e for e in container.get("env", [])}
+        assert env[ENV_VAR]["valueFrom"]["secretKeyRef"] == ADMIN_SECRET
+        # The entrypoint adds the restricting flags from the key; flags here would win over it.
+        assert not has_restricted_flags(container["args"])
+
+
+def test_compose_passes_the_hosts_admin_key_to_triton_and_the_console_not_the_demo(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    for name in ("triton", "triton-cpu", "console"):
+        assert services[name]["environment"][ENV_VAR] == "${TRITONHF_ADMIN_KEY:-}", name
+        assert not has_restricted_flags(services[name].get("command", []))
+    assert ENV_VAR not in services["ui"].get("environment", {}), "the demo needs no admin key"
 
 
 def test_gpu_overlay_reaches_the_kserve_predictor_too() -> None:

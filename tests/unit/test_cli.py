@@ -503,3 +503,40 @@ def test_the_export_validation_table_shows_each_outputs_own_bound() -> None:
         "PROBABILITIES (64, 3) 1.00004e-04 <= 0.0001 NO",
         "LABEL (64, 1) 1.562e-02 <= 0 NO",
     ]
+
+
+class _Refusing:
+    """tritonclient's gRPC client, answering every call as Triton does without the admin key."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __getattr__(self, method: str) -> object:
+        from tritonclient.utils import InferenceServerException
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise InferenceServerException(
+                "This protocol is restricted, expecting header "
+                "'triton-grpc-protocol-tritonhf-admin-key'",
+                status="StatusCode.UNAVAILABLE",
+            )
+
+        return refuse
+
+
+@pytest.mark.parametrize("command", [["models"], ["deploy", "--model", "minilm"]])
+def test_an_admin_command_without_the_key_says_to_set_it_in_one_line_and_exits_1(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("TRITONHF_ADMIN_KEY", raising=False)
+    monkeypatch.setattr("tritonclient.grpc.InferenceServerClient", _Refusing)
+
+    assert main([*command, "--url", "127.0.0.1:25999"]) == 1
+
+    err = capsys.readouterr().err
+    assert err.startswith("error: Triton at 127.0.0.1:25999 refused the request")
+    assert err.count("\n") == 1
+    assert "set TRITONHF_ADMIN_KEY" in err

@@ -3,21 +3,30 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
+from tritonclient.utils import InferenceServerException
 
 from tritonhf.client import (
     ClientError,
+    DeployError,
     InferenceTimeoutError,
     InvalidInputError,
     ModelState,
+    PermissionDeniedError,
     Protocol,
+    RetryPolicy,
     ServerUnavailableError,
     TritonHFClient,
 )
-from tritonhf.client.client import encode_texts, server_address
+from tritonhf.client.client import RETRYABLE, encode_texts, server_address
+from tritonhf.client.deploy import deploy_pipeline
 from tritonhf.errors import ConfigError
+from tritonhf.server import admin
+from tritonhf.spec import EMBEDDING
 
 PROTOCOLS = ["grpc", "http"]
 
@@ -284,3 +293,153 @@ def test_retries_give_up_on_a_dead_server_after_the_configured_attempts() -> Non
         client.embed(["x"])
     assert 0.2 <= time.perf_counter() - started < 5
     client.close()
+
+
+# the admin key ------------------------------------------------------------------------------
+
+KEY = "0123456789abcdef-admin"
+RESTRICTED = {
+    "grpc": InferenceServerException(
+        "This protocol is restricted, expecting header 'triton-grpc-protocol-tritonhf-admin-key'",
+        status="StatusCode.UNAVAILABLE",
+    ),
+    "http": InferenceServerException(
+        "This API is restricted, expecting header 'tritonhf-admin-key'", status="403"
+    ),
+}
+CONFIG = {"max_batch_size": 8, "output": [{"name": EMBEDDING, "dims": ["384"]}]}
+
+
+class FakeTriton:
+    """Stands in for tritonclient's client: records each call's headers, refuses as told."""
+
+    def __init__(self, wire: str, refuse: frozenset[str] = frozenset()) -> None:
+        self.wire = wire
+        self.refuse = refuse
+        self.calls: list[tuple[str, dict[str, str] | None]] = []
+
+    def __getattr__(self, method: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append((method, kwargs.get("headers")))
+            if method in self.refuse:
+                raise RESTRICTED[self.wire]
+            return self._answer(method)
+
+        return call
+
+    def _answer(self, method: str) -> Any:
+        grpc = self.wire == "grpc"
+        if method == "get_model_repository_index":
+            models = [{"name": "minilm", "version": "1", "state": "READY"}]
+            return {"models": models} if grpc else models
+        if method == "get_model_config":
+            return {"config": CONFIG} if grpc else CONFIG
+        if method == "get_inference_statistics":
+            return {"model_stats": [{"name": "minilm", "version": "1"}]}
+        if method == "infer":
+            return SimpleNamespace(as_numpy=lambda name: np.zeros((1, 384), np.float32))
+        return True
+
+    def headers_of(self, method: str) -> list[dict[str, str] | None]:
+        return [headers for name, headers in self.calls if name == method]
+
+
+def fake_client(
+    monkeypatch: pytest.MonkeyPatch, wire: str, *, refuse: frozenset[str] = frozenset(), **kw: Any
+) -> tuple[TritonHFClient, FakeTriton]:
+    fake = FakeTriton(wire, refuse)
+    for module in ("tritonclient.grpc", "tritonclient.http"):
+        monkeypatch.setattr(f"{module}.InferenceServerClient", lambda *a, **k: fake)
+    return TritonHFClient(protocol=wire, retry=RetryPolicy(attempts=1), **kw), fake
+
+
+def test_the_admin_key_goes_with_the_index_load_and_unload_and_nothing_else(
+    monkeypatch: pytest.MonkeyPatch, wire: str
+) -> None:
+    client, fake = fake_client(monkeypatch, wire, admin_key=KEY)
+    expected = admin.grpc_headers(KEY) if wire == "grpc" else admin.http_headers(KEY)
+
+    client.models()
+    client.load_model("minilm_model")
+    client.unload_model("minilm_model")
+    client.embed(["a sentence"])
+    client.health()
+    client.loaded_models()
+
+    restricted = {"get_model_repository_index", "load_model", "unload_model"}
+    assert {method for method, _ in fake.calls} > restricted | {"infer", "get_model_config"}
+    for method, headers in fake.calls:
+        assert headers == (expected if method in restricted else None), method
+
+
+def test_without_a_key_no_call_carries_the_header(
+    monkeypatch: pytest.MonkeyPatch, wire: str
+) -> None:
+    monkeypatch.delenv(admin.ENV_VAR, raising=False)
+    client, fake = fake_client(monkeypatch, wire)
+
+    client.models()
+    client.load_model("minilm_model")
+    client.unload_model("minilm_model")
+
+    assert [headers for _, headers in fake.calls] == [None] * len(fake.calls)
+
+
+def test_the_key_defaults_to_the_environment_and_an_empty_one_sends_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(admin.ENV_VAR, KEY)
+    from_env, fake = fake_client(monkeypatch, "grpc")
+    without, bare = fake_client(monkeypatch, "grpc", admin_key="")
+
+    from_env.models()
+    without.models()
+
+    assert fake.headers_of("get_model_repository_index")[0] == admin.grpc_headers(KEY)
+    assert bare.headers_of("get_model_repository_index")[-1] is None
+
+
+def test_an_unusable_admin_key_is_a_config_error_before_any_request() -> None:
+    with pytest.raises(ConfigError, match="TRITONHF_ADMIN_KEY must be at least 16"):
+        TritonHFClient(admin_key="short")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.models(),
+        lambda c: c.load_model("minilm_model"),
+        lambda c: c.unload_model("minilm_model"),
+    ],
+    ids=["index", "load", "unload"],
+)
+def test_a_call_refused_for_the_key_is_permission_denied_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, wire: str, call: Any
+) -> None:
+    refuse = frozenset({"get_model_repository_index", "load_model", "unload_model"})
+    client, _ = fake_client(monkeypatch, wire, refuse=refuse, admin_key="")
+
+    with pytest.raises(PermissionDeniedError, match="set TRITONHF_ADMIN_KEY") as raised:
+        call(client)
+
+    assert not isinstance(raised.value, DeployError), "a missing key is not a bad version"
+    assert not isinstance(raised.value, RETRYABLE), "waiting does not bring a key"
+
+
+def test_a_deploy_without_the_key_is_permission_denied_before_any_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refuse = frozenset({"get_model_repository_index", "load_model"})
+    client, fake = fake_client(monkeypatch, "grpc", refuse=refuse, admin_key="")
+
+    with pytest.raises(PermissionDeniedError):
+        deploy_pipeline(client, model="minilm")
+    assert fake.headers_of("load_model") == []
+
+
+def test_loaded_models_need_no_key_and_read_the_statistics(
+    monkeypatch: pytest.MonkeyPatch, wire: str
+) -> None:
+    client, _ = fake_client(monkeypatch, wire, admin_key="")
+
+    assert client.loaded_models() == [ModelState(name="minilm", version="1", state="READY")]

@@ -16,6 +16,7 @@ from tritonhf.errors import (
     ModelNotFoundError,
     ModelNotReadyError,
     OverloadedError,
+    PermissionDeniedError,
     ServerUnavailableError,
     TritonHFError,
 )
@@ -37,8 +38,24 @@ LOAD_FAILED = (
     "InvalidProtobuf: Protobuf parsing failed."
 )
 
+# Triton 2.51's answers to a restricted API called without the admin key's header.
+GRPC_RESTRICTED = (
+    "This protocol is restricted, expecting header 'triton-grpc-protocol-tritonhf-admin-key'"
+)
+HTTP_RESTRICTED = "This API is restricted, expecting header 'tritonhf-admin-key'"
+
 # (exception as tritonclient or the network raises it, expected error type)
 CASES = {
+    # gRPC answers with UNAVAILABLE: it must not read as a server that is down.
+    "grpc-restricted": (
+        InferenceServerException(GRPC_RESTRICTED, status="StatusCode.UNAVAILABLE"),
+        PermissionDeniedError,
+    ),
+    "http-restricted": (
+        InferenceServerException(HTTP_RESTRICTED, status="403"),
+        PermissionDeniedError,
+    ),
+    "http-forbidden": (InferenceServerException("Forbidden", status="403"), PermissionDeniedError),
     "grpc-load-failed": (
         InferenceServerException(LOAD_FAILED, status="StatusCode.INTERNAL"),
         DeployError,
@@ -258,3 +275,14 @@ def test_a_server_that_is_not_ready_to_load_is_unavailable_not_unreachable() -> 
 
     assert isinstance(mapped, ServerUnavailableError)
     assert "starting or shutting down" in str(mapped)
+
+
+def test_a_refused_admin_call_says_to_set_the_admin_key() -> None:
+    raised = InferenceServerException(GRPC_RESTRICTED, status="StatusCode.UNAVAILABLE")
+
+    mapped = map_error(raised, model=None, url=URL)
+
+    assert isinstance(mapped, ClientError)
+    assert not isinstance(mapped, ServerUnavailableError)
+    assert str(mapped).endswith("set TRITONHF_ADMIN_KEY to the key the server was started with")
+    assert URL in str(mapped)

@@ -5,13 +5,19 @@ import stat
 import subprocess  # nosec B404
 import sys
 import sysconfig
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from tritonhf.errors import ConfigError, ServerError
+from tritonhf.server import admin
 from tritonhf.server.drain import drain
-from tritonhf.server.entrypoint import TritonFlags, exit_status
+from tritonhf.server.entrypoint import TritonFlags, exit_status, with_admin_key
+from tritonhf.server.entrypoint import main as entrypoint_main
 from tritonhf.server.launcher import ModelControl, ServerConfig, TritonServer
 from tritonhf.server.provision import (
     TritonDistribution,
@@ -356,3 +362,187 @@ def test_entrypoint_refuses_a_bad_exit_timeout_in_one_line(
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert "--exit-timeout-secs must be a number of seconds >= 0" in err
+
+
+# the admin key ------------------------------------------------------------------------------
+
+KEY = "0123456789abcdef-admin"
+
+
+def test_the_admin_key_restricts_the_admin_apis_over_http_and_grpc() -> None:
+    setting = f"model-repository,shared-memory,trace,logging:tritonhf-admin-key={KEY}"
+
+    assert admin.restricted_flags(KEY) == [
+        f"--http-restricted-api={setting}",
+        f"--grpc-restricted-protocol={setting}",
+    ]
+
+
+def test_inference_health_metadata_and_config_stay_open() -> None:
+    open_apis = {"inference", "health", "metadata", "model-config", "statistics"}
+
+    assert not open_apis & set(admin.RESTRICTED_APIS)
+
+
+def test_grpc_carries_the_key_under_tritons_protocol_prefix() -> None:
+    assert admin.http_headers(KEY) == {"tritonhf-admin-key": KEY}
+    assert admin.grpc_headers(KEY) == {"triton-grpc-protocol-tritonhf-admin-key": KEY}
+    assert admin.http_headers(None) == admin.grpc_headers(None) == {}
+
+
+@pytest.mark.parametrize("key", ["short", "has a space in it ok", "tab\there-0123456789", "é" * 20])
+def test_a_key_that_is_short_or_not_visible_ascii_is_a_config_error_naming_the_variable(
+    key: str,
+) -> None:
+    with pytest.raises(ConfigError, match="TRITONHF_ADMIN_KEY must be at least 16 visible"):
+        admin.check_key(key)
+
+
+def test_the_key_comes_from_the_environment_and_empty_means_unset() -> None:
+    assert admin.admin_key({"TRITONHF_ADMIN_KEY": KEY}) == KEY
+    assert admin.admin_key({"TRITONHF_ADMIN_KEY": ""}) is None
+    assert admin.admin_key({}) is None
+
+
+def test_the_server_command_restricts_the_admin_apis_only_with_a_key(tmp_path: Path) -> None:
+    plain = ServerConfig(repo=tmp_path).command(Path("tritonserver"), Path("/b"))
+    keyed = ServerConfig(repo=tmp_path, admin_key=KEY).command(Path("tritonserver"), Path("/b"))
+
+    assert not admin.has_restricted_flags(plain)
+    assert keyed[: len(plain)] == plain
+    assert keyed[len(plain) :] == admin.restricted_flags(KEY)
+
+
+def test_the_server_config_never_shows_its_key(tmp_path: Path) -> None:
+    config = ServerConfig(repo=tmp_path, admin_key=KEY)
+
+    assert KEY not in repr(config)
+    with pytest.raises(ConfigError, match="TRITONHF_ADMIN_KEY"):
+        ServerConfig(repo=tmp_path, admin_key="short")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.1.1", "::1", "[::1]", "localhost"])
+def test_no_warning_for_a_server_on_loopback_without_a_key(tmp_path: Path, host: str) -> None:
+    assert ServerConfig(repo=tmp_path, host=host).exposure_warning is None
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "", "10.0.0.5", "::", "triton.example"])  # noqa: S104
+def test_a_server_beyond_loopback_without_a_key_warns_in_one_line(
+    tmp_path: Path, host: str
+) -> None:
+    warning = ServerConfig(repo=tmp_path, host=host).exposure_warning
+
+    assert warning is not None
+    assert "\n" not in warning
+    assert warning.startswith("warning: TRITONHF_ADMIN_KEY is not set")
+    assert "unload models" in warning
+    assert ServerConfig(repo=tmp_path, host=host, admin_key=KEY).exposure_warning is None
+
+
+def test_serve_passes_the_environments_key_to_the_server(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tritonhf.cli import main as cli
+
+    seen: list[ServerConfig] = []
+
+    def refuse(self: TritonServer) -> None:
+        seen.append(self.config)
+        raise ServerError("not started in a unit test")
+
+    monkeypatch.setenv("TRITONHF_ADMIN_KEY", KEY)
+    monkeypatch.setattr(TritonServer, "start", refuse)
+    monkeypatch.setattr(TritonServer, "stop", lambda self, timeout_s=None: None)
+
+    assert cli.main(["serve", "--repo", str(tmp_path)]) == 1
+    assert seen[0].admin_key == KEY
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A fake Triton whose repository API answers only requests with the admin key."""
+
+    seen: ClassVar[list[tuple[str, str | None]]] = []
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.seen.append((self.path, self.headers.get("tritonhf-admin-key")))
+        restricted = self.path.startswith("/v2/repository")
+        code = 403 if restricted and self.headers.get("tritonhf-admin-key") != KEY else 200
+        body = b"[]" if self.path == "/v2/repository/index" and code == 200 else b"{}"
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_triton() -> Iterator[str]:
+    _Recorder.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_drain_sends_the_admin_key_on_every_repository_call(fake_triton: str) -> None:
+    assert drain(fake_triton, 5.0, headers=admin.http_headers(KEY))
+
+    repository_calls = [key for path, key in _Recorder.seen if path.startswith("/v2/repository")]
+    assert repository_calls
+    assert set(repository_calls) == {KEY}
+
+
+def test_a_drain_refused_for_a_missing_key_is_left_to_sigterm(fake_triton: str) -> None:
+    assert not drain(fake_triton, 5.0)
+
+
+def test_entrypoint_adds_the_restricting_flags_from_the_environment(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = with_admin_key(["--model-repository=/models"], {"TRITONHF_ADMIN_KEY": KEY})
+
+    assert args == ["--model-repository=/models", *admin.restricted_flags(KEY)]
+    assert KEY not in capsys.readouterr().err
+    assert TritonFlags.parse(args).drain_headers == {"tritonhf-admin-key": KEY}
+
+
+def test_entrypoint_without_a_key_warns_loudly_and_changes_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert with_admin_key(["--model-repository=/models"], {}) == ["--model-repository=/models"]
+
+    err = capsys.readouterr().err
+    assert "WARNING: TRITONHF_ADMIN_KEY is not set" in err
+    assert "load new ones" in err
+
+
+def test_entrypoint_keeps_the_users_own_restriction_and_drains_with_its_header() -> None:
+    own = ["--http-restricted-api=shared-memory,model-repository:x-ops=other-secret-value"]
+
+    args = with_admin_key(own, {"TRITONHF_ADMIN_KEY": KEY})
+
+    assert args == own
+    assert TritonFlags.parse(args).drain_headers == {"x-ops": "other-secret-value"}
+
+
+def test_entrypoint_drains_without_a_header_when_the_repository_is_not_restricted() -> None:
+    flags = TritonFlags.parse(["--http-restricted-api", "trace:x-ops=abc"])
+
+    assert flags.drain_headers == {}
+    assert "abc" not in repr(flags)
+
+
+def test_entrypoint_refuses_an_unusable_key_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TRITONHF_ADMIN_KEY", "short")
+
+    assert entrypoint_main(["--model-repository=/models"]) == 2
+    assert "error: TRITONHF_ADMIN_KEY must be at least 16" in capsys.readouterr().err

@@ -181,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
         "deploy",
         help="hot-reload a pipeline's steps (server in --model-control explicit)",
         description="Load the newest (or --version N) tokenizer and model steps of MODEL while "
-        "traffic flows; a version that fails to load is refused and the old one keeps serving.",
+        "traffic flows; a version that fails to load is refused and the old one keeps serving. "
+        "Sends $TRITONHF_ADMIN_KEY, which a server started with it requires.",
     )
     deploy.add_argument("--version", type=int, help="pin this version (default: the newest)")
     _add_client_flags(deploy)
@@ -211,7 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
     validate.add_argument("--allow-pickle-weights", action="store_true")
 
-    models = commands.add_parser("models", help="the server's repository index")
+    models = commands.add_parser(
+        "models",
+        help="the server's repository index",
+        description="The server's repository index (sends $TRITONHF_ADMIN_KEY, which a server "
+        "started with it requires).",
+    )
     _add_client_flags(models, model=False)
 
     bench = commands.add_parser(
@@ -386,8 +392,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     """``tritonhf serve``: start, print the endpoints, wait for Ctrl-C or SIGTERM."""
+    from tritonhf.server.admin import admin_key
     from tritonhf.server.launcher import ModelControl, ServerConfig, TritonServer
 
+    # From the environment only: a flag would leak the key into shell history and `ps`.
     config = ServerConfig(
         repo=args.repo,
         host=args.host,
@@ -395,6 +403,7 @@ def run_serve(args: argparse.Namespace) -> int:
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,
         model_control=ModelControl(args.model_control),
+        admin_key=admin_key(),
     )
     if args.log_text:
         from tritonhf.observability.logs import LOG_TEXT_ENV
@@ -412,9 +421,10 @@ def run_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         server.start()
+        restricted = " (admin APIs need $TRITONHF_ADMIN_KEY)" if config.admin_key else ""
         print(
             f"Triton is ready: gRPC {config.grpc_url}, HTTP http://{config.http_url}, "
-            f"metrics {config.metrics_url} (Ctrl-C stops)",
+            f"metrics {config.metrics_url}{restricted} (Ctrl-C stops)",
             flush=True,
         )
         code = server.wait()

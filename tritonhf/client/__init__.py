@@ -22,6 +22,7 @@ from tritonhf.errors import (
     ModelNotFoundError,
     ModelNotReadyError,
     OverloadedError,
+    PermissionDeniedError,
     ServerUnavailableError,
 )
 from tritonhf.observability.client_metrics import ClientMetrics
@@ -40,6 +41,7 @@ __all__ = [
     "ModelNotReadyError",
     "ModelState",
     "OverloadedError",
+    "PermissionDeniedError",
     "Protocol",
     "RetryPolicy",
     "ServerHealth",

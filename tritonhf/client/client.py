@@ -26,10 +26,13 @@ from tritonhf.errors import (
     InferenceTimeoutError,
     InvalidInputError,
     ModelNotReadyError,
+    PermissionDeniedError,
     ServerUnavailableError,
 )
 from tritonhf.observability.client_metrics import ClientMetrics, Tracked
 from tritonhf.observability.feedback import FeedbackError, check_rating, check_request_id
+from tritonhf.server.admin import admin_key as admin_key_from_env
+from tritonhf.server.admin import check_key, grpc_headers, http_headers
 from tritonhf.spec import (
     CORRECTED_LABEL,
     DEFAULT_MODEL_NAME,
@@ -243,6 +246,10 @@ class TritonHFClient:
 
     ``timeout_s`` bounds each request sent: a call with more texts than the model's
     ``max_batch_size`` sends several requests, one after the other, and may take longer.
+
+    ``admin_key`` (default: ``$TRITONHF_ADMIN_KEY``; ``""`` for none) goes with the calls a
+    server started with a key restricts: `models`, `load_model`, `unload_model`, and nothing
+    else, so inference never carries it. Refused, they raise `PermissionDeniedError`.
     """
 
     def __init__(
@@ -254,6 +261,7 @@ class TritonHFClient:
         timeout_s: float = 30.0,
         retry: RetryPolicy = RetryPolicy(),
         metrics: ClientMetrics | None = None,
+        admin_key: str | None = None,
     ) -> None:
         try:
             self.protocol = Protocol(protocol)
@@ -266,6 +274,9 @@ class TritonHFClient:
         self.timeout_s = timeout_s
         self.retry = retry
         self.metrics = metrics
+        self._admin_key = admin_key_from_env() if admin_key is None else admin_key or None
+        if self._admin_key is not None:
+            check_key(self._admin_key)
         self._configs: dict[str, dict[str, Any]] = {}
         # tritonclient's HTTP client is gevent-based and not thread-safe: one per thread.
         # The gRPC client is thread-safe and shares one channel.
@@ -352,12 +363,22 @@ class TritonHFClient:
         name = model or self.model
         return bool(self._call(name, "is_model_ready", name))
 
+    def _admin_headers(self) -> dict[str, str] | None:
+        """The admin key's header for a restricted call (None without a key)."""
+        if self._admin_key is None:
+            return None
+        if self.protocol is Protocol.GRPC:
+            return grpc_headers(self._admin_key)
+        return http_headers(self._admin_key)
+
     def models(self) -> list[ModelState]:
         """The server's repository index: every model, its version and state."""
+        headers = self._admin_headers()
         if self.protocol is Protocol.GRPC:
-            entries = self._call(None, "get_model_repository_index", as_json=True).get("models", [])
+            index = self._call(None, "get_model_repository_index", headers=headers, as_json=True)
+            entries = index.get("models", [])
         else:
-            entries = self._call(None, "get_model_repository_index")
+            entries = self._call(None, "get_model_repository_index", headers=headers)
         return [
             ModelState(
                 name=e["name"],
@@ -366,6 +387,20 @@ class TritonHFClient:
                 reason=e.get("reason", ""),
             )
             for e in entries
+        ]
+
+    def loaded_models(self) -> list[ModelState]:
+        """The models loaded now (state READY), from the statistics API.
+
+        Needs no admin key where `models` does; lists neither unloaded nor failed models.
+        """
+        if self.protocol is Protocol.GRPC:
+            stats = self._call(None, "get_inference_statistics", as_json=True)
+        else:
+            stats = self._call(None, "get_inference_statistics")
+        return [
+            ModelState(name=s["name"], version=str(s.get("version", "")), state="READY")
+            for s in stats.get("model_stats", [])
         ]
 
     def model_config(self, model: str | None = None) -> dict[str, Any]:
@@ -420,6 +455,8 @@ class TritonHFClient:
                 f"{model!r} was still loading after {wait_s:.0f} s; Triton goes on loading it "
                 "and switches to it once it is ready (`tritonhf models` shows when)"
             ) from exc
+        except PermissionDeniedError:  # a missing key, not a bad version
+            raise
         except ModelNotReadyError as exc:  # only `model_config`: the load maps to DeployError
             raise DeployError(
                 f"cannot pin {model!r} to{pinned}: it does not serve, so Triton has no config "
@@ -449,6 +486,7 @@ class TritonHFClient:
         Triton answers once the load has ended, which for a Python step can take minutes; a
         request that gave up earlier would leave the load running, its outcome unknown.
         """
+        kwargs = {**kwargs, "headers": self._admin_headers()}
         try:
             if self.protocol is Protocol.GRPC:
                 self._connection().load_model(model, client_timeout=wait_s, **kwargs)
@@ -477,7 +515,7 @@ class TritonHFClient:
 
     def unload_model(self, model: str) -> None:
         """Unload ``model`` in explicit model-control mode (in-flight requests finish)."""
-        self._call(model, "unload_model", model)
+        self._call(model, "unload_model", model, headers=self._admin_headers())
         self._configs.pop(model, None)
 
     # Inference ----------------------------------------------------------------------------

@@ -14,8 +14,10 @@ from tritonhf.errors import (
     ModelNotFoundError,
     ModelNotReadyError,
     OverloadedError,
+    PermissionDeniedError,
     ServerUnavailableError,
 )
+from tritonhf.server.admin import ENV_VAR, RESTRICTED_MESSAGE
 
 _UNAVAILABLE = (
     "UNAVAILABLE",
@@ -65,6 +67,13 @@ def map_error(exc: BaseException, *, model: str | None, url: str) -> ClientError
         return exc
     status, message = _status(exc), _message(exc)
     found = _unquoted(f"{status} {message}")
+    # Checked first: Triton refuses a restricted API with HTTP 403, or over gRPC with status
+    # UNAVAILABLE, which must not read as a server that is down (and be retried).
+    if RESTRICTED_MESSAGE.search(message) or status == "403":
+        return PermissionDeniedError(
+            f"Triton at {url} refused the request: it needs the admin key ({message}); set "
+            f"{ENV_VAR} to the key the server was started with"
+        )
     # Checked before timeouts and "unavailable": a request that waited in the queue past
     # --queue-timeout-ms ("Request timeout expired") or found the queue full is overload,
     # and a full queue answers with gRPC status UNAVAILABLE; retrying at once adds load.

@@ -25,7 +25,7 @@ from tritonhf.console.logic import (
 )
 from tritonhf.console.metrics import Scrape, model_rates, rate_rows, scrape
 from tritonhf.console.reports import find_reports, strip_local_images
-from tritonhf.errors import ClientError
+from tritonhf.errors import ClientError, PermissionDeniedError
 
 
 def _config(argv: list[str]) -> ConsoleConfig:
@@ -89,6 +89,8 @@ def repository_section(config: ConsoleConfig, client: TritonHFClient) -> None:
         try:
             client.unload_model(chosen)
             st.session_state["model-message"] = ("success", f"Unloaded {chosen}.")
+        except PermissionDeniedError as exc:  # its message says to set the key
+            st.session_state["model-message"] = ("error", str(exc))
         except ClientError as exc:
             st.session_state["model-message"] = (
                 "error",

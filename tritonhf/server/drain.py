@@ -22,6 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from typing import Any
 
 IDLE_EXIT_GRACE_S = 5.0
@@ -60,17 +61,19 @@ def _health(http_url: str, which: str) -> bool:
         return False
 
 
-def drain(http_url: str, timeout_s: float) -> bool:
+def drain(http_url: str, timeout_s: float, *, headers: Mapping[str, str] | None = None) -> bool:
     """Unload the ensembles, then every other model; True once nothing is loaded.
 
     Needs a live server in explicit model-control mode (the caller checks the mode); live,
     not ready: with ``--strict-readiness`` one model that failed to load makes the server
     unready, and the pipelines that serve still deserve a drain. A server that does not
-    answer is left to SIGTERM (False). Best effort within ``timeout_s``.
+    answer (or refuses the repository API: ``headers`` carry the admin key, see
+    `tritonhf.server.admin.http_headers`) is left to SIGTERM (False). Best effort within
+    ``timeout_s``.
     """
     if not is_live(http_url):
         return False
-    repository = _Repository(http_url, deadline=time.monotonic() + timeout_s)
+    repository = _Repository(http_url, deadline=time.monotonic() + timeout_s, headers=headers)
     loaded = repository.loaded()
     if loaded is None:
         return False
@@ -113,9 +116,12 @@ def terminate(
 class _Repository:
     """Triton's model-repository HTTP API, every call bounded by one deadline."""
 
-    def __init__(self, http_url: str, *, deadline: float) -> None:
+    def __init__(
+        self, http_url: str, *, deadline: float, headers: Mapping[str, str] | None = None
+    ) -> None:
         self._base = f"http://{http_url}"
         self._deadline = deadline
+        self._headers = dict(headers or {})
 
     def loaded(self, states: frozenset[str] = _LOADED) -> set[str] | None:
         """Models the index lists in ``states`` (None: the index did not answer).
@@ -162,13 +168,17 @@ class _Repository:
         request = urllib.request.Request(f"{self._base}{path}", method=method)  # noqa: S310
         # Connection: close, so this request's own connection never delays Triton's exit.
         request.add_header("Connection", "close")
+        for name, value in self._headers.items():
+            request.add_header(name, value)
         body = b"{}" if method == "POST" else None
         timeout = max(self._deadline - time.monotonic(), 0.1)
         try:
             with urllib.request.urlopen(request, data=body, timeout=timeout) as response:  # noqa: S310  # nosec B310
                 text = response.read()
         except (urllib.error.URLError, OSError):
-            return None  # draining is best effort; SIGTERM follows either way
+            # Draining is best effort; SIGTERM follows either way. A 403 (the repository API
+            # is restricted and the key is missing or wrong) ends here too.
+            return None
         try:
             return json.loads(text) if text else None
         except ValueError:

@@ -9,6 +9,11 @@ sends the signal on and exits with Triton's code: 0 after a complete drain. With
 model control or an HTTP endpoint there is nothing to drain through, and the signal is only
 forwarded. As a container's PID 1 it also reaps the orphans re-parented to it.
 
+With ``TRITONHF_ADMIN_KEY`` set it adds the flags that restrict Triton's repository, shared-memory,
+trace and logging APIs to requests carrying the key (`tritonhf.server.admin`), unless the flags
+already restrict an API (the user's setting wins), and drains with the header. Unset, it warns:
+anyone who reaches the ports can then unload models and load code.
+
 Standard library only (the image installs the package without its dependencies, Python 3.10).
 """
 
@@ -18,9 +23,16 @@ import os
 import signal
 import subprocess  # nosec B404
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
+from tritonhf.server.admin import (
+    ENV_VAR,
+    RESTRICTED_APIS,
+    admin_key,
+    has_restricted_flags,
+    restricted_flags,
+)
 from tritonhf.server.drain import die_with_parent, drain, terminate
 
 BINARY = "tritonserver"
@@ -43,6 +55,9 @@ class TritonFlags:
     explicit: bool
     """``--model-control-mode=explicit``: models can be unloaded, so the server can drain."""
     exit_timeout_s: float
+    drain_headers: dict[str, str] = field(default_factory=dict, repr=False)
+    """What the drain's requests carry: the header of an ``--http-restricted-api`` that
+    restricts the repository API (it holds the key, hence no repr)."""
 
     @classmethod
     def parse(cls, args: Sequence[str]) -> TritonFlags:
@@ -58,7 +73,47 @@ class TritonFlags:
             http_url=f"{host}:{values.get('--http-port', '8000')}" if http_on else None,
             explicit=values.get("--model-control-mode", "none") == "explicit",
             exit_timeout_s=_seconds(values.get("--exit-timeout-secs", "30")),
+            drain_headers=_repository_header(args),
         )
+
+
+def _repository_header(args: Sequence[str]) -> dict[str, str]:
+    """The header an ``--http-restricted-api=<apis>:<header>=<value>`` asks of the repository API.
+
+    Triton may take the flag several times, one group of APIs each.
+    """
+    for i, arg in enumerate(args):
+        key, equals, setting = arg.partition("=")
+        if key != "--http-restricted-api":
+            continue
+        if not equals and i + 1 < len(args):
+            setting = args[i + 1]
+        apis, _, header = setting.partition(":")
+        name, _, value = header.partition("=")
+        if "model-repository" in apis.split(",") and name:
+            return {name: value}
+    return {}
+
+
+def with_admin_key(args: Sequence[str], environ: Mapping[str, str] | None = None) -> list[str]:
+    """``args`` plus the flags that restrict the admin APIs to ``$TRITONHF_ADMIN_KEY``.
+
+    Unchanged when the key is unset (with a warning) or ``args`` restrict an API already.
+    """
+    key = admin_key(os.environ if environ is None else environ)
+    if has_restricted_flags(args):
+        _log("the flags restrict Triton's APIs already; not adding the admin key's")
+        return list(args)
+    if key is None:
+        _log(
+            f"WARNING: {ENV_VAR} is not set, so Triton's model-repository API is open: anyone "
+            "who reaches its HTTP/gRPC ports can unload every model and load new ones that "
+            "run their own code. Set it (a Kubernetes Secret, or the environment of docker "
+            f"compose) to restrict {', '.join(RESTRICTED_APIS)} to requests carrying it."
+        )
+        return list(args)
+    _log(f"{', '.join(RESTRICTED_APIS)} need the header of {ENV_VAR}")
+    return [*args, *restricted_flags(key)]
 
 
 def _seconds(value: str) -> float:
@@ -142,7 +197,7 @@ def _shut_down(process: subprocess.Popen[bytes], flags: TritonFlags, signum: int
     drained = False
     if flags.explicit and flags.http_url is not None and process.poll() is None:
         _log(f"{name}: draining (ensembles first) before stopping Triton")
-        drained = drain(flags.http_url, flags.exit_timeout_s)
+        drained = drain(flags.http_url, flags.exit_timeout_s, headers=flags.drain_headers)
         _log("drained: no model loaded" if drained else "drain incomplete; Triton decides the rest")
     else:
         _log(f"{name}: forwarding it to Triton (draining needs explicit model control and HTTP)")
@@ -159,8 +214,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``tritonserver`` with ``argv`` (default: this process's arguments)."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        flags = TritonFlags.parse(args)
-    except ValueError as exc:  # a flag the drain reads, with a value Triton would refuse too
+        flags = TritonFlags.parse(args)  # bad flags first, before the key's warning
+        args = with_admin_key(args)
+        flags = replace(flags, drain_headers=_repository_header(args))
+    except ValueError as exc:
+        # A flag the drain reads, with a value Triton would refuse too, or an unusable
+        # $TRITONHF_ADMIN_KEY (a ConfigError): serving open when a key was meant is worse.
         _log(f"error: {exc}")
         return 2
     return supervise([BINARY, *args], flags)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess  # nosec B404
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
@@ -15,6 +16,13 @@ from typing import IO
 
 from tritonhf.errors import ConfigError, ServerError
 from tritonhf.repository.compat import available_backends, check_servable
+from tritonhf.server.admin import (
+    check_key,
+    http_headers,
+    is_loopback,
+    open_api_warning,
+    restricted_flags,
+)
 from tritonhf.server.drain import die_with_parent, drain, is_ready, terminate
 from tritonhf.server.provision import find_distribution, prepare_backend_dir, server_environment
 from tritonhf.server.shm import remove_orphaned_regions
@@ -43,16 +51,21 @@ class ServerConfig:
     log_verbose: int = 0
     gpu_metrics: bool = False
     """Triton's ``nv_gpu_*`` series (needs a GPU and DCGM); the CPU wheel has neither."""
+    admin_key: str | None = field(default=None, repr=False)
+    """Restricts the repository, shared-memory, trace and logging APIs to requests that carry
+    it (`tritonhf.server.admin`); `tritonhf serve` passes ``$TRITONHF_ADMIN_KEY``."""
 
     def __post_init__(self) -> None:
+        if self.admin_key is not None:
+            check_key(self.admin_key)
         ports = {
             "http_port": self.http_port,
             "grpc_port": self.grpc_port,
             "metrics_port": self.metrics_port,
         }
-        for field, port in ports.items():
+        for name, port in ports.items():
             if not 1 <= port <= 65535:
-                raise ConfigError(f"{field} must be in 1..65535, got {port}")
+                raise ConfigError(f"{name} must be in 1..65535, got {port}")
         if len(set(ports.values())) != 3:
             raise ConfigError(f"HTTP, gRPC and metrics ports must differ, got {ports}")
 
@@ -70,6 +83,13 @@ class ServerConfig:
     def grpc_url(self) -> str:
         """``host:port`` of the gRPC endpoint."""
         return f"{self.client_host}:{self.grpc_port}"
+
+    @property
+    def exposure_warning(self) -> str | None:
+        """A one-line warning when the admin APIs are open beyond this machine; else None."""
+        if self.admin_key is None and not is_loopback(self.host):
+            return open_api_warning(self.host)
+        return None
 
     @property
     def metrics_url(self) -> str:
@@ -103,6 +123,7 @@ class ServerConfig:
             # Explicit mode loads nothing by itself: start with the whole repository loaded,
             # like "none", and keep the load/unload API for hot reloads and graceful drains.
             *(["--load-model=*"] if self.model_control is ModelControl.EXPLICIT else []),
+            *(restricted_flags(self.admin_key) if self.admin_key is not None else []),
         ]
 
 
@@ -141,6 +162,8 @@ class TritonServer:
             tensorrt_version=None,
             server="the Triton of the nvidia-pytriton wheel",
         )
+        if warning := self.config.exposure_warning:
+            print(warning, file=sys.stderr, flush=True)
         remove_orphaned_regions()  # what servers that were killed left in /dev/shm
         self._workdir = Path(tempfile.mkdtemp(prefix="tritonhf-server-"))
         backend_dir = prepare_backend_dir(dist, self._workdir / "backends")
@@ -189,7 +212,7 @@ class TritonServer:
         """
         if self.config.model_control is not ModelControl.EXPLICIT:
             return False
-        return drain(self.config.http_url, timeout_s)
+        return drain(self.config.http_url, timeout_s, headers=http_headers(self.config.admin_key))
 
     def stop(self, timeout_s: float | None = None) -> int | None:
         """Drain, then SIGTERM (Triton finishes in-flight requests), then force; return the code.

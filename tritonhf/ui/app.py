@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from tritonhf.errors import ClientError
 from tritonhf.ui.logic import (
+    RESTRICTED_INDEX,
     confidences,
     error_markdown,
     health_markdown,
@@ -77,7 +78,11 @@ def build_demo(service: DemoService) -> gr.Blocks:  # one layout, read top-down
         embed_update, cls_update = gr.update(), gr.update()
         if health.live:
             try:
-                rows = model_rows(client.models()) or rows
+                states = service.states(protocol)
+                if states is None:  # the server restricts its index to its admin key
+                    headline += "\n\n" + RESTRICTED_INDEX
+                    states = client.loaded_models()
+                rows = model_rows(states) or rows
                 served = service.served(protocol)
                 embed_update = gr.update(choices=sorted({config.model, *served.embedders}))
                 chosen = classifier or service.default_classifier(served)

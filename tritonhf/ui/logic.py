@@ -21,6 +21,7 @@ from tritonhf.errors import (
     ModelNotFoundError,
     ModelNotReadyError,
     OverloadedError,
+    PermissionDeniedError,
     ServerUnavailableError,
 )
 
@@ -200,6 +201,11 @@ _TITLES: tuple[tuple[type[ClientError], str, str], ...] = (
         "It may be loading or unloaded: load it (ops console or `tritonhf deploy`) and retry.",
     ),
     (OverloadedError, "Server overloaded", "The queue is full: wait a moment and retry."),
+    (
+        PermissionDeniedError,
+        "Admin key needed",
+        "The server restricts this call: start the demo with TRITONHF_ADMIN_KEY set.",
+    ),
     (InferenceTimeoutError, "Request timed out", "The server is slow or stuck: retry later."),
     (InvalidInputError, "Input refused", "Fix what the message names and try again."),
 )
@@ -231,6 +237,14 @@ def health_markdown(health: Any) -> str:
         )
     ready = "ready" if health.ready else "live but **not ready** (a model failed to load?)"
     return f"✓ **Server** `{health.url}` is {ready}."
+
+
+RESTRICTED_INDEX = (
+    "**Note**: the table lists the models that serve; the server shows its full index "
+    "(unloaded and failed models too) only to callers with its admin key "
+    "(`TRITONHF_ADMIN_KEY`)."
+)
+"""The status panel's note when the server refuses its repository index to the demo."""
 
 
 def model_rows(states: Sequence[Any]) -> list[list[str]]:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from tritonhf.client import Classification, Protocol, RetryPolicy, TritonHFClient
+from tritonhf.client import Classification, ModelState, Protocol, RetryPolicy, TritonHFClient
 from tritonhf.client.client import server_address
 from tritonhf.data import sentences
 from tritonhf.errors import (
@@ -25,6 +25,7 @@ from tritonhf.errors import (
     ConfigError,
     InvalidInputError,
     ModelNotFoundError,
+    PermissionDeniedError,
 )
 from tritonhf.observability.client_metrics import ClientMetrics
 from tritonhf.spec import DEFAULT_MODEL_NAME, EMBEDDING, LABEL
@@ -149,22 +150,43 @@ class DemoService:
 
     # Discovery and status ------------------------------------------------------------------
 
+    def states(self, protocol: Protocol | str) -> list[ModelState] | None:
+        """The server's repository index; None when it needs an admin key the demo lacks."""
+        try:
+            return self.client(protocol).models()
+        except PermissionDeniedError:
+            return None
+
+    def _ready(self, client: TritonHFClient) -> list[ModelState]:
+        """The models that serve: from the index, else from the statistics (no key needed).
+
+        The demo needs no admin key: it only reads which models serve.
+        """
+        try:
+            return [state for state in client.models() if state.ready]
+        except PermissionDeniedError:
+            return client.loaded_models()
+
+    def _version(self, client: TritonHFClient, model: str) -> str:
+        """The version(s) of ``model`` that serve."""
+        return served_version(self._ready(client), model)
+
     def served(self, protocol: Protocol | str) -> Served:
         """Ready ensembles that produce embeddings, and those that classify."""
         client = self.client(protocol)
         embedders: list[str] = []
         classifiers: list[str] = []
-        for state in client.models():
-            if not state.ready or state.name in embedders + classifiers:
+        for name in [state.name for state in self._ready(client)]:
+            if name in embedders + classifiers:
                 continue
-            config = client.model_config(state.name)
+            config = client.model_config(name)
             if config.get("platform") != "ensemble":
                 continue
             outputs = {o["name"] for o in config.get("output", [])}
             if LABEL in outputs:
-                classifiers.append(state.name)
+                classifiers.append(name)
             elif EMBEDDING in outputs:
-                embedders.append(state.name)
+                embedders.append(name)
         return Served(tuple(sorted(embedders)), tuple(sorted(classifiers)))
 
     def default_classifier(self, served: Served) -> str | None:
@@ -211,7 +233,7 @@ class DemoService:
     ) -> RequestInfo:
         return RequestInfo(
             model=model,
-            version=served_version(client.models(), model),
+            version=self._version(client, model),
             protocol=client.protocol.value,
             latency_ms=latency_ms,
             num_tokens=tuple(int(n) for n in num_tokens),
@@ -234,7 +256,7 @@ class DemoService:
     def index(self, *, protocol: Protocol | str, model: str) -> SearchIndex:
         """The built-in corpus embedded by ``model``: once per model version, then cached."""
         client = self.client(protocol)
-        key = (model, served_version(client.models(), model))
+        key = (model, self._version(client, model))
         with self._index_lock:
             if key not in self._indexes:
                 corpus = tuple(sentences())
