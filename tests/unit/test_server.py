@@ -19,6 +19,7 @@ from tritonhf.server.drain import drain
 from tritonhf.server.entrypoint import TritonFlags, exit_status, with_admin_key
 from tritonhf.server.entrypoint import main as entrypoint_main
 from tritonhf.server.launcher import ModelControl, ServerConfig, TritonServer
+from tritonhf.server.ports import free_ports
 from tritonhf.server.provision import (
     TritonDistribution,
     find_distribution,
@@ -141,7 +142,8 @@ def test_server_environment_defaults_to_the_process_environment(
     [("http_port", 0), ("grpc_port", 65536), ("metrics_port", -1), ("http_port", 70000)],
 )
 def test_ports_outside_1_to_65535_are_config_errors(tmp_path: Path, field: str, port: int) -> None:
-    with pytest.raises(ConfigError, match=f"{field} must be in 1..65535, got {port}"):
+    flag = "--" + field.replace("_", "-")
+    with pytest.raises(ConfigError, match=f"{flag} must be in 1..65535, got {port}"):
         ServerConfig(repo=tmp_path, **{field: port})  # type: ignore[arg-type]
 
 
@@ -242,16 +244,6 @@ def test_clients_reach_a_wildcard_bind_through_loopback(
     assert config.http_url == f"{client_host}:1"
     assert config.grpc_url == f"{client_host}:2"
     assert config.metrics_url == f"http://{client_host}:3/metrics"
-
-
-def test_starting_on_a_missing_repository_says_to_export_first(tmp_path: Path) -> None:
-    server = TritonServer(ServerConfig(repo=tmp_path / "missing"))
-
-    with pytest.raises(ServerError, match="run `tritonhf export` first") as info:
-        server.start()
-
-    assert str(tmp_path / "missing") in str(info.value)
-    assert server.pid is None
 
 
 def test_a_server_never_started_has_nothing_to_stop_or_wait_for(tmp_path: Path) -> None:
@@ -546,3 +538,35 @@ def test_entrypoint_refuses_an_unusable_key_in_one_line(
 
     assert entrypoint_main(["--model-repository=/models"]) == 2
     assert "error: TRITONHF_ADMIN_KEY must be at least 16" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("busy", ["http_port", "grpc_port", "metrics_port"])
+def test_a_busy_port_is_refused_before_triton_starts_naming_its_flag(
+    tmp_path: Path, busy: str
+) -> None:
+    import socket
+
+    http, grpc, metrics = free_ports(3)
+    config = ServerConfig(repo=tmp_path, http_port=http, grpc_port=grpc, metrics_port=metrics)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", getattr(config, busy)))
+        holder.listen()
+        server = TritonServer(config)
+
+        with pytest.raises(ConfigError, match=f"127.0.0.1:{getattr(config, busy)} .*another "
+                           f"--{busy.replace('_', '-')}"):  # fmt: skip
+            server.start()
+
+    assert server.pid is None
+
+
+@pytest.mark.parametrize(("make", "what"), [(False, "does not exist"), (True, "is not a folder")])
+def test_a_repository_that_is_no_folder_is_a_config_error(
+    tmp_path: Path, make: bool, what: str
+) -> None:
+    repo = tmp_path / "repo"
+    if make:
+        repo.write_text("a file")
+
+    with pytest.raises(ConfigError, match=f"model repository {repo} {what}; run `tritonhf export`"):
+        TritonServer(ServerConfig(repo=repo)).start()

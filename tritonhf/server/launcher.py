@@ -24,6 +24,7 @@ from tritonhf.server.admin import (
     restricted_flags,
 )
 from tritonhf.server.drain import die_with_parent, drain, is_ready, terminate
+from tritonhf.server.ports import check_bindable
 from tritonhf.server.provision import find_distribution, prepare_backend_dir, server_environment
 from tritonhf.server.shm import remove_orphaned_regions
 
@@ -58,16 +59,11 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if self.admin_key is not None:
             check_key(self.admin_key)
-        ports = {
-            "http_port": self.http_port,
-            "grpc_port": self.grpc_port,
-            "metrics_port": self.metrics_port,
-        }
-        for name, port in ports.items():
+        for flag, port in self.ports.items():
             if not 1 <= port <= 65535:
-                raise ConfigError(f"{name} must be in 1..65535, got {port}")
-        if len(set(ports.values())) != 3:
-            raise ConfigError(f"HTTP, gRPC and metrics ports must differ, got {ports}")
+                raise ConfigError(f"{flag} must be in 1..65535, got {port}")
+        if len(set(self.ports.values())) != 3:
+            raise ConfigError(f"HTTP, gRPC and metrics ports must differ, got {self.ports}")
 
     @property
     def client_host(self) -> str:
@@ -83,6 +79,15 @@ class ServerConfig:
     def grpc_url(self) -> str:
         """``host:port`` of the gRPC endpoint."""
         return f"{self.client_host}:{self.grpc_port}"
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """Each port by the ``tritonhf serve`` flag that sets it."""
+        return {
+            "--http-port": self.http_port,
+            "--grpc-port": self.grpc_port,
+            "--metrics-port": self.metrics_port,
+        }
 
     @property
     def exposure_warning(self) -> str | None:
@@ -151,10 +156,10 @@ class TritonServer:
         """Start the server and block until it is ready (or raise `ServerError`)."""
         if self._process is not None:
             raise ServerError("this server is already started")
-        if not self.config.repo.is_dir():
-            raise ServerError(
-                f"model repository {self.config.repo} does not exist; run `tritonhf export` first"
-            )
+        repo = self.config.repo
+        if not repo.is_dir():  # a bad --repo: a ConfigError (exit 2), like export's
+            what = "is not a folder" if repo.exists() else "does not exist"
+            raise ConfigError(f"model repository {repo} {what}; run `tritonhf export` first")
         dist = find_distribution()
         check_servable(
             self.config.repo,
@@ -162,6 +167,10 @@ class TritonServer:
             tensorrt_version=None,
             server="the Triton of the nvidia-pytriton wheel",
         )
+        # Before starting: Triton would fail on a busy port only after loading every model, and
+        # the server that holds the port would answer the readiness poll meanwhile.
+        for flag, port in self.config.ports.items():
+            check_bindable(self.config.host, port, flag=flag)
         if warning := self.config.exposure_warning:
             print(warning, file=sys.stderr, flush=True)
         remove_orphaned_regions()  # what servers that were killed left in /dev/shm

@@ -17,13 +17,17 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
         return [int(sock.getsockname()[1]) for sock in sockets]
 
 
-def check_bindable(host: str, port: int) -> None:
-    """Raise `ConfigError` unless a server could listen on ``host:port`` now."""
+def check_bindable(host: str, port: int, *, flag: str = "--port") -> None:
+    """Raise `ConfigError` unless a server could listen on ``host:port`` now.
+
+    ``flag`` is the option that chose the port, named in the message.
+    """
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
             raise ConfigError(
-                f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port or --host"
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another {flag} "
+                "or --host"
             ) from None
