@@ -431,6 +431,14 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"tritonserver exited with code {code}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        patience = config.exit_timeout_s + 5
+
+        def _already_stopping(signum: int, frame: FrameType | None) -> None:
+            print(f"already stopping: in-flight requests finish (up to {patience} s)", flush=True)
+
+        # A second Ctrl-C must not cut the drain short and leave Triton running.
+        signal.signal(signal.SIGINT, _already_stopping)
+        signal.signal(signal.SIGTERM, _already_stopping)
         print("stopping Triton ...", flush=True)
         return 0 if server.stop() in (0, None) else 1
     finally:
