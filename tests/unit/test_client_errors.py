@@ -43,6 +43,7 @@ GRPC_RESTRICTED = (
     "This protocol is restricted, expecting header 'triton-grpc-protocol-tritonhf-admin-key'"
 )
 HTTP_RESTRICTED = "This API is restricted, expecting header 'tritonhf-admin-key'"
+NO_LOAD_API = "explicit model load / unload is not allowed if polling is enabled"
 
 # (exception as tritonclient or the network raises it, expected error type)
 CASES = {
@@ -158,6 +159,12 @@ CASES = {
         InferenceServerException("Failed to process the request(s)", status="StatusCode.INTERNAL"),
         InferenceError,
     ),
+    # Triton 2.51 without explicit model control: gRPC UNAVAILABLE, HTTP 503.
+    "grpc-load-in-mode-none": (
+        InferenceServerException(NO_LOAD_API, status="StatusCode.UNAVAILABLE"),
+        DeployError,
+    ),
+    "http-load-in-mode-none": (InferenceServerException(NO_LOAD_API, status="503"), DeployError),
 }
 
 

@@ -82,6 +82,14 @@ def map_error(exc: BaseException, *, model: str | None, url: str) -> ClientError
             f"{model!r} at {url} is overloaded and rejected the request ({message}); "
             "back off and retry, or add capacity"
         )
+    # Checked before "unavailable" (gRPC status UNAVAILABLE, HTTP 503): the server is up, in a
+    # model-control mode without the load/unload API.
+    if "explicit model load / unload is not allowed" in message:
+        return DeployError(
+            f"Triton at {url} does not load or unload models on request ({message}): it runs "
+            "with --model-control none or poll; restart it with --model-control explicit (the "
+            "default of `tritonhf serve`)"
+        )
     # Checked before "unavailable": a failed load reads "version 2 is at UNAVAILABLE state".
     if re.search(r"load failed for model|failed to load", found, re.IGNORECASE):
         return DeployError(one_line(message))
