@@ -178,6 +178,15 @@ def test_hot_reload_under_traffic_fails_no_request_and_a_broken_version_is_refus
     states = deploy_pipeline(client, model="minilm")
     assert {s.name: s.version for s in states if s.ready}["minilm_model"] == "2"
 
+    # A version written for one step only would pair tokenizer 3 with model 2: refused.
+    add_version(repo, "minilm_tokenizer", 3)
+    with Traffic(client) as traffic, pytest.raises(DeployError, match="different versions"):
+        deploy_pipeline(client, model="minilm")
+    assert set(traffic.outcomes) == {"ok"}, traffic.outcomes
+    ready = {s.name: s.version for s in client.models() if s.ready}
+    assert (ready["minilm_tokenizer"], ready["minilm_model"]) == ("2", "2")
+    shutil.rmtree(repo / "minilm_tokenizer" / "3")
+
     add_version(repo, "minilm_model", 3, broken=True)
     with Traffic(client) as traffic, pytest.raises(DeployError, match="keeps serving"):
         deploy_pipeline(client, model="minilm")

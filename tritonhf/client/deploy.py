@@ -50,6 +50,10 @@ def deploy_pipeline(
         for name in steps:
             client.load_model(name, version=version)
         client.load_model(model)
+        if mixed := _mixed_versions(client, steps):
+            for name in [model, *steps]:
+                client.unload_model(name)
+            raise DeployError(mixed)
     if spec.feedback_name in in_repository and spec.feedback_name not in serving:
         client.load_model(spec.feedback_name)
     wanted = {model, spec.tokenizer_name, spec.model_name, spec.feedback_name}
@@ -79,6 +83,9 @@ def _reload(
             raise DeployError(f"{exc}; the version that was serving keeps serving") from exc
         reloaded.append(step)
     if client.is_model_ready(model):
+        if mixed := _mixed_versions(client, steps):
+            _roll_back(client, reloaded, serving, previous)
+            raise DeployError(f"{mixed}; the version that was serving keeps serving")
         return
     # The steps loaded but the ensemble did not take them (Triton unloads an ensemble whose
     # steps no longer match its tensors): the old versions go back, then it does.
@@ -93,6 +100,22 @@ def _reload(
     raise DeployError(
         f"{model!r} did not accept the new version of its steps (their tensors no longer "
         "match the ensemble; see the server log); the version that was serving keeps serving"
+    )
+
+
+def _mixed_versions(client: TritonHFClient, steps: list[str]) -> str | None:
+    """Why the loaded steps do not belong together (versions differ), or None.
+
+    Each step loads its own newest version: a version folder written for one step only (an
+    export that stopped halfway, a hand copy) would pair a tokenizer with another model.
+    """
+    loaded = {s.name: s.version for s in client.models() if s.ready and s.name in steps}
+    if len(set(loaded.values())) < 2:
+        return None
+    found = ", ".join(f"{name} {version}" for name, version in sorted(loaded.items()))
+    return (
+        f"the steps loaded at different versions ({found}): an export writes every step of a "
+        "version; finish or remove the partial version, or pin one with --version N"
     )
 
 
