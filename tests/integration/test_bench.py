@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 from tritonhf.bench import BenchOptions, run_bench
@@ -45,3 +47,24 @@ def test_bench_measures_the_served_ensemble_over_grpc_and_http(
     summary = report.summary_path.read_text()
     assert "| minilm | grpc | 4 |" in summary
     assert "perf_analyzer 2.51.0" in summary
+
+
+def test_a_sweep_with_a_failed_point_writes_what_ran_and_exits_1(
+    server: TritonServer, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "tritonhf.cli.main", "bench",
+            "--model", "minilm", "--model", "no_such_model",
+            "--url-grpc", server.config.grpc_url, "--url-http", server.config.http_url,
+            "--protocol", "grpc", "--concurrency", "1", "--measurement-ms", "500",
+            "--out", str(tmp_path),
+        ],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "failed: no_such_model grpc c1" in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "error: 1 point(s) of the sweep failed"
+    with (tmp_path / "bench.csv").open(newline="") as handle:
+        assert [row["config"] for row in csv.DictReader(handle)] == ["minilm"]

@@ -594,6 +594,9 @@ def run_bench(args: argparse.Namespace) -> int:
     if report.server_rss_mb is not None:
         print(f"peak server RSS: {report.server_rss_mb:.0f} MiB")
     print(f"wrote {report.csv_path}, {report.plot_path}, {report.summary_path}")
+    if report.failures:  # the files hold the points that ran; the run is still incomplete
+        print(f"error: {len(report.failures)} point(s) of the sweep failed", file=sys.stderr)
+        return 1
     return 0
 
 
