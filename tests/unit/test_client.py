@@ -152,6 +152,7 @@ def test_urls_are_used_without_their_scheme(given: str, protocol: str, url: str)
         (":8001", "grpc"),
         ("127.0.0.1:80a", "http"),
         ("127.0.0.1:8001/base", "grpc"),  # a base path is HTTP's only
+        ("", "grpc"),  # not the default: `--url ''` is a mistake, not a wish for 127.0.0.1
     ],
 )
 def test_a_url_that_is_not_host_and_port_is_a_config_error(url: str, protocol: str) -> None:

@@ -269,7 +269,7 @@ class TritonHFClient:
             raise ConfigError(f"protocol must be 'grpc' or 'http', got {protocol!r}") from None
         if timeout_s <= 0:
             raise ConfigError(f"timeout_s must be > 0, got {timeout_s}")
-        self.url = server_address(url or self.protocol.default_url, self.protocol)
+        self.url = server_address(self.protocol.default_url if url is None else url, self.protocol)
         self.model = model
         self.timeout_s = timeout_s
         self.retry = retry
