@@ -355,3 +355,21 @@ def test_a_tokenizer_that_truncates_on_the_left_is_served_keeping_the_end(
     got = [e.ids for e in encode_texts(served, texts, length).encodings]
     assert got == expected["input_ids"]
     assert served.decode(got[0]).endswith("and the end")
+
+
+def test_optimize_for_a_model_graph_fusion_does_not_know_is_refused_before_exporting(
+    tmp_path: Path,
+) -> None:
+    from transformers import T5Config, T5EncoderModel
+
+    folder = tiny_model(tmp_path / "model", "bert")
+    config = T5Config(d_model=32, d_kv=16, d_ff=64, num_layers=1, num_heads=2, vocab_size=30522)
+    T5EncoderModel(config).save_pretrained(folder)
+    progress: list[str] = []
+
+    with pytest.raises(ConfigError, match="graph fusion knows BERT-like encoders .* not 't5'"):
+        export_model(
+            ExportOptions(model=str(folder), repo=tmp_path / "repo", optimize=True),
+            progress=progress.append,
+        )
+    assert progress == []  # before loading the model

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tritonhf.errors import ExportError, ValidationError
+from tritonhf.errors import ConfigError, ExportError, ValidationError
 from tritonhf.gate.agreement import GateReport, shown_figure
 
 log = logging.getLogger(__name__)
@@ -70,15 +70,20 @@ class QuantizationReport:
         )
 
 
+def check_fusable(model_type: str) -> None:
+    """Refuse ``--optimize`` for a model the graph fusion does not know (`ConfigError`)."""
+    if model_type not in BERT_LIKE:
+        raise ConfigError(
+            f"graph fusion knows BERT-like encoders ({', '.join(sorted(BERT_LIKE))}), not "
+            f"{model_type!r}; export without --optimize"
+        )
+
+
 def fuse_transformer(
     source: Path, target: Path, *, model_type: str, num_heads: int, hidden_size: int
 ) -> FusionReport:
     """Write ``source`` with ORT's transformer fusions applied to ``target``."""
-    if model_type not in BERT_LIKE:
-        raise ExportError(
-            f"graph fusion knows BERT-like encoders ({', '.join(sorted(BERT_LIKE))}), not "
-            f"{model_type!r}; export without --optimize"
-        )
+    check_fusable(model_type)
     from onnxruntime.transformers.optimizer import optimize_model
 
     optimized = optimize_model(

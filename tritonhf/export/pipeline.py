@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonhf.errors import ConfigError, RepositoryError
-from tritonhf.export.head import HEAD_WEIGHTS_FILE, load_head, save_head
+from tritonhf.export.head import HEAD_WEIGHTS_FILE, load_head, read_json, save_head
 from tritonhf.export.limits import resolve_max_length, runnable_max_length
 from tritonhf.export.onnx_export import (
     OnnxGraphInfo,
@@ -20,6 +20,7 @@ from tritonhf.export.onnx_export import (
     load_encoder,
     sentence_encoder,
 )
+from tritonhf.export.optimize import check_fusable
 from tritonhf.export.options import ExportOptions as ExportOptions  # re-exported: the export API
 from tritonhf.export.options import check_options
 from tritonhf.export.source import (
@@ -223,6 +224,8 @@ def export_model(
     check_request(request)
     if options.runtime is Runtime.TENSORRT:
         tensorrt_module()  # fail before the minutes of export work, not after
+    if options.optimize:
+        check_fusable(str(read_json(source.path / "config.json").get("model_type", "")))
     head = source.head
     what = f"head: {head.describe()}" if task is Task.EMBEDDING else "classifier"
     progress(f"loading {source.path} (task: {task.value}, {what})")
