@@ -270,7 +270,7 @@ def test_a_non_positive_timeout_is_a_config_error_with_exit_2(
     assert capsys.readouterr().err == "error: timeout_s must be > 0, got 0.0\n"
 
 
-def test_serve_on_a_missing_repository_exits_1_and_says_to_export(
+def test_serve_on_a_missing_repository_exits_2_and_says_to_export(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import signal
@@ -281,7 +281,7 @@ def test_serve_on_a_missing_repository_exits_1_and_says_to_export(
     finally:
         signal.signal(signal.SIGTERM, previous)
 
-    assert code == 1
+    assert code == 2  # a bad --repo, as for export
     assert "run `tritonhf export` first" in capsys.readouterr().err
 
 
