@@ -542,7 +542,7 @@ def test_entrypoint_refuses_an_unusable_key_in_one_line(
 
 @pytest.mark.parametrize("busy", ["http_port", "grpc_port", "metrics_port"])
 def test_a_busy_port_is_refused_before_triton_starts_naming_its_flag(
-    tmp_path: Path, busy: str
+    tmp_path: Path, busy: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import socket
 
@@ -558,6 +558,7 @@ def test_a_busy_port_is_refused_before_triton_starts_naming_its_flag(
             server.start()
 
     assert server.pid is None
+    assert f"warning: {tmp_path} holds no model" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("make", "what"), [(False, "does not exist"), (True, "is not a folder")])

@@ -167,6 +167,13 @@ class TritonServer:
             tensorrt_version=None,
             server="the Triton of the nvidia-pytriton wheel",
         )
+        if not any(repo.glob("*/config.pbtxt")):
+            print(
+                f"warning: {repo} holds no model: Triton starts serving nothing "
+                "(`tritonhf export --repo ...` writes one; `tritonhf deploy` then loads it)",
+                file=sys.stderr,
+                flush=True,
+            )
         # Before starting: Triton would fail on a busy port only after loading every model, and
         # the server that holds the port would answer the readiness poll meanwhile.
         for flag, port in self.config.ports.items():
