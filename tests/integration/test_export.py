@@ -367,7 +367,7 @@ def test_optimize_for_a_model_graph_fusion_does_not_know_is_refused_before_expor
     T5EncoderModel(config).save_pretrained(folder)
     progress: list[str] = []
 
-    with pytest.raises(ConfigError, match="graph fusion knows BERT-like encoders .* not 't5'"):
+    with pytest.raises(ConfigError, match=r"graph fusion knows BERT-like encoders .* not 't5'"):
         export_model(
             ExportOptions(model=str(folder), repo=tmp_path / "repo", optimize=True),
             progress=progress.append,
