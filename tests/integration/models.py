@@ -32,6 +32,8 @@ def tiny_model(
         BertModel,
         DistilBertConfig,
         DistilBertModel,
+        T5Config,
+        T5EncoderModel,
     )
 
     torch.manual_seed(0)
@@ -46,6 +48,10 @@ def tiny_model(
             model = BertForSequenceClassification(config)
         else:
             model = BertModel(config)
+    elif architecture == "t5":  # an encoder without the BERT family's graph patterns
+        model = T5EncoderModel(
+            T5Config(d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2, vocab_size=30522)
+        )
     else:
         model = DistilBertModel(
             DistilBertConfig(

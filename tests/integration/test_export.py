@@ -176,13 +176,11 @@ def test_a_t5_encoder_exports_with_its_encoder_stack_and_matches_sentence_transf
 ) -> None:
     import onnxruntime as ort
     from sentence_transformers import SentenceTransformer
-    from transformers import AutoTokenizer, T5Config, T5EncoderModel
+    from transformers import AutoTokenizer
 
     # AutoModel loads a T5EncoderModel checkpoint as the full T5Model (encoder + decoder);
     # the export must embed with the encoder alone, as sentence-transformers does.
-    folder = tiny_model(tmp_path / "model", "bert")
-    config = T5Config(d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2, vocab_size=30522)
-    T5EncoderModel(config).save_pretrained(folder)
+    folder = tiny_model(tmp_path / "model", "t5")
     export_model(ExportOptions(model=str(folder), name="t5", repo=tmp_path / "repo"))
     texts = ["hello world", "a second, longer text with a few more tokens in it", "x"]
     tokens = AutoTokenizer.from_pretrained(folder)(texts, padding=True, return_tensors="np")
@@ -360,11 +358,7 @@ def test_a_tokenizer_that_truncates_on_the_left_is_served_keeping_the_end(
 def test_optimize_for_a_model_graph_fusion_does_not_know_is_refused_before_exporting(
     tmp_path: Path,
 ) -> None:
-    from transformers import T5Config, T5EncoderModel
-
-    folder = tiny_model(tmp_path / "model", "bert")
-    config = T5Config(d_model=32, d_kv=16, d_ff=64, num_layers=1, num_heads=2, vocab_size=30522)
-    T5EncoderModel(config).save_pretrained(folder)
+    folder = tiny_model(tmp_path / "model", "t5")
     progress: list[str] = []
 
     with pytest.raises(ConfigError, match=r"graph fusion knows BERT-like encoders .* not 't5'"):
