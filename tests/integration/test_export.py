@@ -281,16 +281,30 @@ def test_a_new_version_with_another_layout_is_refused_naming_the_layout(tmp_path
 
 
 def test_a_tokenizer_with_ids_the_model_has_no_row_for_is_refused(tmp_path: Path) -> None:
+    from transformers import BertConfig, BertModel
+
+    folder = tiny_model(tmp_path / "model", "bert")
+    small = BertConfig(vocab_size=1000, hidden_size=32, num_hidden_layers=1,
+                       num_attention_heads=2, intermediate_size=64)  # fmt: skip
+    BertModel(small).save_pretrained(folder)  # beside a tokenizer of 30,522 ids
+
+    with pytest.raises(ModelSourceError, match=r"ids up to 30,521 .* has 1,000 rows"):
+        export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo"))
+    assert not (tmp_path / "repo").exists()
+
+
+def test_added_tokens_past_the_embedding_table_export_with_a_note(tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 
     folder = tiny_model(tmp_path / "model", "bert")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     tokenizer.add_tokens(["<extra-1>", "<extra-2>"])
     tokenizer.save_pretrained(folder)
+    progress: list[str] = []
 
-    with pytest.raises(ModelSourceError, match=r"30,524 ids .* 30,522 rows"):
-        export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo"))
-    assert not (tmp_path / "repo").exists()
+    export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo"), progress=progress.append)
+
+    assert any(line.startswith("note: 2 added token(s) have ids past") for line in progress)
 
 
 def test_sentence_transformers_lower_casing_is_exported_into_the_tokenizer(

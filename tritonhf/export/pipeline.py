@@ -244,7 +244,8 @@ def export_model(
         layers = load_head(head, allow_pickle_weights=options.allow_pickle_weights)
         encoder, output = sentence_encoder(model, head, layers), EMBEDDING
     vocab_size = int(model.get_input_embeddings().num_embeddings)
-    check_vocabulary(tokenizer, vocab_size)
+    if note := check_vocabulary(tokenizer, vocab_size):
+        progress(note)
     limit = resolve_max_length(options.max_length, source, model, tokenizer, encoder=encoder)
     max_length = runnable_max_length(
         encoder, tokenizer, limit, requested=options.max_length is not None, progress=progress

@@ -154,16 +154,29 @@ def load_fast_tokenizer(source: ModelSource) -> Any:
     return tokenizer
 
 
-def check_vocabulary(tokenizer: Any, embedding_rows: int) -> None:
-    """Refuse a tokenizer that makes ids the model's embedding table has no row for."""
-    ids = len(tokenizer)  # its vocabulary and added tokens
-    if ids > embedding_rows:
+def check_vocabulary(tokenizer: Any, embedding_rows: int) -> str | None:
+    """Refuse a tokenizer whose ids the model's embedding table has no row for.
+
+    Its vocabulary, the special tokens it puts around every text and its padding id must all
+    fit: otherwise every request, or most, would fail. Added tokens past the table (a text
+    holding one is refused when served, naming the id) only get the returned note.
+    """
+    emitted = tokenizer("a")["input_ids"]  # the special tokens every text gets
+    worst = max(tokenizer.vocab_size, max(emitted) + 1, (tokenizer.pad_token_id or 0) + 1)
+    if worst > embedding_rows:
         raise ModelSourceError(
-            f"the tokenizer has {ids:,} ids (vocabulary and added tokens), but the model's "
-            f"embedding table has {embedding_rows:,} rows: texts with ids from "
-            f"{embedding_rows:,} on would fail. Is this the model's own tokenizer? After "
-            "adding tokens, call model.resize_token_embeddings(len(tokenizer)) and save both"
+            f"the tokenizer makes ids up to {worst - 1:,} (a vocabulary of "
+            f"{tokenizer.vocab_size:,}), but the model's embedding table has "
+            f"{embedding_rows:,} rows: texts would fail. Is this the model's own tokenizer? "
+            "After adding tokens, call model.resize_token_embeddings(len(tokenizer)) and save both"
         )
+    past = len(tokenizer) - embedding_rows
+    if past <= 0:
+        return None
+    return (
+        f"note: {past} added token(s) have ids past the model's {embedding_rows:,} embedding "
+        "rows: a text that holds one is refused when served"
+    )
 
 
 def class_names(model: Any) -> tuple[str, ...]:
