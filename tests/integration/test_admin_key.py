@@ -134,7 +134,8 @@ def test_with_the_key_deploy_works_and_the_stop_drains_cleanly(
     keyed_server: TritonServer,
 ) -> None:
     repo = keyed_server.config.repo
-    shutil.copytree(repo / "minilm_model" / "1", repo / "minilm_model" / "2")
+    for step in ("minilm_tokenizer", "minilm_model"):  # a version of every step
+        shutil.copytree(repo / step / "1", repo / step / "2")
     for client in clients(keyed_server, KEY):
         with client:
             assert {s.name for s in client.models()} == set(PIPELINE)
