@@ -241,18 +241,20 @@ def test_a_deploy_waits_for_loads_longer_than_the_client_timeout(
     client = TritonHFClient(
         explicit_server.config.grpc_url, retry=RetryPolicy(attempts=1), timeout_s=0.3
     )
-    add_version(repo, "minilm_tokenizer", 2)
+    for step in ("minilm_tokenizer", "minilm_model"):
+        add_version(repo, step, 2)
 
     states = deploy_pipeline(client, model="minilm")
 
-    assert {s.name: s.version for s in states if s.ready}["minilm_tokenizer"] == "2"
+    ready = {s.name: s.version for s in states if s.ready}
+    assert (ready["minilm_tokenizer"], ready["minilm_model"]) == ("2", "2")
     add_version(repo, "minilm_model", 3, broken=True)
     with pytest.raises(
         DeployError, match=r"could not load 'minilm_model': .*version 3 .*keeps serving"
     ) as refused:
         deploy_pipeline(client, model="minilm")
     assert "\n" not in str(refused.value)
-    assert {s.name: s.version for s in client.models() if s.ready}["minilm_model"] == "1"
+    assert {s.name: s.version for s in client.models() if s.ready}["minilm_model"] == "2"
     client.close()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 from pathlib import Path
 
@@ -45,19 +44,6 @@ def test_the_metrics_endpoint_serves_tritons_inference_counters(server: TritonSe
 def test_the_server_binds_only_the_requested_address(server: TritonServer) -> None:
     assert server.config.host == "127.0.0.1"
     assert f"--grpc-address={server.config.host}" in server.config.command(Path("x"), Path("y"))
-
-
-def test_start_fails_fast_with_the_log_when_a_port_is_taken(tmp_path: Path) -> None:
-    repo = tmp_path / "empty-repo"
-    repo.mkdir()
-    with socket.socket() as blocker:
-        blocker.bind(("127.0.0.1", 0))
-        blocker.listen()
-        config = server_config(repo, http_port=blocker.getsockname()[1])
-        with pytest.raises(
-            ServerError, match=r"(?s)exited with code.*HTTP service.*already in use"
-        ):
-            TritonServer(config, log_path=tmp_path / "server.log").start()
 
 
 def test_a_model_that_cannot_load_stops_the_start_with_the_reason(tmp_path: Path) -> None:
