@@ -33,14 +33,17 @@ class Scrape:
     at: float
     samples: dict[tuple[str, Labels], float] = field(default_factory=dict)
 
-    def by_model(self, name: str) -> dict[tuple[str, str], float]:
-        """``name``'s samples summed per (model, version), over any other labels."""
+    def by_model(self, name: str, **where: str) -> dict[tuple[str, str], float]:
+        """``name``'s samples summed per (model, version), over any other labels.
+
+        ``where`` keeps only the samples with those label values (``reason="OTHER"``).
+        """
         totals: dict[tuple[str, str], float] = {}
         for (metric, labels), value in self.samples.items():
             if metric != name:
                 continue
             found = dict(labels)
-            if "model" not in found:
+            if "model" not in found or any(found.get(k) != v for k, v in where.items()):
                 continue
             key = (found["model"], found.get("version", ""))
             totals[key] = totals.get(key, 0.0) + value
@@ -118,7 +121,12 @@ def _mean(total: float, count: float, scale: float = 1.0) -> float | None:
 
 
 def model_rates(previous: Scrape, current: Scrape) -> list[ModelRates]:
-    """Request rate, failures, mean latency and queue time per model between two scrapes."""
+    """Request rate, failures, mean latency and queue time per model between two scrapes.
+
+    As the Prometheus rules do: an ensemble counts a request that failed inside it twice,
+    with reason ``OTHER``, so those count half; and Triton adds request, queue and compute
+    time for successful requests only, so the means are per success.
+    """
     seconds = current.at - previous.at
     if seconds <= 0:
         raise ValueError(f"scrapes must be in time order, got {seconds:.3f} s between them")
@@ -126,22 +134,27 @@ def model_rates(previous: Scrape, current: Scrape) -> list[ModelRates]:
         name: (current.by_model(name), previous.by_model(name))
         for name in (SUCCESS, FAILURE, INFERENCES, EXECUTIONS, REQUEST_US, QUEUE_US, COMPUTE_US)
     }
+    counted_twice = (
+        current.by_model(FAILURE, reason="OTHER"),
+        previous.by_model(FAILURE, reason="OTHER"),
+    )
     pending = current.by_model(PENDING)
     rates = []
     for key in sorted(series[SUCCESS][0]):
         delta = {name: _delta(new, old, key) for name, (new, old) in series.items()}
-        requests = delta[SUCCESS] + delta[FAILURE]
+        failures = delta[FAILURE] - _delta(*counted_twice, key) / 2
+        successes = delta[SUCCESS]
         rates.append(
             ModelRates(
                 model=key[0],
                 version=key[1],
-                requests_per_s=delta[SUCCESS] / seconds,
-                failures_per_s=delta[FAILURE] / seconds,
+                requests_per_s=(successes + failures) / seconds,
+                failures_per_s=failures / seconds,
                 inferences_per_s=delta[INFERENCES] / seconds,
                 mean_batch=_mean(delta[INFERENCES], delta[EXECUTIONS]),
-                latency_ms=_mean(delta[REQUEST_US], requests, 1e-3),
-                queue_ms=_mean(delta[QUEUE_US], requests, 1e-3),
-                compute_ms=_mean(delta[COMPUTE_US], requests, 1e-3),
+                latency_ms=_mean(delta[REQUEST_US], successes, 1e-3),
+                queue_ms=_mean(delta[QUEUE_US], successes, 1e-3),
+                compute_ms=_mean(delta[COMPUTE_US], successes, 1e-3),
                 pending=pending.get(key, 0.0),
             )
         )
