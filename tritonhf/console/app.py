@@ -158,10 +158,17 @@ def reports_section(config: ConsoleConfig) -> None:
     )
     report = reports[index or 0]
     for path in report.markdown:
-        text, _ = strip_local_images(path.read_text(encoding="utf-8", errors="replace"))
+        try:
+            text, _ = strip_local_images(path.read_text(encoding="utf-8", errors="replace"))
+        except OSError as exc:  # removed or unreadable since the listing
+            st.warning(f"`{path}` could not be read: {exc}")
+            continue
         st.markdown(text)
     for image in report.images:
-        st.image(str(image), caption=image.name)
+        try:
+            st.image(str(image), caption=image.name)
+        except (OSError, ValueError) as exc:  # a plot cut short, not an image
+            st.warning(f"`{image}` could not be shown as an image: {exc}")
     for table in report.tables:
         with st.expander(f"{table.name} (raw data)"):
             try:
