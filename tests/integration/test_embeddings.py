@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -125,14 +126,26 @@ def established_to(port: int) -> int:
     )
 
 
+def event_descriptors() -> int:
+    """This process's open pipes and anonymous inodes (what an event loop holds)."""
+    found = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # the listing's own, closed meanwhile
+            found += fd.readlink().name.startswith(("pipe:", "anon_inode:"))
+    return found
+
+
 def test_a_thread_per_request_does_not_leave_an_http_connection_per_thread(
     server: TritonServer,
 ) -> None:
     port = int(server.config.http_url.rsplit(":", 1)[1])
     with TritonHFClient(server.config.http_url, protocol="http", timeout_s=60) as client:
-        before = established_to(port)
+        before, loops_before = established_to(port), event_descriptors()
         for _ in range(30):  # each thread opens its own connection and ends
             thread = threading.Thread(target=client.embed, args=(["one request"],))
             thread.start()
             thread.join()
         assert established_to(port) - before <= 2
+        # Nor its gevent event loop (two descriptors each, which ran a long-lived
+        # process out of them after ~500 threads).
+        assert event_descriptors() - loops_before <= 4

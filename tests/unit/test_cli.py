@@ -267,7 +267,9 @@ def test_a_non_positive_timeout_is_a_config_error_with_exit_2(
     code = main(["health", "--timeout", "0"])
 
     assert code == 2
-    assert capsys.readouterr().err == "error: timeout_s must be > 0, got 0.0\n"
+    assert capsys.readouterr().err == (
+        "error: timeout_s must be a finite number of seconds > 0, got 0.0\n"
+    )
 
 
 def test_serve_on_a_missing_repository_exits_2_and_says_to_export(

@@ -174,10 +174,17 @@ def test_an_unknown_protocol_is_a_config_error(protocol: str) -> None:
         TritonHFClient(protocol=protocol)
 
 
-@pytest.mark.parametrize("timeout", [0, -1, -0.5])
-def test_a_non_positive_timeout_is_a_config_error(timeout: float) -> None:
-    with pytest.raises(ConfigError, match=f"timeout_s must be > 0, got {timeout}"):
+@pytest.mark.parametrize("timeout", [0, -1, -0.5, float("inf"), float("nan")])
+def test_a_timeout_that_is_not_a_positive_finite_number_is_a_config_error(timeout: float) -> None:
+    # gRPC would take inf and nan as a deadline already past: every request would time out.
+    with pytest.raises(ConfigError, match=f"timeout_s must be a finite .* > 0, got {timeout}"):
         TritonHFClient(timeout_s=timeout)
+
+
+@pytest.mark.parametrize("timeout", ["5", None, True])
+def test_a_timeout_that_is_not_a_number_is_a_config_error(timeout: object) -> None:
+    with pytest.raises(ConfigError, match="timeout_s must be a number of seconds"):
+        TritonHFClient(timeout_s=timeout)  # type: ignore[arg-type]
 
 
 def test_model_state_is_ready_only_when_triton_says_ready() -> None:
@@ -403,6 +410,18 @@ def test_the_key_defaults_to_the_environment_and_an_empty_one_sends_none(
 def test_an_unusable_admin_key_is_a_config_error_before_any_request() -> None:
     with pytest.raises(ConfigError, match="TRITONHF_ADMIN_KEY must be at least 16"):
         TritonHFClient(admin_key="short")
+
+
+def test_an_unusable_key_in_the_environment_stops_only_the_admin_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(admin.ENV_VAR, "short")
+    client, fake = fake_client(monkeypatch, "grpc")
+
+    client.embed(["inference never carries the key"])
+    with pytest.raises(ConfigError, match="TRITONHF_ADMIN_KEY must be at least 16"):
+        client.models()
+    assert fake.headers_of("get_model_repository_index") == []
 
 
 @pytest.mark.parametrize(

@@ -498,6 +498,28 @@ def test_the_client_refuses_a_malformed_request_id_before_sending(
             client.feedback(request_id=bad, positive=True)
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"request_id": "r-1", "positive": "no"}, "positive must be True or False, got str 'no'"),
+        ({"request_id": "r-1", "positive": None}, "positive must be True or False, got NoneType"),
+        ({"request_id": 5, "positive": True}, "request_id must be a str, got int 5"),
+        ({"request_id": "r-1", "positive": False, "corrected_label": 1}, "must be a str or None"),
+    ],
+    ids=["string-rating", "no-rating", "int-id", "int-label"],
+)
+def test_the_client_refuses_feedback_of_the_wrong_types_before_sending(
+    closed_port: int, arguments: dict[str, Any], message: str
+) -> None:
+    from tritonhf.client import InvalidInputError, TritonHFClient
+
+    with (
+        TritonHFClient(f"127.0.0.1:{closed_port}", timeout_s=1) as client,
+        pytest.raises(InvalidInputError, match=message),
+    ):
+        client.feedback(**arguments)
+
+
 @pytest.fixture
 def metered(closed_port: int) -> Iterator[tuple[Any, Any]]:
     """A client with metrics on a registry of its own, pointed at a port nothing serves."""

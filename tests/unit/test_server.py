@@ -515,13 +515,25 @@ def test_entrypoint_without_a_key_warns_loudly_and_changes_nothing(
     assert "load new ones" in err
 
 
-def test_entrypoint_keeps_the_users_own_restriction_and_drains_with_its_header() -> None:
+def test_entrypoint_keeps_the_users_own_restriction_and_drains_with_its_header(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     own = ["--http-restricted-api=shared-memory,model-repository:x-ops=other-secret-value"]
 
     args = with_admin_key(own, {"TRITONHF_ADMIN_KEY": KEY})
 
     assert args == own
     assert TritonFlags.parse(args).drain_headers == {"x-ops": "other-secret-value"}
+    assert "WARNING" not in capsys.readouterr().err
+
+
+def test_entrypoint_warns_when_the_users_restriction_leaves_the_repository_open(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    own = ["--http-restricted-api=trace:x-ops=other-secret-value"]
+
+    assert with_admin_key(own, {"TRITONHF_ADMIN_KEY": KEY}) == own
+    assert "WARNING: they leave the model-repository API open" in capsys.readouterr().err
 
 
 def test_entrypoint_drains_without_a_header_when_the_repository_is_not_restricted() -> None:

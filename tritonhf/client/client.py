@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import os
 import threading
 import time
 import urllib.parse
@@ -31,7 +33,7 @@ from tritonhf.errors import (
 )
 from tritonhf.observability.client_metrics import ClientMetrics, Tracked
 from tritonhf.observability.feedback import FeedbackError, check_rating, check_request_id
-from tritonhf.server.admin import admin_key as admin_key_from_env
+from tritonhf.server.admin import ENV_VAR as ADMIN_KEY_ENV
 from tritonhf.server.admin import check_key, grpc_headers, http_headers
 from tritonhf.spec import (
     CORRECTED_LABEL,
@@ -238,6 +240,26 @@ def _new_request_id(request_id: str | None) -> str:
         raise InvalidInputError(str(exc)) from None
 
 
+@dataclass(frozen=True)
+class _Opened:
+    """A connection, the thread that opened it, and (HTTP) that thread's gevent hub."""
+
+    thread: threading.Thread
+    connection: Any
+    hub: Any = None
+
+    def close(self) -> None:
+        """Close the connection; once its thread has ended, its hub's event loop too.
+
+        The loop holds two file descriptors of its own, which nothing else frees: a thread
+        per request would run out of them. gevent lets another thread destroy a hub once
+        the hub's own thread has exited.
+        """
+        self.connection.close()
+        if self.hub is not None and not self.thread.is_alive():
+            self.hub.destroy(destroy_loop=True)
+
+
 class TritonHFClient:
     """Talk to a tritonhf pipeline served by Triton.
 
@@ -267,49 +289,58 @@ class TritonHFClient:
             self.protocol = Protocol(protocol)
         except ValueError:
             raise ConfigError(f"protocol must be 'grpc' or 'http', got {protocol!r}") from None
-        if timeout_s <= 0:
-            raise ConfigError(f"timeout_s must be > 0, got {timeout_s}")
+        # A number (gRPC takes inf and nan as a deadline already past).
+        if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool):
+            raise ConfigError(f"timeout_s must be a number of seconds, got {timeout_s!r}")
+        if not (math.isfinite(timeout_s) and timeout_s > 0):
+            raise ConfigError(f"timeout_s must be a finite number of seconds > 0, got {timeout_s}")
         self.url = server_address(self.protocol.default_url if url is None else url, self.protocol)
         self.model = model
         self.timeout_s = timeout_s
         self.retry = retry
         self.metrics = metrics
-        self._admin_key = admin_key_from_env() if admin_key is None else admin_key or None
-        if self._admin_key is not None:
-            check_key(self._admin_key)
+        # A key passed in is checked now; one from the environment at the first admin call,
+        # so a bad $TRITONHF_ADMIN_KEY does not stop a client that only runs inference.
+        if admin_key:
+            check_key(admin_key)
+        self._admin_key = os.environ.get(ADMIN_KEY_ENV) if admin_key is None else admin_key
+        self._admin_key = self._admin_key or None
         self._configs: dict[str, dict[str, Any]] = {}
         # tritonclient's HTTP client is gevent-based and not thread-safe: one per thread.
         # The gRPC client is thread-safe and shares one channel.
         self._local = threading.local()
-        self._opened: list[tuple[threading.Thread, Any]] = []  # (opened by, connection)
+        self._opened: list[_Opened] = []
         self._lock = threading.Lock()
         self._connection()
 
     def _connection(self) -> Any:
         if self.protocol is Protocol.GRPC and self._opened:
-            return self._opened[0][1]
+            return self._opened[0].connection
         connection = getattr(self._local, "connection", None)
         if connection is not None:
             return connection
+        hub = None
         try:
             if self.protocol is Protocol.GRPC:
                 import tritonclient.grpc as grpcclient
 
                 connection = grpcclient.InferenceServerClient(self.url, channel_args=_GRPC_CHANNEL)
             else:
+                import gevent
                 import tritonclient.http as httpclient
 
                 connection = httpclient.InferenceServerClient(
                     self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s
                 )
+                hub = gevent.get_hub()  # this thread's event loop, which the connection uses
         except Exception as exc:  # tritonclient validates the URL eagerly
             raise map_error(exc, model=None, url=self.url) from exc
         with self._lock:
-            # HTTP connections of threads that have ended are closed here, so a thread per
-            # request does not leave a socket per thread open until `close`.
-            ended = [c for thread, c in self._opened if not thread.is_alive()]
-            self._opened = [(t, c) for t, c in self._opened if t.is_alive()]
-            self._opened.append((threading.current_thread(), connection))
+            # HTTP connections of threads that have ended are closed here (and their event
+            # loops), so a thread per request leaves no socket or descriptor behind.
+            ended = [o for o in self._opened if not o.thread.is_alive()]
+            self._opened = [o for o in self._opened if o.thread.is_alive()]
+            self._opened.append(_Opened(threading.current_thread(), connection, hub))
         for stale in ended:
             stale.close()
         self._local.connection = connection
@@ -367,6 +398,7 @@ class TritonHFClient:
         """The admin key's header for a restricted call (None without a key)."""
         if self._admin_key is None:
             return None
+        check_key(self._admin_key)
         if self.protocol is Protocol.GRPC:
             return grpc_headers(self._admin_key)
         return http_headers(self._admin_key)
@@ -659,6 +691,16 @@ class TritonHFClient:
         """
         name = model or self.model
         with self._tracked(name, "feedback"):
+            # Types first: bool("no") would be a thumbs-up, and None a thumbs-down.
+            for argument, value, kinds, wanted in (
+                ("request_id", request_id, (str,), "a str"),
+                ("positive", positive, (bool, np.bool_), "True or False"),
+                ("corrected_label", corrected_label, (str, type(None)), "a str or None"),
+            ):
+                if not isinstance(value, kinds):
+                    raise InvalidInputError(
+                        f"{argument} must be {wanted}, got {type(value).__name__} {value!r:.40}"
+                    )
             try:
                 check_request_id(request_id)
                 check_rating(positive=positive, corrected_label=corrected_label)
@@ -710,8 +752,8 @@ class TritonHFClient:
         """Close every connection this client opened."""
         with self._lock:
             opened, self._opened = self._opened, []
-        for _, connection in opened:
-            connection.close()
+        for stale in opened:
+            stale.close()
         self._local = threading.local()
 
     def __enter__(self) -> TritonHFClient:

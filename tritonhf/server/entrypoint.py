@@ -103,6 +103,11 @@ def with_admin_key(args: Sequence[str], environ: Mapping[str, str] | None = None
     key = admin_key(os.environ if environ is None else environ)
     if has_restricted_flags(args):
         _log("the flags restrict Triton's APIs already; not adding the admin key's")
+        if not _repository_header(args):
+            _log(
+                "WARNING: they leave the model-repository API open over HTTP: anyone who "
+                "reaches the ports can unload every model and load new ones that run their code"
+            )
         return list(args)
     if key is None:
         _log(
