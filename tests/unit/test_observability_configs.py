@@ -77,7 +77,7 @@ def test_every_alert_has_a_promtool_test_and_the_required_ones_exist() -> None:
 def test_the_drift_alert_uses_the_documented_threshold() -> None:
     (drift,) = [rule for rule in rules() if rule.get("alert") == "TritonHFInputDrift"]
 
-    assert drift["expr"].endswith(f"> {ALERT_THRESHOLD}")
+    assert f"(tritonhf_drift_psi) > {ALERT_THRESHOLD} and on (model)" in drift["expr"]
 
 
 def dashboard_exprs() -> list[tuple[str, str, str]]:
