@@ -96,6 +96,8 @@ def test_compare_search_feedback_and_status_panel(browser: Browser, demo: App) -
     search_id = re.search(r"request id (\w+)", page.locator("#search-info").inner_text())
     assert search_id is not None
     assert search_id.group(1) in thanks.inner_text()
+    page.locator("#embed-up").click()
+    thanks.get_by_text("is already rated (thumbs up)").wait_for()
 
     assert_no_error_shown(page)
     shot = browser.screenshot("demo-embeddings")
@@ -189,4 +191,9 @@ def assert_client_metrics_served(app: App) -> None:
     assert re.search(r'tritonhf_client_requests_total\{model="minilm",operation="encode"', text)
     assert re.search(r'tritonhf_client_requests_total\{model="minilm",operation="feedback"', text)
     assert re.search(r'tritonhf_ui_requests_total\{action="compare",outcome="ok"', text)
+    # Ratings too, the ones the demo refuses itself (a second rating) included.
+    assert re.search(r'tritonhf_ui_requests_total\{action="feedback",outcome="ok"', text)
+    assert re.search(
+        r'tritonhf_ui_requests_total\{action="feedback",outcome="InvalidInputError"', text
+    )
     assert "tritonhf_client_request_duration_seconds_bucket" in text

@@ -129,12 +129,6 @@ def build_demo(service: DemoService) -> gr.Blocks:  # one layout, read top-down
         last: dict[str, str], positive: bool, corrected: str | None = None
     ) -> tuple[str, dict[str, str]]:
         """Rate the last result once; a thumbs-up carries no corrected label."""
-        if last.get("rated"):
-            return (
-                f"Request `{last['request_id']}` is already rated ({last['rated']}); "
-                "send a new request to rate again.",
-                last,
-            )
         try:
             service.feedback(
                 request_id=last.get("request_id", ""),
@@ -142,6 +136,7 @@ def build_demo(service: DemoService) -> gr.Blocks:  # one layout, read top-down
                 corrected_label=None if positive else corrected,
                 model=last.get("model", ""),
                 protocol=last.get("protocol", config.protocol.value),
+                rated=last.get("rated"),
             )
         except Exception as exc:  # noqa: BLE001  # shown on the page, never raised
             return _failed(exc, "feedback"), last

@@ -347,13 +347,23 @@ class DemoService:
         corrected_label: str | None,
         model: str,
         protocol: Protocol | str,
+        rated: str | None = None,
     ) -> None:
-        """Record a user's verdict on an earlier request (the client's feedback path)."""
-        if not request_id:
-            raise InvalidInputError("send a request first, then rate its result")
-        self.client(protocol).feedback(
-            request_id=request_id,
-            positive=positive,
-            corrected_label=corrected_label or None,
-            model=model,
-        )
+        """Record a user's verdict on an earlier request (the client's feedback path).
+
+        ``rated``: the verdict the request already has (a result is rated once).
+        """
+        with self._counted("feedback", protocol) as chosen:
+            if not request_id:
+                raise InvalidInputError("send a request first, then rate its result")
+            if rated:
+                raise InvalidInputError(
+                    f"request `{request_id}` is already rated ({rated}); send a new request to "
+                    "rate again"
+                )
+            self.client(chosen).feedback(
+                request_id=request_id,
+                positive=positive,
+                corrected_label=corrected_label or None,
+                model=model,
+            )
