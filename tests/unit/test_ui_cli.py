@@ -85,3 +85,19 @@ def test_a_busy_port_is_one_error_line_and_exit_code_2(command: str) -> None:
         f"error: cannot listen on 127.0.0.1:{port} (Address already in use); "
         "pick another --port or --host"
     )
+
+
+def test_a_port_taken_after_the_check_is_a_config_error_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gradio as gr
+
+    from tritonhf.errors import ConfigError
+    from tritonhf.ui import DemoConfig, serve_demo
+
+    def taken(*args: object, **kwargs: object) -> None:
+        raise OSError("Cannot find empty port in range: 7860-7860")
+
+    monkeypatch.setattr(gr.Blocks, "launch", taken)
+    with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1:7860 \(Cannot find"):
+        serve_demo(DemoConfig(grpc_url="127.0.0.1:1", http_url="127.0.0.1:2"))

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tritonhf.errors import ClientError
+from tritonhf.errors import ClientError, ConfigError
 from tritonhf.ui.logic import (
     RESTRICTED_INDEX,
     confidences,
@@ -277,16 +277,21 @@ def serve(config: DemoConfig) -> None:
     service = DemoService(config)
     demo = build_demo(service)
     try:
-        app, local_url, share_url = demo.launch(
-            server_name=config.host,
-            server_port=config.port,
-            share=config.share,
-            prevent_thread_lock=True,
-            ssr_mode=False,
-            footer_links=[],
-            quiet=True,
-            css=CSS,
-        )
+        try:
+            app, local_url, share_url = demo.launch(
+                server_name=config.host,
+                server_port=config.port,
+                share=config.share,
+                prevent_thread_lock=True,
+                ssr_mode=False,
+                footer_links=[],
+                quiet=True,
+                css=CSS,
+            )
+        except OSError as exc:  # the port was taken after `tritonhf ui` checked it
+            raise ConfigError(
+                f"cannot listen on {config.host}:{config.port} ({exc}); pick another --port"
+            ) from None
         threading.Thread(target=service.warm, name="warm-search-index", daemon=True).start()
         # First in the routing table, so Gradio's own routes never shadow it.
         app.router.routes.insert(0, Route("/metrics", _metrics_endpoint(service.registry)))
