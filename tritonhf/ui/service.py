@@ -326,8 +326,10 @@ class DemoService:
             model = model or self.default_classifier(self.served(chosen))
             if not model:
                 raise ModelNotFoundError(
-                    "no classifier is served; `make run` trains and serves the demo sentiment "
-                    "classifier, or export one with `tritonhf export MODEL --task classification`"
+                    "no classifier is served now: if the status panel lists one as not ready, "
+                    "load it (ops console or `tritonhf deploy`); otherwise `make run` trains and "
+                    "serves the demo sentiment classifier, or export one with `tritonhf export "
+                    "MODEL --task classification`"
                 )
             labels = client.labels(model)
             results, ms = self._timed(
