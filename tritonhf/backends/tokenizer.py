@@ -176,11 +176,11 @@ def encode_texts(tokenizer: Any, texts: list[str], max_length: int) -> Encoded:
     """``tokenizer.encode_batch(texts)`` (truncating at ``max_length``), with bounded work.
 
     A text is read up to `read_limit` characters, from the end its truncation keeps (cut at
-    a word boundary): a text that long
-    has far more than ``max_length`` tokens unless it is degenerate (one huge word, a run of
-    spaces or of characters the tokenizer drops), so for real text the tokens are those of
-    the whole text, and a 1 MiB text costs what ~8,000 characters do (~5 ms, not up to 0.7 s).
-    A degenerate text is truncated there: its rest is marked as not read (``unread``).
+    a word boundary). A text that long has far more than ``max_length`` tokens unless it is
+    degenerate (one huge word, a run of spaces or of characters the tokenizer drops), so for
+    real text the tokens are those of the whole text, and a 1 MiB text costs what ~8,000
+    characters do (~5 ms, not up to 0.7 s: `benchmarks/long_text_cost.py`). A degenerate
+    text is truncated there: its rest is marked as not read (``unread``).
     """
     limit = read_limit(max_length)
     keep_end = _truncation_side(tokenizer) == "left"
