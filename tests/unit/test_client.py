@@ -63,7 +63,10 @@ def test_encode_texts_reads_a_generator_once() -> None:
     assert encode_texts(text for text in ("a", "b", "c")).shape == (3, 1)
 
 
-@pytest.mark.parametrize(("texts", "type_name"), [(None, "NoneType"), (5, "int")])
+@pytest.mark.parametrize(
+    ("texts", "type_name"),
+    [(None, "NoneType"), (5, "int"), ({"a": 1}, "a dict"), ({"a", "b"}, "a set")],
+)
 def test_texts_that_are_not_iterable_are_invalid_input_naming_the_type(
     unreachable: TritonHFClient, texts: object, type_name: str
 ) -> None:

@@ -10,7 +10,8 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
@@ -203,6 +204,11 @@ def text_list(texts: Iterable[str]) -> list[str]:
     """``texts`` as a list (a generator is read once); one string or a non-iterable is refused."""
     if isinstance(texts, str | bytes):
         raise InvalidInputError("pass a sequence of strings, e.g. ['hello'], not one string")
+    if isinstance(texts, Mapping | AbstractSet):  # results come back in the texts' order
+        raise InvalidInputError(
+            f"pass a sequence of strings, e.g. embed(['hello']), not a {type(texts).__name__}: "
+            "its order is not the one you would read the results in"
+        )
     try:
         return list(texts)
     except TypeError:
