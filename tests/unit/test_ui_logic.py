@@ -25,7 +25,21 @@ from tritonhf.ui.logic import (
     served_version,
     similarity_matrix,
     split_lines,
+    with_sentence_number,
 )
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("[request id: r] TEXT[2] has no tokens", "sentence 3 ('\\u200b'): [request id: r]"),
+        ("texts[0] is empty or whitespace only", "sentence 1 ('one'): texts[0] is empty"),
+        ("TEXT[7] names no sentence sent", "TEXT[7] names no sentence sent"),
+        ("the server is down", "the server is down"),
+    ],
+)
+def test_a_refused_row_is_named_as_the_page_counts_sentences(message: str, expected: str) -> None:
+    assert with_sentence_number(message, ["one", "two", "\u200b"]).startswith(expected)
 
 
 def test_split_lines_keeps_non_empty_stripped_lines() -> None:

@@ -7,6 +7,7 @@ is unit-tested here.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,21 @@ from tritonhf.errors import (
 )
 
 MAX_TEXTS = 16  # sentences compared at once: the heatmap stays readable
+
+
+_ROW = re.compile(r"\b(?:TEXT|texts)\[(\d+)\]")
+
+
+def with_sentence_number(message: str, texts: list[str]) -> str:
+    """``message`` led by the sentence it is about, counted from 1 as the page counts them.
+
+    The server and the client name a refused text by its 0-based row (``TEXT[4]``).
+    """
+    row = _ROW.search(message)
+    if row is None or int(row.group(1)) >= len(texts):
+        return message
+    index = int(row.group(1))
+    return f"sentence {index + 1} ({texts[index][:40]!r}): {message}"
 
 
 def split_lines(text: str, *, limit: int = MAX_TEXTS) -> list[str]:

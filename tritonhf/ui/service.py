@@ -29,7 +29,13 @@ from tritonhf.errors import (
 )
 from tritonhf.observability.client_metrics import ClientMetrics
 from tritonhf.spec import DEFAULT_MODEL_NAME, EMBEDDING, LABEL
-from tritonhf.ui.logic import RequestInfo, SearchIndex, served_version, split_lines
+from tritonhf.ui.logic import (
+    RequestInfo,
+    SearchIndex,
+    served_version,
+    split_lines,
+    with_sentence_number,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -247,9 +253,12 @@ class DemoService:
         with self._counted("compare", protocol) as chosen:
             texts = split_lines(text)
             client = self.client(chosen)
-            result, ms = self._timed(
-                "compare", chosen, lambda: client.encode(list(texts), model=model)
-            )
+            try:
+                result, ms = self._timed(
+                    "compare", chosen, lambda: client.encode(list(texts), model=model)
+                )
+            except InvalidInputError as exc:
+                raise InvalidInputError(with_sentence_number(str(exc), texts)) from exc
         info = self._info(client, model, ms, result.num_tokens, result.truncated, result.request_id)
         return Compared(tuple(texts), result.embeddings, info)
 
