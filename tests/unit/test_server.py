@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import stat
 import subprocess  # nosec B404
 import sys
@@ -583,3 +585,41 @@ def test_a_repository_that_is_no_folder_is_a_config_error(
 
     with pytest.raises(ConfigError, match=f"model repository {repo} {what}; run `tritonhf export`"):
         TritonServer(ServerConfig(repo=repo)).start()
+
+
+def test_stubs_whose_triton_is_gone_are_stopped_and_a_served_one_is_not(tmp_path: Path) -> None:
+    import shutil
+    import time
+
+    from tritonhf.server.process import orphaned_stubs, process_tree, stop_orphaned_stubs
+
+    stub = tmp_path / "triton_python_backend_stub"  # /bin/sleep under the stub's name
+    shutil.copy("/bin/sleep", stub)
+    server = tmp_path / "tritonserver"  # a shell under the server's name, as its parent
+    shutil.copy("/bin/sh", server)
+    # The orphan: its shell exits at once, so it is re-parented away from any tritonserver.
+    started = subprocess.run(
+        ["/bin/sh", "-c", f"'{stub}' 300 >/dev/null 2>&1 & echo $!"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    orphan = int(started.stdout)
+    running = subprocess.Popen([str(server), "-c", f"'{stub}' 301 & wait"])
+    try:
+        deadline = time.monotonic() + 10
+        while len(process_tree(running.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (served,) = process_tree(running.pid)[1:]
+        found = orphaned_stubs()
+        assert orphan in found
+        assert served not in found
+
+        assert orphan in stop_orphaned_stubs()
+        while orphan in orphaned_stubs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert orphan not in orphaned_stubs()
+        assert served in process_tree(running.pid)
+    finally:
+        for pid in [orphan, *process_tree(running.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        running.wait()

@@ -25,6 +25,7 @@ from tritonhf.server.admin import (
 )
 from tritonhf.server.drain import die_with_parent, drain, is_ready, terminate
 from tritonhf.server.ports import check_bindable
+from tritonhf.server.process import stop_orphaned_stubs
 from tritonhf.server.provision import find_distribution, prepare_backend_dir, server_environment
 from tritonhf.server.shm import remove_orphaned_regions
 
@@ -180,6 +181,12 @@ class TritonServer:
             check_bindable(self.config.host, port, flag=flag)
         if warning := self.config.exposure_warning:
             print(warning, file=sys.stderr, flush=True)
+        if stopped := stop_orphaned_stubs():  # then their /dev/shm regions go too, next line
+            print(
+                f"stopped {len(stopped)} Python-backend stub(s) that a killed Triton left running",
+                file=sys.stderr,
+                flush=True,
+            )
         remove_orphaned_regions()  # what servers that were killed left in /dev/shm
         self._workdir = Path(tempfile.mkdtemp(prefix="tritonhf-server-"))
         backend_dir = prepare_backend_dir(dist, self._workdir / "backends")

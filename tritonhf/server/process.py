@@ -1,7 +1,10 @@
-"""Resident memory of a server and the processes it started (Python-backend stubs)."""
+"""The processes of a server: its Python-backend stubs, their memory, and orphaned ones."""
 
 from __future__ import annotations
 
+import os
+import signal
+from contextlib import suppress
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -41,3 +44,55 @@ def rss_bytes(pid: int) -> int:
 def tree_rss_bytes(pid: int) -> int:
     """RSS of ``pid`` plus its descendants: Triton and its Python-backend stubs together."""
     return sum(rss_bytes(p) for p in process_tree(pid))
+
+
+STUB = "triton_python_backend_stub"
+SERVER = "tritonserver"
+
+
+def _program(pid: int) -> str:
+    """The file name of the program ``pid`` runs (its argv[0]); "" if it is gone."""
+    try:
+        argv0 = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0", 1)[0]
+    except OSError:
+        return ""
+    return Path(argv0.decode(errors="replace")).name
+
+
+def _parent(pid: int) -> int:
+    """``pid``'s parent (0 if it is gone); the command name in ``stat`` may hold spaces."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def orphaned_stubs() -> list[int]:
+    """Python-backend stubs of this user whose Triton is gone (their parent is no tritonserver).
+
+    Left when Triton and the launcher are both killed (``kill -9``): stuck, they ignore
+    SIGTERM and hold their memory (~300 MB each) and their ``/dev/shm`` regions.
+    """
+    found = []
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            mine = entry.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if mine and _program(pid) == STUB and _program(_parent(pid)) != SERVER:
+            found.append(pid)
+    return found
+
+
+def stop_orphaned_stubs() -> list[int]:
+    """SIGKILL every `orphaned_stubs` process; return their pids."""
+    stopped = []
+    for pid in orphaned_stubs():
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            stopped.append(pid)
+    return stopped
