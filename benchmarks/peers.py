@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from closed_loop import Call
+from servers.onnx_embedder import SPINNING_ENV
 
 HERE = Path(__file__).parent
 SERVERS = HERE / "servers"
@@ -95,6 +96,11 @@ def _process(
             process.wait()
 
 
+def _peer_env(spinning: bool) -> dict[str, str]:
+    """The environment of a peer whose ONNX Runtime threads spin (ORT's default) or not."""
+    return {**os.environ, SPINNING_ENV: "1" if spinning else "0"}
+
+
 def _json_post(url: str) -> Callable[[], Call]:
     def make_call() -> Call:
         import http.client
@@ -141,7 +147,13 @@ def start_fastapi(model_dir: Path, port: int, logs: Path) -> Iterator[Served]:
 
 @contextlib.contextmanager
 def start_litserve(
-    onnx: Path, tokenizer: Path, port: int, logs: Path, log: Callable[[str], None]
+    onnx: Path,
+    tokenizer: Path,
+    port: int,
+    logs: Path,
+    log: Callable[[str], None],
+    *,
+    spinning: bool = True,
 ) -> Iterator[Served]:
     """LitServe with batching (max 32, 5 ms timeout) on the same graph and tokenizer."""
     python = ensure_venv("litserve", log)
@@ -155,19 +167,25 @@ def start_litserve(
         "--port",
         str(port),
     ]
-    with _process(command, logs / "litserve.log") as process:
+    with _process(command, logs / "litserve.log", env=_peer_env(spinning)) as process:
         wait_http(f"http://127.0.0.1:{port}/health", process)
         yield Served(_json_post(f"http://127.0.0.1:{port}/predict"), process.pid)
 
 
 @contextlib.contextmanager
 def start_bentoml(
-    onnx: Path, tokenizer: Path, port: int, logs: Path, log: Callable[[str], None]
+    onnx: Path,
+    tokenizer: Path,
+    port: int,
+    logs: Path,
+    log: Callable[[str], None],
+    *,
+    spinning: bool = True,
 ) -> Iterator[Served]:
     """BentoML with adaptive batching (its defaults, max 32) on the same graph and tokenizer."""
     python = ensure_venv("bentoml", log)
     env = {
-        **os.environ,
+        **_peer_env(spinning),
         "BENCH_ONNX": str(onnx),
         "BENCH_TOKENIZER": str(tokenizer),
         "BENTOML_DO_NOT_TRACK": "True",  # no usage reports from a benchmark
@@ -192,12 +210,18 @@ def start_bentoml(
 
 @contextlib.contextmanager
 def start_pytriton(
-    onnx: Path, tokenizer: Path, ports: list[int], logs: Path, log: Callable[[str], None]
+    onnx: Path,
+    tokenizer: Path,
+    ports: list[int],
+    logs: Path,
+    log: Callable[[str], None],
+    *,
+    spinning: bool = True,
 ) -> Iterator[Served]:
     """PyTriton (Triton + @batch dynamic batching) on the same graph and tokenizer, over gRPC."""
     python = ensure_venv("pytriton", log)
     http, grpc, metrics = ports
-    env = dict(os.environ)
+    env = _peer_env(spinning)
     # The stub links libpython3.X; the base interpreter's library must win over the system's.
     env["LD_LIBRARY_PATH"] = os.pathsep.join(
         p for p in (str(sysconfig.get_config_var("LIBDIR")), env.get("LD_LIBRARY_PATH")) if p

@@ -26,6 +26,7 @@ under --out (default artifacts/bench/side-by-side).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess  # nosec B404
@@ -40,6 +41,7 @@ sys.path.insert(0, str(HERE))
 
 from closed_loop import Measured, in_process, run_for  # noqa: E402
 from peers import (  # noqa: E402
+    Served,
     start_bentoml,
     start_fastapi,
     start_litserve,
@@ -50,6 +52,8 @@ from servers.onnx_embedder import OnnxEmbedder  # noqa: E402
 
 WORK = HERE.parent / "build" / "bench-work"
 PEERS = ("pytriton", "litserve", "bentoml")
+PEER_SESSIONS = {"default": "", "nospin": " nospin"}
+"""A peer's ONNX Runtime session: ORT's defaults, or tritonhf's (no spinning); the row suffix."""
 NAME = "minilm"
 CEILING_KINDS = ("batch 1", "sorted 32", "arrival 32")
 TARGET_KINDS = CEILING_KINDS[:2]
@@ -185,6 +189,18 @@ def ceilings(
     ]
 
 
+def start_peer(
+    peer: str, onnx: Path, tokenizer: Path, logs: Path, *, spinning: bool
+) -> contextlib.AbstractContextManager[Served]:
+    """Start one peer on free ports; its ONNX Runtime threads spin (ORT's default) or not."""
+    from tritonhf.server.ports import free_ports
+
+    if peer == "pytriton":
+        return start_pytriton(onnx, tokenizer, free_ports(3), logs, log, spinning=spinning)
+    start = {"litserve": start_litserve, "bentoml": start_bentoml}[peer]
+    return start(onnx, tokenizer, free_ports(1)[0], logs, log, spinning=spinning)
+
+
 def rss_mb(pid: int | None) -> float:
     """Resident memory of a server and its children, MiB."""
     from tritonhf.server.process import tree_rss_bytes
@@ -208,6 +224,12 @@ def main() -> int:  # one linear script: the order of the runs is the point
         default="ceiling,fastapi,pytriton,litserve,bentoml,tritonhf,variants",
         help="comma-separated subset to run",
     )
+    parser.add_argument(
+        "--peer-sessions",
+        default=",".join(PEER_SESSIONS),
+        help="the peers' ONNX Runtime sessions: 'default' (ORT's, threads spin) and/or "
+        "'nospin' (tritonhf's option); default both, and target 5 takes the best",
+    )
     parser.add_argument("--reuse", action="store_true", help="reuse exports in build/bench-work")
     parser.add_argument("--out", type=Path, default=Path("artifacts/bench/side-by-side"))
     args = parser.parse_args()
@@ -217,6 +239,9 @@ def main() -> int:  # one linear script: the order of the runs is the point
     ]
     tritonhf_concurrencies = sorted({*concurrencies, 32})
     systems = set(args.systems.split(","))
+    peer_sessions = args.peer_sessions.split(",")
+    if unknown := set(peer_sessions) - set(PEER_SESSIONS):
+        parser.error(f"--peer-sessions: unknown {', '.join(sorted(unknown))}")
     corpora = ["short", "long"] if args.quick else ["short", "long", "mixed"]
     logs = args.out / "logs"
     reuse = args.reuse or args.quick
@@ -251,6 +276,16 @@ def main() -> int:  # one linear script: the order of the runs is the point
         f"ONNX opset {spec.get('onnx', {}).get('opset')}"
     )
     meta["batching"] = "peers: max batch 32; tritonhf: its export defaults (see config.pbtxt)"
+    meta["peer sessions"] = (
+        "ORT's defaults (threads spin)"
+        + (
+            "; rows ending 'nospin': the same peer with spinning off, as tritonhf serves"
+            if "nospin" in peer_sessions
+            else ""
+        )
+        if "default" in peer_sessions
+        else "spinning off, as tritonhf serves (rows ending 'nospin')"
+    )
     for corpus, stat in stats.items():
         meta[f"corpus {corpus}"] = stat.line()
     meta["window"] = f"{seconds:.0f} s measured after 1 s warm-up per point"
@@ -297,18 +332,14 @@ def main() -> int:  # one linear script: the order of the runs is the point
         with start_fastapi(source.path, free_ports(1)[0], logs) as served:
             sweep("fastapi-torch", served.make_call, "short", concurrencies)
             rss["fastapi-torch"] = rss_mb(served.pid)
-    if "pytriton" in systems:
-        with start_pytriton(onnx, tokenizer, free_ports(3), logs, log) as served:
-            sweep("pytriton", served.make_call, "short", concurrencies)
-            rss["pytriton"] = rss_mb(served.pid)
-    if "litserve" in systems:
-        with start_litserve(onnx, tokenizer, free_ports(1)[0], logs, log) as served:
-            sweep("litserve", served.make_call, "short", concurrencies)
-            rss["litserve"] = rss_mb(served.pid)
-    if "bentoml" in systems:
-        with start_bentoml(onnx, tokenizer, free_ports(1)[0], logs, log) as served:
-            sweep("bentoml", served.make_call, "short", concurrencies)
-            rss["bentoml"] = rss_mb(served.pid)
+    for peer in (p for p in PEERS if p in systems):
+        for session in peer_sessions:  # a peer's two sessions back to back: same machine state
+            name = peer + PEER_SESSIONS[session]
+            with start_peer(
+                peer, onnx, tokenizer, logs / session, spinning=session == "default"
+            ) as served:
+                sweep(name, served.make_call, "short", concurrencies)
+                rss[name] = rss_mb(served.pid)
     for variant in variants if ("tritonhf" in systems or "variants" in systems) else []:
         if variant == "default" and "tritonhf" not in systems:
             continue
@@ -521,8 +552,10 @@ def targets(results: Sequence[Measured], rss: dict[str, float]) -> list[str]:
         ),
     ]
     # Every peer counts, errors or not: a peer that fails requests is still a user's choice.
-    peers8 = [m for m in (f(p, 8) for p in PEERS) if m]
-    peers1 = [m for m in (f(p, 1) for p in PEERS) if m]
+    # ... and with either session: the best of ORT's defaults and tritonhf's option.
+    peer_rows = [p + suffix for p in PEERS for suffix in PEER_SESSIONS.values()]
+    peers8 = [m for m in (f(p, 8) for p in peer_rows) if m]
+    peers1 = [m for m in (f(p, 1) for p in peer_rows) if m]
     best_peer8 = max(peers8, key=lambda m: m.throughput, default=None)
     best_peer1 = min(peers1, key=lambda m: m.p50_ms, default=None)
     out += [

@@ -1,15 +1,21 @@
 """The same ONNX graph + tokenizer every ONNX peer serves (imports only numpy, tokenizers, ORT).
 
 The peers run in their own virtual environments without tritonhf, so this module stands alone.
+A peer's ONNX Runtime threads spin (ORT's default) unless ``BENCH_ORT_SPINNING=0`` is set: the
+harness runs each peer both ways (``side_by_side.py --peer-sessions``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+SPINNING_ENV = "BENCH_ORT_SPINNING"
+"""``0`` turns off the intra-op threads' spinning in a peer's session (as tritonhf serves)."""
 
 
 class OnnxEmbedder:
@@ -21,7 +27,7 @@ class OnnxEmbedder:
         tokenizer_json: Path,
         *,
         max_length: int = 256,
-        spinning: bool = True,
+        spinning: bool | None = None,
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -29,6 +35,8 @@ class OnnxEmbedder:
         self.tokenizer = Tokenizer.from_file(str(tokenizer_json))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=max_length)
+        if spinning is None:
+            spinning = os.environ.get(SPINNING_ENV, "1") != "0"
         options = ort.SessionOptions()
         # ORT's default is to spin; tritonhf's served step turns it off (docs/benchmarks.md).
         options.add_session_config_entry(
