@@ -28,6 +28,7 @@ from tritonhf.observability.drift import (
 from tritonhf.observability.feedback import FeedbackError, check_request_id, make_feedback
 from tritonhf.observability.logs import (
     LOG_TEXT_ENV,
+    LOGGED_TEXT_CHARS,
     JsonFormatter,
     TextLogging,
     configure_json_logging,
@@ -199,6 +200,20 @@ def test_text_fields_hide_text_by_default_and_hash_or_show_it_on_request() -> No
     assert text_fields(texts, TextLogging.RAW) == {"text": texts}
     assert len(text_hash("x")) == 16
     assert text_hash("x") != text_hash("y")
+
+
+def test_a_raw_log_line_carries_the_start_of_a_long_text_and_counts_the_rest() -> None:
+    long = "word " * 300_000  # 1.5 MB: one request of 64 such texts made a 96 MB line
+
+    (logged,) = text_fields([long], TextLogging.RAW)["text"]
+
+    assert (
+        logged
+        == long[:LOGGED_TEXT_CHARS] + f"... [{len(long) - LOGGED_TEXT_CHARS:,} more characters]"
+    )
+    assert text_fields(["x" * LOGGED_TEXT_CHARS], TextLogging.RAW) == {
+        "text": ["x" * LOGGED_TEXT_CHARS]
+    }
 
 
 def test_non_ascii_fields_reach_a_stream_that_takes_only_ascii() -> None:

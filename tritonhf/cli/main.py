@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-text",
         choices=["off", "hash", "raw"],
         help="what the steps' JSON request logs say about input text (default: off, or "
-        "$TRITONHF_LOG_TEXT); hash logs a SHA-256 prefix, raw the text itself",
+        "$TRITONHF_LOG_TEXT); hash logs a SHA-256 prefix, raw its first 1,000 characters",
     )
     serve.add_argument(
         "--model-control",

@@ -55,10 +55,24 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
+LOGGED_TEXT_CHARS = 1_000
+"""The characters of one text a `TextLogging.RAW` line carries; the rest is counted."""
+
+
+def logged_text(text: str, limit: int = LOGGED_TEXT_CHARS) -> str:
+    """``text`` as a raw log line shows it: its first ``limit`` characters, then how many more.
+
+    One request may carry 64 texts of a megabyte: in full, they made one 64 MB log line.
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit:,} more characters]"
+
+
 def text_fields(texts: Iterable[str], mode: TextLogging) -> dict[str, Any]:
     """The log fields describing ``texts`` under ``mode`` (nothing when `TextLogging.OFF`)."""
     if mode is TextLogging.RAW:
-        return {"text": list(texts)}
+        return {"text": [logged_text(t) for t in texts]}
     if mode is TextLogging.HASH:
         return {"text_sha256": [text_hash(t) for t in texts]}
     return {}
