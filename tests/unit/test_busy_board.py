@@ -66,17 +66,38 @@ def test_the_board_is_shared_across_processes(tmp_path: Path) -> None:
 def test_boards_of_servers_that_are_gone_are_removed_when_an_instance_starts(
     tmp_path: Path,
 ) -> None:
-    gone = tmp_path / f"tritonhf-{_exited_pid()}-minilm_model.busy"
-    alive = tmp_path / f"tritonhf-{os.getpid()}-other_model.busy"
+    gone = tmp_path / f"tritonhf-{_exited_pid()}-minilm_model-1.busy"
+    alive = tmp_path / f"tritonhf-{os.getpid()}-other_model-1.busy"
     for path in (gone, alive):
         path.write_bytes(bytes(SLOTS))
 
-    board = BusyBoard.for_instance("minilm_model", "minilm_model_0_0", tmp_path)
+    board = BusyBoard.for_instance("minilm_model", "1", "minilm_model_0_0", tmp_path)
 
     assert not gone.exists()
     assert alive.exists()
-    assert board.path == tmp_path / f"tritonhf-{os.getppid()}-minilm_model.busy"
+    assert board.path == tmp_path / f"tritonhf-{os.getppid()}-minilm_model-1.busy"
     board.close()
+
+
+def test_a_version_loaded_beside_another_has_its_own_board_which_the_other_cannot_remove(
+    tmp_path: Path,
+) -> None:
+    # A reload: version 2's instances start (same instance names) before version 1's stop.
+    old = BusyBoard.for_instance("minilm_model", "1", "minilm_model_0_0", tmp_path)
+    new = BusyBoard.for_instance("minilm_model", "2", "minilm_model_0_0", tmp_path)
+    sibling_opened_later = "minilm_model_0_1"
+
+    with old.running():
+        with new.running() as others:
+            assert others == 0  # version 1 busy in the same slot is not version 2's business
+    old.close()
+    late = BusyBoard.for_instance("minilm_model", "2", sibling_opened_later, tmp_path)
+
+    assert late.path == new.path and new.path.exists()
+    with new.running(), late.running() as others:
+        assert others == 1  # the same board, not a new file beside a removed one
+    new.close()
+    late.close()
 
 
 def _exited_pid() -> int:

@@ -71,11 +71,18 @@ class BusyBoard:
             os.close(descriptor)
 
     @classmethod
-    def for_instance(cls, model: str, instance_name: str, folder: Path | None = None) -> BusyBoard:
-        """The board shared by ``model``'s instances in this server (the stubs' parent)."""
+    def for_instance(
+        cls, model: str, version: str, instance_name: str, folder: Path | None = None
+    ) -> BusyBoard:
+        """The board shared by the instances of ``model`` ``version`` in this server.
+
+        One board per version: while a reload or deploy loads version 2 beside version 1,
+        their instances have the same names (same slots), and version 1's ``close`` removes
+        its own file, not the one version 2's instances open.
+        """
         folder = folder or board_dir()
         remove_stale_boards(folder)
-        path = folder / f"tritonhf-{os.getppid()}-{model}.busy"
+        path = folder / f"tritonhf-{os.getppid()}-{model}-{version}.busy"
         return cls(path, instance_slot(instance_name))
 
     @contextmanager

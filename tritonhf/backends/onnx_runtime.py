@@ -230,7 +230,9 @@ class TritonPythonModel:
         self.session = self.open_session(version_dir, args, threads=threads)
         if self.widens_when_idle and self.settings.widen_when_idle and 0 < threads < cores:
             self.wide_session = self.open_session(version_dir, args, threads=cores)
-            self.board = BusyBoard.for_instance(config["name"], args["model_instance_name"])
+            self.board = BusyBoard.for_instance(
+                config["name"], args["model_version"], args["model_instance_name"]
+            )
         self.observer = ModelObserver.create(
             pb_utils,
             self.settings.pipeline,
