@@ -542,3 +542,25 @@ def test_an_admin_command_without_the_key_says_to_set_it_in_one_line_and_exits_1
     assert err.startswith("error: Triton at 127.0.0.1:25999 refused the request")
     assert err.count("\n") == 1
     assert "set TRITONHF_ADMIN_KEY" in err
+
+
+def test_a_reader_that_stops_reading_ends_the_cli_quietly() -> None:
+    # `tritonhf models | head -1`: the pipe closes while the CLI still writes.
+    code = textwrap.dedent(
+        """
+        import io, os, sys
+        from tritonhf.cli import main as cli
+
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        sys.stdout = io.TextIOWrapper(io.FileIO(write_end, "w"), write_through=True)
+        cli.COMMANDS["models"] = lambda args: print("a table row") or 0  # what models prints
+        sys.exit(cli.main(["models"]))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert done.stderr == ""
+    assert done.returncode == 141

@@ -666,15 +666,21 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, configure logging, run; typed errors become one clear line."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
-    )
     try:
-        return COMMANDS[args.command](args)
-    except TritonHFError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ValueError) else 1
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.INFO,
+            format="%(levelname)s %(message)s",
+        )
+        try:
+            return COMMANDS[args.command](args)
+        except TritonHFError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2 if isinstance(exc, ValueError) else 1
+    except BrokenPipeError:  # `tritonhf models | head -1`: the reader has what it wanted
+        # Python flushes stdout again at exit; point it at /dev/null so that is silent too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell reports for a command killed by SIGPIPE
 
 
 if __name__ == "__main__":
