@@ -24,6 +24,7 @@ from tritonhf.server.launcher import ModelControl, ServerConfig, TritonServer
 from tritonhf.server.ports import free_ports
 from tritonhf.server.provision import (
     TritonDistribution,
+    check_stub_numpy,
     find_distribution,
     prepare_backend_dir,
     python_version,
@@ -89,6 +90,13 @@ def test_prepare_backend_dir_without_a_stub_for_this_python_is_a_server_error(
 
     with pytest.raises(ServerError, match=f"no Python-backend stub for Python {python_version()}"):
         prepare_backend_dir(empty, tmp_path / "backends")
+
+
+def test_numpy_2_where_the_steps_run_is_refused_naming_the_serve_extra() -> None:
+    with pytest.raises(ServerError, match=r"numpy 2\.4\.6 is installed.*tritonhf\[serve\]"):
+        check_stub_numpy("2.4.6")
+    check_stub_numpy("1.26.4")
+    check_stub_numpy()  # this environment: the serve extra's numpy 1.x
 
 
 def test_server_environment_puts_this_interpreter_first_on_path(

@@ -14,6 +14,7 @@ import shutil
 import sys
 import sysconfig
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from tritonhf.errors import ServerError
@@ -78,9 +79,29 @@ def check_libpython() -> None:
     )
 
 
+def check_stub_numpy(version: str | None = None) -> None:
+    """Refuse numpy 2 in the environment the steps run in (``version``: the installed one).
+
+    Triton 2.51's Python-backend stub unpacks string tensors wrongly under numpy 2: the server
+    starts and says ready, and every request then fails with an unhealthy stub.
+    """
+    if version is None:
+        try:
+            version = metadata.version("numpy")
+        except metadata.PackageNotFoundError:
+            return  # the steps' own import fails then, naming numpy
+    if int(version.split(".", 1)[0]) >= 2:
+        raise ServerError(
+            f"numpy {version} is installed, and the Python-backend stub of Triton 2.51 cannot "
+            "read text tensors under numpy 2 (every request would fail): install the serve "
+            "extra, which pins it: pip install 'tritonhf[serve]' (or 'numpy<2')"
+        )
+
+
 def prepare_backend_dir(dist: TritonDistribution, target: Path) -> Path:
     """Assemble ``target/python`` from the wheel, with the stub for this Python; return target."""
     check_libpython()
+    check_stub_numpy()
     stub = dist.stub(python_version())
     if not stub.is_file():
         raise ServerError(
