@@ -564,3 +564,28 @@ def test_a_reader_that_stops_reading_ends_the_cli_quietly() -> None:
 
     assert done.stderr == ""
     assert done.returncode == 141
+
+
+def test_a_command_without_its_extra_names_the_extra_in_one_line() -> None:
+    # A base install (the client only) running `tritonhf ui`: gradio is missing.
+    code = textwrap.dedent(
+        """
+        import sys
+        from tritonhf.cli import main as cli
+
+        def run_ui(args):
+            import gradio_is_not_installed_here  # noqa: F401
+
+        cli.COMMANDS["ui"] = run_ui
+        sys.exit(cli.main(["ui"]))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert done.returncode == 1
+    assert done.stderr == (
+        "error: tritonhf ui needs gradio_is_not_installed_here, which is not installed: "
+        "install the 'ui' extra with `pip install 'tritonhf[ui]'`\n"
+    )

@@ -664,6 +664,29 @@ COMMANDS = {
 }
 
 
+COMMAND_EXTRAS = {
+    "export": "export",
+    "train": "export",
+    "validate": "export",
+    "ui": "ui",
+    "console": "ui",
+    "bench": "bench",
+}
+"""The extra of ``pip install 'tritonhf[EXTRA]'`` that brings what a command imports."""
+
+
+def missing_package(command: str, module: str) -> str:
+    """What to say when ``command`` could not import ``module``: the extra that brings it."""
+    package = module.split(".")[0]
+    extra = COMMAND_EXTRAS.get(command)
+    if extra is None:
+        return f"tritonhf {command} needs {package}, which is not installed"
+    return (
+        f"tritonhf {command} needs {package}, which is not installed: install the "
+        f"{extra!r} extra with `pip install 'tritonhf[{extra}]'`"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, configure logging, run; typed errors become one clear line."""
     try:
@@ -677,6 +700,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except TritonHFError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2 if isinstance(exc, ValueError) else 1
+        except ModuleNotFoundError as exc:
+            if not exc.name or exc.name.split(".")[0] == "tritonhf":
+                raise  # a broken install of tritonhf itself: the traceback is the report
+            print(f"error: {missing_package(args.command, exc.name)}", file=sys.stderr)
+            return 1
     except BrokenPipeError:  # `tritonhf models | head -1`: the reader has what it wanted
         # Python flushes stdout again at exit; point it at /dev/null so that is silent too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
