@@ -56,8 +56,8 @@ def test_a_sweep_with_a_failed_point_writes_what_ran_and_exits_1(
         [
             sys.executable, "-m", "tritonhf.cli.main", "bench",
             "--model", "minilm", "--model", "no_such_model",
-            "--url-grpc", server.config.grpc_url, "--url-http", server.config.http_url,
-            "--protocol", "grpc", "--concurrency", "1", "--measurement-ms", "500",
+            # Only --url-grpc, no --protocol: gRPC alone is measured.
+            "--url-grpc", server.config.grpc_url, "--concurrency", "1", "--measurement-ms", "500",
             "--out", str(tmp_path),
         ],
         capture_output=True, text=True, timeout=300, check=False,

@@ -234,7 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("model_repository"),
         help="without --url-*: start a server on this repository for the run",
     )
-    bench.add_argument("--protocol", action="append", choices=["grpc", "http"])
+    bench.add_argument(
+        "--protocol",
+        action="append",
+        choices=["grpc", "http"],
+        help="repeat for both (default: both, or the one whose --url-* is given)",
+    )
     bench.add_argument(
         "--concurrency", default="1,8,32", help="comma-separated concurrencies (default 1,8,32)"
     )
@@ -581,7 +586,12 @@ def run_bench(args: argparse.Namespace) -> int:
             url_grpc=args.url_grpc,
             url_http=args.url_http,
             repo=args.repo,
-            protocols=tuple(args.protocol or ["grpc", "http"]),
+            # Without --protocol: both, or the one whose URL a running server was given by.
+            protocols=tuple(
+                args.protocol
+                or [p for p in ("grpc", "http") if getattr(args, f"url_{p}")]
+                or ["grpc", "http"]
+            ),
             concurrencies=concurrencies,
             corpus=args.corpus,
             measurement_ms=args.measurement_ms,
