@@ -58,7 +58,8 @@ def render(parser: argparse.ArgumentParser) -> str:
         "# CLI reference",
         "",
         "Generated at build time from `tritonhf.cli.main.build_parser()` by "
-        "`docs/hooks/cli_reference.py`; `tritonhf COMMAND --help` prints the same.",
+        "`docs/hooks/cli_reference.py`; `tritonhf COMMAND --help` prints the same options, "
+        "each with its default.",
         "",
         "```text",
         parser.format_help().rstrip(),

@@ -25,10 +25,23 @@ def _add_client_flags(parser: argparse.ArgumentParser, *, model: bool = True) ->
     parser.add_argument(
         "--url", help="host:port of Triton (default: 127.0.0.1:8001 gRPC, :8000 HTTP)"
     )
-    parser.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
+    parser.add_argument(
+        "--protocol", choices=["grpc", "http"], default="grpc", help="how to reach Triton"
+    )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     if model:
         parser.add_argument("--model", default=DEFAULT_MODEL_NAME, help="served ensemble name")
+
+
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """``--help`` lines end with the option's default, unless the help text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        hidden = action.default is None or action.default is False
+        if not text or "default" in text or hidden or action.default is argparse.SUPPRESS:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-batch-size", type=int, default=64, help="most texts per batch in every step"
     )
     export.add_argument(
-        "--runtime", choices=[r.value for r in Runtime], default=Runtime.PYTHON_ONNX.value
+        "--runtime",
+        choices=[r.value for r in Runtime],
+        default=Runtime.PYTHON_ONNX.value,
+        help="what runs the model step: ONNX Runtime in the Python backend, Triton's onnxruntime "
+        "or TensorRT backend (GPU image), or PyTorch in the Python backend",
     )
     export.add_argument(
         "--precision",
@@ -103,7 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the package's sentence corpus)",
     )
     export.add_argument(
-        "--max-queue-size", type=int, default=256, help="queued requests per step before rejecting"
+        "--max-queue-size",
+        type=int,
+        default=256,
+        help="queued requests per step before rejecting (0: no limit)",
     )
     export.add_argument(
         "--queue-timeout-ms",
@@ -131,23 +151,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", type=Path, required=True, help="training CSV (text,label)")
     train.add_argument("--eval", type=Path, help="held-out CSV (text,label)")
     train.add_argument("--out", type=Path, required=True, help="output model folder")
-    train.add_argument("--epochs", type=int, default=3)
-    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--epochs", type=int, default=3, help="passes over the training data")
+    train.add_argument("--batch-size", type=int, default=16, help="texts per training step")
     train.add_argument("--learning-rate", type=float, help="default: 2e-4 (head), 5e-5 (full)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="same seed, same data: same model")
     train.add_argument("--full-finetune", action="store_true", help="train every layer")
     train.add_argument(
         "--top-layers", type=int, default=2, help="encoder layers trained with the head (0: head)"
     )
-    train.add_argument("--max-length", type=int, default=128)
+    train.add_argument(
+        "--max-length", type=int, default=128, help="tokens per training text (longer: cut)"
+    )
     train.add_argument("--overwrite", action="store_true", help="replace an earlier training run")
 
     serve = commands.add_parser("serve", help="run Triton on a model repository until Ctrl-C")
-    serve.add_argument("--repo", type=Path, default=Path("model_repository"))
+    serve.add_argument(
+        "--repo", type=Path, default=Path("model_repository"), help="the model repository"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 exposes it)")
-    serve.add_argument("--http-port", type=int, default=8000)
-    serve.add_argument("--grpc-port", type=int, default=8001)
-    serve.add_argument("--metrics-port", type=int, default=8002)
+    serve.add_argument("--http-port", type=int, default=8000, help="KServe v2 HTTP/REST")
+    serve.add_argument("--grpc-port", type=int, default=8001, help="KServe v2 gRPC")
+    serve.add_argument("--metrics-port", type=int, default=8002, help="Prometheus /metrics")
     serve.add_argument("--log-file", type=Path, help="write the server log here instead of stdout")
     serve.add_argument(
         "--log-text",
@@ -210,7 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--limit", type=int, help="use only the first N texts (N >= 2)")
     _add_threshold_flags(validate)
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
-    validate.add_argument("--allow-pickle-weights", action="store_true")
+    validate.add_argument(
+        "--allow-pickle-weights",
+        action="store_true",
+        help="load the reference's pytorch_model.bin (pickle runs code: only sources you trust)",
+    )
 
     models = commands.add_parser(
         "models",
@@ -249,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--measurement-ms", type=int, default=3000, help="perf_analyzer window")
     bench.add_argument("--out", type=Path, default=Path("artifacts/bench"), help="output folder")
     _add_app_parsers(commands)
+    for command in commands.choices.values():
+        command.formatter_class = _HelpWithDefaults
     return parser
 
 
@@ -267,14 +297,16 @@ def _add_app_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
     for app in (ui, console):
         app.add_argument("--grpc-url", default="127.0.0.1:8001", help="Triton's gRPC host:port")
         app.add_argument("--http-url", default="127.0.0.1:8000", help="Triton's HTTP host:port")
-        app.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
+        app.add_argument(
+            "--protocol", choices=["grpc", "http"], default="grpc", help="how to reach Triton"
+        )
         app.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
         app.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 exposes it)")
-    ui.add_argument("--port", type=int, default=7860)
+    ui.add_argument("--port", type=int, default=7860, help="the demo's port")
     ui.add_argument("--model", default=DEFAULT_MODEL_NAME, help="embedding model to start with")
     ui.add_argument("--classifier", help="classifier to start with (default: first one served)")
     ui.add_argument("--share", action="store_true", help="also open a public Gradio link")
-    console.add_argument("--port", type=int, default=8501)
+    console.add_argument("--port", type=int, default=8501, help="the console's port")
     console.add_argument(
         "--metrics-url",
         default="http://127.0.0.1:8002/metrics",
