@@ -186,6 +186,23 @@ def test_metrics_json_holds_the_report(trained: Trained) -> None:
     assert saved["options"]["learning_rate"] == 2e-4
 
 
+def test_the_cli_without_data_trains_on_the_shipped_dataset_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As from an installed wheel: no checkout around, no CSV path to give.
+    monkeypatch.chdir(tmp_path)
+    from tritonhf.cli.main import main
+
+    code = main(["train", "--out", "clf", "--epochs", "1", "--top-layers", "0"])
+
+    assert code == 0
+    assert "training on the package's sentiment dataset" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "clf" / "metrics.json").read_text(encoding="utf-8"))
+    assert saved["options"]["data"] == str(sentiment.train_path())
+    held_out = saved["splits"]["eval"]  # the shipped held-out split, without --eval
+    assert sum(map(sum, held_out["confusion"]["rows_true_columns_predicted"])) == 124
+
+
 def test_the_table_shows_accuracy_f1_per_class_figures_and_confusion(trained: Trained) -> None:
     table = trained.report.table()
     for text in ("accuracy", "macro F1", "precision", "recall", "confusion matrix", "support"):

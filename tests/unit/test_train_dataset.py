@@ -16,6 +16,9 @@ from tritonhf.train.dataset import label_order, load_training_data, read_text_co
         (["-1", "1", "0"], ("-1", "0", "1")),
         (["positive", "negative", "neutral"], ("negative", "neutral", "positive")),
         (["2", "b", "10"], ("10", "2", "b")),  # not all numbers: alphabetical
+        (["+1", "-1", "0"], ("-1", "0", "+1")),
+        (["²", "1"], ("1", "²")),  # a superscript is not a digit int() reads: text
+        (["--1", "1"], ("--1", "1")),
     ],
 )
 def test_label_ids_follow_the_labels_values(labels: list[str], order: tuple[str, ...]) -> None:
@@ -40,3 +43,16 @@ def test_labels_that_differ_only_in_case_are_reported(tmp_path: Path) -> None:
     loaded = load_training_data(train=data, eval_data=None)
 
     assert loaded.labels_differing_only_in_case() == [("Positive", "positive")]
+
+
+def test_integer_labels_written_two_ways_are_reported_and_counts_follow_the_ids(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "train.csv"
+    data.write_text("text,label\na,10\nb,01\nc,1\nd,2\ne,2\n", encoding="utf-8")
+
+    loaded = load_training_data(train=data, eval_data=None)
+
+    assert loaded.labels == ("01", "1", "2", "10")
+    assert loaded.labels_of_one_number() == [("01", "1")]
+    assert list(loaded.train.label_counts().items()) == [("01", 1), ("1", 1), ("2", 2), ("10", 1)]

@@ -148,7 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the offline MiniLM) and saves a HuggingFace folder that `tritonhf export` accepts.",
     )
     train.add_argument("--base", default="default", help="base model (hub id or folder)")
-    train.add_argument("--data", type=Path, required=True, help="training CSV (text,label)")
+    train.add_argument(
+        "--data",
+        type=Path,
+        help="training CSV (text,label); without it, the sentiment dataset the package ships "
+        "(the demo classifier's), and its held-out split unless --eval names another",
+    )
     train.add_argument("--eval", type=Path, help="held-out CSV (text,label)")
     train.add_argument("--out", type=Path, required=True, help="output model folder")
     train.add_argument("--epochs", type=int, default=3, help="passes over the training data")
@@ -406,12 +411,18 @@ def run_train(args: argparse.Namespace) -> int:
     """``tritonhf train``."""
     from tritonhf.train import TrainingOptions, train_classifier
 
+    data, eval_data = args.data, args.eval
+    if data is None:  # the demo classifier's data, wherever the package is installed
+        from tritonhf.data import sentiment
+
+        data, eval_data = sentiment.train_path(), eval_data or sentiment.eval_path()
+        print(f"training on the package's sentiment dataset ({data.parent})")
     report = train_classifier(
         TrainingOptions(
-            data=args.data,
+            data=data,
             out=args.out,
             base=args.base,
-            eval_data=args.eval,
+            eval_data=eval_data,
             epochs=args.epochs,
             batch_size=args.batch_size,
             learning_rate=args.learning_rate,

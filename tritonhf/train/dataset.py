@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,9 @@ class LabelledTexts:
         return len(self.texts)
 
     def label_counts(self) -> dict[str, int]:
-        """How many rows carry each label, sorted by label."""
-        return dict(sorted(Counter(self.labels).items()))
+        """How many rows carry each label, in label id order (`label_order`)."""
+        counts = Counter(self.labels)
+        return {label: counts[label] for label in label_order(self.labels)}
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,16 @@ class TrainingData:
 
     def labels_differing_only_in_case(self) -> list[tuple[str, ...]]:
         """Groups of labels that are one word in different case ("Positive", "positive")."""
+        return self._groups(str.casefold)
+
+    def labels_of_one_number(self) -> list[tuple[str, ...]]:
+        """Groups of integer labels that are one number written differently ("01", "1")."""
+        return self._groups(lambda label: str(int(label)) if _INTEGER.fullmatch(label) else label)
+
+    def _groups(self, key: Callable[[str], str]) -> list[tuple[str, ...]]:
         groups: dict[str, list[str]] = {}
         for label in self.labels:
-            groups.setdefault(label.casefold(), []).append(label)
+            groups.setdefault(key(label), []).append(label)
         return [tuple(group) for group in groups.values() if len(group) > 1]
 
     def eval_texts_seen_in_train(self) -> int:
@@ -178,13 +187,17 @@ def read_text_column(path: Path) -> list[str]:
     return texts
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+"""An integer label: ASCII digits (``int`` refuses "²"), one optional sign ("--1" is text)."""
+
+
 def label_order(labels: Sequence[str]) -> tuple[str, ...]:
     """The classes in id order: by value when every label is an integer, else alphabetically.
 
     So labels "0", "2", "10" get ids 0, 1, 2 in that order, not "0", "10", "2".
     """
     distinct = set(labels)
-    if all(label.lstrip("-").isdigit() for label in distinct):
+    if all(_INTEGER.fullmatch(label) for label in distinct):
         return tuple(sorted(distinct, key=lambda label: (int(label), label)))
     return tuple(sorted(distinct))
 

@@ -86,10 +86,10 @@ class TrainingOptions:
         return FULL_LEARNING_RATE if self.full_finetune else HEAD_LEARNING_RATE
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form, paths as strings, the learning rate resolved."""
+        """JSON-ready form: paths absolute (readable from anywhere), the learning rate resolved."""
         values = asdict(self)
         values["learning_rate"] = self.resolved_learning_rate
-        return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
+        return {k: str(v.absolute()) if isinstance(v, Path) else v for k, v in values.items()}
 
 
 @dataclass(frozen=True)
@@ -285,6 +285,9 @@ def train_classifier(
     for group in data.labels_differing_only_in_case():
         names = ", ".join(repr(label) for label in group)
         progress(f"warning: labels {names} differ only in case; they train as separate classes")
+    for group in data.labels_of_one_number():
+        names = ", ".join(repr(label) for label in group)
+        progress(f"warning: labels {names} are one number; they train as separate classes")
     if repeated := data.eval_texts_seen_in_train():
         progress(f"warning: {repeated} evaluation text(s) also occur in the training data")
     source = resolve_model(options.base)
