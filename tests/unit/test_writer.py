@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+import tritonhf.backends.merged
 import tritonhf.backends.onnx_runtime
 import tritonhf.backends.tokenizer
 from tritonhf.errors import RepositoryError
@@ -17,8 +18,14 @@ from tritonhf.repository.configs import (
 from tritonhf.repository.writer import StepArtifacts, write_repository
 from tritonhf.spec import Layout, PipelineSpec, Runtime, Task
 
-TOKENIZER_SOURCE = Path(tritonhf.backends.tokenizer.__file__).read_text(encoding="utf-8")
-ONNX_STEP_SOURCE = Path(tritonhf.backends.onnx_runtime.__file__).read_text(encoding="utf-8")
+
+def step_class(model_py: Path) -> type:
+    """The ``TritonPythonModel`` that Triton's stub finds in a written ``model.py``."""
+    namespace: dict[str, object] = {}
+    exec(compile(model_py.read_text(encoding="utf-8"), str(model_py), "exec"), namespace)  # noqa: S102
+    found = namespace["TritonPythonModel"]
+    assert isinstance(found, type)
+    return found
 
 
 def files_under(folder: Path) -> set[str]:
@@ -82,7 +89,7 @@ def test_onnxruntime_repository_has_no_python_step_for_the_model(
     assert (repo / "minilm_tokenizer" / "1" / "model.py").is_file()
 
 
-def test_step_sources_and_artifacts_are_copied_byte_for_byte(
+def test_steps_are_the_installed_package_classes_and_artifacts_are_copied_byte_for_byte(
     tmp_path: Path, artifacts: StepArtifacts
 ) -> None:
     repo = tmp_path / "repo"
@@ -91,8 +98,10 @@ def test_step_sources_and_artifacts_are_copied_byte_for_byte(
 
     version = "1"
     tokenizer_dir, model_dir = repo / "minilm_tokenizer" / version, repo / "minilm_model" / version
-    assert (tokenizer_dir / "model.py").read_text(encoding="utf-8") == TOKENIZER_SOURCE
-    assert (model_dir / "model.py").read_text(encoding="utf-8") == ONNX_STEP_SOURCE
+    # The package's classes, not copies of their modules: a repository exported before a
+    # package update runs the updated code, never a frozen copy against newer imports.
+    assert step_class(tokenizer_dir / "model.py") is tritonhf.backends.tokenizer.TritonPythonModel
+    assert step_class(model_dir / "model.py") is tritonhf.backends.onnx_runtime.TritonPythonModel
     assert (tokenizer_dir / "tokenizer.json").read_bytes() == artifacts.tokenizer_json.read_bytes()
     assert (model_dir / "model.onnx").read_bytes() == artifacts.onnx_path.read_bytes()
 
@@ -329,10 +338,6 @@ def test_merged_layout_writes_no_tokenizer_and_a_model_step_that_tokenizes(
     assert not (repo / "minilm_tokenizer").exists()  # the split export's step is gone
     version = repo / "minilm_model" / "1"
     assert sorted(p.name for p in version.iterdir()) == ["model.onnx", "model.py", "tokenizer.json"]
-    assert (
-        (version / "model.py")
-        .read_text(encoding="utf-8")
-        .startswith('"""Triton Python-backend step for the merged layout')
-    )
+    assert step_class(version / "model.py") is tritonhf.backends.merged.TritonPythonModel
     config = parse_pbtxt((repo / "minilm_model" / "config.pbtxt").read_text(encoding="utf-8"))
     assert config == model_config(spec)

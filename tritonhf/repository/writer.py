@@ -80,7 +80,20 @@ def _model_step_files(spec: PipelineSpec, artifacts: StepArtifacts) -> dict[str,
 
 
 def _backend_source(module: str) -> str:
-    return resources.files("tritonhf.backends").joinpath(f"{module}.py").read_text("utf-8")
+    """A step's ``model.py``: the step class of the tritonhf installed where Triton runs.
+
+    Not a copy of the module: a copy is frozen at export time while the package code it
+    imports is whatever is installed at serve time, so a repository exported before an
+    update failed to load after it.
+    """
+    if not resources.files("tritonhf.backends").joinpath(f"{module}.py").is_file():
+        raise RepositoryError(f"tritonhf has no Python-backend step {module!r}")
+    return (
+        f'"""A Triton Python-backend step written by `tritonhf export`: '
+        f'`tritonhf.backends.{module}`."""\n\n'
+        f"from tritonhf.backends.{module} import TritonPythonModel\n\n"
+        '__all__ = ["TritonPythonModel"]\n'
+    )
 
 
 def _write_model(
