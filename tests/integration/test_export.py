@@ -94,6 +94,50 @@ def test_pickle_weights_are_refused_unless_allowed(tmp_path: Path) -> None:
     assert result.validation.passed
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_half_precision_checkpoint_exports_a_float32_graph(tmp_path: Path, dtype: str) -> None:
+    import onnx
+    import torch
+    from transformers import AutoModel
+
+    folder = tiny_model(tmp_path / "model", "bert")
+    AutoModel.from_pretrained(folder).to(getattr(torch, dtype)).save_pretrained(folder)
+    assert json.loads((folder / "config.json").read_text())["dtype"] == dtype
+
+    result = export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo"))
+
+    assert result.validation is not None
+    assert result.validation.passed
+    graph = onnx.load(str(tmp_path / "repo" / "minilm_model" / "1" / "model.onnx"))
+    assert graph.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_a_missing_shard_is_named_without_pickle_advice(tmp_path: Path) -> None:
+    from transformers import AutoModel
+
+    folder = tiny_model(tmp_path / "model", "bert")
+    AutoModel.from_pretrained(folder).save_pretrained(folder, max_shard_size="100KB")
+    (folder / "model.safetensors").unlink(missing_ok=True)
+    shards = sorted(folder.glob("model-*.safetensors"))
+    assert len(shards) > 1
+    shards[-1].unlink()
+
+    with pytest.raises(ExportError, match=shards[-1].name) as refused:
+        export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo"))
+    assert "pickle" not in str(refused.value)
+
+
+def test_a_folder_without_tokenizer_files_is_refused(tmp_path: Path) -> None:
+    folder = tiny_model(tmp_path / "model", "bert")
+    for path in folder.iterdir():
+        if path.name not in ("config.json", "model.safetensors"):
+            path.unlink()
+
+    # transformers would make a tokenizer of 5 special tokens: every word [UNK].
+    with pytest.raises(ModelSourceError, match="knows only its special tokens"):
+        export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo"))
+
+
 def test_an_unsupported_pooling_mode_is_refused(tmp_path: Path) -> None:
     folder = tiny_model(tmp_path / "model", "bert", pooling="median_tokens")
     with pytest.raises(ExportError, match="pooling_mode_median_tokens"):

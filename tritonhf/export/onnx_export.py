@@ -64,6 +64,7 @@ def load_encoder(
 
     Embeddings use the bare encoder (``AutoModel``); classification the model with its head.
     """
+    import torch
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     loader = AutoModelForSequenceClassification if task is Task.CLASSIFICATION else AutoModel
@@ -75,8 +76,14 @@ def load_encoder(
                 use_safetensors=None if allow_pickle_weights else True,
                 attn_implementation="eager",
                 output_loading_info=True,
+                # float32 whatever the checkpoint holds: a float16 or bfloat16 checkpoint
+                # otherwise traces a half-precision graph (--precision makes the variants).
+                dtype=torch.float32,
             )
     except OSError as exc:
+        pickle_only = not any(source.path.glob("*.safetensors")) and any(source.path.glob("*.bin"))
+        if allow_pickle_weights or not pickle_only:
+            raise ExportError(f"could not load {source.path}: {exc}") from exc
         raise ExportError(
             f"could not load {source.path} with safetensors weights ({exc}); pickle weights "
             "(pytorch_model.bin) run arbitrary code when loaded: convert them, or pass "

@@ -161,6 +161,15 @@ def check_vocabulary(tokenizer: Any, embedding_rows: int) -> str | None:
     fit: otherwise every request, or most, would fail. Added tokens past the table (a text
     holding one is refused when served, naming the id) only get the returned note.
     """
+    specials = set(tokenizer.all_special_tokens)
+    if not set(tokenizer.get_vocab()) - specials:
+        # transformers builds an empty tokenizer for a folder without tokenizer files: every
+        # word becomes the unknown token, and ONNX and PyTorch agree on the noise.
+        raise ModelSourceError(
+            f"the tokenizer knows only its special tokens ({', '.join(sorted(specials))}): the "
+            "folder has no tokenizer files (tokenizer.json, vocab.txt, ...), and every word "
+            "would be unknown. Save the model's tokenizer beside it (tokenizer.save_pretrained)"
+        )
     emitted = tokenizer("a")["input_ids"]  # the special tokens every text gets
     worst = max(tokenizer.vocab_size, max(emitted) + 1, (tokenizer.pad_token_id or 0) + 1)
     if worst > embedding_rows:
