@@ -175,7 +175,8 @@ class PipelineSpec:
         if not _NAME_PATTERN.fullmatch(self.name):
             raise ConfigError(
                 f"model name {self.name!r} is not usable as a Triton model directory; "
-                "use letters, digits, '_', '-' or '.', starting with a letter or digit"
+                "use at most 128 letters, digits, '_', '-' or '.', starting with a letter or "
+                "digit"
             )
         for field, value, low in (
             ("embedding_size", self.embedding_size, 1),

@@ -202,3 +202,16 @@ def test_a_default_prompt_is_read_so_the_export_can_say_it_is_not_applied(tmp_pa
 
     write_json(folder / "config_sentence_transformers.json", {"prompts": {"query": "query: "}})
     assert resolve_model(str(folder)).default_prompt is None
+
+
+def test_a_pooling_that_leaves_the_prompt_out_is_read(tmp_path: Path) -> None:
+    pooled = st_folder(
+        tmp_path / "a", [(TRANSFORMER, "", {"model_type": "bert"}), (POOLING, "p", {})]
+    )
+    excluded = st_folder(
+        tmp_path / "b",
+        [(TRANSFORMER, "", {"model_type": "bert"}), (POOLING, "p", {"include_prompt": False})],
+    )
+
+    assert resolve_model(str(pooled)).prompt_pooled is True
+    assert resolve_model(str(excluded)).prompt_pooled is False

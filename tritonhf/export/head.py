@@ -246,6 +246,15 @@ def _module_entries(root: Path) -> list[dict[str, Any]] | None:
         raise ExportError(f"could not read {modules_file}: {exc}") from exc
 
 
+def pooling_includes_prompt(root: Path) -> bool:
+    """Whether the Pooling module pools a prompt's tokens (its ``include_prompt``, default true)."""
+    entries = _module_entries(root)
+    folder = root / str(entries[1].get("path", "")) if entries and len(entries) > 1 else None
+    if folder is None:
+        folder = root / LEGACY_POOLING_FOLDER
+    return bool(read_json(folder / "config.json").get("include_prompt", True))
+
+
 def transformer_folder(root: Path) -> Path:
     """Where the transformer's config and weights are: ``root`` or its Transformer module's path."""
     entries = _module_entries(root) or []

@@ -233,6 +233,13 @@ def export_model(
         progress(
             f"note: sentence-transformers puts the default prompt {source.default_prompt!r} "
             "before every text; the served model does not: clients send it as part of the text"
+            + (
+                ""
+                if source.prompt_pooled
+                else ". This model's pooling leaves the prompt's tokens out (include_prompt: "
+                "false) and the served graph pools every token, so that gives encode(prompt + "
+                "text), not encode(text): close, not equal"
+            )
         )
     model = load_encoder(source, allow_pickle_weights=options.allow_pickle_weights, task=task)
     tokenizer = load_fast_tokenizer(source)
@@ -284,6 +291,7 @@ def export_model(
         }
         if source.default_prompt and task is Task.EMBEDDING:
             manifest["default_prompt_not_applied"] = source.default_prompt
+            manifest["prompt_pooled"] = source.prompt_pooled
         if options.runtime is Runtime.PYTHON_TORCH:
             on_gpu = tuning.model_on_gpu
             device = "GPU" if on_gpu else "CPU"

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from tritonhf.errors import ExportError, ModelSourceError
-from tritonhf.export.head import PLAIN_HEAD, SentenceHead, read_head, read_json, transformer_folder
+from tritonhf.export.head import (
+    PLAIN_HEAD,
+    SentenceHead,
+    pooling_includes_prompt,
+    read_head,
+    read_json,
+    transformer_folder,
+)
 from tritonhf.spec import Task
 
 DEFAULT_MODEL = "default"
@@ -33,6 +40,9 @@ class ModelSource:
     lower_case: bool = False
     """sentence-transformers lower-cases every text first (``do_lower_case`` in
     ``sentence_bert_config.json``); the exported tokenizer then does too."""
+    prompt_pooled: bool = True
+    """The Pooling module pools the prompt's tokens (``include_prompt``); when it does not,
+    no text a client sends reproduces ``encode(text)`` with the default prompt."""
 
 
 def _default_model_path() -> Path:
@@ -109,6 +119,7 @@ def resolve_model(
         head=read_head(path),
         default_prompt=prompt or None,
         lower_case=lower_case,
+        prompt_pooled=pooling_includes_prompt(path),
     )
 
 
