@@ -89,6 +89,18 @@ def test_a_missing_path_is_an_export_error_not_a_hub_lookup(
         resolve_model(relative)
 
 
+def test_a_hub_id_shaped_path_that_is_not_a_folder_says_so_when_the_hub_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "models/minilm" may be a hub id (org/name) or a mistyped folder: say both.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network either way: fail at once
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # if imported already
+
+    with pytest.raises(ExportError, match="No local folder 'models/minilm' exists either"):
+        resolve_model("models/minilm")
+
+
 def test_a_missing_absolute_path_is_an_export_error(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="is not a folder"):
         resolve_model(str(tmp_path / "nowhere"))

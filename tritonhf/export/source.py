@@ -76,8 +76,8 @@ def _download(model_id: str, revision: str | None, *, allow_pickle_weights: bool
     except Exception as exc:  # the hub client raises many unrelated types
         raise ExportError(
             f"could not fetch {model_id!r} from the HuggingFace Hub ({type(exc).__name__}: "
-            f"{' '.join(str(exc).split())}); check the id and the network, or pass a local "
-            "model folder"
+            f"{' '.join(str(exc).split())}); check the id and the network. No local folder "
+            f"{model_id!r} exists either (as a path: {Path(model_id).expanduser().absolute()})"
         ) from exc
 
 
