@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -9,6 +10,7 @@ import tritonhf.backends.merged
 import tritonhf.backends.onnx_runtime
 import tritonhf.backends.tokenizer
 from tritonhf.errors import RepositoryError
+from tritonhf.repository import writer
 from tritonhf.repository.configs import (
     ensemble_config,
     model_config,
@@ -222,6 +224,22 @@ def test_a_repository_path_that_is_a_file_is_a_repository_error(
 
     with pytest.raises(RepositoryError, match="could not write the model repository"):
         write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+
+
+def test_a_write_that_fails_halfway_names_what_it_had_written(
+    tmp_path: Path, artifacts: StepArtifacts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = writer._write_model
+
+    def disk_full_at_the_model_step(repo: Path, name: str, *args: Any, **kwargs: Any) -> Path:
+        if name == "minilm_model":
+            raise OSError(28, "No space left on device")
+        return real(repo, name, *args, **kwargs)
+
+    monkeypatch.setattr(writer, "_write_model", disk_full_at_the_model_step)
+
+    with pytest.raises(RepositoryError, match="minilm_tokenizer had been written already"):
+        write_repository(spec=PipelineSpec(), repo=tmp_path / "repo", artifacts=artifacts)
 
 
 def test_a_later_version_is_added_beside_the_serving_one(

@@ -287,6 +287,7 @@ def export_model(
         payload: dict[str, Any] = {}
         manifest: dict[str, Any] = {
             "source": str(options.model),
+            "source_path": str(source.path),  # what was read (a hub id's snapshot, a folder)
             "head": head.to_dict() if task is Task.EMBEDDING else None,
         }
         if source.default_prompt and task is Task.EMBEDDING:

@@ -273,9 +273,9 @@ def write_repository(
             f"cannot write the repository: {artifacts.tokenizer_json} does not exist"
         )
     model_files = _model_step_files(spec, artifacts)
+    folders: list[Path] = []
     try:
         repo.mkdir(parents=True, exist_ok=True)
-        folders = []
         if artifacts.drift_reference is not None:
             model_files[PROFILE_FILE] = artifacts.drift_reference
         if spec.layout is Layout.SPLIT:
@@ -317,7 +317,16 @@ def write_repository(
             json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
         )
     except OSError as exc:
-        raise RepositoryError(f"could not write the model repository at {repo}: {exc}") from exc
+        written = ", ".join(folder.name for folder in folders)
+        raise RepositoryError(
+            f"could not write the model repository at {repo}: {exc}"
+            + (
+                f". {written} had been written already, so {spec.name!r} now mixes this export "
+                "with what was there: fix the cause and export again before serving it"
+                if written
+                else ""
+            )
+        ) from exc
     return folders
 
 
