@@ -32,7 +32,10 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
 USER 10001:10001
 WORKDIR /home/app
 EXPOSE 7860 8501
+# Healthy when the command the container runs answers: `ui` on /metrics (port 7860), `console`
+# on /_stcore/health (8501), or on its --port. PID 1's argv names the command, also under
+# `docker run --init` (docker-init's argv holds it after "--"); any other command counts as ui.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
-  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:7860/metrics', timeout=2)"]
+  CMD ["python", "-c", "import urllib.request; a = open('/proc/1/cmdline').read().split(chr(0)); command = next((x for x in a if x in ('ui', 'console')), 'ui'); port = ([v for k, v in zip(a, a[1:]) if k == '--port'] + [x[7:] for x in a if x.startswith('--port=')] + ['8501' if command == 'console' else '7860'])[0]; urllib.request.urlopen('http://127.0.0.1:' + port + ('/_stcore/health' if command == 'console' else '/metrics'), timeout=2)"]
 ENTRYPOINT ["tritonhf"]
 CMD ["ui", "--host", "0.0.0.0", "--port", "7860", "--grpc-url", "triton:8001", "--http-url", "triton:8000"]

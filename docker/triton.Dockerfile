@@ -13,7 +13,8 @@ RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 FROM nvcr.io/nvidia/tritonserver:24.10-py3
 # The version in pyproject.toml (tests/deploy checks they agree).
 ARG TRITONHF_VERSION=0.1.0
-# true: also torch + transformers, for models exported with --runtime python-torch.
+# true: also torch + transformers, for models exported with --runtime python-torch (a CUDA 12.6
+# build of torch, like the base image: docker/requirements-triton-torch.txt says why).
 ARG WITH_TORCH=false
 
 LABEL org.opencontainers.image.title="tritonhf-triton" \
@@ -28,7 +29,9 @@ RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
  && python3 -m pip install --no-cache-dir --no-deps --no-index --find-links /wheels \
       "tritonhf==${TRITONHF_VERSION}" \
  && if [ "${WITH_TORCH}" = "true" ]; then \
-      python3 -m pip install --no-cache-dir -r /opt/tritonhf/requirements-triton-torch.txt; \
+      python3 -m pip install --no-cache-dir -r /opt/tritonhf/requirements-triton.txt \
+        -r /opt/tritonhf/requirements-triton-torch.txt \
+      && python3 -c "import torch, transformers; assert torch.version.cuda.startswith('12.')"; \
     fi \
  && python3 -c "import numpy, tokenizers, onnxruntime, tritonhf.server.entrypoint; assert numpy.__version__ < '2'"
 
