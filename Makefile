@@ -110,8 +110,8 @@ test-integration: $(STAMP)  ## Tests against a real Triton on free 127.0.0.1 por
 soak: $(REPO)/$(NAME)/tritonhf.json  ## 20,000 requests at concurrency 16 with a memory table
 	$(BIN)/python scripts/soak.py --repo $(REPO) --model $(NAME)
 
-bench: $(REPO)/$(NAME)/tritonhf.json  ## perf_analyzer sweep of the default model (own server) into artifacts/bench
-	$(BIN)/tritonhf bench --repo $(REPO) --model $(NAME) --out artifacts/bench
+bench: $(REPO)/$(NAME)/tritonhf.json  ## perf_analyzer sweep of the default model (own server) into BENCH_DIR (where `make console` reads it)
+	$(BIN)/tritonhf bench --repo $(REPO) --model $(NAME) --out $(BENCH_DIR)
 
 .PHONY: observability-check
 
@@ -132,8 +132,9 @@ deploy-check: $(STAMP) $(ACTIONLINT)  ## actionlint, hadolint, compose schema, k
 docs: $(STAMP)  ## Build the documentation site into site/ (CLI reference generated from the parser)
 	$(BIN)/mkdocs build --strict
 
-up: $(REPO)/$(NAME)/tritonhf.json  ## docker compose: Triton + demo + console + Prometheus/Grafana/Loki (PROFILE=gpu|cpu)
-	$(COMPOSE) --profile $(PROFILE) up -d --build
+# Compose mounts TRITONHF_MODEL_REPOSITORY (default ./model_repository) at /models.
+up: $(REPO)/$(NAME)/tritonhf.json $(REPO)/$(CLASSIFIER)/tritonhf.json  ## docker compose: export as `make run` does, then Triton + demo + console + Prometheus/Grafana/Loki (PROFILE=gpu|cpu)
+	TRITONHF_MODEL_REPOSITORY=$(abspath $(REPO)) $(COMPOSE) --profile $(PROFILE) up -d --build
 
 down:  ## Stop the compose stack (either profile)
 	$(COMPOSE) --profile gpu --profile cpu down
