@@ -31,7 +31,7 @@ EXPORT_SOURCES := $(shell find tritonhf/export tritonhf/backends tritonhf/reposi
 .PHONY: install system-deps export run console serve lint security format test test-unit test-integration soak bench clean help
 
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
 install: $(STAMP)  ## Create .venv and install tritonhf with everything it needs (idempotent)
 
