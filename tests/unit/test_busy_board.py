@@ -87,13 +87,13 @@ def test_a_version_loaded_beside_another_has_its_own_board_which_the_other_canno
     new = BusyBoard.for_instance("minilm_model", "2", "minilm_model_0_0", tmp_path)
     sibling_opened_later = "minilm_model_0_1"
 
-    with old.running():
-        with new.running() as others:
-            assert others == 0  # version 1 busy in the same slot is not version 2's business
+    with old.running(), new.running() as others:
+        assert others == 0  # version 1 busy in the same slot is not version 2's business
     old.close()
     late = BusyBoard.for_instance("minilm_model", "2", sibling_opened_later, tmp_path)
 
-    assert late.path == new.path and new.path.exists()
+    assert late.path == new.path
+    assert new.path.exists()
     with new.running(), late.running() as others:
         assert others == 1  # the same board, not a new file beside a removed one
     new.close()
