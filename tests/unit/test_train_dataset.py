@@ -56,3 +56,20 @@ def test_integer_labels_written_two_ways_are_reported_and_counts_follow_the_ids(
     assert loaded.labels == ("01", "1", "2", "10")
     assert loaded.labels_of_one_number() == [("01", "1")]
     assert list(loaded.train.label_counts().items()) == [("01", 1), ("1", 1), ("2", 2), ("10", 1)]
+
+
+def test_the_metrics_table_lines_up_labels_of_wide_characters() -> None:
+    from tritonhf.train.metrics import classification_metrics
+
+    labels = ("très bon 👍", "好", "bad")
+    metrics = classification_metrics(
+        split="eval", labels=labels, true_ids=[0, 1, 2, 2], predicted_ids=[0, 1, 2, 1]
+    )
+
+    rows = metrics.table().splitlines()
+    per_class, confusion = rows[1:4], rows[-3:]
+    # Every row ends at the same terminal column: a wide character takes two.
+    widths = {sum(2 if ord(ch) > 0x2E80 else 1 for ch in row) for row in per_class}
+    assert len(widths) == 1
+    widths = {sum(2 if ord(ch) > 0x2E80 else 1 for ch in row) for row in [rows[-4], *confusion]}
+    assert len(widths) == 1

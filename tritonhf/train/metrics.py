@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,19 +62,35 @@ class SplitMetrics:
 
     def table(self) -> str:
         """Per-class figures and the confusion matrix, as printable text."""
-        width = max(10, *(len(label) for label in self.labels)) + 2
+        width = max(10, *(_columns(label) for label in self.labels)) + 2
         lines = [f"{self.split:<{width}}{'precision':>10}{'recall':>10}{'F1':>10}{'support':>10}"]
         for c in self.classes:
             lines.append(
-                f"{c.label:<{width}}{c.precision:>10.3f}{c.recall:>10.3f}{c.f1:>10.3f}"
+                f"{_left(c.label, width)}{c.precision:>10.3f}{c.recall:>10.3f}{c.f1:>10.3f}"
                 f"{c.support:>10d}"
             )
         lines.append("")
         lines.append(f"{self.split} confusion matrix (rows: true label, columns: predicted)")
-        lines.append(" " * width + "".join(f"{label:>{width}}" for label in self.labels))
+        lines.append(" " * width + "".join(_right(label, width) for label in self.labels))
         for label, row in zip(self.labels, self.confusion, strict=True):
-            lines.append(f"{label:<{width}}" + "".join(f"{n:>{width}d}" for n in row))
+            lines.append(_left(label, width) + "".join(f"{n:>{width}d}" for n in row))
         return "\n".join(lines)
+
+
+def _columns(text: str) -> int:
+    """Terminal columns ``text`` takes: wide (CJK, emoji) characters 2, combining marks 0."""
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        for ch in text
+    )
+
+
+def _left(text: str, width: int) -> str:
+    return text + " " * max(0, width - _columns(text))
+
+
+def _right(text: str, width: int) -> str:
+    return " " * max(0, width - _columns(text)) + text
 
 
 def _ratio(numerator: float, denominator: float) -> float:
