@@ -233,6 +233,28 @@ def test_export_refuses_a_variant_below_the_gate_and_writes_nothing(
     assert not repo.exists()
 
 
+def test_the_gate_judges_a_variant_on_the_texts_given_and_the_manifest_says_which(
+    tiny_embedder: Path, tmp_path: Path
+) -> None:
+    texts = tmp_path / "in-domain.csv"
+    texts.write_text(
+        "id,text\n1,refund my order please\n2,the parcel never arrived\n3,great support\n",
+        encoding="utf-8",
+    )
+    progress: list[str] = []
+    repo = tmp_path / "repo"
+
+    export_model(
+        ExportOptions(model=str(tiny_embedder), repo=repo, optimize=True, gate_data=texts),
+        progress=progress.append,
+    )
+
+    assert "computing PyTorch reference outputs for the gate (3 texts)" in progress
+    manifest = json.loads((repo / "minilm" / "tritonhf.json").read_text(encoding="utf-8"))
+    assert manifest["variant"]["gate_data"] == str(texts)
+    assert manifest["variant"]["gate"]["num_texts"] == 3
+
+
 def test_tensorrt_without_tensorrt_is_a_clear_error_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="tensorrt") as info:
         export_model(ExportOptions(repo=tmp_path / "repo", runtime=Runtime.TENSORRT))

@@ -315,6 +315,11 @@ def _zeros(tmp_path: Path) -> str:
     return str(tmp_path / "zeros.bin")
 
 
+def _one_line(tmp_path: Path) -> str:
+    (tmp_path / "one.txt").write_text("a single in-domain text\n", encoding="utf-8")
+    return str(tmp_path / "one.txt")
+
+
 def _huge(tmp_path: Path) -> str:
     with (tmp_path / "huge.txt").open("wb") as huge:  # sparse: no disk or time spent
         huge.truncate(65 << 20)
@@ -341,12 +346,16 @@ def _huge(tmp_path: Path) -> str:
         (["--version", str(2**63)], f"--version must be in 1..{2**63 - 1}"),
         (["--runtime", "python-torch", "--precision", "int8"], "serves fp32 or fp16"),
         (["--runtime", "tensorrt", "--optimize"], "drop --optimize"),
+        (["--gate-data", _blank], "this export builds none (it needs --optimize or"),
+        (["--optimize", "--gate-data", _missing], "no such file"),
+        (["--precision", "int8", "--gate-data", _one_line], "holds 1 non-empty texts"),
     ],
     ids=[
         "opset-too-new", "opset-too-old", "batch-zero", "batch-past-int32", "queue-past-uint32",
         "length-one", "negative-atol", "bad-name", "merged-native", "version-without-pipeline",
         "missing-reference", "blank-reference", "binary-reference", "huge-reference",
-        "version-past-int64", "torch-int8", "tensorrt-optimize",
+        "version-past-int64", "torch-int8", "tensorrt-optimize", "gate-data-without-variant",
+        "missing-gate-data", "one-gate-text",
     ],
 )  # fmt: skip
 @pytest.mark.usefixtures("no_model_work")

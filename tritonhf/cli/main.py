@@ -120,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the package's sentence corpus)",
     )
     export.add_argument(
+        "--gate-data",
+        type=Path,
+        metavar="FILE",
+        help="texts the acceptance gate compares an --optimize/fp16/int8 variant on: a CSV with "
+        "a 'text' column or one text per line, ideally of the model's domain (default: the "
+        "package's sentence corpus)",
+    )
+    export.add_argument(
         "--max-queue-size",
         type=int,
         default=256,
@@ -388,6 +396,7 @@ def run_export(args: argparse.Namespace) -> int:
             revision=args.revision,
             version=args.version,
             drift_reference=args.drift_reference,
+            gate_data=args.gate_data,
             tuning=StepTuning(
                 max_text_bytes=args.max_text_bytes,
                 batching=BatchingPolicy(

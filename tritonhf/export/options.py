@@ -63,6 +63,10 @@ class ExportOptions:
     """Acceptance-gate bounds for a fused/fp16/int8 variant; None: the precision's defaults."""
     drift_reference: Path | None = None
     """Texts (one per line) whose profile drift is measured against; None: the package corpus."""
+    gate_data: Path | None = None
+    """Texts the acceptance gate compares a fused/fp16/int8 variant on (a CSV with a ``text``
+    column or one text per line); None: the package corpus. In-domain texts judge a
+    classifier where it is used: generic sentences sit near its decision boundary."""
 
     def __post_init__(self) -> None:
         # Triton reads version folder names as int64; a larger one stops it at start.
@@ -84,6 +88,16 @@ class ExportOptions:
                 f"{DEFAULT_ATOL:g}"
             )
         check_opset(self.opset)
+        gated = (self.optimize or self.precision is not Precision.FP32) and self.runtime not in (
+            Runtime.TENSORRT,
+            Runtime.PYTHON_TORCH,
+        )
+        if self.gate_data is not None and not gated:
+            raise ConfigError(
+                "--gate-data names the texts the acceptance gate compares a variant on; this "
+                "export builds none (it needs --optimize or --precision fp16/int8, with the "
+                "python-onnx or onnxruntime runtime)"
+            )
         # Runtime/precision/--optimize combinations no runtime serves; the classifier-only
         # refusals wait for the task when the model's config decides it.
         check_request(

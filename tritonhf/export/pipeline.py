@@ -114,11 +114,10 @@ def _export_graph(
     output: str,
     labels: tuple[str, ...],
     work: Path,
+    gate_texts: list[str],
     progress: Callable[[str], None],
 ) -> _OnnxStep:
     """Export to ONNX, validate against PyTorch, and build the requested variant."""
-    from tritonhf import data
-
     progress(f"exporting ONNX (opset {options.opset}, max length {spec.max_length})")
     info = export_onnx(encoder, work / ONNX_FILE, opset=options.opset, output=output)
     if labels:
@@ -141,7 +140,7 @@ def _export_graph(
         request=request,
         encoder=encoder,
         tokenizer=tokenizer,
-        texts=data.sentences(),
+        texts=gate_texts,
         max_length=spec.max_length,
         output=output,
         labels=labels,
@@ -206,7 +205,10 @@ def export_model(
 ) -> ExportResult:
     """Export ``options.model`` into a Triton model repository and return what was done."""
     started = time.perf_counter()
+    from tritonhf.gate.acceptance import read_texts
+
     reference = check_options(options)
+    gate_texts = read_texts(options.gate_data)  # a bad file is refused before any export work
     tuning = _step_tuning(options)
     source = resolve_model(
         options.model,
@@ -318,11 +320,17 @@ def export_model(
                 output=output,
                 labels=labels,
                 work=work,
+                gate_texts=gate_texts,
                 progress=progress,
             )
             manifest.update(
                 onnx={"opset": graph.info.opset, "ir_version": graph.info.ir_version},
-                variant=graph.variant.manifest,
+                variant=graph.variant.manifest
+                | (
+                    {"gate_data": str(options.gate_data or "the package corpus")}
+                    if graph.variant.gate is not None
+                    else {}
+                ),
                 validation={
                     "atol": graph.report.atol,
                     "texts": graph.report.num_texts,
