@@ -45,6 +45,7 @@ def test_export_defaults_to_the_offline_model_and_the_python_onnx_runtime() -> N
         "revision": None,
         "version": 1,
         "drift_reference": None,
+        "gate_data": None,
         "max_queue_size": 256,
         "queue_timeout_ms": 5000,
         "max_text_bytes": 1 << 20,
