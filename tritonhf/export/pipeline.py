@@ -204,9 +204,9 @@ def export_model(
     options: ExportOptions, *, progress: Callable[[str], None] = lambda _: None
 ) -> ExportResult:
     """Export ``options.model`` into a Triton model repository and return what was done."""
-    started = time.perf_counter()
     from tritonhf.gate.acceptance import read_texts
 
+    started = time.perf_counter()
     reference = check_options(options)
     gate_texts = read_texts(options.gate_data)  # a bad file is refused before any export work
     tuning = _step_tuning(options)
