@@ -209,3 +209,15 @@ def test_the_torch_layer_is_a_cuda_12_build_for_the_base_images_cuda_12_6() -> N
     assert pins["transformers"].startswith("5.")
     dockerfile = (ROOT / "docker" / "triton.Dockerfile").read_text()
     assert "FROM nvcr.io/nvidia/tritonserver:24.10-py3" in dockerfile  # CUDA 12.6
+
+
+def test_every_action_is_pinned_to_a_commit_with_its_version_named() -> None:
+    # A tag can be moved to other code; a commit SHA cannot. Dependabot proposes new SHAs.
+    pinned = re.compile(r"^\s*(?:- )?uses: [\w.-]+/[\w./-]+@[0-9a-f]{40}  # v\d+\.\d+\.\d+$")
+    remote = re.compile(r"^\s*(?:- )?uses: (?!\./)")
+    for workflow in sorted((ROOT / ".github" / "workflows").glob("*.yml")):
+        for line in workflow.read_text(encoding="utf-8").splitlines():
+            if remote.match(line):
+                assert pinned.match(line), f"{workflow.name}: {line.strip()}"
+    dependabot = load_yaml(".github/dependabot.yml")
+    assert [u["package-ecosystem"] for u in dependabot["updates"]] == ["github-actions"]
