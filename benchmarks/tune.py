@@ -86,7 +86,6 @@ def build_repo(source: Path, target: Path, variants: list[str]) -> Path:
     """Write ``target`` with one renamed, edited copy of the pipeline per variant."""
     from tritonhf.repository.configs import parse_pbtxt, to_pbtxt
 
-    package = HERE.parent / "tritonhf" / "backends"
     shutil.rmtree(target, ignore_errors=True)
     for variant in variants:
         edits = VARIANTS[variant]
@@ -94,16 +93,12 @@ def build_repo(source: Path, target: Path, variants: list[str]) -> Path:
         exports = [key.split(".", 1)[1] for key in edits if key.startswith("export.")]
         origin = source.parent / exports[0] if exports else source
         merged = not (origin / f"{NAME}_tokenizer").is_dir()
-        for suffix, step, code in (
-            ("", "ensemble", None),
-            ("_tokenizer", "tokenizer", "tokenizer.py"),
-            ("_model", "model", "merged.py" if merged else "onnx_runtime.py"),
-        ):
+        # A step's model.py imports its class from the installed package: the copies run the
+        # current code.
+        for suffix, step in (("", "ensemble"), ("_tokenizer", "tokenizer"), ("_model", "model")):
             if merged and step == "tokenizer":
                 continue
             shutil.copytree(origin / f"{NAME}{suffix}", target / f"{variant}{suffix}")
-            if code:
-                shutil.copyfile(package / code, target / f"{variant}{suffix}" / "1" / "model.py")
             path = target / f"{variant}{suffix}" / "config.pbtxt"
             config = parse_pbtxt(path.read_text())
             config.name = f"{variant}{suffix}"
