@@ -54,6 +54,10 @@ WORK = HERE.parent / "build" / "bench-work"
 PEERS = ("pytriton", "litserve", "bentoml")
 PEER_SESSIONS = {"default": "", "nospin": " nospin"}
 """A peer's ONNX Runtime session: ORT's defaults, or tritonhf's (no spinning); the row suffix."""
+PEER_SESSION_NOTES = {
+    "default": "ORT's defaults (threads spin)",
+    "nospin": "rows ending 'nospin': spinning off, as tritonhf serves",
+}
 NAME = "minilm"
 CEILING_KINDS = ("batch 1", "sorted 32", "arrival 32")
 TARGET_KINDS = CEILING_KINDS[:2]
@@ -276,16 +280,7 @@ def main() -> int:  # one linear script: the order of the runs is the point
         f"ONNX opset {spec.get('onnx', {}).get('opset')}"
     )
     meta["batching"] = "peers: max batch 32; tritonhf: its export defaults (see config.pbtxt)"
-    meta["peer sessions"] = (
-        "ORT's defaults (threads spin)"
-        + (
-            "; rows ending 'nospin': the same peer with spinning off, as tritonhf serves"
-            if "nospin" in peer_sessions
-            else ""
-        )
-        if "default" in peer_sessions
-        else "spinning off, as tritonhf serves (rows ending 'nospin')"
-    )
+    meta["peer sessions"] = "; ".join(PEER_SESSION_NOTES[s] for s in peer_sessions)
     for corpus, stat in stats.items():
         meta[f"corpus {corpus}"] = stat.line()
     meta["window"] = f"{seconds:.0f} s measured after 1 s warm-up per point"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +85,6 @@ def _backend_source(module: str) -> str:
     imports is whatever is installed at serve time, so a repository exported before an
     update failed to load after it.
     """
-    if not resources.files("tritonhf.backends").joinpath(f"{module}.py").is_file():
-        raise RepositoryError(f"tritonhf has no Python-backend step {module!r}")
     return (
         f'"""A Triton Python-backend step written by `tritonhf export`: '
         f'`tritonhf.backends.{module}`."""\n\n'
