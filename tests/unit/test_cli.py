@@ -316,9 +316,10 @@ def _zeros(tmp_path: Path) -> str:
     return str(tmp_path / "zeros.bin")
 
 
-def _one_line(tmp_path: Path) -> str:
-    (tmp_path / "one.txt").write_text("a single in-domain text\n", encoding="utf-8")
-    return str(tmp_path / "one.txt")
+def _few_lines(tmp_path: Path) -> str:
+    lines = "".join(f"in-domain text {n}\n" for n in range(19))
+    (tmp_path / "few.txt").write_text(lines, encoding="utf-8")
+    return str(tmp_path / "few.txt")
 
 
 def _huge(tmp_path: Path) -> str:
@@ -349,14 +350,16 @@ def _huge(tmp_path: Path) -> str:
         (["--runtime", "tensorrt", "--optimize"], "drop --optimize"),
         (["--gate-data", _blank], "this export builds none (it needs --optimize or"),
         (["--optimize", "--gate-data", _missing], "no such file"),
-        (["--precision", "int8", "--gate-data", _one_line], "holds 1 non-empty texts"),
+        (["--precision", "int8", "--gate-data", _few_lines], "holds 19 non-empty texts; the"),
+        (["--runtime", "python-torch", "--precision", "int8", "--gate-data", _few_lines],
+         "serves fp32 or fp16"),
     ],
     ids=[
         "opset-too-new", "opset-too-old", "batch-zero", "batch-past-int32", "queue-past-uint32",
         "length-one", "negative-atol", "bad-name", "merged-native", "version-without-pipeline",
         "missing-reference", "blank-reference", "binary-reference", "huge-reference",
         "version-past-int64", "torch-int8", "tensorrt-optimize", "gate-data-without-variant",
-        "missing-gate-data", "one-gate-text",
+        "missing-gate-data", "too-few-gate-texts", "unservable-variant-before-gate-data",
     ],
 )  # fmt: skip
 @pytest.mark.usefixtures("no_model_work")

@@ -54,6 +54,7 @@ class TorchSession:
         from transformers import AutoModel, AutoModelForSequenceClassification
 
         from tritonhf.export.onnx_export import classifier_probabilities, sentence_encoder
+        from tritonhf.export.source import quiet_transformers
 
         self.labels: tuple[str, ...] = tuple(settings.get("labels", ()))
         self.device = torch.device(device)
@@ -63,9 +64,10 @@ class TorchSession:
             torch.cuda.set_device(self.device)
         half = settings.get("precision") == "fp16" and self.device.type == "cuda"
         loader: Any = AutoModelForSequenceClassification if self.labels else AutoModel
-        model = loader.from_pretrained(  # nosec B615 - a local folder written by the exporter
-            str(folder), trust_remote_code=False, use_safetensors=True
-        )
+        with quiet_transformers():  # no load report or progress bar in the server's log
+            model = loader.from_pretrained(  # nosec B615 - a local folder the exporter wrote
+                str(folder), trust_remote_code=False, use_safetensors=True
+            )
         if self.labels:
             module = classifier_probabilities(model)
         else:

@@ -155,7 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Trains a sequence classifier (by default the head and the top 2 layers of "
         "the offline MiniLM) and saves a HuggingFace folder that `tritonhf export` accepts.",
     )
-    train.add_argument("--base", default="default", help="base model (hub id or folder)")
+    train.add_argument(
+        "--base",
+        default="default",
+        help="base model: hub id or local folder (default: the offline all-MiniLM-L6-v2 package)",
+    )
     train.add_argument(
         "--data",
         type=Path,

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,19 @@ def check_fusable(model_type: str) -> None:
         )
 
 
+@contextmanager
+def _quiet_fusion_log() -> Iterator[None]:
+    """Hide the optimizer's per-fusion INFO lines (the summary is reported) unless --verbose."""
+    if log.getEffectiveLevel() <= logging.DEBUG:
+        yield
+        return
+    logging.disable(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def fuse_transformer(
     source: Path, target: Path, *, model_type: str, num_heads: int, hidden_size: int
 ) -> FusionReport:
@@ -86,11 +100,12 @@ def fuse_transformer(
     check_fusable(model_type)
     from onnxruntime.transformers.optimizer import optimize_model
 
-    optimized = optimize_model(
-        str(source), model_type="bert", num_heads=num_heads, hidden_size=hidden_size
-    )
-    stats = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items()}
-    optimized.save_model_to_file(str(target))
+    with _quiet_fusion_log():
+        optimized = optimize_model(
+            str(source), model_type="bert", num_heads=num_heads, hidden_size=hidden_size
+        )
+        stats = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items()}
+        optimized.save_model_to_file(str(target))
     report = FusionReport(fused=stats)
     if not report.any:
         log.warning("graph fusion found no attention/LayerNorm pattern to fuse in %s", source)

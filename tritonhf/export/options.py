@@ -88,16 +88,6 @@ class ExportOptions:
                 f"{DEFAULT_ATOL:g}"
             )
         check_opset(self.opset)
-        gated = (self.optimize or self.precision is not Precision.FP32) and self.runtime not in (
-            Runtime.TENSORRT,
-            Runtime.PYTHON_TORCH,
-        )
-        if self.gate_data is not None and not gated:
-            raise ConfigError(
-                "--gate-data names the texts the acceptance gate compares a variant on; this "
-                "export builds none (it needs --optimize or --precision fp16/int8, with the "
-                "python-onnx or onnxruntime runtime)"
-            )
         # Runtime/precision/--optimize combinations no runtime serves; the classifier-only
         # refusals wait for the task when the model's config decides it.
         check_request(
@@ -108,6 +98,17 @@ class ExportOptions:
                 task=self.task or Task.EMBEDDING,
             )
         )
+        # After check_request: a combination no runtime serves is the refusal to show.
+        gated = (self.optimize or self.precision is not Precision.FP32) and self.runtime not in (
+            Runtime.TENSORRT,
+            Runtime.PYTHON_TORCH,
+        )
+        if self.gate_data is not None and not gated:
+            raise ConfigError(
+                "--gate-data names the texts the acceptance gate compares a variant on; this "
+                "export builds none (it needs --optimize or --precision fp16/int8, with the "
+                "python-onnx or onnxruntime runtime)"
+            )
         # The spec's own checks of the fields known now (the name; merged needs a Python
         # runtime); the full spec needs the model.
         PipelineSpec(

@@ -200,15 +200,21 @@ def _save_reference_profile(
     ).save(path)
 
 
+def _gate_data_source(options: ExportOptions) -> str:
+    """What the manifest says the gate compared on: an absolute path, or the package corpus."""
+    return str(options.gate_data.resolve()) if options.gate_data else "the package corpus"
+
+
 def export_model(
     options: ExportOptions, *, progress: Callable[[str], None] = lambda _: None
 ) -> ExportResult:
     """Export ``options.model`` into a Triton model repository and return what was done."""
-    from tritonhf.gate.acceptance import read_texts
+    from tritonhf.gate.acceptance import MIN_GATE_TEXTS, read_texts
 
     started = time.perf_counter()
     reference = check_options(options)
-    gate_texts = read_texts(options.gate_data)  # a bad file is refused before any export work
+    # A bad file is refused before any export work.
+    gate_texts = read_texts(options.gate_data, minimum=MIN_GATE_TEXTS, flag="--gate-data")
     tuning = _step_tuning(options)
     source = resolve_model(
         options.model,
@@ -327,7 +333,7 @@ def export_model(
                 onnx={"opset": graph.info.opset, "ir_version": graph.info.ir_version},
                 variant=graph.variant.manifest
                 | (
-                    {"gate_data": str(options.gate_data or "the package corpus")}
+                    {"gate_data": _gate_data_source(options)}
                     if graph.variant.gate is not None
                     else {}
                 ),

@@ -47,8 +47,16 @@ class AcceptanceOptions:
         Thresholds.for_precision(Precision.FP32).with_overrides(**self.overrides)
 
 
-def read_texts(path: Path | None) -> list[str]:
-    """The evaluation texts: a CSV's ``text`` column, a text file's lines, or the corpus."""
+MIN_GATE_TEXTS = 20
+"""Fewest texts an export's ``--gate-data`` may hold: on fewer, each text's 5 nearest
+neighbours are most of the set and one label flip is 5 % of the agreement."""
+
+
+def read_texts(path: Path | None, *, minimum: int = 2, flag: str = "--data") -> list[str]:
+    """The evaluation texts: a CSV's ``text`` column, a text file's lines, or the corpus.
+
+    A file with fewer than ``minimum`` non-empty texts is refused, naming ``flag``.
+    """
     from tritonhf import data
 
     if path is None:
@@ -64,8 +72,10 @@ def read_texts(path: Path | None) -> list[str]:
         expected = "a CSV file or a text file, one text per line"
         texts = decode_utf8(path, expected=expected).splitlines()
     texts = [t for t in texts if t and t.strip()]
-    if len(texts) < 2:
-        raise DatasetError(f"{path} holds {len(texts)} non-empty texts; the gate needs >= 2")
+    if len(texts) < minimum:
+        raise DatasetError(
+            f"{flag} {path} holds {len(texts)} non-empty texts; the gate needs >= {minimum}"
+        )
     return texts
 
 
