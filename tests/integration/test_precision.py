@@ -7,7 +7,9 @@ explicit model-control mode, so they go through the whole serving path.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,6 +125,22 @@ def test_int8_variants_declare_their_precision_and_pass_the_int8_gate(
     assert report.passed, report.table()
 
 
+@pytest.mark.parametrize("model", ["cls_int8", "emb_int8"])
+def test_a_served_int8_text_gets_its_own_output_whatever_it_is_batched_with(
+    grpc: TritonHFClient, variants: dict[str, str], model: str
+) -> None:
+    # Dynamic int8 scales activations per call; the step runs each text alone so that a
+    # text's answer does not depend on its neighbours or their padding.
+    texts = ["short", "a longer sentence about a parcel that never arrived on time", "fine"]
+
+    def answers(batch: list[str]) -> list[object]:
+        if model.startswith("emb"):
+            return [row.tolist() for row in grpc.embed(batch, model=model)]
+        return [(c.label, c.score, c.top) for c in grpc.classify(batch, model=model)]
+
+    assert answers(texts) == [answer for text in texts for answer in answers([text])]
+
+
 def test_int8_really_changes_the_graph(repo: Path, variants: dict[str, str]) -> None:
     manifest = json.loads((repo / "emb_int8" / "tritonhf.json").read_text())
     assert manifest["spec"]["precision"] == "int8"
@@ -234,13 +252,14 @@ def test_export_refuses_a_variant_below_the_gate_and_writes_nothing(
 
 
 def test_the_gate_judges_a_variant_on_the_texts_given_and_the_manifest_says_which(
-    tiny_embedder: Path, tmp_path: Path
+    tiny_embedder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)  # as the CLI logs
     texts = tmp_path / "in-domain.csv"
-    texts.write_text(
-        "id,text\n1,refund my order please\n2,the parcel never arrived\n3,great support\n",
-        encoding="utf-8",
-    )
+    subjects = ("my refund", "the parcel", "support", "the invoice", "my account")
+    states = ("never arrived", "was great", "is late", "looks wrong")
+    rows = [f"{n},{s} {t}" for n, (s, t) in enumerate(itertools.product(subjects, states))]
+    texts.write_text("id,text\n" + "\n".join(rows) + "\n", encoding="utf-8")
     progress: list[str] = []
     repo = tmp_path / "repo"
 
@@ -249,10 +268,12 @@ def test_the_gate_judges_a_variant_on_the_texts_given_and_the_manifest_says_whic
         progress=progress.append,
     )
 
-    assert "computing PyTorch reference outputs for the gate (3 texts)" in progress
+    assert "computing PyTorch reference outputs for the gate (20 texts)" in progress
     manifest = json.loads((repo / "minilm" / "tritonhf.json").read_text(encoding="utf-8"))
-    assert manifest["variant"]["gate_data"] == str(texts)
-    assert manifest["variant"]["gate"]["num_texts"] == 3
+    assert manifest["variant"]["gate_data"] == str(texts.resolve())
+    assert manifest["variant"]["gate"]["num_texts"] == 20
+    # The fusion optimizer's per-pattern INFO lines stay out of the export's output.
+    assert not [r.getMessage() for r in caplog.records if not r.name.startswith("tritonhf")]
 
 
 def test_tensorrt_without_tensorrt_is_a_clear_error_before_any_work(tmp_path: Path) -> None:

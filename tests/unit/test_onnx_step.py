@@ -190,3 +190,43 @@ def test_check_token_inputs_refuses_masks_other_than_zeros_and_ones(mask: list[l
         step.check_token_inputs(tensors)
 
     assert info.value.reason == "bad_mask"
+
+
+class BatchSensitiveSession:
+    """Records each call; its output depends on the whole batch, as dynamic int8's does."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[list[int]]] = []
+
+    def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        ids = feeds["input_ids"]
+        self.calls.append(ids.tolist())
+        return [(ids.sum(axis=1, keepdims=True) * ids.size).astype(np.float32)]
+
+
+def test_rows_alone_runs_each_row_by_itself_with_its_trailing_padding_cut() -> None:
+    padded = {
+        "input_ids": np.array([[101, 7, 102, 0, 0], [101, 5, 6, 7, 102]], dtype=np.int64),
+        "attention_mask": np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=np.int64),
+    }
+    session = BatchSensitiveSession()
+
+    (output,) = step.run_rows_alone(session, ["EMBEDDING"], [padded, request([[101, 9, 102]])])
+
+    assert session.calls == [[[101, 7, 102]], [[101, 5, 6, 7, 102]], [[101, 9, 102]]]
+    # Each row's output is what it gets alone: 210 * 3 tokens, 221 * 5, 212 * 3.
+    assert output[:, 0].tolist() == [630.0, 1105.0, 636.0]
+
+
+def test_only_an_int8_model_step_runs_rows_alone() -> None:
+    from google.protobuf import json_format
+
+    from tritonhf.spec import Precision
+
+    def settings(precision: Precision) -> step.SessionSettings:
+        spec = PipelineSpec(runtime=Runtime.PYTHON_ONNX, precision=precision)
+        config = json_format.MessageToJson(model_config(spec), preserving_proto_field_name=True)
+        return step.SessionSettings.from_model_config(json.loads(config))
+
+    assert settings(Precision.INT8).rows_alone
+    assert not settings(Precision.FP32).rows_alone

@@ -67,6 +67,9 @@ class SessionSettings:
     """Rows of the model's token embedding: larger ids are refused (0: not checked)."""
     cuda_graphs: bool = True
     """python-torch on a GPU: replay small batches as CUDA graphs (`backends.cuda_graphs`)."""
+    rows_alone: bool = False
+    """Run each row alone, trailing padding cut: an int8 graph quantizes its activations with
+    one scale per call, so a text batched with others would not get its own output."""
 
     @classmethod
     def from_model_config(cls, config: dict[str, Any]) -> SessionSettings:
@@ -86,6 +89,7 @@ class SessionSettings:
             max_length=int(params.get("max_length", 0)),
             vocab_size=int(params.get("vocab_size", 0)),
             cuda_graphs=params.get("cuda_graphs", "1") != "0",
+            rows_alone=params.get("rows_alone", "0") == "1",
         )
 
 
@@ -140,6 +144,29 @@ def length_groups(
         count += size
     groups.append(current)
     return groups
+
+
+def run_rows_alone(
+    session: Any, names: list[str], batches: list[dict[str, NDArray[Any]]]
+) -> list[NDArray[Any]]:
+    """One ONNX Runtime call per row at its own length: each text's output is its own.
+
+    A batch of 32 moves the gated int8 MiniLM's embeddings to cosine 0.966 of their own
+    (fp32: 1.0000); running alone costs 2-3 % of the length groups' texts/s on one thread,
+    ~12 % on two (benchmarks/int8_rows.py, docs/precision.md).
+    """
+    parts: list[list[NDArray[Any]]] = [[] for _ in names]
+    for tensors in batches:
+        ids, mask = tensors["input_ids"], tensors["attention_mask"]
+        for row in range(ids.shape[0]):
+            width = int(np.flatnonzero(mask[row])[-1]) + 1  # every row attends somewhere
+            feeds = {
+                "input_ids": ids[row : row + 1, :width],
+                "attention_mask": mask[row : row + 1, :width],
+            }
+            for part, array in zip(parts, session.run(names, feeds), strict=True):
+                part.append(array)
+    return [as_triton_array(np.concatenate(part)) for part in parts]
 
 
 def observed(outputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
@@ -325,6 +352,8 @@ class TritonPythonModel:
         self, session: Any, names: list[str], batches: list[dict[str, NDArray[Any]]]
     ) -> list[NDArray[Any]]:
         """Run the requests as one call per length group; rows come back in request order."""
+        if self.settings.rows_alone:
+            return run_rows_alone(session, names, batches)
         groups = length_groups(
             [b["input_ids"].shape[1] for b in batches],
             [b["input_ids"].shape[0] for b in batches],

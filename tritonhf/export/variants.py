@@ -16,7 +16,7 @@ from typing import Any
 from tritonhf.errors import ConfigError
 from tritonhf.export.optimize import convert_fp16, fuse_transformer, quantize_int8
 from tritonhf.gate.agreement import GateReport, Thresholds, classifier_gate, embedding_gate
-from tritonhf.gate.reference import onnx_outputs, torch_outputs
+from tritonhf.gate.reference import BATCH_SIZE, onnx_outputs, torch_outputs
 from tritonhf.spec import Precision, Runtime, Task
 
 
@@ -102,6 +102,8 @@ def build_variant(
             max_length=max_length,
             output=output,
             with_labels=bool(labels),
+            # Served int8 runs each text alone (`run_rows_alone`): judge what is served.
+            batch_size=1 if request.precision is Precision.INT8 else BATCH_SIZE,
         )
         subject = f"{request.precision.value} graph vs PyTorch"
         if labels:
