@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -226,20 +229,87 @@ def test_a_repository_path_that_is_a_file_is_a_repository_error(
         write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
 
 
-def test_a_write_that_fails_halfway_names_what_it_had_written(
-    tmp_path: Path, artifacts: StepArtifacts, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def disk_full_at(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
     real = writer._write_model
 
-    def disk_full_at_the_model_step(repo: Path, name: str, *args: Any, **kwargs: Any) -> Path:
-        if name == "minilm_model":
+    def write(root: Path, name: str, *args: Any, **kwargs: Any) -> Path:
+        if name == step:
             raise OSError(28, "No space left on device")
-        return real(repo, name, *args, **kwargs)
+        return real(root, name, *args, **kwargs)
 
-    monkeypatch.setattr(writer, "_write_model", disk_full_at_the_model_step)
+    monkeypatch.setattr(writer, "_write_model", write)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_write_that_fails_halfway_leaves_the_repository_as_it_was(
+    tmp_path: Path, artifacts: StepArtifacts, monkeypatch: pytest.MonkeyPatch, version: int
+) -> None:
+    repo = tmp_path / "repo"
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+    before = snapshot(repo)
+    disk_full_at(monkeypatch, "minilm_model")
+
+    with pytest.raises(RepositoryError, match="No space left on device; the repository is as"):
+        write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts, version=version)
+
+    assert snapshot(repo) == before
+    assert not list(tmp_path.glob(".repo.tritonhf-staging-*"))
+
+
+def test_a_failed_move_into_the_repository_puts_back_what_it_moved(
+    tmp_path: Path, artifacts: StepArtifacts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+    before = snapshot(repo)
+    real, calls = writer.os.rename, []
+
+    def rename(source: Path, target: Path) -> None:
+        calls.append(source)
+        if len(calls) == 4:  # the staged model step, its serving folder already moved aside
+            raise OSError(5, "Input/output error")
+        real(source, target)
+
+    monkeypatch.setattr(writer.os, "rename", rename)
+
+    with pytest.raises(RepositoryError, match=r"could not move the export into .*as it was"):
+        write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+
+    assert snapshot(repo) == before
+
+
+def test_a_repository_without_a_staging_neighbour_is_written_in_place_naming_what_was(
+    tmp_path: Path, artifacts: StepArtifacts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @contextlib.contextmanager
+    def no_staging(repo: Path) -> Iterator[None]:  # a repository that is a mount point
+        yield None
+
+    monkeypatch.setattr(writer, "_staging_area", no_staging)
+    disk_full_at(monkeypatch, "minilm_model")
 
     with pytest.raises(RepositoryError, match="minilm_tokenizer had been written already"):
         write_repository(spec=PipelineSpec(), repo=tmp_path / "repo", artifacts=artifacts)
+
+
+def test_a_later_version_links_the_serving_versions_instead_of_copying_them(
+    tmp_path: Path, artifacts: StepArtifacts
+) -> None:
+    repo = tmp_path / "repo"
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+    served = repo / "minilm_model" / "1" / "model.onnx"
+    inode = served.stat().st_ino
+
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts, version=2)
+
+    assert served.stat().st_ino == inode
+    assert (repo / "minilm_model" / "2" / "model.onnx").stat().st_ino != inode
 
 
 def test_a_later_version_is_added_beside_the_serving_one(
@@ -359,3 +429,38 @@ def test_merged_layout_writes_no_tokenizer_and_a_model_step_that_tokenizes(
     assert step_class(version / "model.py") is tritonhf.backends.merged.TritonPythonModel
     config = parse_pbtxt((repo / "minilm_model" / "config.pbtxt").read_text(encoding="utf-8"))
     assert config == model_config(spec)
+
+
+def test_a_bind_mounted_repository_refusing_renames_is_written_in_place(
+    tmp_path: Path, artifacts: StepArtifacts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def cross_device(source: Path, target: Path) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(writer.os, "rename", cross_device)
+    repo = tmp_path / "repo"
+
+    folders = write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+
+    assert [folder.name for folder in folders] == [
+        "minilm_tokenizer", "minilm_model", "minilm", "minilm_feedback"
+    ]  # fmt: skip
+    assert (repo / "minilm_model" / "1" / "model.onnx").is_file()
+    assert not list(tmp_path.glob(".repo.tritonhf-staging-*"))
+
+
+def test_a_later_version_is_copied_where_the_filesystem_has_no_hard_links(
+    tmp_path: Path, artifacts: StepArtifacts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+    before = (repo / "minilm_model" / "1" / "model.onnx").read_bytes()
+
+    def no_links(source: str, target: str) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(writer.os, "link", no_links)
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts, version=2)
+
+    assert (repo / "minilm_model" / "1" / "model.onnx").read_bytes() == before
+    assert (repo / "minilm_model" / "2" / "model.onnx").is_file()

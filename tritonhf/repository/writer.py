@@ -1,12 +1,19 @@
 """Write a pipeline's models (tokenizer, model, ensemble, feedback) into a Triton repository.
 
-The merged layout writes no tokenizer: the model step tokenizes.
+The merged layout writes no tokenizer: the model step tokenizes. The folders are written
+beside the repository first and renamed in (`_staging_area`, `_move_in`), so a failed export
+leaves the repository as it was.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +39,8 @@ HF_FOLDER = "hf"
 TORCH_SETTINGS_FILE = "torch_step.json"
 EXPORT_MANIFEST = "tritonhf.json"
 """Provenance written beside the ensemble's config: source model, opset, validation figures."""
+STAGING_SUFFIX = ".tritonhf-staging-"
+"""An export is written into ``.<repo>.tritonhf-staging-*`` beside the repository, then moved in."""
 
 
 @dataclass(frozen=True)
@@ -94,15 +103,33 @@ def _backend_source(module: str) -> str:
 
 
 def _write_model(
-    repo: Path, name: str, config: Any, files: dict[str, Path | str], *, version_number: int = 1
+    root: Path,
+    name: str,
+    config: Any,
+    files: dict[str, Path | str],
+    *,
+    version_number: int = 1,
+    keep_from: Path | None = None,
 ) -> Path:
-    """Version 1 replaces the whole model folder; a later version is added beside the others."""
-    folder = repo / name
+    """Version 1 replaces the whole model folder; a later version is added beside the others.
+
+    ``keep_from``: the serving folder, when writing into a staging area; its other versions
+    are hard-linked into the staged folder (no copy of the weights), its config rewritten.
+    """
+    folder = root / name
     version = folder / str(version_number)
     if version_number == 1 and folder.exists():
         shutil.rmtree(folder)
     elif version.exists():
         shutil.rmtree(version)
+    if version_number != 1 and keep_from is not None and keep_from.is_dir():
+        skipped = {str(version_number), CONFIG_FILE}
+        shutil.copytree(
+            keep_from,
+            folder,
+            copy_function=_link_or_copy,
+            ignore=lambda where, names: skipped & set(names) if Path(where) == keep_from else (),
+        )
     version.mkdir(parents=True)
     (folder / CONFIG_FILE).write_text(to_pbtxt(config), encoding="utf-8")
     for target, content in files.items():
@@ -113,6 +140,65 @@ def _write_model(
         else:
             (version / target).write_text(content, encoding="utf-8")
     return folder
+
+
+@contextmanager
+def _staging_area(repo: Path) -> Iterator[Path | None]:
+    """An empty folder beside ``repo`` on its filesystem, removed after; None if there is none.
+
+    Not inside ``repo``: Triton loads every folder there, hidden ones too. A repository that
+    is a mount point (a volume) has no such neighbour and is written in place.
+    """
+    try:
+        if os.stat(repo.parent).st_dev != os.stat(repo).st_dev:
+            yield None
+            return
+        staging = Path(tempfile.mkdtemp(prefix=f".{repo.name}{STAGING_SUFFIX}", dir=repo.parent))
+    except OSError:  # a parent this user cannot write
+        yield None
+        return
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+class _CrossDevice(OSError):
+    """The staging area and the repository share a filesystem but not a mount."""
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """Hard-link ``source`` as ``target``; copy it where the filesystem has no hard links."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _move_in(staging: Path, repo: Path, names: list[str], removed: list[str]) -> None:
+    """Swap the staged folders into ``repo``, moving what they replace aside; all or none."""
+    replaced = staging / ".replaced"
+    replaced.mkdir()
+    moved: list[str] = []
+    placed: list[str] = []
+    try:
+        for name in [*names, *removed]:
+            if (repo / name).exists():
+                os.rename(repo / name, replaced / name)
+                moved.append(name)
+            if name in names:
+                os.rename(staging / name, repo / name)
+                placed.append(name)
+    except OSError as exc:
+        if exc.errno == errno.EXDEV and not moved and not placed:
+            raise _CrossDevice from exc
+        for name in reversed(placed):
+            os.rename(repo / name, staging / name)
+        for name in reversed(moved):
+            os.rename(replaced / name, repo / name)
+        raise RepositoryError(
+            f"could not move the export into {repo}: {exc}; the repository is as it was"
+        ) from exc
 
 
 def pipeline_configs(
@@ -270,61 +356,94 @@ def write_repository(
             f"cannot write the repository: {artifacts.tokenizer_json} does not exist"
         )
     model_files = _model_step_files(spec, artifacts)
-    folders: list[Path] = []
+    if artifacts.drift_reference is not None:
+        model_files[PROFILE_FILE] = artifacts.drift_reference
     try:
         repo.mkdir(parents=True, exist_ok=True)
-        if artifacts.drift_reference is not None:
-            model_files[PROFILE_FILE] = artifacts.drift_reference
-        if spec.layout is Layout.SPLIT:
-            tokenizer_files: dict[str, Path | str] = {
-                "model.py": _backend_source("tokenizer"),
-                "tokenizer.json": artifacts.tokenizer_json,
-            }
-            if artifacts.drift_reference is not None:
-                tokenizer_files[PROFILE_FILE] = artifacts.drift_reference
-            folders.append(
-                _write_model(
-                    repo,
-                    spec.tokenizer_name,
-                    configs[spec.tokenizer_name],
-                    tokenizer_files,
-                    version_number=version,
-                )
-            )
-        elif version == 1:
-            shutil.rmtree(repo / spec.tokenizer_name, ignore_errors=True)  # a split export's
-        folders += [
-            _write_model(
-                repo,
-                spec.model_name,
-                configs[spec.model_name],
-                model_files,
-                version_number=version,
-            ),
-            _write_model(repo, spec.name, configs[spec.name], {}),
-            _write_model(
-                repo,
-                spec.feedback_name,
-                configs[spec.feedback_name],
-                {"model.py": _backend_source("feedback")},
-            ),
-        ]
-        manifest = {"spec": _spec_dict(spec), "version": version, **artifacts.manifest}
-        (repo / spec.name / EXPORT_MANIFEST).write_text(
-            json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
-        )
     except OSError as exc:
-        written = ", ".join(folder.name for folder in folders)
-        raise RepositoryError(
-            f"could not write the model repository at {repo}: {exc}"
-            + (
-                f". {written} had been written already, so {spec.name!r} now mixes this export "
-                "with what was there: fix the cause and export again before serving it"
-                if written
-                else ""
-            )
-        ) from exc
-    return folders
+        raise RepositoryError(f"could not write the model repository at {repo}: {exc}") from exc
+    # A merged export at version 1 replaces a split one: its tokenizer folder goes.
+    removed = [spec.tokenizer_name] if spec.layout is Layout.MERGED and version == 1 else []
+    folders = _pipeline_folders(spec, artifacts, model_files, version)
+    manifest = {"spec": _spec_dict(spec), "version": version, **artifacts.manifest}
+    written: list[str] = []
+    with _staging_area(repo) as staging:
+        in_place = staging is None
+        try:
+            if staging is not None:
+                try:
+                    _write_pipeline(staging, spec, folders, configs, manifest, written, repo)
+                    _move_in(staging, repo, written, removed)
+                    return [repo / name for name in written]
+                except _CrossDevice:  # a bind mount: one filesystem, but no rename into it
+                    written.clear()
+                    in_place = True
+            _write_pipeline(repo, spec, folders, configs, manifest, written, None)
+            for name in removed:
+                shutil.rmtree(repo / name, ignore_errors=True)
+        except OSError as exc:
+            raise RepositoryError(
+                _failed_write(repo, spec, written, staged=not in_place, exc=exc)
+            ) from exc
+    return [repo / name for name in written]
+
+
+def _write_pipeline(
+    root: Path,
+    spec: PipelineSpec,
+    folders: list[tuple[str, dict[str, Path | str], int]],
+    configs: dict[str, Any],
+    manifest: dict[str, Any],
+    written: list[str],
+    serving: Path | None,
+) -> None:
+    """Write ``folders`` and the manifest under ``root``, naming each in ``written`` when done.
+
+    ``serving``: the repository, when ``root`` is a staging area beside it.
+    """
+    for name, files, version in folders:
+        keep_from = None if serving is None else serving / name
+        _write_model(root, name, configs[name], files, version_number=version, keep_from=keep_from)
+        written.append(name)
+    (root / spec.name / EXPORT_MANIFEST).write_text(
+        json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
+    )
+
+
+def _pipeline_folders(
+    spec: PipelineSpec, artifacts: StepArtifacts, model_files: dict[str, Path | str], version: int
+) -> list[tuple[str, dict[str, Path | str], int]]:
+    """Each folder to write: name, files of its version folder, that version's number."""
+    folders: list[tuple[str, dict[str, Path | str], int]] = []
+    if spec.layout is Layout.SPLIT:
+        tokenizer_files: dict[str, Path | str] = {
+            "model.py": _backend_source("tokenizer"),
+            "tokenizer.json": artifacts.tokenizer_json,
+        }
+        if artifacts.drift_reference is not None:
+            tokenizer_files[PROFILE_FILE] = artifacts.drift_reference
+        folders.append((spec.tokenizer_name, tokenizer_files, version))
+    return [
+        *folders,
+        (spec.model_name, model_files, version),
+        (spec.name, {}, 1),
+        (spec.feedback_name, {"model.py": _backend_source("feedback")}, 1),
+    ]
+
+
+def _failed_write(
+    repo: Path, spec: PipelineSpec, names: list[str], *, staged: bool, exc: OSError
+) -> str:
+    message = f"could not write the model repository at {repo}: {exc}"
+    if staged:
+        return message + "; the repository is as it was (the export is written beside it first)"
+    if names:
+        return message + (
+            f". {', '.join(names)} had been written already, so {spec.name!r} now mixes this "
+            "export with what was there (the repository is a mount point: written in place): "
+            "fix the cause and export again before serving it"
+        )
+    return message
 
 
 def _spec_dict(spec: PipelineSpec) -> dict[str, Any]:
