@@ -186,7 +186,12 @@ def _save_reference_profile(
     classifier = None
     if spec.labels:
         probabilities = (
-            onnx_probabilities(graph, tokenizer, max_length=spec.max_length)
+            onnx_probabilities(
+                graph,
+                tokenizer,
+                max_length=spec.max_length,
+                texts_alone=spec.precision is Precision.INT8,
+            )
             if graph is not None
             else torch_probabilities(encoder, tokenizer, max_length=spec.max_length)
         )

@@ -89,13 +89,23 @@ class Classifier:
         return [self.labels[i] for i in scores.argmax(axis=1)]
 
 
-def onnx_probabilities(onnx_path: Path, tokenizer: Any, *, max_length: int) -> Probabilities:
-    """``PROBABILITIES`` of an exported classifier graph, on ONNX Runtime's CPU provider."""
-    from tritonhf.gate.reference import onnx_outputs
+def onnx_probabilities(
+    onnx_path: Path, tokenizer: Any, *, max_length: int, texts_alone: bool = False
+) -> Probabilities:
+    """``PROBABILITIES`` of an exported classifier graph, on ONNX Runtime's CPU provider.
+
+    ``texts_alone``: one text per call, as the served int8 step runs them.
+    """
+    from tritonhf.gate.reference import BATCH_SIZE, onnx_outputs
 
     def run(texts: Sequence[str]) -> NDArray[Any]:
         values, _ = onnx_outputs(
-            onnx_path, tokenizer, texts, max_length=max_length, output=PROBABILITIES
+            onnx_path,
+            tokenizer,
+            texts,
+            max_length=max_length,
+            output=PROBABILITIES,
+            batch_size=1 if texts_alone else BATCH_SIZE,
         )
         return values
 
