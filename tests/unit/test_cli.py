@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tritonhf.cli import main as cli
 from tritonhf.cli.main import build_parser, main
 from tritonhf.export.onnx_export import DEFAULT_OPSET
 from tritonhf.export.pipeline import ExportOptions
@@ -577,6 +578,18 @@ def test_a_reader_that_stops_reading_ends_the_cli_quietly() -> None:
 
     assert done.stderr == ""
     assert done.returncode == 141
+
+
+def test_ctrl_c_ends_a_command_with_130_and_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "export", interrupted)
+
+    assert main(["export"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
 
 
 def test_a_command_without_its_extra_names_the_extra_in_one_line() -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -464,3 +465,85 @@ def test_a_later_version_is_copied_where_the_filesystem_has_no_hard_links(
 
     assert (repo / "minilm_model" / "1" / "model.onnx").read_bytes() == before
     assert (repo / "minilm_model" / "2" / "model.onnx").is_file()
+
+
+@pytest.mark.parametrize("relative", [".", "sub/.."])
+def test_a_repository_given_as_dot_is_staged_beside_it_not_inside(
+    tmp_path: Path, artifacts: StepArtifacts, monkeypatch: pytest.MonkeyPatch, relative: str
+) -> None:
+    repo = tmp_path / "repo"
+    (repo / "sub").mkdir(parents=True)
+    monkeypatch.chdir(repo)
+    seen: list[str] = []
+    real = writer._write_model
+
+    def write(root: Path, *args: Any, **kwargs: Any) -> Path:
+        seen.append(str(Path(root).resolve().parent))
+        return real(root, *args, **kwargs)
+
+    monkeypatch.setattr(writer, "_write_model", write)
+
+    write_repository(spec=PipelineSpec(), repo=Path(relative), artifacts=artifacts)
+
+    assert set(seen) == {str(tmp_path)}  # the staging area sits beside the repository
+    assert sorted(p.name for p in repo.iterdir()) == [
+        "minilm", "minilm_feedback", "minilm_model", "minilm_tokenizer", "sub"
+    ]  # fmt: skip
+
+
+def test_ctrl_c_while_moving_in_puts_back_what_it_moved(
+    tmp_path: Path, artifacts: StepArtifacts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+    before = snapshot(repo)
+    real, calls = writer.os.rename, []
+
+    def rename(source: Path, target: Path) -> None:
+        calls.append(source)
+        real(source, target)
+        if len(calls) == 3:  # the model step's serving folder has just been moved aside
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer.os, "rename", rename)
+
+    with pytest.raises(KeyboardInterrupt):
+        write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+
+    assert snapshot(repo) == before
+
+
+def test_staging_areas_of_killed_exports_are_cleared_unless_they_hold_replaced_folders(
+    tmp_path: Path, artifacts: StepArtifacts, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = 2**22 + 1  # above Linux's largest pid: no process has it
+    killed = tmp_path / f".repo.tritonhf-staging-{dead}-abc"
+    (killed / "minilm_model").mkdir(parents=True)
+    holding = tmp_path / f".repo.tritonhf-staging-{dead}-def"
+    (holding / ".replaced" / "minilm_model").mkdir(parents=True)
+    running = tmp_path / f".repo.tritonhf-staging-{os.getpid()}-ghi"  # a live export's
+    running.mkdir()
+
+    write_repository(spec=PipelineSpec(), repo=tmp_path / "repo", artifacts=artifacts)
+
+    assert not killed.exists()
+    assert holding.exists()
+    assert running.exists()
+    assert f"{holding} holds minilm_model, moved out of the repository" in caplog.text
+
+
+def test_a_parent_that_cannot_be_written_is_written_in_place_with_a_warning(
+    tmp_path: Path,
+    artifacts: StepArtifacts,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def refused(**kwargs: Any) -> str:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(writer.tempfile, "mkdtemp", refused)
+
+    write_repository(spec=PipelineSpec(), repo=tmp_path / "repo", artifacts=artifacts)
+
+    assert (tmp_path / "repo" / "minilm_model" / "1" / "model.onnx").is_file()
+    assert "not beside it first (Permission denied)" in caplog.text

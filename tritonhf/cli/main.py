@@ -771,6 +771,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise  # a broken install of tritonhf itself: the traceback is the report
             print(f"error: {missing_package(args.command, exc.name)}", file=sys.stderr)
             return 1
+    except KeyboardInterrupt:  # Ctrl-C: what it stopped cleans up after itself, no traceback
+        print("interrupted", file=sys.stderr)
+        return 130  # what a shell reports for a command killed by SIGINT
     except BrokenPipeError:  # `tritonhf models | head -1`: the reader has what it wanted
         # Python flushes stdout again at exit; point it at /dev/null so that is silent too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -32,6 +33,8 @@ from tritonhf.repository.configs import (
 )
 from tritonhf.spec import Layout, PipelineSpec, Runtime
 
+log = logging.getLogger(__name__)
+
 CONFIG_FILE = "config.pbtxt"
 ONNX_FILE = "model.onnx"
 PLAN_FILE = "model.plan"
@@ -40,7 +43,9 @@ TORCH_SETTINGS_FILE = "torch_step.json"
 EXPORT_MANIFEST = "tritonhf.json"
 """Provenance written beside the ensemble's config: source model, opset, validation figures."""
 STAGING_SUFFIX = ".tritonhf-staging-"
-"""An export is written into ``.<repo>.tritonhf-staging-*`` beside the repository, then moved in."""
+"""An export is written into ``.<repo>.tritonhf-staging-<pid>-*`` beside the repository."""
+REPLACED = ".replaced"
+"""Inside a staging area: the serving folders the export's folders replace, until it ends."""
 
 
 @dataclass(frozen=True)
@@ -147,20 +152,61 @@ def _staging_area(repo: Path) -> Iterator[Path | None]:
     """An empty folder beside ``repo`` on its filesystem, removed after; None if there is none.
 
     Not inside ``repo``: Triton loads every folder there, hidden ones too. A repository that
-    is a mount point (a volume) has no such neighbour and is written in place.
+    is a mount point (a volume) or whose parent cannot be written has no such neighbour and
+    is written in place, with a warning. Staging areas of killed exports are cleared first.
     """
+    repo = Path(os.path.abspath(repo))  # `--repo .`: its parent, not the repository itself
+    prefix = f".{repo.name}{STAGING_SUFFIX}"
     try:
         if os.stat(repo.parent).st_dev != os.stat(repo).st_dev:
-            yield None
-            return
-        staging = Path(tempfile.mkdtemp(prefix=f".{repo.name}{STAGING_SUFFIX}", dir=repo.parent))
-    except OSError:  # a parent this user cannot write
+            raise OSError(errno.EXDEV, "the repository is a mount point")
+        _clear_stale_staging(repo.parent, prefix)
+        staging = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=repo.parent))
+    except OSError as exc:
+        log.warning(
+            "writing %s in place, not beside it first (%s): an export that fails partway "
+            "leaves it mixed",
+            repo,
+            exc.strerror or exc,
+        )
         yield None
         return
     try:
         yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _clear_stale_staging(parent: Path, prefix: str) -> None:
+    """Remove the staging areas of exports that were killed; keep any holding replaced folders.
+
+    A kill between moving a serving folder aside and moving its successor in leaves the only
+    copy of that folder under ``.replaced``: it is named in a warning, not deleted.
+    """
+    for stale in parent.glob(f"{prefix}*"):
+        pid = stale.name.removeprefix(prefix).split("-", 1)[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue  # another export's, still running
+        replaced = sorted(p.name for p in (stale / REPLACED).glob("*"))
+        if replaced:
+            log.warning(
+                "%s holds %s, moved out of the repository by an export that was killed: "
+                "move back what the repository lacks, then delete it",
+                stale,
+                ", ".join(replaced),
+            )
+            continue
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 class _CrossDevice(OSError):
@@ -177,25 +223,26 @@ def _link_or_copy(source: str, target: str) -> None:
 
 def _move_in(staging: Path, repo: Path, names: list[str], removed: list[str]) -> None:
     """Swap the staged folders into ``repo``, moving what they replace aside; all or none."""
-    replaced = staging / ".replaced"
+    replaced = staging / REPLACED
     replaced.mkdir()
-    moved: list[str] = []
-    placed: list[str] = []
     try:
         for name in [*names, *removed]:
             if (repo / name).exists():
                 os.rename(repo / name, replaced / name)
-                moved.append(name)
             if name in names:
                 os.rename(staging / name, repo / name)
-                placed.append(name)
-    except OSError as exc:
-        if exc.errno == errno.EXDEV and not moved and not placed:
+    except BaseException as exc:  # Ctrl-C too: never leave a step's folder moved aside
+        untouched = not any(replaced.iterdir()) and all((staging / n).exists() for n in names)
+        if isinstance(exc, OSError) and exc.errno == errno.EXDEV and untouched:
             raise _CrossDevice from exc
-        for name in reversed(placed):
-            os.rename(repo / name, staging / name)
-        for name in reversed(moved):
-            os.rename(replaced / name, repo / name)
+        # Undone from what is on disk, not from lists an interrupt may have left behind.
+        for name in reversed([*names, *removed]):
+            if name in names and not (staging / name).exists():  # moved in
+                os.rename(repo / name, staging / name)
+            if (replaced / name).exists():  # moved aside
+                os.rename(replaced / name, repo / name)
+        if not isinstance(exc, OSError):
+            raise
         raise RepositoryError(
             f"could not move the export into {repo}: {exc}; the repository is as it was"
         ) from exc
@@ -376,6 +423,11 @@ def write_repository(
                     _move_in(staging, repo, written, removed)
                     return [repo / name for name in written]
                 except _CrossDevice:  # a bind mount: one filesystem, but no rename into it
+                    log.warning(
+                        "writing %s in place: it refuses renames from beside it (a bind "
+                        "mount); an export that fails partway leaves it mixed",
+                        repo,
+                    )
                     written.clear()
                     in_place = True
             _write_pipeline(repo, spec, folders, configs, manifest, written, None)
@@ -440,7 +492,7 @@ def _failed_write(
     if names:
         return message + (
             f". {', '.join(names)} had been written already, so {spec.name!r} now mixes this "
-            "export with what was there (the repository is a mount point: written in place): "
+            "export with what was there (it was written in place, see the warning above): "
             "fix the cause and export again before serving it"
         )
     return message
