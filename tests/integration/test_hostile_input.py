@@ -94,12 +94,12 @@ def test_text_over_the_byte_limit_is_refused_naming_the_limit(server: TritonServ
 
 
 def test_a_degenerate_megabyte_text_is_read_only_to_the_read_limit(server: TritonServer) -> None:
-    # One huge word tokenizes slowly (~0.7 s a MiB): the step reads 8,192 characters of it.
+    # One huge word tokenizes slowly (~0.7 s a MiB): the step reads 32,768 characters of it.
     with TritonHFClient(server.config.grpc_url) as client:
         result = client.encode(["a" * (1 << 20), "word " * 200_000, "fine"])
         assert result.truncated.tolist() == [True, True, False]
         assert result.num_tokens.tolist() == [3, 256, 3]
-        with pytest.raises(InvalidInputError, match=r"TEXT\[0\] has no tokens in the 8,192"):
+        with pytest.raises(InvalidInputError, match=r"TEXT\[0\] has no tokens in the 32,768"):
             client.embed(["\u200b" * 100_000 + " hello"])  # zero-width spaces, then a word
 
 

@@ -265,12 +265,16 @@ LONG_TEXTS = {
     "words-then-huge-word": "word " * 2_000 + "x" * 5_000 + " tail",
     "prose-then-spaces": "a short text, then blank space" + " " * 60_000,
     "spaces-then-text": " " * 60_000 + "hello",  # the whitespace it starts with is skipped
+    # Fewer tokens than max_length in the first read_limit characters: read again, further.
+    "thai": " ".join(["ภาษาไทยเป็นภาษาที่มีระดับเสียงของคำแน่นอนหรือวรรณยุกต์"] * 300),
+    "long-words": ("b" * 101 + " ") * 10_000,  # each one [UNK]
+    "hex-hashes": " ".join(["0123456789abcdef" * 4] * 2_000),
 }
-# Texts with few tokens in their first read_limit characters: the step reads no further.
+# Texts with few tokens even in REREAD_CHARS_PER_TOKEN characters per token: read no further.
 DEGENERATE_TEXTS = {
     "one-huge-word": "a" * 60_000,
     "invisible-then-text": "\u200b" * 50_000 + " hello",
-    "long-words": ("b" * 101 + " ") * 10_000,
+    "longer-words": ("b" * 300 + " ") * 10_000,
 }
 
 
@@ -297,12 +301,13 @@ def test_no_text_costs_more_than_reading_its_first_read_limit_characters(
 
     step.encode_texts(recording, ["a short one", text], 256)
 
-    assert len(recording.longest) == 1  # one call
     assert recording.longest[0] <= step.read_limit(256) == 256 * step.READ_CHARS_PER_TOKEN
+    assert max(recording.longest) <= 256 * step.REREAD_CHARS_PER_TOKEN
+    assert len(recording.longest) <= 3  # the first read, and at most two more of this text
 
 
 def test_a_degenerate_text_is_truncated_where_reading_stopped(tokenizer: Any) -> None:
-    texts = [DEGENERATE_TEXTS["one-huge-word"], DEGENERATE_TEXTS["long-words"]]
+    texts = [DEGENERATE_TEXTS["one-huge-word"], DEGENERATE_TEXTS["longer-words"]]
 
     encoded = step.encode_texts(tokenizer, texts, 256)
     batch = step.pad_encodings(encoded, step.TokenizerSettings(max_length=256))
@@ -310,16 +315,17 @@ def test_a_degenerate_text_is_truncated_where_reading_stopped(tokenizer: Any) ->
     assert encoded.unread == [True, True]
     assert batch.truncated.reshape(-1).tolist() == [True, True]
     assert encoded.encodings[0].ids == tokenizer.encode("a" * 60_000).ids  # [CLS] [UNK] [SEP]
-    # Cut at a space: only whole words were read, each 101-character word one [UNK].
+    # Cut at a space: only whole words were read, each 300-character word one [UNK].
     words = len(encoded.encodings[1].ids) - 2
     assert 0 < words < 256
-    assert (words + 1) * 102 > step.read_limit(256) - step.READ_SLACK_CHARS
+    assert (words + 1) * 301 > 256 * step.REREAD_CHARS_PER_TOKEN - step.READ_SLACK_CHARS
+    assert encoded.read_chars == [256 * step.REREAD_CHARS_PER_TOKEN] * 2
 
 
 def test_a_text_with_no_tokens_where_it_is_read_is_refused_saying_so(tokenizer: Any) -> None:
     texts = [DEGENERATE_TEXTS["invisible-then-text"]]
 
-    refused = r"TEXT\[0\] has no tokens in the 8,192 characters read"
+    refused = r"TEXT\[0\] has no tokens in the 32,768 characters read"
     with pytest.raises(step.TextError, match=refused):
         step.check_not_empty(texts, step.encode_texts(tokenizer, texts, 256))
 

@@ -124,7 +124,10 @@ def decode_texts(raw: NDArray[Any], *, max_bytes: int = 1 << 20) -> list[str]:
 
 
 READ_CHARS_PER_TOKEN = 32
-"""Characters of a text the step reads, per token of ``max_length`` (see `encode_texts`)."""
+"""Characters of a text the step reads first, per token of ``max_length`` (`encode_texts`)."""
+REREAD_CHARS_PER_TOKEN = 128
+"""The most it reads of a text whose first read gave too few tokens: a WordPiece token is at
+most a 100-character word (longer ones are one ``[UNK]``) and the space after it."""
 READ_SLACK_CHARS = 1024
 """How far back from the read limit the cut looks for whitespace, so no word is split."""
 _THROUGH_LAST_SPACE = re.compile(r".*\s", re.DOTALL)
@@ -132,7 +135,7 @@ _FIRST_SPACE = re.compile(r"\s")
 
 
 def read_limit(max_length: int) -> int:
-    """The most characters of one text the step tokenizes (8,192 at 256 tokens)."""
+    """Characters of one text the step tokenizes first (8,192 at 256 tokens; `encode_texts`)."""
     return max(max_length * READ_CHARS_PER_TOKEN, 4 * READ_SLACK_CHARS)
 
 
@@ -164,27 +167,53 @@ class Encoded:
 
     encodings: list[Any]
     unread: list[bool]
-    """True where a text goes on past what was read (`read_limit` characters)."""
-    read_chars: int
+    """True where a text goes on past what was read (``read_chars`` characters)."""
+    read_chars: list[int]
 
     def rows(self, start: int, stop: int) -> Encoded:
         """The encodings of texts ``start`` to ``stop`` (one request's)."""
-        return Encoded(self.encodings[start:stop], self.unread[start:stop], self.read_chars)
+        return Encoded(
+            self.encodings[start:stop], self.unread[start:stop], self.read_chars[start:stop]
+        )
 
 
 def encode_texts(tokenizer: Any, texts: list[str], max_length: int) -> Encoded:
     """``tokenizer.encode_batch(texts)`` (truncating at ``max_length``), with bounded work.
 
     A text is read up to `read_limit` characters, from the end its truncation keeps (cut at
-    a word boundary). A text that long has far more than ``max_length`` tokens unless it is
-    degenerate (one huge word, a run of spaces or of characters the tokenizer drops), so for
-    real text the tokens are those of the whole text, and a 1 MiB text costs what ~8,000
-    characters do (~5 ms, not up to 0.7 s: `benchmarks/long_text_cost.py`). A degenerate
-    text is truncated there: its rest is marked as not read (``unread``).
+    a word boundary). Most text that long has more than ``max_length`` tokens, so its tokens
+    are those of the whole text, and a 1 MiB text costs what ~8,000 characters do (~5 ms,
+    not up to 0.7 s: `benchmarks/long_text_cost.py`). A text with fewer tokens there (Thai,
+    written without spaces between words: ~75 characters a token here; hex hashes) is read
+    again, as far as its tokens so far say it needs, up to ``REREAD_CHARS_PER_TOKEN`` per
+    token; a degenerate one (one huge word, a run of spaces or of characters the tokenizer
+    drops) is truncated there: its rest is marked as not read (``unread``).
     """
     limit = read_limit(max_length)
     keep_end = _truncation_side(tokenizer) == "left"
-    spans = [_read_span(text, limit, keep_end=keep_end) for text in texts]
+    encodings, unread = _encode_spans(tokenizer, texts, [limit] * len(texts), keep_end)
+    read = [limit] * len(texts)
+    most = max(max_length * REREAD_CHARS_PER_TOKEN, limit)
+    again = [i for i, short in enumerate(unread) if short and read[i] < most]
+    while again:
+        for i in again:  # rare: a row at a time
+            need = read[i] * (max_length + 1) * 5 // (4 * max(len(encodings[i].ids), 1))
+            read[i] = min(most, max(2 * read[i], need))
+            (encodings[i],), (unread[i],) = _encode_spans(
+                tokenizer, [texts[i]], [read[i]], keep_end
+            )
+        again = [i for i in again if unread[i] and read[i] < most]
+    return Encoded(encodings, unread, read)
+
+
+def _encode_spans(
+    tokenizer: Any, texts: list[str], limits: list[int], keep_end: bool
+) -> tuple[list[Any], list[bool]]:
+    """Each text's encoding, reading at most its limit; whether it goes on past what was read."""
+    spans = [
+        _read_span(text, limit, keep_end=keep_end)
+        for text, limit in zip(texts, limits, strict=True)
+    ]
     encodings = list(
         tokenizer.encode_batch(
             [
@@ -199,7 +228,7 @@ def encode_texts(tokenizer: Any, texts: list[str], max_length: int) -> Encoded:
         and not (text[:start] + text[stop:]).isspace()
         for text, (start, stop), encoding in zip(texts, spans, encodings, strict=True)
     ]
-    return Encoded(encodings, unread, limit)
+    return encodings, unread
 
 
 def check_not_empty(texts: Sequence[str], encoded: Encoded) -> None:
@@ -208,11 +237,11 @@ def check_not_empty(texts: Sequence[str], encoded: Encoded) -> None:
     Blank is read off the text itself: SentencePiece and byte-level BPE tokenizers keep a
     space as a token of its own, so their encodings of ``" "`` are not empty.
     """
-    for row, (text, encoding, unread) in enumerate(
-        zip(texts, encoded.encodings, encoded.unread, strict=True)
+    for row, (text, encoding, unread, read) in enumerate(
+        zip(texts, encoded.encodings, encoded.unread, encoded.read_chars, strict=True)
     ):
         if text.isspace() or all(encoding.special_tokens_mask):
-            where = f" in the {encoded.read_chars:,} characters read of it" if unread else ""
+            where = f" in the {read:,} characters read of it" if unread else ""
             raise TextError(
                 f"TEXT[{row}] has no tokens{where}: it is empty, whitespace only, or only "
                 "characters the tokenizer drops; send some visible text",
