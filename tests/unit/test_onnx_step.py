@@ -230,3 +230,27 @@ def test_only_an_int8_model_step_runs_rows_alone() -> None:
 
     assert settings(Precision.INT8).rows_alone
     assert not settings(Precision.FP32).rows_alone
+
+
+class RowSumSession(BatchSensitiveSession):
+    """Records each call; a row's output is its own id sum, whatever it is batched with."""
+
+    def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.calls.append(feeds["input_ids"].tolist())
+        return [feeds["input_ids"].sum(axis=1, keepdims=True).astype(np.float32)]
+
+
+def test_a_requests_short_texts_are_grouped_apart_from_its_long_one() -> None:
+    long_row = [101, *range(1, 40), 102]
+    mixed = {  # one request: a long text, and a short one padded to it
+        "input_ids": np.array([long_row, [101, 7, 102] + [0] * 38], dtype=np.int64),
+        "attention_mask": np.array([[1] * 41, [1] * 3 + [0] * 38], dtype=np.int64),
+    }
+    model = step.TritonPythonModel()
+    model.settings = step.SessionSettings(("EMBEDDING",), group_slack=1.5)
+    session = RowSumSession()
+
+    (output,) = model.run_grouped(session, ["EMBEDDING"], [mixed, request([[101, 9, 102]])])
+
+    assert sorted(session.calls) == sorted([[long_row], [[101, 7, 102], [101, 9, 102]]])
+    assert output[:, 0].tolist() == [sum(long_row), 210.0, 212.0]  # in request order

@@ -1,8 +1,8 @@
 """Triton Python-backend model: record user feedback (a rating of one request).
 
-Copied into the model repository as ``<name>_feedback/1/model.py``. Each request carries a
-REQUEST_ID (the id of the inference it rates), POSITIVE (thumbs up or down) and, optionally,
-CORRECTED_LABEL (a classifier's right answer). Valid feedback is counted in
+Served as ``<name>_feedback/1/model.py`` (a one-line shim that imports this module). Each
+request carries a REQUEST_ID (the id of the inference it rates), POSITIVE (thumbs up or down)
+and, optionally, CORRECTED_LABEL (a classifier's right answer). Valid feedback is counted in
 ``tritonhf_feedback_total`` (and ``tritonhf_feedback_corrections_total``) and logged as a JSON
 line; invalid feedback gets an INVALID_ARG error naming the problem.
 """

@@ -1,10 +1,11 @@
 """Triton Python-backend step for the merged layout: tokenize and run the model in one step.
 
-Copied into the model repository as ``<name>_model/1/model.py`` when the export asks for
-``--layout merged``. It is the tokenizer step and the runtime's model step (python-onnx or
-python-torch, from the ``runtime`` parameter) in one process: the ensemble has one step, so a
-request crosses one Python-backend boundary instead of two. Tokenization, padding, length
-groups, thread widening, errors, metrics and logs are those of the two steps it wraps.
+Served as ``<name>_model/1/model.py`` (a one-line shim that imports this module) when the
+export asks for ``--layout merged``. It is the tokenizer step and the runtime's model step
+(python-onnx or python-torch, from the ``runtime`` parameter) in one process: the ensemble has
+one step, so a request crosses one Python-backend boundary instead of two. Tokenization,
+padding, length groups, thread widening, errors, metrics and logs are those of the two steps it
+wraps.
 """
 
 from __future__ import annotations

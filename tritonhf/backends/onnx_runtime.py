@@ -1,10 +1,11 @@
 """Triton Python-backend step: run the exported ONNX graph with the ``onnxruntime`` package.
 
-Copied into the model repository as ``<name>_model/1/model.py`` for the ``python-onnx``
-runtime. Its inputs are ragged (``allow_ragged_batch``), so Triton hands over requests of
-different sequence lengths in one batch; they are grouped here by length (`length_groups`:
-little padding, a padded-token budget per call) and each group is padded to its longest row
-and run as one ONNX Runtime call. The graph masks padding, so results do not depend on it.
+Served as ``<name>_model/1/model.py`` (a one-line shim that imports this module) for the
+``python-onnx`` runtime. Its inputs are ragged (``allow_ragged_batch``), so Triton hands over
+requests of different sequence lengths in one batch; their rows (a request of several texts is
+split: `single_rows`) are grouped here by length (`length_groups`: little padding, a
+padded-token budget per call) and each group is padded to its longest row and run as one ONNX
+Runtime call. The graph masks padding, so results do not depend on it.
 
 Each instance runs on ``intra_op_threads`` (1 by default) while another instance of the step
 is running a batch, and on every core while none is (`backends.busy.BusyBoard`): instances
@@ -156,17 +157,31 @@ def run_rows_alone(
     ~12 % on two (benchmarks/int8_rows.py, docs/precision.md).
     """
     parts: list[list[NDArray[Any]]] = [[] for _ in names]
+    for feeds in single_rows(batches):
+        for part, array in zip(parts, session.run(names, feeds), strict=True):
+            part.append(array)
+    return [as_triton_array(np.concatenate(part)) for part in parts]
+
+
+def single_rows(batches: list[dict[str, NDArray[Any]]]) -> list[dict[str, NDArray[Any]]]:
+    """Every row of every request as a request of its own, its trailing padding cut.
+
+    A request of several texts comes padded to its longest; as rows, its short texts can join
+    the length groups of other short texts instead of running at the long one's width.
+    """
+    rows = []
     for tensors in batches:
         ids, mask = tensors["input_ids"], tensors["attention_mask"]
-        for row in range(ids.shape[0]):
-            width = int(np.flatnonzero(mask[row])[-1]) + 1  # every row attends somewhere
-            feeds = {
-                "input_ids": ids[row : row + 1, :width],
-                "attention_mask": mask[row : row + 1, :width],
-            }
-            for part, array in zip(parts, session.run(names, feeds), strict=True):
-                part.append(array)
-    return [as_triton_array(np.concatenate(part)) for part in parts]
+        # Every row attends somewhere (`check_token_inputs`): width = its last 1, plus one.
+        widths = mask.shape[1] - np.argmax(mask[:, ::-1] != 0, axis=1)
+        for row, width in enumerate(widths.tolist()):
+            rows.append(
+                {
+                    "input_ids": ids[row : row + 1, :width],
+                    "attention_mask": mask[row : row + 1, :width],
+                }
+            )
+    return rows
 
 
 def observed(outputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
@@ -354,6 +369,9 @@ class TritonPythonModel:
         """Run the requests as one call per length group; rows come back in request order."""
         if self.settings.rows_alone:
             return run_rows_alone(session, names, batches)
+        grouping = self.settings.group_slack > 0 or self.settings.run_token_budget > 0
+        if grouping and any(b["input_ids"].shape[0] > 1 for b in batches):
+            batches = single_rows(batches)  # a request's short texts need not pad to its long one
         groups = length_groups(
             [b["input_ids"].shape[1] for b in batches],
             [b["input_ids"].shape[0] for b in batches],

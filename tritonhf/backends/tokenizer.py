@@ -1,9 +1,10 @@
 """Triton Python-backend step: raw UTF-8 text -> token ids, attention mask, token counts.
 
-Copied into the model repository as ``<name>_tokenizer/1/model.py``. The whole dynamic batch is
-tokenized in one ``encode_batch`` call; each request's rows are padded only to that request's
-longest text (rounded up to ``pad_to_multiple_of``), so one long text never pads the rest of
-the batch. A request with bad text gets its own typed error; the other requests still succeed.
+Served as ``<name>_tokenizer/1/model.py`` (a one-line shim that imports this module). The whole
+dynamic batch is tokenized in one ``encode_batch`` call; each request's rows are padded only to
+that request's longest text (rounded up to ``pad_to_multiple_of``), so one long text never pads
+the rest of the batch. A request with bad text gets its own typed error; the other requests
+still succeed.
 """
 
 from __future__ import annotations

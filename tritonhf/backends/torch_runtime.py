@@ -1,12 +1,12 @@
 """Triton Python-backend step: run the HuggingFace model with PyTorch (``python-torch``).
 
-Copied into the model repository as ``<name>_model/1/model.py``. It serves architectures
-that do not export to ONNX, and is the same-server baseline for the ONNX and TensorRT paths.
-The HuggingFace folder (safetensors) sits beside it in ``hf/``, with the weights of an
-embedding model's Dense modules; ``torch_step.json`` holds the sentence head (pooling, Dense,
-Normalize) or the labels (classifiers) and the precision. On a
-``KIND_GPU`` instance it runs on that GPU, in fp16 when the export asked for it, replayed as
-CUDA graphs (`backends.cuda_graphs`) unless the config's ``cuda_graphs`` parameter is ``0``.
+Served as ``<name>_model/1/model.py`` (a one-line shim that imports this module). It serves
+architectures that do not export to ONNX, and is the same-server baseline for the ONNX and
+TensorRT paths. The HuggingFace folder (safetensors) sits beside it in ``hf/``, with the
+weights of an embedding model's Dense modules; ``torch_step.json`` holds the sentence head
+(pooling, Dense, Normalize) or the labels (classifiers) and the precision. On a ``KIND_GPU``
+instance it runs on that GPU, in fp16 when the export asked for it, replayed as CUDA graphs
+(`backends.cuda_graphs`) unless the config's ``cuda_graphs`` parameter is ``0``.
 
 Batching, ragged inputs, length groups, metrics and logs are the python-onnx step's: this
 step only replaces its ONNX Runtime session with a PyTorch one.
