@@ -64,7 +64,7 @@ def test_health_and_models_report_a_ready_server(server: TritonServer, protocol:
 def test_health_of_an_unknown_model_exits_non_zero(server: TritonServer) -> None:
     done = tritonhf("health", "--url", server.config.grpc_url, "--model", "nope")
     assert done.returncode == 1
-    assert "model nope: ready=False" in done.stdout
+    assert "model nope: ready=False (the server's repository has no such model" in done.stdout
 
 
 def test_bad_input_is_one_error_line_and_exit_code_2(server: TritonServer) -> None:

@@ -14,9 +14,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from tritonhf.errors import TritonHFError
 from tritonhf.spec import DEFAULT_MODEL_NAME, Layout, Precision, Runtime, Task
+
+if TYPE_CHECKING:
+    from tritonhf.client import TritonHFClient
 
 log = logging.getLogger("tritonhf")
 
@@ -574,9 +578,26 @@ def run_health(args: argparse.Namespace) -> int:
     """``tritonhf health``: exit 0 only if the server and the model are ready."""
     with _client(args) as client:
         health = client.health()
+        why = (
+            _why_not_ready(client, health.model) if health.ready and not health.model_ready else ""
+        )
     print(f"server {health.url}: live={health.live} ready={health.ready}")
-    print(f"model {health.model}: ready={health.model_ready}")
+    print(f"model {health.model}: ready={health.model_ready}{why}")
     return 0 if health.ready and health.model_ready else 1
+
+
+def _why_not_ready(client: TritonHFClient, model: str) -> str:
+    """Why a ready server's ``model`` is not: absent from its repository, or its state."""
+    from tritonhf.errors import ClientError
+
+    try:
+        states = [state for state in client.models() if state.name == model]
+    except ClientError:  # the repository index needs the admin key: say nothing more
+        return ""
+    if not states:
+        return " (the server's repository has no such model; `tritonhf models` lists them)"
+    state = states[-1]
+    return f" ({state.state}{': ' + state.reason if state.reason else ''})"
 
 
 def run_deploy(args: argparse.Namespace) -> int:
