@@ -263,8 +263,23 @@ def test_a_write_that_fails_halfway_leaves_the_repository_as_it_was(
     assert not list(tmp_path.glob(".repo.tritonhf-staging-*"))
 
 
-def test_a_failed_move_into_the_repository_puts_back_what_it_moved(
-    tmp_path: Path, artifacts: StepArtifacts, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [
+        # The 4th rename moves the staged model step in, its serving folder already aside.
+        (OSError(5, "Input/output error"), RepositoryError),
+        # Ctrl-C right after the 3rd rename (the model step's serving folder moved aside),
+        # before the writer could note it.
+        (KeyboardInterrupt(), KeyboardInterrupt),
+    ],
+    ids=["rename-fails", "ctrl-c"],
+)
+def test_a_move_into_the_repository_cut_short_puts_back_what_it_moved(
+    tmp_path: Path,
+    artifacts: StepArtifacts,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: BaseException,
+    expected: type[BaseException],
 ) -> None:
     repo = tmp_path / "repo"
     write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
@@ -273,13 +288,15 @@ def test_a_failed_move_into_the_repository_puts_back_what_it_moved(
 
     def rename(source: Path, target: Path) -> None:
         calls.append(source)
-        if len(calls) == 4:  # the staged model step, its serving folder already moved aside
-            raise OSError(5, "Input/output error")
+        if isinstance(failure, OSError) and len(calls) == 4:
+            raise failure
         real(source, target)
+        if isinstance(failure, KeyboardInterrupt) and len(calls) == 3:
+            raise failure
 
     monkeypatch.setattr(writer.os, "rename", rename)
 
-    with pytest.raises(RepositoryError, match=r"could not move the export into .*as it was"):
+    with pytest.raises(expected):
         write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
 
     assert snapshot(repo) == before
@@ -489,28 +506,6 @@ def test_a_repository_given_as_dot_is_staged_beside_it_not_inside(
     assert sorted(p.name for p in repo.iterdir()) == [
         "minilm", "minilm_feedback", "minilm_model", "minilm_tokenizer", "sub"
     ]  # fmt: skip
-
-
-def test_ctrl_c_while_moving_in_puts_back_what_it_moved(
-    tmp_path: Path, artifacts: StepArtifacts, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    repo = tmp_path / "repo"
-    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
-    before = snapshot(repo)
-    real, calls = writer.os.rename, []
-
-    def rename(source: Path, target: Path) -> None:
-        calls.append(source)
-        real(source, target)
-        if len(calls) == 3:  # the model step's serving folder has just been moved aside
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(writer.os, "rename", rename)
-
-    with pytest.raises(KeyboardInterrupt):
-        write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
-
-    assert snapshot(repo) == before
 
 
 def test_staging_areas_of_killed_exports_are_cleared_unless_they_hold_replaced_folders(
