@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from tritonhf.server.process import running
+
 SLOTS = 256
 _INSTANCE_SUFFIX = re.compile(r"_(\d+)_(\d+)$")
 
@@ -41,19 +43,9 @@ def remove_stale_boards(folder: Path) -> None:
     """Delete the boards of servers that are gone (stopped before their models' finalize ran)."""
     for path in folder.glob("tritonhf-*-*.busy"):
         server = path.name.split("-")[1]
-        if server.isdigit() and not _running(int(server)):
+        if server.isdigit() and not running(int(server)):
             with suppress(OSError):
                 path.unlink()
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: running
-        return True
-    return True
 
 
 class BusyBoard:

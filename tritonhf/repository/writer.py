@@ -31,6 +31,7 @@ from tritonhf.repository.configs import (
     to_pbtxt,
     tokenizer_config,
 )
+from tritonhf.server.process import running
 from tritonhf.spec import Layout, PipelineSpec, Runtime
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ def _clear_stale_staging(parent: Path, prefix: str) -> None:
     """
     for stale in parent.glob(f"{prefix}*"):
         pid = stale.name.removeprefix(prefix).split("-", 1)[0]
-        if pid.isdigit() and _alive(int(pid)):
+        if pid.isdigit() and running(int(pid)):
             continue  # another export's, still running
         replaced = sorted(p.name for p in (stale / REPLACED).glob("*"))
         if replaced:
@@ -197,16 +198,6 @@ def _clear_stale_staging(parent: Path, prefix: str) -> None:
             )
             continue
         shutil.rmtree(stale, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 class _CrossDevice(OSError):

@@ -88,6 +88,17 @@ def orphaned_stubs() -> list[int]:
     return found
 
 
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: running
+        return True
+    return True
+
+
 def stop_orphaned_stubs() -> list[int]:
     """SIGKILL every `orphaned_stubs` process; return their pids."""
     stopped = []
