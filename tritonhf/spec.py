@@ -88,6 +88,15 @@ class Precision(str, Enum):
     INT8 = "int8"
     """ONNX Runtime dynamic quantization (int8 weights, per channel) for CPUs."""
 
+    @property
+    def runs_texts_alone(self) -> bool:
+        """Served (and judged) one text per call, not in batches.
+
+        Dynamic int8 scales a call's activations by the whole call's range, so a text batched
+        with others would not get its own output.
+        """
+        return self is Precision.INT8
+
 
 class DataType(str, Enum):
     """Tensor element types, named as Triton's config names them."""

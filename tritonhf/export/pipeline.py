@@ -190,7 +190,7 @@ def _save_reference_profile(
                 graph,
                 tokenizer,
                 max_length=spec.max_length,
-                texts_alone=spec.precision is Precision.INT8,
+                texts_alone=spec.precision.runs_texts_alone,
             )
             if graph is not None
             else torch_probabilities(encoder, tokenizer, max_length=spec.max_length)

@@ -102,8 +102,7 @@ def build_variant(
             max_length=max_length,
             output=output,
             with_labels=bool(labels),
-            # Served int8 runs each text alone (`run_rows_alone`): judge what is served.
-            batch_size=1 if request.precision is Precision.INT8 else BATCH_SIZE,
+            batch_size=1 if request.precision.runs_texts_alone else BATCH_SIZE,  # as served
         )
         subject = f"{request.precision.value} graph vs PyTorch"
         if labels:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tritonhf.errors import ConfigError
-from tritonhf.spec import CORRECTED_LABEL, Layout, PipelineSpec, Precision, Runtime, TensorSpec
+from tritonhf.spec import CORRECTED_LABEL, Layout, PipelineSpec, Runtime, TensorSpec
 
 PYTHON_BACKEND = "python"
 ONNXRUNTIME_PLATFORM = "onnxruntime_onnx"
@@ -195,7 +195,7 @@ def model_config(
         )
         if vocab_size > 0:
             _set_parameters(config, {"vocab_size": str(vocab_size)})
-        if spec.precision is Precision.INT8:  # activation scales per call: run texts alone
+        if spec.precision.runs_texts_alone:
             _set_parameters(config, {"rows_alone": "1"})
     _add_tensors(config.output, spec.model_step_outputs)
     _dynamic_batching(config, tuning.batching)
