@@ -3,13 +3,13 @@
 ONNX Runtime's dynamic quantization scales each MatMul's activations by the range of the
 whole input tensor, so an int8 graph gives a text a different embedding depending on what it
 is batched with (and padded to). The served int8 step therefore runs each text alone at its
-own length (`tritonhf.backends.onnx_runtime.run_rows_alone`). This script measures, on the
+own length (the model step's ``rows_alone`` setting). This script measures, on the
 gated int8 graph of an export and the served session settings (no spinning):
 
 - how far each text's embedding moves when it runs in an arrival-order batch of N instead of
   alone (cosine, min and mean over the corpus), for the fp32 graph beside it when given;
-- texts/s of the step's ways of running a batch of N: rows alone, length groups
-  (`length_groups`, the fp32 step's default), and one padded call, on 1 and 2 threads.
+- texts/s of the step's ways of running a batch of N (its own ``run_grouped``): rows alone,
+  length groups (the fp32 step's default), and one padded call, on 1 and 2 threads.
 
     .venv/bin/python benchmarks/int8_rows.py [--int8 build/bench-work/int8] \
         [--fp32 build/bench-work/default]
@@ -40,9 +40,9 @@ def main() -> int:
 
     from tritonhf import data
     from tritonhf.backends.onnx_runtime import (
-        length_groups,
+        SessionSettings,
+        TritonPythonModel,
         open_session,
-        run_rows_alone,
         stack_ragged,
     )
     from tritonhf.bench.corpus import traffic_order
@@ -70,24 +70,23 @@ def main() -> int:
             for e in tokenizer.encode_batch(list(batch))
         ]
 
+    def step(output: str, *, alone: bool) -> Any:
+        """The served model step's batch runner: rows alone, or the fp32 length groups."""
+        model = TritonPythonModel()
+        model.settings = SessionSettings(
+            (output,),
+            group_slack=DEFAULT_TUNING.length_group_slack,
+            run_token_budget=DEFAULT_TUNING.run_token_budget,
+            rows_alone=alone,
+        )
+        return model
+
     def way(name: str, session: Any, output: str) -> Callable[[Sequence[str]], Any]:
         names = [output]
-        if name == "rows alone":
-            return lambda batch: run_rows_alone(session, names, requests(batch))
         if name == "one padded call":
             return lambda batch: session.run(names, stack_ragged(requests(batch)))
-
-        def grouped(batch: Sequence[str]) -> list[Any]:
-            got = requests(batch)
-            groups = length_groups(
-                [r["input_ids"].shape[1] for r in got],
-                [1] * len(got),
-                DEFAULT_TUNING.length_group_slack,
-                DEFAULT_TUNING.run_token_budget,
-            )
-            return [session.run(names, stack_ragged([got[i] for i in g])) for g in groups]
-
-        return grouped
+        model = step(output, alone=name == "rows alone")
+        return lambda batch: model.run_grouped(session, names, requests(batch))
 
     print(f"{len(texts)} corpus texts, arrival order")
     print("\n| graph | batch | min cosine batched vs alone | mean |")
@@ -100,7 +99,7 @@ def main() -> int:
             continue
         session = open_session(graph, threads=1, spinning=False)
         output = session.get_outputs()[0].name
-        alone = np.concatenate(run_rows_alone(session, [output], requests(texts)))
+        (alone,) = step(output, alone=True).run_grouped(session, [output], requests(texts))
         for size in BATCHES:
             batched = np.concatenate(
                 [

@@ -209,9 +209,11 @@ def test_rows_alone_runs_each_row_by_itself_with_its_trailing_padding_cut() -> N
         "input_ids": np.array([[101, 7, 102, 0, 0], [101, 5, 6, 7, 102]], dtype=np.int64),
         "attention_mask": np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=np.int64),
     }
+    model = step.TritonPythonModel()
+    model.settings = step.SessionSettings(("EMBEDDING",), group_slack=1.5, rows_alone=True)
     session = BatchSensitiveSession()
 
-    (output,) = step.run_rows_alone(session, ["EMBEDDING"], [padded, request([[101, 9, 102]])])
+    (output,) = model.run_grouped(session, ["EMBEDDING"], [padded, request([[101, 9, 102]])])
 
     assert session.calls == [[[101, 7, 102]], [[101, 5, 6, 7, 102]], [[101, 9, 102]]]
     # Each row's output is what it gets alone: 210 * 3 tokens, 221 * 5, 212 * 3.

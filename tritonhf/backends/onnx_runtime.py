@@ -69,8 +69,7 @@ class SessionSettings:
     cuda_graphs: bool = True
     """python-torch on a GPU: replay small batches as CUDA graphs (`backends.cuda_graphs`)."""
     rows_alone: bool = False
-    """Run each row alone, trailing padding cut: an int8 graph quantizes its activations with
-    one scale per call, so a text batched with others would not get its own output."""
+    """Run each row alone, trailing padding cut (`Precision.runs_texts_alone`)."""
 
     @classmethod
     def from_model_config(cls, config: dict[str, Any]) -> SessionSettings:
@@ -145,22 +144,6 @@ def length_groups(
         count += size
     groups.append(current)
     return groups
-
-
-def run_rows_alone(
-    session: Any, names: list[str], batches: list[dict[str, NDArray[Any]]]
-) -> list[NDArray[Any]]:
-    """One ONNX Runtime call per row at its own length: each text's output is its own.
-
-    A batch of 32 moves the gated int8 MiniLM's embeddings to cosine 0.966 of their own
-    (fp32: 1.0000); running alone costs 2-3 % of the length groups' texts/s on one thread,
-    ~12 % on two (benchmarks/int8_rows.py, docs/precision.md).
-    """
-    parts: list[list[NDArray[Any]]] = [[] for _ in names]
-    for feeds in single_rows(batches):
-        for part, array in zip(parts, session.run(names, feeds), strict=True):
-            part.append(array)
-    return [as_triton_array(np.concatenate(part)) for part in parts]
 
 
 def single_rows(batches: list[dict[str, NDArray[Any]]]) -> list[dict[str, NDArray[Any]]]:
@@ -366,17 +349,26 @@ class TritonPythonModel:
     def run_grouped(
         self, session: Any, names: list[str], batches: list[dict[str, NDArray[Any]]]
     ) -> list[NDArray[Any]]:
-        """Run the requests as one call per length group; rows come back in request order."""
-        if self.settings.rows_alone:
-            return run_rows_alone(session, names, batches)
+        """Run the requests as one call per length group; rows come back in request order.
+
+        With ``rows_alone`` every row is a group of its own, at its own length: a batch of 32
+        moves a gated int8 MiniLM's embeddings to cosine 0.966-0.983 of their own (fp32: 1.0);
+        running alone costs 2-3 % of the length groups' texts/s on one thread, ~12 % on two
+        (benchmarks/int8_rows.py, docs/precision.md).
+        """
+        alone = self.settings.rows_alone
         grouping = self.settings.group_slack > 0 or self.settings.run_token_budget > 0
-        if grouping and any(b["input_ids"].shape[0] > 1 for b in batches):
+        if alone or (grouping and any(b["input_ids"].shape[0] > 1 for b in batches)):
             batches = single_rows(batches)  # a request's short texts need not pad to its long one
-        groups = length_groups(
-            [b["input_ids"].shape[1] for b in batches],
-            [b["input_ids"].shape[0] for b in batches],
-            self.settings.group_slack,
-            self.settings.run_token_budget,
+        groups = (
+            [[row] for row in range(len(batches))]
+            if alone
+            else length_groups(
+                [b["input_ids"].shape[1] for b in batches],
+                [b["input_ids"].shape[0] for b in batches],
+                self.settings.group_slack,
+                self.settings.run_token_budget,
+            )
         )
         if len(groups) == 1:
             ordered = [batches[i] for i in groups[0]]
