@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -128,6 +130,16 @@ def test_the_demo_finds_the_served_models_without_the_key(
         assert compared.info.version == "1"
     finally:
         service.close()
+
+
+def test_classify_without_model_says_no_classifier_is_served(keyed_server: TritonServer) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tritonhf.cli.main", "classify", "great",
+         "--url", keyed_server.config.grpc_url],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "serves no ready classifier: name one with --model" in done.stderr
 
 
 def test_with_the_key_deploy_works_and_the_stop_drains_cleanly(

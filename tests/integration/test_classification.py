@@ -109,6 +109,23 @@ def test_classify_cli_prints_labels_as_json(server: TritonServer) -> None:
     assert [row["truncated"] for row in rows] == [False, False]
 
 
+def test_classify_cli_without_model_uses_the_one_served_classifier(server: TritonServer) -> None:
+    with TritonHFClient(server.config.http_url, protocol="http") as client:
+        served = client.served()
+    assert (served.embedders, served.classifiers) == (("minilm",), (CLASSIFIER,))
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "tritonhf.cli.main", "classify", "great", "--json",
+            "--url", server.config.grpc_url,
+        ],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["model"] == CLASSIFIER
+    assert answer["results"][0]["label"] in SENTIMENT_LABELS
+
+
 def test_the_native_onnxruntime_config_of_a_classifier_matches_its_graph(
     classifier: ExportResult,
 ) -> None:

@@ -217,7 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("texts", nargs="+", metavar="TEXT")
     classify.add_argument("--top-k", type=int, help="also list the k most likely classes")
     classify.add_argument("--json", action="store_true", help="print JSON")
-    _add_client_flags(classify)
+    _add_client_flags(classify, model=False)
+    classify.add_argument(
+        "--model", help="served classifier (default: the one the server serves, if only one)"
+    )
 
     health = commands.add_parser("health", help="server liveness/readiness and model readiness")
     _add_client_flags(health)
@@ -347,7 +350,7 @@ def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return TritonHFClient(
         args.url,
         protocol=args.protocol,
-        model=getattr(args, "model", DEFAULT_MODEL_NAME),
+        model=getattr(args, "model", None) or DEFAULT_MODEL_NAME,
         timeout_s=args.timeout,
     )
 
@@ -545,7 +548,8 @@ def run_embed(args: argparse.Namespace) -> int:
 def run_classify(args: argparse.Namespace) -> int:
     """``tritonhf classify``."""
     with _client(args) as client:
-        results = client.classify(args.texts, top_k=args.top_k)
+        model = args.model or _served_classifier(client)
+        results = client.classify(args.texts, model=model, top_k=args.top_k)
     if args.json:
         rows = [
             {
@@ -558,7 +562,7 @@ def run_classify(args: argparse.Namespace) -> int:
             }
             for text, r in zip(args.texts, results, strict=True)
         ]
-        print(json.dumps({"model": args.model, "results": rows}))
+        print(json.dumps({"model": model, "results": rows}))
         return 0
     for text, result in zip(args.texts, results, strict=True):
         top = ""
@@ -567,6 +571,24 @@ def run_classify(args: argparse.Namespace) -> int:
         cut = _TRUNCATED if result.truncated else ""
         print(f"{_shown(result.label):<16} {result.score:.3f}{top}{cut}  {text[:60]!r}")
     return 0
+
+
+def _served_classifier(client: TritonHFClient) -> str:
+    """The server's one ready classifier; none or several is an error that says what to do."""
+    from tritonhf.errors import ConfigError, ModelNotFoundError
+
+    classifiers = client.served().classifiers
+    if len(classifiers) == 1:
+        return classifiers[0]
+    if classifiers:
+        raise ConfigError(
+            f"the server serves {len(classifiers)} classifiers ({', '.join(classifiers)}): "
+            "name one with --model"
+        )
+    raise ModelNotFoundError(
+        "the server serves no ready classifier: name one with --model, or export one with "
+        "`tritonhf export MODEL --task classification` (`make run` serves the demo `sentiment`)"
+    )
 
 
 def _shown(label: str) -> str:

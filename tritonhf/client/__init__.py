@@ -9,6 +9,7 @@ from tritonhf.client.client import (
     ModelState,
     Protocol,
     RetryPolicy,
+    Served,
     ServerHealth,
     TritonHFClient,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "PermissionDeniedError",
     "Protocol",
     "RetryPolicy",
+    "Served",
     "ServerHealth",
     "ServerUnavailableError",
     "TritonHFClient",

@@ -154,6 +154,14 @@ class ModelState:
         return self.state == "READY"
 
 
+@dataclass(frozen=True)
+class Served:
+    """The tritonhf ensembles a server has ready, by what they answer."""
+
+    embedders: tuple[str, ...]
+    classifiers: tuple[str, ...]
+
+
 # tritonclient's own defaults (no gRPC message size limit), plus a short reconnect backoff so a
 # restarted server is found again within a second instead of gRPC's default of up to 2 minutes.
 _GRPC_CHANNEL = [
@@ -440,6 +448,28 @@ class TritonHFClient:
             ModelState(name=s["name"], version=str(s.get("version", "")), state="READY")
             for s in stats.get("model_stats", [])
         ]
+
+    def ready_models(self) -> list[ModelState]:
+        """The models that serve: from the repository index, else (no admin key) the statistics."""
+        try:
+            return [state for state in self.models() if state.ready]
+        except PermissionDeniedError:
+            return self.loaded_models()
+
+    def served(self) -> Served:
+        """The ready tritonhf ensembles: those that embed and those that classify."""
+        embedders: set[str] = set()
+        classifiers: set[str] = set()
+        for name in {state.name for state in self.ready_models()}:
+            config = self.model_config(name)
+            if config.get("platform") != "ensemble":
+                continue
+            outputs = {o["name"] for o in config.get("output", [])}
+            if LABEL in outputs:
+                classifiers.add(name)
+            elif EMBEDDING in outputs:
+                embedders.add(name)
+        return Served(tuple(sorted(embedders)), tuple(sorted(classifiers)))
 
     def model_config(self, model: str | None = None) -> dict[str, Any]:
         """The model's configuration as Triton reports it (JSON form), cached."""

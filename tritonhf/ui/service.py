@@ -17,7 +17,14 @@ from typing import Any, TypeVar
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from tritonhf.client import Classification, ModelState, Protocol, RetryPolicy, TritonHFClient
+from tritonhf.client import (
+    Classification,
+    ModelState,
+    Protocol,
+    RetryPolicy,
+    Served,
+    TritonHFClient,
+)
 from tritonhf.client.client import server_address
 from tritonhf.data import sentences
 from tritonhf.errors import (
@@ -28,7 +35,7 @@ from tritonhf.errors import (
     PermissionDeniedError,
 )
 from tritonhf.observability.client_metrics import ClientMetrics
-from tritonhf.spec import DEFAULT_MODEL_NAME, EMBEDDING, LABEL
+from tritonhf.spec import DEFAULT_MODEL_NAME
 from tritonhf.ui.logic import (
     RequestInfo,
     SearchIndex,
@@ -70,14 +77,6 @@ class DemoConfig:
     def url(self, protocol: Protocol) -> str:
         """The server address for ``protocol``."""
         return self.grpc_url if protocol is Protocol.GRPC else self.http_url
-
-
-@dataclass(frozen=True)
-class Served:
-    """The ensembles the server has ready, by what they do."""
-
-    embedders: tuple[str, ...]
-    classifiers: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -163,37 +162,16 @@ class DemoService:
         except PermissionDeniedError:
             return None
 
-    def _ready(self, client: TritonHFClient) -> list[ModelState]:
-        """The models that serve: from the index, else from the statistics (no key needed).
-
-        The demo needs no admin key: it only reads which models serve.
-        """
-        try:
-            return [state for state in client.models() if state.ready]
-        except PermissionDeniedError:
-            return client.loaded_models()
-
     def _version(self, client: TritonHFClient, model: str) -> str:
         """The version(s) of ``model`` that serve."""
-        return served_version(self._ready(client), model)
+        return served_version(client.ready_models(), model)
 
     def served(self, protocol: Protocol | str) -> Served:
-        """Ready ensembles that produce embeddings, and those that classify."""
-        client = self.client(protocol)
-        embedders: list[str] = []
-        classifiers: list[str] = []
-        for name in [state.name for state in self._ready(client)]:
-            if name in embedders + classifiers:
-                continue
-            config = client.model_config(name)
-            if config.get("platform") != "ensemble":
-                continue
-            outputs = {o["name"] for o in config.get("output", [])}
-            if LABEL in outputs:
-                classifiers.append(name)
-            elif EMBEDDING in outputs:
-                embedders.append(name)
-        return Served(tuple(sorted(embedders)), tuple(sorted(classifiers)))
+        """Ready ensembles that produce embeddings, and those that classify.
+
+        The demo needs no admin key: without one the client reads the statistics instead.
+        """
+        return self.client(protocol).served()
 
     def default_classifier(self, served: Served) -> str | None:
         """The configured classifier, else the first one served, else None."""
