@@ -67,6 +67,25 @@ def test_health_of_an_unknown_model_exits_non_zero(server: TritonServer) -> None
     assert "model nope: ready=False (the server's repository has no such model" in done.stdout
 
 
+@pytest.mark.parametrize(
+    ("protocol", "port", "said"),
+    [
+        ("grpc", "http", "cannot talk gRPC to Triton at {url}: it answers HTTP/1"),
+        ("http", "grpc", "cannot talk HTTP to Triton at {url}: it answered in HTTP/2"),
+    ],
+)
+def test_the_other_protocols_port_is_named_as_such(
+    server: TritonServer, protocol: str, port: str, said: str
+) -> None:
+    url = url_for(server, port)
+    done = tritonhf("embed", "hello", "--url", url, "--protocol", protocol)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: {said.format(url=url)}"), done.stderr
+    health = tritonhf("health", "--url", url, "--protocol", protocol)
+    assert health.returncode == 1
+    assert said.format(url=url) in health.stdout
+
+
 def test_bad_input_is_one_error_line_and_exit_code_2(server: TritonServer) -> None:
     done = tritonhf("embed", "   ", "--url", server.config.grpc_url)
     assert done.returncode == 2

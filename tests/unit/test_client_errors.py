@@ -6,7 +6,7 @@ import pytest
 from geventhttpclient.response import HTTPConnectionClosed
 from tritonclient.utils import InferenceServerException
 
-from tritonhf.client.errors import map_error, one_line
+from tritonhf.client.errors import answers_http1, map_error, one_line
 from tritonhf.errors import (
     ClientError,
     DeployError,
@@ -293,3 +293,13 @@ def test_a_refused_admin_call_says_to_set_the_admin_key() -> None:
     assert not isinstance(mapped, ServerUnavailableError)
     assert str(mapped).endswith("set TRITONHF_ADMIN_KEY to the key the server was started with")
     assert URL in str(mapped)
+
+
+def test_only_an_http1_answer_counts_as_the_http_port() -> None:
+    with socket.socket() as silent:  # accepts the connection, answers nothing, then closes
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        assert not answers_http1(address, timeout_s=0.2)
+    assert not answers_http1(address, timeout_s=0.2)  # closed: refused
+    assert not answers_http1("no-port-here", timeout_s=0.2)

@@ -603,7 +603,8 @@ def run_health(args: argparse.Namespace) -> int:
         why = (
             _why_not_ready(client, health.model) if health.ready and not health.model_ready else ""
         )
-    print(f"server {health.url}: live={health.live} ready={health.ready}")
+    problem = f" ({health.problem})" if health.problem and not health.live else ""
+    print(f"server {health.url}: live={health.live} ready={health.ready}{problem}")
     print(f"model {health.model}: ready={health.model_ready}{why}")
     return 0 if health.ready and health.model_ready else 1
 

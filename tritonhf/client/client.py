@@ -137,6 +137,7 @@ class ServerHealth:
     ready: bool
     model: str
     model_ready: bool
+    problem: str = ""  # the client's error for the first check that failed to get an answer
 
 
 @dataclass(frozen=True)
@@ -348,7 +349,7 @@ class TritonHFClient:
                 )
                 hub = gevent.get_hub()  # this thread's event loop, which the connection uses
         except Exception as exc:  # tritonclient validates the URL eagerly
-            raise map_error(exc, model=None, url=self.url) from exc
+            raise map_error(exc, model=None, url=self.url, protocol=self.protocol) from exc
         with self._lock:
             # HTTP connections of threads that have ended are closed here (and their event
             # loops), so a thread per request leaves no socket or descriptor behind.
@@ -377,7 +378,7 @@ class TritonHFClient:
         try:
             return getattr(self._connection(), method)(*args, **kwargs)
         except Exception as exc:  # every failure leaves as a typed ClientError
-            raise map_error(exc, model=model, url=self.url) from exc
+            raise map_error(exc, model=model, url=self.url, protocol=self.protocol) from exc
 
     # Health and models -------------------------------------------------------------------
 
@@ -389,13 +390,15 @@ class TritonHFClient:
             "ready": ("is_server_ready",),
             "model": ("is_model_ready", name),
         }
-        answers = {}
+        answers, problems = {}, []
         for key, (method, *args) in checks.items():
             try:
                 answers[key] = bool(self._call(name, method, *args))
-            except ClientError:
+            except ClientError as exc:
                 answers[key] = False
+                problems.append(str(exc))
         return ServerHealth(
+            problem=next(iter(problems), ""),
             url=self.url,
             live=answers["live"],
             ready=answers["ready"],
@@ -569,7 +572,7 @@ class TritonHFClient:
             finally:
                 patient.close()
         except Exception as exc:  # every failure leaves as a typed ClientError
-            raise map_error(exc, model=model, url=self.url) from exc
+            raise map_error(exc, model=model, url=self.url, protocol=self.protocol) from exc
 
     def _unpinned_config(self, model: str) -> dict[str, Any] | None:
         """The served config with its newest-version policy back, if a load pinned one."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import socket
 
 from tritonhf.errors import (
     ClientError,
@@ -61,8 +62,46 @@ def one_line(reason: str) -> str:
     return " ".join(re.split(r"\n\s*At:\n", reason, maxsplit=1)[0].split())
 
 
-def map_error(exc: BaseException, *, model: str | None, url: str) -> ClientError:
-    """Translate ``exc`` into the narrowest `ClientError`, keeping the server's message."""
+def answers_http1(address: str, *, timeout_s: float = 1.0) -> bool:
+    """Whether ``address`` (``host:port``) answers an HTTP/1 request, as Triton's HTTP port does."""
+    host, _, port = address.partition("/")[0].rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as conn:
+            conn.sendall(b"GET /v2/health/live HTTP/1.0\r\n\r\n")
+            return conn.recv(5) == b"HTTP/"
+    except (OSError, ValueError):
+        return False
+
+
+def _wrong_port(message: str, url: str, protocol: str | None) -> str | None:
+    """What to say when ``url`` is reachable but speaks the other protocol, else None.
+
+    Over HTTP, gRPC's port answers in HTTP/2 frames, which the HTTP client cannot parse. Over
+    gRPC, Triton's HTTP port closes the connection, as a server going down would; only then
+    is the port asked, once, whether it speaks HTTP/1.
+    """
+    if protocol == "http" and "Expected HTTP/" in message:
+        return (
+            f"cannot talk HTTP to Triton at {url}: it answered in HTTP/2, as Triton's gRPC "
+            "port does; use protocol grpc (`--protocol grpc`) or the HTTP port (default 8000)"
+        )
+    closed = ("Socket closed", "Failed parsing HTTP/2", "Connection reset by peer")
+    if protocol == "grpc" and any(k in message for k in closed) and answers_http1(url):
+        return (
+            f"cannot talk gRPC to Triton at {url}: it answers HTTP/1, as Triton's HTTP port "
+            "does; use protocol http (`--protocol http`) or the gRPC port (default 8001)"
+        )
+    return None
+
+
+def map_error(
+    exc: BaseException, *, model: str | None, url: str, protocol: str | None = None
+) -> ClientError:
+    """Translate ``exc`` into the narrowest `ClientError`, keeping the server's message.
+
+    ``protocol`` (``grpc`` or ``http``), where given, lets a server that cannot be talked to
+    be told apart from a port that speaks the other protocol.
+    """
     if isinstance(exc, ClientError):
         return exc
     status, message = _status(exc), _message(exc)
@@ -114,6 +153,9 @@ def map_error(exc: BaseException, *, model: str | None, url: str) -> ClientError
     if isinstance(exc, ConnectionError | OSError | http.client.HTTPException) or any(
         k.lower() in found.lower() for k in _UNAVAILABLE
     ):
+        wrong_port = _wrong_port(message, url, protocol)
+        if wrong_port:
+            return ServerUnavailableError(f"{wrong_port} ({message})")
         return ServerUnavailableError(
             f"cannot reach Triton at {url} ({message}); is the server running "
             "(`tritonhf serve`) and is the URL/protocol right?"
