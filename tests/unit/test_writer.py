@@ -2,9 +2,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
+import logging
 import os
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -342,6 +346,32 @@ def test_a_later_version_is_added_beside_the_serving_one(
     assert json.loads((repo / "minilm" / "tritonhf.json").read_text())["version"] == 2
     write_repository(spec=spec, repo=repo, artifacts=artifacts)
     assert not (repo / "minilm_model" / "2").exists()
+
+
+def test_exports_into_one_repository_wait_for_each_other_and_keep_every_version(
+    tmp_path: Path, artifacts: StepArtifacts, caplog: pytest.LogCaptureFixture
+) -> None:
+    repo = tmp_path / "repo"
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+    caplog.set_level(logging.INFO, logger=writer.__name__)
+    held = os.open(repo, os.O_RDONLY | os.O_DIRECTORY)  # another export's lock, as flock sees it
+    fcntl.flock(held, fcntl.LOCK_EX)
+    with ThreadPoolExecutor(2) as pool:
+        later = [
+            pool.submit(write_repository, spec=PipelineSpec(), repo=repo, artifacts=artifacts,
+                        version=version)
+            for version in (2, 3)
+        ]  # fmt: skip
+        time.sleep(0.5)
+        waited = not any(f.done() for f in later) and not (repo / "minilm_model" / "2").exists()
+        os.close(held)
+        for future in later:
+            future.result(timeout=30)
+
+    assert waited
+    assert "waiting for another export to finish writing into" in caplog.text
+    for step in ("minilm_tokenizer", "minilm_model"):
+        assert sorted(p.name for p in (repo / step).iterdir() if p.is_dir()) == ["1", "2", "3"]
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ leaves the repository as it was.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -146,6 +147,30 @@ def _write_model(
         else:
             (version / target).write_text(content, encoding="utf-8")
     return folder
+
+
+@contextmanager
+def _export_lock(repo: Path) -> Iterator[None]:
+    """Hold ``repo``'s export lock (``flock`` on the folder): one export writes at a time.
+
+    Two exports into one pipeline would otherwise each stage from the versions serving when
+    it began, and the later one's move would drop the version the earlier one added.
+    """
+    try:
+        fd = os.open(repo, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise RepositoryError(f"could not open the model repository {repo}: {exc}") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another export to finish writing into %s", repo)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:  # a filesystem without flock
+            log.warning("writing %s unlocked (%s): exports into it must not overlap", repo, exc)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @contextmanager
@@ -388,7 +413,6 @@ def write_repository(
     configs = pipeline_configs(
         spec, tuning=tuning, pad_token_id=artifacts.pad_token_id, vocab_size=artifacts.vocab_size
     )
-    check_target(spec=spec, repo=repo, configs=configs, version=version)
     if not artifacts.tokenizer_json.is_file():
         raise RepositoryError(
             f"cannot write the repository: {artifacts.tokenizer_json} does not exist"
@@ -405,7 +429,10 @@ def write_repository(
     folders = _pipeline_folders(spec, artifacts, model_files, version)
     manifest = {"spec": _spec_dict(spec), "version": version, **artifacts.manifest}
     written: list[str] = []
-    with _staging_area(repo) as staging:
+    with _export_lock(repo), _staging_area(repo) as staging:
+        # Checked under the lock: an export that finished since the first check may have
+        # added a version or a step this one must keep.
+        check_target(spec=spec, repo=repo, configs=configs, version=version)
         in_place = staging is None
         try:
             if staging is not None:
