@@ -23,7 +23,7 @@ from tritonhf.errors import ClientError, ModelNotReadyError, ServerUnavailableEr
 from tritonhf.export.pipeline import ExportResult
 from tritonhf.server.drain import is_ready
 from tritonhf.server.ports import free_ports
-from tritonhf.server.process import process_tree
+from tritonhf.server.process import children, process_tree
 from tritonhf.server.provision import find_distribution, prepare_backend_dir, server_environment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -206,6 +206,28 @@ def test_sigterm_under_traffic_drains_so_no_accepted_request_fails(
     assert code == 0, started.tail()
     assert "drained: no model loaded" in started.tail()
     assert not alive(tree), "the entrypoint left Triton or a stub running"
+
+
+def test_a_killed_tokenizer_stub_is_replaced_while_the_container_runs(started: Entrypoint) -> None:
+    (server,) = children(started.process.pid)
+    killed = [
+        pid
+        for pid in children(server)
+        if b"/minilm_tokenizer/1/model.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert len(killed) == 1
+    os.kill(killed[0], signal.SIGKILL)
+    client = TritonHFClient(started.grpc_url, retry=RetryPolicy(attempts=1))
+    deadline, served = time.monotonic() + 60, False
+    while not served and time.monotonic() < deadline:
+        try:
+            served = client.embed(["served again"]).shape == (1, 384)
+        except ClientError:
+            time.sleep(0.1)
+    client.close()
+    assert served, started.tail()
+    assert "stub of minilm_tokenizer (version 1) died: reloading" in started.tail()
+    assert "reloaded minilm_tokenizer: new stubs serve it" in started.tail()
 
 
 def test_without_explicit_model_control_the_signal_is_forwarded(tmp_path: Path) -> None:

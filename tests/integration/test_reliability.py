@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -29,6 +30,7 @@ from tritonhf.repository.configs import (
     tokenizer_config,
 )
 from tritonhf.server.launcher import ModelControl, ServerConfig, TritonServer
+from tritonhf.server.process import children
 
 LONG_TEXT = "a sentence that keeps going with many words in it " * 30
 
@@ -199,6 +201,55 @@ def test_hot_reload_under_traffic_fails_no_request_and_a_broken_version_is_refus
     # old one must still say it is ready (a readiness probe would otherwise drop it).
     assert explicit_server.is_ready()
     assert client.health().ready
+    client.close()
+
+
+def stubs_of(server: TritonServer, step: str) -> set[int]:
+    """The live Python-backend stubs serving ``step`` of ``server``."""
+    assert server.pid is not None
+    found = set()
+    for pid in children(server.pid):
+        with contextlib.suppress(OSError):
+            if f"/{step}/1/model.py".encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.add(pid)
+    return found
+
+
+def test_a_killed_stub_is_replaced_and_its_step_serves_again_without_a_restart(
+    explicit_server: TritonServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = TritonHFClient(explicit_server.config.grpc_url, retry=RetryPolicy(attempts=1))
+    killed = stubs_of(explicit_server, "minilm_model")
+    assert len(killed) == 2  # two model instances
+    for pid in killed:  # what the OOM killer does
+        os.kill(pid, signal.SIGKILL)
+    failures, killed_at = Counter[str](), time.monotonic()
+    served, deadline = False, killed_at + 60
+    while not served and time.monotonic() < deadline:  # Triton 2.51 alone: failures forever
+        try:
+            served = client.embed(["served again"]).shape == (1, 384)
+        except ClientError as exc:
+            failures[type(exc).__name__] += 1
+            time.sleep(0.1)
+    assert served
+
+    replaced = stubs_of(explicit_server, "minilm_model")
+    assert len(replaced) == 2
+    assert not replaced & killed
+    said = capsys.readouterr().err
+    print(
+        f"\nkilled both model stubs: {dict(failures)} failed, served again after "
+        f"{time.monotonic() - killed_at:.1f} s"
+    )
+    assert "the Python-backend stub of minilm_model (version 1) died: reloading" in said
+    assert "reloaded minilm_model: new stubs serve it" in said
+    assert explicit_server.is_ready()
+    assert {s.name for s in client.models() if s.ready} >= {"minilm", "minilm_model"}
+    # The reload pinned the serving version; a deploy afterwards still takes the newest.
+    add_version(explicit_server.config.repo, "minilm_tokenizer", 2)
+    add_version(explicit_server.config.repo, "minilm_model", 2)
+    states = deploy_pipeline(client, model="minilm")
+    assert {s.name: s.version for s in states if s.ready}["minilm_model"] == "2"
     client.close()
 
 

@@ -7,7 +7,8 @@ Starts ``tritonserver`` (from PATH) with the flags as a child and waits. On SIGT
 does (`tritonhf.server.drain`: ensembles first, so no request fails between two steps), then
 sends the signal on and exits with Triton's code: 0 after a complete drain. Without explicit
 model control or an HTTP endpoint there is nothing to drain through, and the signal is only
-forwarded. As a container's PID 1 it also reaps the orphans re-parented to it.
+forwarded. As a container's PID 1 it also reaps the orphans re-parented to it. While Triton
+runs it reloads a step whose Python-backend stub died (`tritonhf.server.stub_watch`).
 
 With ``TRITONHF_ADMIN_KEY`` set it adds the flags that restrict Triton's repository, shared-memory,
 trace and logging APIs to requests carrying the key (`tritonhf.server.admin`), unless the flags
@@ -34,6 +35,7 @@ from tritonhf.server.admin import (
     restricted_flags,
 )
 from tritonhf.server.drain import die_with_parent, drain, terminate
+from tritonhf.server.stub_watch import StubWatch
 
 BINARY = "tritonserver"
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
@@ -183,9 +185,17 @@ def supervise(command: Sequence[str], flags: TritonFlags) -> int:
     except OSError as exc:
         _log(f"cannot start {command[0]}: {exc}")
         return 127
+    watch = None
+    if flags.http_url is not None:  # started now: it finds the stubs as Triton starts them
+        watch = StubWatch(
+            process.pid, flags.http_url, explicit=flags.explicit, headers=flags.drain_headers,
+            log=_log,
+        ).start()  # fmt: skip
     while True:
         received = signal.sigwaitinfo(_WAITED)
         if received.si_signo in STOP_SIGNALS:
+            if watch is not None:  # first: the drain stops every stub
+                watch.stop()
             return _shut_down(process, flags, received.si_signo)
         reap_orphans(keep=process.pid)
         if process.poll() is not None:

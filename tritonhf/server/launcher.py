@@ -28,6 +28,7 @@ from tritonhf.server.ports import check_bindable
 from tritonhf.server.process import stop_orphaned_stubs
 from tritonhf.server.provision import find_distribution, prepare_backend_dir, server_environment
 from tritonhf.server.shm import remove_orphaned_regions
+from tritonhf.server.stub_watch import StubWatch
 
 
 class ModelControl(str, Enum):
@@ -147,6 +148,7 @@ class TritonServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
         self._log: IO[bytes] | None = None
+        self._watch: StubWatch | None = None
 
     @property
     def pid(self) -> int | None:
@@ -208,6 +210,13 @@ class TritonServer:
         except BaseException:
             self.stop()
             raise
+        self._watch = StubWatch(
+            self._process.pid,
+            self.config.http_url,
+            explicit=self.config.model_control is ModelControl.EXPLICIT,
+            headers=http_headers(self.config.admin_key),
+            log=lambda line: print(f"tritonhf: {line}", file=sys.stderr, flush=True),
+        ).start()
 
     def is_ready(self) -> bool:
         """True when ``/v2/health/ready`` answers 200 (all models loaded)."""
@@ -244,6 +253,9 @@ class TritonServer:
         clean (0), see `tritonhf.server.drain.terminate`; otherwise ``timeout_s`` (default:
         the exit timeout plus 5 s).
         """
+        if self._watch is not None:  # first: the drain stops every stub
+            self._watch.stop()
+            self._watch = None
         drained = False
         if self._process is not None and self._process.poll() is None:
             drained = self.drain(float(self.config.exit_timeout_s))

@@ -10,7 +10,8 @@ from pathlib import Path
 PROC = Path("/proc")
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The process ids of ``pid``'s children (Linux ``/proc``), zombies included."""
     found = []
     for task in (PROC / str(pid) / "task").glob("*"):
         try:
@@ -26,7 +27,7 @@ def process_tree(pid: int) -> list[int]:
     while pending:
         current = pending.pop()
         tree.append(current)
-        pending.extend(_children(current))
+        pending.extend(children(current))
     return tree
 
 

@@ -1,0 +1,200 @@
+"""Reload a model whose Python-backend stub died, which Triton 2.51 would keep failing.
+
+Triton runs each instance of a Python-backend model in a stub process. When a stub dies (the
+kernel's OOM killer, a crash in a native library, ``kill -9``) Triton 2.51 neither restarts it
+nor marks the model unready: ``/v2/health/ready`` stays 200 and every request that reaches the
+instance fails with "Stub process '<model>_0_0' is not healthy", until the model is loaded
+again (tried: reloading with the unchanged config is a no-op, unloading takes the ensemble down
+with it).
+
+`StubWatch` polls the server's children: it notes which model version each live stub serves
+(its command line names ``<repo>/<model>/<version>/model.py``) and, when one has died (Triton
+reaps the stubs it stops itself, and leaves those that died on their own as zombies), loads that
+model again with its served config, pinned to the versions it serves and with a
+``tritonhf_reloaded`` parameter that makes the config new. Triton then starts fresh instances
+beside the broken ones and switches to them; the ensemble stays READY. Requests that reached a
+dead stub before the reload still fail. Needs the load API: explicit model control.
+
+Standard library only: the container's entrypoint runs it too (`tritonhf.server.entrypoint`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tritonhf.server.process import PROC, children
+
+STUB = "triton_python_backend_stub"
+RELOADED = "tritonhf_reloaded"
+"""The config parameter a reload sets (to the time of the reload)."""
+POLL_S = 1.0
+QUIET_S = 30.0
+"""A model is reloaded at most once in this many seconds: a stub that dies at every start
+must not keep Triton loading."""
+LOAD_WAIT_S = 600.0
+
+
+@dataclass(frozen=True)
+class DeadStub:
+    """A stub that died while Triton still served its instance."""
+
+    pid: int
+    model: str
+    version: str
+
+
+def _state(pid: int) -> str:
+    """The process's state letter (``Z``: a zombie), ``""`` when it is gone."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return ""
+    return stat.rpartition(")")[2].split()[0]
+
+
+def _served_by(pid: int) -> tuple[str, str] | None:
+    """(model, version) of a live stub, from its ``model.py`` argument; None for another child."""
+    try:
+        argv = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    if len(argv) < 2 or not argv[0].endswith(STUB.encode()):
+        return None
+    model_py = Path(argv[1].decode(errors="replace"))
+    return model_py.parent.parent.name, model_py.parent.name
+
+
+class StubWatch:
+    """Poll ``server_pid``'s stubs on a thread; reload the model of each one that dies."""
+
+    def __init__(
+        self,
+        server_pid: int,
+        http_url: str,
+        *,
+        explicit: bool,
+        headers: Mapping[str, str] | None = None,
+        log: Callable[[str], None] = print,
+        poll_s: float = POLL_S,
+    ) -> None:
+        self.server_pid = server_pid
+        self.http_url = http_url
+        self.explicit = explicit
+        self.headers = dict(headers or {})
+        self.log = log
+        self.poll_s = poll_s
+        self._serving: dict[int, tuple[str, str]] = {}
+        self._reloaded_at: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tritonhf-stub-watch", daemon=True)
+
+    def start(self) -> StubWatch:
+        """Start polling; returns self."""
+        self.scan()  # the stubs of the startup loads, before any can die unnoticed
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop polling (before the server is drained or stopped, whose stubs exit then)."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=LOAD_WAIT_S)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            for model, versions in self._by_model(self.scan()).items():
+                if self._stop.is_set():
+                    return
+                self.recover(model, versions)
+
+    def scan(self) -> list[DeadStub]:
+        """One look at the server's children: the stubs that died since the last look."""
+        dead = []
+        current = children(self.server_pid)
+        for pid in current:
+            state = _state(pid)
+            if pid in self._serving and state in ("Z", "X"):
+                model, version = self._serving.pop(pid)
+                dead.append(DeadStub(pid, model, version))
+            elif (
+                pid not in self._serving
+                and state not in ("", "Z", "X")
+                and (served := _served_by(pid)) is not None
+            ):
+                self._serving[pid] = served
+        for gone in [pid for pid in self._serving if pid not in current]:
+            del self._serving[gone]  # stopped and reaped by Triton: an unload or a reload
+        return dead
+
+    @staticmethod
+    def _by_model(dead: list[DeadStub]) -> dict[str, set[str]]:
+        grouped: dict[str, set[str]] = {}
+        for stub in dead:
+            grouped.setdefault(stub.model, set()).add(stub.version)
+        return grouped
+
+    def recover(self, model: str, versions: set[str]) -> bool:
+        """Reload ``model`` (whose stubs of ``versions`` died); True once Triton reloaded it."""
+        what = f"the Python-backend stub of {model} (version {', '.join(sorted(versions))})"
+        if not self.explicit:
+            self.log(
+                f"{what} died; Triton fails its requests until restarted (without explicit "
+                "model control tritonhf cannot reload it)"
+            )
+            return False
+        try:
+            ready = self._ready_versions(model)
+        except (OSError, ValueError):  # no index (the key is missing): trust the stubs
+            ready = sorted(versions)
+        if not versions.intersection(ready):  # a failed load's, or an unload's: not serving
+            return False
+        quiet_until = self._reloaded_at.get(model, float("-inf")) + QUIET_S
+        if time.monotonic() < quiet_until:
+            self.log(f"{what} died again within {QUIET_S:.0f} s: not reloading it")
+            return False
+        self._reloaded_at[model] = time.monotonic()
+        self.log(f"{what} died: reloading {model}")
+        try:
+            config = self._request("GET", f"/v2/models/{model}/config")
+            if not isinstance(config, dict):
+                raise ValueError(f"Triton answered {config!r} for the config of {model}")
+            config["version_policy"] = {"specific": {"versions": [int(v) for v in ready]}}
+            parameters = config.setdefault("parameters", {})
+            parameters[RELOADED] = {"string_value": f"{time.time():.3f}"}
+            body = {"parameters": {"config": json.dumps(config)}}
+            self._request("POST", f"/v2/repository/models/{model}/load", body)
+        except urllib.error.HTTPError as exc:
+            self.log(f"could not reload {model}: {exc}: {exc.read().decode(errors='replace')}")
+            return False
+        except (OSError, ValueError) as exc:  # urllib's other errors are OSErrors too
+            self.log(f"could not reload {model}: {exc}")
+            return False
+        self.log(f"reloaded {model}: new stubs serve it")
+        return True
+
+    def _ready_versions(self, model: str) -> list[str]:
+        """The versions of ``model`` Triton has READY (the reload's pin keeps them all)."""
+        index = self._request("POST", "/v2/repository/index", {"ready": True})
+        if not isinstance(index, list):
+            return []
+        ready = {
+            str(entry.get("version"))
+            for entry in index
+            if entry.get("name") == model and entry.get("state") == "READY"
+        }
+        return sorted(ready, key=int)
+
+    def _request(self, method: str, path: str, body: object = None) -> object:
+        data = None if body is None else json.dumps(body).encode()
+        url = f"http://{self.http_url}{path}"  # our own server: no other scheme
+        request = urllib.request.Request(url, data=data, method=method, headers=self.headers)
+        with urllib.request.urlopen(request, timeout=LOAD_WAIT_S) as response:  # noqa: S310  # nosec B310
+            text = response.read()
+        return json.loads(text) if text else None
