@@ -98,7 +98,7 @@ def test_serve_flag_defaults_agree_with_server_config() -> None:
     )
 
 
-def test_embed_takes_texts_and_defaults_to_grpc_and_the_minilm_ensemble() -> None:
+def test_embed_takes_texts_and_defaults_to_grpc_and_the_served_embedder() -> None:
     assert parse("embed", "a", "b c") == {
         "verbose": False,
         "command": "embed",
@@ -107,7 +107,7 @@ def test_embed_takes_texts_and_defaults_to_grpc_and_the_minilm_ensemble() -> Non
         "url": None,
         "protocol": "grpc",
         "timeout": 30.0,
-        "model": "minilm",
+        "model": None,  # the served embedder: minilm when served
     }
 
 

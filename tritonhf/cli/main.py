@@ -211,7 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     embed = commands.add_parser("embed", help="embed texts with a served model")
     embed.add_argument("texts", nargs="+", metavar="TEXT")
     embed.add_argument("--json", action="store_true", help="print JSON with full vectors")
-    _add_client_flags(embed)
+    _add_client_flags(embed, model=False)
+    embed.add_argument(
+        "--model",
+        help=f"served embedding model (default: {DEFAULT_MODEL_NAME} if served, else the one "
+        "the server serves, if only one)",
+    )
 
     classify = commands.add_parser("classify", help="classify texts with a served classifier")
     classify.add_argument("texts", nargs="+", metavar="TEXT")
@@ -519,8 +524,12 @@ _TRUNCATED = " (truncated)"
 
 def run_embed(args: argparse.Namespace) -> int:
     """``tritonhf embed``."""
+    from tritonhf.client.client import encode_texts
+
+    encode_texts(args.texts)  # bad text is refused before any request, discovery included
     with _client(args) as client:
-        result = client.encode(args.texts)
+        model = args.model or _served_model(client, classifier=False)
+        result = client.encode(args.texts, model=model)
     if args.json:
         rows = [
             {
@@ -533,7 +542,7 @@ def run_embed(args: argparse.Namespace) -> int:
                 args.texts, result.num_tokens, result.truncated, result.embeddings, strict=True
             )
         ]
-        print(json.dumps({"model": args.model, "results": rows}))
+        print(json.dumps({"model": model, "results": rows}))
         return 0
     rows_out = zip(args.texts, result.num_tokens, result.truncated, result.embeddings, strict=True)
     for text, tokens, cut, vector in rows_out:
@@ -547,8 +556,11 @@ def run_embed(args: argparse.Namespace) -> int:
 
 def run_classify(args: argparse.Namespace) -> int:
     """``tritonhf classify``."""
+    from tritonhf.client.client import encode_texts
+
+    encode_texts(args.texts)  # bad text is refused before any request, discovery included
     with _client(args) as client:
-        model = args.model or _served_classifier(client)
+        model = args.model or _served_model(client, classifier=True)
         results = client.classify(args.texts, model=model, top_k=args.top_k)
     if args.json:
         rows = [
@@ -573,21 +585,32 @@ def run_classify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _served_classifier(client: TritonHFClient) -> str:
-    """The server's one ready classifier; none or several is an error that says what to do."""
+def _served_model(client: TritonHFClient, *, classifier: bool) -> str:
+    """The served model a command without ``--model`` means: the one of its kind served.
+
+    For embeddings, the default model wins when it is served. None, or several, is an error
+    that says what to do.
+    """
     from tritonhf.errors import ConfigError, ModelNotFoundError
 
-    classifiers = client.served().classifiers
-    if len(classifiers) == 1:
-        return classifiers[0]
-    if classifiers:
+    served = client.served()
+    found = served.classifiers if classifier else served.embedders
+    kind = "classifier" if classifier else "embedding model"
+    if not classifier and DEFAULT_MODEL_NAME in found:
+        return DEFAULT_MODEL_NAME
+    if len(found) == 1:
+        return found[0]
+    if found:
         raise ConfigError(
-            f"the server serves {len(classifiers)} classifiers ({', '.join(classifiers)}): "
-            "name one with --model"
+            f"the server serves {len(found)} {kind}s ({', '.join(found)}): name one with --model"
         )
-    raise ModelNotFoundError(
-        "the server serves no ready classifier: name one with --model, or export one with "
+    how = (
         "`tritonhf export MODEL --task classification` (`make run` serves the demo `sentiment`)"
+        if classifier
+        else "`tritonhf export` (the default model) or `tritonhf export MODEL`"
+    )
+    raise ModelNotFoundError(
+        f"the server serves no ready {kind}: name one with --model, or export one with {how}"
     )
 
 
