@@ -398,12 +398,12 @@ class TritonHFClient:
                 answers[key] = False
                 problems.append(str(exc))
         return ServerHealth(
-            problem=next(iter(problems), ""),
             url=self.url,
             live=answers["live"],
             ready=answers["ready"],
             model=name,
             model_ready=answers["model"],
+            problem=next(iter(problems), ""),
         )
 
     def is_model_ready(self, model: str | None = None) -> bool:
