@@ -176,6 +176,11 @@ class PipelineSpec:
             raise ConfigError(f"an embedding model has no labels, got {list(self.labels)}")
         if len(set(self.labels)) != len(self.labels):
             raise ConfigError(f"labels must be distinct, got {list(self.labels)}")
+        if any(not label for label in self.labels):
+            raise ConfigError(
+                f"labels may not be empty (an empty corrected label means no correction), "
+                f"got {list(self.labels)}; rename them in the model's id2label"
+            )
         if any("\x00" in label for label in self.labels):
             raise ConfigError(
                 f"labels may not contain NUL characters (metric labels would be cut at them), "

@@ -130,3 +130,31 @@ def test_feedback_is_logged_against_the_rated_request(client: TritonHFClient, lo
         label,
         "ok",
     )
+
+
+def test_an_empty_corrected_label_sent_raw_is_no_correction(
+    client: TritonHFClient, log: Path
+) -> None:
+    import tritonclient.grpc as grpcclient
+
+    (prediction,) = client.classify(["an ordinary day"], model=CLASSIFIER)
+    tensors = {
+        "REQUEST_ID": (np.array([prediction.request_id.encode()], dtype=object), "BYTES"),
+        "POSITIVE": (np.array([True]), "BOOL"),
+        "CORRECTED_LABEL": (np.array([b""], dtype=object), "BYTES"),  # always sent, empty
+    }
+    inputs = []
+    for name, (array, wire) in tensors.items():
+        tensor = grpcclient.InferInput(name, list(array.shape), wire)
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    raw = grpcclient.InferenceServerClient(client.url)
+    try:
+        answer = raw.infer(f"{CLASSIFIER}_feedback", inputs)
+    finally:
+        raw.close()
+
+    assert answer.as_numpy("ACCEPTED").tolist() == [True]
+    (record,) = [r for r in lines_for(log, prediction.request_id, 3) if r["step"] == "feedback"]
+    assert (record["rating"], record["outcome"]) == ("positive", "ok")
+    assert record.get("corrected_label") is None

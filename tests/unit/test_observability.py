@@ -456,6 +456,11 @@ def test_the_feedback_step_parses_its_tensors() -> None:
         request_id="req-1", positive=False, corrected_label="neg", labels=["neg", "pos"]
     )
     assert step.parse_request(np.array([b"r"], dtype=object), np.array([True]), None, []).positive
+    # An empty CORRECTED_LABEL is no correction, even with a thumbs-up.
+    empty = step.parse_request(
+        np.array([b"r"], dtype=object), np.array([True]), np.array([b""], dtype=object), ["a"]
+    )
+    assert (empty.positive, empty.corrected_label) == (True, None)
 
 
 @pytest.mark.parametrize(

@@ -176,6 +176,7 @@ def test_a_classifier_exposes_label_score_probabilities_and_token_counts() -> No
         (Task.CLASSIFICATION, ("only",), "at least 2 labels"),
         (Task.CLASSIFICATION, ("a", "a"), "distinct"),
         (Task.CLASSIFICATION, ("nul\x00x", "b"), "NUL"),
+        (Task.CLASSIFICATION, ("", "b"), "may not be empty"),
         (Task.EMBEDDING, ("a", "b"), "no labels"),
     ],
 )

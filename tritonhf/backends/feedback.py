@@ -55,7 +55,8 @@ def parse_request(
     return make_feedback(
         request_id=first_text(request_id),
         positive=bool(flag[0]),
-        corrected_label=None if corrected is None else first_text(corrected),
+        # Empty: no correction (a client may always send the optional tensor).
+        corrected_label=None if corrected is None else first_text(corrected) or None,
         labels=labels,
     )
 

@@ -724,9 +724,9 @@ class TritonHFClient:
 
         Sent to the pipeline's feedback model (``<model>_feedback``), which counts it in
         ``tritonhf_feedback_total`` and logs it. ``corrected_label`` (classifiers) must be one
-        of the model's labels and comes with ``positive=False``; a bad id or label, or a
-        thumbs-up with a correction, raises `InvalidInputError`. Not retried, so
-        one rating is counted once.
+        of the model's labels and comes with ``positive=False`` (``""`` is no correction, as
+        None); a bad id or label, or a thumbs-up with a correction, raises
+        `InvalidInputError`. Not retried, so one rating is counted once.
         """
         name = model or self.model
         with self._tracked(name, "feedback"):
@@ -740,6 +740,7 @@ class TritonHFClient:
                     raise InvalidInputError(
                         f"{argument} must be {wanted}, got {type(value).__name__} {value!r:.40}"
                     )
+            corrected_label = corrected_label or None  # "" is no correction, as on the server
             try:
                 check_request_id(request_id)
                 check_rating(positive=positive, corrected_label=corrected_label)
