@@ -52,7 +52,8 @@ def main() -> None:
     # Removed when the script exits, however it exits.
     scratch = tempfile.TemporaryDirectory(prefix="label-bench-")
     work = Path(scratch.name)
-    export_onnx(classifier_probabilities(model), work / "probs.onnx", output="PROBABILITIES")
+    probabilities = classifier_probabilities(model, token_types=True)
+    export_onnx(probabilities, work / "probs.onnx", output="PROBABILITIES")
     shutil.copyfile(work / "probs.onnx", work / "labels.onnx")
     add_label_outputs(work / "labels.onnx", LABELS)
     probs = ort.InferenceSession(str(work / "probs.onnx"), providers=["CPUExecutionProvider"])

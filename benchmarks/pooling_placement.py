@@ -38,7 +38,7 @@ def main() -> None:
     # Removed when the script exits, however it exits.
     scratch = tempfile.TemporaryDirectory(prefix="pooling-bench-")
     work = Path(scratch.name)
-    pooled = sentence_encoder(model, source.head, load_head(source.head))
+    pooled = sentence_encoder(model, source.head, load_head(source.head), token_types=True)
     export_onnx(pooled, work / "pooled.onnx")
 
     class HiddenStates(torch.nn.Module):

@@ -128,7 +128,7 @@ def ceiling(model: str, texts: list[str], device: str, half: bool, version_dir: 
 
     source = resolve_model(model)
     encoder = AutoModel.from_pretrained(source.path)  # nosec B615 - sdpa, as the step loads it
-    encoder = sentence_encoder(encoder, source.head, load_head(source.head))
+    encoder = sentence_encoder(encoder, source.head, load_head(source.head), token_types=True)
     encoder = encoder.to(device, dtype=torch.float16 if half else torch.float32).eval()
     tokenizer = load_fast_tokenizer(source)
     one = tokenizer(texts[:1], return_tensors="pt").to(device)

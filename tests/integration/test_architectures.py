@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from tests.integration.models import TOKENIZER_FILES
+from tritonhf.errors import ExportError
 from tritonhf.export.pipeline import ExportOptions, export_model
 from tritonhf.export.source import DEFAULT_MODEL, resolve_model
 
@@ -83,14 +84,8 @@ def exported_outputs(tmp_path: Path, folder: Path, output: str) -> tuple[np.ndar
     return values, tokens, result.spec.max_length
 
 
-@pytest.mark.parametrize("name", ENCODERS)
-# DeBERTa-v2's own modelling code, while tracing; nothing of ours.
-@pytest.mark.filterwarnings("ignore:To copy construct from a tensor:UserWarning")
-def test_an_encoder_exports_and_equals_sentence_transformers(tmp_path: Path, name: str) -> None:
-    from sentence_transformers import SentenceTransformer
-
-    config_class, model_class, kwargs, pooling = ENCODERS[name]
-    folder = build(tmp_path / name, config_class, model_class, kwargs)
+def as_sentence_transformer(folder: Path, pooling: str) -> Path:
+    """Give ``folder`` a sentence-transformers layout: ``pooling``, then Normalize."""
     (folder / "1_Pooling").mkdir()
     (folder / "1_Pooling" / "config.json").write_text(
         json.dumps({"embedding_dimension": 32, "pooling_mode": pooling})
@@ -101,6 +96,11 @@ def test_an_encoder_exports_and_equals_sentence_transformers(tmp_path: Path, nam
         for i, (kind, path) in enumerate(paths.items())
     ]
     (folder / "modules.json").write_text(json.dumps(modules))
+    return folder
+
+
+def assert_serves_as_sentence_transformers(tmp_path: Path, folder: Path) -> None:
+    from sentence_transformers import SentenceTransformer
 
     served, _, max_length = exported_outputs(tmp_path, folder, "EMBEDDING")
 
@@ -110,6 +110,26 @@ def test_an_encoder_exports_and_equals_sentence_transformers(tmp_path: Path, nam
     reference.max_seq_length = max_length
     expected = reference.encode(TEXTS)
     np.testing.assert_allclose(served, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ENCODERS)
+# DeBERTa-v2's own modelling code, while tracing; nothing of ours.
+@pytest.mark.filterwarnings("ignore:To copy construct from a tensor:UserWarning")
+def test_an_encoder_exports_and_equals_sentence_transformers(tmp_path: Path, name: str) -> None:
+    config_class, model_class, kwargs, pooling = ENCODERS[name]
+    folder = build(tmp_path / name, config_class, model_class, kwargs)
+    assert_serves_as_sentence_transformers(tmp_path, as_sentence_transformer(folder, pooling))
+
+
+def test_a_model_whose_tokenizer_makes_no_token_types_gets_none(tmp_path: Path) -> None:
+    """GPT-2's forward takes token_type_ids, but its tokenizer makes none: any value, zeros
+    included, adds an embedding the model was never trained with."""
+    gpt2 = {"n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 256, "vocab_size": 30522}
+    folder = build(tmp_path / "gpt2", "GPT2Config", "GPT2Model", gpt2)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["model_input_names"] = ["input_ids", "attention_mask"]  # as GPT-2's tokenizer says
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    assert_serves_as_sentence_transformers(tmp_path, as_sentence_transformer(folder, "mean"))
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
@@ -129,3 +149,30 @@ def test_a_classifier_exports_and_equals_the_models_softmax(tmp_path: Path, name
             attention_mask=torch.from_numpy(tokens["attention_mask"]),
         ).logits
     np.testing.assert_allclose(served, torch.softmax(logits, dim=-1).numpy(), atol=1e-5)
+
+
+def test_a_vision_model_is_refused_in_one_line(tmp_path: Path) -> None:
+    vit = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+           "intermediate_size": 64, "image_size": 32, "patch_size": 16}  # fmt: skip
+    folder = build(tmp_path / "vit", "ViTConfig", "ViTModel", vit)
+    with pytest.raises(ExportError, match=r"^\S+ holds a ViTModel, which does not take token ids"):
+        export_model(ExportOptions(model=str(folder), name="vit", repo=tmp_path / "repo"))
+
+
+def test_a_model_type_transformers_does_not_know_is_refused_in_one_line(tmp_path: Path) -> None:
+    folder = build(tmp_path / "custom", "BertConfig", "BertModel", SMALL)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "frobnicator"}))
+    with pytest.raises(ExportError, match="does not know its model type 'frobnicator'") as caught:
+        export_model(ExportOptions(model=str(folder), name="custom", repo=tmp_path / "repo"))
+    assert "\n" not in str(caught.value)
+
+
+def test_a_text_generator_exported_as_an_embedder_says_so(tmp_path: Path) -> None:
+    gpt2 = {"n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 64, "vocab_size": 30522}
+    folder = build(tmp_path / "lm", "GPT2Config", "GPT2LMHeadModel", gpt2)
+    said: list[str] = []
+    export_model(
+        ExportOptions(model=str(folder), name="lm", repo=tmp_path / "repo"), progress=said.append
+    )
+    assert any(line.startswith("note: this is a text generator") for line in said)

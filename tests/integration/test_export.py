@@ -65,7 +65,9 @@ def test_pooling_is_really_in_the_graph(tmp_path: Path) -> None:
 def test_validation_fails_loudly_with_the_measured_difference(tmp_path: Path) -> None:
     folder = tiny_model(tmp_path / "model", "bert")
     source = resolve_model(str(folder))
-    encoder = sentence_encoder(load_encoder(source), source.head, load_head(source.head))
+    encoder = sentence_encoder(
+        load_encoder(source), source.head, load_head(source.head), token_types=True
+    )
     info = export_onnx(encoder, tmp_path / "model.onnx")
     failed = r"(?s)beyond atol=0.*EMBEDDING.*NO.*rounding.*raise --atol"
     with pytest.raises(ValidationError, match=failed):

@@ -68,11 +68,14 @@ class TorchSession:
             model = loader.from_pretrained(  # nosec B615 - a local folder the exporter wrote
                 str(folder), trust_remote_code=False, use_safetensors=True
             )
+        # Exports before the setting existed gave zeros to every model that takes them.
+        token_types = bool(settings.get("token_type_ids", True))
         if self.labels:
-            module = classifier_probabilities(model)
+            module = classifier_probabilities(model, token_types=token_types)
         else:
             head = SentenceHead.from_dict(settings["head"])
-            module = sentence_encoder(model, head, saved_head(head, folder / HEAD_WEIGHTS_FILE))
+            layers = saved_head(head, folder / HEAD_WEIGHTS_FILE)
+            module = sentence_encoder(model, head, layers, token_types=token_types)
         self.module = module.to(self.device, dtype=torch.float16 if half else torch.float32).eval()
         self.forward: Any = self.module
         if graph_rows is not None and self.device.type == "cuda":

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonhf.errors import ConfigError, ExportError
-from tritonhf.export.head import Pooling, SentenceHead
+from tritonhf.export.head import Pooling, SentenceHead, read_json
 from tritonhf.export.source import ModelSource, quiet_transformers
 from tritonhf.spec import (
     ATTENTION_MASK,
@@ -65,8 +65,17 @@ def load_encoder(
     Embeddings use the bare encoder (``AutoModel``); classification the model with its head.
     """
     import torch
+    import transformers
     from transformers import AutoModel, AutoModelForSequenceClassification
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+    model_type = read_json(source.path / "config.json").get("model_type")
+    if isinstance(model_type, str) and model_type not in CONFIG_MAPPING:
+        raise ExportError(
+            f"{source.path}: transformers {transformers.__version__} does not know its model "
+            f"type {model_type!r} (config.json); tritonhf runs no model code from the "
+            "checkpoint (trust_remote_code), so it exports the architectures transformers ships"
+        )
     loader = AutoModelForSequenceClassification if task is Task.CLASSIFICATION else AutoModel
     try:
         with quiet_transformers():
@@ -92,6 +101,11 @@ def load_encoder(
     except ValueError as exc:
         raise ExportError(f"could not load {source.path}: {exc}") from exc
     _check_no_random_weights(source, task, loading["missing_keys"])
+    if not hasattr(model.get_input_embeddings(), "num_embeddings"):
+        raise ExportError(
+            f"{source.path} holds a {type(model).__name__}, which does not take token ids: "
+            "tritonhf exports text models (a tokenizer in front, a transformer behind)"
+        )
     return model.eval()
 
 
@@ -126,15 +140,28 @@ def _check_no_random_weights(source: ModelSource, task: Task, missing: set[str])
     )
 
 
-def _wrap(model: Any, head: Callable[[Any, Any], Any]) -> Any:
+def feeds_token_types(tokenizer: Any) -> bool:
+    """Whether the model expects ``token_type_ids``: its tokenizer makes them.
+
+    BERT-style tokenizers give zeros for a single sentence, which the wrapped model then gets
+    from the graph itself. GPT-2's does not make any: its forward takes the argument, but
+    any value adds a token-type embedding the model was never trained with.
+    """
+    return "token_type_ids" in getattr(tokenizer, "model_input_names", ())
+
+
+def _wrap(model: Any, head: Callable[[Any, Any], Any], *, token_types: bool) -> Any:
     """A module taking ``(input_ids, attention_mask)`` that returns ``head(outputs, mask)``.
 
-    Single-sentence inputs: models that take ``token_type_ids`` get zeros, made in the graph,
-    so the tokenizer step sends two tensors for every architecture.
+    Single-sentence inputs: with ``token_types`` (see `feeds_token_types`) a model that takes
+    ``token_type_ids`` gets zeros, made in the graph, so the tokenizer step sends two tensors
+    for every architecture. ``reference`` runs the model on a tokenizer's whole encoding, as
+    HuggingFace and sentence-transformers do, for validations to compare against.
     """
     import torch
 
-    takes_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
+    accepted = set(inspect.signature(model.forward).parameters)
+    zero_types = token_types and "token_type_ids" in accepted
 
     class Wrapped(torch.nn.Module):
         def __init__(self) -> None:
@@ -142,9 +169,14 @@ def _wrap(model: Any, head: Callable[[Any, Any], Any]) -> Any:
             self.model = model
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            extra = {"token_type_ids": torch.zeros_like(input_ids)} if takes_token_types else {}
+            extra = {"token_type_ids": torch.zeros_like(input_ids)} if zero_types else {}
             outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
             return head(outputs, attention_mask)  # type: ignore[no-any-return]
+
+        def reference(self, encoding: dict[str, torch.Tensor]) -> torch.Tensor:
+            """``head`` of the model run on every tensor of ``encoding`` its forward takes."""
+            feeds = {name: value for name, value in encoding.items() if name in accepted}
+            return head(self.model(**feeds), encoding["attention_mask"])  # type: ignore[no-any-return]
 
     return Wrapped().eval()
 
@@ -177,10 +209,11 @@ def pool(hidden: Any, attention_mask: Any, modes: tuple[Pooling, ...]) -> Any:
     return vectors[0] if len(vectors) == 1 else torch.cat(vectors, dim=1)
 
 
-def sentence_encoder(model: Any, head: SentenceHead, layers: Any) -> Any:
+def sentence_encoder(model: Any, head: SentenceHead, layers: Any, *, token_types: bool) -> Any:
     """Wrap ``model`` so its forward returns sentence embeddings.
 
-    ``head``'s pooling, then ``layers`` (`tritonhf.export.head.load_head`: Dense, Normalize).
+    ``head``'s pooling, then ``layers`` (`tritonhf.export.head.load_head`: Dense, Normalize);
+    ``token_types`` as `_wrap` takes it.
     """
 
     def embed(outputs: Any, attention_mask: Any) -> Any:
@@ -188,16 +221,17 @@ def sentence_encoder(model: Any, head: SentenceHead, layers: Any) -> Any:
 
     if getattr(model, "decoder", None) is not None and hasattr(model, "get_encoder"):
         model = model.get_encoder()  # T5, BART: the encoder stack alone embeds a text
-    wrapped = _wrap(model, embed)
+    wrapped = _wrap(model, embed, token_types=token_types)
     wrapped.head = layers  # a submodule: follows the model's device and dtype
     return wrapped
 
 
-def classifier_probabilities(model: Any) -> Any:
+def classifier_probabilities(model: Any, *, token_types: bool) -> Any:
     """Wrap a sequence classifier so its forward returns its class probabilities.
 
     Softmax over the classes; a multi-label model (``problem_type: multi_label_classification``)
-    scores each label on its own with a sigmoid, as it was trained to.
+    scores each label on its own with a sigmoid, as it was trained to. ``token_types`` as
+    `_wrap` takes it.
     """
     import torch
 
@@ -207,7 +241,7 @@ def classifier_probabilities(model: Any) -> Any:
         logits = outputs.logits.float()
         return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
 
-    return _wrap(model, probabilities)
+    return _wrap(model, probabilities, token_types=token_types)
 
 
 def add_label_outputs(path: Path, labels: tuple[str, ...]) -> None:
@@ -324,10 +358,15 @@ def export_onnx(
         except Exception as exc:  # tracing and the exporter raise many unrelated types
             # Its first line says what failed; the rest can be the whole traced graph.
             reason = next(iter(str(exc).splitlines()), "")
+            higher = (
+                f"a higher --opset (up to {MAX_OPSET}) may export it, and "
+                if opset < MAX_OPSET
+                else ""
+            )
             raise ExportError(
                 f"the ONNX exporter could not trace {type(encoder.model).__name__} at opset "
-                f"{opset} ({type(exc).__name__}: {reason[:300]}); a higher --opset may export "
-                "it, and --runtime python-torch serves it without ONNX"
+                f"{opset} ({type(exc).__name__}: {reason[:300]}); {higher}--runtime "
+                "python-torch serves it without ONNX"
             ) from exc
     graph = onnx.load(str(path))
     onnx.checker.check_model(graph)

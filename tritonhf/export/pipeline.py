@@ -17,6 +17,7 @@ from tritonhf.export.onnx_export import (
     add_label_outputs,
     classifier_probabilities,
     export_onnx,
+    feeds_token_types,
     load_encoder,
     sentence_encoder,
 )
@@ -254,15 +255,23 @@ def export_model(
                 "text), not encode(text): close, not equal"
             )
         )
+    if source.generative and task is Task.EMBEDDING:
+        progress(
+            "note: this is a text generator, not a sentence-transformers model: it serves "
+            f"its hidden states through {head.describe()}, which were never trained as sentence "
+            "embeddings; check them on your own texts before relying on them"
+        )
     model = load_encoder(source, allow_pickle_weights=options.allow_pickle_weights, task=task)
     tokenizer = load_fast_tokenizer(source)
     labels = class_names(model) if task is Task.CLASSIFICATION else ()
+    token_types = feeds_token_types(tokenizer)
     layers = None
     if task is Task.CLASSIFICATION:
-        encoder, output = classifier_probabilities(model), PROBABILITIES
+        encoder, output = classifier_probabilities(model, token_types=token_types), PROBABILITIES
     else:
         layers = load_head(head, allow_pickle_weights=options.allow_pickle_weights)
-        encoder, output = sentence_encoder(model, head, layers), EMBEDDING
+        encoder = sentence_encoder(model, head, layers, token_types=token_types)
+        output = EMBEDDING
     vocab_size = int(model.get_input_embeddings().num_embeddings)
     if note := check_vocabulary(tokenizer, vocab_size):
         progress(note)
@@ -314,6 +323,7 @@ def export_model(
             settings: dict[str, Any] = {
                 "labels": list(labels),
                 "precision": options.precision.value,
+                "token_type_ids": token_types,
             }
             if layers is not None:
                 save_head(layers, work / "hf" / HEAD_WEIGHTS_FILE)

@@ -43,6 +43,13 @@ class ModelSource:
     prompt_pooled: bool = True
     """The Pooling module pools the prompt's tokens (``include_prompt``); when it does not,
     no text a client sends reproduces ``encode(text)`` with the default prompt."""
+    generative: bool = False
+    """A text generator (``*ForCausalLM``, ``*ForConditionalGeneration``) that is not a
+    sentence-transformers model: its pooled hidden states were never trained as embeddings."""
+
+
+# The ``architectures`` of models trained to generate text, not to embed it.
+_GENERATIVE = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
 
 
 def _default_model_path() -> Path:
@@ -120,6 +127,8 @@ def resolve_model(
         default_prompt=prompt or None,
         lower_case=lower_case,
         prompt_pooled=pooling_includes_prompt(path),
+        generative=not (path / "modules.json").is_file()
+        and any(str(a).endswith(_GENERATIVE) for a in architectures),
     )
 
 

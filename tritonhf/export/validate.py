@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from tritonhf.errors import ValidationError
-from tritonhf.export.onnx_export import DEFAULT_OPSET
+from tritonhf.export.onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from tritonhf.gate.agreement import shown_bound, shown_figure
 from tritonhf.spec import ATTENTION_MASK, EMBEDDING, INPUT_IDS, LABEL
 
@@ -104,9 +104,9 @@ def validate_onnx(
     except Exception as exc:  # onnxruntime's own exception types, one per status
         reason = " ".join(str(exc).split())
         raise ValidationError(
-            f"ONNX Runtime cannot load the exported graph ({reason[:300]}); a higher --opset "
-            "often exports the operator in a form it runs (the default is "
-            f"{DEFAULT_OPSET})"
+            f"ONNX Runtime cannot load the exported graph ({reason[:300]}); another --opset "
+            f"({MIN_OPSET}..{MAX_OPSET}, default {DEFAULT_OPSET}) often exports the operator "
+            "in a form it runs"
         ) from exc
     names = [output, LABEL] if labels else [output]
     worst, disagreeing, shape = 0.0, 0, ()
@@ -116,6 +116,7 @@ def validate_onnx(
             padding=True,
             truncation=True,
             max_length=max_length,
+            return_attention_mask=True,
             return_tensors="np",
         )
         feeds = {
@@ -123,9 +124,11 @@ def validate_onnx(
             ATTENTION_MASK: batch["attention_mask"].astype(np.int64),
         }
         onnx_out, *onnx_labels = session.run(names, feeds)
-        with torch.no_grad():
-            torch_out = encoder(*(torch.from_numpy(feeds[n]) for n in (INPUT_IDS, ATTENTION_MASK)))
-        torch_out = torch_out.numpy()
+        with torch.no_grad():  # the model as HuggingFace runs it: the tokenizer's every tensor
+            encoding = {
+                n: torch.from_numpy(np.asarray(v, dtype=np.int64)) for n, v in batch.items()
+            }
+            torch_out = encoder.reference(encoding).numpy()
         if onnx_out.shape != torch_out.shape:
             raise ValidationError(
                 f"ONNX output {output} has shape {onnx_out.shape}, PyTorch {torch_out.shape}"

@@ -94,7 +94,12 @@ def run_acceptance(
     """Compare the served ``options.model`` with PyTorch; return the gate's report."""
     from tritonhf.client import TritonHFClient
     from tritonhf.export.head import load_head
-    from tritonhf.export.onnx_export import classifier_probabilities, load_encoder, sentence_encoder
+    from tritonhf.export.onnx_export import (
+        classifier_probabilities,
+        feeds_token_types,
+        load_encoder,
+        sentence_encoder,
+    )
     from tritonhf.export.source import class_names, load_fast_tokenizer, resolve_model
     from tritonhf.gate.reference import torch_outputs
 
@@ -129,6 +134,7 @@ def run_acceptance(
     progress(f"computing PyTorch reference outputs with {options.reference}")
     model = load_encoder(source, allow_pickle_weights=options.allow_pickle_weights, task=task)
     tokenizer = load_fast_tokenizer(source)
+    token_types = feeds_token_types(tokenizer)
     thresholds = Thresholds.for_precision(precision).with_overrides(**options.overrides)
     subject = f"served {options.model} vs PyTorch {options.reference}"
     if task is Task.CLASSIFICATION:
@@ -139,7 +145,10 @@ def run_acceptance(
                 f"{list(reference_labels)}: is this the model it was exported from?"
             )
         reference = torch_outputs(
-            classifier_probabilities(model), tokenizer, texts, max_length=max_length
+            classifier_probabilities(model, token_types=token_types),
+            tokenizer,
+            texts,
+            max_length=max_length,
         )
         return classifier_gate(
             candidate,
@@ -152,7 +161,10 @@ def run_acceptance(
         )
     layers = load_head(source.head, allow_pickle_weights=options.allow_pickle_weights)
     reference = torch_outputs(
-        sentence_encoder(model, source.head, layers), tokenizer, texts, max_length=max_length
+        sentence_encoder(model, source.head, layers, token_types=token_types),
+        tokenizer,
+        texts,
+        max_length=max_length,
     )
     return embedding_gate(
         candidate, reference, thresholds=thresholds, precision=precision, subject=subject

@@ -24,14 +24,10 @@ def _batches(
             padding=True,
             truncation=True,
             max_length=max_length,
+            return_attention_mask=True,
             return_tensors="np",
         )
-        batches.append(
-            {
-                INPUT_IDS: encoded["input_ids"].astype(np.int64),
-                ATTENTION_MASK: encoded["attention_mask"].astype(np.int64),
-            }
-        )
+        batches.append({name: np.asarray(v, dtype=np.int64) for name, v in encoded.items()})
     return batches
 
 
@@ -43,13 +39,17 @@ def torch_outputs(
     max_length: int,
     batch_size: int = BATCH_SIZE,
 ) -> NDArray[Any]:
-    """The wrapped PyTorch model's output (embeddings or probabilities) for ``texts``."""
+    """The wrapped PyTorch model's output (embeddings or probabilities) for ``texts``.
+
+    The model gets the tokenizer's whole encoding (``encoder.reference``), as HuggingFace
+    runs it, not the two tensors the served graph takes.
+    """
     import torch
 
     parts = []
     with torch.no_grad():
-        for feeds in _batches(tokenizer, texts, max_length, batch_size):
-            out = encoder(*(torch.from_numpy(feeds[n]) for n in (INPUT_IDS, ATTENTION_MASK)))
+        for encoding in _batches(tokenizer, texts, max_length, batch_size):
+            out = encoder.reference({n: torch.from_numpy(v) for n, v in encoding.items()})
             parts.append(out.float().numpy())
     return np.concatenate(parts)
 
@@ -70,8 +70,8 @@ def onnx_outputs(
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = [output, LABEL] if with_labels else [output]
     values, labels = [], []
-    for feeds in _batches(tokenizer, texts, max_length, batch_size):
-        got = session.run(names, feeds)
+    for encoding in _batches(tokenizer, texts, max_length, batch_size):
+        got = session.run(names, {n: encoding[n] for n in (INPUT_IDS, ATTENTION_MASK)})
         values.append(np.asarray(got[0], dtype=np.float32))
         if with_labels:
             labels.append(np.asarray(got[1]).reshape(-1))
