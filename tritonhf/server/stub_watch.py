@@ -13,7 +13,11 @@ reaps the stubs it stops itself, and leaves those that died on their own as zomb
 model again with its served config, pinned to the versions it serves and with a
 ``tritonhf_reloaded`` parameter that makes the config new. Triton then starts fresh instances
 beside the broken ones and switches to them; the ensemble stays READY. Requests that reached a
-dead stub before the reload still fail. Needs the load API: explicit model control.
+dead stub before the reload still fail. A model reloaded less than `QUIET_S` ago waits for
+the rest of that window, so a stub that dies at every start is retried twice a minute, not in
+a loop. A stub that dies while Triton is still loading its version cannot be helped: Triton
+2.51 waits for it forever, so the load (a deploy) never ends; the watch says so, once. Needs
+the load API: explicit model control.
 
 Standard library only: the container's entrypoint runs it too (`tritonhf.server.entrypoint`).
 """
@@ -36,8 +40,8 @@ RELOADED = "tritonhf_reloaded"
 """The config parameter a reload sets (to the time of the reload)."""
 POLL_S = 1.0
 QUIET_S = 30.0
-"""A model is reloaded at most once in this many seconds: a stub that dies at every start
-must not keep Triton loading."""
+"""A model is reloaded at most once in this many seconds (a later death waits for the rest of
+the window): a stub that dies at every start must not keep Triton loading."""
 LOAD_WAIT_S = 600.0
 
 
@@ -92,6 +96,7 @@ class StubWatch:
         self.poll_s = poll_s
         self._serving: dict[int, tuple[str, str]] = {}
         self._reloaded_at: dict[str, float] = {}
+        self._pending: dict[str, set[str]] = {}  # died, waiting for the quiet window to end
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tritonhf-stub-watch", daemon=True)
 
@@ -109,10 +114,27 @@ class StubWatch:
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_s):
-            for model, versions in self._by_model(self.scan()).items():
-                if self._stop.is_set():
-                    return
-                self.recover(model, versions)
+            self.tick()
+
+    def tick(self) -> None:
+        """Scan once; reload each model with a dead stub whose quiet window has ended."""
+        for stub in self.scan():
+            waiting = self._pending.setdefault(stub.model, set())
+            if not waiting and self.explicit and (left := self._quiet_left(stub.model)) > 0:
+                self.log(
+                    f"the Python-backend stub of {stub.model} (version {stub.version}) died "
+                    f"again within {QUIET_S:.0f} s of its reload: reloading it in {left:.0f} s"
+                )
+            waiting.add(stub.version)
+        for model in list(self._pending):
+            if self._stop.is_set():
+                return
+            if not self.explicit or self._quiet_left(model) <= 0:
+                self.recover(model, self._pending.pop(model))
+
+    def _quiet_left(self, model: str) -> float:
+        """Seconds until ``model`` may be reloaded again (<= 0: now)."""
+        return self._reloaded_at.get(model, float("-inf")) + QUIET_S - time.monotonic()
 
     def scan(self) -> list[DeadStub]:
         """One look at the server's children: the stubs that died since the last look."""
@@ -133,13 +155,6 @@ class StubWatch:
             del self._serving[gone]  # stopped and reaped by Triton: an unload or a reload
         return dead
 
-    @staticmethod
-    def _by_model(dead: list[DeadStub]) -> dict[str, set[str]]:
-        grouped: dict[str, set[str]] = {}
-        for stub in dead:
-            grouped.setdefault(stub.model, set()).add(stub.version)
-        return grouped
-
     def recover(self, model: str, versions: set[str]) -> bool:
         """Reload ``model`` (whose stubs of ``versions`` died); True once Triton reloaded it."""
         what = f"the Python-backend stub of {model} (version {', '.join(sorted(versions))})"
@@ -150,14 +165,17 @@ class StubWatch:
             )
             return False
         try:
-            ready = self._ready_versions(model)
+            states = self._version_states(model)
         except (OSError, ValueError):  # no index (the key is missing): trust the stubs
-            ready = sorted(versions)
+            states = dict.fromkeys(versions, "READY")
+        ready = sorted((v for v, state in states.items() if state == "READY"), key=int)
+        if loading := sorted(v for v in versions if states.get(v) == "LOADING"):
+            self.log(
+                f"{what} died while Triton was loading version {', '.join(loading)}: Triton "
+                "2.51 waits for it forever, so that load (a deploy) never ends; the versions "
+                "already serving go on serving, and a restart of the server ends the wait"
+            )
         if not versions.intersection(ready):  # a failed load's, or an unload's: not serving
-            return False
-        quiet_until = self._reloaded_at.get(model, float("-inf")) + QUIET_S
-        if time.monotonic() < quiet_until:
-            self.log(f"{what} died again within {QUIET_S:.0f} s: not reloading it")
             return False
         self._reloaded_at[model] = time.monotonic()
         self.log(f"{what} died: reloading {model}")
@@ -179,17 +197,19 @@ class StubWatch:
         self.log(f"reloaded {model}: new stubs serve it")
         return True
 
-    def _ready_versions(self, model: str) -> list[str]:
-        """The versions of ``model`` Triton has READY (the reload's pin keeps them all)."""
-        index = self._request("POST", "/v2/repository/index", {"ready": True})
+    def _version_states(self, model: str) -> dict[str, str]:
+        """``{version: state}`` of ``model`` in Triton's index (READY, LOADING, UNAVAILABLE...).
+
+        The reload pins the READY ones, so it keeps them all.
+        """
+        index = self._request("POST", "/v2/repository/index", {})
         if not isinstance(index, list):
-            return []
-        ready = {
-            str(entry.get("version"))
+            return {}
+        return {
+            str(entry.get("version")): str(entry.get("state"))
             for entry in index
-            if entry.get("name") == model and entry.get("state") == "READY"
+            if entry.get("name") == model and entry.get("version") is not None
         }
-        return sorted(ready, key=int)
 
     def _request(self, method: str, path: str, body: object = None) -> object:
         data = None if body is None else json.dumps(body).encode()

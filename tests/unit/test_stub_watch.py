@@ -1,0 +1,215 @@
+"""`StubWatch` against a real process tree and a small HTTP server that answers as Triton does.
+
+The "server" is a process that starts one child per model version, each named like Triton's
+Python-backend stub with ``<repo>/<model>/<version>/model.py`` as its argument, and never reaps
+them, as Triton 2.51 does not reap a stub that died on its own. The HTTP side answers the three
+requests the watch makes (index, config, load); a load starts fresh stubs, as Triton's does.
+(The same recovery against a real Triton: tests/integration/test_reliability.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tritonhf.server import stub_watch
+from tritonhf.server.process import children
+from tritonhf.server.stub_watch import STUB, StubWatch
+
+# Starts a stub per "<model> <version>" line on stdin and prints its pid; reaps none.
+PARENT = """
+import subprocess, sys
+repo = sys.argv[1]
+for line in sys.stdin:
+    model, version = line.split()
+    stub = subprocess.Popen(
+        [sys.argv[2], f"{repo}/{model}/{version}/model.py"], executable=sys.executable
+    )
+    print(stub.pid, flush=True)
+"""
+
+
+class FakeServer:
+    """The stub-owning process and its HTTP API; ``states`` is what the index reports."""
+
+    def __init__(self, repo: Path) -> None:
+        self.repo = repo
+        self.states: dict[tuple[str, str], str] = {}
+        self.loads: list[dict[str, Any]] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", PARENT, str(repo), f"/opt/tritonserver/backends/python/{STUB}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.http.server_address[1]}"
+
+    def start_stub(self, model: str, version: str = "1", state: str = "READY") -> int:
+        model_py = self.repo / model / version / "model.py"
+        model_py.parent.mkdir(parents=True, exist_ok=True)
+        model_py.write_text("import time\ntime.sleep(600)\n")
+        self.states[(model, version)] = state
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(f"{model} {version}\n")
+        self.process.stdin.flush()
+        pid = int(self.process.stdout.readline())
+        wait_until(lambda: pid in children(self.process.pid))
+        return pid
+
+    def stop(self) -> None:
+        self.http.shutdown()
+        for pid in children(self.process.pid):
+            os.kill(pid, signal.SIGKILL)
+        self.process.kill()
+        self.process.wait()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _answer(self, body: object) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # /v2/models/<model>/config
+                self._answer({"name": self.path.split("/")[3], "parameters": {}})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+                if self.path == "/v2/repository/index":
+                    entries = [
+                        {"name": m, "version": v, "state": s} for (m, v), s in fake.states.items()
+                    ]
+                    self._answer(entries)
+                    return
+                model = self.path.split("/")[4]  # /v2/repository/models/<model>/load
+                config = json.loads(body["parameters"]["config"])
+                fake.loads.append({"model": model, **config})
+                for version in config["version_policy"]["specific"]["versions"]:
+                    fake.start_stub(model, str(version))
+                self._answer({})
+
+        return Handler
+
+
+def wait_until(condition: Any, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[FakeServer]:
+    fake = FakeServer(tmp_path / "repo")
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def said() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def watch(server: FakeServer, said: list[str]) -> Iterator[StubWatch]:
+    server.start_stub("minilm_tokenizer")
+    server.start_stub("minilm_model")
+    watch = StubWatch(server.process.pid, server.url, explicit=True, log=said.append, poll_s=0.02)
+    yield watch.start()
+    watch.stop()
+
+
+def test_a_dead_stub_reloads_its_model_pinned_to_the_ready_versions(
+    server: FakeServer, watch: StubWatch, said: list[str]
+) -> None:
+    (stub,) = [p for p in children(server.process.pid) if "minilm_model" in cmdline(p)]
+    os.kill(stub, signal.SIGKILL)
+
+    wait_until(lambda: server.loads)
+    (load,) = server.loads
+    assert load["model"] == "minilm_model"
+    assert load["version_policy"] == {"specific": {"versions": [1]}}
+    assert float(load["parameters"][stub_watch.RELOADED]["string_value"]) > 0
+    wait_until(lambda: any(line.startswith("reloaded minilm_model") for line in said))
+
+
+def test_a_stub_that_dies_again_in_the_quiet_window_is_reloaded_when_it_ends(
+    server: FakeServer, watch: StubWatch, said: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stub_watch, "QUIET_S", 1.5)
+    first = [p for p in children(server.process.pid) if "minilm_model" in cmdline(p)]
+    os.kill(first[0], signal.SIGKILL)
+    wait_until(lambda: len(server.loads) == 1)
+    killed_at = time.monotonic()
+    (fresh,) = [
+        p
+        for p in children(server.process.pid)
+        if "minilm_model" in cmdline(p) and p not in first and state(p) != "Z"
+    ]
+    wait_until(lambda: fresh in watch._serving)  # seen alive: its death is noticed
+    os.kill(fresh, signal.SIGKILL)
+
+    wait_until(lambda: any("died again within" in line for line in said))
+    assert len(server.loads) == 1  # not at once: the window holds it back
+    wait_until(lambda: len(server.loads) == 2)
+    assert time.monotonic() - killed_at >= 1.0
+    assert [load["model"] for load in server.loads] == ["minilm_model", "minilm_model"]
+
+
+def test_a_stub_that_dies_while_its_version_loads_is_reported_not_reloaded(
+    server: FakeServer, watch: StubWatch, said: list[str]
+) -> None:
+    loading = server.start_stub("minilm_model", "2", state="LOADING")
+    wait_until(lambda: loading in watch._serving)
+    os.kill(loading, signal.SIGKILL)
+
+    wait_until(lambda: any("while Triton was loading version 2" in line for line in said))
+    assert any("waits for it forever" in line for line in said)
+    time.sleep(0.2)
+    assert server.loads == []  # version 1 serves on; reloading it would not end the wait
+
+
+def test_without_explicit_model_control_a_dead_stub_is_only_reported(
+    server: FakeServer, said: list[str]
+) -> None:
+    stub = server.start_stub("minilm_model")
+    watch = StubWatch(server.process.pid, server.url, explicit=False, log=said.append, poll_s=0.02)
+    watch.start()
+    try:
+        os.kill(stub, signal.SIGKILL)
+        wait_until(lambda: any("cannot reload it" in line for line in said))
+    finally:
+        watch.stop()
+    assert server.loads == []
+
+
+def cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+
+
+def state(pid: int) -> str:
+    return stub_watch._state(pid)
