@@ -157,6 +157,26 @@ def test_a_dead_stub_reloads_its_model_pinned_to_the_ready_versions(
     wait_until(lambda: any(line.startswith("reloaded minilm_model") for line in said))
 
 
+def test_stubs_of_replaced_instances_that_triton_keeps_are_stopped_after_the_grace(
+    server: FakeServer, watch: StubWatch, said: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fake's load leaves the old stubs running, as Triton 2.51 does when a request was
+    inside the stub that died; the watch stops the survivor, and reloads nothing for it."""
+    monkeypatch.setattr(stub_watch, "REPLACED_GRACE_S", 0.5)
+    second = server.start_stub("minilm_model")  # a second instance
+    wait_until(lambda: second in watch._serving)
+    old = [p for p in children(server.process.pid) if "minilm_model" in cmdline(p)]
+    os.kill(old[0], signal.SIGKILL)
+    wait_until(lambda: server.loads)
+
+    wait_until(lambda: state(old[1]) == "Z")
+    assert any(line.startswith("stopped 1 stub(s) of the minilm_model instances") for line in said)
+    time.sleep(0.3)
+    assert len(server.loads) == 1  # its death was the watch's doing: no second reload
+    tokenizer = [p for p in children(server.process.pid) if "minilm_tokenizer" in cmdline(p)]
+    assert tokenizer  # other models' stubs are left alone
+
+
 def test_a_stub_that_dies_again_in_the_quiet_window_is_reloaded_when_it_ends(
     server: FakeServer, watch: StubWatch, said: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

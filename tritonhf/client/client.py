@@ -524,7 +524,9 @@ class TritonHFClient:
         except InferenceTimeoutError as exc:
             raise DeployPendingError(
                 f"{model!r} was still loading after {wait_s:.0f} s; Triton goes on loading it "
-                "and switches to it once it is ready (`tritonhf models` shows when)"
+                "and switches to it once it is ready (`tritonhf models` shows when); a load "
+                "that never ends lost a stub while loading (the server log says so) and needs "
+                "a server restart"
             ) from exc
         except PermissionDeniedError:  # a missing key, not a bad version
             raise

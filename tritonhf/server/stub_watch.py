@@ -19,12 +19,19 @@ a loop. A stub that dies while Triton is still loading its version cannot be hel
 2.51 waits for it forever, so the load (a deploy) never ends; the watch says so, once. Needs
 the load API: explicit model control.
 
+When a request was inside the stub that died, Triton 2.51 never releases the replaced
+instances: their surviving stubs (a model's weights each) would live until the server exits.
+The watch stops the ones still running `REPLACED_GRACE_S` after the reload; Triton routes
+nothing to them by then.
+
 Standard library only: the container's entrypoint runs it too (`tritonhf.server.entrypoint`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 import urllib.error
@@ -43,6 +50,9 @@ QUIET_S = 30.0
 """A model is reloaded at most once in this many seconds (a later death waits for the rest of
 the window): a stub that dies at every start must not keep Triton loading."""
 LOAD_WAIT_S = 600.0
+REPLACED_GRACE_S = 60.0
+"""How long the stubs of the instances a reload replaced may run on (finishing the requests
+they had) before the watch stops them."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,18 @@ def _state(pid: int) -> str:
     except OSError:
         return ""
     return stat.rpartition(")")[2].split()[0]
+
+
+def _rss_mb(pid: int) -> int:
+    """The process's resident memory in MB (0 when it cannot be read)."""
+    try:
+        status = (PROC / str(pid) / "status").read_text()
+    except OSError:
+        return 0
+    kilobytes = next(
+        (line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")), "0"
+    )
+    return int(kilobytes) // 1024
 
 
 def _served_by(pid: int) -> tuple[str, str] | None:
@@ -97,6 +119,7 @@ class StubWatch:
         self._serving: dict[int, tuple[str, str]] = {}
         self._reloaded_at: dict[str, float] = {}
         self._pending: dict[str, set[str]] = {}  # died, waiting for the quiet window to end
+        self._replaced: dict[int, tuple[str, float]] = {}  # pid -> (model, stop it after)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tritonhf-stub-watch", daemon=True)
 
@@ -131,6 +154,26 @@ class StubWatch:
                 return
             if not self.explicit or self._quiet_left(model) <= 0:
                 self.recover(model, self._pending.pop(model))
+        self._stop_replaced()
+
+    def _stop_replaced(self) -> None:
+        """Kill the stubs of replaced instances that Triton kept past `REPLACED_GRACE_S`."""
+        stopped: dict[str, list[int]] = {}
+        for pid, (model, deadline) in list(self._replaced.items()):
+            if _state(pid) in ("", "Z", "X"):  # Triton released the instance, or it died
+                del self._replaced[pid]
+            elif time.monotonic() >= deadline:
+                del self._replaced[pid]
+                if (served := _served_by(pid)) is not None and served[0] == model:
+                    megabytes = _rss_mb(pid)
+                    os.kill(pid, signal.SIGKILL)
+                    stopped.setdefault(model, []).append(megabytes)
+        for model, sizes in stopped.items():
+            self.log(
+                f"stopped {len(sizes)} stub(s) of the {model} instances the reload replaced "
+                f"({sum(sizes)} MB): Triton 2.51 keeps them when a request was inside the "
+                "stub that died"
+            )
 
     def _quiet_left(self, model: str) -> float:
         """Seconds until ``model`` may be reloaded again (<= 0: now)."""
@@ -147,6 +190,7 @@ class StubWatch:
                 dead.append(DeadStub(pid, model, version))
             elif (
                 pid not in self._serving
+                and pid not in self._replaced
                 and state not in ("", "Z", "X")
                 and (served := _served_by(pid)) is not None
             ):
@@ -195,6 +239,12 @@ class StubWatch:
             self.log(f"could not reload {model}: {exc}")
             return False
         self.log(f"reloaded {model}: new stubs serve it")
+        # Every instance of the pinned versions is new; the last scan saw only the old ones.
+        deadline = time.monotonic() + REPLACED_GRACE_S
+        for pid, (served, version) in list(self._serving.items()):
+            if served == model and version in ready:
+                del self._serving[pid]
+                self._replaced[pid] = (model, deadline)
         return True
 
     def _version_states(self, model: str) -> dict[str, str]:
