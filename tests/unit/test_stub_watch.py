@@ -27,15 +27,14 @@ from tritonhf.server import stub_watch
 from tritonhf.server.process import children
 from tritonhf.server.stub_watch import STUB, StubWatch
 
-# Starts a stub per "<model> <version>" line on stdin and prints its pid; reaps none.
+# Starts a stub per "<model> <version>" line on stdin and prints its pid; reaps none. The
+# "stub" is Python under the stub's name (a link), which names the process as Triton's does.
 PARENT = """
 import subprocess, sys
 repo = sys.argv[1]
 for line in sys.stdin:
     model, version = line.split()
-    stub = subprocess.Popen(
-        [sys.argv[2], f"{repo}/{model}/{version}/model.py"], executable=sys.executable
-    )
+    stub = subprocess.Popen([sys.argv[2], f"{repo}/{model}/{version}/model.py"])
     print(stub.pid, flush=True)
 """
 
@@ -46,9 +45,12 @@ class FakeServer:
     def __init__(self, repo: Path) -> None:
         self.repo = repo
         self.states: dict[tuple[str, str], str] = {}
+        self.instances: dict[str, int] = {}  # a model's instance count (default 1)
         self.loads: list[dict[str, Any]] = []
+        stub = repo.parent / STUB
+        stub.symlink_to(os.path.realpath(sys.executable))
         self.process = subprocess.Popen(
-            [sys.executable, "-c", PARENT, str(repo), f"/opt/tritonserver/backends/python/{STUB}"],
+            [sys.executable, "-c", PARENT, str(repo), str(stub)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -95,7 +97,17 @@ class FakeServer:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:  # /v2/models/<model>/config
-                self._answer({"name": self.path.split("/")[3], "parameters": {}})
+                model = self.path.split("/")[3]
+                count = fake.instances.get(model, 1)
+                group = {"count": count, "kind": "KIND_CPU"}
+                self._answer(
+                    {
+                        "name": model,
+                        "backend": "python",
+                        "instance_group": [group],
+                        "parameters": {},
+                    }
+                )
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
@@ -211,6 +223,28 @@ def test_a_stub_that_dies_while_its_version_loads_is_reported_not_reloaded(
     assert any("waits for it forever" in line for line in said)
     time.sleep(0.2)
     assert server.loads == []  # version 1 serves on; reloading it would not end the wait
+
+
+def test_a_stub_that_died_before_the_watch_saw_it_is_found_by_its_missing_instance(
+    server: FakeServer, said: list[str]
+) -> None:
+    server.start_stub("minilm_tokenizer")
+    server.start_stub("minilm_model")
+    watch = StubWatch(server.process.pid, server.url, explicit=True, log=said.append, poll_s=3600)
+    watch.start()  # the first scan; the thread then waits an hour: the test scans by hand
+    try:
+        server.instances["minilm_model"] = 2
+        unseen = server.start_stub("minilm_model")  # its second instance, killed at once
+        os.kill(unseen, signal.SIGKILL)
+        wait_until(lambda: state(unseen) == "Z")
+        watch.tick()
+        assert server.loads == []  # one sighting of a zombie is not enough
+        watch.tick()
+        assert [load["model"] for load in server.loads] == ["minilm_model"]
+        watch.tick()
+        assert len(server.loads) == 1  # its zombie stays, but is old news
+    finally:
+        watch.stop()
 
 
 def test_without_explicit_model_control_a_dead_stub_is_only_reported(

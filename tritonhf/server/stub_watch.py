@@ -9,15 +9,15 @@ with it).
 
 `StubWatch` polls the server's children: it notes which model version each live stub serves
 (its command line names ``<repo>/<model>/<version>/model.py``) and, when one has died (Triton
-reaps the stubs it stops itself, and leaves those that died on their own as zombies), loads that
-model again with its served config, pinned to the versions it serves and with a
-``tritonhf_reloaded`` parameter that makes the config new. Triton then starts fresh instances
-beside the broken ones and switches to them; the ensemble stays READY. Requests that reached a
-dead stub before the reload still fail. A model reloaded less than `QUIET_S` ago waits for
-the rest of that window, so a stub that dies at every start is retried twice a minute, not in
-a loop. A stub that dies while Triton is still loading its version cannot be helped: Triton
-2.51 waits for it forever, so the load (a deploy) never ends; the watch says so, once. Needs
-the load API: explicit model control.
+reaps the stubs it stops itself, and leaves those that died on their own as zombies; see
+`StubWatch.scan`), loads that model again with its served config, pinned to the versions it
+serves and with a ``tritonhf_reloaded`` parameter that makes the config new. Triton then starts
+fresh instances beside the broken ones and switches to them; the ensemble stays READY. Requests
+that reached a dead stub before the reload still fail. A model reloaded less than `QUIET_S` ago
+waits for the rest of that window, so a stub that dies at every start is retried twice a
+minute, not in a loop. A stub that dies while Triton is still loading its version cannot be
+helped: Triton 2.51 waits for it forever, so the load (a deploy) never ends; the watch says so,
+once. Needs the load API: explicit model control.
 
 When a request was inside the stub that died, Triton 2.51 never releases the replaced
 instances: their surviving stubs (a model's weights each) would live until the server exits.
@@ -36,6 +36,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,15 @@ def _rss_mb(pid: int) -> int:
     return int(kilobytes) // 1024
 
 
+def _command(pid: int) -> str:
+    """The process's command name (first 15 characters), which a zombie still has."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return ""
+    return stat.partition("(")[2].rpartition(")")[0]
+
+
 def _served_by(pid: int) -> tuple[str, str] | None:
     """(model, version) of a live stub, from its ``model.py`` argument; None for another child."""
     try:
@@ -120,6 +130,8 @@ class StubWatch:
         self._reloaded_at: dict[str, float] = {}
         self._pending: dict[str, set[str]] = {}  # died, waiting for the quiet window to end
         self._replaced: dict[int, tuple[str, float]] = {}  # pid -> (model, stop it after)
+        self._zombies: set[int] = set()  # seen once as zombies
+        self._buried: set[int] = set()  # zombies dealt with (Triton never reaps them)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tritonhf-stub-watch", daemon=True)
 
@@ -167,6 +179,7 @@ class StubWatch:
                 if (served := _served_by(pid)) is not None and served[0] == model:
                     megabytes = _rss_mb(pid)
                     os.kill(pid, signal.SIGKILL)
+                    self._buried.add(pid)  # its zombie is no news
                     stopped.setdefault(model, []).append(megabytes)
         for model, sizes in stopped.items():
             self.log(
@@ -180,14 +193,28 @@ class StubWatch:
         return self._reloaded_at.get(model, float("-inf")) + QUIET_S - time.monotonic()
 
     def scan(self) -> list[DeadStub]:
-        """One look at the server's children: the stubs that died since the last look."""
-        dead = []
+        """One look at the server's children: the stubs that died since the last look.
+
+        A zombie counts from its second sighting: Triton reaps the stubs it stops itself
+        within milliseconds. A stub that died before the watch saw it alive (it polls once a
+        second) is found by its model's missing instance (`_missing_stubs`).
+        """
+        dead, unknown = [], False
         current = children(self.server_pid)
         for pid in current:
             state = _state(pid)
-            if pid in self._serving and state in ("Z", "X"):
-                model, version = self._serving.pop(pid)
-                dead.append(DeadStub(pid, model, version))
+            if state in ("Z", "X"):
+                if pid in self._buried:
+                    continue
+                if pid not in self._zombies:
+                    self._zombies.add(pid)
+                    continue
+                self._buried.add(pid)
+                if pid in self._serving:
+                    model, version = self._serving.pop(pid)
+                    dead.append(DeadStub(pid, model, version))
+                elif pid not in self._replaced and _command(pid) == STUB[:15]:
+                    unknown = True
             elif (
                 pid not in self._serving
                 and pid not in self._replaced
@@ -197,7 +224,31 @@ class StubWatch:
                 self._serving[pid] = served
         for gone in [pid for pid in self._serving if pid not in current]:
             del self._serving[gone]  # stopped and reaped by Triton: an unload or a reload
-        return dead
+        self._zombies.intersection_update(current)
+        return dead + self._missing_stubs() if unknown else dead
+
+    def _missing_stubs(self) -> list[DeadStub]:
+        """The READY Python-backend model versions with fewer live stubs than instances.
+
+        One `DeadStub` each, with a pid of 0: which process died is not known.
+        """
+        try:
+            index = self._request("POST", "/v2/repository/index", {"ready": True})
+            live = Counter(self._serving.values())
+            missing = []
+            for entry in index if isinstance(index, list) else []:
+                model, version = str(entry.get("name")), str(entry.get("version"))
+                config = self._request("GET", f"/v2/models/{model}/config")
+                if not isinstance(config, dict) or config.get("backend") != "python":
+                    continue
+                groups = config.get("instance_group") or [{}]
+                instances = sum(int(g.get("count", 1)) * len(g.get("gpus") or [0]) for g in groups)
+                if live[(model, version)] < instances:
+                    missing.append(DeadStub(0, model, version))
+            return missing
+        except (OSError, ValueError) as exc:
+            self.log(f"a Python-backend stub died before it was seen serving: {exc}")
+            return []
 
     def recover(self, model: str, versions: set[str]) -> bool:
         """Reload ``model`` (whose stubs of ``versions`` died); True once Triton reloaded it."""
