@@ -64,7 +64,7 @@ $(REPO)/$(CLASSIFIER)/tritonhf.json: $(CLASSIFIER_DIR)/metrics.json $(EXPORT_SOU
 
 # Triton in the background, the demo in the foreground; Ctrl-C (or the demo exiting) stops both.
 # Ctrl-C reaches Triton too (same process group) and it drains on its own: only wait for it then.
-run: $(REPO)/$(NAME)/tritonhf.json $(REPO)/$(CLASSIFIER)/tritonhf.json  ## Export the embedder and train+export the demo classifier once, serve both, open the demo on :7860 (Ctrl-C stops)
+run: $(REPO)/$(NAME)/tritonhf.json $(REPO)/$(CLASSIFIER)/tritonhf.json  ## Export the embedder and train+export the demo classifier once, serve both and the demo on :7860 (Ctrl-C stops)
 	@$(BIN)/tritonhf serve --repo $(REPO) --host $(HOST) \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) & \
 	server=$$!; trap '[ -n "$$stopping" ] || kill -TERM $$server 2>/dev/null; wait $$server' EXIT; \
