@@ -41,6 +41,13 @@ ENCODERS: dict[str, tuple[str, str, dict[str, Any], str]] = {
     "modernbert": ("ModernBertConfig", "ModernBertModel",
                    {**SMALL, "max_position_embeddings": 256, "local_attention": 16,
                     "global_attn_every_n_layers": 2, "pad_token_id": 0}, "mean"),
+    # Relative positions: its config says -1 positions, which is no limit.
+    "xlnet": ("XLNetConfig", "XLNetModel", {"d_model": 32, "n_layer": 2, "n_head": 2,
+              "d_inner": 64, "vocab_size": 30522}, "mean"),
+    # Encoder-decoder run whole, as sentence-transformers runs it (T5 embeds by its encoder).
+    "bart": ("BartConfig", "BartModel", {"d_model": 32, "encoder_layers": 1, "decoder_layers": 1,
+             "encoder_attention_heads": 2, "decoder_attention_heads": 2, "encoder_ffn_dim": 64,
+             "decoder_ffn_dim": 64, "vocab_size": 30522, "max_position_embeddings": 256}, "mean"),
     "llama": ("LlamaConfig", "LlamaModel", DECODER, "lasttoken"),
     "qwen2": ("Qwen2Config", "Qwen2Model", DECODER, "lasttoken"),
 }  # fmt: skip
@@ -49,6 +56,8 @@ CLASSIFIERS: dict[str, tuple[str, str, dict[str, Any]]] = {
                     {**SMALL, "max_position_embeddings": 130}),
     "electra": ("ElectraConfig", "ElectraForSequenceClassification",
                 {**SMALL, "embedding_size": 16}),
+    "gpt2": ("GPT2Config", "GPT2ForSequenceClassification", {"n_embd": 32, "n_layer": 1,
+             "n_head": 2, "n_positions": 64, "vocab_size": 30522, "pad_token_id": 0}),
 }  # fmt: skip
 
 
@@ -143,11 +152,8 @@ def test_a_classifier_exports_and_equals_the_models_softmax(tmp_path: Path, name
     served, tokens, _ = exported_outputs(tmp_path, folder, "PROBABILITIES")
 
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    with torch.no_grad():
-        logits = model(
-            input_ids=torch.from_numpy(tokens["input_ids"]),
-            attention_mask=torch.from_numpy(tokens["attention_mask"]),
-        ).logits
+    with torch.no_grad():  # as HuggingFace runs it: every tensor the tokenizer makes
+        logits = model(**{name: torch.from_numpy(value) for name, value in tokens.items()}).logits
     np.testing.assert_allclose(served, torch.softmax(logits, dim=-1).numpy(), atol=1e-5)
 
 
@@ -176,3 +182,42 @@ def test_a_text_generator_exported_as_an_embedder_says_so(tmp_path: Path) -> Non
         ExportOptions(model=str(folder), name="lm", repo=tmp_path / "repo"), progress=said.append
     )
     assert any(line.startswith("note: this is a text generator") for line in said)
+
+
+GPT2_CLASSIFIER = {"n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 64,
+                   "vocab_size": 30522, "num_labels": 3}  # fmt: skip
+
+
+def test_a_classifier_that_finds_the_last_token_by_pad_id_ignores_what_padding_holds(
+    tmp_path: Path,
+) -> None:
+    """GPT-2's classifier pools the token before the first pad id; the server pads a batch of
+    requests with zeros, so the graph must put the pad id under the mask itself."""
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    kwargs = {**GPT2_CLASSIFIER, "pad_token_id": 102}  # [SEP] in MiniLM's vocabulary
+    folder = build(tmp_path / "gpt2cls", "GPT2Config", "GPT2ForSequenceClassification", kwargs)
+    export_model(ExportOptions(model=str(folder), name="g", repo=tmp_path / "repo"))
+    session = ort.InferenceSession(str(tmp_path / "repo" / "g_model" / "1" / "model.onnx"))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+
+    def probabilities(texts: list[str], filler: int) -> np.ndarray:
+        tokens = tokenizer(texts, padding=True, return_tensors="np")
+        ids = np.where(tokens["attention_mask"] == 1, tokens["input_ids"], filler)
+        feeds = {"input_ids": ids, "attention_mask": tokens["attention_mask"]}
+        (values,) = session.run(["PROBABILITIES"], feeds)
+        return values
+
+    alone = np.concatenate([probabilities([text], 0) for text in TEXTS[:3]])
+    np.testing.assert_allclose(probabilities(TEXTS[:3], filler=0), alone, atol=1e-6)
+    np.testing.assert_allclose(probabilities(TEXTS[:3], filler=102), alone, atol=1e-6)
+
+
+def test_a_classifier_with_no_pad_id_is_refused_in_one_line(tmp_path: Path) -> None:
+    folder = build(
+        tmp_path / "nopad", "GPT2Config", "GPT2ForSequenceClassification", GPT2_CLASSIFIER
+    )
+    with pytest.raises(ExportError, match=r"set pad_token_id in its config\.json") as caught:
+        export_model(ExportOptions(model=str(folder), name="nopad", repo=tmp_path / "repo"))
+    assert "\n" not in str(caught.value)

@@ -35,6 +35,33 @@ def runs_at(encoder: Any, tokenizer: Any, length: int) -> bool:
     return True
 
 
+def check_runs_batches(encoder: Any) -> None:
+    """Refuse (`ExportError`) a model that runs one text but not a padded batch of two.
+
+    A GPT-2-style classifier finds each text's last token by its pad id; without one in its
+    config, transformers refuses every batch larger than one.
+    """
+    import torch
+
+    ids = torch.ones((2, 4), dtype=torch.int64)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.int64)
+    with torch.no_grad():
+        try:
+            encoder(ids, mask)
+        except (IndexError, RuntimeError, ValueError) as exc:
+            reason = next(iter(str(exc).splitlines()), "")
+            advice = (
+                ": set pad_token_id in its config.json to the id its tokenizer pads with "
+                "(often its eos_token_id)"
+                if "pad" in reason.lower()
+                else ""
+            )
+            raise ExportError(
+                f"{type(encoder.model).__name__} cannot run a batch of two texts "
+                f"({type(exc).__name__}: {reason[:200]}){advice}"
+            ) from exc
+
+
 def longest_runnable_length(encoder: Any, tokenizer: Any, upper: int) -> int:
     """The largest length <= ``upper`` that ``encoder`` runs at (``upper`` itself, normally)."""
     if runs_at(encoder, tokenizer, upper):
@@ -64,7 +91,9 @@ def resolve_max_length(
     A requested length past the model's positions is refused, naming the longest length
     ``encoder`` (when given) really runs: fewer than the positions in the RoBERTa family.
     """
-    positions = int(getattr(model.config, "max_position_embeddings", 512))
+    positions = int(getattr(model.config, "max_position_embeddings", 512) or 0)
+    if positions <= 0:  # relative positions (XLNet says -1): no table to run past
+        positions = 1 << 20
     if requested is not None:
         if requested > positions:
             usable = (

@@ -110,8 +110,9 @@ def load_encoder(
 
 
 # Weights an embedding never runs: BERT's pooler (the sentence head pools instead) and the
-# decoder of an encoder-decoder model (its encoder alone embeds; see `sentence_encoder`).
-_UNUSED_BY_EMBEDDINGS = ("pooler.", "decoder.")
+# decoder of a T5-style model (its encoder alone embeds; see `sentence_encoder`).
+_UNUSED_BY_EMBEDDINGS = ("pooler.",)
+_UNUSED_BY_ENCODER_ONLY = ("pooler.", "decoder.")
 
 
 def _check_no_random_weights(source: ModelSource, task: Task, missing: set[str]) -> None:
@@ -122,7 +123,9 @@ def _check_no_random_weights(source: ModelSource, task: Task, missing: set[str])
     never fine-tuned (no classifier weights in the checkpoint).
     """
     if task is Task.EMBEDDING:
-        missing = {key for key in missing if not key.startswith(_UNUSED_BY_EMBEDDINGS)}
+        model_type = read_json(source.path / "config.json").get("model_type")
+        unused = _UNUSED_BY_ENCODER_ONLY if model_type in ENCODER_ONLY else _UNUSED_BY_EMBEDDINGS
+        missing = {key for key in missing if not key.startswith(unused)}
     if not missing:
         return
     names = ", ".join(sorted(missing)[:4]) + (
@@ -140,6 +143,12 @@ def _check_no_random_weights(source: ModelSource, task: Task, missing: set[str])
     )
 
 
+# Encoder-decoder models whose encoder stack alone embeds a text (sentence-transformers loads
+# T5 and mT5 so; their forward cannot run without decoder inputs). Others, BART say, run whole,
+# the decoder fed the shifted text, as sentence-transformers runs them.
+ENCODER_ONLY = ("t5", "mt5", "umt5", "longt5")
+
+
 def feeds_token_types(tokenizer: Any) -> bool:
     """Whether the model expects ``token_type_ids``: its tokenizer makes them.
 
@@ -155,13 +164,22 @@ def _wrap(model: Any, head: Callable[[Any, Any], Any], *, token_types: bool) -> 
 
     Single-sentence inputs: with ``token_types`` (see `feeds_token_types`) a model that takes
     ``token_type_ids`` gets zeros, made in the graph, so the tokenizer step sends two tensors
-    for every architecture. ``reference`` runs the model on a tokenizer's whole encoding, as
-    HuggingFace and sentence-transformers do, for validations to compare against.
+    for every architecture. Padding positions (mask 0) get the model's pad id whatever the
+    batch holds there: a batch of requests is padded with zeros, and a GPT-2-style classifier
+    finds each text's last token by the pad id. ``reference`` runs the model on a tokenizer's
+    whole encoding, as HuggingFace and sentence-transformers do, for validations to compare
+    against.
     """
     import torch
 
     accepted = set(inspect.signature(model.forward).parameters)
     zero_types = token_types and "token_type_ids" in accepted
+    pad_id = getattr(model.config, "pad_token_id", None)
+
+    def padded_with_pad_id(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if pad_id is None:
+            return input_ids
+        return torch.where(attention_mask.bool(), input_ids, torch.full_like(input_ids, pad_id))
 
     class Wrapped(torch.nn.Module):
         def __init__(self) -> None:
@@ -170,13 +188,16 @@ def _wrap(model: Any, head: Callable[[Any, Any], Any], *, token_types: bool) -> 
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             extra = {"token_type_ids": torch.zeros_like(input_ids)} if zero_types else {}
+            input_ids = padded_with_pad_id(input_ids, attention_mask)
             outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
             return head(outputs, attention_mask)  # type: ignore[no-any-return]
 
         def reference(self, encoding: dict[str, torch.Tensor]) -> torch.Tensor:
             """``head`` of the model run on every tensor of ``encoding`` its forward takes."""
+            mask = encoding["attention_mask"]
             feeds = {name: value for name, value in encoding.items() if name in accepted}
-            return head(self.model(**feeds), encoding["attention_mask"])  # type: ignore[no-any-return]
+            feeds["input_ids"] = padded_with_pad_id(encoding["input_ids"], mask)
+            return head(self.model(**feeds), mask)  # type: ignore[no-any-return]
 
     return Wrapped().eval()
 
@@ -219,8 +240,8 @@ def sentence_encoder(model: Any, head: SentenceHead, layers: Any, *, token_types
     def embed(outputs: Any, attention_mask: Any) -> Any:
         return layers(pool(outputs.last_hidden_state, attention_mask, head.pooling))
 
-    if getattr(model, "decoder", None) is not None and hasattr(model, "get_encoder"):
-        model = model.get_encoder()  # T5, BART: the encoder stack alone embeds a text
+    if getattr(model.config, "model_type", "") in ENCODER_ONLY:
+        model = model.get_encoder()  # as sentence-transformers embeds with T5
     wrapped = _wrap(model, embed, token_types=token_types)
     wrapped.head = layers  # a submodule: follows the model's device and dtype
     return wrapped

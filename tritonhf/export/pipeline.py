@@ -11,7 +11,7 @@ from typing import Any
 
 from tritonhf.errors import ConfigError, RepositoryError
 from tritonhf.export.head import HEAD_WEIGHTS_FILE, load_head, read_json, save_head
-from tritonhf.export.limits import resolve_max_length, runnable_max_length
+from tritonhf.export.limits import check_runs_batches, resolve_max_length, runnable_max_length
 from tritonhf.export.onnx_export import (
     OnnxGraphInfo,
     add_label_outputs,
@@ -272,6 +272,7 @@ def export_model(
         layers = load_head(head, allow_pickle_weights=options.allow_pickle_weights)
         encoder = sentence_encoder(model, head, layers, token_types=token_types)
         output = EMBEDDING
+    check_runs_batches(encoder)
     vocab_size = int(model.get_input_embeddings().num_embeddings)
     if note := check_vocabulary(tokenizer, vocab_size):
         progress(note)

@@ -123,7 +123,16 @@ def validate_onnx(
             INPUT_IDS: batch["input_ids"].astype(np.int64),
             ATTENTION_MASK: batch["attention_mask"].astype(np.int64),
         }
-        onnx_out, *onnx_labels = session.run(names, feeds)
+        try:
+            onnx_out, *onnx_labels = session.run(names, feeds)
+        except Exception as exc:  # onnxruntime's own exception types, one per status
+            reason = " ".join(str(exc).split())
+            rows, width = feeds[INPUT_IDS].shape
+            raise ValidationError(
+                f"ONNX Runtime fails on the exported graph with {rows} texts of {width} tokens "
+                f"({reason[:300]}): the exporter recorded a shape of its example input as a "
+                "constant; --runtime python-torch serves the model without ONNX"
+            ) from exc
         with torch.no_grad():  # the model as HuggingFace runs it: the tokenizer's every tensor
             encoding = {
                 n: torch.from_numpy(np.asarray(v, dtype=np.int64)) for n, v in batch.items()
