@@ -93,12 +93,14 @@ def terminate(
 ) -> int:
     """Send ``signum``, wait, force it if it lingers; return the exit code (0 after a drain).
 
-    Once every model has unloaded nothing is in flight, and what can still hold Triton up is
-    an idle HTTP keep-alive connection of some client: Triton waits for those until
+    Once every model has unloaded nothing is in flight, and what can still hold Triton up is an
+    idle HTTP keep-alive connection of some client: Triton waits for those until
     ``--exit-timeout-secs``, then exits 1. So after a complete drain it gets
-    `IDLE_EXIT_GRACE_S`, then is ended, and the shutdown counts as clean. Without a drain it
-    gets ``timeout_s``. Expects ``process`` to lead its own process group (``start_new_session``):
-    what is left of the group (Python-backend stubs of a server that died abruptly) is ended.
+    `IDLE_EXIT_GRACE_S`, then is ended, and the shutdown counts as clean, as it does when
+    Triton itself exits 1 then (seen once in a full test run on a loaded machine: its log ended
+    cleanly, "0 live models"). Without a drain it gets ``timeout_s``. Expects ``process`` to
+    lead its own process group (``start_new_session``): what is left of the group
+    (Python-backend stubs of a server that died abruptly) is ended.
     """
     if process.poll() is None:
         process.send_signal(signum)
@@ -106,8 +108,9 @@ def terminate(
         code = process.wait(timeout=IDLE_EXIT_GRACE_S if drained else timeout_s)
     except subprocess.TimeoutExpired:
         process.kill()
-        killed = process.wait()
-        code = 0 if drained else killed
+        code = process.wait()
+    if drained:  # nothing was in flight: how Triton tore down its endpoints is no failure
+        code = 0
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     return code
