@@ -247,7 +247,10 @@ class StubWatch:
                     missing.append(DeadStub(0, model, version))
             return missing
         except (OSError, ValueError) as exc:
-            self.log(f"a Python-backend stub died before it was seen serving: {exc}")
+            self.log(
+                "a Python-backend stub died before the watch saw it serving, and Triton's "
+                f"index could not say which model lost it: {exc}"
+            )
             return []
 
     def recover(self, model: str, versions: set[str]) -> bool:
