@@ -41,6 +41,8 @@ class Served:
 
     make_call: Callable[[], Call]
     pid: int | None
+    triton_http_url: str | None = None
+    """tritonhf's server: its HTTP endpoint, for the statistics and repository APIs."""
 
 
 def ensure_venv(name: str, log: Callable[[str], None]) -> Path:
@@ -273,8 +275,8 @@ def start_tritonhf(repo: Path, logs: Path, name: str) -> Iterator[tuple[Served, 
         http_client = TritonHFClient(config.http_url, protocol="http", timeout_s=60)
         try:
             yield (
-                Served(lambda: lambda text: grpc_client.embed([text]), server.pid),
-                Served(lambda: lambda text: http_client.embed([text]), server.pid),
+                Served(lambda: lambda text: grpc_client.embed([text]), server.pid, config.http_url),
+                Served(lambda: lambda text: http_client.embed([text]), server.pid, config.http_url),
             )
         finally:
             grpc_client.close()
