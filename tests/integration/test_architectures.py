@@ -221,3 +221,37 @@ def test_a_classifier_with_no_pad_id_is_refused_in_one_line(tmp_path: Path) -> N
     with pytest.raises(ExportError, match=r"set pad_token_id in its config\.json") as caught:
         export_model(ExportOptions(model=str(folder), name="nopad", repo=tmp_path / "repo"))
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("damage", "error"),
+    [
+        ("lfs", r"model\.safetensors is a git-LFS pointer, not the weights: fetch them"),
+        ("truncated", r"^could not read the weights in \S+ \(SafetensorError: .*truncated"),
+        ("tokenizer", r"^could not load the tokenizer in \S+ \(JSONDecodeError: .*tokenizer\.json"),
+    ],
+)
+def test_a_damaged_download_is_refused_in_one_line(tmp_path: Path, damage: str, error: str) -> None:
+    folder = build(tmp_path / damage, "BertConfig", "BertModel", SMALL)
+    weights, tokenizer = folder / "model.safetensors", folder / "tokenizer.json"
+    if damage == "lfs":  # what `git clone` without git-lfs leaves
+        weights.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n")
+    elif damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    else:
+        tokenizer.write_text(tokenizer.read_text()[:1000])
+    with pytest.raises(ExportError, match=error) as caught:
+        export_model(ExportOptions(model=str(folder), name="x", repo=tmp_path / "repo"))
+    assert "\n" not in str(caught.value)
+
+
+def test_a_config_without_architectures_says_it_exports_an_embedder(tmp_path: Path) -> None:
+    folder = build(tmp_path / "noarch", "BertConfig", "BertModel", SMALL)
+    config = json.loads((folder / "config.json").read_text())
+    del config["architectures"]
+    (folder / "config.json").write_text(json.dumps(config))
+    said: list[str] = []
+    export_model(
+        ExportOptions(model=str(folder), name="x", repo=tmp_path / "repo"), progress=said.append
+    )
+    assert any("names no architectures" in line for line in said)

@@ -207,10 +207,14 @@ def test_default_length_ignores_unknown_limits_and_caps_at_512(
     assert length == expected
 
 
-def test_a_model_without_max_position_embeddings_is_assumed_to_have_512() -> None:
-    assert resolve_max_length(None, source(), encoder(), tokenizer_limit(HUGE)) == 512
-    with pytest.raises(ConfigError, match="512 positions"):
-        resolve_max_length(600, source(), encoder(), tokenizer_limit(HUGE))
+@pytest.mark.parametrize("positions", [None, -1])  # T5 has none, XLNet says -1
+def test_a_model_without_a_position_table_defaults_to_512_and_may_take_more(
+    positions: int | None,
+) -> None:
+    model = encoder() if positions is None else encoder(max_position_embeddings=positions)
+    assert resolve_max_length(None, source(), model, tokenizer_limit(HUGE)) == 512
+    # Relative positions: a longer request is the user's call (the export checks it runs).
+    assert resolve_max_length(600, source(), model, tokenizer_limit(HUGE)) == 600
 
 
 def test_the_default_model_resolves_to_256_tokens() -> None:

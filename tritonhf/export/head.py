@@ -170,6 +170,32 @@ PLAIN_HEAD = SentenceHead()
 """A folder without sentence-transformers modules: mean pooling, L2 normalisation."""
 
 
+LFS_POINTER = b"version https://git-lfs"
+
+
+def unreadable_weights(folder: Path, exc: BaseException) -> ExportError:
+    """A one-line error for weights that could not be read, naming the likely file.
+
+    A git-LFS pointer (a clone without git-lfs) or an empty file is named as such; otherwise
+    the loader's first line is shown: a truncated or corrupt file, most often.
+    """
+    for path in sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin")]):
+        with path.open("rb") as handle:
+            start = handle.read(len(LFS_POINTER))
+        if start == LFS_POINTER:
+            return ExportError(
+                f"{path} is a git-LFS pointer, not the weights: fetch them (`git lfs pull` in "
+                "the clone), or download the model again"
+            )
+        if not start:
+            return ExportError(f"{path} is empty: download the model again")
+    reason = next(iter(str(exc).splitlines()), "")
+    return ExportError(
+        f"could not read the weights in {folder} ({type(exc).__name__}: {reason[:200]}); a "
+        "file is truncated or corrupt: download the model again"
+    )
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``; {} when the file is missing or holds something else."""
     if not path.is_file():
@@ -345,14 +371,17 @@ def _dense_weights(dense: Dense, *, allow_pickle_weights: bool) -> dict[str, Any
     """The ``linear.weight`` / ``linear.bias`` tensors of a Dense module's folder."""
     safetensors = dense.folder / "model.safetensors"
     pickled = dense.folder / "pytorch_model.bin"
-    if safetensors.is_file():
-        from safetensors.torch import load_file
+    try:
+        if safetensors.is_file():
+            from safetensors.torch import load_file
 
-        return dict(load_file(str(safetensors)))
-    if pickled.is_file() and allow_pickle_weights:
-        import torch
+            return dict(load_file(str(safetensors)))
+        if pickled.is_file() and allow_pickle_weights:
+            import torch
 
-        return dict(torch.load(str(pickled), map_location="cpu", weights_only=True))
+            return dict(torch.load(str(pickled), map_location="cpu", weights_only=True))
+    except Exception as exc:  # safetensors' and torch's readers raise their own types
+        raise unreadable_weights(dense.folder, exc) from exc
     if pickled.is_file():
         raise ExportError(
             f"{dense.folder} has only pickle weights (pytorch_model.bin), which run arbitrary "

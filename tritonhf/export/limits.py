@@ -91,9 +91,7 @@ def resolve_max_length(
     A requested length past the model's positions is refused, naming the longest length
     ``encoder`` (when given) really runs: fewer than the positions in the RoBERTa family.
     """
-    positions = int(getattr(model.config, "max_position_embeddings", 512) or 0)
-    if positions <= 0:  # relative positions (XLNet says -1): no table to run past
-        positions = 1 << 20
+    positions = _positions(model)
     if requested is not None:
         if requested > positions:
             usable = (
@@ -106,12 +104,36 @@ def resolve_max_length(
                 f"use at most {usable}"
             )
         return requested
-    candidates = [positions, 512]
-    if source.max_seq_length:
-        candidates.append(int(source.max_seq_length))
+    return min([positions, DEFAULT_LIMIT, *_declared_limits(source, tokenizer)])
+
+
+DEFAULT_LIMIT = 512
+"""Tokens per text when nothing smaller is declared (BERT's table; what most models train at)."""
+NO_TABLE = 1 << 20
+
+
+def _positions(model: Any) -> int:
+    """The model's position-table size; `NO_TABLE` for relative positions (T5, XLNet: -1)."""
+    positions = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+    return positions if positions > 0 else NO_TABLE
+
+
+def _declared_limits(source: ModelSource, tokenizer: Any) -> list[int]:
+    limits = [int(source.max_seq_length)] if source.max_seq_length else []
     if 0 < tokenizer.model_max_length < 100_000:
-        candidates.append(int(tokenizer.model_max_length))
-    return min(candidates)
+        limits.append(int(tokenizer.model_max_length))
+    return limits
+
+
+def default_limit_note(source: ModelSource, model: Any, tokenizer: Any) -> str | None:
+    """A note when nothing about the model bounds a text and `DEFAULT_LIMIT` is taken."""
+    if _positions(model) != NO_TABLE or _declared_limits(source, tokenizer):
+        return None
+    return (
+        f"note: nothing bounds this model's input (relative positions, and no limit in its "
+        f"tokenizer or sentence-transformers config): texts are cut at {DEFAULT_LIMIT} tokens, "
+        "where sentence-transformers reads them whole; --max-length serves longer ones"
+    )
 
 
 def runnable_max_length(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonhf.errors import ConfigError, ExportError
-from tritonhf.export.head import Pooling, SentenceHead, read_json
+from tritonhf.export.head import Pooling, SentenceHead, read_json, unreadable_weights
 from tritonhf.export.source import ModelSource, quiet_transformers
 from tritonhf.spec import (
     ATTENTION_MASK,
@@ -100,6 +100,8 @@ def load_encoder(
         ) from exc
     except ValueError as exc:
         raise ExportError(f"could not load {source.path}: {exc}") from exc
+    except Exception as exc:  # safetensors' and torch's readers raise their own types
+        raise unreadable_weights(source.path, exc) from exc
     _check_no_random_weights(source, task, loading["missing_keys"])
     if not hasattr(model.get_input_embeddings(), "num_embeddings"):
         raise ExportError(

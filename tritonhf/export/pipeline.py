@@ -11,7 +11,12 @@ from typing import Any
 
 from tritonhf.errors import ConfigError, RepositoryError
 from tritonhf.export.head import HEAD_WEIGHTS_FILE, load_head, read_json, save_head
-from tritonhf.export.limits import check_runs_batches, resolve_max_length, runnable_max_length
+from tritonhf.export.limits import (
+    check_runs_batches,
+    default_limit_note,
+    resolve_max_length,
+    runnable_max_length,
+)
 from tritonhf.export.onnx_export import (
     OnnxGraphInfo,
     add_label_outputs,
@@ -255,6 +260,11 @@ def export_model(
                 "text), not encode(text): close, not equal"
             )
         )
+    if options.task is None and not read_json(source.path / "config.json").get("architectures"):
+        progress(
+            "note: config.json names no architectures, so this exports an embedding model; "
+            "pass --task classification for a classifier"
+        )
     if source.generative and task is Task.EMBEDDING:
         progress(
             "note: this is a text generator, not a sentence-transformers model: it serves "
@@ -277,6 +287,8 @@ def export_model(
     if note := check_vocabulary(tokenizer, vocab_size):
         progress(note)
     limit = resolve_max_length(options.max_length, source, model, tokenizer, encoder=encoder)
+    if options.max_length is None and (note := default_limit_note(source, model, tokenizer)):
+        progress(note)
     max_length = runnable_max_length(
         encoder, tokenizer, limit, requested=options.max_length is not None, progress=progress
     )

@@ -153,9 +153,24 @@ def load_fast_tokenizer(source: ModelSource) -> Any:
     """Load the model's tokenizer; the serving step needs its fast (Rust) form."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(  # nosec B615
-        source.path, trust_remote_code=False
-    )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(  # nosec B615
+            source.path, trust_remote_code=False
+        )
+    except Exception as exc:  # transformers' converters and parsers raise many types
+        reason = next(iter(str(exc).splitlines()), "")[:200]
+        if (source.path / "tokenizer.json").is_file():
+            raise ExportError(
+                f"could not load the tokenizer in {source.path} ({type(exc).__name__}: "
+                f"{reason}); is tokenizer.json complete? Save it again (tokenizer.save_pretrained)"
+            ) from exc
+        raise ExportError(
+            f"{source.path} has no tokenizer.json, and its other tokenizer files could not be "
+            f"converted to one ({type(exc).__name__}: {reason}); the serving step needs the fast "
+            "tokenizer: save it beside the model (AutoTokenizer.from_pretrained(...)"
+            ".save_pretrained(...)) where the conversion works (SentencePiece models need the "
+            "sentencepiece package)"
+        ) from exc
     if not tokenizer.is_fast:
         raise ExportError(
             f"{source.path} has no fast tokenizer (tokenizer.json); the serving step needs one"
