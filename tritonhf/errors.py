@@ -6,6 +6,15 @@ Every message says what was wrong, the value seen, and what to do about it.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, *, limit: int = 200) -> str:
+    """``TypeName: first line of the message`` (at most ``limit`` characters of it).
+
+    For one-line errors that wrap a library's exception, whose later lines can be a whole
+    traced graph or install advice.
+    """
+    return f"{type(exc).__name__}: {next(iter(str(exc).splitlines()), '')[:limit]}"
+
+
 class TritonHFError(Exception):
     """Root of every error tritonhf raises on purpose."""
 

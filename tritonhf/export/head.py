@@ -19,7 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from tritonhf.errors import ExportError
+from tritonhf.errors import ExportError, first_line
 
 MODULES_FILE = "modules.json"
 LEGACY_POOLING_FOLDER = "1_Pooling"
@@ -189,9 +189,8 @@ def unreadable_weights(folder: Path, exc: BaseException) -> ExportError:
             )
         if not start:
             return ExportError(f"{path} is empty: download the model again")
-    reason = next(iter(str(exc).splitlines()), "")
     return ExportError(
-        f"could not read the weights in {folder} ({type(exc).__name__}: {reason[:200]}); a "
+        f"could not read the weights in {folder} ({first_line(exc)}); a "
         "file is truncated or corrupt: download the model again"
     )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tritonhf.errors import ConfigError, ExportError
+from tritonhf.errors import ConfigError, ExportError, first_line
 from tritonhf.export.source import ModelSource
 
 FILLER = "the "
@@ -49,7 +49,7 @@ def check_runs_batches(encoder: Any) -> None:
         try:
             encoder(ids, mask)
         except (IndexError, RuntimeError, ValueError) as exc:
-            reason = next(iter(str(exc).splitlines()), "")
+            reason = first_line(exc)
             advice = (
                 ": set pad_token_id in its config.json to the id its tokenizer pads with "
                 "(often its eos_token_id)"
@@ -57,8 +57,7 @@ def check_runs_batches(encoder: Any) -> None:
                 else ""
             )
             raise ExportError(
-                f"{type(encoder.model).__name__} cannot run a batch of two texts "
-                f"({type(exc).__name__}: {reason[:200]}){advice}"
+                f"{type(encoder.model).__name__} cannot run a batch of two texts ({reason}){advice}"
             ) from exc
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tritonhf.errors import ConfigError, ExportError
+from tritonhf.errors import ConfigError, ExportError, first_line
 from tritonhf.export.head import Pooling, SentenceHead, read_json, unreadable_weights
 from tritonhf.export.source import ModelSource, quiet_transformers
 from tritonhf.spec import (
@@ -102,7 +102,7 @@ def load_encoder(
         raise ExportError(f"could not load {source.path}: {exc}") from exc
     except Exception as exc:  # safetensors' and torch's readers raise their own types
         raise unreadable_weights(source.path, exc) from exc
-    _check_no_random_weights(source, task, loading["missing_keys"])
+    _check_no_random_weights(source, task, loading["missing_keys"], model_type=model_type)
     if not hasattr(model.get_input_embeddings(), "num_embeddings"):
         raise ExportError(
             f"{source.path} holds a {type(model).__name__}, which does not take token ids: "
@@ -117,7 +117,9 @@ _UNUSED_BY_EMBEDDINGS = ("pooler.",)
 _UNUSED_BY_ENCODER_ONLY = ("pooler.", "decoder.")
 
 
-def _check_no_random_weights(source: ModelSource, task: Task, missing: set[str]) -> None:
+def _check_no_random_weights(
+    source: ModelSource, task: Task, missing: set[str], *, model_type: object
+) -> None:
     """Refuse a model that transformers had to complete with newly initialised weights.
 
     Those are random and change at every load, so the export would serve noise that no
@@ -125,7 +127,6 @@ def _check_no_random_weights(source: ModelSource, task: Task, missing: set[str])
     never fine-tuned (no classifier weights in the checkpoint).
     """
     if task is Task.EMBEDDING:
-        model_type = read_json(source.path / "config.json").get("model_type")
         unused = _UNUSED_BY_ENCODER_ONLY if model_type in ENCODER_ONLY else _UNUSED_BY_EMBEDDINGS
         missing = {key for key in missing if not key.startswith(unused)}
     if not missing:
@@ -379,8 +380,6 @@ def export_onnx(
                 dynamo=False,
             )
         except Exception as exc:  # tracing and the exporter raise many unrelated types
-            # Its first line says what failed; the rest can be the whole traced graph.
-            reason = next(iter(str(exc).splitlines()), "")
             higher = (
                 f"a higher --opset (up to {MAX_OPSET}) may export it, and "
                 if opset < MAX_OPSET
@@ -388,7 +387,7 @@ def export_onnx(
             )
             raise ExportError(
                 f"the ONNX exporter could not trace {type(encoder.model).__name__} at opset "
-                f"{opset} ({type(exc).__name__}: {reason[:300]}); {higher}--runtime "
+                f"{opset} ({first_line(exc, limit=300)}); {higher}--runtime "
                 "python-torch serves it without ONNX"
             ) from exc
     graph = onnx.load(str(path))

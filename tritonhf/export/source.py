@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tritonhf.errors import ExportError, ModelSourceError
+from tritonhf.errors import ExportError, ModelSourceError, first_line
 from tritonhf.export.head import (
     PLAIN_HEAD,
     SentenceHead,
@@ -158,15 +158,15 @@ def load_fast_tokenizer(source: ModelSource) -> Any:
             source.path, trust_remote_code=False
         )
     except Exception as exc:  # transformers' converters and parsers raise many types
-        reason = next(iter(str(exc).splitlines()), "")[:200]
+        reason = first_line(exc)
         if (source.path / "tokenizer.json").is_file():
             raise ExportError(
-                f"could not load the tokenizer in {source.path} ({type(exc).__name__}: "
-                f"{reason}); is tokenizer.json complete? Save it again (tokenizer.save_pretrained)"
+                f"could not load the tokenizer in {source.path} ({reason}); is tokenizer.json "
+                "complete? Save it again (tokenizer.save_pretrained)"
             ) from exc
         raise ExportError(
             f"{source.path} has no tokenizer.json, and its other tokenizer files could not be "
-            f"converted to one ({type(exc).__name__}: {reason}); the serving step needs the fast "
+            f"converted to one ({reason}); the serving step needs the fast "
             "tokenizer: save it beside the model (AutoTokenizer.from_pretrained(...)"
             ".save_pretrained(...)) where the conversion works (SentencePiece models need the "
             "sentencepiece package)"

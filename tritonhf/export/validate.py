@@ -16,6 +16,7 @@ import numpy as np
 from tritonhf.errors import ValidationError
 from tritonhf.export.onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from tritonhf.gate.agreement import shown_bound, shown_figure
+from tritonhf.gate.reference import encode_batches
 from tritonhf.spec import ATTENTION_MASK, EMBEDDING, INPUT_IDS, LABEL
 
 DEFAULT_ATOL = 1e-4
@@ -110,19 +111,8 @@ def validate_onnx(
         ) from exc
     names = [output, LABEL] if labels else [output]
     worst, disagreeing, shape = 0.0, 0, ()
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(
-            texts[start : start + batch_size],
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_attention_mask=True,
-            return_tensors="np",
-        )
-        feeds = {
-            INPUT_IDS: batch["input_ids"].astype(np.int64),
-            ATTENTION_MASK: batch["attention_mask"].astype(np.int64),
-        }
+    for batch in encode_batches(tokenizer, texts, max_length, batch_size):
+        feeds = {name: batch[name] for name in (INPUT_IDS, ATTENTION_MASK)}
         try:
             onnx_out, *onnx_labels = session.run(names, feeds)
         except Exception as exc:  # onnxruntime's own exception types, one per status
@@ -134,9 +124,7 @@ def validate_onnx(
                 "constant; --runtime python-torch serves the model without ONNX"
             ) from exc
         with torch.no_grad():  # the model as HuggingFace runs it: the tokenizer's every tensor
-            encoding = {
-                n: torch.from_numpy(np.asarray(v, dtype=np.int64)) for n, v in batch.items()
-            }
+            encoding = {name: torch.from_numpy(value) for name, value in batch.items()}
             torch_out = encoder.reference(encoding).numpy()
         if onnx_out.shape != torch_out.shape:
             raise ValidationError(

@@ -14,9 +14,13 @@ from tritonhf.spec import ATTENTION_MASK, INPUT_IDS, LABEL
 BATCH_SIZE = 16
 
 
-def _batches(
+def encode_batches(
     tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int
 ) -> list[dict[str, NDArray[Any]]]:
+    """``texts`` in batches of ``batch_size``: each the tokenizer's every tensor, as int64.
+
+    Each batch is padded on the right to its longest text and truncated at ``max_length``.
+    """
     batches = []
     for start in range(0, len(texts), batch_size):
         encoded = tokenizer(
@@ -48,7 +52,7 @@ def torch_outputs(
 
     parts = []
     with torch.no_grad():
-        for encoding in _batches(tokenizer, texts, max_length, batch_size):
+        for encoding in encode_batches(tokenizer, texts, max_length, batch_size):
             out = encoder.reference({n: torch.from_numpy(v) for n, v in encoding.items()})
             parts.append(out.float().numpy())
     return np.concatenate(parts)
@@ -70,7 +74,7 @@ def onnx_outputs(
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = [output, LABEL] if with_labels else [output]
     values, labels = [], []
-    for encoding in _batches(tokenizer, texts, max_length, batch_size):
+    for encoding in encode_batches(tokenizer, texts, max_length, batch_size):
         got = session.run(names, {n: encoding[n] for n in (INPUT_IDS, ATTENTION_MASK)})
         values.append(np.asarray(got[0], dtype=np.float32))
         if with_labels:
