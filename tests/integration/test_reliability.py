@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import server_config
 from tritonhf import data
+from tritonhf.backends.execute_clock import batch_started_ns, clock_path
 from tritonhf.client import DeployError, OverloadedError, RetryPolicy, TritonHFClient
 from tritonhf.client.deploy import deploy_pipeline
 from tritonhf.errors import ClientError, ConfigError, ModelNotReadyError
@@ -250,6 +251,43 @@ def test_a_killed_stub_is_replaced_and_its_step_serves_again_without_a_restart(
     add_version(explicit_server.config.repo, "minilm_model", 2)
     states = deploy_pipeline(client, model="minilm")
     assert {s.name: s.version for s in states if s.ready}["minilm_model"] == "2"
+    client.close()
+
+
+def test_a_stopped_stub_is_killed_and_replaced_as_a_dead_one_is(
+    explicit_server: TritonServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = TritonHFClient(explicit_server.config.grpc_url, retry=RetryPolicy(attempts=1))
+    assert client.embed(["a batch ran"]).shape == (1, 384)
+    server = explicit_server.pid
+    assert server is not None
+    for step in ("minilm_tokenizer", "minilm_model"):  # the clocks the watch reads for hangs
+        for pid in stubs_of(explicit_server, step):
+            assert clock_path(server, pid).exists()
+            assert batch_started_ns(server, pid) == 0  # idle
+    (stopped,) = stubs_of(explicit_server, "minilm_tokenizer")
+    os.kill(stopped, signal.SIGSTOP)  # Triton 2.51 fails its requests for good ("not healthy")
+    failures, stopped_at = Counter[str](), time.monotonic()
+    served, deadline = False, stopped_at + 60
+    while not served and time.monotonic() < deadline:
+        try:
+            served = client.embed(["served again"]).shape == (1, 384)
+        except ClientError as exc:
+            failures[type(exc).__name__] += 1
+            time.sleep(0.2)
+    assert served
+
+    print(
+        f"\nstopped the tokenizer stub: {dict(failures)} failed, served again after "
+        f"{time.monotonic() - stopped_at:.1f} s"
+    )
+    said = capsys.readouterr().err
+    assert "stub of minilm_tokenizer (version 1) has been stopped for 5 s" in said
+    assert "reloaded minilm_tokenizer: new stubs serve it" in said
+    (fresh,) = stubs_of(explicit_server, "minilm_tokenizer")
+    assert fresh != stopped
+    assert not clock_path(server, stopped).exists()
+    assert explicit_server.is_ready()
     client.close()
 
 

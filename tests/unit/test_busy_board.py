@@ -67,13 +67,15 @@ def test_boards_of_servers_that_are_gone_are_removed_when_an_instance_starts(
     tmp_path: Path,
 ) -> None:
     gone = tmp_path / f"tritonhf-{_exited_pid()}-minilm_model-1.busy"
+    gone_clock = tmp_path / f"tritonhf-{_exited_pid()}-4242.exec"  # a stub's (execute_clock)
     alive = tmp_path / f"tritonhf-{os.getpid()}-other_model-1.busy"
-    for path in (gone, alive):
+    for path in (gone, gone_clock, alive):
         path.write_bytes(bytes(SLOTS))
 
     board = BusyBoard.for_instance("minilm_model", "1", "minilm_model_0_0", tmp_path)
 
     assert not gone.exists()
+    assert not gone_clock.exists()
     assert alive.exists()
     assert board.path == tmp_path / f"tritonhf-{os.getppid()}-minilm_model-1.busy"
     board.close()

@@ -84,6 +84,7 @@ def test_serve_defaults_to_tritons_usual_local_ports() -> None:
         "log_file": None,
         "log_text": None,
         "model_control": "explicit",
+        "stub_hang_timeout": 300.0,
     }
 
 
@@ -96,6 +97,7 @@ def test_serve_flag_defaults_agree_with_server_config() -> None:
         config.grpc_port,
         config.metrics_port,
     )
+    assert args["stub_hang_timeout"] == config.stub_hang_timeout_s
 
 
 def test_embed_takes_texts_and_defaults_to_grpc_and_the_served_embedder() -> None:

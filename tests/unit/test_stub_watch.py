@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+import tritonhf
+from tritonhf.backends.execute_clock import clock_path
 from tritonhf.server import stub_watch
 from tritonhf.server.process import children
 from tritonhf.server.stub_watch import STUB, StubWatch
@@ -31,11 +33,19 @@ from tritonhf.server.stub_watch import STUB, StubWatch
 # "stub" is Python under the stub's name (a link), which names the process as Triton's does.
 PARENT = """
 import subprocess, sys
-repo = sys.argv[1]
+repo, stubs = sys.argv[1], []  # kept: a Popen that is dropped gets reaped by the next one
 for line in sys.stdin:
     model, version = line.split()
-    stub = subprocess.Popen([sys.argv[2], f"{repo}/{model}/{version}/model.py"])
-    print(stub.pid, flush=True)
+    stubs.append(subprocess.Popen([sys.argv[2], f"{repo}/{model}/{version}/model.py"]))
+    print(stubs[-1].pid, flush=True)
+"""
+
+IDLE = "import time\ntime.sleep(600)\n"
+STUCK = """
+import time
+from tritonhf.backends.execute_clock import ExecuteClock
+with ExecuteClock.of_this_process().running():  # a batch that never ends
+    time.sleep(600)
 """
 
 
@@ -47,6 +57,7 @@ class FakeServer:
         self.states: dict[tuple[str, str], str] = {}
         self.instances: dict[str, int] = {}  # a model's instance count (default 1)
         self.loads: list[dict[str, Any]] = []
+        self.load_times: list[float] = []  # time.monotonic() of each load
         stub = repo.parent / STUB
         stub.symlink_to(os.path.realpath(sys.executable))
         self.process = subprocess.Popen(
@@ -54,6 +65,7 @@ class FakeServer:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(tritonhf.__file__).parents[1])},
         )
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
@@ -62,17 +74,20 @@ class FakeServer:
     def url(self) -> str:
         return f"127.0.0.1:{self.http.server_address[1]}"
 
-    def start_stub(self, model: str, version: str = "1", state: str = "READY") -> int:
+    def start_stub(
+        self, model: str, version: str = "1", state: str = "READY", code: str = IDLE
+    ) -> int:
         model_py = self.repo / model / version / "model.py"
         model_py.parent.mkdir(parents=True, exist_ok=True)
-        model_py.write_text("import time\ntime.sleep(600)\n")
+        model_py.write_text(code)
         self.states[(model, version)] = state
         assert self.process.stdin is not None
         assert self.process.stdout is not None
         self.process.stdin.write(f"{model} {version}\n")
         self.process.stdin.flush()
         pid = int(self.process.stdout.readline())
-        wait_until(lambda: pid in children(self.process.pid))
+        # Until it has exec'd the stub, the child's command line is its parent's.
+        wait_until(lambda: pid in children(self.process.pid) and STUB in cmdline(pid))
         return pid
 
     def stop(self) -> None:
@@ -119,6 +134,7 @@ class FakeServer:
                     return
                 model = self.path.split("/")[4]  # /v2/repository/models/<model>/load
                 config = json.loads(body["parameters"]["config"])
+                fake.load_times.append(time.monotonic())
                 fake.loads.append({"model": model, **config})
                 for version in config["version_policy"]["specific"]["versions"]:
                     fake.start_stub(model, str(version))
@@ -196,19 +212,24 @@ def test_a_stub_that_dies_again_in_the_quiet_window_is_reloaded_when_it_ends(
     first = [p for p in children(server.process.pid) if "minilm_model" in cmdline(p)]
     os.kill(first[0], signal.SIGKILL)
     wait_until(lambda: len(server.loads) == 1)
-    killed_at = time.monotonic()
-    (fresh,) = [
-        p
-        for p in children(server.process.pid)
-        if "minilm_model" in cmdline(p) and p not in first and state(p) != "Z"
-    ]
+    reloaded_at = watch._reloaded_at["minilm_model"]
+
+    def fresh_stubs() -> list[int]:
+        return [
+            p
+            for p in children(server.process.pid)
+            if "minilm_model" in cmdline(p) and p not in first and state(p) != "Z"
+        ]
+
+    wait_until(fresh_stubs)  # the fake starts it after recording the load
+    (fresh,) = fresh_stubs()
     wait_until(lambda: fresh in watch._serving)  # seen alive: its death is noticed
     os.kill(fresh, signal.SIGKILL)
 
     wait_until(lambda: any("died again within" in line for line in said))
     assert len(server.loads) == 1  # not at once: the window holds it back
     wait_until(lambda: len(server.loads) == 2)
-    assert time.monotonic() - killed_at >= 1.0
+    assert server.load_times[1] - reloaded_at >= 1.5
     assert [load["model"] for load in server.loads] == ["minilm_model", "minilm_model"]
 
 
@@ -259,6 +280,60 @@ def test_without_explicit_model_control_a_dead_stub_is_only_reported(
     finally:
         watch.stop()
     assert server.loads == []
+
+
+def test_a_stopped_stub_is_killed_and_its_model_reloaded(
+    server: FakeServer, watch: StubWatch, said: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stub_watch, "STOPPED_S", 0.3)
+    (stub,) = [p for p in children(server.process.pid) if "minilm_model" in cmdline(p)]
+    wait_until(lambda: stub in watch._serving)
+    os.kill(stub, signal.SIGSTOP)
+
+    wait_until(lambda: server.loads)
+    assert [load["model"] for load in server.loads] == ["minilm_model"]
+    assert any("minilm_model (version 1) has been stopped for" in line for line in said)
+    assert state(stub) == "Z"
+
+
+def test_a_stub_stuck_in_one_batch_past_the_limit_is_killed_and_its_model_reloaded(
+    server: FakeServer, said: list[str]
+) -> None:
+    tokenizer = server.start_stub("minilm_tokenizer")  # idle: its clock says 0
+    stuck = server.start_stub("minilm_model", code=STUCK)
+    clock = clock_path(server.process.pid, stuck)
+    wait_until(clock.exists)
+    watch = StubWatch(
+        server.process.pid, server.url, explicit=True, log=said.append, poll_s=0.05, hang_s=0.5
+    )
+    watch.start()
+    try:
+        time.sleep(0.3)
+        assert server.loads == []  # not before the limit
+        wait_until(lambda: server.loads)
+    finally:
+        watch.stop()
+    assert [load["model"] for load in server.loads] == ["minilm_model"]
+    (line,) = [line for line in said if "has run one batch for" in line]
+    assert "--stub-hang-timeout 0.5" in line
+    assert state(stuck) == "Z"
+    assert not clock.exists()  # the dead stub's clock is removed with it
+    assert state(tokenizer) == "S"
+
+
+def test_without_a_hang_limit_a_stuck_batch_is_left_alone(
+    server: FakeServer, said: list[str]
+) -> None:
+    stuck = server.start_stub("minilm_model", code=STUCK)
+    wait_until(clock_path(server.process.pid, stuck).exists)
+    watch = StubWatch(
+        server.process.pid, server.url, explicit=True, log=said.append, poll_s=0.02, hang_s=0
+    )
+    watch.start()
+    time.sleep(0.5)
+    watch.stop()
+    assert server.loads == []
+    assert state(stuck) == "S"
 
 
 def cmdline(pid: int) -> str:

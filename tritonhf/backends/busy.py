@@ -40,8 +40,8 @@ def instance_slot(instance_name: str) -> int:
 
 
 def remove_stale_boards(folder: Path) -> None:
-    """Delete the boards of servers that are gone (stopped before their models' finalize ran)."""
-    for path in folder.glob("tritonhf-*-*.busy"):
+    """Delete the busy boards and stub clocks of servers that are gone (stopped before finalize)."""
+    for path in [*folder.glob("tritonhf-*-*.busy"), *folder.glob("tritonhf-*-*.exec")]:
         server = path.name.split("-")[1]
         if server.isdigit() and not running(int(server)):
             with suppress(OSError):

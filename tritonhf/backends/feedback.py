@@ -21,6 +21,7 @@ except ImportError:  # imported outside the server, by the unit tests
     pb_utils = None
 
 from tritonhf.backends import refusal_message, string_parameters
+from tritonhf.backends.execute_clock import clocked
 from tritonhf.observability import metrics as m
 from tritonhf.observability.feedback import Feedback, FeedbackError, make_feedback
 from tritonhf.observability.logs import (
@@ -61,6 +62,7 @@ def parse_request(
     )
 
 
+@clocked
 class TritonPythonModel:
     """The feedback model as Triton's Python backend sees it."""
 

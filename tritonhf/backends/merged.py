@@ -19,6 +19,7 @@ except ImportError:  # imported outside the server, by the unit tests
     pb_utils = None
 
 from tritonhf.backends import refusal_message, string_parameters
+from tritonhf.backends.execute_clock import clocked
 from tritonhf.backends.onnx_runtime import TritonPythonModel as OnnxStep
 from tritonhf.backends.onnx_runtime import observed
 from tritonhf.backends.tokenizer import TritonPythonModel as TokenizerStep
@@ -37,6 +38,7 @@ def runtime_step(runtime: str) -> OnnxStep:
     return OnnxStep()
 
 
+@clocked
 class TritonPythonModel(TokenizerStep):
     """The merged step as Triton's Python backend sees it: TEXT in, the ensemble's outputs out."""
 

@@ -32,6 +32,7 @@ except ImportError:  # imported outside the server, by the unit tests
 
 from tritonhf.backends import refusal_message, string_parameters
 from tritonhf.backends.busy import BusyBoard
+from tritonhf.backends.execute_clock import clocked
 from tritonhf.observability.drift import PROFILE_FILE
 from tritonhf.observability.metrics import RefusedInput
 from tritonhf.observability.steps import ModelObserver, now
@@ -237,6 +238,7 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+@clocked
 class TritonPythonModel:
     """The model step as Triton's Python backend sees it."""
 

@@ -26,6 +26,7 @@ except ImportError:  # imported outside the server, by the unit tests
     pb_utils = None
 
 from tritonhf.backends import refusal_message, string_parameters
+from tritonhf.backends.execute_clock import clocked
 from tritonhf.observability.drift import PROFILE_FILE
 from tritonhf.observability.metrics import RefusedInput
 from tritonhf.observability.steps import RequestOutcome, TokenizerObserver
@@ -278,6 +279,7 @@ def pad_encodings(encoded: Encoded, settings: TokenizerSettings) -> TokenBatch:
     return TokenBatch(input_ids, attention_mask, lengths.reshape(-1, 1), truncated.reshape(-1, 1))
 
 
+@clocked
 class TritonPythonModel:
     """The tokenizer step as Triton's Python backend sees it."""
 

@@ -207,6 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="explicit (default): every model loads at start, and the load/unload API allows "
         "`tritonhf deploy` and draining in-flight requests on shutdown",
     )
+    serve.add_argument(
+        "--stub-hang-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="stop a Python-backend step that has run one batch this long (a deadlock Triton "
+        "does not see) and reload it; 0: never",
+    )
 
     embed = commands.add_parser("embed", help="embed texts with a served model")
     embed.add_argument("texts", nargs="+", metavar="TEXT")
@@ -476,6 +484,7 @@ def run_serve(args: argparse.Namespace) -> int:
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,
         model_control=ModelControl(args.model_control),
+        stub_hang_timeout_s=args.stub_hang_timeout,
         admin_key=admin_key(),
     )
     if args.log_text:

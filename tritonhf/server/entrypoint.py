@@ -35,7 +35,7 @@ from tritonhf.server.admin import (
     restricted_flags,
 )
 from tritonhf.server.drain import die_with_parent, drain, terminate
-from tritonhf.server.stub_watch import StubWatch
+from tritonhf.server.stub_watch import HANG_ENV, HANG_S, StubWatch, hang_seconds
 
 BINARY = "tritonserver"
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
@@ -60,6 +60,9 @@ class TritonFlags:
     drain_headers: dict[str, str] = field(default_factory=dict, repr=False)
     """What the drain's requests carry: the header of an ``--http-restricted-api`` that
     restricts the repository API (it holds the key, hence no repr)."""
+    stub_hang_s: float = HANG_S
+    """From ``$TRITONHF_STUB_HANG_TIMEOUT_S``: how long one batch may run before the stub watch
+    stops its stub (0: never)."""
 
     @classmethod
     def parse(cls, args: Sequence[str]) -> TritonFlags:
@@ -189,7 +192,7 @@ def supervise(command: Sequence[str], flags: TritonFlags) -> int:
     if flags.http_url is not None:  # started now: it finds the stubs as Triton starts them
         watch = StubWatch(
             process.pid, flags.http_url, explicit=flags.explicit, headers=flags.drain_headers,
-            log=_log,
+            log=_log, hang_s=flags.stub_hang_s,
         ).start()  # fmt: skip
     while True:
         received = signal.sigwaitinfo(_WAITED)
@@ -229,7 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``tritonserver`` with ``argv`` (default: this process's arguments)."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        flags = TritonFlags.parse(args)  # bad flags first, before the key's warning
+        flags = replace(  # bad flags first, before the key's warning
+            TritonFlags.parse(args),
+            stub_hang_s=hang_seconds(os.environ.get(HANG_ENV), source=f"${HANG_ENV}"),
+        )
         args = with_admin_key(args)
         flags = replace(flags, drain_headers=_repository_header(args))
     except ValueError as exc:

@@ -28,7 +28,7 @@ from tritonhf.server.ports import check_bindable
 from tritonhf.server.process import stop_orphaned_stubs
 from tritonhf.server.provision import find_distribution, prepare_backend_dir, server_environment
 from tritonhf.server.shm import remove_orphaned_regions
-from tritonhf.server.stub_watch import StubWatch
+from tritonhf.server.stub_watch import HANG_S, StubWatch, hang_seconds
 
 
 class ModelControl(str, Enum):
@@ -54,6 +54,9 @@ class ServerConfig:
     log_verbose: int = 0
     gpu_metrics: bool = False
     """Triton's ``nv_gpu_*`` series (needs a GPU and DCGM); the CPU wheel has neither."""
+    stub_hang_timeout_s: float = HANG_S
+    """A Python-backend stub running one batch longer than this is stopped and its step
+    reloaded (`tritonhf.server.stub_watch`); 0: never."""
     admin_key: str | None = field(default=None, repr=False)
     """Restricts the repository, shared-memory, trace and logging APIs to requests that carry
     it (`tritonhf.server.admin`); `tritonhf serve` passes ``$TRITONHF_ADMIN_KEY``."""
@@ -64,6 +67,10 @@ class ServerConfig:
         for flag, port in self.ports.items():
             if not 1 <= port <= 65535:
                 raise ConfigError(f"{flag} must be in 1..65535, got {port}")
+        try:
+            hang_seconds(str(self.stub_hang_timeout_s), source="--stub-hang-timeout")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if len(set(self.ports.values())) != 3:
             raise ConfigError(f"HTTP, gRPC and metrics ports must differ, got {self.ports}")
 
@@ -216,6 +223,7 @@ class TritonServer:
             explicit=self.config.model_control is ModelControl.EXPLICIT,
             headers=http_headers(self.config.admin_key),
             log=lambda line: print(f"tritonhf: {line}", file=sys.stderr, flush=True),
+            hang_s=self.config.stub_hang_timeout_s,
         ).start()
 
     def is_ready(self) -> bool:

@@ -19,6 +19,11 @@ minute, not in a loop. A stub that dies while Triton is still loading its versio
 helped: Triton 2.51 waits for it forever, so the load (a deploy) never ends; the watch says so,
 once. Needs the load API: explicit model control.
 
+A stub that hangs is stopped, so that it dies and is reloaded the same way: one that is stopped
+(SIGSTOP) for `STOPPED_S`, which Triton fails every request sent to, and one that has run one
+batch for longer than ``hang_s`` (a deadlock, which Triton's health check does not see), by
+the clock its step keeps (`tritonhf.backends.execute_clock`).
+
 When a request was inside the stub that died, Triton 2.51 never releases the replaced
 instances: their surviving stubs (a model's weights each) would live until the server exits.
 The watch stops the ones still running `REPLACED_GRACE_S` after the reload; Triton routes
@@ -38,9 +43,11 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from tritonhf.backends.execute_clock import batch_started_ns, clock_path
 from tritonhf.server.process import PROC, children
 
 STUB = "triton_python_backend_stub"
@@ -54,6 +61,29 @@ LOAD_WAIT_S = 600.0
 REPLACED_GRACE_S = 60.0
 """How long the stubs of the instances a reload replaced may run on (finishing the requests
 they had) before the watch stops them."""
+HANG_S = 300.0
+"""How long one batch may run before its stub counts as hung (``tritonhf serve
+--stub-hang-timeout``; 0: never)."""
+HANG_ENV = "TRITONHF_STUB_HANG_TIMEOUT_S"
+"""Where the container's entrypoint reads ``hang_s`` from."""
+STOPPED_S = 5.0
+"""How long a stub may stay stopped (SIGSTOP) before the watch kills it."""
+
+
+def hang_seconds(value: str | None, *, source: str) -> float:
+    """A hang limit from its text (None: `HANG_S`); ValueError unless a number of seconds >= 0.
+
+    ``source`` names where the text came from (a flag, a variable), for the error.
+    """
+    if value is None:
+        return HANG_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"{source} must be a number of seconds >= 0, got {value!r}")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -119,6 +149,7 @@ class StubWatch:
         headers: Mapping[str, str] | None = None,
         log: Callable[[str], None] = print,
         poll_s: float = POLL_S,
+        hang_s: float = HANG_S,
     ) -> None:
         self.server_pid = server_pid
         self.http_url = http_url
@@ -126,12 +157,15 @@ class StubWatch:
         self.headers = dict(headers or {})
         self.log = log
         self.poll_s = poll_s
+        self.hang_s = hang_s
         self._serving: dict[int, tuple[str, str]] = {}
         self._reloaded_at: dict[str, float] = {}
         self._pending: dict[str, set[str]] = {}  # died, waiting for the quiet window to end
         self._replaced: dict[int, tuple[str, float]] = {}  # pid -> (model, stop it after)
         self._zombies: set[int] = set()  # seen once as zombies
         self._buried: set[int] = set()  # zombies dealt with (Triton never reaps them)
+        self._stopped_since: dict[int, float] = {}  # serving stubs seen stopped (SIGSTOP)
+        self._batch_seen: dict[int, int] = {}  # serving stub -> its batch start at the last look
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tritonhf-stub-watch", daemon=True)
 
@@ -153,6 +187,7 @@ class StubWatch:
 
     def tick(self) -> None:
         """Scan once; reload each model with a dead stub whose quiet window has ended."""
+        self._stop_hung()
         for stub in self.scan():
             waiting = self._pending.setdefault(stub.model, set())
             if not waiting and self.explicit and (left := self._quiet_left(stub.model)) > 0:
@@ -168,6 +203,52 @@ class StubWatch:
                 self.recover(model, self._pending.pop(model))
         self._stop_replaced()
 
+    def _stop_hung(self) -> None:
+        """Kill the serving stubs that are stopped or stuck in one batch: the scans reload them.
+
+        Triton 2.51 replaces neither: it fails every request sent to a stopped stub ("not
+        healthy"), and a deadlocked one holds its request for ever.
+        """
+        for pid, (model, version) in list(self._serving.items()):
+            if (why := self._hung(pid)) is not None:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                self.log(
+                    f"the Python-backend stub of {model} (version {version}) {why}: stopping "
+                    f"it, so that {model} is reloaded"
+                )
+
+    def _hung(self, pid: int) -> str | None:
+        """Why the serving stub ``pid`` counts as hung, or None."""
+        state = _state(pid)
+        if state in ("", "Z", "X"):  # dead already: the scans deal with it
+            return None
+        if state == "T":
+            since = self._stopped_since.setdefault(pid, time.monotonic())
+            if time.monotonic() - since >= STOPPED_S:
+                return f"has been stopped for {STOPPED_S:.0f} s (Triton fails its requests)"
+        else:
+            self._stopped_since.pop(pid, None)
+        if self.hang_s <= 0:
+            return None
+        started = batch_started_ns(self.server_pid, pid)
+        seen, self._batch_seen[pid] = self._batch_seen.get(pid), started
+        running_s = (time.monotonic_ns() - started) / 1e9
+        if started and started == seen and running_s >= self.hang_s:  # twice: no torn read
+            return (
+                f"has run one batch for {running_s:.0f} s (--stub-hang-timeout "
+                f"{self.hang_s:g}): a deadlock Triton does not see"
+            )
+        return None
+
+    def _forget(self, pid: int) -> None:
+        """Drop what the watch knew of a stub that is gone, and its clock file."""
+        self._serving.pop(pid, None)
+        self._stopped_since.pop(pid, None)
+        self._batch_seen.pop(pid, None)
+        with suppress(OSError):
+            clock_path(self.server_pid, pid).unlink()
+
     def _stop_replaced(self) -> None:
         """Kill the stubs of replaced instances that Triton kept past `REPLACED_GRACE_S`."""
         stopped: dict[str, list[int]] = {}
@@ -180,6 +261,8 @@ class StubWatch:
                     megabytes = _rss_mb(pid)
                     os.kill(pid, signal.SIGKILL)
                     self._buried.add(pid)  # its zombie is no news
+                    with suppress(OSError):
+                        clock_path(self.server_pid, pid).unlink()
                     stopped.setdefault(model, []).append(megabytes)
         for model, sizes in stopped.items():
             self.log(
@@ -211,7 +294,8 @@ class StubWatch:
                     continue
                 self._buried.add(pid)
                 if pid in self._serving:
-                    model, version = self._serving.pop(pid)
+                    model, version = self._serving[pid]
+                    self._forget(pid)
                     dead.append(DeadStub(pid, model, version))
                 elif pid not in self._replaced and _command(pid) == STUB[:15]:
                     unknown = True
@@ -223,7 +307,7 @@ class StubWatch:
             ):
                 self._serving[pid] = served
         for gone in [pid for pid in self._serving if pid not in current]:
-            del self._serving[gone]  # stopped and reaped by Triton: an unload or a reload
+            self._forget(gone)  # stopped and reaped by Triton: an unload or a reload
         self._zombies.intersection_update(current)
         return dead + self._missing_stubs() if unknown else dead
 
@@ -297,7 +381,7 @@ class StubWatch:
         deadline = time.monotonic() + REPLACED_GRACE_S
         for pid, (served, version) in list(self._serving.items()):
             if served == model and version in ready:
-                del self._serving[pid]
+                self._forget(pid)
                 self._replaced[pid] = (model, deadline)
         return True
 

@@ -1,0 +1,88 @@
+"""The clock each step keeps of the batch it is running, which the stub watch reads."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tritonhf.backends import execute_clock
+from tritonhf.backends.execute_clock import ExecuteClock, batch_started_ns, clock_path, clocked
+
+
+@pytest.fixture(autouse=True)
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setattr(execute_clock, "board_dir", lambda: tmp_path)
+    yield tmp_path
+    ExecuteClock.release()
+
+
+def started() -> int:
+    return batch_started_ns(os.getppid(), os.getpid())
+
+
+def test_the_clock_holds_the_start_of_the_outermost_batch_while_it_runs() -> None:
+    clock = ExecuteClock.of_this_process()
+    assert clock is not None
+    assert ExecuteClock.of_this_process() is clock  # one per process
+    assert started() == 0
+    before = time.monotonic_ns()
+    with clock.running():
+        outer = started()
+        assert before <= outer <= time.monotonic_ns()
+        with clock.running():
+            assert started() == outer
+        assert started() == outer
+    assert started() == 0
+
+
+def test_a_clocked_step_stamps_its_batches_and_its_finalize_removes_the_file() -> None:
+    seen: list[int] = []
+
+    @clocked
+    class Step:  # like the feedback step: no finalize of its own
+        def initialize(self, args: dict[str, str]) -> None:
+            pass
+
+        def execute(self, requests: list[Any]) -> list[Any]:
+            seen.append(started())
+            return [f"answer to {r}" for r in requests]
+
+    step = Step()
+    path = clock_path(os.getppid(), os.getpid())
+    step.initialize({})
+    assert path.exists()  # before any batch: the watch reads idle stubs' clocks too
+    assert step.execute(["a", "b"]) == ["answer to a", "answer to b"]
+    assert seen[0] > 0
+    assert started() == 0
+
+    step.finalize()  # type: ignore[attr-defined]
+    assert not path.exists()
+    step.finalize()  # type: ignore[attr-defined]  # twice (the merged step's two parts): fine
+
+
+def test_a_batch_that_raises_clears_the_clock() -> None:
+    @clocked
+    class Failing:
+        def initialize(self, args: dict[str, str]) -> None:
+            pass
+
+        def execute(self, requests: list[Any]) -> list[Any]:
+            raise RuntimeError("boom")
+
+        def finalize(self) -> None:
+            pass
+
+    with pytest.raises(RuntimeError, match="boom"):
+        Failing().execute([])
+    assert started() == 0
+
+
+def test_a_missing_or_short_clock_file_reads_as_idle(folder: Path) -> None:
+    assert batch_started_ns(1, 2, folder) == 0
+    clock_path(1, 2, folder).write_bytes(b"\x01")
+    assert batch_started_ns(1, 2, folder) == 0

@@ -1,0 +1,133 @@
+"""Since when each Python-backend stub has been running its current batch, for the stub watch.
+
+A stub whose ``execute`` never returns (a deadlock in a native library, a lock never
+released) still passes Triton 2.51's health check, so Triton neither fails nor replaces it: the
+request inside waits for ever and the instance serves nothing more. Each tritonhf step writes
+the monotonic time (``CLOCK_MONOTONIC``, one clock for every process) at which it started its
+current batch, 0 while idle, into a small file of its own process in shared memory,
+``tritonhf-<server pid>-<stub pid>.exec``. `tritonhf.server.stub_watch` reads it, and stops a
+stub that has run one batch for longer than its limit; Triton then fails that request and the
+watch reloads the step as it does after any stub death.
+
+Standard library only: the stub watch (in the container's entrypoint too) reads these files.
+"""
+
+from __future__ import annotations
+
+import functools
+import mmap
+import os
+import struct
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from tritonhf.backends.busy import board_dir, remove_stale_boards
+
+_STAMP = struct.Struct("<q")
+SUFFIX = ".exec"
+
+
+def clock_path(server_pid: int, stub_pid: int, folder: Path | None = None) -> Path:
+    """The file where stub ``stub_pid`` of server ``server_pid`` keeps its batch start."""
+    return (folder or board_dir()) / f"tritonhf-{server_pid}-{stub_pid}{SUFFIX}"
+
+
+def batch_started_ns(server_pid: int, stub_pid: int, folder: Path | None = None) -> int:
+    """When the stub started the batch it is running (monotonic ns); 0 when idle or unknown."""
+    try:
+        data = clock_path(server_pid, stub_pid, folder).read_bytes()
+    except OSError:
+        return 0
+    return _STAMP.unpack_from(data)[0] if len(data) >= _STAMP.size else 0
+
+
+class ExecuteClock:
+    """A stub's clock file, mapped; one per process, shared by the steps it holds."""
+
+    _this_process: ClassVar[ExecuteClock | None] = None
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.pid = os.getpid()
+        self._depth = 0
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            os.ftruncate(descriptor, _STAMP.size)
+            self._map = mmap.mmap(descriptor, _STAMP.size)
+        finally:
+            os.close(descriptor)
+
+    @classmethod
+    def of_this_process(cls) -> ExecuteClock | None:
+        """The clock of this stub (opened on first use); None where no file can be made."""
+        clock = cls._this_process
+        if clock is None or clock.pid != os.getpid():
+            remove_stale_boards(board_dir())
+            try:
+                clock = cls._this_process = cls(clock_path(os.getppid(), os.getpid()))
+            except OSError:
+                return None
+        return clock
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Stamp the start of a batch for the block (a nested block keeps the outer stamp)."""
+        if self._depth == 0:
+            _STAMP.pack_into(self._map, 0, time.monotonic_ns())
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                _STAMP.pack_into(self._map, 0, 0)
+
+    @classmethod
+    def release(cls) -> None:
+        """Unmap and remove this process's clock file (the stub is finalizing)."""
+        clock, cls._this_process = cls._this_process, None
+        if clock is not None:
+            clock._map.close()
+            with suppress(OSError):
+                clock.path.unlink()
+
+
+Step = TypeVar("Step", bound=type)
+
+
+def clocked(step: Step) -> Step:
+    """Class decorator: the stub's clock opens at ``initialize``, goes with ``finalize``.
+
+    ``execute`` stamps it for each batch.
+    """
+    initialize: Callable[..., Any] = step.initialize  # type: ignore[attr-defined]
+    execute: Callable[..., Any] = step.execute  # type: ignore[attr-defined]
+    finalize: Callable[..., Any] | None = getattr(step, "finalize", None)
+
+    @functools.wraps(initialize)
+    def opening_initialize(self: Any, args: dict[str, str]) -> None:
+        initialize(self, args)
+        ExecuteClock.of_this_process()  # idle stubs too: the watch reads every stub's
+
+    @functools.wraps(execute)
+    def timed_execute(self: Any, requests: list[Any]) -> list[Any]:
+        clock = ExecuteClock.of_this_process()
+        if clock is None:
+            return execute(self, requests)  # type: ignore[no-any-return]
+        with clock.running():
+            return execute(self, requests)  # type: ignore[no-any-return]
+
+    def releasing_finalize(self: Any) -> None:
+        try:
+            if finalize is not None:
+                finalize(self)
+        finally:
+            ExecuteClock.release()
+
+    step.initialize = opening_initialize  # type: ignore[attr-defined]
+    step.execute = timed_execute  # type: ignore[attr-defined]
+    step.finalize = releasing_finalize  # type: ignore[attr-defined]
+    return step
