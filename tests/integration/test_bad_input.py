@@ -11,9 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.conftest import CLASSIFIER
+from tests.integration.models import SENTIMENT_LABELS
 from tritonhf.client import InvalidInputError, ModelNotFoundError, TritonHFClient
 from tritonhf.errors import ClientError
 from tritonhf.server.launcher import TritonServer
+
+BYTES_REFUSAL = "class result not available for output due to unsupported type 'BYTES'"
 
 
 @pytest.fixture(autouse=True)
@@ -145,3 +149,50 @@ def test_raw_http_json_requests_work_and_malformed_ones_get_an_error(server: Tri
         status, body = post_json(server, "/v2/models/minilm/infer", broken)
         assert status == 400, body
         assert body.get("error")
+
+
+@pytest.mark.parametrize("step", [CLASSIFIER, f"{CLASSIFIER}_model"])
+def test_the_classification_extension_on_a_text_output_is_refused_not_a_crash(
+    server: TritonServer, client: TritonHFClient, step: str
+) -> None:
+    """Triton 2.51 divides by the byte size of BYTES (0) here and dies of SIGFPE; the guard
+    tritonhf preloads (tritonhf/server/classification_guard.c) makes it a refusal."""
+    module = client._module()
+    if step == CLASSIFIER:
+        tensor = module.InferInput("TEXT", [1, 1], "BYTES")
+        tensor.set_data_from_numpy(np.array([[b"great service"]], dtype=object))
+        inputs = [tensor]
+    else:
+        inputs = []
+        for name, row in (("input_ids", [1, 2, 3]), ("attention_mask", [1, 1, 1])):
+            tensor = module.InferInput(name, [1, 3], "INT64")
+            tensor.set_data_from_numpy(np.array([row], dtype=np.int64))
+            inputs.append(tensor)
+    asked = module.InferRequestedOutput("LABEL", class_count=1)
+    with pytest.raises(InvalidInputError, match="unsupported type 'BYTES'"):
+        client._call(step, "infer", step, inputs, outputs=[asked])
+
+
+@pytest.mark.parametrize("protocol", ["http"], indirect=True)
+def test_the_classification_extension_answers_on_probabilities(server: TritonServer) -> None:
+    text = {"name": "TEXT", "shape": [2, 1], "datatype": "BYTES", "data": ["good", "bad"]}
+    asked = [
+        {"name": "PROBABILITIES", "parameters": {"classification": 2}},
+        {"name": "LABEL", "parameters": {"classification": 1}},
+    ]
+    body = json.dumps({"inputs": [text], "outputs": asked}).encode()
+    status, answer = post_json(server, f"/v2/models/{CLASSIFIER}/infer", body)
+    assert (status, answer) == (400, {"error": BYTES_REFUSAL})
+
+    status, answer = post_json(
+        server,
+        f"/v2/models/{CLASSIFIER}/infer",
+        json.dumps({"inputs": [text], "outputs": asked[:1]}).encode(),
+    )
+    assert status == 200
+    (probabilities,) = answer["outputs"]
+    assert probabilities["shape"] == [2, 2]
+    for entry in probabilities["data"]:  # "<score>:<class index>", best first per text
+        score, index = entry.split(":")
+        assert 0 <= float(score) <= 1
+        assert int(index) in range(len(SENTIMENT_LABELS))

@@ -24,6 +24,7 @@ from tritonhf.server.admin import (
     restricted_flags,
 )
 from tritonhf.server.drain import die_with_parent, drain, is_ready, terminate
+from tritonhf.server.guard import build_guard, with_preload
 from tritonhf.server.ports import check_bindable
 from tritonhf.server.process import stop_orphaned_stubs
 from tritonhf.server.provision import find_distribution, prepare_backend_dir, server_environment
@@ -199,12 +200,17 @@ class TritonServer:
         remove_orphaned_regions()  # what servers that were killed left in /dev/shm
         self._workdir = Path(tempfile.mkdtemp(prefix="tritonhf-server-"))
         backend_dir = prepare_backend_dir(dist, self._workdir / "backends")
+        env = server_environment(dist)
+        try:
+            env = with_preload(env, build_guard(self._workdir))
+        except ServerError as exc:  # serve without it, and say what that exposes
+            print(f"warning: {exc}", file=sys.stderr, flush=True)
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("ab")
         self._process = subprocess.Popen(  # noqa: S603  # nosec B603
             self.config.command(dist.binary, backend_dir),
-            env=server_environment(dist),
+            env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT if self._log else None,
             stdin=subprocess.DEVNULL,

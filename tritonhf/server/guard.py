@@ -1,0 +1,50 @@
+"""Build and preload the library that keeps one classification request from killing Triton 2.51.
+
+`classification_guard.c` says what it fixes and how: asking Triton 2.51 for the
+classification extension on a BYTES output (a classifier's ``LABEL``) divides by zero and
+kills the server; preloaded, the library turns that into the refusal Triton gives for other
+unsupported types. `tritonhf serve` compiles it into the server's work folder at each start
+(a fraction of a second with gcc); the Triton image compiles it when it is built.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess  # nosec B404
+from pathlib import Path
+
+from tritonhf.errors import ServerError
+
+SOURCE = Path(__file__).with_name("classification_guard.c")
+LIBRARY = "libtritonhf_classification_guard.so"
+COMPILE_TIMEOUT_S = 120
+
+
+def build_guard(folder: Path) -> Path:
+    """Compile the guard into ``folder``; `ServerError`, naming the fix, when it cannot."""
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise ServerError(
+            "no C compiler (cc) to build tritonhf's classification guard, so a request for "
+            "the classification extension on a BYTES output (a classifier's LABEL) kills "
+            "Triton 2.51: install gcc (apt-get install gcc)"
+        )
+    library = folder / LIBRARY
+    command = [compiler, "-shared", "-fPIC", "-O2", "-o", str(library), str(SOURCE), "-ldl"]
+    try:
+        done = subprocess.run(  # noqa: S603  # nosec B603 - our own source, no shell
+            command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ServerError(f"could not build tritonhf's classification guard: {exc}") from None
+    if done.returncode != 0:
+        first = (done.stderr.strip().splitlines() or ["(no message)"])[0]
+        raise ServerError(f"could not build tritonhf's classification guard: {first}")
+    return library
+
+
+def with_preload(env: dict[str, str], library: Path) -> dict[str, str]:
+    """``env`` with ``library`` first in ``LD_PRELOAD`` (what was there stays after it)."""
+    preload = " ".join(p for p in (str(library), env.get("LD_PRELOAD", "")) if p)
+    return {**env, "LD_PRELOAD": preload}
