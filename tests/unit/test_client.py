@@ -466,3 +466,43 @@ def test_loaded_models_need_no_key_and_read_the_statistics(
     client, _ = fake_client(monkeypatch, wire, admin_key="")
 
     assert client.loaded_models() == [ModelState(name="minilm", version="1", state="READY")]
+
+
+# a refusal of one chunk of a call over the max batch ----------------------------------------
+
+NO_TOKENS = (
+    "in ensemble 'minilm', [request id: r] TEXT[{row}] has no tokens: it is empty, whitespace "
+    "only, or only characters the tokenizer drops; send some visible text"
+)
+
+
+class RefusingChunk(FakeTriton):
+    """Refuses the ``chunk``-th infer call (from 0) as the tokenizer step refuses ``row``."""
+
+    def __init__(self, wire: str, *, chunk: int, row: int) -> None:
+        super().__init__(wire)
+        self.chunk, self.row, self.infers = chunk, row, 0
+
+    def _answer(self, method: str) -> Any:
+        if method == "infer":
+            self.infers += 1
+            if self.infers - 1 == self.chunk:
+                status = "StatusCode.INVALID_ARGUMENT" if self.wire == "grpc" else "400"
+                raise InferenceServerException(NO_TOKENS.format(row=self.row), status=status)
+        return super()._answer(method)
+
+
+@pytest.mark.parametrize(("chunk", "row", "index"), [(0, 6, 6), (1, 6, 14), (2, 3, 19)])
+def test_a_refused_row_of_a_chunk_is_named_by_its_index_in_the_callers_texts(
+    monkeypatch: pytest.MonkeyPatch, wire: str, chunk: int, row: int, index: int
+) -> None:
+    fake = RefusingChunk(wire, chunk=chunk, row=row)
+    for module in ("tritonclient.grpc", "tritonclient.http"):
+        monkeypatch.setattr(f"{module}.InferenceServerClient", lambda *a, **k: fake)
+    client = TritonHFClient(protocol=wire, retry=RetryPolicy(attempts=1))
+
+    with pytest.raises(InvalidInputError, match=rf"\] TEXT\[{index}\] has no tokens") as raised:
+        client.embed([f"text {i}" for i in range(20)])  # chunks of 8 (CONFIG's max batch)
+
+    assert str(raised.value).count("TEXT[") == 1
+    assert fake.infers == chunk + 1, "no chunk is sent after a refused one"

@@ -6,7 +6,7 @@ import pytest
 from geventhttpclient.response import HTTPConnectionClosed
 from tritonclient.utils import InferenceServerException
 
-from tritonhf.client.errors import answers_http1, map_error, one_line
+from tritonhf.client.errors import answers_http1, map_error, one_line, shift_rows
 from tritonhf.errors import (
     ClientError,
     DeployError,
@@ -303,3 +303,41 @@ def test_only_an_http1_answer_counts_as_the_http_port() -> None:
         assert not answers_http1(address, timeout_s=0.2)
     assert not answers_http1(address, timeout_s=0.2)  # closed: refused
     assert not answers_http1("no-port-here", timeout_s=0.2)
+
+
+# rows named in a chunk's refusal --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["StatusCode.INVALID_ARGUMENT", "400"], ids=["grpc", "http"])
+def test_a_row_offset_moves_every_row_the_refusal_names_to_the_callers_index(status: str) -> None:
+    raised = InferenceServerException(
+        "in ensemble 'minilm', [request id: r] TEXT[6] has no tokens; TEXT[6] again",
+        status=status,
+    )
+
+    mapped = map_error(raised, model="minilm", url=URL, row_offset=64)
+
+    assert type(mapped) is InvalidInputError
+    assert "[request id: r] TEXT[70] has no tokens; TEXT[70] again" in str(mapped)
+    assert "TEXT[6]" not in str(mapped)
+
+
+def test_without_a_row_offset_the_rows_stay_as_the_server_named_them() -> None:
+    raised = InferenceServerException("TEXT[1] is not valid UTF-8", status="400")
+
+    assert "TEXT[1] is not valid UTF-8" in str(map_error(raised, model="m", url=URL))
+
+
+@pytest.mark.parametrize(
+    ("message", "shifted"),
+    [
+        ("TEXT[0] is 9 bytes, over the limit", "TEXT[64] is 9 bytes, over the limit"),
+        ("[request id: TEXT[1]] TEXT[2] has no tokens", "[request id: TEXT[1]] TEXT[66] has"),
+        ("in ensemble 'TEXT[3]', TEXT[3] has no tokens", "in ensemble 'TEXT[3]', TEXT[67] has"),
+        ("input 'TEXT' for model 'minilm'. Expected [-1,1]", "input 'TEXT' for model 'minilm'."),
+        ("MY_TEXT[5] and TEXT[x] are not rows", "MY_TEXT[5] and TEXT[x] are not rows"),
+    ],
+    ids=["row", "request-id-kept", "quoted-name-kept", "no-row", "not-a-row"],
+)
+def test_shift_rows_moves_only_the_rows_a_step_names(message: str, shifted: str) -> None:
+    assert shift_rows(message, 64).startswith(shifted)

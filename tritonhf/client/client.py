@@ -361,24 +361,35 @@ class TritonHFClient:
         self._local.connection = connection
         return connection
 
-    def _call_with_retry(self, model: str | None, method: str, *args: Any, **kwargs: Any) -> Any:
+    def _call_with_retry(
+        self, model: str | None, method: str, *args: Any, row_offset: int = 0, **kwargs: Any
+    ) -> Any:
         delays = self.retry.delays()
         while True:
             try:
-                return self._call(model, method, *args, **kwargs)
+                return self._call(model, method, *args, row_offset=row_offset, **kwargs)
             except RETRYABLE:
                 delay = next(delays, None)
                 if delay is None:
                     raise
                 time.sleep(delay)
 
-    def _call(self, model: str | None, method: str, *args: Any, **kwargs: Any) -> Any:
+    def _call(
+        self, model: str | None, method: str, *args: Any, row_offset: int = 0, **kwargs: Any
+    ) -> Any:
+        """Call ``method`` of the connection; a failure leaves as a typed `ClientError`.
+
+        ``row_offset`` is the index of the request's first text in the caller's list, so a
+        refusal naming a row (``TEXT[k]``) names the caller's index.
+        """
         if self.protocol is Protocol.GRPC:
             kwargs["client_timeout"] = self.timeout_s  # HTTP sets its timeouts per connection
         try:
             return getattr(self._connection(), method)(*args, **kwargs)
         except Exception as exc:  # every failure leaves as a typed ClientError
-            raise map_error(exc, model=model, url=self.url, protocol=self.protocol) from exc
+            raise map_error(
+                exc, model=model, url=self.url, protocol=self.protocol, row_offset=row_offset
+            ) from exc
 
     # Health and models -------------------------------------------------------------------
 
@@ -604,7 +615,8 @@ class TritonHFClient:
     ) -> dict[str, Any]:
         """Send ``texts`` in chunks of the model's max batch; concatenate ``outputs``.
 
-        Every chunk carries ``request_id``, so the steps' log lines of one call share it.
+        Every chunk carries ``request_id``, so the steps' log lines of one call share it; a
+        chunk's refusal names the row as the caller's index (``TEXT[70]``, not ``TEXT[6]``).
         """
         packed = encode_texts(texts)
         config = self.model_config(model)
@@ -617,7 +629,7 @@ class TritonHFClient:
             dims = {o["name"]: [int(d) for d in o["dims"]] for o in config["output"]}
             return {n: np.empty((0, *dims[n]), _WIRE_DTYPES[n]) for n in outputs}
         parts = [
-            self._infer(model, packed[i : i + limit], outputs, request_id)
+            self._infer(model, packed[i : i + limit], outputs, request_id, row_offset=i)
             for i in range(0, len(packed), limit)
         ]
         return {n: np.concatenate([p[n] for p in parts]) for n in outputs}
@@ -770,14 +782,27 @@ class TritonHFClient:
             self._call(feedback_model, "infer", feedback_model, inputs, request_id=request_id)
 
     def _infer(
-        self, model: str, packed: NDArray[Any], outputs: tuple[str, ...], request_id: str
+        self,
+        model: str,
+        packed: NDArray[Any],
+        outputs: tuple[str, ...],
+        request_id: str,
+        *,
+        row_offset: int = 0,
     ) -> dict[str, NDArray[Any]]:
+        """Infer ``packed``, the caller's texts from index ``row_offset`` on; read ``outputs``."""
         module = self._module()
         text = module.InferInput(TEXT, list(packed.shape), "BYTES")
         text.set_data_from_numpy(packed)
         requested = [module.InferRequestedOutput(n) for n in outputs]
         result = self._call_with_retry(
-            model, "infer", model, [text], outputs=requested, request_id=request_id
+            model,
+            "infer",
+            model,
+            [text],
+            outputs=requested,
+            request_id=request_id,
+            row_offset=row_offset,
         )
         return {name: result.as_numpy(name) for name in outputs}
 

@@ -57,6 +57,28 @@ def _unquoted(text: str) -> str:
     return re.sub(r"'[^']*'|\"[^\"]*\"", "''", text)
 
 
+# A row a step names (``TEXT[4]``), or a part of the message that is not the step's own words:
+# a quoted model or input name, or the request id Triton leads a refusal with (the caller's).
+_ROW_OR_NOT_OURS = re.compile(r"'[^']*'|\"[^\"]*\"|\[request id: [^\]]*\]|\bTEXT\[(\d+)\]")
+
+
+def shift_rows(message: str, offset: int) -> str:
+    """``message`` with every row a step names (``TEXT[k]``) read as ``TEXT[offset + k]``.
+
+    The client sends a call over the model's max batch in chunks, and a step names the row
+    within its chunk; shifted by the chunk's start, it names the caller's index, as the
+    client's own checks (``texts[k]``) do.
+    """
+    if offset == 0:
+        return message
+
+    def shifted(found: re.Match[str]) -> str:
+        row = found.group(1)
+        return found.group(0) if row is None else f"TEXT[{int(row) + offset}]"
+
+    return _ROW_OR_NOT_OURS.sub(shifted, message)
+
+
 def one_line(reason: str) -> str:
     """Triton's message on one line, without the Python stack a Python-backend step appends."""
     return " ".join(re.split(r"\n\s*At:\n", reason, maxsplit=1)[0].split())
@@ -95,16 +117,22 @@ def _wrong_port(message: str, url: str, protocol: str | None) -> str | None:
 
 
 def map_error(
-    exc: BaseException, *, model: str | None, url: str, protocol: str | None = None
+    exc: BaseException,
+    *,
+    model: str | None,
+    url: str,
+    protocol: str | None = None,
+    row_offset: int = 0,
 ) -> ClientError:
     """Translate ``exc`` into the narrowest `ClientError`, keeping the server's message.
 
     ``protocol`` (``grpc`` or ``http``), where given, lets a server that cannot be talked to
-    be told apart from a port that speaks the other protocol.
+    be told apart from a port that speaks the other protocol. ``row_offset``, the index of a
+    chunk's first text in the caller's list, is added to every row the message names.
     """
     if isinstance(exc, ClientError):
         return exc
-    status, message = _status(exc), _message(exc)
+    status, message = _status(exc), shift_rows(_message(exc), row_offset)
     found = _unquoted(f"{status} {message}")
     # Checked first: Triton refuses a restricted API with HTTP 403, or over gRPC with status
     # UNAVAILABLE, which must not read as a server that is down (and be retried).
