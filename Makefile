@@ -59,8 +59,10 @@ $(CLASSIFIER_DIR)/metrics.json: tritonhf/data/sentiment/train.csv tritonhf/data/
 	$(BIN)/tritonhf train --data tritonhf/data/sentiment/train.csv \
 		--eval tritonhf/data/sentiment/eval.csv --out $(CLASSIFIER_DIR) --overwrite
 
+# Drift is measured against the texts the classifier was trained on, not the package corpus.
 $(REPO)/$(CLASSIFIER)/tritonhf.json: $(CLASSIFIER_DIR)/metrics.json $(EXPORT_SOURCES) | $(STAMP)
-	$(BIN)/tritonhf export $(CLASSIFIER_DIR) --name $(CLASSIFIER) --repo $(REPO)
+	$(BIN)/tritonhf export $(CLASSIFIER_DIR) --name $(CLASSIFIER) --repo $(REPO) \
+		--drift-reference tritonhf/data/sentiment/train.csv
 
 # Triton in the background, the demo in the foreground; Ctrl-C (or the demo exiting) stops both.
 # Ctrl-C reaches Triton too (same process group) and it drains on its own: only wait for it then.

@@ -291,6 +291,60 @@ def test_serve_on_a_missing_repository_exits_2_and_says_to_export(
     assert "run `tritonhf export` first" in capsys.readouterr().err
 
 
+def test_serve_refuses_a_bad_log_text_environment_value_in_one_line_before_starting_triton(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    from tritonhf.observability.logs import LOG_TEXT_ENV
+    from tritonhf.server.launcher import TritonServer
+
+    def started(self: TritonServer) -> None:
+        pytest.fail("serve started Triton with a bad $TRITONHF_LOG_TEXT")
+
+    monkeypatch.setattr(TritonServer, "start", started)
+    monkeypatch.setenv(LOG_TEXT_ENV, "bogus")
+    (tmp_path / "repo").mkdir()
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        code = main(["serve", "--repo", str(tmp_path / "repo")])
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+
+    assert code == 2  # as for `--log-text bogus`
+    assert capsys.readouterr().err == (
+        f"error: {LOG_TEXT_ENV}='bogus' is not one of: off, hash, raw\n"
+    )
+
+
+def test_the_log_text_flag_overrides_a_bad_environment_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+
+    from tritonhf.errors import ServerError
+    from tritonhf.observability.logs import LOG_TEXT_ENV
+    from tritonhf.server.launcher import TritonServer
+
+    def started(self: TritonServer) -> None:
+        raise ServerError(f"would start Triton with {LOG_TEXT_ENV}={os.environ[LOG_TEXT_ENV]}")
+
+    monkeypatch.setattr(TritonServer, "start", started)
+    monkeypatch.setenv(LOG_TEXT_ENV, "bogus")
+    (tmp_path / "repo").mkdir()
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        code = main(["serve", "--repo", str(tmp_path / "repo"), "--log-text", "hash"])
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+
+    assert code == 1
+    assert capsys.readouterr().err == f"error: would start Triton with {LOG_TEXT_ENV}=hash\n"
+
+
 # export options refused before any model work -------------------------------------------
 
 
@@ -345,7 +399,7 @@ def _huge(tmp_path: Path) -> str:
         (["--layout", "merged", "--runtime", "onnxruntime"], "merged layout needs a Python"),
         (["--version", "2"], "has no pipeline 'minilm': export version 1 first"),
         (["--drift-reference", _missing], "cannot read the drift reference set"),
-        (["--drift-reference", _blank], "has no non-blank line"),
+        (["--drift-reference", _blank], "has no non-blank text"),
         (["--drift-reference", _zeros], "holds NUL bytes: it is not text"),
         (["--drift-reference", _huge], "over the 67,108,864 a reference profile reads"),
         (["--version", str(2**63)], f"--version must be in 1..{2**63 - 1}"),

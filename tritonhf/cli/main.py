@@ -120,8 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--drift-reference",
         type=Path,
         metavar="FILE",
-        help="texts (one per line) whose token lengths and labels drift is measured against "
-        "(default: the package's sentence corpus)",
+        help="texts whose token lengths and labels drift is measured against: a CSV with a "
+        "'text' column (e.g. the training data) or one text per line (default: the package's "
+        "sentence corpus)",
     )
     export.add_argument(
         "--gate-data",
@@ -473,8 +474,14 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     """``tritonhf serve``: start, print the endpoints, wait for Ctrl-C or SIGTERM."""
+    from tritonhf.observability.logs import LOG_TEXT_ENV, TextLogging
     from tritonhf.server.admin import admin_key
     from tritonhf.server.launcher import ModelControl, ServerConfig, TritonServer
+
+    if not args.log_text:
+        # Refused now, in one line, as a bad --log-text is: in Triton every step would fail
+        # to load with it, and serve would exit seconds later with their tracebacks.
+        TextLogging.from_env()
 
     # From the environment only: a flag would leak the key into shell history and `ps`.
     config = ServerConfig(
@@ -488,8 +495,6 @@ def run_serve(args: argparse.Namespace) -> int:
         admin_key=admin_key(),
     )
     if args.log_text:
-        from tritonhf.observability.logs import LOG_TEXT_ENV
-
         # The server's Python steps inherit this environment and read it when they load.
         os.environ[LOG_TEXT_ENV] = args.log_text
     server = TritonServer(config, log_path=args.log_file)

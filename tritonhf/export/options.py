@@ -62,7 +62,8 @@ class ExportOptions:
     thresholds: Thresholds | None = None
     """Acceptance-gate bounds for a fused/fp16/int8 variant; None: the precision's defaults."""
     drift_reference: Path | None = None
-    """Texts (one per line) whose profile drift is measured against; None: the package corpus."""
+    """Texts whose profile drift is measured against (a CSV with a ``text`` column or one text
+    per line: a classifier's training CSV); None: the package corpus."""
     gate_data: Path | None = None
     """Texts the acceptance gate compares a fused/fp16/int8 variant on (a CSV with a ``text``
     column or one text per line); None: the package corpus. In-domain texts judge a

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from numpy.typing import NDArray
 
-from tritonhf.errors import ConfigError, ExportError
+from tritonhf.errors import ConfigError, DatasetError, ExportError
 from tritonhf.observability.drift import (
     DEFAULT_MIN_SAMPLES,
     DEFAULT_WINDOW,
@@ -44,31 +44,51 @@ MAX_REFERENCE_BYTES = 64 << 20
 
 
 def read_reference_texts(path: Path | None) -> ReferenceTexts:
-    """The reference texts (one per non-blank line) and where they came from.
+    """The reference texts and where they came from.
 
+    Read as ``--gate-data`` reads its texts (`tritonhf.gate.acceptance.read_texts`): a CSV's
+    ``text`` column, else one text per non-blank line; a byte-order mark is dropped.
     ``None`` means the package corpus (`tritonhf.data.sentences`).
     """
     if path is None:
         from tritonhf import data
 
         return ReferenceTexts(data.sentences(), PACKAGE_CORPUS)
+    _check_size(path)
+    texts = _read_texts(path)
+    if any("\x00" in text for text in texts):
+        raise ConfigError(f"the drift reference set {path} holds NUL bytes: it is not text")
+    if not texts:
+        raise ConfigError(
+            f"the drift reference set {path} has no non-blank text; pass a text file with one "
+            "text per line or a CSV with a 'text' column"
+        )
+    return ReferenceTexts(texts, str(path))
+
+
+def _check_size(path: Path) -> None:
+    """Refuse a missing reference file, or one too large to tokenize at every export."""
     try:
         size = path.stat().st_size
-        if size > MAX_REFERENCE_BYTES:
-            raise ConfigError(
-                f"the drift reference set {path} is {size:,} bytes, over the "
-                f"{MAX_REFERENCE_BYTES:,} a reference profile reads; pass a sample of it "
-                "(e.g. `shuf -n 20000 FILE`)"
-            )
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError(f"cannot read the drift reference set {path}: {exc}") from exc
-    if "\x00" in text:
-        raise ConfigError(f"the drift reference set {path} holds NUL bytes: it is not text")
-    texts = [line for line in text.splitlines() if line.strip()]
-    if not texts:
-        raise ConfigError(f"the drift reference set {path} has no non-blank line")
-    return ReferenceTexts(texts, str(path))
+    if size > MAX_REFERENCE_BYTES:
+        raise ConfigError(
+            f"the drift reference set {path} is {size:,} bytes, over the "
+            f"{MAX_REFERENCE_BYTES:,} a reference profile reads; pass a sample of it "
+            "(e.g. `shuf -n 20000 FILE`, keeping a CSV's header line)"
+        )
+
+
+def _read_texts(path: Path) -> list[str]:
+    """The file's non-empty texts, through the reader ``--gate-data`` uses."""
+    from tritonhf.gate.acceptance import read_texts
+
+    try:
+        # minimum=0: emptiness is refused by the caller, in words about the drift reference.
+        return read_texts(path, minimum=0, flag="--drift-reference")
+    except DatasetError as exc:
+        raise ConfigError(f"--drift-reference {exc}") from exc
 
 
 @dataclass(frozen=True)
