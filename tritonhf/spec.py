@@ -46,6 +46,16 @@ ACCEPTED = "ACCEPTED"
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
+def shown_label(label: str) -> str:
+    """A label as printed in a list: as is, or quoted (``repr``) where it could be misread.
+
+    Quoted: an empty label, one with a comma (``other, misc`` is one label, not two), control
+    characters (a newline would break a table row) or spaces at either end.
+    """
+    plain = label and label.isprintable() and "," not in label and label == label.strip()
+    return label if plain else repr(label)
+
+
 class Task(str, Enum):
     """What the served model computes."""
 

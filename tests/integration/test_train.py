@@ -399,6 +399,11 @@ GOOD = "text,label\ngreat stuff,positive\nawful stuff,negative\n"
             "at least 2 labels",
         ),
         ("", None, "train.csv: the file is empty"),
+        (
+            '{"text": "good", "label": "positive"}\n',
+            None,
+            "train.csv looks like JSON; training data is a CSV file with a header line",
+        ),
         ("text,label\n", None, "train.csv: no rows after the header"),
         (
             GOOD,

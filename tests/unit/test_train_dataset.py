@@ -73,3 +73,27 @@ def test_the_metrics_table_lines_up_labels_of_wide_characters() -> None:
     assert len(widths) == 1
     widths = {sum(2 if ord(ch) > 0x2E80 else 1 for ch in row) for row in [rows[-4], *confusion]}
     assert len(widths) == 1
+
+
+def test_labels_that_a_list_or_a_table_would_misread_are_quoted() -> None:
+    from tritonhf.spec import shown_label
+    from tritonhf.train.metrics import classification_metrics
+
+    assert [shown_label(x) for x in ("billing", "réclamation ✓", "other, misc")] == [
+        "billing",
+        "réclamation ✓",
+        "'other, misc'",
+    ]
+    assert [shown_label(x) for x in ("multi\nline", " padded", "")] == [
+        "'multi\\nline'",
+        "' padded'",
+        "''",
+    ]
+    labels = ("other, misc", "multi\nline", "plain")
+    metrics = classification_metrics(
+        split="eval", labels=labels, true_ids=[0, 1, 2], predicted_ids=[0, 1, 1]
+    )
+    rows = metrics.table().splitlines()
+    assert len(rows) == 1 + 3 + 2 + 1 + 3  # one line per class and per matrix row
+    assert rows[-2].startswith("'multi\\nline'")
+    assert rows[1].startswith("'other, misc'")

@@ -17,7 +17,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from tritonhf.errors import TritonHFError
-from tritonhf.spec import DEFAULT_MODEL_NAME, Layout, Precision, Runtime, Task
+from tritonhf.spec import DEFAULT_MODEL_NAME, Layout, Precision, Runtime, Task, shown_label
 
 if TYPE_CHECKING:
     from tritonhf.client import TritonHFClient
@@ -593,9 +593,11 @@ def run_classify(args: argparse.Namespace) -> int:
     for text, result in zip(args.texts, results, strict=True):
         top = ""
         if args.top_k:
-            top = "  [" + ", ".join(f"{_shown(label)} {p:.3f}" for label, p in result.top) + "]"
+            top = (
+                "  [" + ", ".join(f"{shown_label(label)} {p:.3f}" for label, p in result.top) + "]"
+            )
         cut = _TRUNCATED if result.truncated else ""
-        print(f"{_shown(result.label):<16} {result.score:.3f}{top}{cut}  {text[:60]!r}")
+        print(f"{shown_label(result.label):<16} {result.score:.3f}{top}{cut}  {text[:60]!r}")
     return 0
 
 
@@ -626,11 +628,6 @@ def _served_model(client: TritonHFClient, *, classifier: bool) -> str:
     raise ModelNotFoundError(
         f"the server serves no ready {kind}: name one with --model, or export one with {how}"
     )
-
-
-def _shown(label: str) -> str:
-    """A label as is, or quoted where it holds newlines or other control characters."""
-    return label if label.isprintable() else repr(label)
 
 
 def run_health(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tritonhf.observability.metrics import RefusedInput
+from tritonhf.spec import shown_label
 
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 """What a request id may look like: the client's uuid4 hex, or any short token like it."""
@@ -61,7 +62,7 @@ def make_feedback(
     """Validate one piece of feedback against the model's labels (none for an embedder)."""
     check_request_id(request_id)
     if corrected_label is not None and corrected_label not in labels:
-        known = ", ".join(labels) if labels else "none: it is not a classifier"
+        known = ", ".join(map(shown_label, labels)) if labels else "none: it is not a classifier"
         raise FeedbackError(
             f"corrected label {corrected_label[:40]!r} is not one of the model's labels ({known})",
             "unknown_label",

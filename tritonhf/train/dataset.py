@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonhf.errors import DatasetError
+from tritonhf.spec import shown_label
 
 TEXT_COLUMN = "text"
 LABEL_COLUMN = "label"
@@ -114,7 +115,14 @@ def read_labelled_csv(path: Path) -> LabelledTexts:
     with too few or too many fields, an empty text or label, or no rows at all.
     """
     path = Path(path)
-    reader = _csv_rows(decode_utf8(path))
+    content = decode_utf8(path)
+    if content.lstrip().startswith(("{", "[")):
+        raise DatasetError(
+            f"{path} looks like JSON; training data is a CSV file with {_EXPECTED} "
+            "(JSON Lines converts with pandas: pd.read_json(FILE, lines=True).to_csv(OUT, "
+            "index=False))"
+        )
+    reader = _csv_rows(content)
     try:
         header = next(reader)
     except StopIteration:
@@ -220,9 +228,10 @@ def load_training_data(*, train: Path, eval_data: Path | None) -> TrainingData:
         known = set(labels)
         for label, line in zip(eval_rows.labels, eval_rows.lines, strict=True):
             if label not in known:
+                names = ", ".join(map(shown_label, labels))
                 raise DatasetError(
                     f"{eval_rows.path}, line {line}: the label {label!r} does not occur in the "
-                    f"training data {train_rows.path} (labels: {', '.join(labels)}); add "
-                    "training examples for it or fix the label"
+                    f"training data {train_rows.path} (labels: {names}); add training examples "
+                    "for it or fix the label"
                 )
     return TrainingData(train=train_rows, eval=eval_rows, labels=labels)

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from tritonhf.spec import shown_label
+
 
 @dataclass(frozen=True)
 class ClassMetrics:
@@ -62,18 +64,19 @@ class SplitMetrics:
 
     def table(self) -> str:
         """Per-class figures and the confusion matrix, as printable text."""
-        width = max(10, *(_columns(label) for label in self.labels)) + 2
+        shown = {label: shown_label(label) for label in self.labels}
+        width = max(10, *(_columns(label) for label in shown.values())) + 2
         lines = [f"{self.split:<{width}}{'precision':>10}{'recall':>10}{'F1':>10}{'support':>10}"]
         for c in self.classes:
             lines.append(
-                f"{_left(c.label, width)}{c.precision:>10.3f}{c.recall:>10.3f}{c.f1:>10.3f}"
+                f"{_left(shown[c.label], width)}{c.precision:>10.3f}{c.recall:>10.3f}{c.f1:>10.3f}"
                 f"{c.support:>10d}"
             )
         lines.append("")
         lines.append(f"{self.split} confusion matrix (rows: true label, columns: predicted)")
-        lines.append(" " * width + "".join(_right(label, width) for label in self.labels))
+        lines.append(" " * width + "".join(_right(shown[label], width) for label in self.labels))
         for label, row in zip(self.labels, self.confusion, strict=True):
-            lines.append(_left(label, width) + "".join(f"{n:>{width}d}" for n in row))
+            lines.append(_left(shown[label], width) + "".join(f"{n:>{width}d}" for n in row))
         return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from tritonhf.errors import ConfigError, TrainingError
 from tritonhf.export.limits import longest_runnable_length
 from tritonhf.export.source import DEFAULT_MODEL, quiet_transformers, resolve_model
+from tritonhf.spec import shown_label
 from tritonhf.train.dataset import TrainingData, load_training_data
 from tritonhf.train.engines import (
     CachedEngine,
@@ -127,7 +128,7 @@ class TrainingReport:
     def table(self) -> str:
         """Accuracy and macro F1 per split, then per-class figures and confusion matrices."""
         lines = [
-            f"{self.method}; base {self.base}; labels {', '.join(self.labels)}; "
+            f"{self.method}; base {self.base}; labels {', '.join(map(shown_label, self.labels))}; "
             f"{self.seconds:.1f} s",
             "",
             f"{'split':<10}{'examples':>10}{'accuracy':>10}{'macro F1':>10}",
@@ -278,7 +279,8 @@ def train_classifier(
     data = load_training_data(train=options.data, eval_data=options.eval_data)
     splits = {"train": data.train} | ({"eval": data.eval} if data.eval is not None else {})
     counts = "; ".join(
-        f"{name} {len(rows)} rows ({', '.join(f'{k} {v}' for k, v in rows.label_counts().items())})"
+        f"{name} {len(rows)} rows "
+        f"({', '.join(f'{shown_label(k)} {v}' for k, v in rows.label_counts().items())})"
         for name, rows in splits.items()
     )
     progress(f"data: {counts}")
@@ -291,7 +293,7 @@ def train_classifier(
     if repeated := data.eval_texts_seen_in_train():
         progress(f"warning: {repeated} evaluation text(s) also occur in the training data")
     source = resolve_model(options.base)
-    progress(f"loading {source.path} as a classifier of {', '.join(data.labels)}")
+    progress(f"loading {source.path} as a classifier of {', '.join(map(shown_label, data.labels))}")
     with _reproducible(options.seed), quiet_transformers():
         model, tokenizer = _load(source.path, data, options.max_length)
         pad_id = int(tokenizer.pad_token_id or 0)
