@@ -277,11 +277,11 @@ def test_a_stopped_stub_is_killed_and_replaced_as_a_dead_one_is(
             time.sleep(0.2)
     assert served
 
+    said = capsys.readouterr().err
     print(
         f"\nstopped the tokenizer stub: {dict(failures)} failed, served again after "
         f"{time.monotonic() - stopped_at:.1f} s"
     )
-    said = capsys.readouterr().err
     assert "stub of minilm_tokenizer (version 1) has been stopped for 5 s" in said
     assert "reloaded minilm_tokenizer: new stubs serve it" in said
     (fresh,) = stubs_of(explicit_server, "minilm_tokenizer")
