@@ -265,6 +265,9 @@ LONG_TEXTS = {
     "words-then-huge-word": "word " * 2_000 + "x" * 5_000 + " tail",
     "prose-then-spaces": "a short text, then blank space" + " " * 60_000,
     "spaces-then-text": " " * 60_000 + "hello",  # the whitespace it starts with is skipped
+    # A run of whitespace reads as one space where the tokenizer reads it so (WordPiece).
+    "words-spaces-words": "word " * 10 + " " * 40_000 + "hidden end",
+    "words-blank-lines-words": "word " * 10 + "\n \t\r" * 20_000 + "hidden end",
     # Fewer tokens than max_length in the first read_limit characters: read again, further.
     "thai": " ".join(["ภาษาไทยเป็นภาษาที่มีระดับเสียงของคำแน่นอนหรือวรรณยุกต์"] * 300),
     "long-words": ("b" * 101 + " ") * 10_000,  # each one [UNK]
@@ -303,7 +306,8 @@ def test_no_text_costs_more_than_reading_its_first_read_limit_characters(
 
     assert recording.longest[0] <= step.read_limit(256) == 256 * step.READ_CHARS_PER_TOKEN
     assert max(recording.longest) <= 256 * step.REREAD_CHARS_PER_TOKEN
-    assert len(recording.longest) <= 3  # the first read, and at most two more of this text
+    reads = [n for n in recording.longest if n > len("a  \t\r\n\n  b")]  # not the probe
+    assert len(reads) <= 3  # the first read, and at most two more of this text
 
 
 def test_a_degenerate_text_is_truncated_where_reading_stopped(tokenizer: Any) -> None:

@@ -134,6 +134,7 @@ READ_SLACK_CHARS = 1024
 """How far back from the read limit the cut looks for whitespace, so no word is split."""
 _THROUGH_LAST_SPACE = re.compile(r".*\s", re.DOTALL)
 _FIRST_SPACE = re.compile(r"\s")
+_WHITESPACE_RUN = re.compile(r"[ \t\r\n]{2,}")
 
 
 def read_limit(max_length: int) -> int:
@@ -188,8 +189,11 @@ def encode_texts(tokenizer: Any, texts: list[str], max_length: int) -> Encoded:
     not up to 0.7 s: `benchmarks/long_text_cost.py`). A text with fewer tokens there (Thai,
     written without spaces between words: ~75 characters a token here; hex hashes) is read
     again, as far as its tokens so far say it needs, up to ``REREAD_CHARS_PER_TOKEN`` per
-    token; a degenerate one (one huge word, a run of spaces or of characters the tokenizer
-    drops) is truncated there: its rest is marked as not read (``unread``).
+    token; first, where the tokenizer reads a run of spaces, tabs and newlines as one space
+    (WordPiece does; SentencePiece and byte-level BPE keep them), such runs are read as one
+    space, so a long one does not hide the words after it. A degenerate text (one huge word, a
+    run of characters the tokenizer drops) is truncated there: its rest is marked as not read
+    (``unread``).
     """
     limit = read_limit(max_length)
     keep_end = _truncation_side(tokenizer) == "left"
@@ -197,6 +201,10 @@ def encode_texts(tokenizer: Any, texts: list[str], max_length: int) -> Encoded:
     read = [limit] * len(texts)
     most = max(max_length * REREAD_CHARS_PER_TOKEN, limit)
     again = [i for i, short in enumerate(unread) if short and read[i] < most]
+    if again and collapses_whitespace(tokenizer):
+        texts = list(texts)  # the caller's stay as sent
+        for i in again:
+            texts[i] = _WHITESPACE_RUN.sub(" ", texts[i])
     while again:
         for i in again:  # rare: a row at a time
             # 1.25x what the characters per token so far say max_length + 1 tokens take.
@@ -207,6 +215,12 @@ def encode_texts(tokenizer: Any, texts: list[str], max_length: int) -> Encoded:
             )
         again = [i for i in again if unread[i] and read[i] < most]
     return Encoded(encodings, unread, read)
+
+
+def collapses_whitespace(tokenizer: Any) -> bool:
+    """Whether runs of spaces, tabs and newlines give the tokens one space gives."""
+    plain, spaced = tokenizer.encode_batch(["a b", "a  \t\r\n\n  b"])
+    return bool(plain.ids == spaced.ids)
 
 
 def _encode_spans(
