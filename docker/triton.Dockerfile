@@ -10,12 +10,12 @@ COPY pyproject.toml README.md ./
 COPY tritonhf ./tritonhf
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
-# tritonhf's classification guard (tritonhf/server/classification_guard.c): without it, one
-# request for the classification extension on a text output (a classifier's LABEL) kills Triton
-# 2.51. Its glibc symbols go up to 2.34; the NGC base (Ubuntu 22.04) has 2.35.
+# tritonhf's request guard (tritonhf/server/request_guard.c): without it, one request for the
+# classification extension on a text output (a classifier's LABEL) kills Triton 2.51, and one
+# with a shape whose size overflows kills a Python-backend stub. Its glibc symbols go up to 2.34; the NGC base (Ubuntu 22.04) has 2.35.
 FROM gcc:12-bookworm AS guard
-COPY tritonhf/server/classification_guard.c /src/
-RUN cc -shared -fPIC -O2 -o /src/libtritonhf_classification_guard.so /src/classification_guard.c -ldl
+COPY tritonhf/server/request_guard.c /src/
+RUN cc -shared -fPIC -O2 -o /src/libtritonhf_request_guard.so /src/request_guard.c -ldl
 
 FROM nvcr.io/nvidia/tritonserver:24.10-py3
 # The version in pyproject.toml (tests/deploy checks they agree).
@@ -42,9 +42,9 @@ RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
     fi \
  && python3 -c "import numpy, tokenizers, onnxruntime, tritonhf.server.entrypoint; assert numpy.__version__ < '2'"
 
-COPY --from=guard /src/libtritonhf_classification_guard.so /opt/tritonhf/
+COPY --from=guard /src/libtritonhf_request_guard.so /opt/tritonhf/
 # Preloaded into tritonserver (and inert in the image's other processes).
-ENV LD_PRELOAD=/opt/tritonhf/libtritonhf_classification_guard.so
+ENV LD_PRELOAD=/opt/tritonhf/libtritonhf_request_guard.so
 
 # The NGC image ships the non-root user triton-server with uid 1000; run as it.
 USER 1000:1000

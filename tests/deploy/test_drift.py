@@ -143,7 +143,7 @@ def test_triton_image_runs_the_draining_entrypoint_with_flags_as_its_command() -
     assert "tritonhf.server.entrypoint" in instructions["RUN"]  # imported at build time
 
 
-def test_the_triton_image_builds_the_classification_guard_and_preloads_it() -> None:
+def test_the_triton_image_builds_the_request_guard_and_preloads_it() -> None:
     from tritonhf.server.guard import LIBRARY, SOURCE
 
     instructions = dockerfile_instructions("triton.Dockerfile")

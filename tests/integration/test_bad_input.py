@@ -156,7 +156,7 @@ def test_the_classification_extension_on_a_text_output_is_refused_not_a_crash(
     server: TritonServer, client: TritonHFClient, step: str
 ) -> None:
     """Triton 2.51 divides by the byte size of BYTES (0) here and dies of SIGFPE; the guard
-    tritonhf preloads (tritonhf/server/classification_guard.c) makes it a refusal."""
+    tritonhf preloads (tritonhf/server/request_guard.c) makes it a refusal."""
     module = client._module()
     if step == CLASSIFIER:
         tensor = module.InferInput("TEXT", [1, 1], "BYTES")
@@ -196,3 +196,52 @@ def test_the_classification_extension_answers_on_probabilities(server: TritonSer
         score, index = entry.split(":")
         assert 0 <= float(score) <= 1
         assert int(index) in range(len(SENTIMENT_LABELS))
+
+
+@pytest.mark.parametrize(
+    ("dimension", "why"),
+    [(2**61 + 4, "more elements than bytes hold"), (2**63 + 4, "a negative dimension")],
+    ids=["wraps-to-32-bytes", "negative"],
+)
+def test_a_shape_that_overflows_its_bytes_is_refused_not_a_dead_stub(
+    server: TritonServer, client: TritonHFClient, dimension: int, why: str
+) -> None:
+    """Triton 2.51 multiplies the dimensions without an overflow check, so [1, 2**61 + 4]
+    INT64 tensors with 32 bytes each passed, and the model step's stub aborted building them
+    (a probe's finding); the guard refuses them (tritonhf/server/request_guard.c)."""
+    if client.protocol.value == "grpc":
+        import grpc
+        from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+        request = service_pb2.ModelInferRequest(model_name="minilm_model")
+        for name in ("input_ids", "attention_mask"):
+            tensor = request.inputs.add(name=name, datatype="INT64")
+            tensor.shape.extend([1, dimension - 2**64 if dimension >= 2**63 else dimension])
+            request.raw_input_contents.append(np.ones(4, dtype="<i8").tobytes())
+        channel = grpc.insecure_channel(server.config.grpc_url)
+        with pytest.raises(grpc.RpcError, match=f"does not fit its 32 bytes of data \\({why}\\)"):
+            service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
+        channel.close()
+        return
+    header = {
+        "inputs": [
+            {
+                "name": name,
+                "shape": [1, dimension],
+                "datatype": "INT64",
+                "parameters": {"binary_data_size": 32},
+            }
+            for name in ("input_ids", "attention_mask")
+        ]
+    }
+    head = json.dumps(header).encode()
+    request = urllib.request.Request(
+        f"http://{server.config.http_url}/v2/models/minilm_model/infer",
+        data=head + np.ones(8, dtype="<i8").tobytes(),
+        method="POST",
+        headers={"Inference-Header-Content-Length": str(len(head))},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)  # noqa: S310
+    assert refused.value.code == 400
+    assert f"does not fit its 32 bytes of data ({why})" in refused.value.read().decode()

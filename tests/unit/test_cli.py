@@ -78,6 +78,7 @@ def test_serve_defaults_to_tritons_usual_local_ports() -> None:
         "command": "serve",
         "repo": Path("model_repository"),
         "host": "127.0.0.1",
+        "http_host": None,
         "http_port": 8000,
         "grpc_port": 8001,
         "metrics_port": 8002,

@@ -42,7 +42,7 @@ def test_a_compiler_that_fails_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiler: str, message: str
 ) -> None:
     monkeypatch.setenv("CC", compiler)
-    with pytest.raises(ServerError, match=f"could not build .*classification guard: .*{message}"):
+    with pytest.raises(ServerError, match=f"could not build .*request guard: .*{message}"):
         build_guard(tmp_path)
 
 

@@ -425,20 +425,33 @@ def test_the_server_config_never_shows_its_key(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.1.1", "::1", "[::1]", "localhost"])
 def test_no_warning_for_a_server_on_loopback_without_a_key(tmp_path: Path, host: str) -> None:
-    assert ServerConfig(repo=tmp_path, host=host).exposure_warning is None
+    assert ServerConfig(repo=tmp_path, host=host).exposure_warnings == []
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "", "10.0.0.5", "::", "triton.example"])  # noqa: S104
 def test_a_server_beyond_loopback_without_a_key_warns_in_one_line(
     tmp_path: Path, host: str
 ) -> None:
-    warning = ServerConfig(repo=tmp_path, host=host).exposure_warning
+    key_warning, http_warning = ServerConfig(repo=tmp_path, host=host).exposure_warnings
 
-    assert warning is not None
-    assert "\n" not in warning
-    assert warning.startswith("warning: TRITONHF_ADMIN_KEY is not set")
-    assert "unload models" in warning
-    assert ServerConfig(repo=tmp_path, host=host, admin_key=KEY).exposure_warning is None
+    assert "\n" not in key_warning
+    assert key_warning.startswith("warning: TRITONHF_ADMIN_KEY is not set")
+    assert "unload models" in key_warning
+    keyed = ServerConfig(repo=tmp_path, host=host, admin_key=KEY).exposure_warnings
+    assert keyed == [http_warning]
+    assert "one deeply nested JSON request" in http_warning
+    assert "--http-host 127.0.0.1" in http_warning
+
+
+def test_http_can_stay_on_loopback_while_grpc_serves_the_network(tmp_path: Path) -> None:
+    config = ServerConfig(repo=tmp_path, host="0.0.0.0", http_host="127.0.0.1", admin_key=KEY)  # noqa: S104
+
+    assert config.exposure_warnings == []
+    command = config.command(Path("tritonserver"), tmp_path)
+    assert "--http-address=127.0.0.1" in command
+    assert "--grpc-address=0.0.0.0" in command
+    assert config.http_url == "127.0.0.1:8000"
+    assert config.grpc_url == "127.0.0.1:8001"
 
 
 def test_serve_passes_the_environments_key_to_the_server(

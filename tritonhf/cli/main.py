@@ -191,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--repo", type=Path, default=Path("model_repository"), help="the model repository"
     )
     serve.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 exposes it)")
+    serve.add_argument(
+        "--http-host",
+        help="bind address of the HTTP endpoint, if not --host: 127.0.0.1 keeps it local while "
+        "gRPC serves the network (one deeply nested JSON request crashes Triton 2.51's HTTP)",
+    )
     serve.add_argument("--http-port", type=int, default=8000, help="KServe v2 HTTP/REST")
     serve.add_argument("--grpc-port", type=int, default=8001, help="KServe v2 gRPC")
     serve.add_argument("--metrics-port", type=int, default=8002, help="Prometheus /metrics")
@@ -487,6 +492,7 @@ def run_serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         repo=args.repo,
         host=args.host,
+        http_host=args.http_host,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,

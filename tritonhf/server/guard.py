@@ -1,10 +1,11 @@
-"""Build and preload the library that keeps one classification request from killing Triton 2.51.
+"""Build and preload the library that keeps single requests from killing Triton 2.51.
 
-`classification_guard.c` says what it fixes and how: asking Triton 2.51 for the
-classification extension on a BYTES output (a classifier's ``LABEL``) divides by zero and
-kills the server; preloaded, the library turns that into the refusal Triton gives for other
-unsupported types. `tritonhf serve` compiles it into the server's work folder at each start
-(a fraction of a second with gcc); the Triton image compiles it when it is built.
+`request_guard.c` says what it fixes and how. Asking Triton 2.51 for the classification
+extension on a BYTES output (a classifier's ``LABEL``) divides by zero and kills the server;
+a shape whose size overflows (``[1, 2**61 + 4]`` with 32 bytes of data) kills the
+Python-backend stub it reaches. Preloaded, the library turns both into refusals (INVALID_ARG).
+`tritonhf serve` compiles it into the server's work folder at each start (a fraction of a
+second with gcc); the Triton image compiles it when it is built.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 
 from tritonhf.errors import ServerError
 
-SOURCE = Path(__file__).with_name("classification_guard.c")
-LIBRARY = "libtritonhf_classification_guard.so"
+SOURCE = Path(__file__).with_name("request_guard.c")
+LIBRARY = "libtritonhf_request_guard.so"
 COMPILE_TIMEOUT_S = 120
 
 
@@ -26,7 +27,7 @@ def build_guard(folder: Path) -> Path:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise ServerError(
-            "no C compiler (cc) to build tritonhf's classification guard, so a request for "
+            "no C compiler (cc) to build tritonhf's request guard, so a request for "
             "the classification extension on a BYTES output (a classifier's LABEL) kills "
             "Triton 2.51: install gcc (apt-get install gcc)"
         )
@@ -37,10 +38,10 @@ def build_guard(folder: Path) -> Path:
             command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S, check=False
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ServerError(f"could not build tritonhf's classification guard: {exc}") from None
+        raise ServerError(f"could not build tritonhf's request guard: {exc}") from None
     if done.returncode != 0:
         first = (done.stderr.strip().splitlines() or ["(no message)"])[0]
-        raise ServerError(f"could not build tritonhf's classification guard: {first}")
+        raise ServerError(f"could not build tritonhf's request guard: {first}")
     return library
 
 

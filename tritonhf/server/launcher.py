@@ -40,12 +40,20 @@ class ModelControl(str, Enum):
     POLL = "poll"
 
 
+def _client_host(bind: str) -> str:
+    """Where a local client reaches an endpoint bound to ``bind`` (a wildcard: loopback)."""
+    return "127.0.0.1" if bind in ("0.0.0.0", "") else bind  # noqa: S104  # nosec B104
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """How to run one Triton server."""
 
     repo: Path
     host: str = "127.0.0.1"
+    http_host: str | None = None
+    """Where the HTTP endpoint binds, if not ``host``: ``127.0.0.1`` keeps it local while
+    gRPC serves the network (Triton 2.51's HTTP frontend dies of one deeply nested JSON body)."""
     http_port: int = 8000
     grpc_port: int = 8001
     metrics_port: int = 8002
@@ -78,12 +86,17 @@ class ServerConfig:
     @property
     def client_host(self) -> str:
         """Where a local client connects (a wildcard bind is reached through loopback)."""
-        return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # noqa: S104  # nosec B104
+        return _client_host(self.host)
+
+    @property
+    def http_bind(self) -> str:
+        """The address the HTTP endpoint binds."""
+        return self.http_host or self.host
 
     @property
     def http_url(self) -> str:
         """``host:port`` of the HTTP endpoint."""
-        return f"{self.client_host}:{self.http_port}"
+        return f"{_client_host(self.http_bind)}:{self.http_port}"
 
     @property
     def grpc_url(self) -> str:
@@ -100,11 +113,19 @@ class ServerConfig:
         }
 
     @property
-    def exposure_warning(self) -> str | None:
-        """A one-line warning when the admin APIs are open beyond this machine; else None."""
+    def exposure_warnings(self) -> list[str]:
+        """One line for each way a client beyond this machine could take the server down."""
+        warnings = []
         if self.admin_key is None and not is_loopback(self.host):
-            return open_api_warning(self.host)
-        return None
+            warnings.append(open_api_warning(self.host))
+        if not is_loopback(self.http_bind):
+            warnings.append(
+                f"warning: Triton's HTTP endpoint listens on {self.http_bind}, and one deeply "
+                "nested JSON request (~100 KB) crashes Triton 2.51's HTTP frontend: serve "
+                "untrusted clients over gRPC and keep HTTP local with --http-host 127.0.0.1 "
+                "(docs/reliability.md, Hostile and malformed input)"
+            )
+        return warnings
 
     @property
     def metrics_url(self) -> str:
@@ -118,7 +139,7 @@ class ServerConfig:
             f"--model-repository={self.repo.resolve()}",
             f"--backend-directory={backend_dir}",
             f"--model-control-mode={self.model_control.value}",
-            f"--http-address={self.host}",
+            f"--http-address={self.http_bind}",
             f"--http-port={self.http_port}",
             f"--grpc-address={self.host}",
             f"--grpc-port={self.grpc_port}",
@@ -188,8 +209,9 @@ class TritonServer:
         # Before starting: Triton would fail on a busy port only after loading every model, and
         # the server that holds the port would answer the readiness poll meanwhile.
         for flag, port in self.config.ports.items():
-            check_bindable(self.config.host, port, flag=flag)
-        if warning := self.config.exposure_warning:
+            host = self.config.http_bind if flag == "--http-port" else self.config.host
+            check_bindable(host, port, flag=flag)
+        for warning in self.config.exposure_warnings:
             print(warning, file=sys.stderr, flush=True)
         if stopped := stop_orphaned_stubs():  # then their /dev/shm regions go too, next line
             print(

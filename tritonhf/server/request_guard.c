@@ -1,0 +1,272 @@
+/*
+ * Preloaded into tritonserver (LD_PRELOAD) by `tritonhf serve` and the Triton image: keeps two
+ * kinds of request, each a single one from any client, from killing Triton 2.51 or a
+ * Python-backend stub.
+ *
+ * 1. The classification extension on a text output. A client may ask for the KServe classification extension on any output ("parameters":
+ * {"classification": N} over HTTP, class_count over gRPC). Triton's frontends then call
+ * TopkClassifications, which divides the output's byte size by
+ * TRITONSERVER_DataTypeByteSize(datatype) before it checks the type, and that size is 0 for
+ * BYTES: an integer division by zero, SIGFPE, and the whole server is gone. Every classifier
+ * tritonhf exports has a BYTES output (LABEL).
+ *
+ * This library defines TRITONSERVER_DataTypeByteSize in front of libtritonserver's. Called from
+ * inside TopkClassifications (found by name in the executable's symbol table) for BYTES, it
+ * answers 1 instead of 0; TopkClassifications then refuses the type, as it refuses BOOL:
+ * "class result not available for output due to unsupported type 'BYTES'" (HTTP 400, gRPC
+ * INVALID_ARGUMENT). Every other caller, and every other type, gets the library's own answer.
+ * In an executable without that symbol (a stripped build, the backend stubs that inherit the
+ * environment) it changes nothing; in a tritonserver without it, it says so on stderr.
+ *
+ * 2. A shape whose size overflows. Triton checks that an input's data is as long as its shape
+ * says by multiplying the dimensions without an overflow check: INT64 input_ids of shape
+ * [1, 2^61 + 4] with 32 bytes of data pass (2^61 + 4 elements of 8 bytes wrap to 32), and the
+ * Python-backend stub that receives them aborts building that array ("array is too big"),
+ * before the step's code can refuse it; a negative dimension (2^63 + 4 read back) does the
+ * same. Sent to a model step directly, each request killed its stub. This library defines
+ * TRITONBACKEND_InputProperties and TRITONBACKEND_InputPropertiesForHostPolicy in front of
+ * Triton's, which every backend calls to read an input, and answers an input whose shape does
+ * not fit its bytes (a negative dimension, an element count that overflows, more elements than
+ * the bytes hold) with an INVALID_ARG error naming it; the backend then fails that request.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <stdio.h>
+
+#define TRITONSERVER_TYPE_BYTES 13
+#define TRITONSERVER_ERROR_INVALID_ARG 3
+#define MAX_RANGES 8
+
+typedef struct TRITONSERVER_Error TRITONSERVER_Error;
+typedef struct TRITONBACKEND_Input TRITONBACKEND_Input;
+typedef uint32_t (*byte_size_fn)(int);
+typedef TRITONSERVER_Error* (*error_new_fn)(int, const char*);
+typedef TRITONSERVER_Error* (*properties_fn)(
+    TRITONBACKEND_Input*, const char**, int*, const int64_t**, uint32_t*, uint64_t*, uint32_t*);
+typedef TRITONSERVER_Error* (*host_properties_fn)(
+    TRITONBACKEND_Input*, const char*, const char**, int*, const int64_t**, uint32_t*,
+    uint64_t*, uint32_t*);
+
+static const char TOPK[] = "_ZN6triton6server19TopkClassifications";
+static uintptr_t range_start[MAX_RANGES], range_end[MAX_RANGES];
+static int range_count;
+
+static int
+first_object_bias(struct dl_phdr_info* info, size_t size, void* bias)
+{
+  (void)size;
+  *(uintptr_t*)bias = (uintptr_t)info->dlpi_addr; /* the first object is the executable */
+  return 1;
+}
+
+static int
+inside(size_t file_size, uint64_t offset, uint64_t length)
+{
+  return offset <= file_size && length <= file_size - offset;
+}
+
+/* Each function (and its .cold part) named TopkClassifications, as run-time address ranges. */
+__attribute__((constructor)) static void
+find_topk_classifications(void)
+{
+  int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return;
+  }
+  struct stat status;
+  if (fstat(fd, &status) != 0 || (size_t)status.st_size < sizeof(Elf64_Ehdr)) {
+    close(fd);
+    return;
+  }
+  size_t size = (size_t)status.st_size;
+  const unsigned char* file = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  close(fd);
+  if (file == MAP_FAILED) {
+    return;
+  }
+  const Elf64_Ehdr* header = (const Elf64_Ehdr*)file;
+  uintptr_t bias = 0;
+  if (memcmp(header->e_ident, ELFMAG, SELFMAG) != 0 ||
+      header->e_ident[EI_CLASS] != ELFCLASS64 ||
+      !inside(size, header->e_shoff, (uint64_t)header->e_shnum * sizeof(Elf64_Shdr))) {
+    goto done;
+  }
+  dl_iterate_phdr(first_object_bias, &bias);
+  const Elf64_Shdr* sections = (const Elf64_Shdr*)(file + header->e_shoff);
+  for (int s = 0; s < header->e_shnum; s++) {
+    if (sections[s].sh_type != SHT_SYMTAB || sections[s].sh_link >= header->e_shnum) {
+      continue;
+    }
+    const Elf64_Shdr* names = &sections[sections[s].sh_link];
+    if (!inside(size, sections[s].sh_offset, sections[s].sh_size) ||
+        !inside(size, names->sh_offset, names->sh_size)) {
+      continue;
+    }
+    const Elf64_Sym* symbols = (const Elf64_Sym*)(file + sections[s].sh_offset);
+    size_t count = sections[s].sh_size / sizeof(Elf64_Sym);
+    for (size_t i = 0; i < count && range_count < MAX_RANGES; i++) {
+      const Elf64_Sym* symbol = &symbols[i];
+      if (ELF64_ST_TYPE(symbol->st_info) != STT_FUNC || symbol->st_size == 0 ||
+          symbol->st_name + sizeof(TOPK) > names->sh_size) {
+        continue;
+      }
+      const char* name = (const char*)(file + names->sh_offset + symbol->st_name);
+      if (strncmp(name, TOPK, sizeof(TOPK) - 1) == 0) {
+        range_start[range_count] = bias + symbol->st_value;
+        range_end[range_count] = bias + symbol->st_value + symbol->st_size;
+        range_count++;
+      }
+    }
+  }
+done:
+  munmap((void*)file, size);
+  char path[4096];
+  ssize_t length = readlink("/proc/self/exe", path, sizeof(path) - 1);
+  if (range_count == 0 && length > 0) {
+    path[length] = '\0';
+    const char* base = strrchr(path, '/');
+    if (strcmp(base == NULL ? path : base + 1, "tritonserver") == 0) {
+      static const char warning[] =
+          "tritonhf request guard: this tritonserver has no TopkClassifications "
+          "symbol (stripped?), so a classification request on a BYTES output can still "
+          "crash it\n";
+      ssize_t ignored = write(STDERR_FILENO, warning, sizeof(warning) - 1);
+      (void)ignored;
+    }
+  }
+}
+
+uint32_t
+TRITONSERVER_DataTypeByteSize(int datatype)
+{
+  static byte_size_fn library_byte_size;
+  if (library_byte_size == NULL) {
+    library_byte_size = (byte_size_fn)dlsym(RTLD_NEXT, "TRITONSERVER_DataTypeByteSize");
+  }
+  uint32_t size = library_byte_size == NULL ? 0 : library_byte_size(datatype);
+  if (size == 0 && datatype == TRITONSERVER_TYPE_BYTES) {
+    uintptr_t caller = (uintptr_t)__builtin_return_address(0);
+    for (int r = 0; r < range_count; r++) {
+      if (caller >= range_start[r] && caller < range_end[r]) {
+        return 1;
+      }
+    }
+  }
+  return size;
+}
+
+/* An error for an input whose shape does not fit its byte size, or NULL when it fits. */
+static TRITONSERVER_Error*
+misfit(const char* name, int datatype, const int64_t* shape, uint32_t dims, uint64_t byte_size)
+{
+  uint64_t count = 1;
+  int overflow = 0, negative = 0;
+  for (uint32_t d = 0; d < dims; d++) {
+    if (shape[d] < 0) {
+      negative = 1;
+    } else if (__builtin_mul_overflow(count, (uint64_t)shape[d], &count)) {
+      overflow = 1;
+    }
+  }
+  uint32_t element = TRITONSERVER_DataTypeByteSize(datatype);
+  uint64_t needed = 0;
+  if (!negative && !overflow) {
+    if (element == 0) { /* BYTES: at least a 4-byte length per element */
+      if (count <= byte_size / 4) {
+        return NULL;
+      }
+    } else if (!__builtin_mul_overflow(count, (uint64_t)element, &needed) &&
+               needed <= byte_size) {
+      return NULL;
+    }
+  }
+  static error_new_fn error_new;
+  if (error_new == NULL) {
+    error_new = (error_new_fn)dlsym(RTLD_NEXT, "TRITONSERVER_ErrorNew");
+  }
+  if (error_new == NULL) {
+    return NULL;
+  }
+  char message[256];
+  snprintf(
+      message, sizeof(message),
+      "input '%.64s' has a shape that does not fit its %llu bytes of data (%s)",
+      name == NULL ? "?" : name, (unsigned long long)byte_size,
+      negative ? "a negative dimension"
+               : (overflow ? "its element count overflows" : "more elements than bytes hold"));
+  return error_new(TRITONSERVER_ERROR_INVALID_ARG, message);
+}
+
+TRITONSERVER_Error*
+TRITONBACKEND_InputProperties(
+    TRITONBACKEND_Input* input, const char** name, int* datatype, const int64_t** shape,
+    uint32_t* dims_count, uint64_t* byte_size, uint32_t* buffer_count)
+{
+  static properties_fn library_properties;
+  if (library_properties == NULL) {
+    library_properties = (properties_fn)dlsym(RTLD_NEXT, "TRITONBACKEND_InputProperties");
+  }
+  if (library_properties == NULL) { /* not inside Triton: nothing to read */
+    return NULL;
+  }
+  const char* own_name = NULL;
+  int own_datatype = 0;
+  const int64_t* own_shape = NULL;
+  uint32_t own_dims = 0, own_buffers = 0;
+  uint64_t own_size = 0;
+  TRITONSERVER_Error* error = library_properties(
+      input, &own_name, &own_datatype, &own_shape, &own_dims, &own_size, &own_buffers);
+  if (error == NULL) {
+    error = misfit(own_name, own_datatype, own_shape, own_dims, own_size);
+  }
+  if (name != NULL) *name = own_name;
+  if (datatype != NULL) *datatype = own_datatype;
+  if (shape != NULL) *shape = own_shape;
+  if (dims_count != NULL) *dims_count = own_dims;
+  if (byte_size != NULL) *byte_size = own_size;
+  if (buffer_count != NULL) *buffer_count = own_buffers;
+  return error;
+}
+
+TRITONSERVER_Error*
+TRITONBACKEND_InputPropertiesForHostPolicy(
+    TRITONBACKEND_Input* input, const char* host_policy_name, const char** name, int* datatype,
+    const int64_t** shape, uint32_t* dims_count, uint64_t* byte_size, uint32_t* buffer_count)
+{
+  static host_properties_fn library_properties;
+  if (library_properties == NULL) {
+    library_properties = (host_properties_fn)dlsym(
+        RTLD_NEXT, "TRITONBACKEND_InputPropertiesForHostPolicy");
+  }
+  if (library_properties == NULL) { /* not inside Triton: nothing to read */
+    return NULL;
+  }
+  const char* own_name = NULL;
+  int own_datatype = 0;
+  const int64_t* own_shape = NULL;
+  uint32_t own_dims = 0, own_buffers = 0;
+  uint64_t own_size = 0;
+  TRITONSERVER_Error* error = library_properties(
+      input, host_policy_name, &own_name, &own_datatype, &own_shape, &own_dims, &own_size,
+      &own_buffers);
+  if (error == NULL) {
+    error = misfit(own_name, own_datatype, own_shape, own_dims, own_size);
+  }
+  if (name != NULL) *name = own_name;
+  if (datatype != NULL) *datatype = own_datatype;
+  if (shape != NULL) *shape = own_shape;
+  if (dims_count != NULL) *dims_count = own_dims;
+  if (byte_size != NULL) *byte_size = own_size;
+  if (buffer_count != NULL) *buffer_count = own_buffers;
+  return error;
+}
