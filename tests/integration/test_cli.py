@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from tests.conftest import server_config
 from tritonhf.repository.checks import check_config_matches_onnx
 from tritonhf.repository.configs import parse_pbtxt
 from tritonhf.server.launcher import TritonServer
+from tritonhf.server.process import children
 
 TRITONHF = [sys.executable, "-m", "tritonhf.cli.main"]
 
@@ -171,3 +173,44 @@ def test_export_refuses_bad_options_with_one_clear_line(
     assert fragment in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "repo").exists()
+
+
+def test_serve_starts_a_crashed_triton_again_and_serves(repo: Path) -> None:
+    config = server_config(repo)
+    process = subprocess.Popen(
+        [
+            *TRITONHF,
+            "serve",
+            "--repo", str(repo),
+            "--http-port", str(config.http_port),
+            "--grpc-port", str(config.grpc_port),
+            "--metrics-port", str(config.metrics_port),
+            "--log-file", str(repo.parent / "serve-restart.log"),
+            "--restarts", "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        assert "Triton is ready" in process.stdout.readline()
+        (triton,) = children(process.pid)
+        os.kill(triton, signal.SIGSEGV)  # what one deeply nested JSON request does to 2.51
+        assert "tritonserver exited with code -11 (SIGSEGV): starting it again" in (
+            process.stdout.readline()
+        )
+        assert "Triton is ready again" in process.stdout.readline()
+        health = tritonhf("health", "--url", config.http_url, "--protocol", "http")
+        assert health.returncode == 0, health.stdout + health.stderr
+        embedded = tritonhf("embed", "served again", "--url", config.grpc_url, "--json")
+        assert embedded.returncode == 0, embedded.stderr
+
+        (again,) = children(process.pid)
+        os.kill(again, signal.SIGKILL)  # the one restart is spent: serve gives up
+        assert process.wait(timeout=60) == 1
+        assert "(restarted 1 time(s) in 5 minutes)" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -85,6 +85,7 @@ def test_serve_defaults_to_tritons_usual_local_ports() -> None:
         "log_file": None,
         "log_text": None,
         "model_control": "explicit",
+        "restarts": 5,
         "stub_hang_timeout": 300.0,
     }
 
@@ -672,3 +673,10 @@ def test_a_command_without_its_extra_names_the_extra_in_one_line() -> None:
         "error: tritonhf ui needs gradio_is_not_installed_here, which is not installed: "
         "install the 'ui' extra with `pip install 'tritonhf[ui]'`\n"
     )
+
+
+def test_serve_refuses_a_negative_restart_count_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["serve", "--restarts", "-1"]) == 2
+    assert capsys.readouterr().err == "error: --restarts must be 0 or more, got -1\n"

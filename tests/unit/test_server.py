@@ -8,6 +8,7 @@ import subprocess  # nosec B404
 import sys
 import sysconfig
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,7 +21,13 @@ from tritonhf.server import admin
 from tritonhf.server.drain import drain
 from tritonhf.server.entrypoint import TritonFlags, exit_status, with_admin_key
 from tritonhf.server.entrypoint import main as entrypoint_main
-from tritonhf.server.launcher import ModelControl, ServerConfig, TritonServer
+from tritonhf.server.launcher import (
+    ModelControl,
+    RestartBudget,
+    ServerConfig,
+    TritonServer,
+    exit_description,
+)
 from tritonhf.server.ports import free_ports
 from tritonhf.server.provision import (
     TritonDistribution,
@@ -644,3 +651,19 @@ def test_stubs_whose_triton_is_gone_are_stopped_and_a_served_one_is_not(tmp_path
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         running.wait()
+
+
+def test_the_restart_budget_allows_its_limit_per_window() -> None:
+    budget = RestartBudget(2, window_s=0.2)
+    assert [budget.take(), budget.take(), budget.take()] == [True, True, False]
+    time.sleep(0.25)
+    assert budget.take()
+    assert not RestartBudget(0).take()
+
+
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [(-11, "code -11 (SIGSEGV)"), (-8, "code -8 (SIGFPE)"), (1, "code 1"), (-99, "code -99")],
+)
+def test_an_exit_is_described_with_its_signal(code: int, said: str) -> None:
+    assert exit_description(code) == said

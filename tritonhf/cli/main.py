@@ -214,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
         "`tritonhf deploy` and draining in-flight requests on shutdown",
     )
     serve.add_argument(
+        "--restarts",
+        type=int,
+        default=5,
+        metavar="N",
+        help="start Triton again when it exits on its own (a crash), at most N times in 5 "
+        "minutes; 0: never",
+    )
+    serve.add_argument(
         "--stub-hang-timeout",
         type=float,
         default=300.0,
@@ -479,10 +487,19 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     """``tritonhf serve``: start, print the endpoints, wait for Ctrl-C or SIGTERM."""
+    from tritonhf.errors import ConfigError
     from tritonhf.observability.logs import LOG_TEXT_ENV, TextLogging
     from tritonhf.server.admin import admin_key
-    from tritonhf.server.launcher import ModelControl, ServerConfig, TritonServer
+    from tritonhf.server.launcher import (
+        ModelControl,
+        RestartBudget,
+        ServerConfig,
+        TritonServer,
+        exit_description,
+    )
 
+    if args.restarts < 0:
+        raise ConfigError(f"--restarts must be 0 or more, got {args.restarts}")
     if not args.log_text:
         # Refused now, in one line, as a bad --log-text is: in Triton every step would fail
         # to load with it, and serve would exit seconds later with their tracebacks.
@@ -520,9 +537,19 @@ def run_serve(args: argparse.Namespace) -> int:
             f"metrics {config.metrics_url}{restricted} (Ctrl-C stops)",
             flush=True,
         )
-        code = server.wait()
-        print(f"tritonserver exited with code {code}", file=sys.stderr)
-        return 1
+        budget = RestartBudget(args.restarts)
+        while True:
+            how = exit_description(server.wait())
+            if not budget.take():
+                n = args.restarts
+                spent = f" (restarted {n} time(s) in 5 minutes)" if n else ""
+                print(f"tritonserver exited with {how}{spent}", file=sys.stderr, flush=True)
+                return 1
+            print(f"tritonserver exited with {how}: starting it again", file=sys.stderr, flush=True)
+            server.stop()  # its watch, stubs, log and work folder
+            server = TritonServer(config, log_path=args.log_file)
+            server.start()
+            print(f"Triton is ready again: gRPC {config.grpc_url}", flush=True)
     except KeyboardInterrupt:
         patience = config.exit_timeout_s + 5
 

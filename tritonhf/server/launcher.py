@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess  # nosec B404
 import sys
 import tempfile
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -38,6 +40,10 @@ class ModelControl(str, Enum):
     NONE = "none"
     EXPLICIT = "explicit"
     POLL = "poll"
+
+
+RESTART_WINDOW_S = 300.0
+"""`RestartBudget`'s window: ``tritonhf serve --restarts N`` allows N restarts in it."""
 
 
 def _client_host(bind: str) -> str:
@@ -334,3 +340,32 @@ class TritonServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class RestartBudget:
+    """At most ``limit`` restarts of a crashed server in ``window_s``.
+
+    A server that crashes at every start is given up on, not restarted in a loop.
+    """
+
+    def __init__(self, limit: int, window_s: float = RESTART_WINDOW_S) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._times: list[float] = []
+
+    def take(self) -> bool:
+        """Use one restart; False when ``limit`` were used in the last ``window_s``."""
+        now = time.monotonic()
+        self._times = [t for t in self._times if now - t < self.window_s]
+        if len(self._times) >= self.limit:
+            return False
+        self._times.append(now)
+        return True
+
+
+def exit_description(code: int) -> str:
+    """``code -11 (SIGSEGV)`` for a signal, ``code 1`` otherwise."""
+    if code < 0:
+        with suppress(ValueError):
+            return f"code {code} ({signal.Signals(-code).name})"
+    return f"code {code}"
