@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import server_config
 from tritonhf.repository.checks import check_config_matches_onnx
 from tritonhf.repository.configs import parse_pbtxt
-from tritonhf.server.launcher import TritonServer
+from tritonhf.server.launcher import ServerConfig, TritonServer
 from tritonhf.server.process import children
 
 TRITONHF = [sys.executable, "-m", "tritonhf.cli.main"]
@@ -95,22 +95,28 @@ def test_bad_input_is_one_error_line_and_exit_code_2(server: TritonServer) -> No
     assert "Traceback" not in done.stderr
 
 
-def test_serve_starts_prints_the_endpoints_and_stops_cleanly_on_sigint(repo: Path) -> None:
-    config = server_config(repo)
-    process = subprocess.Popen(
+def serve(config: ServerConfig, log_name: str, *extra: str) -> subprocess.Popen[str]:
+    """``tritonhf serve`` on ``config``'s repository and ports, its output on one pipe."""
+    return subprocess.Popen(
         [
             *TRITONHF,
             "serve",
-            "--repo", str(repo),
+            "--repo", str(config.repo),
             "--http-port", str(config.http_port),
             "--grpc-port", str(config.grpc_port),
             "--metrics-port", str(config.metrics_port),
-            "--log-file", str(repo.parent / "serve-cli.log"),
+            "--log-file", str(config.repo.parent / log_name),
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )  # fmt: skip
+
+
+def test_serve_starts_prints_the_endpoints_and_stops_cleanly_on_sigint(repo: Path) -> None:
+    config = server_config(repo)
+    process = serve(config, "serve-cli.log")
     try:
         assert process.stdout is not None
         ready = process.stdout.readline()
@@ -177,21 +183,7 @@ def test_export_refuses_bad_options_with_one_clear_line(
 
 def test_serve_starts_a_crashed_triton_again_and_serves(repo: Path) -> None:
     config = server_config(repo)
-    process = subprocess.Popen(
-        [
-            *TRITONHF,
-            "serve",
-            "--repo", str(repo),
-            "--http-port", str(config.http_port),
-            "--grpc-port", str(config.grpc_port),
-            "--metrics-port", str(config.metrics_port),
-            "--log-file", str(repo.parent / "serve-restart.log"),
-            "--restarts", "1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
+    process = serve(config, "serve-restart.log", "--restarts", "1")
     try:
         assert process.stdout is not None
         assert "Triton is ready" in process.stdout.readline()

@@ -216,6 +216,19 @@ def stubs_of(server: TritonServer, step: str) -> set[int]:
     return found
 
 
+def failures_until_served(client: TritonHFClient, timeout_s: float = 60) -> Counter[str]:
+    """Embed every 0.1 s until one succeeds (or fail the test); the errors met on the way."""
+    failures, deadline = Counter[str](), time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if client.embed(["served again"]).shape == (1, 384):
+                return failures
+        except ClientError as exc:
+            failures[type(exc).__name__] += 1
+            time.sleep(0.1)
+    pytest.fail(f"not served again within {timeout_s:.0f} s: {dict(failures)}")
+
+
 def test_a_killed_stub_is_replaced_and_its_step_serves_again_without_a_restart(
     explicit_server: TritonServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -224,15 +237,8 @@ def test_a_killed_stub_is_replaced_and_its_step_serves_again_without_a_restart(
     assert len(killed) == 2  # two model instances
     for pid in killed:  # what the OOM killer does
         os.kill(pid, signal.SIGKILL)
-    failures, killed_at = Counter[str](), time.monotonic()
-    served, deadline = False, killed_at + 60
-    while not served and time.monotonic() < deadline:  # Triton 2.51 alone: failures forever
-        try:
-            served = client.embed(["served again"]).shape == (1, 384)
-        except ClientError as exc:
-            failures[type(exc).__name__] += 1
-            time.sleep(0.1)
-    assert served
+    killed_at = time.monotonic()
+    failures = failures_until_served(client)  # Triton 2.51 alone: failures forever
 
     replaced = stubs_of(explicit_server, "minilm_model")
     assert len(replaced) == 2
@@ -267,15 +273,8 @@ def test_a_stopped_stub_is_killed_and_replaced_as_a_dead_one_is(
             assert batch_started_ns(server, pid) == 0  # idle
     (stopped,) = stubs_of(explicit_server, "minilm_tokenizer")
     os.kill(stopped, signal.SIGSTOP)  # Triton 2.51 fails its requests for good ("not healthy")
-    failures, stopped_at = Counter[str](), time.monotonic()
-    served, deadline = False, stopped_at + 60
-    while not served and time.monotonic() < deadline:
-        try:
-            served = client.embed(["served again"]).shape == (1, 384)
-        except ClientError as exc:
-            failures[type(exc).__name__] += 1
-            time.sleep(0.2)
-    assert served
+    stopped_at = time.monotonic()
+    failures = failures_until_served(client)
 
     said = capsys.readouterr().err
     print(

@@ -35,7 +35,7 @@ from tritonhf.server.admin import (
     restricted_flags,
 )
 from tritonhf.server.drain import die_with_parent, drain, terminate
-from tritonhf.server.stub_watch import HANG_ENV, HANG_S, StubWatch, hang_seconds
+from tritonhf.server.stub_watch import HANG_ENV, HANG_S, StubWatch, hang_seconds, seconds
 
 BINARY = "tritonserver"
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
@@ -77,7 +77,9 @@ class TritonFlags:
         return cls(
             http_url=f"{host}:{values.get('--http-port', '8000')}" if http_on else None,
             explicit=values.get("--model-control-mode", "none") == "explicit",
-            exit_timeout_s=_seconds(values.get("--exit-timeout-secs", "30")),
+            exit_timeout_s=seconds(
+                values.get("--exit-timeout-secs", "30"), source="--exit-timeout-secs"
+            ),
             drain_headers=_repository_header(args),
         )
 
@@ -124,16 +126,6 @@ def with_admin_key(args: Sequence[str], environ: Mapping[str, str] | None = None
         return list(args)
     _log(f"{', '.join(RESTRICTED_APIS)} need the header of {ENV_VAR}")
     return [*args, *restricted_flags(key)]
-
-
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds < float("inf"):
-        raise ValueError(f"--exit-timeout-secs must be a number of seconds >= 0, got {value!r}")
-    return seconds
 
 
 def _flag_values(args: Sequence[str]) -> dict[str, str]:

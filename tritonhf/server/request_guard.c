@@ -207,6 +207,33 @@ misfit(const char* name, int datatype, const int64_t* shape, uint32_t dims, uint
   return error_new(TRITONSERVER_ERROR_INVALID_ARG, message);
 }
 
+/* What Triton said of an input, handed on to the caller's pointers (any may be NULL). */
+struct properties {
+  const char* name;
+  int datatype;
+  const int64_t* shape;
+  uint32_t dims;
+  uint64_t byte_size;
+  uint32_t buffers;
+};
+
+static TRITONSERVER_Error*
+hand_on(
+    TRITONSERVER_Error* error, const struct properties* own, const char** name, int* datatype,
+    const int64_t** shape, uint32_t* dims_count, uint64_t* byte_size, uint32_t* buffer_count)
+{
+  if (error == NULL) {
+    error = misfit(own->name, own->datatype, own->shape, own->dims, own->byte_size);
+  }
+  if (name != NULL) *name = own->name;
+  if (datatype != NULL) *datatype = own->datatype;
+  if (shape != NULL) *shape = own->shape;
+  if (dims_count != NULL) *dims_count = own->dims;
+  if (byte_size != NULL) *byte_size = own->byte_size;
+  if (buffer_count != NULL) *buffer_count = own->buffers;
+  return error;
+}
+
 TRITONSERVER_Error*
 TRITONBACKEND_InputProperties(
     TRITONBACKEND_Input* input, const char** name, int* datatype, const int64_t** shape,
@@ -219,23 +246,10 @@ TRITONBACKEND_InputProperties(
   if (library_properties == NULL) { /* not inside Triton: nothing to read */
     return NULL;
   }
-  const char* own_name = NULL;
-  int own_datatype = 0;
-  const int64_t* own_shape = NULL;
-  uint32_t own_dims = 0, own_buffers = 0;
-  uint64_t own_size = 0;
+  struct properties own = {0};
   TRITONSERVER_Error* error = library_properties(
-      input, &own_name, &own_datatype, &own_shape, &own_dims, &own_size, &own_buffers);
-  if (error == NULL) {
-    error = misfit(own_name, own_datatype, own_shape, own_dims, own_size);
-  }
-  if (name != NULL) *name = own_name;
-  if (datatype != NULL) *datatype = own_datatype;
-  if (shape != NULL) *shape = own_shape;
-  if (dims_count != NULL) *dims_count = own_dims;
-  if (byte_size != NULL) *byte_size = own_size;
-  if (buffer_count != NULL) *buffer_count = own_buffers;
-  return error;
+      input, &own.name, &own.datatype, &own.shape, &own.dims, &own.byte_size, &own.buffers);
+  return hand_on(error, &own, name, datatype, shape, dims_count, byte_size, buffer_count);
 }
 
 TRITONSERVER_Error*
@@ -251,22 +265,9 @@ TRITONBACKEND_InputPropertiesForHostPolicy(
   if (library_properties == NULL) { /* not inside Triton: nothing to read */
     return NULL;
   }
-  const char* own_name = NULL;
-  int own_datatype = 0;
-  const int64_t* own_shape = NULL;
-  uint32_t own_dims = 0, own_buffers = 0;
-  uint64_t own_size = 0;
+  struct properties own = {0};
   TRITONSERVER_Error* error = library_properties(
-      input, host_policy_name, &own_name, &own_datatype, &own_shape, &own_dims, &own_size,
-      &own_buffers);
-  if (error == NULL) {
-    error = misfit(own_name, own_datatype, own_shape, own_dims, own_size);
-  }
-  if (name != NULL) *name = own_name;
-  if (datatype != NULL) *datatype = own_datatype;
-  if (shape != NULL) *shape = own_shape;
-  if (dims_count != NULL) *dims_count = own_dims;
-  if (byte_size != NULL) *byte_size = own_size;
-  if (buffer_count != NULL) *buffer_count = own_buffers;
-  return error;
+      input, host_policy_name, &own.name, &own.datatype, &own.shape, &own.dims,
+      &own.byte_size, &own.buffers);
+  return hand_on(error, &own, name, datatype, shape, dims_count, byte_size, buffer_count);
 }

@@ -71,19 +71,22 @@ STOPPED_S = 5.0
 
 
 def hang_seconds(value: str | None, *, source: str) -> float:
-    """A hang limit from its text (None: `HANG_S`); ValueError unless a number of seconds >= 0.
+    """A hang limit from its text (None: `HANG_S`); see `seconds`."""
+    return HANG_S if value is None else seconds(value, source=source)
 
-    ``source`` names where the text came from (a flag, a variable), for the error.
+
+def seconds(value: str, *, source: str) -> float:
+    """A number of seconds >= 0 from its text.
+
+    ValueError otherwise, naming ``source`` (a flag, a variable).
     """
-    if value is None:
-        return HANG_S
     try:
-        seconds = float(value)
+        number = float(value)
     except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds < float("inf"):
+        number = -1.0
+    if not 0 <= number < float("inf"):
         raise ValueError(f"{source} must be a number of seconds >= 0, got {value!r}")
-    return seconds
+    return number
 
 
 @dataclass(frozen=True)
