@@ -114,12 +114,24 @@ def serve(config: ServerConfig, log_name: str, *extra: str) -> subprocess.Popen[
     )  # fmt: skip
 
 
+def ready_line(process: subprocess.Popen[str], ready: str = "Triton is ready") -> str:
+    """The first line of serve's output that says ``ready``; warnings before it are skipped
+    (e.g. stubs a server killed by an earlier test left running, which serve stops)."""
+    assert process.stdout is not None
+    skipped = []
+    for line in process.stdout:
+        if ready in line:
+            return line
+        skipped.append(line)
+    pytest.fail(f"serve ended before saying {ready!r}: {''.join(skipped)}")
+
+
 def test_serve_starts_prints_the_endpoints_and_stops_cleanly_on_sigint(repo: Path) -> None:
     config = server_config(repo)
     process = serve(config, "serve-cli.log")
     try:
         assert process.stdout is not None
-        ready = process.stdout.readline()
+        ready = ready_line(process)
         assert f"gRPC {config.grpc_url}" in ready, ready
         health = tritonhf("health", "--url", config.http_url, "--protocol", "http")
         assert health.returncode == 0, health.stdout + health.stderr
@@ -186,13 +198,13 @@ def test_serve_starts_a_crashed_triton_again_and_serves(repo: Path) -> None:
     process = serve(config, "serve-restart.log", "--restarts", "1")
     try:
         assert process.stdout is not None
-        assert "Triton is ready" in process.stdout.readline()
+        ready_line(process)
         (triton,) = children(process.pid)
         os.kill(triton, signal.SIGSEGV)  # what one deeply nested JSON request does to 2.51
         assert "tritonserver exited with code -11 (SIGSEGV): starting it again" in (
             process.stdout.readline()
         )
-        assert "Triton is ready again" in process.stdout.readline()
+        assert "Triton is ready again" in ready_line(process)
         health = tritonhf("health", "--url", config.http_url, "--protocol", "http")
         assert health.returncode == 0, health.stdout + health.stderr
         embedded = tritonhf("embed", "served again", "--url", config.grpc_url, "--json")
