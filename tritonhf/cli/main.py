@@ -541,8 +541,8 @@ def run_serve(args: argparse.Namespace) -> int:
         while True:
             how = exit_description(server.wait())
             if not budget.take():
-                n = args.restarts
-                spent = f" (restarted {n} time(s) in 5 minutes)" if n else ""
+                n, minutes = args.restarts, budget.window_s / 60
+                spent = f" (restarted {n} time(s) in {minutes:g} minutes)" if n else ""
                 print(f"tritonserver exited with {how}{spent}", file=sys.stderr, flush=True)
                 return 1
             print(f"tritonserver exited with {how}: starting it again", file=sys.stderr, flush=True)

@@ -31,7 +31,7 @@ from tritonhf.server.ports import check_bindable
 from tritonhf.server.process import stop_orphaned_stubs
 from tritonhf.server.provision import find_distribution, prepare_backend_dir, server_environment
 from tritonhf.server.shm import remove_orphaned_regions
-from tritonhf.server.stub_watch import HANG_S, StubWatch, hang_seconds
+from tritonhf.server.stub_watch import HANG_S, StubWatch, seconds
 
 
 class ModelControl(str, Enum):
@@ -83,7 +83,7 @@ class ServerConfig:
             if not 1 <= port <= 65535:
                 raise ConfigError(f"{flag} must be in 1..65535, got {port}")
         try:
-            hang_seconds(str(self.stub_hang_timeout_s), source="--stub-hang-timeout")
+            seconds(str(self.stub_hang_timeout_s), source="--stub-hang-timeout")
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         if len(set(self.ports.values())) != 3:

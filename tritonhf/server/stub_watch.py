@@ -245,7 +245,10 @@ class StubWatch:
         return None
 
     def _forget(self, pid: int) -> None:
-        """Drop what the watch knew of a stub that is gone, and its clock file."""
+        """Drop what the watch knew of a stub that serves no more, and its clock file.
+
+        Gone (Triton reaped it), dead, or replaced by a reload.
+        """
         self._serving.pop(pid, None)
         self._stopped_since.pop(pid, None)
         self._batch_seen.pop(pid, None)
@@ -263,9 +266,7 @@ class StubWatch:
                 if (served := _served_by(pid)) is not None and served[0] == model:
                     megabytes = _rss_mb(pid)
                     os.kill(pid, signal.SIGKILL)
-                    self._buried.add(pid)  # its zombie is no news
-                    with suppress(OSError):
-                        clock_path(self.server_pid, pid).unlink()
+                    self._buried.add(pid)  # its zombie is no news (its clock went at the reload)
                     stopped.setdefault(model, []).append(megabytes)
         for model, sizes in stopped.items():
             self.log(
