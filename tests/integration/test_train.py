@@ -16,7 +16,9 @@ from tritonhf.data import sentiment
 from tritonhf.errors import ConfigError, TritonHFError
 from tritonhf.export.source import DEFAULT_MODEL, resolve_model
 from tritonhf.train import (
+    ClassWeight,
     DatasetError,
+    SplitMetrics,
     TrainingError,
     TrainingOptions,
     TrainingReport,
@@ -24,6 +26,7 @@ from tritonhf.train import (
     load_training_data,
     train_classifier,
 )
+from tritonhf.train.trainer import class_weights
 
 LABELS = ("negative", "positive")
 
@@ -462,6 +465,7 @@ def test_labels_are_sorted_so_ids_are_stable(tmp_path: Path) -> None:
         ({"learning_rate": 5.0}, "learning_rate must be between 0 and 1"),
         ({"top_layers": -1}, "top_layers must be >= 0"),
         ({"seed": -3}, "seed must be in"),
+        ({"class_weight": "balanced"}, "class_weight must be one of none, balanced"),
     ],
 )
 def test_bad_options_are_config_errors(overrides: dict[str, Any], expected: str) -> None:
@@ -556,3 +560,44 @@ def test_metrics_agree_with_scikit_learn() -> None:
     assert [list(r) for r in ours.confusion] == metrics_module.confusion_matrix(
         truth, predicted
     ).tolist()
+
+
+def test_balanced_class_weights_agree_with_scikit_learn() -> None:
+    utils = pytest.importorskip("sklearn.utils")
+    import numpy as np
+
+    ids = [0] * 30 + [1] * 240 + [2] * 7
+    expected = utils.compute_class_weight("balanced", classes=np.arange(3), y=np.array(ids))
+    assert class_weights(ids, 3) == pytest.approx(expected.tolist())
+
+
+# imbalanced data ------------------------------------------------------------------------------
+
+
+def test_balanced_class_weights_let_a_rare_class_be_predicted(tmp_path: Path) -> None:
+    """180 positive and 30 negative rows: unweighted, the held-out negatives are lost."""
+    rows = shipped_rows(sentiment.train_path())
+    positive = [r for r in rows if r[1] == "positive"][:180]
+    negative = [r for r in rows if r[1] == "negative"][:30]
+    train = write_csv(tmp_path / "train.csv", positive + negative)
+    held_out = write_csv(tmp_path / "eval.csv", balanced_subset(sentiment.eval_path(), 40))
+    evals: dict[ClassWeight, SplitMetrics] = {}
+    lines: dict[ClassWeight, list[str]] = {}
+    for weight in ClassWeight:
+        lines[weight] = []
+        options = TrainingOptions(
+            data=train, eval_data=held_out, out=tmp_path / weight.value, class_weight=weight
+        )
+        split = train_classifier(options, progress=lines[weight].append).split("eval")
+        assert split is not None
+        evals[weight] = split
+
+    unweighted, balanced = evals[ClassWeight.NONE], evals[ClassWeight.BALANCED]
+    assert unweighted.classes[0].recall < 0.1 < 0.3 < balanced.classes[0].recall  # negative
+    assert balanced.macro_f1 > unweighted.macro_f1 + 0.25
+    assert any("6.0x the training rows" in line for line in lines[ClassWeight.NONE])
+    assert not any("warning" in line for line in lines[ClassWeight.BALANCED])
+    weights = "class weights negative 3.50, positive 0.58"
+    assert any(weights in line for line in lines[ClassWeight.BALANCED])
+    saved = json.loads((tmp_path / "balanced" / "metrics.json").read_text(encoding="utf-8"))
+    assert saved["options"]["class_weight"] == "balanced"

@@ -102,6 +102,24 @@ def test_serve_flag_defaults_agree_with_server_config() -> None:
     assert args["stub_hang_timeout"] == config.stub_hang_timeout_s
 
 
+def test_train_flag_defaults_and_choices_agree_with_training_options() -> None:
+    from tritonhf.train import ClassWeight, TrainingOptions
+
+    args = parse("train", "--out", "clf")
+    options = TrainingOptions(data=Path("train.csv"), out=Path("clf"))
+    assert (args["epochs"], args["batch_size"], args["seed"]) == (
+        options.epochs,
+        options.batch_size,
+        options.seed,
+    )
+    assert (args["top_layers"], args["max_length"]) == (options.top_layers, options.max_length)
+    assert args["class_weight"] == options.class_weight.value
+    for weight in ClassWeight:
+        assert parse("train", "--out", "clf", "--class-weight", weight.value)["class_weight"] == (
+            weight.value
+        )
+
+
 def test_embed_takes_texts_and_defaults_to_grpc_and_the_served_embedder() -> None:
     assert parse("embed", "a", "b c") == {
         "verbose": False,

@@ -184,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--max-length", type=int, default=128, help="tokens per training text (longer: cut)"
     )
+    train.add_argument(
+        "--class-weight",
+        choices=["none", "balanced"],  # the values of tritonhf.train.ClassWeight
+        default="none",
+        help="balanced: each class counts as much in the loss however few rows it has (for "
+        "imbalanced data)",
+    )
     train.add_argument("--overwrite", action="store_true", help="replace an earlier training run")
 
     serve = commands.add_parser("serve", help="run Triton on a model repository until Ctrl-C")
@@ -456,7 +463,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """``tritonhf train``."""
-    from tritonhf.train import TrainingOptions, train_classifier
+    from tritonhf.train import ClassWeight, TrainingOptions, train_classifier
 
     data, eval_data = args.data, args.eval
     if data is None:  # the demo classifier's data, wherever the package is installed
@@ -477,6 +484,7 @@ def run_train(args: argparse.Namespace) -> int:
             full_finetune=args.full_finetune,
             top_layers=args.top_layers,
             max_length=args.max_length,
+            class_weight=ClassWeight(args.class_weight),
             overwrite=args.overwrite,
         ),
         progress=print,

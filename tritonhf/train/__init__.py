@@ -14,10 +14,16 @@ from tritonhf.train.dataset import (
 )
 from tritonhf.train.loop import EpochResult
 from tritonhf.train.metrics import ClassMetrics, SplitMetrics, classification_metrics
-from tritonhf.train.trainer import TrainingOptions, TrainingReport, train_classifier
+from tritonhf.train.trainer import (
+    ClassWeight,
+    TrainingOptions,
+    TrainingReport,
+    train_classifier,
+)
 
 __all__ = [
     "ClassMetrics",
+    "ClassWeight",
     "DatasetError",
     "EpochResult",
     "LabelledTexts",

@@ -66,10 +66,12 @@ def fit(
     learning_rate: float,
     seed: int,
     progress: Callable[[str], None],
+    class_weights: Sequence[float] | None = None,
 ) -> list[EpochResult]:
     """Train ``engine``'s parameters on ``labels["train"]``; report ``labels["eval"]`` if given.
 
-    Every epoch ends with one progress line: mean loss, held-out accuracy, seconds.
+    ``class_weights`` (one per label id) weigh each example's loss by its class. Every epoch
+    ends with one progress line: mean loss, held-out accuracy, seconds.
     """
     import torch
 
@@ -83,6 +85,7 @@ def fit(
     steps = sum(len(plan) for plan in plans)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / steps))
     targets = torch.tensor(labels["train"], dtype=torch.long)
+    weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
     history = []
     for epoch, plan in enumerate(plans, start=1):
         started = time.perf_counter()
@@ -90,7 +93,7 @@ def fit(
         total = 0.0
         for batch in plan:
             loss: Any = torch.nn.functional.cross_entropy(
-                engine.logits("train", batch), targets[batch]
+                engine.logits("train", batch), targets[batch], weight=weight
             )
             optimizer.zero_grad()
             loss.backward()

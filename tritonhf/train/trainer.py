@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,26 @@ DEFAULT_TOP_LAYERS = 2
 HEAD_LEARNING_RATE = 2e-4
 FULL_LEARNING_RATE = 5e-5
 METRICS_FILE = "metrics.json"
+IMBALANCE_WARNING = 4.0
+"""Warn when the largest class has this many times the rows of the smallest (unweighted)."""
+
+
+class ClassWeight(str, Enum):
+    """How much each class's examples count in the training loss."""
+
+    NONE = "none"
+    """Every example counts once: a rare class can end up never predicted."""
+    BALANCED = "balanced"
+    """Each class counts as much as any other: examples weigh ``rows / (classes * rows of
+    their class)``, scikit-learn's ``class_weight="balanced"``."""
+
+
+def class_weights(label_ids: list[int], classes: int) -> list[float]:
+    """The balanced weight of each class id, from the training split's label ids."""
+    counts = [0] * classes
+    for label in label_ids:
+        counts[label] += 1
+    return [len(label_ids) / (classes * count) if count else 0.0 for count in counts]
 
 
 @dataclass(frozen=True)
@@ -62,6 +83,8 @@ class TrainingOptions:
     layers; 0 trains the head alone. The frozen layers below run once per text."""
     max_length: int = 128
     """Token limit per text; longer texts are truncated."""
+    class_weight: ClassWeight = ClassWeight.NONE
+    """Weigh the loss so rare classes count as much as common ones (`ClassWeight.BALANCED`)."""
     overwrite: bool = False
     """Replace ``out`` if it holds an earlier training output."""
 
@@ -72,6 +95,9 @@ class TrainingOptions:
                 raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
         if not 0 <= self.seed < 2**32:
             raise ConfigError(f"seed must be in 0 .. 2**32 - 1, got {self.seed}")
+        if not isinstance(self.class_weight, ClassWeight):
+            choices = ", ".join(c.value for c in ClassWeight)
+            raise ConfigError(f"class_weight must be one of {choices}, got {self.class_weight!r}")
         if self.top_layers < 0:
             raise ConfigError(f"top_layers must be >= 0 (0: head only), got {self.top_layers}")
         if self.learning_rate is not None and not 0 < self.learning_rate < 1:
@@ -90,6 +116,7 @@ class TrainingOptions:
         """JSON-ready form: paths absolute (readable from anywhere), the learning rate resolved."""
         values = asdict(self)
         values["learning_rate"] = self.resolved_learning_rate
+        values["class_weight"] = self.class_weight.value
         return {k: str(v.absolute()) if isinstance(v, Path) else v for k, v in values.items()}
 
 
@@ -284,6 +311,14 @@ def train_classifier(
         for name, rows in splits.items()
     )
     progress(f"data: {counts}")
+    train_counts = data.train.label_counts().values()
+    imbalance = max(train_counts) / min(train_counts)
+    if options.class_weight is ClassWeight.NONE and imbalance >= IMBALANCE_WARNING:
+        progress(
+            f"warning: the largest class has {imbalance:.1f}x the training rows of the smallest; "
+            "rare classes may never be predicted: class weight 'balanced' "
+            "(--class-weight balanced) makes them count as much as common ones"
+        )
     for group in data.labels_differing_only_in_case():
         names = ", ".join(repr(label) for label in group)
         progress(f"warning: labels {names} differ only in case; they train as separate classes")
@@ -306,12 +341,21 @@ def train_classifier(
         trainable = {id(p) for p in engine.parameters()}
         for parameter in model.parameters():
             parameter.requires_grad_(id(parameter) in trainable)
+        labels = {name: data.label_ids(rows) for name, rows in splits.items()}
+        weights = None
+        weighting = ""
+        if options.class_weight is ClassWeight.BALANCED:
+            weights = class_weights(labels["train"], len(data.labels))
+            shown = ", ".join(
+                f"{shown_label(label)} {weight:.2f}"
+                for label, weight in zip(data.labels, weights, strict=True)
+            )
+            weighting = f", class weights {shown}"
         progress(
             f"training {engine.description}: {options.epochs} epoch(s), batch "
             f"{options.batch_size}, learning rate {options.resolved_learning_rate:g}, "
-            f"seed {options.seed}"
+            f"seed {options.seed}{weighting}"
         )
-        labels = {name: data.label_ids(rows) for name, rows in splits.items()}
         lengths = [int(row["input_ids"].shape[0]) for row in inputs["train"]]
         history = fit(
             engine,
@@ -322,6 +366,7 @@ def train_classifier(
             learning_rate=options.resolved_learning_rate,
             seed=options.seed,
             progress=progress,
+            class_weights=weights,
         )
         metrics = tuple(
             classification_metrics(
