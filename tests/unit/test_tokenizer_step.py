@@ -255,6 +255,11 @@ class RecordingTokenizer:
         return self.tokenizer.encode_batch(texts)
 
     @property
+    def reads(self) -> list[int]:
+        """The longest text of each call, leaving out the step's probes of the tokenizer."""
+        return [n for n in self.longest if n > len("a  \t\r\n\n  b")]
+
+    @property
     def truncation(self) -> Any:
         return self.tokenizer.truncation
 
@@ -293,6 +298,53 @@ def test_long_texts_encode_as_the_whole_text_does(tokenizer: Any, text: str) -> 
     assert batch.truncated.reshape(-1).tolist() == [False, bool(whole.overflowing)]
 
 
+@pytest.fixture(scope="module", params=["right", "left"])
+def byte_level_tokenizer(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    """A byte-level BPE tokenizer as RoBERTa's and GPT-2's: whitespace is part of the tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    from tritonhf.data import sentences
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=["<s>", "<pad>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    bpe.train_from_iterator(sentences(), trainer)
+    bpe.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    bpe.enable_truncation(256, direction=request.param)
+    path = tmp_path_factory.mktemp("bpe") / "tokenizer.json"
+    bpe.save(str(path))
+    return step.load_tokenizer(path, 256)
+
+
+EDGE_TEXTS = {
+    **LONG_TEXTS,
+    "space-then-words": " " + "word " * 2_000,
+    "newline-then-prose": "\n" + LONG_TEXTS["prose"],
+    "prose-then-newline": LONG_TEXTS["prose"] + " \n",
+    "whitespace-around-words": " \t\n " + "word " * 2_000 + "end \n\t ",
+}
+
+
+@pytest.mark.parametrize("text", EDGE_TEXTS.values(), ids=EDGE_TEXTS.keys())
+def test_a_tokenizer_that_keeps_whitespace_gets_the_tokens_of_the_whole_text(
+    byte_level_tokenizer: Any, text: str
+) -> None:
+    """A byte-level BPE reads whitespace at a text's edges as tokens: none is skipped."""
+    whole = byte_level_tokenizer.encode(text)
+
+    encoded = step.encode_texts(byte_level_tokenizer, ["a short one", text], 256)
+
+    assert encoded.encodings[1].ids == whole.ids
+    assert not step.ignores_edge_whitespace(byte_level_tokenizer)
+
+
 @pytest.mark.parametrize(
     "text", [*LONG_TEXTS.values(), *DEGENERATE_TEXTS.values()],
     ids=[*LONG_TEXTS, *DEGENERATE_TEXTS],
@@ -304,10 +356,9 @@ def test_no_text_costs_more_than_reading_its_first_read_limit_characters(
 
     step.encode_texts(recording, ["a short one", text], 256)
 
-    assert recording.longest[0] <= step.read_limit(256) == 256 * step.READ_CHARS_PER_TOKEN
+    assert recording.reads[0] <= step.read_limit(256) == 256 * step.READ_CHARS_PER_TOKEN
     assert max(recording.longest) <= 256 * step.REREAD_CHARS_PER_TOKEN
-    reads = [n for n in recording.longest if n > len("a  \t\r\n\n  b")]  # not the probe
-    assert len(reads) <= 3  # the first read, and at most two more of this text
+    assert len(recording.reads) <= 3  # the first read, and at most two more of this text
 
 
 def test_a_degenerate_text_is_truncated_where_reading_stopped(tokenizer: Any) -> None:
@@ -360,5 +411,5 @@ def test_a_left_truncating_tokenizer_keeps_the_end_and_reads_only_it(
 
     assert encoded.encodings[0].ids == whole.ids
     read = min(len(text.strip()), step.read_limit(256) - step.READ_SLACK_CHARS)
-    assert read <= recording.longest[0] <= step.read_limit(256)
+    assert read <= recording.reads[0] <= step.read_limit(256)
     assert encoded.unread == [False]

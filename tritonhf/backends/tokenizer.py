@@ -142,22 +142,23 @@ def read_limit(max_length: int) -> int:
     return max(max_length * READ_CHARS_PER_TOKEN, 4 * READ_SLACK_CHARS)
 
 
-def _read_span(text: str, limit: int, *, keep_end: bool) -> tuple[int, int]:
+def _read_span(text: str, limit: int, *, keep_end: bool, skip_edge: bool) -> tuple[int, int]:
     """The part of ``text`` the step reads: all of it, or its first ``limit`` characters.
 
-    With ``keep_end`` (left truncation) its last ones instead. Whitespace at the end read
-    from is skipped, and the cut is at whitespace within ``READ_SLACK_CHARS`` of the limit
-    where there is some, so the words read tokenize as they do in the whole text.
+    With ``keep_end`` (left truncation) its last ones instead. With ``skip_edge`` (a tokenizer
+    that gives whitespace there no token), whitespace at the end read from is skipped. The cut
+    is at whitespace within ``READ_SLACK_CHARS`` of the limit where there is some, so the
+    words read tokenize as they do in the whole text.
     """
     if len(text) <= limit:
         return 0, len(text)
     if not keep_end:
-        start = len(text) - len(text.lstrip())
+        start = len(text) - len(text.lstrip()) if skip_edge else 0
         if len(text) - start <= limit:
             return start, len(text)
         through = _THROUGH_LAST_SPACE.match(text, start + limit - READ_SLACK_CHARS, start + limit)
         return start, through.end() - 1 if through else start + limit
-    stop = len(text.rstrip())
+    stop = len(text.rstrip()) if skip_edge else len(text)
     if stop <= limit:
         return 0, stop
     space = _FIRST_SPACE.search(text, stop - limit, stop - limit + READ_SLACK_CHARS)
@@ -197,7 +198,8 @@ def encode_texts(tokenizer: Any, texts: list[str], max_length: int) -> Encoded:
     """
     limit = read_limit(max_length)
     keep_end = _truncation_side(tokenizer) == "left"
-    encodings, unread = _encode_spans(tokenizer, texts, [limit] * len(texts), keep_end)
+    skip_edge = any(len(text) > limit for text in texts) and ignores_edge_whitespace(tokenizer)
+    encodings, unread = _encode_spans(tokenizer, texts, [limit] * len(texts), keep_end, skip_edge)
     read = [limit] * len(texts)
     most = max(max_length * REREAD_CHARS_PER_TOKEN, limit)
     again = [i for i, short in enumerate(unread) if short and read[i] < most]
@@ -211,7 +213,7 @@ def encode_texts(tokenizer: Any, texts: list[str], max_length: int) -> Encoded:
             need = read[i] * (max_length + 1) * 5 // (4 * max(len(encodings[i].ids), 1))
             read[i] = min(most, max(2 * read[i], need))
             (encodings[i],), (unread[i],) = _encode_spans(
-                tokenizer, [texts[i]], [read[i]], keep_end
+                tokenizer, [texts[i]], [read[i]], keep_end, skip_edge
             )
         again = [i for i in again if unread[i] and read[i] < most]
     return Encoded(encodings, unread, read)
@@ -223,12 +225,24 @@ def collapses_whitespace(tokenizer: Any) -> bool:
     return bool(plain.ids == spaced.ids)
 
 
+def ignores_edge_whitespace(tokenizer: Any) -> bool:
+    """Whether spaces, tabs and newlines at either end of a text give no tokens.
+
+    WordPiece and most SentencePiece tokenizers drop them; byte-level BPE keeps them as tokens.
+    """
+    plain, *padded = tokenizer.encode_batch(["a b", " \t\n a b", "a b \n\t "])
+    return all(encoding.ids == plain.ids for encoding in padded)
+
+
 def _encode_spans(
-    tokenizer: Any, texts: list[str], limits: list[int], keep_end: bool
+    tokenizer: Any, texts: list[str], limits: list[int], keep_end: bool, skip_edge: bool
 ) -> tuple[list[Any], list[bool]]:
-    """Each text's encoding, reading at most its limit; whether it goes on past what was read."""
+    """Each text's encoding, reading at most its limit; whether it goes on past what was read.
+
+    What was not read counts as read when it is whitespace the tokenizer ignores there.
+    """
     spans = [
-        _read_span(text, limit, keep_end=keep_end)
+        _read_span(text, limit, keep_end=keep_end, skip_edge=skip_edge)
         for text, limit in zip(texts, limits, strict=True)
     ]
     encodings = list(
@@ -242,7 +256,7 @@ def _encode_spans(
     unread = [
         stop - start < len(text)
         and not encoding.overflowing
-        and not (text[:start] + text[stop:]).isspace()
+        and not (skip_edge and (text[:start] + text[stop:]).isspace())
         for text, (start, stop), encoding in zip(texts, spans, encodings, strict=True)
     ]
     return encodings, unread
