@@ -193,6 +193,15 @@ def test_export_refuses_bad_options_with_one_clear_line(
     assert not (tmp_path / "repo").exists()
 
 
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed and not yet reaped, does not)."""
+    try:
+        stat = Path("/proc", str(pid), "stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def test_serve_starts_a_crashed_triton_again_and_serves(repo: Path) -> None:
     config = server_config(repo)
     process = serve(config, "serve-restart.log", "--restarts", "1")
@@ -211,9 +220,15 @@ def test_serve_starts_a_crashed_triton_again_and_serves(repo: Path) -> None:
         assert embedded.returncode == 0, embedded.stderr
 
         (again,) = children(process.pid)
+        stubs = children(again)
+        regions = [Path("/proc", str(pid), "cmdline").read_bytes().split(b"\0")[2] for pid in stubs]
         os.kill(again, signal.SIGKILL)  # the one restart is spent: serve gives up
         assert process.wait(timeout=60) == 1
         assert "(restarted 1 time(s) in 5 minutes)" in process.stdout.read()
+        # The killed Triton's stubs (each a model's memory) and their /dev/shm regions go too.
+        assert len(stubs) >= 3
+        assert not [pid for pid in stubs if alive(pid)]
+        assert not [r for r in regions if Path("/dev/shm", r.decode()).exists()]  # noqa: S108
     finally:
         if process.poll() is None:
             process.kill()

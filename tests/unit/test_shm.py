@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from tritonhf.server.shm import MIN_AGE_S, mapped_files, remove_orphaned_regions
+from tritonhf.server.shm import MIN_AGE_S, mapped_files, remove_orphaned_regions, remove_regions
 
 REGION = "triton_python_backend_shm_region_"
 
@@ -38,3 +38,17 @@ def test_only_old_regions_that_no_process_maps_are_removed(tmp_path: Path) -> No
 
 def test_a_missing_folder_is_nothing_to_clean(tmp_path: Path) -> None:
     assert remove_orphaned_regions(tmp_path / "absent") == []
+
+
+def test_named_regions_of_a_crashed_server_are_removed_whatever_their_age(tmp_path: Path) -> None:
+    crashed = region(tmp_path, "crashed", age_s=0)
+    mapped = region(tmp_path, "still-mapped", age_s=0)
+    other = region(tmp_path, "another-servers", age_s=0)
+    not_a_region = tmp_path / "some_other_file"
+    not_a_region.write_bytes(b"x")
+    names = [crashed.name, mapped.name, not_a_region.name, "../escape", f"{REGION}gone"]
+    with mapped.open("r+b") as handle, mmap.mmap(handle.fileno(), 0):
+        remove_regions(names, tmp_path)
+
+    assert not crashed.exists()
+    assert all(path.exists() for path in (mapped, other, not_a_region))

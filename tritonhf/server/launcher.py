@@ -28,9 +28,9 @@ from tritonhf.server.admin import (
 from tritonhf.server.drain import die_with_parent, drain, is_ready, terminate
 from tritonhf.server.guard import build_guard, with_preload
 from tritonhf.server.ports import check_bindable
-from tritonhf.server.process import stop_orphaned_stubs
+from tritonhf.server.process import stop_orphaned_stubs, stubs_started_from
 from tritonhf.server.provision import find_distribution, prepare_backend_dir, server_environment
-from tritonhf.server.shm import remove_orphaned_regions
+from tritonhf.server.shm import remove_orphaned_regions, remove_regions
 from tritonhf.server.stub_watch import HANG_S, StubWatch, seconds
 
 
@@ -295,9 +295,10 @@ class TritonServer:
         clean (0), see `tritonhf.server.drain.terminate`; otherwise ``timeout_s`` (default:
         the exit timeout plus 5 s).
         """
+        regions: set[str] = set()
         if self._watch is not None:  # first: the drain stops every stub
             self._watch.stop()
-            self._watch = None
+            regions, self._watch = self._watch.regions, None
         drained = False
         if self._process is not None and self._process.poll() is None:
             drained = self.drain(float(self.config.exit_timeout_s))
@@ -310,6 +311,7 @@ class TritonServer:
             self._log.close()
             self._log = None
         if self._workdir is not None:
+            free_shared_memory(self._workdir, code, regions)
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
         return code
@@ -340,6 +342,20 @@ class TritonServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def free_shared_memory(workdir: Path, code: int | None, regions: set[str]) -> None:
+    """Delete the ``/dev/shm`` ``regions`` of a Triton started from ``workdir`` that crashed.
+
+    Triton unlinks its regions only when it unloads the models itself. Its stubs, which map
+    them, are ended with its process group (`terminate`); they are waited for (2 s at most).
+    """
+    if code in (0, None):
+        return
+    deadline = time.monotonic() + 2.0
+    while stubs_started_from(workdir) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    remove_regions(regions)
 
 
 class RestartBudget:

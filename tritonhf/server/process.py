@@ -100,6 +100,23 @@ def running(pid: int) -> bool:
     return True
 
 
+def stubs_started_from(backends: Path) -> list[int]:
+    """Python-backend stubs running the stub program under ``backends``, a server's own folder.
+
+    Each server start has its own backend folder, so these are the stubs of one Triton, found
+    even after it died and they were reparented; a zombie (its arguments gone) is not.
+    """
+    found = []
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError):
+                argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0]
+                program = Path(argv0.decode(errors="replace"))
+                if program.name == STUB and program.is_relative_to(backends):
+                    found.append(int(entry.name))
+    return found
+
+
 def stop_orphaned_stubs() -> list[int]:
     """SIGKILL every `orphaned_stubs` process; return their pids."""
     stopped = []

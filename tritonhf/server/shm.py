@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
 
@@ -49,3 +50,13 @@ def remove_orphaned_regions(folder: Path = SHM) -> list[Path]:
                 path.unlink()
                 removed.append(path)
     return removed
+
+
+def remove_regions(names: Iterable[str], folder: Path = SHM) -> None:
+    """Delete the regions called ``names`` that no process maps (those of a crashed server)."""
+    in_use = mapped_files(folder)
+    for name in names:
+        path = folder / Path(name).name
+        if path.match(REGION_GLOB) and str(path) not in in_use:
+            with suppress(OSError):
+                path.unlink()

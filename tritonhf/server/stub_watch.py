@@ -128,16 +128,19 @@ def _command(pid: int) -> str:
     return stat.partition("(")[2].rpartition(")")[0]
 
 
-def _served_by(pid: int) -> tuple[str, str] | None:
-    """(model, version) of a live stub, from its ``model.py`` argument; None for another child."""
+def _served_by(pid: int) -> tuple[str, str, str] | None:
+    """(model, version, shared-memory region) of a live stub; None for another child.
+
+    Read from its arguments: ``model.py``'s path, then the region's name.
+    """
     try:
         argv = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
     except OSError:
         return None
-    if len(argv) < 2 or not argv[0].endswith(STUB.encode()):
+    if len(argv) < 3 or not argv[0].endswith(STUB.encode()):
         return None
     model_py = Path(argv[1].decode(errors="replace"))
-    return model_py.parent.parent.name, model_py.parent.name
+    return model_py.parent.parent.name, model_py.parent.name, argv[2].decode(errors="replace")
 
 
 class StubWatch:
@@ -169,6 +172,8 @@ class StubWatch:
         self._buried: set[int] = set()  # zombies dealt with (Triton never reaps them)
         self._stopped_since: dict[int, float] = {}  # serving stubs seen stopped (SIGSTOP)
         self._batch_seen: dict[int, int] = {}  # serving stub -> its batch start at the last look
+        self.regions: set[str] = set()
+        """The ``/dev/shm`` regions of every stub seen: what a crashed Triton leaves there."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tritonhf-stub-watch", daemon=True)
 
@@ -309,7 +314,10 @@ class StubWatch:
                 and state not in ("", "Z", "X")
                 and (served := _served_by(pid)) is not None
             ):
-                self._serving[pid] = served
+                model, version, region = served
+                self._serving[pid] = model, version
+                if region:
+                    self.regions.add(region)
         for gone in [pid for pid in self._serving if pid not in current]:
             self._forget(gone)  # stopped and reaped by Triton: an unload or a reload
         self._zombies.intersection_update(current)
