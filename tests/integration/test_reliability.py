@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import server_config
+from tests.integration.models import SENTIMENT_LABELS
 from tritonhf import data
 from tritonhf.backends.execute_clock import batch_started_ns, clock_path
 from tritonhf.client import DeployError, OverloadedError, RetryPolicy, TritonHFClient
 from tritonhf.client.deploy import deploy_pipeline
 from tritonhf.errors import ClientError, ConfigError, ModelNotReadyError
-from tritonhf.export.pipeline import ExportResult
+from tritonhf.export.pipeline import ExportOptions, ExportResult, export_model
 from tritonhf.loadgen import soak
 from tritonhf.repository.configs import (
     BatchingPolicy,
@@ -318,6 +319,44 @@ def test_deploy_loads_a_pipeline_that_does_not_serve_yet_feedback_included(
     assert client.embed(["served after a first deploy"]).shape == (1, 384)
     with pytest.raises(DeployError, match="no pipeline 'nope'"):
         deploy_pipeline(client, model="nope")
+    client.close()
+
+
+def test_a_version_1_export_that_replaces_the_pipeline_is_deployed_whole(
+    explicit_server: TritonServer, classifier_source: Path
+) -> None:
+    """The embedder serves version 2; a classifier exported as version 1 under its name
+    replaces it (the export says so), and deploy loads the new pipeline, feedback included."""
+    repo = explicit_server.config.repo
+    client = TritonHFClient(explicit_server.config.grpc_url, retry=RetryPolicy(attempts=1))
+    for step in ("minilm_tokenizer", "minilm_model"):
+        add_version(repo, step, 2)
+    deploy_pipeline(client, model="minilm")
+    progress: list[str] = []
+
+    export_model(
+        ExportOptions(model=str(classifier_source), name="minilm", repo=repo),
+        progress=progress.append,
+    )
+
+    note = "replaces pipeline 'minilm' (task embedding -> classification; version(s) 2 deleted)"
+    assert any(note in line for line in progress), progress
+    states = deploy_pipeline(client, model="minilm")
+    ready = {s.name: s.version for s in states if s.ready}
+    assert ready == {
+        "minilm": "1",
+        "minilm_model": "1",
+        "minilm_tokenizer": "1",
+        "minilm_feedback": "1",
+    }
+    (prediction,) = client.classify(["a fine day"], model="minilm")
+    assert prediction.label in SENTIMENT_LABELS
+    client.feedback(
+        request_id=prediction.request_id,
+        positive=False,
+        corrected_label=SENTIMENT_LABELS[0],
+        model="minilm",
+    )
     client.close()
 
 

@@ -21,8 +21,11 @@ def deploy_pipeline(
     reloaded: Triton loads each new version beside the old one and switches when it is
     ready; in-flight requests finish on the old version. A version that fails to load, or
     that the ensemble does not accept, raises `DeployError` and the old version keeps
-    serving. A pipeline that does not serve yet (exported after the server started, or
-    unloaded) is loaded: its steps, its ensemble and its feedback model.
+    serving, unless the repository's own ensemble accepts it: a version-1 export that
+    replaced the pipeline (another task, other labels) is loaded whole, ensemble and feedback
+    model included, and requests fail while the ensemble switches. A pipeline that does not
+    serve yet (exported after the server started, or unloaded) is loaded: its steps, its
+    ensemble and its feedback model.
     """
     if version is not None and version < 1:
         raise ConfigError(f"model versions start at 1, got --version {version}")
@@ -44,8 +47,9 @@ def deploy_pipeline(
     serving = {s.name: s.version for s in index if s.ready}
     # A merged export has no tokenizer step in the repository: its model step tokenizes.
     steps = [spec.model_name] + [s for s in [spec.tokenizer_name] if s in in_repository]
+    replaced = False
     if model in serving:
-        _reload(client, model, steps, version, serving)
+        replaced = _reload(client, model, steps, version, serving)
     else:
         for name in steps:
             client.load_model(name, version=version)
@@ -54,8 +58,8 @@ def deploy_pipeline(
             for name in [model, *steps]:
                 client.unload_model(name)
             raise DeployError(mixed)
-    if spec.feedback_name in in_repository and spec.feedback_name not in serving:
-        client.load_model(spec.feedback_name)
+    if spec.feedback_name in in_repository and (replaced or spec.feedback_name not in serving):
+        client.load_model(spec.feedback_name)  # a replaced pipeline's labels may differ
     wanted = {model, spec.tokenizer_name, spec.model_name, spec.feedback_name}
     return [state for state in client.models() if state.name in wanted]
 
@@ -66,8 +70,11 @@ def _reload(
     steps: list[str],
     version: int | None,
     serving: dict[str, str],
-) -> None:
-    """Load the steps' new version under a serving ensemble; on failure, the old ones again."""
+) -> bool:
+    """Load the steps' new version under a serving ensemble; on failure, the old ones again.
+
+    True when the repository's ensemble was loaded with them: the pipeline was replaced.
+    """
     # What serves now, config included: a rollback must not read a config edited on disk.
     previous = {name: client.model_config(name) for name in [*steps, model] if name in serving}
     reloaded: list[str] = []
@@ -79,17 +86,28 @@ def _reload(
         except DeployPendingError:  # still loading: a rollback now would race it
             raise
         except DeployError as exc:
-            _roll_back(client, reloaded, serving, previous)
+            _roll_back(client, reloaded, serving, previous, pipeline=model)
             raise DeployError(f"{exc}; the version that was serving keeps serving") from exc
         reloaded.append(step)
     if client.is_model_ready(model):
         if mixed := _mixed_versions(client, steps):
-            _roll_back(client, reloaded, serving, previous)
+            _roll_back(client, reloaded, serving, previous, pipeline=model)
             raise DeployError(f"{mixed}; the version that was serving keeps serving")
-        return
+        return False
     # The steps loaded but the ensemble did not take them (Triton unloads an ensemble whose
-    # steps no longer match its tensors): the old versions go back, then it does.
-    _roll_back(client, reloaded, serving, previous)
+    # steps no longer match its tensors). A version-1 export that replaced the pipeline (another
+    # task) wrote an ensemble that matches them: load it. Otherwise the old versions go back,
+    # then the old ensemble does.
+    try:
+        client.load_model(model)
+    except DeployPendingError:
+        raise
+    except DeployError:
+        pass
+    else:
+        if client.is_model_ready(model) and not _mixed_versions(client, steps):
+            return True
+    _roll_back(client, reloaded, serving, previous, pipeline=model)
     try:
         client.load_model(model, config=previous.get(model))
     except DeployError as exc:
@@ -124,8 +142,21 @@ def _roll_back(
     reloaded: list[str],
     serving: dict[str, str],
     previous: dict[str, dict[str, Any]],
+    *,
+    pipeline: str,
 ) -> None:
-    """Load what was serving again (version and config) for every step already reloaded."""
+    """Load what was serving again (version and config) for every step already reloaded.
+
+    `DeployError` when one cannot be: its version's folder is gone (a version-1 export
+    replaced the pipeline), so the pipeline may not serve.
+    """
     for step in reloaded:
         if serving.get(step, "").isdigit():
-            client.load_model(step, version=int(serving[step]), config=previous.get(step))
+            try:
+                client.load_model(step, version=int(serving[step]), config=previous.get(step))
+            except DeployError as exc:
+                raise DeployError(
+                    f"rolling back failed too: {exc}. {pipeline!r} may not be serving "
+                    f"(`tritonhf models`); deploy a version that the repository still holds "
+                    f"(`tritonhf deploy --model {pipeline} --version N`)"
+                ) from exc

@@ -202,6 +202,27 @@ def check_new_version(options: ExportOptions) -> None:
         )
 
 
+def replacement_note(options: ExportOptions, task: Task) -> str | None:
+    """What a version-1 export replaces in ``options.repo``: other versions, another task."""
+    if options.version != 1 or not (options.repo / options.name).is_dir():
+        return None
+    model_step = options.repo / PipelineSpec(name=options.name).model_name
+    others = sorted(
+        (int(p.name) for p in model_step.glob("*") if p.name.isdigit() and p.name != "1"),
+    )
+    served = _served_spec(options.repo / options.name / EXPORT_MANIFEST).get("task")
+    changes = [f"task {served} -> {task.value}"] if served and served != task.value else []
+    changes += [f"version(s) {', '.join(map(str, others))} deleted"] if others else []
+    if not changes:
+        return None
+    return (
+        f"note: version 1 replaces pipeline {options.name!r} ({'; '.join(changes)}). A server "
+        "that serves it keeps serving what it loaded until `tritonhf deploy --model "
+        f"{options.name}` loads the new pipeline (requests fail while its ensemble switches) "
+        "or the server restarts"
+    )
+
+
 def _served_spec(manifest: Path) -> dict[str, Any]:
     """The ``spec`` of an export manifest; empty when there is none to read."""
     try:
