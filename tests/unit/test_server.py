@@ -27,6 +27,7 @@ from tritonhf.server.launcher import (
     ServerConfig,
     TritonServer,
     exit_description,
+    missing_package_hint,
 )
 from tritonhf.server.ports import free_ports
 from tritonhf.server.provision import (
@@ -667,3 +668,18 @@ def test_the_restart_budget_allows_its_limit_per_window() -> None:
 )
 def test_an_exit_is_described_with_its_signal(code: int, said: str) -> None:
     assert exit_description(code) == said
+
+
+def test_a_step_that_lacks_a_package_names_the_extra_that_brings_it() -> None:
+    log = [
+        "E1129 08:30:01 model_lifecycle.cc:654] failed to load 'minilm_tokenizer' version 1: "
+        "Internal: ModuleNotFoundError: No module named 'tokenizers'",
+        "E1129 08:30:01 ... No module named 'onnxruntime.capi'",
+        "E1129 08:30:01 ... No module named 'tokenizers'",
+    ]
+    assert missing_package_hint(log) == (
+        "\nthe Python steps could not import onnxruntime, tokenizers: install the 'serve' "
+        "extra in this environment: pip install 'tritonhf[serve]'"
+    )
+    assert "'tritonhf[export]'" in missing_package_hint(["No module named 'torch'"])
+    assert missing_package_hint(["I1129 loaded", "No module named 'tritonhf'"]) == ""

@@ -170,6 +170,8 @@ class ServerConfig:
 
 
 # glog error lines ("E1126 08:40:49..."), failed rows of the model table, fatal lines.
+_MISSING_MODULE = re.compile(r"No module named '([A-Za-z0-9_]+)")
+"""A step's import error in Triton's log: the top-level package that is not installed."""
 _FAILURE_LINE = re.compile(r"^E\d{4} |UNAVAILABLE:|^error:|failed to", re.IGNORECASE)
 _BENIGN_LINE = re.compile(r"CudaDriverHelper|NVML|DCGM|GPU metrics|pinned memory", re.IGNORECASE)
 
@@ -323,13 +325,17 @@ class TritonServer:
         return self._process.wait()
 
     def _tail(self, lines: int = 12) -> str:
-        """The log lines that explain a failure: errors first, not the options table."""
+        """The log lines that explain a failure: errors first, not the options table.
+
+        Then, when a step could not import a package, the extra that brings it.
+        """
         if self.log_path is None or not self.log_path.is_file():
             return " (see the server output above)"
         text = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
         relevant = [line[:400] for line in text if _FAILURE_LINE.search(line)]
         relevant = [line for line in relevant if not _BENIGN_LINE.search(line)][-lines:]
-        return f"; from {self.log_path}:\n" + "\n".join(relevant or text[-lines:])
+        tail = "\n".join(relevant or text[-lines:])
+        return f"; from {self.log_path}:\n{tail}{missing_package_hint(text)}"
 
     def __enter__(self) -> TritonServer:
         self.start()
@@ -356,6 +362,22 @@ def free_shared_memory(workdir: Path, code: int | None, regions: set[str]) -> No
     while stubs_started_from(workdir) and time.monotonic() < deadline:
         time.sleep(0.02)
     remove_regions(regions)
+
+
+def missing_package_hint(log_lines: list[str]) -> str:
+    """A line naming the extra to install; "" unless the log says a step lacks a package.
+
+    Triton logs a step's import error as ``No module named 'tokenizers'``.
+    """
+    found = {m.group(1) for line in log_lines if (m := _MISSING_MODULE.search(line))}
+    missing = sorted(found - {"tritonhf"})
+    if not missing:
+        return ""
+    extra = "export" if "torch" in missing else "serve"
+    return (
+        f"\nthe Python steps could not import {', '.join(missing)}: install the {extra!r} "
+        f"extra in this environment: pip install 'tritonhf[{extra}]'"
+    )
 
 
 class RestartBudget:
