@@ -693,6 +693,35 @@ def test_a_command_without_its_extra_names_the_extra_in_one_line() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "command", [["export"], ["train", "--out", "clf"], ["validate", "--reference", "default"]]
+)
+def test_an_export_extra_command_without_torch_says_so_before_any_work(
+    command: list[str],
+) -> None:
+    # A client-only install: torch is missing, and so is the default model's package.
+    code = textwrap.dedent(
+        f"""
+        import importlib.util, sys
+        from tritonhf.cli import main as cli
+
+        find_spec = importlib.util.find_spec
+        importlib.util.find_spec = lambda name, *a: None if name == "torch" else find_spec(name, *a)
+        cli.COMMANDS[{command[0]!r}] = lambda args: sys.exit("the command ran")
+        sys.exit(cli.main({command!r}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"error: tritonhf {command[0]} needs torch, which is not installed: "
+        "install the 'export' extra with `pip install 'tritonhf[export]'`\n"
+    )
+
+
 def test_serve_refuses_a_negative_restart_count_in_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -858,6 +858,18 @@ COMMAND_EXTRAS = {
     "bench": "bench",
 }
 """The extra of ``pip install 'tritonhf[EXTRA]'`` that brings what a command imports."""
+EXTRA_PACKAGES = {"export": ("torch", "transformers")}
+"""Packages checked before a command of that extra starts: found missing before any work (a
+default model to resolve, texts sent to a server), not halfway through it."""
+
+
+def check_extra_installed(command: str) -> None:
+    """Raise `ModuleNotFoundError` for the first package of ``command``'s extra not installed."""
+    import importlib.util
+
+    for package in EXTRA_PACKAGES.get(COMMAND_EXTRAS.get(command, ""), ()):
+        if importlib.util.find_spec(package) is None:
+            raise ModuleNotFoundError(f"No module named {package!r}", name=package)
 
 
 def missing_package(command: str, module: str) -> str:
@@ -881,6 +893,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(levelname)s %(message)s",
         )
         try:
+            check_extra_installed(args.command)
             return COMMANDS[args.command](args)
         except TritonHFError as exc:
             print(f"error: {exc}", file=sys.stderr)
