@@ -81,10 +81,12 @@ def test_inference_health_and_config_need_no_key(keyed_server: TritonServer) -> 
 def test_index_unload_and_load_without_the_key_are_refused_and_the_model_still_serves(
     keyed_server: TritonServer, key: str
 ) -> None:
+    said = "refused the admin key this client sent" if key else "it needs the admin key"
     for client in clients(keyed_server, key):
         with client:
-            with pytest.raises(PermissionDeniedError, match="TRITONHF_ADMIN_KEY"):
+            with pytest.raises(PermissionDeniedError, match="TRITONHF_ADMIN_KEY") as refused:
                 client.models()
+            assert said in str(refused.value)
             with pytest.raises(PermissionDeniedError):
                 client.unload_model("minilm")
             with pytest.raises(PermissionDeniedError):

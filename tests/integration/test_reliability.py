@@ -181,6 +181,8 @@ def test_hot_reload_under_traffic_fails_no_request_and_a_broken_version_is_refus
     assert {s.name: s.version for s in states if s.ready}["minilm_model"] == "1"
     states = deploy_pipeline(client, model="minilm")
     assert {s.name: s.version for s in states if s.ready}["minilm_model"] == "2"
+    with pytest.raises(DeployError, match=r"does the server's repository hold minilm_model/7/\?"):
+        deploy_pipeline(client, model="minilm", version=7)
 
     # A version written for one step only would pair tokenizer 3 with model 2: refused.
     add_version(repo, "minilm_tokenizer", 3)

@@ -10,6 +10,7 @@ import pytest
 
 from tritonhf.cli import main as cli
 from tritonhf.cli.main import build_parser, main
+from tritonhf.errors import ConfigError
 from tritonhf.export.onnx_export import DEFAULT_OPSET
 from tritonhf.export.pipeline import ExportOptions
 from tritonhf.export.validate import DEFAULT_ATOL
@@ -534,6 +535,26 @@ def test_a_new_version_that_changes_what_version_1_fixed_is_refused_naming_it(
     assert err.startswith(f"error: --version 2 of 'minilm' would change its {changed}")
     assert err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["minilm"]
+
+
+def test_a_new_version_of_another_task_is_refused_naming_it_and_version_1_notes_it(
+    tmp_path: Path,
+) -> None:
+    from tritonhf.export.options import check_version_task, replacement_note
+    from tritonhf.spec import Task
+
+    _served_pipeline(tmp_path)
+    (tmp_path / "minilm_model" / "2").mkdir(parents=True)
+    version_2 = ExportOptions(repo=tmp_path, version=2)
+
+    with pytest.raises(ConfigError, match=r"would change its task \(embedding -> classif"):
+        check_version_task(version_2, Task.CLASSIFICATION)
+    check_version_task(version_2, Task.EMBEDDING)
+    note = replacement_note(ExportOptions(repo=tmp_path), Task.CLASSIFICATION)
+    assert note is not None
+    assert "(task embedding -> classification; version(s) 2 deleted)" in note
+    assert replacement_note(version_2, Task.CLASSIFICATION) is None
+    assert replacement_note(ExportOptions(repo=tmp_path / "empty"), Task.EMBEDDING) is None
 
 
 def test_the_opset_help_states_the_range_the_export_accepts(

@@ -387,9 +387,16 @@ class TritonHFClient:
         try:
             return getattr(self._connection(), method)(*args, **kwargs)
         except Exception as exc:  # every failure leaves as a typed ClientError
-            raise map_error(
+            error = map_error(
                 exc, model=model, url=self.url, protocol=self.protocol, row_offset=row_offset
-            ) from exc
+            )
+            if isinstance(error, PermissionDeniedError) and kwargs.get("headers"):
+                error = PermissionDeniedError(
+                    f"Triton at {self.url} refused the admin key this client sent (from "
+                    f"${ADMIN_KEY_ENV} or admin_key=): it is not the key the server was "
+                    "started with"
+                )
+            raise error from exc
 
     # Health and models -------------------------------------------------------------------
 
@@ -547,7 +554,10 @@ class TritonHFClient:
                 "to pin; load it first (`tritonhf deploy` without --version), then pin"
             ) from exc
         except ClientError as exc:
-            raise DeployError(f"could not load {model!r}{pinned}: {one_line(str(exc))}") from exc
+            why = one_line(str(exc))
+            if version is not None and "at least one version must be available" in why:
+                why += f" (does the server's repository hold {model}/{version}/?)"
+            raise DeployError(f"could not load {model!r}{pinned}: {why}") from exc
         finally:
             self._configs.pop(model, None)
 

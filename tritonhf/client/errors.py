@@ -191,7 +191,8 @@ def map_error(
     if re.search(r"unknown model|not found", found, re.IGNORECASE):
         return ModelNotFoundError(
             f"the server at {url} has no model {model!r} ({message}); "
-            "`tritonhf models` lists what it serves"
+            "`tritonhf models` lists what it serves, and `tritonhf deploy --model NAME` loads a "
+            "pipeline its repository holds"
         )
     if any(k in found for k in _INVALID):
         return InvalidInputError(f"the server rejected the input for {model!r}: {message}")

@@ -202,6 +202,22 @@ def check_new_version(options: ExportOptions) -> None:
         )
 
 
+def check_version_task(options: ExportOptions, task: Task) -> None:
+    """Refuse a version after 1 whose model has another task than the pipeline's.
+
+    The task comes from the model's config, which `check_new_version` had not read yet.
+    """
+    if options.version == 1:
+        return
+    served = _served_spec(options.repo / options.name / EXPORT_MANIFEST).get("task")
+    if served and served != task.value:
+        raise ConfigError(
+            f"--version {options.version} of {options.name!r} would change its task ({served} "
+            f"-> {task.value}), which every version shares. Export it under another --name "
+            "(and serve both), or as --version 1 to replace the pipeline"
+        )
+
+
 def replacement_note(options: ExportOptions, task: Task) -> str | None:
     """What a version-1 export replaces in ``options.repo``: other versions, another task."""
     if options.version != 1 or not (options.repo / options.name).is_dir():
