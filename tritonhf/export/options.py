@@ -223,9 +223,7 @@ def replacement_note(options: ExportOptions, task: Task) -> str | None:
     if options.version != 1 or not (options.repo / options.name).is_dir():
         return None
     model_step = options.repo / PipelineSpec(name=options.name).model_name
-    others = sorted(
-        (int(p.name) for p in model_step.glob("*") if p.name.isdigit() and p.name != "1"),
-    )
+    others = sorted(int(p.name) for p in model_step.glob("*") if p.name.isdigit() and p.name != "1")
     served = _served_spec(options.repo / options.name / EXPORT_MANIFEST).get("task")
     changes = [f"task {served} -> {task.value}"] if served and served != task.value else []
     changes += [f"version(s) {', '.join(map(str, others))} deleted"] if others else []

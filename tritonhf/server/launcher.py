@@ -170,10 +170,10 @@ class ServerConfig:
 
 
 # glog error lines ("E1126 08:40:49..."), failed rows of the model table, fatal lines.
-_MISSING_MODULE = re.compile(r"No module named '([A-Za-z0-9_]+)")
-"""A step's import error in Triton's log: the top-level package that is not installed."""
 _FAILURE_LINE = re.compile(r"^E\d{4} |UNAVAILABLE:|^error:|failed to", re.IGNORECASE)
 _BENIGN_LINE = re.compile(r"CudaDriverHelper|NVML|DCGM|GPU metrics|pinned memory", re.IGNORECASE)
+_MISSING_MODULE = re.compile(r"No module named '([A-Za-z0-9_]+)")
+"""A step's import error in Triton's log: the top-level package that is not installed."""
 
 
 class TritonServer:
