@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
+import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -197,3 +202,30 @@ def assert_client_metrics_served(app: App) -> None:
         r'tritonhf_ui_requests_total\{action="feedback",outcome="InvalidInputError"', text
     )
     assert "tritonhf_client_request_duration_seconds_bucket" in text
+
+
+def test_the_demo_stops_on_ctrl_c_even_when_started_with_sigint_ignored(
+    tmp_path: Path,
+) -> None:
+    """``make run &`` or a script starts the demo with SIGINT ignored; Ctrl-C must still stop it."""
+    grpc, http, port = free_ports(3)
+    log = tmp_path / "ui.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tritonhf.cli.main", "ui", "--grpc-url", f"127.0.0.1:{grpc}",
+             "--http-url", f"127.0.0.1:{http}", "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while b"Ctrl-C stops" not in log.read_bytes():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

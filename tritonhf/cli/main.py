@@ -493,6 +493,20 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM raise `KeyboardInterrupt`, so a long-running command stops cleanly.
+
+    Both explicitly: a process started in the background by a non-interactive shell (``make
+    run &``, a script) inherits SIGINT as ignored, and Python would keep ignoring it.
+    """
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """``tritonhf serve``: start, print the endpoints, wait for Ctrl-C or SIGTERM."""
     from tritonhf.errors import ConfigError
@@ -529,14 +543,7 @@ def run_serve(args: argparse.Namespace) -> int:
         # The server's Python steps inherit this environment and read it when they load.
         os.environ[LOG_TEXT_ENV] = args.log_text
     server = TritonServer(config, log_path=args.log_file)
-
-    def _terminate(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    # Both explicitly: a process started in the background by a non-interactive shell
-    # inherits SIGINT as ignored, and Python would keep ignoring it.
-    signal.signal(signal.SIGINT, _terminate)
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_on_signals()
     try:
         server.start()
         restricted = " (admin APIs need $TRITONHF_ADMIN_KEY)" if config.admin_key else ""
@@ -803,11 +810,7 @@ def run_ui(args: argparse.Namespace) -> int:
         share=args.share,
     )
     check_bindable(config.host, config.port)
-
-    def _terminate(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_on_signals()
     serve_demo(config)
     return 0
 
