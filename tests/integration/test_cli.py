@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import server_config
+from tritonhf.backends.busy import board_dir
 from tritonhf.repository.checks import check_config_matches_onnx
 from tritonhf.repository.configs import parse_pbtxt
 from tritonhf.server.launcher import ServerConfig, TritonServer
@@ -135,6 +136,9 @@ def test_serve_starts_prints_the_endpoints_and_stops_cleanly_on_sigint(repo: Pat
         assert f"gRPC {config.grpc_url}" in ready, ready
         health = tritonhf("health", "--url", config.http_url, "--protocol", "http")
         assert health.returncode == 0, health.stdout + health.stderr
+        (triton,) = children(process.pid)
+        boards = list(board_dir().glob(f"tritonhf-{triton}-*"))  # busy boards, stub clocks
+        assert boards
         process.send_signal(signal.SIGINT)
         started = time.monotonic()
         assert "stopping Triton" in process.stdout.readline()
@@ -144,6 +148,7 @@ def test_serve_starts_prints_the_endpoints_and_stops_cleanly_on_sigint(repo: Pat
         rest = process.stdout.read()
         assert "already stopping" in rest
         assert "Traceback" not in rest
+        assert not [path for path in boards if path.exists()]
     finally:
         if process.poll() is None:
             process.kill()

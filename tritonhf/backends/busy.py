@@ -69,8 +69,7 @@ class BusyBoard:
         """The board shared by the instances of ``model`` ``version`` in this server.
 
         One board per version: while a reload or deploy loads version 2 beside version 1,
-        their instances have the same names (same slots), and version 1's ``close`` removes
-        its own file, not the one version 2's instances open.
+        their instances have the same names (same slots) and must not share a board.
         """
         folder = folder or board_dir()
         remove_stale_boards(folder)
@@ -87,7 +86,9 @@ class BusyBoard:
             self._map[self.slot] = 0
 
     def close(self) -> None:
-        """Unmap, and remove the file (instances that still map it keep their mapping)."""
+        """Unmap; the file stays until the server is gone (`remove_stale_boards`).
+
+        Instances of the same version loaded again (a reload with a new config, a deploy back
+        to this version) may share it already.
+        """
         self._map.close()
-        with suppress(OSError):
-            self.path.unlink()

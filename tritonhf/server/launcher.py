@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from tritonhf.backends.busy import board_dir, remove_stale_boards
 from tritonhf.errors import ConfigError, ServerError
 from tritonhf.repository.compat import available_backends, check_servable
 from tritonhf.server.admin import (
@@ -312,6 +313,8 @@ class TritonServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if process is not None:  # its steps' busy boards and clocks (and dead servers')
+            remove_stale_boards(board_dir())
         if self._workdir is not None:
             free_shared_memory(self._workdir, code, regions)
             shutil.rmtree(self._workdir, ignore_errors=True)
