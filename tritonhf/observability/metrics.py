@@ -53,7 +53,7 @@ REQUEST_TOKENS = MetricDef(
 TRUNCATED = MetricDef(
     "tritonhf_truncated_texts_total",
     Kind.COUNTER,
-    "Texts longer than the model's max_length, cut to it.",
+    "Texts longer than the model's max_length, cut to it, or not read whole (degenerate).",
 )
 TRUNCATED_REQUESTS = MetricDef(
     "tritonhf_truncated_requests_total",
