@@ -64,6 +64,8 @@ TARGET_KINDS = CEILING_KINDS[:2]
 """The ceilings the targets compare with."""
 AT_END = " (end)"
 """Suffix of the in-process ceilings measured again after the served systems."""
+SYSTEMS = ("ceiling", "fastapi", "pytriton", "litserve", "bentoml", "tritonhf", "variants")
+"""What ``--systems`` picks from: the in-process ceilings, the peers, tritonhf, its variants."""
 
 
 def log(message: str) -> None:
@@ -225,7 +227,7 @@ def main() -> int:  # one linear script: the order of the runs is the point
     parser.add_argument("--concurrency", default=None, help="default 1,8,32 (quick: 1,8)")
     parser.add_argument(
         "--systems",
-        default="ceiling,fastapi,pytriton,litserve,bentoml,tritonhf,variants",
+        default=",".join(SYSTEMS),
         help="comma-separated subset to run",
     )
     parser.add_argument(
@@ -243,6 +245,10 @@ def main() -> int:  # one linear script: the order of the runs is the point
     ]
     tritonhf_concurrencies = sorted({*concurrencies, 32})
     systems = set(args.systems.split(","))
+    if unknown := systems - set(SYSTEMS):
+        parser.error(
+            f"--systems: unknown {', '.join(sorted(unknown))} (known: {','.join(SYSTEMS)})"
+        )
     peer_sessions = args.peer_sessions.split(",")
     if unknown := set(peer_sessions) - set(PEER_SESSIONS):
         parser.error(f"--peer-sessions: unknown {', '.join(sorted(unknown))}")
@@ -363,7 +369,8 @@ def main() -> int:  # one linear script: the order of the runs is the point
     print(report)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table.md").write_text(report + "\n", encoding="utf-8")
-    plot(results, args.out / "side-by-side.png")
+    if any(not m.system.startswith("ort") for m in results):  # a served system to plot
+        plot(results, args.out / "side-by-side.png")
     (args.out / "results.json").write_text(
         json.dumps(
             {
@@ -415,24 +422,21 @@ def render(
     results: Sequence[Measured], rss: dict[str, float], meta: dict[str, str], corpora: list[str]
 ) -> str:
     """Markdown: the meta, one table with ratios, and the issue's targets with numbers."""
-    ceiling = _find(results, "ort short batch 1")
     ancestor = {m.concurrency: m for m in results if m.system == "fastapi-torch"}
     lines = ["## Side by side", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items()]
     lines += [
         "",
         "| system | concurrency / batch | texts/s | p50 ms | p99 ms | errors | x ancestor "
-        "| x ort batch 1 | RSS MiB |",
+        "| x best ort batch 1 | RSS MiB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m in results:
         base = ancestor.get(m.concurrency)
         x_anc = f"{m.throughput / base.throughput:.2f}" if base and base.throughput else "-"
-        reference = (
-            _find(results, f"ort {m.system.split()[-1]} batch 1")
-            if m.system.endswith(tuple(corpora[1:]))
-            else ceiling
-        )
+        # The targets' ceiling for the row's corpus: the best batch-1 run, start or end.
+        corpus = next((c for c in corpora[1:] if c in m.system.split()), corpora[0])
+        reference = _best_ceiling(results, "batch 1", corpus=corpus)
         x_ort = f"{m.throughput / reference.throughput:.2f}" if reference else "-"
         # The longest system name the row starts with ("tritonhf int8", not "tritonhf").
         owners = sorted((k for k in rss if m.system.startswith(k)), key=len, reverse=True)
