@@ -366,3 +366,23 @@ def test_cli_refuses_a_bad_concurrency_list_with_exit_code_2(
 ) -> None:
     assert main(["bench", "--concurrency", "1,many"]) == 2
     assert "comma-separated integers" in capsys.readouterr().err
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_measuring(tmp_path: Path) -> None:
+    (tmp_path / "bench.csv").mkdir()
+    with pytest.raises(BenchOptionError, match=r"bench\.csv there is a folder"):
+        BenchOptions(out=tmp_path).check_out()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "raw").write_text("a file")
+    with pytest.raises(BenchOptionError, match="cannot create it"):
+        BenchOptions(out=tmp_path / "other").check_out()
+    BenchOptions(out=tmp_path / "new" / "run").check_out()
+    assert (tmp_path / "new" / "run" / "raw").is_dir()
+
+
+def test_token_lengths_come_from_the_started_repository_or_a_given_one() -> None:
+    assert BenchOptions().tokenizer_repo == Path("model_repository")
+    running = BenchOptions(url_grpc="127.0.0.1:8001", url_http="127.0.0.1:8000")
+    assert running.tokenizer_repo is None  # the served export may be another
+    given = BenchOptions(url_grpc="127.0.0.1:8001", url_http="127.0.0.1:8000", repo=Path("r"))
+    assert given.tokenizer_repo == Path("r")

@@ -28,6 +28,7 @@ from tritonhf.bench.report import (
 )
 
 DEFAULT_OUT = Path("artifacts/bench")
+DEFAULT_REPO = Path("model_repository")
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,10 @@ class BenchOptions:
     models: tuple[str, ...] = ("minilm",)
     url_grpc: str | None = None  # None: start a server on ``repo``
     url_http: str | None = None
-    repo: Path = Path("model_repository")
+    repo: Path | None = None
+    """Without URLs, the repository a server is started on (default: `DEFAULT_REPO`). Its
+    tokenizer counts the corpus's tokens; with URLs only when given (the served one may be
+    another)."""
     protocols: tuple[str, ...] = ("grpc", "http")
     concurrencies: tuple[int, ...] = (1, 8, 32)
     corpus: str = "short"
@@ -66,6 +70,28 @@ class BenchOptions:
         existing = next(p for p in (self.out, *self.out.absolute().parents) if p.exists())
         if not existing.is_dir():
             raise BenchOptionError(f"--out {self.out}: {existing} is a file; name a folder")
+
+    @property
+    def started(self) -> bool:
+        """Whether the run starts its own server (no URLs given)."""
+        return self.url_grpc is None and self.url_http is None
+
+    @property
+    def tokenizer_repo(self) -> Path | None:
+        """Where the served tokenizer is read from for the corpus's token lengths."""
+        return DEFAULT_REPO if self.repo is None and self.started else self.repo
+
+    def check_out(self) -> None:
+        """Create the output folders; refuse, before measuring, outputs that cannot be written."""
+        try:
+            (self.out / "raw").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BenchOptionError(f"--out {self.out}: cannot create it ({exc})") from None
+        for name in ("bench.csv", "bench.png", "summary.md"):
+            if (self.out / name).is_dir():
+                raise BenchOptionError(f"--out {self.out}: {name} there is a folder")
+        if not os.access(self.out, os.W_OK) or not os.access(self.out / "raw", os.W_OK):
+            raise BenchOptionError(f"--out {self.out}: not writable")
 
 
 @dataclass(frozen=True)
@@ -116,7 +142,9 @@ def _endpoints(options: BenchOptions) -> Iterator[tuple[str, str, int | None]]:
     from tritonhf.server.ports import free_ports
 
     http, grpc, metrics = free_ports(3)
-    config = ServerConfig(repo=options.repo, http_port=http, grpc_port=grpc, metrics_port=metrics)
+    config = ServerConfig(
+        repo=options.repo or DEFAULT_REPO, http_port=http, grpc_port=grpc, metrics_port=metrics
+    )
     log = options.out / "tritonserver.log"
     with TritonServer(config, log_path=log) as server:
         yield config.grpc_url, config.http_url, server.pid
@@ -145,13 +173,17 @@ def run_bench(
     from tritonhf.server.process import tree_rss_bytes
 
     binary = find_perf_analyzer()
+    options.check_out()
     texts = load_corpus(options.corpus)
     raw = options.out / "raw"
-    input_data = write_input_data(texts, raw / f"input-{options.corpus}.json")
+    input_data = write_input_data(texts, raw / f"input-{Path(options.corpus).stem}.json")
     lengths = None
-    if served := _served_tokenizer(options.repo, options.models[0]):
+    repo = options.tokenizer_repo
+    if repo is not None and (served := _served_tokenizer(repo, options.models[0])):
         lengths = LengthStats.of(token_lengths(texts, *served))
         progress(f"corpus {options.corpus}: {lengths.line()}")
+    elif repo is None:
+        progress("token lengths not counted: give --repo with the served export to count them")
     meta = machine_info()
     points: list[BenchPoint] = []
     failures: list[str] = []
@@ -196,7 +228,8 @@ def run_bench(
     meta["load average after"] = " / ".join(f"{v:.2f}" for v in os.getloadavg())
     rss_mb = rss_peak / 2**20 if pid is not None else None
     if not points:
-        raise BenchError("no point of the sweep succeeded:\n" + "\n".join(failures))
+        more = f" (and {len(failures) - 1} more like it)" if len(failures) > 1 else ""
+        raise BenchError(f"no point of the sweep succeeded: {failures[0]}{more}")
     csv_out = write_points_csv(points, options.out / "bench.csv")
     title = f"tritonhf bench: {', '.join(options.models)} on corpus {options.corpus}"
     plot = plot_points(points, options.out / "bench.png", title=title)

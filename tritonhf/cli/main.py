@@ -317,8 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--repo",
         type=Path,
-        default=Path("model_repository"),
-        help="without --url-*: start a server on this repository for the run",
+        help="without --url-*: start a server on this repository for the run (default: "
+        "model_repository); with them, the served export, whose tokenizer counts the corpus's "
+        "token lengths",
     )
     bench.add_argument(
         "--protocol",
