@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -149,3 +151,41 @@ def test_a_thread_per_request_does_not_leave_an_http_connection_per_thread(
         # Nor its gevent event loop (two descriptors each, which ran a long-lived
         # process out of them after ~500 threads).
         assert event_descriptors() - loops_before <= 4
+
+
+SHORT_LIVED_THREADS = """
+import os, sys, threading
+from tritonhf.client import TritonHFClient
+
+made = []  # the client is made in a thread that ends, as a Streamlit page's is
+maker = threading.Thread(target=lambda: made.append(TritonHFClient(sys.argv[1], protocol="http")))
+maker.start()
+maker.join()
+client = made[0]
+
+def work(i):
+    client.health()
+    client.embed([f"text {i}"])
+
+for round_ in range(80):
+    threads = [threading.Thread(target=work, args=(round_ * 3 + k,)) for k in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+print("open descriptors", len(os.listdir("/proc/self/fd")))
+"""
+
+
+def test_short_lived_threads_sharing_an_http_client_neither_crash_nor_leak(
+    server: TritonServer,
+) -> None:
+    # Each thread's gevent hub is destroyed in that thread as it ends: destroyed from another
+    # thread, libev aborted the whole process ("epoll_wait: Bad file descriptor").
+    done = subprocess.run(
+        [sys.executable, "-c", SHORT_LIVED_THREADS, server.config.http_url],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) < 40  # not two more per thread (240 threads ran)

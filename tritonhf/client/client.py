@@ -255,24 +255,48 @@ def _new_request_id(request_id: str | None) -> str:
         raise InvalidInputError(str(exc)) from None
 
 
-@dataclass(frozen=True)
 class _Opened:
     """A connection, the thread that opened it, and (HTTP) that thread's gevent hub."""
 
-    thread: threading.Thread
-    connection: Any
-    hub: Any = None
+    def __init__(self, thread: threading.Thread, connection: Any, hub: Any = None) -> None:
+        self.thread = thread
+        self.connection = connection
+        self.hub = hub
+        self._closed = threading.Event()
 
     def close(self) -> None:
-        """Close the connection; once its thread has ended, its hub's event loop too.
+        """Close the connection (once)."""
+        if not self._closed.is_set():
+            self._closed.set()
+            self.connection.close()
 
-        The loop holds two file descriptors of its own, which nothing else frees: a thread
-        per request would run out of them. gevent lets another thread destroy a hub once
-        the hub's own thread has exited.
-        """
-        self.connection.close()
-        if self.hub is not None and not self.thread.is_alive():
-            self.hub.destroy(destroy_loop=True)
+
+class _ThreadEnd:
+    """Closes its thread's HTTP connection and gevent hub in that thread, as it ends.
+
+    Held only by the thread's `threading.local`, which Python clears there when the thread
+    ends. The hub's event loop holds two file descriptors that nothing else frees (a thread per
+    request would run out of them), and destroying it from another thread, even once its
+    thread had ended, crashed libev ("epoll_wait: Bad file descriptor", then an abort) while
+    other threads ran their own loops.
+    """
+
+    def __init__(self, opened: _Opened) -> None:
+        self.opened = opened
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # at thread teardown: nothing may escape
+            hub = self.opened.hub
+            if hub is None or threading.get_ident() != self.opened.thread.ident:
+                self.opened.close()  # the client is closed from another thread
+                return
+            from gevent.hub import set_hub
+
+            # gevent has forgotten this thread's hub by now: closing the sockets would make
+            # a new one (two more descriptors), so the old one is made current again first.
+            set_hub(hub)
+            self.opened.close()
+            hub.destroy(destroy_loop=True)
 
 
 class TritonHFClient:
@@ -350,15 +374,14 @@ class TritonHFClient:
                 hub = gevent.get_hub()  # this thread's event loop, which the connection uses
         except Exception as exc:  # tritonclient validates the URL eagerly
             raise map_error(exc, model=None, url=self.url, protocol=self.protocol) from exc
+        opened = _Opened(threading.current_thread(), connection, hub)
         with self._lock:
-            # HTTP connections of threads that have ended are closed here (and their event
-            # loops), so a thread per request leaves no socket or descriptor behind.
-            ended = [o for o in self._opened if not o.thread.is_alive()]
+            # Threads that have ended closed their own connections (`_ThreadEnd`).
             self._opened = [o for o in self._opened if o.thread.is_alive()]
-            self._opened.append(_Opened(threading.current_thread(), connection, hub))
-        for stale in ended:
-            stale.close()
+            self._opened.append(opened)
         self._local.connection = connection
+        if hub is not None:
+            self._local.end = _ThreadEnd(opened)
         return connection
 
     def _call_with_retry(
