@@ -37,7 +37,9 @@ def bench_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     plt.close(figure)
     (folder / "bench.csv").write_text("concurrency,throughput\n1,48.0\n8,171.0\n32,204.0\n")
     (folder / "interrupted.csv").write_text("")  # a run killed before it wrote a line
-    (folder / "cut-short.png").write_bytes(b"\x89PNG\r\n" + bytes(range(90)))  # not an image
+    (folder / "garbage.png").write_bytes(b"\x89PNG\r\n" + bytes(range(90)))  # not an image
+    plot = (folder / "bench.png").read_bytes()
+    (folder / "cut-short.png").write_bytes(plot[: len(plot) // 2])  # a write that stopped
     (folder / "summary.md").write_text(
         "# tritonhf bench: minilm\n\n| concurrency | requests/s |\n|---|---|\n"
         "| 1 | 48.0 |\n| 8 | 171.0 |\n| 32 | 204.0 |\n\n![throughput vs p99](bench.png)\n"
@@ -167,7 +169,8 @@ def test_models_metrics_reports_and_load_unload(
     assert ["32", "204.0"] in rows_of(page, "concurrency")
     # An unreadable CSV or plot is a warning, not an error page.
     page.get_by_text("could not be read as CSV").wait_for(state="attached")
-    page.get_by_text(re.compile(r"cut-short\.png`? could not be shown as an image")).wait_for()
+    page.get_by_text(re.compile(r"cut-short\.png`? could not be shown: cut short")).wait_for()
+    page.get_by_text(re.compile(r"garbage\.png`? could not be shown: not an image")).wait_for()
 
     # Unload and load the probe model (explicit model-control mode).
     page.get_by_role("combobox", name=re.compile("Model")).click()

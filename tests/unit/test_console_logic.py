@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from tritonhf.console.logic import (
     ConsoleConfig,
     append_history,
     chart_table,
+    ensemble_using,
     pipeline_of,
     state_rows,
     summary_line,
@@ -151,6 +154,34 @@ def test_scrape_names_the_url_when_nothing_listens() -> None:
         scrape(url, timeout_s=2)
 
 
+@pytest.mark.parametrize(
+    "answer", [b"\x00\x00\x18\x04\x00\x00\x00\x00\x00", b"HTTP/1.0 200 OK\r\n\r\n\xdc\xff"],
+    ids=["not-http", "not-text"],
+)  # fmt: skip
+def test_scrape_of_something_that_is_not_a_metrics_endpoint_is_a_clear_error(
+    answer: bytes,
+) -> None:
+    # The gRPC port given for the metrics one answers HTTP/2 frames, not a status line.
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_once() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(1024)
+            connection.sendall(answer)
+
+    thread = threading.Thread(target=answer_once, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        with pytest.raises(ServerUnavailableError, match=f"cannot read Triton's metrics at {url}"):
+            scrape(url, timeout_s=5)
+    finally:
+        thread.join(10)
+        listener.close()
+
+
 def test_scrape_refuses_a_url_without_scheme() -> None:
     with pytest.raises(ConfigError, match="http:// or https://"):
         scrape("127.0.0.1:8002/metrics")
@@ -194,6 +225,15 @@ def test_pipeline_of_maps_steps_to_their_ensemble() -> None:
     assert pipeline_of("minilm_tokenizer") == "minilm"
     assert pipeline_of("sentiment_feedback") == "sentiment"
     assert pipeline_of("minilm") == "minilm"
+
+
+def test_unloading_a_step_names_the_ensemble_triton_takes_down_with_it() -> None:
+    states = [ModelState(name, "1", "READY") for name in ("minilm", "minilm_model", "lone_model")]
+    assert ensemble_using("minilm_model", states) == "minilm"
+    assert ensemble_using("minilm_tokenizer", states) == "minilm"
+    assert ensemble_using("minilm_feedback", states) is None  # no step of the ensemble
+    assert ensemble_using("minilm", states) is None
+    assert ensemble_using("lone_model", states) is None  # no ensemble of that name
 
 
 def test_state_rows_put_each_ensemble_before_its_steps() -> None:

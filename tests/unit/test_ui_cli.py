@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -101,3 +102,15 @@ def test_a_port_taken_after_the_check_is_a_config_error_not_a_traceback(
     monkeypatch.setattr(gr.Blocks, "launch", taken)
     with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1:7860 \(Cannot find"):
         serve_demo(DemoConfig(grpc_url="127.0.0.1:1", http_url="127.0.0.1:2"))
+
+
+def test_the_console_refuses_a_malformed_admin_key_in_one_line_before_starting() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tritonhf.cli.main", "console", "--port", "1"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "TRITONHF_ADMIN_KEY": "short"},
+    )  # fmt: skip
+
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: TRITONHF_ADMIN_KEY must be at least 16")
+    assert done.stderr.count("\n") == 1

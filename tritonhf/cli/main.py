@@ -820,7 +820,10 @@ def run_console(args: argparse.Namespace) -> int:
     """``tritonhf console``: the Streamlit ops console until Ctrl-C or SIGTERM."""
     from tritonhf.client import Protocol
     from tritonhf.console import ConsoleConfig, serve_console
+    from tritonhf.server.admin import admin_key
     from tritonhf.server.ports import check_bindable
+
+    admin_key()  # a malformed key fails here, in one line, not on the page
 
     config = ConsoleConfig(
         grpc_url=args.grpc_url,

@@ -14,18 +14,20 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 from tritonhf.client import Protocol, RetryPolicy, TritonHFClient
 from tritonhf.console.logic import (
     ConsoleConfig,
     append_history,
     chart_table,
+    ensemble_using,
     state_rows,
     summary_line,
 )
 from tritonhf.console.metrics import Scrape, model_rates, rate_rows, scrape
 from tritonhf.console.reports import find_reports, strip_local_images
-from tritonhf.errors import ClientError, PermissionDeniedError
+from tritonhf.errors import ClientError, PermissionDeniedError, TritonHFError
 
 
 def _config(argv: list[str]) -> ConsoleConfig:
@@ -66,7 +68,7 @@ def repository_section(config: ConsoleConfig, client: TritonHFClient) -> None:
         return
     try:
         states = client.models()
-    except ClientError as exc:
+    except TritonHFError as exc:  # a refusal, or a malformed key in the environment
         st.error(f"Could not read the repository index: {exc}")
         return
     ready = "ready" if health.ready else "live, NOT ready"
@@ -88,7 +90,9 @@ def repository_section(config: ConsoleConfig, client: TritonHFClient) -> None:
     if right.button("Unload", key="unload", width="stretch") and chosen:
         try:
             client.unload_model(chosen)
-            st.session_state["model-message"] = ("success", f"Unloaded {chosen}.")
+            user = ensemble_using(chosen, states)
+            also = f" Triton takes its ensemble {user} down with it." if user else ""
+            st.session_state["model-message"] = ("success", f"Unloaded {chosen}.{also}")
         except PermissionDeniedError as exc:  # its message says to set the key
             st.session_state["model-message"] = ("error", str(exc))
         except ClientError as exc:
@@ -166,9 +170,16 @@ def reports_section(config: ConsoleConfig) -> None:
         st.markdown(text)
     for image in report.images:
         try:
+            with Image.open(image) as picture:
+                picture.load()  # a plot cut short fails here, not as a blank area
             st.image(str(image), caption=image.name)
-        except (OSError, ValueError) as exc:  # a plot cut short, not an image
-            st.warning(f"`{image}` could not be shown as an image: {exc}")
+        except (OSError, ValueError, SyntaxError) as exc:  # cut short, not an image at all
+            reason = (
+                "cut short"
+                if isinstance(exc, OSError) and "truncated" in str(exc)
+                else ("not an image this page can show")
+            )
+            st.warning(f"`{image}` could not be shown: {reason}")
     for table in report.tables:
         with st.expander(f"{table.name} (raw data)"):
             try:

@@ -66,6 +66,17 @@ def pipeline_of(name: str) -> str:
     return name
 
 
+def ensemble_using(step: str, states: Sequence[Any]) -> str | None:
+    """The served ensemble that ``step`` (a model or tokenizer step) runs in, if any.
+
+    Triton unloads an ensemble with one of its steps; the feedback model is no step of it.
+    """
+    pipeline = pipeline_of(step)
+    if pipeline == step or step.endswith("_feedback"):
+        return None
+    return pipeline if any(s.name == pipeline for s in states) else None
+
+
 def state_rows(states: Sequence[Any]) -> list[dict[str, str]]:
     """The repository index as table rows, grouped by pipeline (ensemble before its steps)."""
 

@@ -6,6 +6,7 @@ latencies over an interval come from the difference of two scrapes.
 
 from __future__ import annotations
 
+import http.client
 import time
 import urllib.error
 import urllib.request
@@ -83,7 +84,8 @@ def scrape(url: str, *, timeout_s: float = 5.0) -> Scrape:
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310  # nosec B310
             text = response.read().decode("utf-8")
-    except (urllib.error.URLError, OSError) as exc:
+    # Not HTTP at all (the gRPC port, say) or not text: not Triton's metrics endpoint either.
+    except (urllib.error.URLError, OSError, http.client.HTTPException, UnicodeDecodeError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ServerUnavailableError(
             f"cannot read Triton's metrics at {url} ({reason}); is the server running with "
