@@ -853,6 +853,8 @@ class TritonHFClient:
         with self._lock:
             opened, self._opened = self._opened, []
         for stale in opened:
+            # A live thread's hub may serve its other connections: gevent keeps it.
+            stale.hub = None
             stale.close()
         self._local = threading.local()
 
