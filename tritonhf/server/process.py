@@ -51,13 +51,21 @@ STUB = "triton_python_backend_stub"
 SERVER = "tritonserver"
 
 
-def _program(pid: int) -> str:
-    """The file name of the program ``pid`` runs (its argv[0]); "" if it is gone."""
+def _program_path(pid: int) -> Path:
+    """The program ``pid`` runs, as its argv[0] names it.
+
+    ``Path()`` if it is gone, or a zombie (whose arguments are gone).
+    """
     try:
         argv0 = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0", 1)[0]
     except OSError:
-        return ""
-    return Path(argv0.decode(errors="replace")).name
+        return Path()
+    return Path(argv0.decode(errors="replace"))
+
+
+def _program(pid: int) -> str:
+    """The file name of the program ``pid`` runs (its argv[0]); "" if it is gone."""
+    return _program_path(pid).name
 
 
 def _parent(pid: int) -> int:
@@ -106,15 +114,12 @@ def stubs_started_from(backends: Path) -> list[int]:
     Each server start has its own backend folder, so these are the stubs of one Triton, found
     even after it died and they were reparented; a zombie (its arguments gone) is not.
     """
-    found = []
-    for entry in PROC.iterdir():
-        if entry.name.isdigit():
-            with suppress(OSError):
-                argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0]
-                program = Path(argv0.decode(errors="replace"))
-                if program.name == STUB and program.is_relative_to(backends):
-                    found.append(int(entry.name))
-    return found
+    pids = (int(entry.name) for entry in PROC.iterdir() if entry.name.isdigit())
+    return [
+        pid
+        for pid in pids
+        if (program := _program_path(pid)).name == STUB and program.is_relative_to(backends)
+    ]
 
 
 def stop_orphaned_stubs() -> list[int]:
