@@ -568,7 +568,7 @@ def test_balanced_class_weights_agree_with_scikit_learn() -> None:
 
     ids = [0] * 30 + [1] * 240 + [2] * 7
     expected = utils.compute_class_weight("balanced", classes=np.arange(3), y=np.array(ids))
-    assert class_weights(ids, 3) == pytest.approx(expected.tolist())
+    assert class_weights([30, 240, 7]) == pytest.approx(expected.tolist())
 
 
 # imbalanced data ------------------------------------------------------------------------------

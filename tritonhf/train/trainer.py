@@ -7,7 +7,7 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from enum import Enum
@@ -50,12 +50,9 @@ class ClassWeight(str, Enum):
     their class)``, scikit-learn's ``class_weight="balanced"``."""
 
 
-def class_weights(label_ids: list[int], classes: int) -> list[float]:
-    """The balanced weight of each class id, from the training split's label ids."""
-    counts = [0] * classes
-    for label in label_ids:
-        counts[label] += 1
-    return [len(label_ids) / (classes * count) if count else 0.0 for count in counts]
+def class_weights(counts: Sequence[int]) -> list[float]:
+    """The balanced weight of each class, from its rows in the training split (every one > 0)."""
+    return [sum(counts) / (len(counts) * count) for count in counts]
 
 
 @dataclass(frozen=True)
@@ -311,7 +308,8 @@ def train_classifier(
         for name, rows in splits.items()
     )
     progress(f"data: {counts}")
-    train_counts = data.train.label_counts().values()
+    # In label id order: every label has training rows (the evaluation split adds none).
+    train_counts = list(data.train.label_counts().values())
     imbalance = max(train_counts) / min(train_counts)
     if options.class_weight is ClassWeight.NONE and imbalance >= IMBALANCE_WARNING:
         progress(
@@ -345,7 +343,7 @@ def train_classifier(
         weights = None
         weighting = ""
         if options.class_weight is ClassWeight.BALANCED:
-            weights = class_weights(labels["train"], len(data.labels))
+            weights = class_weights(train_counts)
             shown = ", ".join(
                 f"{shown_label(label)} {weight:.2f}"
                 for label, weight in zip(data.labels, weights, strict=True)
