@@ -540,7 +540,7 @@ def test_a_new_version_that_changes_what_version_1_fixed_is_refused_naming_it(
 def test_a_new_version_of_another_task_is_refused_naming_it_and_version_1_notes_it(
     tmp_path: Path,
 ) -> None:
-    from tritonhf.export.options import check_version_task, replacement_note
+    from tritonhf.export.options import check_new_version, replacement_note
     from tritonhf.spec import Task
 
     _served_pipeline(tmp_path)
@@ -548,8 +548,8 @@ def test_a_new_version_of_another_task_is_refused_naming_it_and_version_1_notes_
     version_2 = ExportOptions(repo=tmp_path, version=2)
 
     with pytest.raises(ConfigError, match=r"would change its task \(embedding -> classif"):
-        check_version_task(version_2, Task.CLASSIFICATION)
-    check_version_task(version_2, Task.EMBEDDING)
+        check_new_version(version_2, task=Task.CLASSIFICATION)
+    check_new_version(version_2, task=Task.EMBEDDING)
     note = replacement_note(ExportOptions(repo=tmp_path), Task.CLASSIFICATION)
     assert note is not None
     assert "(task embedding -> classification; version(s) 2 deleted)" in note

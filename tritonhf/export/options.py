@@ -172,12 +172,13 @@ def check_repository_path(repo: Path) -> None:
         raise ConfigError(f"--repo {repo} cannot be written: {existing} is not writable")
 
 
-def check_new_version(options: ExportOptions) -> None:
+def check_new_version(options: ExportOptions, *, task: Task | None = None) -> None:
     """Refuse a version after 1 that has no pipeline to join, or that changes what it fixed.
 
-    Compared with the pipeline's export manifest, on the fields the options set; what only
-    the model decides (labels, a default ``--max-length``) and the step tuning are compared
-    later with the configs themselves (`tritonhf.repository.writer.check_target`).
+    Compared with the pipeline's export manifest, on the fields the options set, and on
+    ``task`` once the model's config has given it (`export_model` checks again then); what
+    only the model decides (labels, a default ``--max-length``) and the step tuning are
+    compared later with the configs themselves (`tritonhf.repository.writer.check_target`).
     """
     if options.version == 1:
         return
@@ -191,7 +192,9 @@ def check_new_version(options: ExportOptions) -> None:
     served = _served_spec(ensemble / EXPORT_MANIFEST)
     changed = [
         f"{field} ({served[field]} -> {value})"
-        for field, value in options.fixed_by_version_1().items()
+        for field, value in (
+            options.fixed_by_version_1() | ({"task": task.value} if task else {})
+        ).items()
         if field in served and served[field] != value
     ]
     if changed:
@@ -199,22 +202,6 @@ def check_new_version(options: ExportOptions) -> None:
             f"{flag} would change its {', '.join(changed)}, which every version shares: a new "
             "version keeps the task, labels, sizes, precision, runtime and layout. Export it "
             "under another --name (and serve both), or as --version 1 to replace the pipeline"
-        )
-
-
-def check_version_task(options: ExportOptions, task: Task) -> None:
-    """Refuse a version after 1 whose model has another task than the pipeline's.
-
-    The task comes from the model's config, which `check_new_version` had not read yet.
-    """
-    if options.version == 1:
-        return
-    served = _served_spec(options.repo / options.name / EXPORT_MANIFEST).get("task")
-    if served and served != task.value:
-        raise ConfigError(
-            f"--version {options.version} of {options.name!r} would change its task ({served} "
-            f"-> {task.value}), which every version shares. Export it under another --name "
-            "(and serve both), or as --version 1 to replace the pipeline"
         )
 
 

@@ -28,7 +28,7 @@ from tritonhf.export.onnx_export import (
 )
 from tritonhf.export.optimize import check_fusable
 from tritonhf.export.options import ExportOptions as ExportOptions  # re-exported: the export API
-from tritonhf.export.options import check_options, check_version_task, replacement_note
+from tritonhf.export.options import check_new_version, check_options, replacement_note
 from tritonhf.export.source import (
     check_vocabulary,
     class_names,
@@ -248,7 +248,7 @@ def export_model(
     head = source.head
     what = f"head: {head.describe()}" if task is Task.EMBEDDING else "classifier"
     progress(f"loading {source.path} (task: {task.value}, {what})")
-    check_version_task(options, task)
+    check_new_version(options, task=task)
     if note := replacement_note(options, task):
         progress(note)
     if source.default_prompt and task is Task.EMBEDDING:
