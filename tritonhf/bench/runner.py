@@ -135,7 +135,7 @@ def machine_info() -> dict[str, str]:
 @contextmanager
 def _endpoints(options: BenchOptions) -> Iterator[tuple[str, str, int | None]]:
     """The URLs to measure: the given ones, or a server started on the repository."""
-    if options.url_grpc is not None or options.url_http is not None:
+    if not options.started:
         yield options.url_grpc or "", options.url_http or "", None
         return
     from tritonhf.server.launcher import ServerConfig, TritonServer
