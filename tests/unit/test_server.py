@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import stat
@@ -524,6 +525,62 @@ def test_the_drain_sends_the_admin_key_on_every_repository_call(fake_triton: str
 
 def test_a_drain_refused_for_a_missing_key_is_left_to_sigterm(fake_triton: str) -> None:
     assert not drain(fake_triton, 5.0)
+
+
+class _DroppingTriton(BaseHTTPRequestHandler):
+    """A fake Triton with one loaded model that hangs up on its first ``drops`` index calls."""
+
+    drops: ClassVar[int] = 0
+    unloaded: ClassVar[bool] = False
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body: object = {}
+        if self.path == "/v2/repository/index":
+            if _DroppingTriton.drops:
+                _DroppingTriton.drops -= 1
+                self.close_connection = True  # no answer at all: a reset for the client
+                return
+            body = [{"name": "m", "state": "UNAVAILABLE" if self.unloaded else "READY"}]
+        elif self.path.endswith("/unload"):
+            _DroppingTriton.unloaded = True
+        encoded = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(encoded)))
+        self.end_headers()
+        self.wfile.write(encoded)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def dropping_triton() -> Iterator[str]:
+    _DroppingTriton.drops, _DroppingTriton.unloaded = 0, False
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _DroppingTriton)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_drain_asks_again_when_a_call_gets_no_answer(dropping_triton: str) -> None:
+    _DroppingTriton.drops = 1
+
+    assert drain(dropping_triton, 5.0)
+    assert _DroppingTriton.unloaded
+
+
+def test_an_incomplete_drain_says_why(
+    dropping_triton: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    _DroppingTriton.drops = 1000
+
+    assert not drain(dropping_triton, 5.0)
+    assert "drain incomplete (POST /v2/repository/index got no answer" in caplog.text
 
 
 def test_entrypoint_adds_the_restricting_flags_from_the_environment(

@@ -576,7 +576,11 @@ def run_serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, _already_stopping)
         signal.signal(signal.SIGTERM, _already_stopping)
         print("stopping Triton ...", flush=True)
-        return 0 if server.stop() in (0, None) else 1
+        code = server.stop()
+        if code in (0, None):
+            return 0
+        print(f"tritonserver exited with {exit_description(code)} while stopping", file=sys.stderr)
+        return 1
     finally:
         server.stop()
 

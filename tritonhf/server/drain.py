@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import logging
 import os
 import signal
 import subprocess  # nosec B404
@@ -31,7 +32,12 @@ _LOADED = frozenset({"READY", "LOADING", "UNLOADING"})
 _UNLOAD_AGAIN_S = 1.0
 """How often an unload is asked again of a model still listed READY or LOADING (one that was
 loading when first asked, e.g. under a concurrent deploy)."""
+_ATTEMPTS = 3
+"""Tries of one repository call that got no answer at all (a connection reset or refused)."""
+_RETRY_PAUSE_S = 0.2
 _PR_SET_PDEATHSIG = 1
+
+log = logging.getLogger(__name__)
 
 
 def die_with_parent() -> None:
@@ -72,8 +78,18 @@ def drain(http_url: str, timeout_s: float, *, headers: Mapping[str, str] | None 
     ``timeout_s``.
     """
     if not is_live(http_url):
+        log.warning("no drain: the server at %s is not live; SIGTERM stops it", http_url)
         return False
     repository = _Repository(http_url, deadline=time.monotonic() + timeout_s, headers=headers)
+    drained = _unload_all(repository)
+    if not drained:
+        # Said, because the stop may then fail (Triton ends requests still in flight and can
+        # exit 1): this line tells why.
+        log.warning("drain incomplete (%s); SIGTERM stops the rest", repository.failure)
+    return drained
+
+
+def _unload_all(repository: _Repository) -> bool:
     loaded = repository.loaded()
     if loaded is None:
         return False
@@ -125,6 +141,8 @@ class _Repository:
         self._base = f"http://{http_url}"
         self._deadline = deadline
         self._headers = dict(headers or {})
+        self.failure = "no failure"
+        """What went wrong last: a call without answer, or models still loaded at the deadline."""
 
     def loaded(self, states: frozenset[str] = _LOADED) -> set[str] | None:
         """Models the index lists in ``states`` (None: the index did not answer).
@@ -157,6 +175,7 @@ class _Repository:
                 if not loaded.intersection(names):
                     return True
                 if time.monotonic() >= self._deadline:
+                    self.failure = f"still loaded at the deadline: {sorted(loaded & set(names))}"
                     return False
                 time.sleep(0.05)
             # Asked again: a model that was loading when asked is READY (or still LOADING).
@@ -164,6 +183,7 @@ class _Repository:
             if again is None:
                 return False
             pending = sorted(again.intersection(names))
+        self.failure = f"still loaded at the deadline: {pending}"
         return False
 
     def _call(self, method: str, path: str) -> Any:
@@ -174,15 +194,25 @@ class _Repository:
         for name, value in self._headers.items():
             request.add_header(name, value)
         body = b"{}" if method == "POST" else None
-        timeout = max(self._deadline - time.monotonic(), 0.1)
-        try:
-            with urllib.request.urlopen(request, data=body, timeout=timeout) as response:  # noqa: S310  # nosec B310
-                text = response.read()
-        except (urllib.error.URLError, OSError):
-            # Draining is best effort; SIGTERM follows either way. A 403 (the repository API
-            # is restricted and the key is missing or wrong) ends here too.
-            return None
+        for attempt in range(1, _ATTEMPTS + 1):
+            timeout = max(self._deadline - time.monotonic(), 0.1)
+            try:
+                with urllib.request.urlopen(request, data=body, timeout=timeout) as response:  # noqa: S310  # nosec B310
+                    text = response.read()
+                break
+            except urllib.error.HTTPError as error:
+                # Answered, and refused: a 403 (the repository API is restricted and the key
+                # is missing or wrong). Draining is best effort; SIGTERM follows either way.
+                self.failure = f"{method} {path} answered HTTP {error.code}"
+                return None
+            except (urllib.error.URLError, OSError) as error:
+                # No answer at all (reset, refused, timed out): asked again while time is left.
+                self.failure = f"{method} {path} got no answer: {error}"
+                if attempt == _ATTEMPTS or time.monotonic() + _RETRY_PAUSE_S >= self._deadline:
+                    return None
+                time.sleep(_RETRY_PAUSE_S)
         try:
             return json.loads(text) if text else None
         except ValueError:
+            self.failure = f"{method} {path} answered something other than JSON"
             return None
