@@ -153,6 +153,41 @@ def test_a_thread_per_request_does_not_leave_an_http_connection_per_thread(
         assert event_descriptors() - loops_before <= 4
 
 
+DROPPED_CLIENTS = """
+import gc, os, sys
+import tritonclient.http as httpclient
+from tritonhf.client import TritonHFClient
+
+kept = TritonHFClient(sys.argv[1], protocol="http")
+plain = httpclient.InferenceServerClient(sys.argv[1])  # another gevent user of the thread
+kept.embed(["before"])
+
+def handler(i):  # a web handler that makes a client per call and never closes it
+    return TritonHFClient(sys.argv[1], protocol="http").embed([f"dropped {i}"])
+
+for i in range(30):
+    handler(i)
+    gc.collect()
+assert kept.embed(["after"]).shape == (1, 384)
+assert plain.is_server_ready()
+print("open descriptors", len(os.listdir("/proc/self/fd")))
+"""
+
+
+def test_an_http_client_dropped_without_close_leaves_the_threads_other_clients_working(
+    server: TritonServer,
+) -> None:
+    # A dropped client destroyed the thread's gevent hub, which every HTTP client of the
+    # thread shares: the others then failed with "operation on destroyed loop".
+    done = subprocess.run(
+        [sys.executable, "-c", DROPPED_CLIENTS, server.config.http_url],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) < 40  # the dropped clients' sockets were closed
+
+
 SHORT_LIVED_THREADS = """
 import os, sys, threading
 from tritonhf.client import TritonHFClient

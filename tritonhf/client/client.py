@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -271,14 +272,13 @@ class _Opened:
             self.connection.close()
 
 
-class _ThreadEnd:
-    """Closes its thread's HTTP connection and gevent hub in that thread, as it ends.
+class _ConnectionEnd:
+    """Closes one client's HTTP connection of one thread when either goes away.
 
-    Held only by the thread's `threading.local`, which Python clears there when the thread
-    ends. The hub's event loop holds two file descriptors that nothing else frees (a thread per
-    request would run out of them), and destroying it from another thread, even once its
-    thread had ended, crashed libev ("epoll_wait: Bad file descriptor", then an abort) while
-    other threads ran their own loops.
+    Held only by the client's `threading.local`, whose slot for a thread is cleared when the
+    client is collected (in whatever thread runs the collection) or when the thread ends (in
+    that thread). The thread's gevent hub is not this client's to destroy: other clients and
+    any other gevent user in the thread share it (`_HubEnd` destroys it as the thread ends).
     """
 
     def __init__(self, opened: _Opened) -> None:
@@ -287,16 +287,52 @@ class _ThreadEnd:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # at thread teardown: nothing may escape
             hub = self.opened.hub
-            if hub is None or threading.get_ident() != self.opened.thread.ident:
-                self.opened.close()  # the client is closed from another thread
+            in_its_thread = threading.get_ident() == self.opened.thread.ident
+            if hub is not None and hub.loop is not None and in_its_thread:
+                from gevent.hub import set_hub
+
+                # As the thread ends gevent may have forgotten its hub: closing the sockets
+                # would make a new one (two more descriptors).
+                set_hub(hub)
+            self.opened.close()
+
+
+class _HubEnd:
+    """Destroys a thread's gevent hub in that thread as the thread ends.
+
+    Kept in `_THREAD_HUB`, a module-level `threading.local`, whose slot for a thread is
+    cleared only when that thread ends. The hub's event loop holds two file descriptors that
+    nothing else frees (a thread per request would run out of them), and destroying it from
+    another thread, even once its thread had ended, crashed libev ("epoll_wait: Bad file
+    descriptor", then an abort) while other threads ran their own loops. Destroyed while its
+    thread lives, it broke every other HTTP client of that thread.
+    """
+
+    def __init__(self, hub: Any) -> None:
+        self.hub = hub
+        self.connections: weakref.WeakSet[_Opened] = weakref.WeakSet()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # at thread teardown: nothing may escape
+            if self.hub.loop is None:  # destroyed already
                 return
             from gevent.hub import set_hub
 
-            # gevent has forgotten this thread's hub by now: closing the sockets would make
-            # a new one (two more descriptors), so the old one is made current again first.
-            set_hub(hub)
-            self.opened.close()
-            hub.destroy(destroy_loop=True)
+            set_hub(self.hub)  # gevent may have forgotten it: see `_ConnectionEnd`
+            for opened in list(self.connections):  # before the loop they run on goes
+                opened.close()
+            self.hub.destroy(destroy_loop=True)
+
+
+_THREAD_HUB = threading.local()
+
+
+def _hub_end(hub: Any) -> _HubEnd:
+    """The `_HubEnd` of the calling thread's gevent hub ``hub``."""
+    end: _HubEnd | None = getattr(_THREAD_HUB, "end", None)
+    if end is None or end.hub is not hub:
+        end = _THREAD_HUB.end = _HubEnd(hub)
+    return end
 
 
 class TritonHFClient:
@@ -376,12 +412,13 @@ class TritonHFClient:
             raise map_error(exc, model=None, url=self.url, protocol=self.protocol) from exc
         opened = _Opened(threading.current_thread(), connection, hub)
         with self._lock:
-            # Threads that have ended closed their own connections (`_ThreadEnd`).
+            # Threads that have ended closed their own connections (`_ConnectionEnd`).
             self._opened = [o for o in self._opened if o.thread.is_alive()]
             self._opened.append(opened)
         self._local.connection = connection
         if hub is not None:
-            self._local.end = _ThreadEnd(opened)
+            self._local.end = _ConnectionEnd(opened)
+            _hub_end(hub).connections.add(opened)
         return connection
 
     def _call_with_retry(
