@@ -143,6 +143,22 @@ CASES = {
         ),
         InvalidInputError,
     ),
+    # The caller's request id leads a refusal: one that reads like a status is not one.
+    "bad-input-with-a-request-id-named-timeout": (
+        InferenceServerException(
+            "in ensemble 'minilm', [request id: DEADLINE_EXCEEDED] TEXT[0] has no tokens",
+            status="StatusCode.INVALID_ARGUMENT",
+        ),
+        InvalidInputError,
+    ),
+    "bad-input-with-a-request-id-named-unavailable": (
+        InferenceServerException("[request id: UNAVAILABLE] TEXT[0] is empty", status="400"),
+        InvalidInputError,
+    ),
+    "bad-input-with-a-bracketed-request-id": (
+        InferenceServerException("[request id: x[timeout]] TEXT[0] is empty", status="400"),
+        InvalidInputError,
+    ),
     "unknown-model-named-timeout": (
         InferenceServerException(
             "Request for unknown model: 'timeout_model' is not found", status="StatusCode.NOT_FOUND"

@@ -49,17 +49,21 @@ def _message(exc: BaseException) -> str:
     return str(value or exc)
 
 
-def _unquoted(text: str) -> str:
-    """``text`` without its quoted parts (model, input and label names).
+_REQUEST_ID = r"\[request id: .*?\](?=\s|$)"
+"""The caller's request id, which Triton leads a refusal with (any text a raw client sends)."""
 
-    A model called ``timeout-svc`` must not make its errors read as timeouts.
+
+def _not_ours(text: str) -> str:
+    """``text`` without what the caller named: quoted names and the request id.
+
+    Quoted: model, input and label names. A model called ``timeout-svc`` or a request id ``UNAVAILABLE`` must not make a refusal
+    read as a timeout or a server that is down.
     """
-    return re.sub(r"'[^']*'|\"[^\"]*\"", "''", text)
+    return re.sub(rf"'[^']*'|\"[^\"]*\"|{_REQUEST_ID}", "''", text)
 
 
-# A row a step names (``TEXT[4]``), or a part of the message that is not the step's own words:
-# a quoted model or input name, or the request id Triton leads a refusal with (the caller's).
-_ROW_OR_NOT_OURS = re.compile(r"'[^']*'|\"[^\"]*\"|\[request id: [^\]]*\]|\bTEXT\[(\d+)\]")
+# A row a step names (``TEXT[4]``), or a part of the message that is not the step's own words.
+_ROW_OR_NOT_OURS = re.compile(rf"'[^']*'|\"[^\"]*\"|{_REQUEST_ID}|\bTEXT\[(\d+)\]")
 
 
 def shift_rows(message: str, offset: int) -> str:
@@ -133,7 +137,7 @@ def map_error(
     if isinstance(exc, ClientError):
         return exc
     status, message = _status(exc), shift_rows(_message(exc), row_offset)
-    found = _unquoted(f"{status} {message}")
+    found = _not_ours(f"{status} {message}")
     # Checked first: Triton refuses a restricted API with HTTP 403, or over gRPC with status
     # UNAVAILABLE, which must not read as a server that is down (and be retried).
     if RESTRICTED_MESSAGE.search(message) or status == "403":
