@@ -56,8 +56,8 @@ _REQUEST_ID = r"\[request id: .*?\](?=\s|$)"
 def _not_ours(text: str) -> str:
     """``text`` without what the caller named: quoted names and the request id.
 
-    Quoted: model, input and label names. A model called ``timeout-svc`` or a request id ``UNAVAILABLE`` must not make a refusal
-    read as a timeout or a server that is down.
+    Quoted: model, input and label names. A model called ``timeout-svc`` or a request id
+    ``UNAVAILABLE`` must not make a refusal read as a timeout or a server that is down.
     """
     return re.sub(rf"'[^']*'|\"[^\"]*\"|{_REQUEST_ID}", "''", text)
 
