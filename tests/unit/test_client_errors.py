@@ -171,6 +171,10 @@ CASES = {
         ),
         ModelNotFoundError,
     ),
+    "grpc-channel-closed-by-the-caller": (
+        InferenceServerException("Channel closed", status="StatusCode.CANCELLED"),
+        InferenceError,
+    ),
     "server-internal": (
         InferenceServerException("Failed to process the request(s)", status="StatusCode.INTERNAL"),
         InferenceError,
@@ -357,3 +361,11 @@ def test_without_a_row_offset_the_rows_stay_as_the_server_named_them() -> None:
 )
 def test_shift_rows_moves_only_the_rows_a_step_names(message: str, shifted: str) -> None:
     assert shift_rows(message, 64).startswith(shifted)
+
+
+def test_a_call_cancelled_by_closing_the_client_says_so() -> None:
+    raised = InferenceServerException("Channel closed", status="StatusCode.CANCELLED")
+
+    assert "the client was closed while the call ran" in str(
+        map_error(raised, model="minilm", url=URL)
+    )

@@ -242,6 +242,19 @@ def test_configure_json_logging_is_idempotent_and_does_not_propagate() -> None:
     assert logger.propagate is False
 
 
+def test_a_long_request_id_is_logged_cut_to_the_clients_limit() -> None:
+    # Triton takes any id a raw client sends; each step's line would repeat all of it.
+    stream = io.StringIO()
+    logger = configure_json_logging(stream, logger=f"tritonhf.test.{uuid.uuid4().hex}")
+
+    log_event(logger, "tokenize", outcome="ok", request_id="r" * 10_000)
+    log_event(logger, "tokenize", outcome="ok", request_id="k" * 128)
+
+    cut, kept = (json.loads(line)["request_id"] for line in stream.getvalue().splitlines())
+    assert cut == "r" * 128 + "... [9,872 more characters]"
+    assert kept == "k" * 128
+
+
 def test_importing_the_package_configures_no_logging() -> None:
     assert not logging.getLogger("tritonhf").handlers or all(
         h.get_name() != "tritonhf-json" for h in logging.getLogger("tritonhf").handlers

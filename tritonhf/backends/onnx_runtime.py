@@ -202,7 +202,7 @@ def check_token_inputs(
     if ((mask != 0) & (mask != 1)).any() or not mask.any(axis=1).all():
         raise TokenTensorError(
             "attention_mask must hold only 0 and 1, with at least one 1 per row (a row that "
-            "attends to nothing has no embedding)",
+            "attends to nothing has no output)",
             "bad_mask",
         )
     if ids.size and (ids.min() < 0 or 0 < vocab_size <= ids.max()):

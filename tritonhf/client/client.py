@@ -886,7 +886,11 @@ class TritonHFClient:
     # Lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close every connection this client opened."""
+        """Close every connection this client opened.
+
+        Calls still running in other threads then fail (over gRPC, `InferenceError`: cancelled);
+        a later call opens a new connection.
+        """
         with self._lock:
             opened, self._opened = self._opened, []
         for stale in opened:

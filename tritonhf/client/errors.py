@@ -200,4 +200,9 @@ def map_error(
         )
     if any(k in found for k in _INVALID):
         return InvalidInputError(f"the server rejected the input for {model!r}: {message}")
+    if "CANCELLED" in status:
+        return InferenceError(
+            f"request to {model!r} at {url} was cancelled before its answer came ({message}): "
+            "the client was closed while the call ran, or the call was cancelled"
+        )
     return InferenceError(f"request to {model!r} at {url} failed: {status or 'error'}: {message}")

@@ -125,9 +125,20 @@ def configure_json_logging(
     return target
 
 
+LOGGED_REQUEST_ID_CHARS = 128
+"""A request id is logged up to this length (the client's limit), then cut with a marker:
+Triton takes any id a raw client sends, and a line per step would repeat a long one."""
+
+
 def log_event(logger: logging.Logger, event: str, /, **fields: Any) -> None:
     """Log one structured event; errors (``outcome != "ok"``) at WARNING level."""
     level = logging.INFO if fields.get("outcome", "ok") == "ok" else logging.WARNING
+    request_id = fields.get("request_id")
+    if isinstance(request_id, str) and len(request_id) > LOGGED_REQUEST_ID_CHARS:
+        cut = len(request_id) - LOGGED_REQUEST_ID_CHARS
+        fields["request_id"] = (
+            f"{request_id[:LOGGED_REQUEST_ID_CHARS]}... [{cut:,} more characters]"
+        )
     if logger.isEnabledFor(level):
         logger.log(level, event, extra={"fields": fields})
 
