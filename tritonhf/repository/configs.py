@@ -44,7 +44,10 @@ class BatchingPolicy:
 class StepTuning:
     """Knobs that do not change the contract, only how the steps run."""
 
-    tokenizer_instances: int = 1
+    tokenizer_instances: int = 2
+    """Two, not one: Triton 2.51's batcher left ~1 % of the requests to a lone instance with a
+    queue policy waiting 500 ms (docs/benchmarks.md, step 17); the pipeline's throughput was
+    the same either way."""
     # Measured (docs/benchmarks.md): two single-threaded model instances overlap batches
     # and beat one two-threaded instance at every concurrency on 2 cores.
     model_instances: int = 2
