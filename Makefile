@@ -120,10 +120,11 @@ bench: $(REPO)/$(NAME)/tritonhf.json  ## perf_analyzer sweep of the default mode
 
 .PHONY: observability-check
 
-observability-check:  ## promtool: check the Prometheus config and rules, run the alert unit tests
+observability-check:  ## promtool/amtool: check the Prometheus and Alertmanager configs and rules, run the alert unit tests
 	promtool check config observability/prometheus/prometheus.yml
 	promtool check rules observability/prometheus/rules/*.yml
 	promtool test rules observability/prometheus/tests/*.yml
+	amtool check-config observability/alertmanager/alertmanager.yml
 
 .PHONY: deploy-check docs up down logs
 

@@ -77,4 +77,5 @@ CMD ["--model-repository=/models", \
      "--metrics-config=summary_latencies=true", \
      "--strict-readiness=false", \
      "--exit-timeout-secs=30", \
-     "--log-verbose=0"]
+     "--log-verbose=0", \
+     "--log-format=ISO8601"]

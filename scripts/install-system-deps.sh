@@ -3,6 +3,7 @@
 # is missing. With the argument `serve`, only what serving needs (`make run`): libpython, gcc.
 #   libpython3.X  the shared libpython that Triton's Python-backend stub links against
 #   prometheus    `prometheus` + `promtool` for the observability tests (no daemon is started)
+#   prometheus-alertmanager  Alertmanager + `amtool`, likewise (the tests start their own)
 #   chromium      headless browser for the UI tests (driven by Playwright, never downloaded)
 #   libb64-0d     needed by the perf_analyzer binary of tritonclient 2.51
 #   libatomic1    needed by the node binary that drives Playwright (not pulled in by chromium)
@@ -20,6 +21,7 @@ fi
 command -v cc >/dev/null || packages+=(gcc libc6-dev)
 if [ "${1:-all}" != serve ]; then
   command -v promtool >/dev/null || packages+=(prometheus)
+  command -v amtool >/dev/null || packages+=(prometheus-alertmanager)
   command -v chromium >/dev/null || packages+=(chromium)
   ldconfig -p | grep -q 'libb64.so.0d' || packages+=(libb64-0d)
   command -v node >/dev/null || packages+=(nodejs)

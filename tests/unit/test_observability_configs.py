@@ -21,6 +21,8 @@ STACK = ROOT / "observability"
 RULES = STACK / "prometheus" / "rules" / "tritonhf.yml"
 RULE_TESTS = STACK / "prometheus" / "tests" / "tritonhf_test.yml"
 DASHBOARDS = STACK / "grafana" / "dashboards"
+ALERTMANAGER = STACK / "alertmanager" / "alertmanager.yml"
+TROUBLESHOOTING = ROOT / "docs" / "troubleshooting.md"
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -72,6 +74,38 @@ def test_every_alert_has_a_promtool_test_and_the_required_ones_exist() -> None:
         "TritonHFInputDrift",
         "TritonHFModelNotReady",
     } <= alerts
+
+
+def test_every_alert_links_to_its_runbook_in_the_docs() -> None:
+    headings = re.findall(r"^### (TritonHF\w+)$", TROUBLESHOOTING.read_text(), re.MULTILINE)
+    for rule in rules():
+        if "alert" in rule:
+            url = rule["annotations"]["runbook_url"]
+            assert url.endswith(f"docs/troubleshooting.md#{rule['alert'].lower()}"), url
+            assert rule["alert"] in headings, f"no runbook section for {rule['alert']}"
+
+
+def test_amtool_accepts_the_alertmanager_config() -> None:
+    binary = shutil.which("amtool")
+    if binary is None:
+        pytest.fail("amtool is not installed: run `make system-deps` (prometheus-alertmanager)")
+    done = subprocess.run(
+        [binary, "check-config", str(ALERTMANAGER)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_prometheus_sends_alerts_to_the_compose_alertmanager() -> None:
+    config = yaml.safe_load((STACK / "prometheus" / "prometheus.yml").read_text())
+    (target,) = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+
+    assert target == "alertmanager:9093"
+    volumes = compose["alertmanager"]["volumes"]
+    mounts = {v["source"]: v["target"] for v in volumes if isinstance(v, dict)}
+    assert mounts["./observability/alertmanager"] == "/etc/alertmanager"
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in compose["alertmanager"]["command"]
 
 
 def test_the_drift_alert_uses_the_documented_threshold() -> None:

@@ -42,7 +42,11 @@ TOKEN_BUCKETS = tuple(float(2**k) for k in range(2, 16))  # 4 ... 32768
 CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 NORM_BUCKETS = (0.5, 0.9, 0.99, 0.999, 1.001, 1.01, 1.1, 2.0)
 
-TEXTS = MetricDef("tritonhf_texts_total", Kind.COUNTER, "Texts of accepted requests, tokenized.")
+TEXTS = MetricDef(
+    "tritonhf_texts_total",
+    Kind.COUNTER,
+    "Texts the tokenizer step accepted, whether or not a later step then served the request.",
+)
 TOKENS = MetricDef("tritonhf_tokens_total", Kind.COUNTER, "Tokens produced, special ones included.")
 REQUEST_TOKENS = MetricDef(
     "tritonhf_request_tokens",

@@ -159,6 +159,7 @@ class ServerConfig:
             "--metrics-config=summary_latencies=true",
             f"--exit-timeout-secs={self.exit_timeout_s}",
             f"--log-verbose={self.log_verbose}",
+            "--log-format=ISO8601",  # dated lines in --log-file, as in the containers
             # Ready once the startup loads are done (a failed one stops the server), and
             # still ready after a refused deploy, whose failed version Triton keeps listing
             # as UNAVAILABLE: strict readiness would report a serving server as not ready.
