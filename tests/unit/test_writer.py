@@ -20,6 +20,8 @@ import tritonhf.backends.tokenizer
 from tritonhf.errors import RepositoryError
 from tritonhf.repository import writer
 from tritonhf.repository.configs import (
+    BatchingPolicy,
+    StepTuning,
     ensemble_config,
     model_config,
     parse_pbtxt,
@@ -27,6 +29,8 @@ from tritonhf.repository.configs import (
 )
 from tritonhf.repository.writer import StepArtifacts, write_repository
 from tritonhf.spec import Layout, PipelineSpec, Runtime, Task
+
+STEPS = ("minilm_tokenizer", "minilm_model", "minilm", "minilm_feedback")
 
 
 def step_class(model_py: Path) -> type:
@@ -395,6 +399,29 @@ def test_a_later_version_that_changes_a_shared_config_is_refused_and_writes_noth
         write_repository(spec=changed, repo=repo, artifacts=artifacts, version=2)
 
     assert files_under(repo) == before
+
+
+def test_a_later_version_keeps_the_served_instances_and_threads_no_flag_sets(
+    tmp_path: Path, artifacts: StepArtifacts, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A version 1 written by a release with other defaults (one tokenizer instance, before
+    # two): the later version joins its configs instead of being refused.
+    repo = tmp_path / "repo"
+    older = StepTuning(tokenizer_instances=1, model_instances=3, intra_op_threads=2)
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts, tuning=older)
+    served = {step: (repo / step / "config.pbtxt").read_text() for step in STEPS}
+    caplog.set_level(logging.INFO, logger=writer.__name__)
+
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts, version=2)
+
+    assert {step: (repo / step / "config.pbtxt").read_text() for step in STEPS} == served
+    assert (repo / "minilm_tokenizer" / "2" / "tokenizer.json").is_file()
+    assert "keeps minilm_tokenizer's served instances and threads" in caplog.text
+    with pytest.raises(RepositoryError, match="max_queue_size"):  # a flag sets this one
+        write_repository(
+            spec=PipelineSpec(), repo=repo, artifacts=artifacts, version=3,
+            tuning=StepTuning(batching=BatchingPolicy(max_queue_size=8)),
+        )  # fmt: skip
 
 
 def test_labels_renamed_in_a_later_version_are_refused(

@@ -258,6 +258,35 @@ def feedback_config(spec: PipelineSpec) -> Any:
     return config
 
 
+RUN_TUNING_PARAMETERS = (
+    "intra_op_threads",
+    "intra_op_spinning",
+    "widen_when_idle",
+    "length_group_slack",
+    "run_token_budget",
+)
+"""Model-step parameters from `StepTuning` that no export flag sets: how a step runs, not what
+it computes."""
+
+
+def with_run_tuning_of(config: Any, served: Any) -> Any:
+    """A copy of ``config`` with ``served``'s instance groups and `RUN_TUNING_PARAMETERS`.
+
+    What an export has no flag for (instance counts and threads) is taken from the config a
+    later version joins, so a release that changes those defaults does not refuse it.
+    """
+    merged = _pb().ModelConfig()
+    merged.CopyFrom(config)
+    merged.ClearField("instance_group")
+    merged.instance_group.extend(served.instance_group)
+    for key in RUN_TUNING_PARAMETERS:
+        if key in served.parameters:
+            merged.parameters[key].CopyFrom(served.parameters[key])
+        elif key in merged.parameters:
+            del merged.parameters[key]
+    return merged
+
+
 def to_pbtxt(config: Any) -> str:
     """Serialise a ModelConfig the way Triton reads it."""
     from google.protobuf import text_format

@@ -31,6 +31,7 @@ from tritonhf.repository.configs import (
     parse_pbtxt,
     to_pbtxt,
     tokenizer_config,
+    with_run_tuning_of,
 )
 from tritonhf.server.process import running
 from tritonhf.spec import Layout, PipelineSpec, Runtime
@@ -331,7 +332,9 @@ def check_target(*, spec: PipelineSpec, repo: Path, configs: dict[str, Any], ver
     Every folder the export writes must be free or already this pipeline's: a ``--name``
     equal to another pipeline's step (``minilm_tokenizer``) would overwrite it. A version
     after 1 goes beside a serving one and shares its configs, so it must leave them as they
-    are: other labels, sizes, runtime or layout make the old and new versions disagree.
+    are: other labels, sizes, runtime or layout make the old and new versions disagree. Where
+    only what no flag sets differs (instance counts, threads: `with_run_tuning_of`), the served
+    config is kept: ``configs`` then holds it, for the writer.
     """
     if version < 1:
         raise RepositoryError(f"model versions start at 1, got {version}")
@@ -346,6 +349,13 @@ def check_target(*, spec: PipelineSpec, repo: Path, configs: dict[str, Any], ver
         )
     for name, config in configs.items():
         existing = read_config(repo / name)
+        tuning_only = existing is not None and with_run_tuning_of(config, existing) == existing
+        if existing != config and tuning_only:
+            # Only instance counts or threads differ, which no flag sets: keep the served.
+            log.info("version %d of %r keeps %s's served instances and threads", version,
+                     spec.name, name)  # fmt: skip
+            configs[name] = existing
+            continue
         if existing != config:
             changed = "; ".join(_differences(existing, config)) if existing is not None else "new"
             raise RepositoryError(
