@@ -59,6 +59,13 @@ class ServerUnavailableError(ClientError):
     """The server cannot be reached (not started, stopped, or restarting)."""
 
 
+class WrongProtocolError(ServerUnavailableError):
+    """The URL is Triton's port for the other protocol (gRPC's over HTTP, or the reverse).
+
+    Not retried: a wrong URL does not fix itself.
+    """
+
+
 class ModelNotFoundError(ClientError):
     """The server does not know the requested model."""
 

@@ -7,9 +7,6 @@ read back from the same API.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess  # nosec B404
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,33 +14,22 @@ from typing import Any
 
 import pytest
 
-from tritonhf.server.ports import free_ports
+from tests.e2e.daemons import Daemon
 
 CONFIG = Path(__file__).parents[2] / "observability" / "alertmanager" / "alertmanager.yml"
 
 
-class Alertmanager:
+class Alertmanager(Daemon):
     """A real Alertmanager on a free 127.0.0.1 port, clustering off."""
 
     def __init__(self, storage: Path, log: Path) -> None:
-        (self.port,) = free_ports(1)
-        self.url = f"http://127.0.0.1:{self.port}/api/v2"
-        binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-        if binary is None:
-            pytest.fail("alertmanager is not installed: run `make system-deps`")
-        self._log = log.open("wb")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={CONFIG}",
-                f"--storage.path={storage}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--cluster.listen-address=",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        arguments = [
+            f"--config.file={CONFIG}",
+            f"--storage.path={storage}",
+            "--cluster.listen-address=",
+        ]
+        super().__init__(("prometheus-alertmanager", "alertmanager"), arguments, log, "/-/ready")
+        self.url = f"{self.base}/api/v2"
 
     def call(self, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -53,27 +39,6 @@ class Alertmanager:
         with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310  # nosec B310
             text = response.read()
         return json.loads(text) if text else None
-
-    def wait_ready(self, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, "alertmanager exited; see its log"
-            try:
-                self.call("/status")
-                return
-            except OSError:
-                time.sleep(0.2)
-        pytest.fail(f"alertmanager was not ready after {timeout_s} s")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import CLASSIFIER
+from tests.e2e.daemons import Daemon
 from tests.integration.test_bad_input import raw_infer
 from tritonhf import data
 from tritonhf.client import ClientMetrics, InvalidInputError, TritonHFClient
@@ -75,55 +75,19 @@ def http_json(url: str, timeout: float = 5.0) -> Any:
         return json.loads(response.read())
 
 
-class Prometheus:
+class Prometheus(Daemon):
     """A real ``prometheus`` process on a free 127.0.0.1 port."""
 
     def __init__(self, config: Path, storage: Path, log: Path) -> None:
-        (self.port,) = free_ports(1)
-        self.url = f"http://127.0.0.1:{self.port}"
-        binary = shutil.which("prometheus")
-        if binary is None:
-            pytest.fail("prometheus is not installed: run `make system-deps` (Debian: prometheus)")
-        self._log = log.open("wb")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={storage}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def wait_ready(self, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, "prometheus exited; see its log"
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:  # noqa: S310
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        pytest.fail(f"prometheus was not ready after {timeout_s} s")
+        arguments = [f"--config.file={config}", f"--storage.tsdb.path={storage}"]
+        super().__init__(("prometheus",), arguments, log, "/-/ready")
+        self.url = self.base
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
         body = http_json(url)
         assert body["status"] == "success", body
         return list(body["data"]["result"])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
 
 
 def test_the_shipped_config_scrapes_triton_and_the_ui_by_service_name() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import server_config
 from tritonhf.backends.busy import board_dir
+from tritonhf.client import RetryPolicy, TritonHFClient, WrongProtocolError
 from tritonhf.repository.checks import check_config_matches_onnx
 from tritonhf.repository.configs import parse_pbtxt
 from tritonhf.server.launcher import ServerConfig, TritonServer
@@ -87,6 +88,20 @@ def test_the_other_protocols_port_is_named_as_such(
     health = tritonhf("health", "--url", url, "--protocol", protocol)
     assert health.returncode == 1
     assert said.format(url=url) in health.stdout
+
+
+@pytest.mark.parametrize(("protocol", "port"), [("grpc", "http"), ("http", "grpc")])
+def test_the_other_protocols_port_is_not_retried(
+    server: TritonServer, protocol: str, port: str
+) -> None:
+    slow_retries = RetryPolicy(attempts=3, initial_backoff_s=10.0)  # one retry: >= 10 s
+    client = TritonHFClient(url_for(server, port), protocol=protocol, retry=slow_retries)
+    started = time.monotonic()
+    with pytest.raises(WrongProtocolError):
+        client.embed(["hello"])
+    client.close()
+
+    assert time.monotonic() - started < 5.0
 
 
 def test_bad_input_is_one_error_line_and_exit_code_2(server: TritonServer) -> None:

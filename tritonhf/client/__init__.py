@@ -25,6 +25,7 @@ from tritonhf.errors import (
     OverloadedError,
     PermissionDeniedError,
     ServerUnavailableError,
+    WrongProtocolError,
 )
 from tritonhf.observability.client_metrics import ClientMetrics
 
@@ -49,4 +50,5 @@ __all__ = [
     "ServerHealth",
     "ServerUnavailableError",
     "TritonHFClient",
+    "WrongProtocolError",
 ]

@@ -32,6 +32,7 @@ from tritonhf.errors import (
     ModelNotReadyError,
     PermissionDeniedError,
     ServerUnavailableError,
+    WrongProtocolError,
 )
 from tritonhf.observability.client_metrics import ClientMetrics, Tracked
 from tritonhf.observability.feedback import FeedbackError, check_rating, check_request_id
@@ -428,9 +429,9 @@ class TritonHFClient:
         while True:
             try:
                 return self._call(model, method, *args, row_offset=row_offset, **kwargs)
-            except RETRYABLE:
+            except RETRYABLE as exc:
                 delay = next(delays, None)
-                if delay is None:
+                if delay is None or isinstance(exc, WrongProtocolError):
                     raise
                 time.sleep(delay)
 

@@ -17,6 +17,7 @@ from tritonhf.errors import (
     OverloadedError,
     PermissionDeniedError,
     ServerUnavailableError,
+    WrongProtocolError,
 )
 from tritonhf.server.admin import ENV_VAR, RESTRICTED_MESSAGE
 
@@ -187,7 +188,7 @@ def map_error(
     ):
         wrong_port = _wrong_port(message, url, protocol)
         if wrong_port:
-            return ServerUnavailableError(f"{wrong_port} ({message})")
+            return WrongProtocolError(f"{wrong_port} ({message})")
         return ServerUnavailableError(
             f"cannot reach Triton at {url} ({message}); is the server running "
             "(`tritonhf serve`) and is the URL/protocol right?"
