@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import CLASSIFIER
 from tests.integration.loaded import unload_pipelines
-from tests.integration.models import tiny_model
+from tests.integration.models import SENTIMENT_LABELS, tiny_model
 from tritonhf import data
 from tritonhf.cli.main import main
 from tritonhf.client import InvalidInputError, TritonHFClient
@@ -175,6 +175,35 @@ def test_validate_exits_1_with_the_table_when_the_served_model_is_not_the_refere
     assert "verdict: FAIL" in out, captured.err
     assert "min cosine" in out
     assert "(fp32, 40 texts)" in out
+
+
+def test_validate_reports_accuracy_on_labelled_data_and_refuses_labels_the_model_lacks(
+    server: TritonServer,
+    classifier_source: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def validate_on(labels: list[str]) -> int:
+        data_file = tmp_path / "labelled.csv"
+        with data_file.open("w", newline="") as handle:
+            csv.writer(handle).writerows(
+                [("text", "label"), *zip(TEXTS[:12], labels, strict=False)]
+            )
+        return main(
+            ["validate", "--url", server.config.grpc_url, "--model", CLASSIFIER,
+             "--reference", str(classifier_source), "--data", str(data_file), "--json"]
+        )  # fmt: skip
+
+    gold = [SENTIMENT_LABELS[i % 3] for i in range(12)]
+    assert validate_on(gold) == 0
+    criteria = json.loads(capsys.readouterr().out)["criteria"]
+    served, reference = criteria["served accuracy"], criteria["PyTorch accuracy"]
+    assert served["bound"] is None
+    assert served["value"] == reference["value"]  # fp32: the same labels as PyTorch
+    assert 0.0 <= served["value"] <= 1.0
+
+    assert validate_on([*gold[:11], "sport"]) == 2  # bad input
+    assert "its labels ['sport'] are not the model's" in capsys.readouterr().err
 
 
 def test_validate_json_reports_each_criterion(

@@ -748,3 +748,10 @@ def test_serve_refuses_a_negative_restart_count_in_one_line(
 ) -> None:
     assert main(["serve", "--restarts", "-1"]) == 2
     assert capsys.readouterr().err == "error: --restarts must be 0 or more, got -1\n"
+
+
+def test_classify_lines_up_labels_of_wide_characters() -> None:
+    from tritonhf.cli.main import padded
+
+    assert padded("中性", 6) == "中性  "  # two wide characters: four columns
+    assert padded("neutral", 6) == "neutral"

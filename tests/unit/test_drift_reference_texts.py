@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from tritonhf.gate.acceptance import read_texts
 from tritonhf.observability.reference import (
     PACKAGE_CORPUS,
     build_reference_profile,
+    default_reference_note,
     read_reference_texts,
 )
 
@@ -130,3 +132,18 @@ def test_a_reference_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"--drift-reference .*, line 2: not valid UTF-8"):
         read_reference_texts(path)
+
+
+def test_an_export_without_a_drift_reference_names_the_training_data_it_finds(
+    tmp_path: Path,
+) -> None:
+    trained_on = tmp_path / "train.csv"
+    trained_on.write_text("text,label\ngreat,positive\n", encoding="utf-8")
+    model = tmp_path / "model"
+    model.mkdir()
+
+    assert "pass --drift-reference with texts like your traffic" in default_reference_note(model)
+    (model / "metrics.json").write_text(json.dumps({"options": {"data": str(trained_on)}}))
+    assert default_reference_note(model).endswith(f"pass --drift-reference {trained_on}")
+    trained_on.unlink()  # moved since: not named
+    assert "texts like your traffic" in default_reference_note(model)

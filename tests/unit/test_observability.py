@@ -382,6 +382,16 @@ def test_feedback_accepts_a_known_label_and_names_the_rating() -> None:
     assert (feedback.rating, feedback.corrected_label) == ("negative", "neg")
 
 
+def test_a_correction_in_another_unicode_form_is_the_models_label() -> None:
+    labels = ["n\u00e9gatif", "positif"]  # NFC, as training writes them
+
+    feedback = make_feedback(
+        request_id="ab12", positive=False, corrected_label="ne\u0301gatif", labels=labels
+    )
+
+    assert feedback.corrected_label == "n\u00e9gatif"
+
+
 @pytest.mark.parametrize(
     ("request_id", "label", "reason"),
     [

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tritonhf.train.dataset import label_order, load_training_data, read_text_column
+from tritonhf.errors import DatasetError
+from tritonhf.train.dataset import (
+    label_order,
+    load_training_data,
+    read_labelled_csv,
+    read_text_column,
+)
 
 
 @pytest.mark.parametrize(
@@ -97,3 +103,32 @@ def test_labels_that_a_list_or_a_table_would_misread_are_quoted() -> None:
     assert len(rows) == 1 + 3 + 2 + 1 + 3  # one line per class and per matrix row
     assert rows[-2].startswith("'multi\\nline'")
     assert rows[1].startswith("'other, misc'")
+
+
+def test_a_label_written_in_two_unicode_forms_is_one_class(tmp_path: Path) -> None:
+    # "négatif" typed with é (NFC) and with e + a combining accent (NFD): they print alike.
+    data = tmp_path / "train.csv"
+    data.write_text("text,label\nbad,n\u00e9gatif\nawful,ne\u0301gatif\ngood,positif\n", "utf-8")
+
+    loaded = load_training_data(train=data, eval_data=None)
+
+    assert loaded.labels == ("n\u00e9gatif", "positif")
+    assert list(loaded.train.label_counts().values()) == [2, 1]
+
+
+@pytest.mark.parametrize(
+    ("content", "hint"),
+    [
+        ("text;label\ngreat;positive\n", "semicolon-separated"),
+        ("text\tlabel\ngreat\tpositive\n", "tab-separated"),
+        ("sep=,\ntext,label\ngreat,positive\n", "`sep=` marker"),
+    ],
+)
+def test_a_header_without_commas_says_how_to_save_the_file(
+    tmp_path: Path, content: str, hint: str
+) -> None:
+    data = tmp_path / "train.csv"
+    data.write_text(content, encoding="utf-8")
+
+    with pytest.raises(DatasetError, match=hint):
+        read_labelled_csv(data)

@@ -650,8 +650,18 @@ def run_classify(args: argparse.Namespace) -> int:
                 "  [" + ", ".join(f"{shown_label(label)} {p:.3f}" for label, p in result.top) + "]"
             )
         cut = _TRUNCATED if result.truncated else ""
-        print(f"{shown_label(result.label):<16} {result.score:.3f}{top}{cut}  {text[:60]!r}")
+        print(
+            f"{padded(shown_label(result.label), 16)} {result.score:.3f}{top}{cut}  {text[:60]!r}"
+        )
     return 0
+
+
+def padded(text: str, width: int) -> str:
+    """``text`` left-aligned in ``width`` terminal columns (CJK characters take two)."""
+    import unicodedata
+
+    columns = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    return text + " " * max(width - columns, 0)
 
 
 def _served_model(client: TritonHFClient, *, classifier: bool) -> str:

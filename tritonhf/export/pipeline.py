@@ -43,6 +43,7 @@ from tritonhf.observability.reference import (
     Classifier,
     ReferenceTexts,
     build_reference_profile,
+    default_reference_note,
     onnx_probabilities,
     torch_probabilities,
 )
@@ -248,6 +249,8 @@ def export_model(
     head = source.head
     what = f"head: {head.describe()}" if task is Task.EMBEDDING else "classifier"
     progress(f"loading {source.path} (task: {task.value}, {what})")
+    if options.drift_reference is None:
+        progress(default_reference_note(source.path))
     check_new_version(options, task=task)
     if note := replacement_note(options, task):
         progress(note)

@@ -9,16 +9,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tritonhf.errors import ConfigError, DatasetError
-from tritonhf.gate.agreement import GateReport, Thresholds, classifier_gate, embedding_gate
+from tritonhf.gate.agreement import (
+    Criterion,
+    GateReport,
+    Thresholds,
+    classifier_gate,
+    embedding_gate,
+)
 from tritonhf.spec import Precision, Task
-from tritonhf.train.dataset import decode_utf8, read_text_column
+from tritonhf.train.dataset import (
+    decode_utf8,
+    has_label_column,
+    read_labelled_csv,
+    read_text_column,
+)
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,39 @@ def read_texts(path: Path | None, *, minimum: int = 2, flag: str = "--data") -> 
     return texts
 
 
+def read_examples(path: Path | None) -> tuple[list[str], list[str] | None]:
+    """The evaluation texts, and their labels where ``path`` is a CSV with a ``label`` column."""
+    if path is None or path.suffix.lower() != ".csv" or not has_label_column(path):
+        return read_texts(path), None
+    rows = read_labelled_csv(path)
+    if len(rows) < 2:
+        raise DatasetError(f"--data {path} holds {len(rows)} rows; the gate needs >= 2")
+    return list(rows.texts), list(rows.labels)
+
+
+def check_labels_known(gold: list[str], labels: tuple[str, ...], data: Path | None) -> None:
+    """Refuse data labels the model does not have: data for another model, or mislabelled."""
+    unknown = sorted(set(gold) - set(labels))
+    if unknown:
+        raise DatasetError(
+            f"--data {data}: its labels {unknown[:5]} are not the model's "
+            f"({', '.join(labels)}); fix them, or leave out the label column (the gate "
+            "compares with PyTorch and needs no labels)"
+        )
+
+
+def accuracy_on(
+    gold: list[str], labels: tuple[str, ...], served: Any, reference: Any
+) -> tuple[Criterion, ...]:
+    """Served and PyTorch accuracy against the data's labels (informative: no bound)."""
+    expected = np.array(gold, dtype=object)
+    reference_labels = np.array(labels, dtype=object)[reference.argmax(axis=1)]
+    return (
+        Criterion("served accuracy", float((np.asarray(served) == expected).mean()), None),
+        Criterion("PyTorch accuracy", float((reference_labels == expected).mean()), None),
+    )
+
+
 def served_precision(config: dict[str, Any]) -> Precision:
     """The precision an ensemble's config declares (exports before it was recorded: fp32)."""
     raw = config.get("parameters", {}).get("precision", {}).get("string_value")
@@ -103,7 +147,9 @@ def run_acceptance(
     from tritonhf.export.source import class_names, load_fast_tokenizer, resolve_model
     from tritonhf.gate.reference import torch_outputs
 
-    texts = read_texts(options.data)[: options.limit]
+    texts, gold = read_examples(options.data)
+    texts = texts[: options.limit]
+    gold = None if gold is None else gold[: options.limit]
     with TritonHFClient(
         options.url, protocol=options.protocol, model=options.model, timeout_s=options.timeout_s
     ) as client:
@@ -121,6 +167,8 @@ def run_acceptance(
         progress(f"sending {len(texts)} texts to {options.model} ({task.value}, {precision.value})")
         if task is Task.CLASSIFICATION:
             labels = tuple(json.loads(labels_param))
+            if gold is not None:
+                check_labels_known(gold, labels, options.data)
             results = client.classify(texts)
             index = {label: i for i, label in enumerate(labels)}
             candidate = np.zeros((len(texts), len(labels)), dtype=np.float32)
@@ -150,7 +198,7 @@ def run_acceptance(
             texts,
             max_length=max_length,
         )
-        return classifier_gate(
+        report = classifier_gate(
             candidate,
             reference,
             thresholds=thresholds,
@@ -159,6 +207,12 @@ def run_acceptance(
             candidate_labels=served_labels,
             labels=labels,
         )
+        if gold is None:
+            return report
+        extra = accuracy_on(gold, labels, served_labels, reference)
+        return replace(report, criteria=report.criteria + extra)
+    if gold is not None:
+        progress(f"note: {options.data}'s label column is not used: {options.model} embeds")
     layers = load_head(source.head, allow_pickle_weights=options.allow_pickle_weights)
     reference = torch_outputs(
         sentence_encoder(model, source.head, layers, token_types=token_types),

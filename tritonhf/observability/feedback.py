@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -61,6 +62,10 @@ def make_feedback(
 ) -> Feedback:
     """Validate one piece of feedback against the model's labels (none for an embedder)."""
     check_request_id(request_id)
+    if corrected_label is not None and corrected_label not in labels:
+        # The model's own spelling of a label written in another Unicode form (NFD "é").
+        same = {unicodedata.normalize("NFC", label): label for label in labels}
+        corrected_label = same.get(unicodedata.normalize("NFC", corrected_label), corrected_label)
     if corrected_label is not None and corrected_label not in labels:
         known = ", ".join(map(shown_label, labels)) if labels else "none: it is not a classifier"
         raise FeedbackError(

@@ -66,6 +66,28 @@ def read_reference_texts(path: Path | None) -> ReferenceTexts:
     return ReferenceTexts(texts, str(path))
 
 
+def default_reference_note(model_folder: Path) -> str:
+    """What an export without ``--drift-reference`` says: its drift reference is the corpus.
+
+    A folder `tritonhf train` wrote records its training CSV in ``metrics.json``; that file,
+    where it still exists, is named as the reference to pass.
+    """
+    import json
+
+    note = (
+        f"note: drift is scored against the package corpus ({PACKAGE_CORPUS}, general "
+        "sentences), so in-domain traffic unlike it reads as drift"
+    )
+    try:
+        options = json.loads((model_folder / "metrics.json").read_text(encoding="utf-8"))["options"]
+        trained_on = Path(str(options["data"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{note}: pass --drift-reference with texts like your traffic"
+    if not trained_on.is_file():
+        return f"{note}: pass --drift-reference with texts like your traffic"
+    return f"{note}: this model was trained on {trained_on}; pass --drift-reference {trained_on}"
+
+
 def _check_size(path: Path) -> None:
     """Refuse a missing reference file, or one too large to tokenize at every export."""
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -108,11 +109,23 @@ def _csv_rows(content: str) -> Any:
     return csv.reader(io.StringIO(content, newline=""), strict=True)
 
 
+def _separator_hint(header: list[str]) -> str:
+    """What to do about a header that shows another separator than a comma, or none."""
+    if header and header[0].strip().lower().startswith("sep="):
+        return " (drop the first line: it is a spreadsheet's `sep=` marker)"
+    if len(header) == 1 and "\t" in header[0]:
+        return " (the file looks tab-separated: save it comma-separated)"
+    if len(header) == 1 and ";" in header[0]:
+        return " (the file looks semicolon-separated: save it comma-separated)"
+    return ""
+
+
 def read_labelled_csv(path: Path) -> LabelledTexts:
     """Read a CSV with columns ``text`` and ``label`` (others are ignored).
 
-    Raises `DatasetError` naming the file, the line and the problem: a missing column, a row
-    with too few or too many fields, an empty text or label, or no rows at all.
+    Labels are stripped and NFC-normalised. Raises `DatasetError` naming the file, the line and
+    the problem: a missing column, a row with too few or too many fields, an empty text or
+    label, or no rows at all.
     """
     path = Path(path)
     content = decode_utf8(path)
@@ -134,7 +147,7 @@ def read_labelled_csv(path: Path) -> LabelledTexts:
     if missing:
         raise DatasetError(
             f"{path}, line 1: the header {header} lacks the column(s) {missing}; "
-            f"the first line must be {_EXPECTED}"
+            f"the first line must be {_EXPECTED}{_separator_hint(header)}"
         )
     twice = [column for column in (TEXT_COLUMN, LABEL_COLUMN) if names.count(column) > 1]
     if twice:
@@ -161,7 +174,9 @@ def read_labelled_csv(path: Path) -> LabelledTexts:
                 f"{path}, line {start}: {len(row)} field(s) where the header has "
                 f"{len(header)}; put texts that contain commas in double quotes"
             )
-        text, label = row[text_at].strip(), row[label_at].strip()
+        # NFC: a label typed on one system and pasted from another ("négatif" as é or as e
+        # and a combining accent) is one class, not two that print alike.
+        text, label = row[text_at].strip(), unicodedata.normalize("NFC", row[label_at].strip())
         if not text:
             raise DatasetError(f"{path}, line {start}: the text is empty; remove the row")
         if not label:
@@ -172,6 +187,16 @@ def read_labelled_csv(path: Path) -> LabelledTexts:
     if not texts:
         raise DatasetError(f"{path}: no rows after the header; add `text,label` rows")
     return LabelledTexts(path=path, texts=tuple(texts), labels=tuple(labels), lines=tuple(lines))
+
+
+def has_label_column(path: Path) -> bool:
+    """Whether the CSV's header names a ``label`` column (any case, spaces around)."""
+    reader = _csv_rows(decode_utf8(path))
+    try:
+        header: list[str] = next(reader, [])
+    except csv.Error:
+        return False
+    return LABEL_COLUMN in (name.strip().lower() for name in header)
 
 
 def read_text_column(path: Path) -> list[str]:
