@@ -132,3 +132,10 @@ def test_a_header_without_commas_says_how_to_save_the_file(
 
     with pytest.raises(DatasetError, match=hint):
         read_labelled_csv(data)
+
+
+def test_a_text_under_two_labels_is_counted(tmp_path: Path) -> None:
+    data = tmp_path / "train.csv"
+    data.write_text("text,label\nok,positive\nok,negative\nok,positive\nbad,negative\n", "utf-8")
+
+    assert load_training_data(train=data, eval_data=None).texts_with_several_labels() == 1

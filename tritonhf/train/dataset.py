@@ -66,6 +66,13 @@ class TrainingData:
             groups.setdefault(key(label), []).append(label)
         return [tuple(group) for group in groups.values() if len(group) > 1]
 
+    def texts_with_several_labels(self) -> int:
+        """How many distinct training texts carry more than one label (contradictory rows)."""
+        seen: dict[str, set[str]] = {}
+        for text, label in zip(self.train.texts, self.train.labels, strict=True):
+            seen.setdefault(text, set()).add(label)
+        return sum(len(labels) > 1 for labels in seen.values())
+
     def eval_texts_seen_in_train(self) -> int:
         """How many evaluation rows have a text that also occurs in the training split."""
         if self.eval is None:

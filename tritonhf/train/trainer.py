@@ -323,6 +323,8 @@ def train_classifier(
     for group in data.labels_of_one_number():
         names = ", ".join(repr(label) for label in group)
         progress(f"warning: labels {names} are one number; they train as separate classes")
+    if torn := data.texts_with_several_labels():
+        progress(f"warning: {torn} training text(s) appear under more than one label")
     if repeated := data.eval_texts_seen_in_train():
         progress(f"warning: {repeated} evaluation text(s) also occur in the training data")
     source = resolve_model(options.base)
