@@ -24,7 +24,7 @@ from tritonhf.export.source import load_fast_tokenizer, resolve_model
 from tritonhf.export.validate import validate_onnx
 from tritonhf.observability.drift import LABEL as LABEL_FEATURE
 from tritonhf.observability.drift import PROFILE_FILE, FeatureProfile, ReferenceProfile
-from tritonhf.repository.configs import StepTuning
+from tritonhf.repository.configs import BatchingPolicy, StepTuning
 from tritonhf.spec import Layout, Runtime, Task
 
 
@@ -311,8 +311,11 @@ def test_a_new_version_with_another_layout_is_refused_naming_the_layout(tmp_path
             )
         )
     assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before
-    # Tuning is in the configs every version shares too: refused (exit 2), naming the change.
-    changed = r"tiny_model's config \(instance_group: 'count: 2 .* -> 'count: 3"
+    # Tuning a flag sets is in the configs every version shares too: refused (exit 2), naming
+    # the change.
+    changed = (
+        r"tiny_\w+'s config \(dynamic_batching: .*max_queue_size: 256.* -> .*max_queue_size: 8"
+    )
     with pytest.raises(ConfigError, match=changed):
         export_model(
             ExportOptions(
@@ -320,7 +323,7 @@ def test_a_new_version_with_another_layout_is_refused_naming_the_layout(tmp_path
                 name="tiny",
                 repo=repo,
                 version=2,
-                tuning=StepTuning(model_instances=3),
+                tuning=StepTuning(batching=BatchingPolicy(max_queue_size=8)),
             )
         )
     assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before
