@@ -194,7 +194,8 @@ def test_a_model_without_a_trained_classifier_head_is_refused_as_a_classifier(
 ) -> None:
     folder = tiny_model(tmp_path / "model", "bert")  # a bare encoder: no classifier weights
 
-    with pytest.raises(ExportError, match=r"not a trained classifier.*classifier\.bias"):
+    # A ModelSourceError: bad input, exit code 2 (the model or --task is wrong).
+    with pytest.raises(ModelSourceError, match=r"not a trained classifier.*classifier\.bias"):
         export_model(
             ExportOptions(model=str(folder), task=Task.CLASSIFICATION, repo=tmp_path / "repo")
         )
@@ -354,6 +355,19 @@ def test_added_tokens_past_the_embedding_table_export_with_a_note(tmp_path: Path
     export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo"), progress=progress.append)
 
     assert any(line.startswith("note: 2 added token(s) have ids past") for line in progress)
+
+
+def test_an_export_notes_its_drift_reference_and_a_revision_a_folder_ignores(
+    tmp_path: Path,
+) -> None:
+    folder = tiny_model(tmp_path / "model", "bert")
+    progress: list[str] = []
+
+    options = ExportOptions(model=str(folder), repo=tmp_path / "repo", revision="v1")
+    export_model(options, progress=progress.append)
+
+    assert any("drift is scored against the package corpus" in line for line in progress)
+    assert any("is a local folder, read as it is" in line for line in progress)
 
 
 def test_sentence_transformers_lower_casing_is_exported_into_the_tokenizer(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tritonhf.errors import ConfigError, ExportError, first_line
+from tritonhf.errors import ConfigError, ExportError, ModelSourceError, first_line
 from tritonhf.export.head import Pooling, SentenceHead, read_json, unreadable_weights
 from tritonhf.export.source import ModelSource, quiet_transformers
 from tritonhf.spec import (
@@ -134,13 +134,13 @@ def _check_no_random_weights(
     names = ", ".join(sorted(missing)[:4]) + (
         f" and {len(missing) - 4} more" if len(missing) > 4 else ""
     )
-    if task is Task.CLASSIFICATION:
-        raise ExportError(
+    if task is Task.CLASSIFICATION:  # the model or --task is wrong: bad input (exit 2)
+        raise ModelSourceError(
             f"{source.path} is not a trained classifier: its checkpoint has no weights for "
             f"{names}, which would be random; fine-tune it first (`tritonhf train --base "
             "MODEL`), or export it as an embedding model (--task embedding)"
         )
-    raise ExportError(
+    raise ModelSourceError(
         f"{source.path}: its checkpoint has no weights for {names}, which would be random; "
         "check that the folder holds the model's weights (model.safetensors)"
     )

@@ -251,6 +251,11 @@ def export_model(
     progress(f"loading {source.path} (task: {task.value}, {what})")
     if options.drift_reference is None:
         progress(default_reference_note(source.path))
+    if options.revision and Path(str(options.model)).expanduser().is_dir():
+        progress(
+            f"note: --revision pins a hub model's commit; {options.model} is a local folder, "
+            "read as it is"
+        )
     check_new_version(options, task=task)
     if note := replacement_note(options, task):
         progress(note)
