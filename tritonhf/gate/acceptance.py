@@ -90,10 +90,13 @@ def read_texts(path: Path | None, *, minimum: int = 2, flag: str = "--data") -> 
     return texts
 
 
-def read_examples(path: Path | None) -> tuple[list[str], list[str] | None]:
-    """The evaluation texts, and their labels where ``path`` is a CSV with a ``label`` column."""
+def read_labelled_examples(path: Path | None) -> tuple[list[str], list[str]] | None:
+    """A classifier's evaluation texts and labels from a CSV with a ``label`` column, or None.
+
+    Read as training reads it: every row needs a text and a label.
+    """
     if path is None or path.suffix.lower() != ".csv" or not has_label_column(path):
-        return read_texts(path), None
+        return None
     rows = read_labelled_csv(path)
     if len(rows) < 2:
         raise DatasetError(f"--data {path} holds {len(rows)} rows; the gate needs >= 2")
@@ -147,9 +150,8 @@ def run_acceptance(
     from tritonhf.export.source import class_names, load_fast_tokenizer, resolve_model
     from tritonhf.gate.reference import torch_outputs
 
-    texts, gold = read_examples(options.data)
-    texts = texts[: options.limit]
-    gold = None if gold is None else gold[: options.limit]
+    texts = read_texts(options.data)[: options.limit]
+    gold: list[str] | None = None
     with TritonHFClient(
         options.url, protocol=options.protocol, model=options.model, timeout_s=options.timeout_s
     ) as client:
@@ -164,6 +166,8 @@ def run_acceptance(
                 f"{_KINDS[source.task]}; pass the model {options.model} was exported from"
             )
         max_length = client.token_limit(options.model)
+        if task is Task.CLASSIFICATION and (labelled := read_labelled_examples(options.data)):
+            texts, gold = (column[: options.limit] for column in labelled)
         progress(f"sending {len(texts)} texts to {options.model} ({task.value}, {precision.value})")
         if task is Task.CLASSIFICATION:
             labels = tuple(json.loads(labels_param))
@@ -211,8 +215,6 @@ def run_acceptance(
             return report
         extra = accuracy_on(gold, labels, served_labels, reference)
         return replace(report, criteria=report.criteria + extra)
-    if gold is not None:
-        progress(f"note: {options.data}'s label column is not used: {options.model} embeds")
     layers = load_head(source.head, allow_pickle_weights=options.allow_pickle_weights)
     reference = torch_outputs(
         sentence_encoder(model, source.head, layers, token_types=token_types),
