@@ -94,6 +94,13 @@ def test_an_unknown_model_is_a_typed_not_found_error(client: TritonHFClient) -> 
         client.embed(["hello"], model="no_such_model")
 
 
+def test_health_of_an_unknown_model_says_the_server_has_none(client: TritonHFClient) -> None:
+    health = client.health("no_such_model")
+
+    assert (health.live, health.ready, health.model_ready) == (True, True, False)
+    assert "has no model 'no_such_model'" in health.problem
+
+
 def test_one_bad_request_does_not_fail_its_neighbours_in_the_batch(
     client: TritonHFClient,
 ) -> None:

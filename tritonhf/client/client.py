@@ -139,7 +139,7 @@ class ServerHealth:
     ready: bool
     model: str
     model_ready: bool
-    problem: str = ""  # the client's error for the first check that failed to get an answer
+    problem: str = ""  # the first check that failed to get an answer, or why the model is not ready
 
 
 @dataclass(frozen=True)
@@ -475,6 +475,11 @@ class TritonHFClient:
                 answers[key] = bool(self._call(name, method, *args))
             except ClientError as exc:
                 answers[key] = False
+                problems.append(str(exc))
+        if answers["ready"] and not answers["model"] and not problems:
+            try:  # why: Triton answers "not ready" alike for a model it lacks and an unloaded one
+                self._call(name, "get_model_metadata", name)
+            except ClientError as exc:
                 problems.append(str(exc))
         return ServerHealth(
             url=self.url,
