@@ -43,6 +43,11 @@ POSITIVE = "POSITIVE"
 CORRECTED_LABEL = "CORRECTED_LABEL"
 ACCEPTED = "ACCEPTED"
 
+DRIFT_PARAMETER = "tritonhf_drift"
+"""A request parameter: ``false`` leaves the request's texts out of the steps' drift windows
+(traffic that is not the users': the demo indexing its corpus, warm-up). Triton forwards an
+ensemble request's parameters to its steps."""
+
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 

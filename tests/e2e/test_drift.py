@@ -90,3 +90,18 @@ def test_very_long_texts_push_token_length_drift_above_the_alert_threshold(
     scores = drift_scores(server, CLASSIFIER)
     print(f"PSI after {len(long_texts)} very long texts: {scores}")
     assert scores[TOKEN_LENGTH] > ALERT_THRESHOLD
+
+
+def test_requests_sent_with_drift_off_stay_out_of_the_window(
+    server: TritonServer, client: TritonHFClient
+) -> None:
+    # What the demo does with its corpus index: not the users' traffic.
+    fill_window(client, reference_like())
+    before = drift_scores(server, CLASSIFIER)
+    words = data.sentences()
+    long_texts = [" ".join(words[i : i + 40]) for i in range(DEFAULT_WINDOW // 2)]
+
+    for start in range(0, len(long_texts), 64):
+        client.classify(long_texts[start : start + 64], model=CLASSIFIER, drift=False)
+
+    assert drift_scores(server, CLASSIFIER) == before

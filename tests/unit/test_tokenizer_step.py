@@ -413,3 +413,31 @@ def test_a_left_truncating_tokenizer_keeps_the_end_and_reads_only_it(
     read = min(len(text.strip()), step.read_limit(256) - step.READ_SLACK_CHARS)
     assert read <= recording.reads[0] <= step.read_limit(256)
     assert encoded.unread == [False]
+
+
+class _Parameters:
+    def __init__(self, parameters: str) -> None:
+        self._parameters = parameters
+
+    def parameters(self) -> str:
+        return self._parameters
+
+
+@pytest.mark.parametrize(
+    ("parameters", "counts"),
+    [
+        ('{"tritonhf_drift": false}', False),
+        ('{"tritonhf_drift": "false"}', False),
+        ('{"tritonhf_drift": true}', True),
+        ("{}", True),
+        ("", True),
+        ("not json", True),
+    ],
+)
+def test_a_request_leaves_the_drift_window_only_when_its_parameter_says_false(
+    parameters: str, counts: bool
+) -> None:
+    from tritonhf.backends import counts_for_drift
+
+    assert counts_for_drift(_Parameters(parameters)) is counts
+    assert counts_for_drift(object()) is True  # a request without parameters()

@@ -6,7 +6,10 @@ server-side environment has (numpy, tokenizers, onnxruntime) plus ``triton_pytho
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from tritonhf.spec import DRIFT_PARAMETER
 
 
 def string_parameters(config: dict[str, Any]) -> dict[str, str]:
@@ -20,3 +23,12 @@ def refusal_message(request_id: str, error: object) -> str:
     A client streaming many requests (or reading the log) can then tell which one failed.
     """
     return f"[request id: {request_id}] {error}" if request_id else str(error)
+
+
+def counts_for_drift(request: Any) -> bool:
+    """False when the request's parameters say ``tritonhf_drift: false`` (`DRIFT_PARAMETER`)."""
+    try:
+        value = json.loads(request.parameters() or "{}").get(DRIFT_PARAMETER, True)
+    except (AttributeError, TypeError, ValueError):
+        return True
+    return value is not False and str(value).lower() != "false"

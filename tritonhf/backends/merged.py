@@ -73,7 +73,8 @@ class TritonPythonModel(TokenizerStep):
             )
         self.observer.record(outcomes, started)
         request_ids = [requests[index].request_id() for index, _ in accepted]
-        self.engine.observer.record(request_ids, [observed(r) for r in results], [], started)
+        drift = [outcomes[index].drift for index, _ in accepted]
+        self.engine.observer.record(request_ids, [observed(r) for r in results], [], started, drift)
         return responses
 
     def finalize(self) -> None:

@@ -30,7 +30,7 @@ try:
 except ImportError:  # imported outside the server, by the unit tests
     pb_utils = None
 
-from tritonhf.backends import refusal_message, string_parameters
+from tritonhf.backends import counts_for_drift, refusal_message, string_parameters
 from tritonhf.backends.busy import BusyBoard
 from tritonhf.backends.execute_clock import clocked
 from tritonhf.observability.drift import PROFILE_FILE
@@ -320,7 +320,8 @@ class TritonPythonModel:
                 output_tensors=[self.output_tensor(name, array) for name, array in outputs.items()]
             )
         request_ids = [requests[index].request_id() for index, _ in accepted]
-        self.observer.record(request_ids, [observed(r) for r in results], rejected, started)
+        drift = [counts_for_drift(requests[index]) for index, _ in accepted]
+        self.observer.record(request_ids, [observed(r) for r in results], rejected, started, drift)
         return responses
 
     def input_array(self, request: Any, name: str) -> NDArray[Any]:

@@ -25,7 +25,7 @@ try:
 except ImportError:  # imported outside the server, by the unit tests
     pb_utils = None
 
-from tritonhf.backends import refusal_message, string_parameters
+from tritonhf.backends import counts_for_drift, refusal_message, string_parameters
 from tritonhf.backends.execute_clock import clocked
 from tritonhf.observability.drift import PROFILE_FILE
 from tritonhf.observability.metrics import RefusedInput
@@ -327,7 +327,7 @@ class TritonPythonModel:
 
     def tokenize(self, requests: list[Any]) -> tuple[list[RequestOutcome], list[TokenBatch | None]]:
         """Each request's outcome and tokens (``None`` where its text was rejected)."""
-        outcomes = [RequestOutcome(r.request_id()) for r in requests]
+        outcomes = [RequestOutcome(r.request_id(), drift=counts_for_drift(r)) for r in requests]
         batches = tokenize_requests(
             self.tokenizer,
             self.settings,

@@ -41,6 +41,7 @@ from tritonhf.server.admin import check_key, grpc_headers, http_headers
 from tritonhf.spec import (
     CORRECTED_LABEL,
     DEFAULT_MODEL_NAME,
+    DRIFT_PARAMETER,
     EMBEDDING,
     LABEL,
     NUM_TOKENS,
@@ -687,7 +688,13 @@ class TritonHFClient:
         return self.metrics.track(model, operation)
 
     def _run(
-        self, texts: Sequence[str], model: str, outputs: tuple[str, ...], request_id: str
+        self,
+        texts: Sequence[str],
+        model: str,
+        outputs: tuple[str, ...],
+        request_id: str,
+        *,
+        drift: bool = True,
     ) -> dict[str, Any]:
         """Send ``texts`` in chunks of the model's max batch; concatenate ``outputs``.
 
@@ -705,24 +712,35 @@ class TritonHFClient:
             dims = {o["name"]: [int(d) for d in o["dims"]] for o in config["output"]}
             return {n: np.empty((0, *dims[n]), _WIRE_DTYPES[n]) for n in outputs}
         parts = [
-            self._infer(model, packed[i : i + limit], outputs, request_id, row_offset=i)
+            self._infer(
+                model, packed[i : i + limit], outputs, request_id, row_offset=i, drift=drift
+            )
             for i in range(0, len(packed), limit)
         ]
         return {n: np.concatenate([p[n] for p in parts]) for n in outputs}
 
     def encode(
-        self, texts: Iterable[str], *, model: str | None = None, request_id: str | None = None
+        self,
+        texts: Iterable[str],
+        *,
+        model: str | None = None,
+        request_id: str | None = None,
+        drift: bool = True,
     ) -> EmbeddingResult:
         """Embed ``texts``; batches larger than the model's max batch are split transparently.
 
         ``request_id`` (default: a new uuid4 hex) is sent as Triton's request id.
+        ``drift=False`` keeps the texts out of the server's drift windows: traffic that is not
+        the users' (a corpus indexed at start, warm-up).
         """
         name = model or self.model
         with self._tracked(name, "encode") as tracked:
             texts = text_list(texts)
             tracked.texts = len(texts)
             request_id = _new_request_id(request_id)
-            found = self._run(texts, name, (EMBEDDING, NUM_TOKENS, TRUNCATED), request_id)
+            found = self._run(
+                texts, name, (EMBEDDING, NUM_TOKENS, TRUNCATED), request_id, drift=drift
+            )
         return EmbeddingResult(
             embeddings=found[EMBEDDING],
             num_tokens=found[NUM_TOKENS].reshape(-1),
@@ -730,20 +748,22 @@ class TritonHFClient:
             truncated=found[TRUNCATED].reshape(-1).astype(np.bool_),
         )
 
-    def embed(self, texts: Iterable[str], *, model: str | None = None) -> NDArray[Any]:
+    def embed(
+        self, texts: Iterable[str], *, model: str | None = None, drift: bool = True
+    ) -> NDArray[Any]:
         """Embed ``texts``: a float32 array ``(len(texts), dim)``, as the model's head makes them.
 
         L2-normalised when the head ends with Normalize (MiniLM, every plain HF export); a
         dot-product model's vectors keep their scale.
 
         Asks the server for the embeddings alone (`encode` adds token counts and truncation),
-        so two outputs fewer are serialised, sent and parsed.
+        so two outputs fewer are serialised, sent and parsed. ``drift`` as `encode` takes it.
         """
         name = model or self.model
         with self._tracked(name, "encode") as tracked:
             texts = text_list(texts)
             tracked.texts = len(texts)
-            found = self._run(texts, name, (EMBEDDING,), _new_request_id(None))
+            found = self._run(texts, name, (EMBEDDING,), _new_request_id(None), drift=drift)
         embeddings: NDArray[Any] = found[EMBEDDING]
         return embeddings
 
@@ -762,10 +782,12 @@ class TritonHFClient:
         model: str | None = None,
         top_k: int | None = None,
         request_id: str | None = None,
+        drift: bool = True,
     ) -> list[Classification]:
         """Classify ``texts``: the top label and score of each, and its ``top_k`` classes.
 
-        ``request_id`` (default: a new uuid4 hex) is sent as Triton's request id.
+        ``request_id`` (default: a new uuid4 hex) is sent as Triton's request id; ``drift``
+        as `encode` takes it.
         """
         name = model or self.model
         with self._tracked(name, "classify") as tracked:
@@ -778,7 +800,11 @@ class TritonHFClient:
             if top_k is not None and not 1 <= top_k <= len(labels):
                 raise InvalidInputError(f"top_k must be in 1..{len(labels)}, got {top_k}")
             found = self._run(
-                texts, name, (LABEL, SCORE, PROBABILITIES, NUM_TOKENS, TRUNCATED), request_id
+                texts,
+                name,
+                (LABEL, SCORE, PROBABILITIES, NUM_TOKENS, TRUNCATED),
+                request_id,
+                drift=drift,
             )
         results = []
         for label, score, probabilities, tokens, truncated in zip(
@@ -865,6 +891,7 @@ class TritonHFClient:
         request_id: str,
         *,
         row_offset: int = 0,
+        drift: bool = True,
     ) -> dict[str, NDArray[Any]]:
         """Infer ``packed``, the caller's texts from index ``row_offset`` on; read ``outputs``."""
         module = self._module()
@@ -879,6 +906,8 @@ class TritonHFClient:
             outputs=requested,
             request_id=request_id,
             row_offset=row_offset,
+            # Sent only to leave the drift windows: no parameter, no cost.
+            **({} if drift else {"parameters": {DRIFT_PARAMETER: False}}),
         )
         return {name: result.as_numpy(name) for name in outputs}
 

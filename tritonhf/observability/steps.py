@@ -41,6 +41,8 @@ class RequestOutcome:
     error: Exception | None = None
     sent: int = 0
     """How many texts the request carried, when they could not be decoded into ``texts``."""
+    drift: bool = True
+    """The request's texts count in the drift window (`tritonhf.spec.DRIFT_PARAMETER`)."""
 
     def succeed(self, texts: list[str], num_tokens: NDArray[Any], truncated: NDArray[Any]) -> None:
         """The request was tokenized."""
@@ -202,7 +204,8 @@ class TokenizerObserver(_Observer):
                     tokens + int(counts.sum()),
                     truncated + cut,
                 )
-                lengths.append(counts)
+                if outcome.drift:
+                    lengths.append(counts)
                 self.metrics.observe(m.REQUEST_TOKENS, int(counts.sum()))
                 self.metrics.increment(m.TRUNCATED_REQUESTS, 1 if cut else 0)
                 fields.update(
@@ -251,9 +254,15 @@ class ModelObserver(_Observer):
         outputs: Sequence[dict[str, NDArray[Any]]],
         errors: Sequence[tuple[str, Exception]],
         started: float,
+        drift: Sequence[bool] | None = None,
     ) -> None:
-        """Queue the batch: each request (answered or rejected) is logged, the metrics updated."""
-        self._submit(self._record, request_ids, outputs, errors, elapsed_ms(started))
+        """Queue the batch: each request (answered or rejected) is logged, the metrics updated.
+
+        ``drift``: per answered request, whether its labels count in the drift window (all
+        when None).
+        """
+        counted = [True] * len(request_ids) if drift is None else list(drift)
+        self._submit(self._record, request_ids, outputs, errors, elapsed_ms(started), counted)
 
     def _record(
         self,
@@ -261,10 +270,12 @@ class ModelObserver(_Observer):
         outputs: Sequence[dict[str, NDArray[Any]]],
         errors: Sequence[tuple[str, Exception]],
         latency_ms: float,
+        counted: Sequence[bool],
     ) -> None:
         batch = len(request_ids) + len(errors)
         predicted: list[str] = []
-        for request_id, found in zip(request_ids, outputs, strict=True):
+        drifting: list[str] = []
+        for request_id, found, counts in zip(request_ids, outputs, counted, strict=True):
             fields: dict[str, Any] = {
                 "model": self.model,
                 "step": self.step,
@@ -277,6 +288,8 @@ class ModelObserver(_Observer):
                 labels = [_text(v) for v in found["LABEL"].reshape(-1)]
                 scores = found["SCORE"].reshape(-1).astype(float)
                 predicted.extend(labels)
+                if counts:
+                    drifting.extend(labels)
                 for score in scores:
                     self.metrics.observe(m.CONFIDENCE, float(score))
                 fields.update(
@@ -314,8 +327,8 @@ class ModelObserver(_Observer):
             )
         for label, count in m.label_counts(predicted).items():
             self.metrics.increment(m.PREDICTIONS, count, label)
-        if self.drift is not None and predicted:
-            self.drift.add_categories(predicted)
+        if self.drift is not None and drifting:
+            self.drift.add_categories(drifting)
             self._update_drift()
 
 
