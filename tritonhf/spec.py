@@ -8,6 +8,7 @@ data: no heavy imports.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from enum import Enum
 
@@ -59,6 +60,19 @@ def shown_label(label: str) -> str:
     """
     plain = label and label.isprintable() and "," not in label and label == label.strip()
     return label if plain else repr(label)
+
+
+def columns(text: str) -> int:
+    """Terminal columns ``text`` takes: wide (CJK, emoji) characters 2, combining marks 0."""
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        for ch in text
+    )
+
+
+def left_aligned(text: str, width: int) -> str:
+    """``text`` padded to ``width`` terminal columns (see `columns`)."""
+    return text + " " * max(0, width - columns(text))
 
 
 class Task(str, Enum):

@@ -750,8 +750,9 @@ def test_serve_refuses_a_negative_restart_count_in_one_line(
     assert capsys.readouterr().err == "error: --restarts must be 0 or more, got -1\n"
 
 
-def test_classify_lines_up_labels_of_wide_characters() -> None:
-    from tritonhf.cli.main import padded
+def test_labels_of_wide_characters_are_padded_by_the_columns_they_take() -> None:
+    from tritonhf.spec import left_aligned
 
-    assert padded("中性", 6) == "中性  "  # two wide characters: four columns
-    assert padded("neutral", 6) == "neutral"
+    assert left_aligned("中性", 6) == "中性  "  # two wide characters: four columns
+    assert left_aligned("ne\u0301gatif", 8) == "ne\u0301gatif "  # a combining mark takes none
+    assert left_aligned("neutral", 6) == "neutral"

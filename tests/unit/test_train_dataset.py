@@ -139,3 +139,14 @@ def test_a_text_under_two_labels_is_counted(tmp_path: Path) -> None:
     data.write_text("text,label\nok,positive\nok,negative\nok,positive\nbad,negative\n", "utf-8")
 
     assert load_training_data(train=data, eval_data=None).texts_with_several_labels() == 1
+
+
+def test_a_class_without_rows_in_the_split_shows_no_recall_or_f1() -> None:
+    from tritonhf.train.metrics import classification_metrics
+
+    metrics = classification_metrics(
+        split="eval", labels=("a", "b", "c"), true_ids=[0, 1, 1], predicted_ids=[0, 1, 0]
+    )
+
+    row_c = metrics.table().splitlines()[3].split()
+    assert row_c == ["c", "0.000", "-", "-", "0"]

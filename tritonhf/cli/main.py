@@ -17,7 +17,15 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from tritonhf.errors import TritonHFError
-from tritonhf.spec import DEFAULT_MODEL_NAME, Layout, Precision, Runtime, Task, shown_label
+from tritonhf.spec import (
+    DEFAULT_MODEL_NAME,
+    Layout,
+    Precision,
+    Runtime,
+    Task,
+    left_aligned,
+    shown_label,
+)
 
 if TYPE_CHECKING:
     from tritonhf.client import TritonHFClient
@@ -650,18 +658,9 @@ def run_classify(args: argparse.Namespace) -> int:
                 "  [" + ", ".join(f"{shown_label(label)} {p:.3f}" for label, p in result.top) + "]"
             )
         cut = _TRUNCATED if result.truncated else ""
-        print(
-            f"{padded(shown_label(result.label), 16)} {result.score:.3f}{top}{cut}  {text[:60]!r}"
-        )
+        label = left_aligned(shown_label(result.label), 16)
+        print(f"{label} {result.score:.3f}{top}{cut}  {text[:60]!r}")
     return 0
-
-
-def padded(text: str, width: int) -> str:
-    """``text`` left-aligned in ``width`` terminal columns (CJK characters take two)."""
-    import unicodedata
-
-    columns = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-    return text + " " * max(width - columns, 0)
 
 
 def _served_model(client: TritonHFClient, *, classifier: bool) -> str:

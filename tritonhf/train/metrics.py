@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from tritonhf.spec import shown_label
+from tritonhf.spec import columns, left_aligned, shown_label
 
 
 @dataclass(frozen=True)
@@ -65,35 +64,24 @@ class SplitMetrics:
     def table(self) -> str:
         """Per-class figures and the confusion matrix, as printable text."""
         shown = {label: shown_label(label) for label in self.labels}
-        width = max(10, *(_columns(label) for label in shown.values())) + 2
+        width = max(10, *(columns(label) for label in shown.values())) + 2
         lines = [f"{self.split:<{width}}{'precision':>10}{'recall':>10}{'F1':>10}{'support':>10}"]
         for c in self.classes:
+            # No rows of the class in this split: its recall and F1 are undefined, not 0.
+            rest = f"{c.recall:>10.3f}{c.f1:>10.3f}" if c.support else f"{'-':>10}{'-':>10}"
             lines.append(
-                f"{_left(shown[c.label], width)}{c.precision:>10.3f}{c.recall:>10.3f}{c.f1:>10.3f}"
-                f"{c.support:>10d}"
+                f"{left_aligned(shown[c.label], width)}{c.precision:>10.3f}{rest}{c.support:>10d}"
             )
         lines.append("")
         lines.append(f"{self.split} confusion matrix (rows: true label, columns: predicted)")
         lines.append(" " * width + "".join(_right(shown[label], width) for label in self.labels))
         for label, row in zip(self.labels, self.confusion, strict=True):
-            lines.append(_left(shown[label], width) + "".join(f"{n:>{width}d}" for n in row))
+            lines.append(left_aligned(shown[label], width) + "".join(f"{n:>{width}d}" for n in row))
         return "\n".join(lines)
 
 
-def _columns(text: str) -> int:
-    """Terminal columns ``text`` takes: wide (CJK, emoji) characters 2, combining marks 0."""
-    return sum(
-        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
-        for ch in text
-    )
-
-
-def _left(text: str, width: int) -> str:
-    return text + " " * max(0, width - _columns(text))
-
-
 def _right(text: str, width: int) -> str:
-    return " " * max(0, width - _columns(text)) + text
+    return " " * max(0, width - columns(text)) + text
 
 
 def _ratio(numerator: float, denominator: float) -> float:
