@@ -75,6 +75,11 @@ def left_aligned(text: str, width: int) -> str:
     return text + " " * max(0, width - columns(text))
 
 
+def right_aligned(text: str, width: int) -> str:
+    """``text`` padded on the left to ``width`` terminal columns (see `columns`)."""
+    return " " * max(0, width - columns(text)) + text
+
+
 class Task(str, Enum):
     """What the served model computes."""
 

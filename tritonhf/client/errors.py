@@ -52,6 +52,8 @@ def _message(exc: BaseException) -> str:
 
 _REQUEST_ID = r"\[request id: .*?\](?=\s|$)"
 """The caller's request id, which Triton leads a refusal with (any text a raw client sends)."""
+_NOT_OURS = rf"'[^']*'|\"[^\"]*\"|{_REQUEST_ID}"
+"""What the caller named in a message: quoted names and the request id."""
 
 
 def _not_ours(text: str) -> str:
@@ -60,11 +62,11 @@ def _not_ours(text: str) -> str:
     Quoted: model, input and label names. A model called ``timeout-svc`` or a request id
     ``UNAVAILABLE`` must not make a refusal read as a timeout or a server that is down.
     """
-    return re.sub(rf"'[^']*'|\"[^\"]*\"|{_REQUEST_ID}", "''", text)
+    return re.sub(_NOT_OURS, "''", text)
 
 
 # A row a step names (``TEXT[4]``), or a part of the message that is not the step's own words.
-_ROW_OR_NOT_OURS = re.compile(rf"'[^']*'|\"[^\"]*\"|{_REQUEST_ID}|\bTEXT\[(\d+)\]")
+_ROW_OR_NOT_OURS = re.compile(rf"{_NOT_OURS}|\bTEXT\[(\d+)\]")
 
 
 def shift_rows(message: str, offset: int) -> str:

@@ -80,10 +80,10 @@ def default_reference_note(model_folder: Path) -> str:
     )
     try:
         options = json.loads((model_folder / "metrics.json").read_text(encoding="utf-8"))["options"]
-        trained_on = Path(str(options["data"]))
+        trained_on: Path | None = Path(str(options["data"]))
     except (OSError, ValueError, KeyError, TypeError):
-        return f"{note}: pass --drift-reference with texts like your traffic"
-    if not trained_on.is_file():
+        trained_on = None
+    if trained_on is None or not trained_on.is_file():
         return f"{note}: pass --drift-reference with texts like your traffic"
     return f"{note}: this model was trained on {trained_on}; pass --drift-reference {trained_on}"
 

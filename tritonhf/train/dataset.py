@@ -116,6 +116,11 @@ def _csv_rows(content: str) -> Any:
     return csv.reader(io.StringIO(content, newline=""), strict=True)
 
 
+def _column_names(header: list[str]) -> list[str]:
+    """A header's column names as they are matched: any case, spaces around ignored."""
+    return [name.strip().lower() for name in header]
+
+
 def _separator_hint(header: list[str]) -> str:
     """What to do about a header that shows another separator than a comma, or none."""
     if header and header[0].strip().lower().startswith("sep="):
@@ -149,7 +154,7 @@ def read_labelled_csv(path: Path) -> LabelledTexts:
         raise DatasetError(f"{path}: the file is empty; it needs {_EXPECTED}") from None
     except csv.Error as exc:
         raise DatasetError(f"{path}, line 1: malformed CSV ({exc})") from None
-    names = [name.strip().lower() for name in header]
+    names = _column_names(header)
     missing = [column for column in (TEXT_COLUMN, LABEL_COLUMN) if column not in names]
     if missing:
         raise DatasetError(
@@ -203,7 +208,7 @@ def has_label_column(path: Path) -> bool:
         header: list[str] = next(reader, [])
     except csv.Error:
         return False
-    return LABEL_COLUMN in (name.strip().lower() for name in header)
+    return LABEL_COLUMN in _column_names(header)
 
 
 def read_text_column(path: Path) -> list[str]:
@@ -215,7 +220,7 @@ def read_text_column(path: Path) -> list[str]:
     texts: list[str] = []
     try:
         header: list[str] = next(reader, [])
-        names = [name.strip().lower() for name in header]
+        names = _column_names(header)
         if TEXT_COLUMN not in names:
             raise DatasetError(f"{path}, line 1: the header {header} has no {TEXT_COLUMN!r} column")
         at = names.index(TEXT_COLUMN)

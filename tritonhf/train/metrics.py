@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tritonhf.spec import columns, left_aligned, shown_label
+from tritonhf.spec import columns, left_aligned, right_aligned, shown_label
 
 
 @dataclass(frozen=True)
@@ -74,14 +74,12 @@ class SplitMetrics:
             )
         lines.append("")
         lines.append(f"{self.split} confusion matrix (rows: true label, columns: predicted)")
-        lines.append(" " * width + "".join(_right(shown[label], width) for label in self.labels))
+        lines.append(
+            " " * width + "".join(right_aligned(shown[label], width) for label in self.labels)
+        )
         for label, row in zip(self.labels, self.confusion, strict=True):
             lines.append(left_aligned(shown[label], width) + "".join(f"{n:>{width}d}" for n in row))
         return "\n".join(lines)
-
-
-def _right(text: str, width: int) -> str:
-    return " " * max(0, width - columns(text)) + text
 
 
 def _ratio(numerator: float, denominator: float) -> float:
