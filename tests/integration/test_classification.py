@@ -65,12 +65,15 @@ def test_served_predictions_match_pytorch(
     assert all(np.isclose(sum(p for _, p in r.top), 1.0, atol=1e-4) for r in results)
 
 
-def test_top_k_limits_and_orders_the_classes(classifier_client: TritonHFClient) -> None:
+def test_top_k_orders_the_classes_and_beyond_them_gives_all(
+    classifier_client: TritonHFClient,
+) -> None:
     (result,) = classifier_client.classify(["what a day"], top_k=2)
     assert len(result.top) == 2
     assert result.top[0][1] >= result.top[1][1]
-    with pytest.raises(InvalidInputError, match=r"top_k must be in 1\.\.3"):
-        classifier_client.classify(["x"], top_k=4)
+    (everything,) = classifier_client.classify(["what a day"], top_k=4)
+    assert sorted(label for label, _ in everything.top) == sorted(SENTIMENT_LABELS)
+    assert [label for label, _ in everything.top[:2]] == [label for label, _ in result.top]
     assert classifier_client.labels() == SENTIMENT_LABELS
     classifier_client.close()
 

@@ -83,6 +83,14 @@ def test_a_top_k_that_is_not_an_int_is_invalid_input_before_any_request(
         unreachable.classify(["a"], top_k=top_k)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("top_k", [0, -1])
+def test_a_top_k_below_one_is_invalid_input_before_any_request(
+    unreachable: TritonHFClient, top_k: int
+) -> None:
+    with pytest.raises(InvalidInputError, match="top_k must be >= 1"):
+        unreachable.classify(["a"], top_k=top_k)
+
+
 @pytest.mark.parametrize("single", ["hello", b"hello"], ids=["str", "bytes"])
 def test_encode_texts_rejects_a_bare_string(single: str) -> None:
     with pytest.raises(InvalidInputError, match="not one string"):

@@ -786,19 +786,20 @@ class TritonHFClient:
     ) -> list[Classification]:
         """Classify ``texts``: the top label and score of each, and its ``top_k`` classes.
 
-        ``request_id`` (default: a new uuid4 hex) is sent as Triton's request id; ``drift``
-        as `encode` takes it.
+        ``top_k`` above the number of classes gives them all (as transformers' pipeline does);
+        below 1 it is `InvalidInputError`. ``request_id`` (default: a new uuid4 hex) is sent as
+        Triton's request id; ``drift`` as `encode` takes it.
         """
         name = model or self.model
         with self._tracked(name, "classify") as tracked:
             texts = text_list(texts)
             if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)):
                 raise InvalidInputError(f"top_k must be an int, got {type(top_k).__name__}")
+            if top_k is not None and top_k < 1:
+                raise InvalidInputError(f"top_k must be >= 1, got {top_k}")
             tracked.texts = len(texts)
             request_id = _new_request_id(request_id)
             labels = self.labels(name)
-            if top_k is not None and not 1 <= top_k <= len(labels):
-                raise InvalidInputError(f"top_k must be in 1..{len(labels)}, got {top_k}")
             found = self._run(
                 texts,
                 name,
