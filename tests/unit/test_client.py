@@ -13,6 +13,7 @@ from tritonclient.utils import InferenceServerException
 from tritonhf.client import (
     ClientError,
     DeployError,
+    DeployPendingError,
     InferenceTimeoutError,
     InvalidInputError,
     ModelState,
@@ -23,7 +24,7 @@ from tritonhf.client import (
     TritonHFClient,
 )
 from tritonhf.client.client import RETRYABLE, encode_texts, server_address
-from tritonhf.client.deploy import deploy_pipeline
+from tritonhf.client.deploy import _roll_back, deploy_pipeline
 from tritonhf.errors import ConfigError
 from tritonhf.server import admin
 from tritonhf.spec import EMBEDDING
@@ -514,3 +515,18 @@ def test_a_refused_row_of_a_chunk_is_named_by_its_index_in_the_callers_texts(
 
     assert str(raised.value).count("TEXT[") == 1
     assert fake.infers == chunk + 1, "no chunk is sent after a refused one"
+
+
+def test_a_rollback_that_outlasts_the_wait_stays_pending_not_a_failed_rollback() -> None:
+    class StillLoading:
+        def load_model(self, name: str, **_: object) -> None:
+            raise DeployPendingError(f"{name!r} was still loading after 120 s")
+
+    with pytest.raises(DeployPendingError, match="rolling back 'minilm_model' is still loading"):
+        _roll_back(
+            StillLoading(),  # type: ignore[arg-type]
+            ["minilm_model"],
+            {"minilm_model": "1"},
+            {},
+            pipeline="minilm",
+        )

@@ -148,12 +148,17 @@ def _roll_back(
     """Load what was serving again (version and config) for every step already reloaded.
 
     `DeployError` when one cannot be: its version's folder is gone (a version-1 export
-    replaced the pipeline), so the pipeline may not serve.
+    replaced the pipeline), so the pipeline may not serve; `DeployPendingError` when one
+    outlasts the client's wait.
     """
     for step in reloaded:
         if serving.get(step, "").isdigit():
             try:
                 client.load_model(step, version=int(serving[step]), config=previous.get(step))
+            except DeployPendingError as exc:
+                raise DeployPendingError(
+                    f"the deploy failed and rolling back {step!r} is still loading: {exc}"
+                ) from exc
             except DeployError as exc:
                 raise DeployError(
                     f"rolling back failed too: {exc}. {pipeline!r} may not be serving "
