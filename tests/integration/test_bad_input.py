@@ -119,11 +119,13 @@ def test_one_bad_request_does_not_fail_its_neighbours_in_the_batch(
     assert outcomes.count("ok") == 24
 
 
-def post_json(server: TritonServer, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+def post_json(
+    server: TritonServer, path: str, body: bytes, *, content_type: str = "application/json"
+) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(
         f"http://{server.config.http_url}{path}", data=body, method="POST"
     )
-    request.add_header("Content-Type", "application/json")
+    request.add_header("Content-Type", content_type)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
             return response.status, json.loads(response.read())
@@ -203,6 +205,25 @@ def test_the_classification_extension_answers_on_probabilities(server: TritonSer
         score, index = entry.split(":")
         assert 0 <= float(score) <= 1
         assert int(index) in range(len(SENTIMENT_LABELS))
+
+
+@pytest.mark.parametrize("protocol", ["http"], indirect=True)
+def test_a_large_form_encoded_body_is_read_as_the_request_not_a_crash(server: TritonServer) -> None:
+    """Triton 2.51's HTTP frontend (libevhtp) parsed a form-encoded body as query arguments on
+    its thread's stack, and from ~4.2 MB that overflowed (SIGSEGV, on any path: a probe's
+    finding). curl -d and Python's urllib send that type by default. The guard tritonhf
+    preloads (tritonhf/server/request_guard.c) keeps evhtp from reading the body as a form."""
+    form = "application/x-www-form-urlencoded"
+    status, answer = post_json(server, "/v2/no-such-path", b"a=b&" * 1_250_000, content_type=form)
+    assert (status, answer) == (404, {"error": "Not Found"})
+
+    texts = ["word " * 14_000] * 64  # 4.5 MB of JSON; each text under max_text_bytes
+    rows = {"name": "TEXT", "shape": [64, 1], "datatype": "BYTES", "data": texts}
+    body = json.dumps({"inputs": [rows]}).encode()
+    status, answer = post_json(server, "/v2/models/minilm/infer", body, content_type=form)
+    assert status == 200
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    assert outputs["EMBEDDING"]["shape"] == [64, 384]
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,17 @@
  * Triton's, which every backend calls to read an input, and answers an input whose shape does
  * not fit its bytes (a negative dimension, an element count that overflows, more elements than
  * the bytes hold) with an INVALID_ARG error naming it; the backend then fails that request.
+ *
+ * 3. A large form-encoded body. Triton's HTTP frontend (libevhtp, built into the executable)
+ * reads the body of a request sent as "Content-Type: application/x-www-form-urlencoded" (what
+ * curl -d and Python's urllib send unless told otherwise) as query arguments once it has
+ * arrived, and that parser copies it onto the thread's stack twice: a body of ~4.2 MB or more
+ * overflows the 8 MiB stack, SIGSEGV, on any path, before any routing or key check. Triton
+ * reads its own arguments from the URL and the JSON body, never from a form. This library
+ * defines strncasecmp in front of libc's and, called from evhtp's end-of-request function
+ * (htp__request_parse_fini_, found by name like TopkClassifications) to compare the content
+ * type with that form type, answers "different": the body is left alone and the request
+ * goes on as any other (a valid JSON body is served, anything else refused).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -57,9 +68,28 @@ typedef TRITONSERVER_Error* (*host_properties_fn)(
     TRITONBACKEND_Input*, const char*, const char**, int*, const int64_t**, uint32_t*,
     uint64_t*, uint32_t*);
 
-static const char TOPK[] = "_ZN6triton6server19TopkClassifications";
-static uintptr_t range_start[MAX_RANGES], range_end[MAX_RANGES];
-static int range_count;
+typedef int (*compare_fn)(const char*, const char*, size_t);
+
+/* The functions found by name in the executable, each as run-time address ranges. */
+enum caller { TOPK_CLASSIFICATIONS, PARSE_FINISHED, CALLERS };
+static const char* const CALLER_NAMES[CALLERS] = {
+    "_ZN6triton6server19TopkClassifications", /* a prefix: every overload, and .cold parts */
+    "htp__request_parse_fini_",
+};
+static const char FORM_TYPE[] = "application/x-www-form-urlencoded";
+static uintptr_t range_start[CALLERS][MAX_RANGES], range_end[CALLERS][MAX_RANGES];
+static int range_count[CALLERS];
+
+static int
+called_from(enum caller function, uintptr_t address)
+{
+  for (int r = 0; r < range_count[function]; r++) {
+    if (address >= range_start[function][r] && address < range_end[function][r]) {
+      return 1;
+    }
+  }
+  return 0;
+}
 
 static int
 first_object_bias(struct dl_phdr_info* info, size_t size, void* bias)
@@ -75,9 +105,9 @@ inside(size_t file_size, uint64_t offset, uint64_t length)
   return offset <= file_size && length <= file_size - offset;
 }
 
-/* Each function (and its .cold part) named TopkClassifications, as run-time address ranges. */
+/* Each function named in CALLER_NAMES (a prefix match), as run-time address ranges. */
 __attribute__((constructor)) static void
-find_topk_classifications(void)
+find_callers(void)
 {
   int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -114,17 +144,22 @@ find_topk_classifications(void)
     }
     const Elf64_Sym* symbols = (const Elf64_Sym*)(file + sections[s].sh_offset);
     size_t count = sections[s].sh_size / sizeof(Elf64_Sym);
-    for (size_t i = 0; i < count && range_count < MAX_RANGES; i++) {
+    for (size_t i = 0; i < count; i++) {
       const Elf64_Sym* symbol = &symbols[i];
       if (ELF64_ST_TYPE(symbol->st_info) != STT_FUNC || symbol->st_size == 0 ||
-          symbol->st_name + sizeof(TOPK) > names->sh_size) {
+          symbol->st_name >= names->sh_size) {
         continue;
       }
       const char* name = (const char*)(file + names->sh_offset + symbol->st_name);
-      if (strncmp(name, TOPK, sizeof(TOPK) - 1) == 0) {
-        range_start[range_count] = bias + symbol->st_value;
-        range_end[range_count] = bias + symbol->st_value + symbol->st_size;
-        range_count++;
+      size_t room = names->sh_size - symbol->st_name;
+      for (int c = 0; c < CALLERS; c++) {
+        size_t length = strlen(CALLER_NAMES[c]);
+        if (range_count[c] < MAX_RANGES && length < room &&
+            strncmp(name, CALLER_NAMES[c], length) == 0) {
+          range_start[c][range_count[c]] = bias + symbol->st_value;
+          range_end[c][range_count[c]] = bias + symbol->st_value + symbol->st_size;
+          range_count[c]++;
+        }
       }
     }
   }
@@ -132,18 +167,45 @@ done:
   munmap((void*)file, size);
   char path[4096];
   ssize_t length = readlink("/proc/self/exe", path, sizeof(path) - 1);
-  if (range_count == 0 && length > 0) {
+  if ((range_count[TOPK_CLASSIFICATIONS] == 0 || range_count[PARSE_FINISHED] == 0) &&
+      length > 0) {
     path[length] = '\0';
     const char* base = strrchr(path, '/');
     if (strcmp(base == NULL ? path : base + 1, "tritonserver") == 0) {
       static const char warning[] =
-          "tritonhf request guard: this tritonserver has no TopkClassifications "
-          "symbol (stripped?), so a classification request on a BYTES output can still "
-          "crash it\n";
+          "tritonhf request guard: this tritonserver has no TopkClassifications or "
+          "htp__request_parse_fini_ symbol (stripped?), so a classification request on a "
+          "BYTES output or a large form-encoded HTTP body can still crash it\n";
       ssize_t ignored = write(STDERR_FILENO, warning, sizeof(warning) - 1);
       (void)ignored;
     }
   }
+}
+
+int
+strncasecmp(const char* left, const char* right, size_t count)
+{
+  static compare_fn library_compare;
+  if (count == sizeof(FORM_TYPE) - 1 &&
+      memcmp(right, FORM_TYPE, sizeof(FORM_TYPE) - 1) == 0 &&
+      called_from(PARSE_FINISHED, (uintptr_t)__builtin_return_address(0))) {
+    return 1; /* not a form: evhtp leaves the body alone */
+  }
+  if (library_compare == NULL) {
+    library_compare = (compare_fn)dlsym(RTLD_NEXT, "strncasecmp");
+  }
+  if (library_compare == NULL) { /* cannot happen with glibc; compare here all the same */
+    for (size_t i = 0; i < count; i++) {
+      int a = (unsigned char)left[i], b = (unsigned char)right[i];
+      a = (a >= 'A' && a <= 'Z') ? a + 32 : a;
+      b = (b >= 'A' && b <= 'Z') ? b + 32 : b;
+      if (a != b || a == 0) {
+        return a - b;
+      }
+    }
+    return 0;
+  }
+  return library_compare(left, right, count);
 }
 
 uint32_t
@@ -154,13 +216,9 @@ TRITONSERVER_DataTypeByteSize(int datatype)
     library_byte_size = (byte_size_fn)dlsym(RTLD_NEXT, "TRITONSERVER_DataTypeByteSize");
   }
   uint32_t size = library_byte_size == NULL ? 0 : library_byte_size(datatype);
-  if (size == 0 && datatype == TRITONSERVER_TYPE_BYTES) {
-    uintptr_t caller = (uintptr_t)__builtin_return_address(0);
-    for (int r = 0; r < range_count; r++) {
-      if (caller >= range_start[r] && caller < range_end[r]) {
-        return 1;
-      }
-    }
+  if (size == 0 && datatype == TRITONSERVER_TYPE_BYTES &&
+      called_from(TOPK_CLASSIFICATIONS, (uintptr_t)__builtin_return_address(0))) {
+    return 1;
   }
   return size;
 }
