@@ -92,9 +92,8 @@ def published(service: dict[str, Any]) -> dict[int, tuple[str, int]]:
     """container port -> (host address with the default BIND, host port)."""
     result = {}
     for spec in service.get("ports", []):
-        address, host_port, container_port = re.sub(r"\$\{BIND:-([^}]*)\}", r"\1", spec).rsplit(
-            ":", 2
-        )
+        plain = re.sub(r"\$\{[A-Z_]*BIND:-([^}]*)\}", r"\1", spec)
+        address, host_port, container_port = plain.rsplit(":", 2)
         result[int(container_port)] = (address, int(host_port))
     return result
 
@@ -214,6 +213,14 @@ def test_every_published_port_is_bound_to_loopback_by_default(compose: dict[str,
     for name, service in compose["services"].items():
         for address, _ in published(service).values():
             assert address == "127.0.0.1", f"{name} publishes on {address}"
+
+
+def test_bind_does_not_expose_the_console_which_holds_the_admin_key(
+    compose: dict[str, Any],
+) -> None:
+    (spec,) = compose["services"]["console"]["ports"]
+    assert spec.startswith("${CONSOLE_BIND:-127.0.0.1}:"), spec
+    assert "TRITONHF_ADMIN_KEY" in compose["services"]["console"]["environment"]
 
 
 def test_compose_triton_mounts_the_exported_repository_read_only(
