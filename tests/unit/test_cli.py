@@ -557,6 +557,22 @@ def test_a_new_version_of_another_task_is_refused_naming_it_and_version_1_notes_
     assert replacement_note(ExportOptions(repo=tmp_path / "empty"), Task.EMBEDDING) is None
 
 
+def test_a_version_1_export_that_renames_or_reorders_the_classes_notes_it(tmp_path: Path) -> None:
+    from tritonhf.export.options import replacement_note
+    from tritonhf.repository.configs import ensemble_config
+    from tritonhf.spec import PipelineSpec, Task
+
+    _served_pipeline(tmp_path, task="classification")
+    served = PipelineSpec(name="minilm", task=Task.CLASSIFICATION, labels=("negative", "positive"))
+    (tmp_path / "minilm" / "config.pbtxt").write_text(str(ensemble_config(served)))
+    options = ExportOptions(repo=tmp_path)
+
+    note = replacement_note(options, Task.CLASSIFICATION, ("positive", "negative"))
+    assert note is not None
+    assert "(labels ['negative', 'positive'] -> ['positive', 'negative'])" in note
+    assert replacement_note(options, Task.CLASSIFICATION, ("negative", "positive")) is None
+
+
 def test_the_opset_help_states_the_range_the_export_accepts(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -22,7 +22,7 @@ from tritonhf.export.variants import VariantRequest, check_request
 from tritonhf.gate.agreement import Thresholds
 from tritonhf.observability.reference import ReferenceTexts, read_reference_texts
 from tritonhf.repository.configs import DEFAULT_TUNING, StepTuning
-from tritonhf.repository.writer import EXPORT_MANIFEST, check_owner
+from tritonhf.repository.writer import EXPORT_MANIFEST, check_owner, read_config
 from tritonhf.spec import DEFAULT_MODEL_NAME, Layout, PipelineSpec, Precision, Runtime, Task
 
 # The widths of the Triton ModelConfig fields the options end up in.
@@ -205,14 +205,19 @@ def check_new_version(options: ExportOptions, *, task: Task | None = None) -> No
         )
 
 
-def replacement_note(options: ExportOptions, task: Task) -> str | None:
-    """What a version-1 export replaces in ``options.repo``: other versions, another task."""
+def replacement_note(
+    options: ExportOptions, task: Task, labels: tuple[str, ...] = ()
+) -> str | None:
+    """What a version-1 export replaces in ``options.repo``: other versions, a task, labels."""
     if options.version != 1 or not (options.repo / options.name).is_dir():
         return None
     model_step = options.repo / PipelineSpec(name=options.name).model_name
     others = sorted(int(p.name) for p in model_step.glob("*") if p.name.isdigit() and p.name != "1")
     served = _served_spec(options.repo / options.name / EXPORT_MANIFEST).get("task")
     changes = [f"task {served} -> {task.value}"] if served and served != task.value else []
+    served_labels = _served_labels(options.repo / options.name)
+    if served == task.value == Task.CLASSIFICATION.value and served_labels != labels:
+        changes += [f"labels {list(served_labels)} -> {list(labels)}"]
     changes += [f"version(s) {', '.join(map(str, others))} deleted"] if others else []
     if not changes:
         return None
@@ -222,6 +227,17 @@ def replacement_note(options: ExportOptions, task: Task) -> str | None:
         f"{options.name}` loads the new pipeline (requests fail while its ensemble switches) "
         "or the server restarts"
     )
+
+
+def _served_labels(ensemble: Path) -> tuple[str, ...]:
+    """The class names of the ensemble in ``ensemble``; empty when it names none."""
+    config = read_config(ensemble)
+    if config is None or "labels" not in config.parameters:
+        return ()
+    try:
+        return tuple(json.loads(config.parameters["labels"].string_value))
+    except ValueError:
+        return ()
 
 
 def _served_spec(manifest: Path) -> dict[str, Any]:

@@ -257,8 +257,6 @@ def export_model(
             "read as it is"
         )
     check_new_version(options, task=task)
-    if note := replacement_note(options, task):
-        progress(note)
     if source.default_prompt and task is Task.EMBEDDING:
         progress(
             f"note: sentence-transformers puts the default prompt {source.default_prompt!r} "
@@ -285,6 +283,8 @@ def export_model(
     model = load_encoder(source, allow_pickle_weights=options.allow_pickle_weights, task=task)
     tokenizer = load_fast_tokenizer(source)
     labels = class_names(model) if task is Task.CLASSIFICATION else ()
+    if note := replacement_note(options, task, labels):
+        progress(note)
     token_types = feeds_token_types(tokenizer)
     layers = None
     if task is Task.CLASSIFICATION:
