@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -19,7 +20,13 @@ from tests.conftest import server_config
 from tests.integration.models import SENTIMENT_LABELS
 from tritonhf import data
 from tritonhf.backends.execute_clock import batch_started_ns, clock_path
-from tritonhf.client import DeployError, OverloadedError, RetryPolicy, TritonHFClient
+from tritonhf.client import (
+    DeployError,
+    InvalidInputError,
+    OverloadedError,
+    RetryPolicy,
+    TritonHFClient,
+)
 from tritonhf.client.deploy import deploy_pipeline
 from tritonhf.errors import ClientError, ConfigError, ModelNotReadyError
 from tritonhf.export.pipeline import ExportOptions, ExportResult, export_model
@@ -60,8 +67,11 @@ def processes_in_group(group: int) -> list[int]:
 class Traffic:
     """Steady background requests; counts outcomes by type until stopped."""
 
-    def __init__(self, client: TritonHFClient, workers: int = 3) -> None:
+    def __init__(
+        self, client: TritonHFClient, workers: int = 3, *, operation: str = "embed"
+    ) -> None:
         self.client = client
+        self.operation = getattr(client, operation)
         self.outcomes: Counter[str] = Counter()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -73,7 +83,7 @@ class Traffic:
         while not self._stop.is_set():
             index += 1
             try:
-                self.client.embed([texts[index % len(texts)]])
+                self.operation([texts[index % len(texts)]])
                 outcome = "ok"
             except ClientError as exc:
                 outcome = type(exc).__name__
@@ -328,7 +338,7 @@ def test_deploy_loads_a_pipeline_that_does_not_serve_yet_feedback_included(
 
 
 def test_a_version_1_export_that_replaces_the_pipeline_is_deployed_whole(
-    explicit_server: TritonServer, classifier_source: Path
+    explicit_server: TritonServer, classifier_source: Path, tmp_path: Path
 ) -> None:
     """The embedder serves version 2; a classifier exported as version 1 under its name
     replaces it (the export says so), and deploy loads the new pipeline, feedback included."""
@@ -362,6 +372,40 @@ def test_a_version_1_export_that_replaces_the_pipeline_is_deployed_whole(
         corrected_label=SENTIMENT_LABELS[0],
         model="minilm",
     )
+
+    # The same classes renamed and reordered: the steps' tensors stay the same, so the serving
+    # ensemble takes the new steps; deploy must still load its new labels, and the feedback's.
+    renamed = tmp_path / "renamed"
+    shutil.copytree(classifier_source, renamed)
+    config = json.loads((renamed / "config.json").read_text())
+    new_labels = tuple(f"{label}_v2" for label in reversed(SENTIMENT_LABELS))
+    config["id2label"] = dict(enumerate(new_labels))
+    config["label2id"] = {label: i for i, label in enumerate(new_labels)}
+    (renamed / "config.json").write_text(json.dumps(config))
+    progress.clear()
+    export_model(
+        ExportOptions(model=str(renamed), name="minilm", repo=repo), progress=progress.append
+    )
+    assert any("(labels ['negative', 'neutral', 'positive'] -> " in line for line in progress)
+
+    onlooker = TritonHFClient(explicit_server.config.grpc_url)  # a client that does not deploy
+    assert onlooker.labels("minilm") == SENTIMENT_LABELS
+    with Traffic(onlooker, operation="classify") as traffic:
+        deploy_pipeline(client, model="minilm")
+    assert set(traffic.outcomes) == {"ok"}, traffic.outcomes
+    fresh = TritonHFClient(explicit_server.config.grpc_url)
+    assert fresh.labels("minilm") == new_labels
+    (prediction,) = fresh.classify(["a fine day"], model="minilm", top_k=3)
+    assert prediction.label == prediction.top[0][0]
+    with pytest.raises(InvalidInputError, match="is not one of the model's labels"):
+        fresh.feedback(request_id=prediction.request_id, positive=False, corrected_label="negative")
+    fresh.feedback(request_id=prediction.request_id, positive=False, corrected_label=new_labels[0])
+    # A client that read the old labels before the deploy follows the new ones.
+    (seen,) = onlooker.classify(["a fine day"], model="minilm", top_k=3)
+    assert (seen.label, seen.top[0][0]) == (prediction.label, prediction.label)
+    assert onlooker.labels("minilm") == new_labels
+    onlooker.close()
+    fresh.close()
     client.close()
 
 

@@ -530,3 +530,30 @@ def test_a_rollback_that_outlasts_the_wait_stays_pending_not_a_failed_rollback()
             {},
             pipeline="minilm",
         )
+
+
+def test_a_config_is_read_again_once_it_is_older_than_the_ttl(
+    monkeypatch: pytest.MonkeyPatch, wire: str
+) -> None:
+    from tritonhf.client import client as module
+
+    client, fake = fake_client(monkeypatch, wire)
+    for _ in range(3):
+        client.embed(["a sentence"])
+    assert len(fake.headers_of("get_model_config")) == 1
+
+    monkeypatch.setattr(module, "CONFIG_TTL_S", -1.0)  # every config read is already too old
+    for _ in range(3):
+        client.embed(["a sentence"])
+    assert len(fake.headers_of("get_model_config")) == 4
+
+
+def test_an_embedder_is_asked_again_before_labels_are_refused(
+    monkeypatch: pytest.MonkeyPatch, wire: str
+) -> None:
+    client, fake = fake_client(monkeypatch, wire)
+    client.embed(["a sentence"])  # reads the config: no labels
+
+    with pytest.raises(InvalidInputError, match="not a tritonhf classifier"):
+        client.labels()
+    assert len(fake.headers_of("get_model_config")) == 2

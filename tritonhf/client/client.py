@@ -95,6 +95,8 @@ NO_RETRY = RetryPolicy(attempts=1)
 RETRYABLE = (ServerUnavailableError, ModelNotReadyError)
 LOAD_WAIT_S = 600.0
 """How long `TritonHFClient.load_model` waits for Triton to end a load."""
+CONFIG_TTL_S = 10.0
+"""How long a client trusts a model config it read: a deploy elsewhere may replace it."""
 
 
 @dataclass(frozen=True)
@@ -382,7 +384,7 @@ class TritonHFClient:
             check_key(admin_key)
         self._admin_key = os.environ.get(ADMIN_KEY_ENV) if admin_key is None else admin_key
         self._admin_key = self._admin_key or None
-        self._configs: dict[str, dict[str, Any]] = {}
+        self._configs: dict[str, tuple[float, dict[str, Any]]] = {}  # read at, config
         # tritonclient's HTTP client is gevent-based and not thread-safe: one per thread.
         # The gRPC client is thread-safe and shares one channel.
         self._local = threading.local()
@@ -559,17 +561,23 @@ class TritonHFClient:
                 embedders.add(name)
         return Served(tuple(sorted(embedders)), tuple(sorted(classifiers)))
 
-    def model_config(self, model: str | None = None) -> dict[str, Any]:
-        """The model's configuration as Triton reports it (JSON form), cached."""
+    def model_config(self, model: str | None = None, *, fresh: bool = False) -> dict[str, Any]:
+        """The model's configuration as Triton reports it (JSON form).
+
+        Cached for `CONFIG_TTL_S`, since a deploy from another client may replace the model
+        (other labels, another task); ``fresh`` reads it again now.
+        """
         name = model or self.model
-        if name not in self._configs:
+        cached = self._configs.get(name)
+        if fresh or cached is None or time.monotonic() - cached[0] > CONFIG_TTL_S:
             if self.protocol is Protocol.GRPC:
                 config = self._call_with_retry(name, "get_model_config", name, as_json=True)
                 config = config["config"]
             else:
                 config = self._call_with_retry(name, "get_model_config", name)
-            self._configs[name] = config
-        return self._configs[name]
+            cached = (time.monotonic(), config)
+            self._configs[name] = cached
+        return cached[1]
 
     def token_limit(self, model: str | None = None) -> int:
         """The tokens per text the ensemble keeps before truncating (its export's max length).
@@ -769,11 +777,16 @@ class TritonHFClient:
 
     def labels(self, model: str | None = None) -> tuple[str, ...]:
         """A classifier's class names, in the column order of its probabilities."""
-        name = model or self.model
-        raw = self.model_config(name).get("parameters", {}).get("labels", {}).get("string_value")
-        if not raw:
-            raise InvalidInputError(f"{name!r} is not a tritonhf classifier (it has no labels)")
-        return tuple(json.loads(raw))
+        return self._labels(model or self.model)
+
+    def _labels(self, name: str, *, fresh: bool = False) -> tuple[str, ...]:
+        """`labels`, read again before refusing a model that a deploy may have replaced."""
+        raw = self.model_config(name, fresh=fresh).get("parameters", {}).get("labels", {})
+        if raw.get("string_value"):
+            return tuple(json.loads(raw["string_value"]))
+        if not fresh:
+            return self._labels(name, fresh=True)
+        raise InvalidInputError(f"{name!r} is not a tritonhf classifier (it has no labels)")
 
     def classify(
         self,
@@ -807,9 +820,15 @@ class TritonHFClient:
                 request_id,
                 drift=drift,
             )
+        chosen = [bytes(label).decode("utf-8") for label in found[LABEL].reshape(-1)]
+        if any(
+            len(row) != len(labels) or labels[int(np.argmax(row))] != label
+            for label, row in zip(chosen, found[PROBABILITIES], strict=True)
+        ):  # a deploy renamed, reordered or replaced the classes since they were read
+            labels = self._labels(name, fresh=True)
         results = []
         for label, score, probabilities, tokens, truncated in zip(
-            found[LABEL].reshape(-1),
+            chosen,
             found[SCORE].reshape(-1),
             found[PROBABILITIES],
             found[NUM_TOKENS].reshape(-1),
@@ -819,7 +838,7 @@ class TritonHFClient:
             order = np.argsort(-probabilities, kind="stable")[: top_k or len(labels)]
             results.append(
                 Classification(
-                    label=bytes(label).decode("utf-8"),
+                    label=label,
                     score=float(score),
                     top=tuple((labels[i], float(probabilities[i])) for i in order),
                     num_tokens=int(tokens),

@@ -93,7 +93,17 @@ def _reload(
         if mixed := _mixed_versions(client, steps):
             _roll_back(client, reloaded, serving, previous, pipeline=model)
             raise DeployError(f"{mixed}; the version that was serving keeps serving")
-        return False
+        # The ensemble took the steps, but a version-1 export that replaced the pipeline with
+        # the same tensors (a classifier's classes renamed or reordered) wrote a new ensemble
+        # config: load it (Triton reloads a model only when its folder changed).
+        try:
+            client.load_model(model)
+        except DeployPendingError:
+            raise
+        except DeployError as exc:
+            _roll_back(client, reloaded, serving, previous, pipeline=model)
+            raise DeployError(f"{exc}; the version that was serving keeps serving") from exc
+        return client.model_config(model) != previous.get(model)
     # The steps loaded but the ensemble did not take them (Triton unloads an ensemble whose
     # steps no longer match its tensors). A version-1 export that replaced the pipeline (another
     # task) wrote an ensemble that matches them: load it. Otherwise the old versions go back,
