@@ -178,11 +178,10 @@ def test_hot_reload_under_traffic_fails_no_request_and_a_broken_version_is_refus
 ) -> None:
     repo = explicit_server.config.repo
     client = TritonHFClient(explicit_server.config.grpc_url, retry=RetryPolicy(attempts=1))
-    for step in ("minilm_tokenizer", "minilm_model"):
-        add_version(repo, step, 2)
-    with Traffic(client) as traffic:
+    with Traffic(client) as traffic:  # the export rewrites the ensemble's folder too
+        export_model(ExportOptions(repo=repo, version=2))
         states = deploy_pipeline(client, model="minilm")
-    print(f"\nhot reload to version 2 under traffic: {dict(traffic.outcomes)}")
+    print(f"\nexport and hot reload of version 2 under traffic: {dict(traffic.outcomes)}")
     assert {s.name: s.version for s in states if s.ready}["minilm_model"] == "2"
     assert traffic.outcomes["ok"] > 10
     assert set(traffic.outcomes) == {"ok"}, traffic.outcomes
