@@ -132,6 +132,14 @@ def test_a_plan_from_another_tensorrt_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RepositoryError, match=r"TensorRT 10\.3\.0\.26 plan; S runs TensorRT 10\.5"):
         check_servable(tmp_path, backends=backends, tensorrt_version="10.5.0.18", server="S")
     check_servable(tmp_path, backends=backends, tensorrt_version="10.3.0.30", server="S")
+    # A later version's manifest is in its version folder: its plan is the one that serves.
+    (tmp_path / "trt_model" / "2").mkdir()
+    (tmp_path / "trt_model" / "2" / "tritonhf.json").write_text(
+        json.dumps({"spec": {"name": "trt"}, "version": 2, "tensorrt": {"version": "10.5.0"}})
+    )
+    check_servable(tmp_path, backends=backends, tensorrt_version="10.5.0.18", server="S")
+    with pytest.raises(RepositoryError, match=r"TensorRT 10\.5\.0 plan; S runs TensorRT 10\.3"):
+        check_servable(tmp_path, backends=backends, tensorrt_version="10.3.0.30", server="S")
 
 
 DAMAGE = {

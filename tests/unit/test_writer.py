@@ -344,10 +344,16 @@ def test_a_later_version_is_added_beside_the_serving_one(
     repo = tmp_path / "repo"
     spec = PipelineSpec()
     write_repository(spec=spec, repo=repo, artifacts=artifacts)
+    shared = {f: f.stat().st_ino for f in (repo / "minilm").rglob("*")}
+    shared |= {f: f.stat().st_ino for f in (repo / "minilm_feedback").rglob("*")}
+
     write_repository(spec=spec, repo=repo, artifacts=artifacts, version=2)
+
     for step in ("minilm_tokenizer", "minilm_model"):
         assert sorted(p.name for p in (repo / step).iterdir() if p.is_dir()) == ["1", "2"]
-    assert json.loads((repo / "minilm" / "tritonhf.json").read_text())["version"] == 2
+    assert {f: f.stat().st_ino for f in shared} == shared, "version 2 rewrote what it shares"
+    assert json.loads((repo / "minilm" / "tritonhf.json").read_text())["version"] == 1
+    assert json.loads((repo / "minilm_model" / "2" / "tritonhf.json").read_text())["version"] == 2
     write_repository(spec=spec, repo=repo, artifacts=artifacts)
     assert not (repo / "minilm_model" / "2").exists()
 

@@ -463,7 +463,7 @@ def run_export(args: argparse.Namespace) -> int:
     spec, folders = result.spec, ", ".join(f.name for f in result.folders)
     graph = f"opset {result.onnx.opset}" if result.onnx else "no ONNX"
     print(
-        f"wrote {folders} to {args.repo} in {result.seconds:.1f} s "
+        f"wrote version {args.version} of {folders} to {args.repo} in {result.seconds:.1f} s "
         f"(runtime {spec.runtime.value}, {graph}, max length {spec.max_length}, "
         f"max batch {spec.max_batch_size})"
     )

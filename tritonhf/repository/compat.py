@@ -45,7 +45,10 @@ def repository_needs(repo: Path) -> list[ModelNeeds]:
     from tritonhf.repository.configs import parse_pbtxt
 
     plan_versions: dict[str, str] = {}
-    for manifest in repo.glob(f"*/{MANIFEST}"):
+    # Version 1's manifest is the ensemble's; a later version's is in its model step's folder,
+    # and the newest (what serves) names the TensorRT it was built with.
+    later = sorted(repo.glob(f"*_model/[0-9]*/{MANIFEST}"), key=lambda m: int(m.parent.name))
+    for manifest in [*repo.glob(f"*/{MANIFEST}"), *later]:
         try:
             data = json.loads(manifest.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -54,7 +57,9 @@ def repository_needs(repo: Path) -> list[ModelNeeds]:
             raise RepositoryError(f"export manifest {manifest} is not a JSON object")
         version = (data.get("tensorrt") or {}).get("version")
         if version:
-            plan_versions[f"{manifest.parent.name}_model"] = str(version)
+            step = manifest.parent
+            name = step.parent.name if step.name.isdigit() else f"{step.name}_model"
+            plan_versions[name] = str(version)
     needs = []
     for config_path in sorted(repo.glob("*/config.pbtxt")):
         try:

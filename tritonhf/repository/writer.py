@@ -479,21 +479,32 @@ def _write_pipeline(
 ) -> None:
     """Write ``folders`` and the manifest under ``root``, naming each in ``written`` when done.
 
-    ``serving``: the repository, when ``root`` is a staging area beside it.
+    ``serving``: the repository, when ``root`` is a staging area beside it. Version 1's
+    manifest is the ensemble's; a later version's goes in its model step's version folder, so
+    the ensemble's keeps describing version 1 while that one serves.
     """
     for name, files, version in folders:
         keep_from = None if serving is None else serving / name
         _write_model(root, name, configs[name], files, version_number=version, keep_from=keep_from)
         written.append(name)
-    (root / spec.name / EXPORT_MANIFEST).write_text(
+    (root / manifest_folder(spec, int(manifest["version"])) / EXPORT_MANIFEST).write_text(
         json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
     )
+
+
+def manifest_folder(spec: PipelineSpec, version: int) -> str:
+    """Where an export of ``version`` leaves its manifest, relative to the repository."""
+    return spec.name if version == 1 else f"{spec.model_name}/{version}"
 
 
 def _pipeline_folders(
     spec: PipelineSpec, artifacts: StepArtifacts, model_files: dict[str, Path | str], version: int
 ) -> list[tuple[str, dict[str, Path | str], int]]:
-    """Each folder to write: name, files of its version folder, that version's number."""
+    """Each folder to write: name, files of its version folder, that version's number.
+
+    A later version writes its steps only: the ensemble and the feedback model it shares with
+    version 1 stay as they are (their configs must not change; `check_target`).
+    """
     folders: list[tuple[str, dict[str, Path | str], int]] = []
     if spec.layout is Layout.SPLIT:
         tokenizer_files: dict[str, Path | str] = {
@@ -503,12 +514,11 @@ def _pipeline_folders(
         if artifacts.drift_reference is not None:
             tokenizer_files[PROFILE_FILE] = artifacts.drift_reference
         folders.append((spec.tokenizer_name, tokenizer_files, version))
-    return [
-        *folders,
-        (spec.model_name, model_files, version),
-        (spec.name, {}, 1),
-        (spec.feedback_name, {"model.py": _backend_source("feedback")}, 1),
-    ]
+    folders.append((spec.model_name, model_files, version))
+    if version == 1:
+        folders.append((spec.name, {}, 1))
+        folders.append((spec.feedback_name, {"model.py": _backend_source("feedback")}, 1))
+    return folders
 
 
 def _failed_write(
