@@ -20,6 +20,7 @@ from tests.conftest import server_config
 from tests.integration.models import SENTIMENT_LABELS
 from tritonhf import data
 from tritonhf.backends.execute_clock import batch_started_ns, clock_path
+from tritonhf.cli.main import main
 from tritonhf.client import (
     DeployError,
     InvalidInputError,
@@ -174,7 +175,7 @@ def add_version(repo: Path, step: str, version: int, *, broken: bool = False) ->
 
 
 def test_hot_reload_under_traffic_fails_no_request_and_a_broken_version_is_refused(
-    explicit_server: TritonServer,
+    explicit_server: TritonServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     repo = explicit_server.config.repo
     client = TritonHFClient(explicit_server.config.grpc_url, retry=RetryPolicy(attempts=1))
@@ -185,9 +186,16 @@ def test_hot_reload_under_traffic_fails_no_request_and_a_broken_version_is_refus
     assert {s.name: s.version for s in states if s.ready}["minilm_model"] == "2"
     assert traffic.outcomes["ok"] > 10
     assert set(traffic.outcomes) == {"ok"}, traffic.outcomes
-    # A pinned rollback, then a plain deploy: back to the newest, not stuck on the pin.
-    states = deploy_pipeline(client, model="minilm", version=1)
-    assert {s.name: s.version for s in states if s.ready}["minilm_model"] == "1"
+    # A pinned rollback (the CLI: the table is what serves once the old version is gone),
+    # then a plain deploy: back to the newest, not stuck on the pin.
+    url = explicit_server.config.grpc_url
+    capsys.readouterr()
+    assert main(["deploy", "--model", "minilm", "--version", "1", "--url", url]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == ["model", "version", "state", "reason"]
+    table = {tuple(row.split()[:3]) for row in rows}
+    assert {("minilm_model", "1", "READY"), ("minilm_tokenizer", "1", "READY")} <= table
+    assert {state for _, _, state in table} <= {"READY", "UNAVAILABLE"}, rows
     states = deploy_pipeline(client, model="minilm")
     assert {s.name: s.version for s in states if s.ready}["minilm_model"] == "2"
     with pytest.raises(DeployError, match=r"does the server's repository hold minilm_model/7/\?"):

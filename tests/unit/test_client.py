@@ -557,3 +557,32 @@ def test_an_embedder_is_asked_again_before_labels_are_refused(
     with pytest.raises(InvalidInputError, match="not a tritonhf classifier"):
         client.labels()
     assert len(fake.headers_of("get_model_config")) == 2
+
+
+@pytest.mark.parametrize(
+    ("index", "version"),
+    [
+        ([("minilm", "1", "UNAVAILABLE"), ("minilm_model", "2", "READY")], None),  # drained
+        ([("minilm", "1", "READY"), ("minilm_model", "2", "UNAVAILABLE")], None),
+        ([("minilm", "1", "READY"), ("minilm_model", "1", "READY")], 2),  # another pin won
+    ],
+    ids=["ensemble-gone", "step-gone", "other-version"],
+)
+def test_a_deploy_that_does_not_end_serving_what_it_loaded_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, index: list[tuple[str, str, str]], version: int | None
+) -> None:
+    from tritonhf.client import deploy
+
+    class Index:
+        def models(self) -> list[ModelState]:
+            return [ModelState(name=n, version=v, state=s) for n, v, s in index]
+
+    monkeypatch.setattr(deploy, "SETTLE_S", 0.0)
+    with pytest.raises(DeployError, match=r"does not serve what was deployed \(.*stopping"):
+        deploy._settled(
+            Index(),  # type: ignore[arg-type]
+            "minilm",
+            ["minilm_model"],
+            feedback="minilm_feedback",
+            version=version,
+        )

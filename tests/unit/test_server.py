@@ -583,6 +583,54 @@ def test_an_incomplete_drain_says_why(
     assert "drain incomplete (POST /v2/repository/index got no answer" in caplog.text
 
 
+class _RacedTriton(BaseHTTPRequestHandler):
+    """A fake Triton where a concurrent deploy's step load brings the unloaded ensemble back
+    while the drain unloads the steps (Triton loads an ensemble again when its step loads)."""
+
+    states: ClassVar[dict[str, str]] = {}
+    comebacks: ClassVar[int] = 0
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        states = _RacedTriton.states
+        body: object = {}
+        if self.path == "/v2/repository/index":
+            body = [{"name": name, "state": state} for name, state in states.items()]
+        elif self.path.endswith("/config"):
+            name = self.path.split("/")[3]
+            body = {"platform": "ensemble" if name == "p" else "onnxruntime_onnx"}
+        elif self.path.endswith("/unload"):
+            name = self.path.split("/")[4]
+            states[name] = "UNAVAILABLE"
+            if name == "p_model" and _RacedTriton.comebacks:
+                _RacedTriton.comebacks -= 1
+                states["p"] = "READY"
+        encoded = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(encoded)))
+        self.end_headers()
+        self.wfile.write(encoded)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_drain_also_unloads_an_ensemble_a_concurrent_deploy_brought_back() -> None:
+    _RacedTriton.states, _RacedTriton.comebacks = {"p": "READY", "p_model": "READY"}, 1
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RacedTriton)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert drain(f"127.0.0.1:{server.server_address[1]}", 10.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert _RacedTriton.comebacks == 0
+    assert _RacedTriton.states == {"p": "UNAVAILABLE", "p_model": "UNAVAILABLE"}
+
+
 def test_entrypoint_adds_the_restricting_flags_from_the_environment(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -28,7 +28,7 @@ from tritonhf.spec import (
 )
 
 if TYPE_CHECKING:
-    from tritonhf.client import TritonHFClient
+    from tritonhf.client import ModelState, TritonHFClient
 
 log = logging.getLogger("tritonhf")
 
@@ -725,8 +725,7 @@ def run_deploy(args: argparse.Namespace) -> int:
 
     with _client(args) as client:
         states = deploy_pipeline(client, model=args.model, version=args.version)
-    for state in states:
-        print(f"{state.name:<32} {state.version:<8} {state.state}")
+    _print_states(states)
     return 0
 
 
@@ -756,14 +755,18 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def run_models(args: argparse.Namespace) -> int:
     """``tritonhf models``: one line per model version (the server log has the full reasons)."""
+    with _client(args) as client:
+        _print_states(client.models())
+    return 0
+
+
+def _print_states(states: list[ModelState]) -> None:
+    """One line per model version, under a header (the server log has the full reasons)."""
     from tritonhf.client.errors import one_line
 
-    with _client(args) as client:
-        states = client.models()
     print(f"{'model':<32} {'version':<8} {'state':<12} reason")
     for state in states:
         print(f"{state.name:<32} {state.version:<8} {state.state:<12} {one_line(state.reason)}")
-    return 0
 
 
 def run_bench(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from tritonhf.client.client import ModelState, TritonHFClient
@@ -10,6 +11,8 @@ from tritonhf.spec import PipelineSpec
 
 STEP_SUFFIXES = ("_model", "_tokenizer", "_feedback")
 """What a pipeline's models are called after it (`PipelineSpec`)."""
+SETTLE_S = 10.0
+"""How long a deploy waits for Triton to unload the versions it replaced, before it reports."""
 
 
 def deploy_pipeline(
@@ -60,8 +63,39 @@ def deploy_pipeline(
             raise DeployError(mixed)
     if spec.feedback_name in in_repository and (replaced or spec.feedback_name not in serving):
         client.load_model(spec.feedback_name)  # a replaced pipeline's labels may differ
-    wanted = {model, spec.tokenizer_name, spec.model_name, spec.feedback_name}
-    return [state for state in client.models() if state.name in wanted]
+    return _settled(client, model, steps, feedback=spec.feedback_name, version=version)
+
+
+def _settled(
+    client: TritonHFClient, model: str, steps: list[str], *, feedback: str, version: int | None
+) -> list[ModelState]:
+    """The pipeline's states once Triton has unloaded what they replaced (up to `SETTLE_S`).
+
+    `DeployError` when by then it does not serve what was deployed: the server was stopping
+    (its drain unloads everything), or another deploy ran meanwhile.
+    """
+    wanted = {model, *steps, feedback}
+    deadline = time.monotonic() + SETTLE_S
+    while True:
+        states = sorted((s for s in client.models() if s.name in wanted), key=_order)
+        settled = all(s.state not in ("LOADING", "UNLOADING") for s in states)
+        if settled or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    serving = {s.name: s.version for s in states if s.ready}
+    versions = {serving.get(step) for step in steps}
+    moved = version is not None and versions != {str(version)}  # another pin won
+    if model not in serving or None in versions or moved:
+        found = ", ".join(f"{s.name} {s.version} {s.state}" for s in states)
+        raise DeployError(
+            f"{model!r} does not serve what was deployed ({found}): was the server stopping, "
+            "or did another deploy run meanwhile? (`tritonhf models`)"
+        )
+    return states
+
+
+def _order(state: ModelState) -> tuple[str, int]:
+    return state.name, int(state.version) if state.version.isdigit() else 0
 
 
 def _reload(

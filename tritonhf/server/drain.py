@@ -90,14 +90,21 @@ def drain(http_url: str, timeout_s: float, *, headers: Mapping[str, str] | None 
 
 
 def _unload_all(repository: _Repository) -> bool:
-    loaded = repository.loaded()
-    if loaded is None:
-        return False
-    ensembles = sorted(name for name in loaded if repository.is_ensemble(name))
-    if not repository.unload(ensembles):
-        return False
-    rest = repository.loaded()
-    return rest is not None and repository.unload(sorted(rest))
+    """Unload the ensembles, then the rest; again until nothing is loaded (or the deadline).
+
+    A deploy under way can load a step meanwhile, and Triton then loads the ensembles that use
+    it again: so the steps go only in a round that finds no ensemble loaded, and every round
+    looks again.
+    """
+    while True:
+        loaded = repository.loaded()
+        if loaded is None:
+            return False
+        if not loaded:
+            return True
+        ensembles = sorted(name for name in loaded if repository.is_ensemble(name))
+        if not repository.unload(ensembles or sorted(loaded)):
+            return False
 
 
 def terminate(
