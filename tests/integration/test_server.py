@@ -51,7 +51,11 @@ def test_a_model_that_cannot_load_stops_the_start_with_the_reason(tmp_path: Path
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "config.pbtxt").write_text('name: "broken"\nbackend: "python"\n')
     (repo / "broken" / "1" / "model.py").write_text("raise RuntimeError('weights are corrupt')\n")
-    with pytest.raises(ServerError, match=r"(?s)exited.*weights are corrupt"):
+    with pytest.raises(
+        ServerError,
+        match=r"(?s)stopped while starting \(code .*\) because broken version 1 "
+        r"failed to load.*weights are corrupt",
+    ):
         TritonServer(server_config(repo), log_path=tmp_path / "server.log").start()
 
 

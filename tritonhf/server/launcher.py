@@ -174,6 +174,7 @@ class ServerConfig:
 # glog error lines ("E1126 08:40:49..."), failed rows of the model table, fatal lines.
 _FAILURE_LINE = re.compile(r"^E\d{4} |UNAVAILABLE:|^error:|failed to", re.IGNORECASE)
 _BENIGN_LINE = re.compile(r"CudaDriverHelper|NVML|DCGM|GPU metrics|pinned memory", re.IGNORECASE)
+_FAILED_LOAD = re.compile(r"failed to load '([^']+)' version (\d+)")
 _MISSING_MODULE = re.compile(r"No module named '([A-Za-z0-9_]+)")
 """A step's import error in Triton's log: the top-level package that is not installed."""
 
@@ -274,6 +275,12 @@ class TritonServer:
         while time.monotonic() < deadline:
             if self._process is None or self._process.poll() is not None:
                 code = None if self._process is None else self._process.returncode
+                if failed := self._failed_loads():
+                    # Triton 2.51 then exits, and often crashes on its way out (SIGSEGV).
+                    raise ServerError(
+                        f"tritonserver stopped while starting (code {code}) because "
+                        f"{', '.join(failed)} failed to load{self._tail()}"
+                    )
                 raise ServerError(
                     f"tritonserver exited with code {code} while starting{self._tail()}"
                 )
@@ -327,6 +334,13 @@ class TritonServer:
         if self._process is None:
             raise ServerError("this server is not running")
         return self._process.wait()
+
+    def _failed_loads(self) -> list[str]:
+        """The model versions the log says failed to load (``minilm_model version 3``)."""
+        if self.log_path is None or not self.log_path.is_file():
+            return []
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return sorted({f"{name} version {v}" for name, v in _FAILED_LOAD.findall(text)})
 
     def _tail(self, lines: int = 12) -> str:
         """The log lines that explain a failure: errors first, not the options table.
