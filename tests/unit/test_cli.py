@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -772,3 +773,22 @@ def test_labels_of_wide_characters_are_padded_by_the_columns_they_take() -> None
     assert left_aligned("中性", 6) == "中性  "  # two wide characters: four columns
     assert left_aligned("ne\u0301gatif", 8) == "ne\u0301gatif "  # a combining mark takes none
     assert left_aligned("neutral", 6) == "neutral"
+
+
+def test_texts_echoed_on_a_console_that_is_not_utf8_are_escaped_not_a_traceback() -> None:
+    # `tritonhf embed "😀"` printed the text after a successful request and died printing it
+    # (a probe's finding, with PYTHONIOENCODING=ascii: a latin-1 console or log pipe).
+    script = (
+        "from tritonhf.cli.main import main\n"
+        "main(['models', '--url', '127.0.0.1:1', '--timeout', '1'])\n"
+        "print('\\U0001f600 h\\u00e9llo')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode("ascii") == "\\U0001f600 h\\xe9llo\n"

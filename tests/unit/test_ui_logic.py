@@ -46,6 +46,10 @@ def test_split_lines_keeps_non_empty_stripped_lines() -> None:
     assert split_lines("  one \n\n two\n   \nthree") == ["one", "two", "three"]
 
 
+def test_split_lines_splits_only_at_typed_line_breaks() -> None:
+    assert split_lines("a\u2028b\r\nc\x85d\re\x1cf") == ["a\u2028b", "c\x85d", "e\x1cf"]
+
+
 @pytest.mark.parametrize("text", ["", "  \n\t\n"])
 def test_split_lines_refuses_nothing_to_send(text: str) -> None:
     with pytest.raises(InvalidInputError, match="at least one sentence"):

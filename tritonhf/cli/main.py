@@ -6,6 +6,7 @@ Each subcommand parses its flags and calls one package function; all logic lives
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -909,6 +910,9 @@ def missing_package(command: str, module: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, configure logging, run; typed errors become one clear line."""
+    for stream in (sys.stdout, sys.stderr):  # echoed texts on a console that is not UTF-8
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     try:
         args = build_parser().parse_args(argv)
         logging.basicConfig(

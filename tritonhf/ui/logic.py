@@ -49,7 +49,8 @@ def split_lines(text: str, *, limit: int = MAX_TEXTS) -> list[str]:
 
     Raises `InvalidInputError` with what to type when there is nothing to send or too much.
     """
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # Only line breaks a user types; U+2028, NEL and the like stay inside their sentence.
+    lines = [line.strip() for line in re.split(r"\r\n|\r|\n", text) if line.strip()]
     if not lines:
         raise InvalidInputError("type at least one sentence (one per line)")
     if len(lines) > limit:
