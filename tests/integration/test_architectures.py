@@ -223,25 +223,65 @@ def test_a_classifier_with_no_pad_id_is_refused_in_one_line(tmp_path: Path) -> N
     assert "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize(
-    ("damage", "error"),
-    [
-        ("lfs", r"model\.safetensors is a git-LFS pointer, not the weights: fetch them"),
-        ("truncated", r"^could not read the weights in \S+ \(SafetensorError: .*truncated"),
-        ("tokenizer", r"^could not load the tokenizer in \S+ \(JSONDecodeError: .*tokenizer\.json"),
-    ],
-)
-def test_a_damaged_download_is_refused_in_one_line(tmp_path: Path, damage: str, error: str) -> None:
+def _pickle_with_an_object(folder: Path) -> None:
+    import datetime
+
+    import torch
+    from safetensors.torch import load_file
+
+    weights = load_file(folder / "model.safetensors")
+    torch.save({**weights, "saved_at": datetime.datetime(2026, 1, 1)}, folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+
+
+def _config_of_another_size(folder: Path) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config["vocab_size"] += 7
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+DAMAGE = {
+    "lfs": (  # what `git clone` without git-lfs leaves
+        lambda f: (f / "model.safetensors").write_text(
+            "version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n"
+        ),
+        r"model\.safetensors is a git-LFS pointer, not the weights: fetch them",
+    ),
+    "truncated": (
+        lambda f: (f / "model.safetensors").write_bytes(
+            (f / "model.safetensors").read_bytes()[: (f / "model.safetensors").stat().st_size // 2]
+        ),
+        r"^could not read the weights in \S+ \(SafetensorError: .*truncated",
+    ),
+    "tokenizer": (
+        lambda f: (f / "tokenizer.json").write_text((f / "tokenizer.json").read_text()[:1000]),
+        r"^could not load the tokenizer in \S+ \(JSONDecodeError: .*valid JSON: tokenizer\.json",
+    ),
+    "special-tokens": (
+        lambda f: (f / "special_tokens_map.json").write_text("{not json"),
+        r"not valid JSON: special_tokens_map\.json\. Save the tokenizer again",
+    ),
+    "pickled-object": (
+        _pickle_with_an_object,
+        r"pickle weights in \S+ hold Python objects besides tensors, .*\(nothing in them ran\)",
+    ),
+    "config-mismatch": (
+        _config_of_another_size,
+        r"the weights in \S+ do not fit its config\.json \(.*\): they belong to another model",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_download_is_refused_in_one_line(tmp_path: Path, damage: str) -> None:
     folder = build(tmp_path / damage, "BertConfig", "BertModel", SMALL)
-    weights, tokenizer = folder / "model.safetensors", folder / "tokenizer.json"
-    if damage == "lfs":  # what `git clone` without git-lfs leaves
-        weights.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n")
-    elif damage == "truncated":
-        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    else:
-        tokenizer.write_text(tokenizer.read_text()[:1000])
+    harm, error = DAMAGE[damage]
+    harm(folder)
+    options = ExportOptions(
+        model=str(folder), name="x", repo=tmp_path / "repo", allow_pickle_weights=True
+    )
     with pytest.raises(ExportError, match=error) as caught:
-        export_model(ExportOptions(model=str(folder), name="x", repo=tmp_path / "repo"))
+        export_model(options)
     assert "\n" not in str(caught.value)
 
 

@@ -204,3 +204,9 @@ def test_model_rows_mark_ready_and_sort_by_name() -> None:
         [ModelState("b", "1", "UNAVAILABLE", "unloaded"), ModelState("a", "1", "READY")]
     )
     assert rows == [["a", "1", "✓ READY", ""], ["b", "1", "✗ UNAVAILABLE", "unloaded"]]
+
+
+def test_an_error_that_quotes_what_the_user_typed_shows_it_as_text() -> None:
+    exc = ModelNotFoundError("the server has no model '<img src=x onerror=alert(1)>'")
+    assert "&lt;img src=x onerror=alert(1)&gt;'" in error_markdown(exc)
+    assert "<img" not in error_markdown(exc)

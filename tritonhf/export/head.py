@@ -189,6 +189,18 @@ def unreadable_weights(folder: Path, exc: BaseException) -> ExportError:
             )
         if not start:
             return ExportError(f"{path} is empty: download the model again")
+    message = str(exc)
+    if "Weights only load failed" in message:  # torch's safe unpickler refused, ran nothing
+        return ExportError(
+            f"the pickle weights in {folder} hold Python objects besides tensors, which torch's "
+            "safe loader refuses (nothing in them ran): load the model where you trust it and "
+            "save it with safetensors (model.save_pretrained(...))"
+        )
+    if "size mismatch" in message or "ignore_mismatched_sizes" in message:
+        return ExportError(
+            f"the weights in {folder} do not fit its config.json ({first_line(exc)}): they "
+            "belong to another model, or config.json was edited"
+        )
     return ExportError(
         f"could not read the weights in {folder} ({first_line(exc)}); a "
         "file is truncated or corrupt: download the model again"

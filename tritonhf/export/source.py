@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -149,6 +150,27 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+_TOKENIZER_JSON_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
+
+
+def _broken_tokenizer_files(folder: Path) -> list[str]:
+    """The tokenizer's JSON files in ``folder`` that do not parse."""
+    broken = []
+    for name in _TOKENIZER_JSON_FILES:
+        try:
+            json.loads((folder / name).read_bytes())
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            broken.append(name)
+    return broken
+
+
 def load_fast_tokenizer(source: ModelSource) -> Any:
     """Load the model's tokenizer; the serving step needs its fast (Rust) form."""
     from transformers import AutoTokenizer
@@ -159,9 +181,14 @@ def load_fast_tokenizer(source: ModelSource) -> Any:
         )
     except Exception as exc:  # transformers' converters and parsers raise many types
         reason = first_line(exc)
+        if broken := _broken_tokenizer_files(source.path):
+            raise ExportError(
+                f"could not load the tokenizer in {source.path} ({reason}); not valid JSON: "
+                f"{', '.join(broken)}. Save the tokenizer again (tokenizer.save_pretrained)"
+            ) from exc
         if (source.path / "tokenizer.json").is_file():
             raise ExportError(
-                f"could not load the tokenizer in {source.path} ({reason}); is tokenizer.json "
+                f"could not load the tokenizer in {source.path} ({reason}); are its files "
                 "complete? Save it again (tokenizer.save_pretrained)"
             ) from exc
         raise ExportError(

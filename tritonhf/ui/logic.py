@@ -238,7 +238,8 @@ def error_markdown(exc: BaseException) -> str:
     else:
         if not isinstance(exc, ClientError):
             title = f"Unexpected error ({type(exc).__name__})"
-    detail = str(exc).strip() or type(exc).__name__
+    # Escaped: a message can quote what the user typed (a model name), and Markdown renders HTML.
+    detail = html.escape(str(exc).strip(), quote=False) or type(exc).__name__
     return f"⚠ **{title}**: {detail}\n\n{hint}"
 
 
