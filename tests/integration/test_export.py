@@ -444,3 +444,36 @@ def test_optimize_for_a_model_graph_fusion_does_not_know_is_refused_before_expor
             progress=progress.append,
         )
     assert progress == []  # before loading the model
+
+
+def test_sigterm_stops_an_export_as_ctrl_c_does_leaving_no_work_folder(tmp_path: Path) -> None:
+    """SIGTERM (timeout, a CI cancel, a Job's deadline) ended Python at once: a probe's export
+    killed while moving folders in left a step missing, and each left its graph in /tmp."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tiny_model(tmp_path / "tiny")
+    command = [sys.executable, "-m", "tritonhf.cli.main", "export", str(folder), "--name", "t"]
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    export = subprocess.Popen(
+        [*command, "--repo", str(tmp_path / "repo")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    assert export.stdout is not None
+    while "exporting ONNX" not in (line := export.stdout.readline()):
+        assert line, export.stderr.read() if export.stderr else ""
+    time.sleep(0.2)
+    assert list(tmp_path.glob(f"tritonhf-export-{export.pid}-*")), "no work folder yet"
+    export.send_signal(signal.SIGTERM)
+    _, err = export.communicate(timeout=60)
+
+    assert export.returncode == 130, err[-2000:]
+    assert "interrupted" in err.splitlines(), err[-2000:]
+    assert not list(tmp_path.glob("tritonhf-export-*"))
+    assert not (tmp_path / "repo" / "t_model").exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import urllib.request
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from tests.conftest import PROBE_MODEL, server_config
 from tritonhf.client import TritonHFClient
 from tritonhf.errors import ServerError
+from tritonhf.export.pipeline import ExportResult
 from tritonhf.server.launcher import TritonServer
 
 
@@ -68,3 +71,19 @@ def test_a_stopped_server_leaves_no_process_behind(tmp_path: Path) -> None:
     assert pid is not None
     assert server.stop() == 0
     assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_a_repository_path_with_a_space_and_non_ascii_is_served(
+    exported: ExportResult, tmp_path: Path
+) -> None:
+    """Triton 2.51's Python backend cannot start a stub under such a path (a probe's finding:
+    a space hung the start for 180 s, an accent failed the steps); serve links to it."""
+    repo = tmp_path / "model store" / "répertoire"
+    repo.mkdir(parents=True)
+    for folder in exported.folders:
+        shutil.copytree(folder, repo / folder.name, copy_function=os.link)
+    with (
+        TritonServer(server_config(repo), log_path=tmp_path / "server.log") as server,
+        TritonHFClient(server.config.grpc_url) as client,
+    ):
+        assert client.embed(["served from a path with a space"]).shape == (1, 384)

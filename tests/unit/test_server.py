@@ -788,3 +788,20 @@ def test_a_step_that_lacks_a_package_names_the_extra_that_brings_it() -> None:
     )
     assert "'tritonhf[export]'" in missing_package_hint(["No module named 'torch'"])
     assert missing_package_hint(["I1129 loaded", "No module named 'tritonhf'"]) == ""
+
+
+def test_triton_gets_a_plain_path_to_a_repository_whose_path_has_a_space_or_an_accent(
+    tmp_path: Path,
+) -> None:
+    from tritonhf.server.launcher import plain_path_to
+
+    plain = tmp_path / "repo"
+    plain.mkdir()
+    assert plain_path_to(plain, tmp_path) == plain.resolve()
+    for name in ("with space", "rëpo"):
+        repo, workdir = tmp_path / name, tmp_path / f"work-{len(name)}"
+        repo.mkdir()
+        workdir.mkdir()
+        link = plain_path_to(repo, workdir)
+        assert link == workdir / "repository"
+        assert link.resolve() == repo.resolve()

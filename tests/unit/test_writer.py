@@ -6,6 +6,8 @@ import fcntl
 import json
 import logging
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -605,3 +607,70 @@ def test_a_parent_that_cannot_be_written_is_written_in_place_with_a_warning(
 
     assert (tmp_path / "repo" / "minilm_model" / "1" / "model.onnx").is_file()
     assert "not beside it first (Permission denied)" in caplog.text
+
+
+KILLED_EXPORT = """
+import os, sys
+from pathlib import Path
+from tritonhf.repository.writer import StepArtifacts, write_repository
+from tritonhf.spec import PipelineSpec
+
+repo, onnx, tokenizer, renames = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+real, calls = os.rename, []
+
+def rename(source, target):
+    calls.append(source)
+    if len(calls) > renames:
+        os._exit(137)  # as SIGKILL: no rollback, no clean-up
+    real(source, target)
+
+os.rename = rename
+artifacts = StepArtifacts(
+    onnx_path=Path(onnx), tokenizer_json=Path(tokenizer), pad_token_id=0, manifest={}
+)
+write_repository(spec=PipelineSpec(), repo=Path(repo), artifacts=artifacts)
+"""
+
+
+@pytest.mark.parametrize("renames", [1, 3, 4, 8])
+def test_a_move_killed_partway_is_undone_by_the_next_export_or_serve(
+    tmp_path: Path, artifacts: StepArtifacts, caplog: pytest.LogCaptureFixture, renames: int
+) -> None:
+    """A probe killed an export at its 3rd rename: the new tokenizer sat with the old model,
+    and a restarted server served that mix as READY (wrong embeddings)."""
+    repo = tmp_path / "repo"
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+    (repo / "minilm_model" / "1" / "old.txt").write_text("the serving export")
+    before = snapshot(repo)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_EXPORT, str(repo), str(artifacts.onnx_path),
+         str(artifacts.tokenizer_json), str(renames)],
+        capture_output=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert killed.returncode == 137, killed.stderr.decode()
+    assert snapshot(repo) != before
+
+    writer.recover_killed_exports(repo)
+
+    assert snapshot(repo) == before
+    assert not list(tmp_path.glob(".repo.tritonhf-staging-*"))
+    moved = "minilm_tokenizer, minilm_model, minilm, minilm_feedback"
+    assert f"was killed while it moved {moved} in: undone" in caplog.text
+
+
+def test_work_folders_of_killed_exports_are_deleted_and_a_running_ones_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tritonhf.export import pipeline
+
+    monkeypatch.setattr(pipeline.tempfile, "tempdir", str(tmp_path))
+    killed = tmp_path / f"{pipeline.WORK_PREFIX}{2**22 + 1}-abc"  # no process has that pid
+    running = tmp_path / f"{pipeline.WORK_PREFIX}{os.getpid()}-def"
+    for folder in (killed, running):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"graph")
+
+    pipeline._clear_killed_work_folders()
+
+    assert not killed.exists()
+    assert running.exists()

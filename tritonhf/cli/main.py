@@ -428,6 +428,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     precision = Precision(args.precision)
     overrides = _threshold_overrides(args)
+    stop_on_signals()  # SIGTERM (timeout, CI, a Job's deadline) rolls a move back as Ctrl-C does
     result = export_model(
         ExportOptions(
             model=args.model,

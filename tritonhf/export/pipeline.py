@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -57,6 +59,7 @@ from tritonhf.repository.writer import (
     pipeline_configs,
     write_repository,
 )
+from tritonhf.server.process import running
 from tritonhf.spec import (
     EMBEDDING,
     PROBABILITIES,
@@ -79,6 +82,18 @@ def validation_texts() -> list[str]:
 
     sentences = data.sentences()
     return [*sentences[: VALIDATION_TEXTS - 1], " ".join(sentences)]
+
+
+WORK_PREFIX = "tritonhf-export-"
+"""An export's work folder (its ONNX graphs) in the temp folder: ``tritonhf-export-<pid>-*``."""
+
+
+def _clear_killed_work_folders() -> None:
+    """Delete the work folders of exports that were killed (a graph each, up to gigabytes)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{WORK_PREFIX}*"):
+        pid = folder.name.removeprefix(WORK_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -327,7 +342,8 @@ def export_model(
         )
     except RepositoryError as exc:  # the options conflict with the repository: exit 2
         raise ConfigError(str(exc)) from exc
-    with tempfile.TemporaryDirectory(prefix="tritonhf-export-") as tmp:
+    _clear_killed_work_folders()
+    with tempfile.TemporaryDirectory(prefix=f"{WORK_PREFIX}{os.getpid()}-") as tmp:
         work = Path(tmp)
         graph: _OnnxStep | None = None
         payload: dict[str, Any] = {}

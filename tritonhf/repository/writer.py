@@ -49,6 +49,10 @@ STAGING_SUFFIX = ".tritonhf-staging-"
 """An export is written into ``.<repo>.tritonhf-staging-<pid>-*`` beside the repository."""
 REPLACED = ".replaced"
 """Inside a staging area: the serving folders the export's folders replace, until it ends."""
+MOVING = ".moving.json"
+"""Inside a staging area while its folders move in: which ones, so a killed move is undone."""
+MOVED = ".moved"
+"""Inside a staging area once every folder moved in: what is left there is garbage."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +191,7 @@ def _staging_area(repo: Path) -> Iterator[Path | None]:
     try:
         if os.stat(repo.parent).st_dev != os.stat(repo).st_dev:
             raise OSError(errno.EXDEV, "the repository is a mount point")
-        _clear_stale_staging(repo.parent, prefix)
+        _clear_stale_staging(repo, prefix)
         staging = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=repo.parent))
     except OSError as exc:
         log.warning(
@@ -204,26 +208,67 @@ def _staging_area(repo: Path) -> Iterator[Path | None]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _clear_stale_staging(parent: Path, prefix: str) -> None:
-    """Remove the staging areas of exports that were killed; keep any holding replaced folders.
+def recover_killed_exports(repo: Path) -> None:
+    """Undo the moves of exports into ``repo`` that were killed partway; clear their leftovers.
 
-    A kill between moving a serving folder aside and moving its successor in leaves the only
-    copy of that folder under ``.replaced``: it is named in a warning, not deleted.
+    For `tritonhf serve` before it starts Triton: a kill (SIGKILL, a lost machine) while an
+    export moved its folders in leaves the repository mixing two exports, which Triton would
+    serve (wrong answers) or refuse whole. Skipped while an export holds the lock; a
+    repository that cannot be written (a read-only volume) is left to the next export.
     """
-    for stale in parent.glob(f"{prefix}*"):
+    repo = Path(os.path.abspath(repo))
+    try:
+        fd = os.open(repo, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _clear_stale_staging(repo, f".{repo.name}{STAGING_SUFFIX}")
+    except OSError as exc:  # locked by an export under way, or nothing there can be changed
+        log.debug("left killed exports' staging areas beside %s alone: %s", repo, exc)
+    finally:
+        os.close(fd)
+
+
+def _clear_stale_staging(repo: Path, prefix: str) -> None:
+    """Undo the moves of killed exports into ``repo`` (their journal says which); clear them.
+
+    A staging area left by a tritonhf without the journal, holding serving folders it had
+    moved aside, is named in a warning, not deleted: it may hold their only copy.
+    """
+    for stale in repo.parent.glob(f"{prefix}*"):
         pid = stale.name.removeprefix(prefix).split("-", 1)[0]
         if pid.isdigit() and running(int(pid)):
             continue  # another export's, still running
-        replaced = sorted(p.name for p in (stale / REPLACED).glob("*"))
-        if replaced:
+        if (stale / MOVING).is_file():
+            moving = json.loads((stale / MOVING).read_text(encoding="utf-8"))
+            _undo_move(stale, repo, moving["names"], moving["removed"])
             log.warning(
-                "%s holds %s, moved out of the repository by an export that was killed: "
-                "move back what the repository lacks, then delete it",
+                "an export into %s was killed while it moved %s in: undone, the folders it "
+                "replaced serve again (export it again)",
+                repo,
+                ", ".join(moving["names"]),
+            )
+        elif not (stale / MOVED).exists() and any((stale / REPLACED).glob("*")):
+            log.warning(
+                "%s holds %s, moved out of the repository by an export that was killed: the "
+                "repository may mix two exports of them; export the pipeline again (or move "
+                "all of them back, replacing what is there), then delete it",
                 stale,
-                ", ".join(replaced),
+                ", ".join(sorted(p.name for p in (stale / REPLACED).glob("*"))),
             )
             continue
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def _undo_move(staging: Path, repo: Path, names: list[str], removed: list[str]) -> None:
+    """Put back what `_move_in` moved, judged from what is on disk, not from where it stopped."""
+    replaced = staging / REPLACED
+    for name in reversed([*names, *removed]):
+        if name in names and not (staging / name).exists() and (repo / name).exists():
+            os.rename(repo / name, staging / name)  # moved in
+        if (replaced / name).exists():  # moved aside
+            os.rename(replaced / name, repo / name)
 
 
 class _CrossDevice(OSError):
@@ -239,25 +284,28 @@ def _link_or_copy(source: str, target: str) -> None:
 
 
 def _move_in(staging: Path, repo: Path, names: list[str], removed: list[str]) -> None:
-    """Swap the staged folders into ``repo``, moving what they replace aside; all or none."""
+    """Swap the staged folders into ``repo``, moving what they replace aside; all or none.
+
+    A journal in ``staging`` names them until the last one is in: a kill meanwhile is undone
+    by the next export or `tritonhf serve` (`recover_killed_exports`).
+    """
     replaced = staging / REPLACED
     replaced.mkdir()
+    journal = staging / MOVING
+    journal.write_text(json.dumps({"names": names, "removed": removed}), encoding="utf-8")
     try:
         for name in [*names, *removed]:
             if (repo / name).exists():
                 os.rename(repo / name, replaced / name)
             if name in names:
                 os.rename(staging / name, repo / name)
+        os.rename(journal, staging / MOVED)
     except BaseException as exc:  # Ctrl-C too: never leave a step's folder moved aside
         untouched = not any(replaced.iterdir()) and all((staging / n).exists() for n in names)
         if isinstance(exc, OSError) and exc.errno == errno.EXDEV and untouched:
             raise _CrossDevice from exc
-        # Undone from what is on disk, not from lists an interrupt may have left behind.
-        for name in reversed([*names, *removed]):
-            if name in names and not (staging / name).exists():  # moved in
-                os.rename(repo / name, staging / name)
-            if (replaced / name).exists():  # moved aside
-                os.rename(replaced / name, repo / name)
+        _undo_move(staging, repo, names, removed)
+        journal.unlink(missing_ok=True)
         if not isinstance(exc, OSError):
             raise
         raise RepositoryError(

@@ -139,11 +139,13 @@ class ServerConfig:
         """Full URL of the Prometheus metrics endpoint."""
         return f"http://{self.client_host}:{self.metrics_port}/metrics"
 
-    def command(self, binary: Path, backend_dir: Path) -> list[str]:
-        """The ``tritonserver`` command line."""
+    def command(
+        self, binary: Path, backend_dir: Path, *, repository: Path | None = None
+    ) -> list[str]:
+        """The ``tritonserver`` command line; ``repository``: the path Triton gets for it."""
         return [
             str(binary),
-            f"--model-repository={self.repo.resolve()}",
+            f"--model-repository={repository or self.repo.resolve()}",
             f"--backend-directory={backend_dir}",
             f"--model-control-mode={self.model_control.value}",
             f"--http-address={self.http_bind}",
@@ -203,6 +205,9 @@ class TritonServer:
         if not repo.is_dir():  # a bad --repo: a ConfigError (exit 2), like export's
             what = "is not a folder" if repo.exists() else "does not exist"
             raise ConfigError(f"model repository {repo} {what}; run `tritonhf export` first")
+        from tritonhf.repository.writer import recover_killed_exports  # numpy, via configs
+
+        recover_killed_exports(repo)  # an export killed while moving in left it mixed
         dist = find_distribution()
         check_servable(
             self.config.repo,
@@ -242,7 +247,9 @@ class TritonServer:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("ab")
         self._process = subprocess.Popen(  # noqa: S603  # nosec B603
-            self.config.command(dist.binary, backend_dir),
+            self.config.command(
+                dist.binary, backend_dir, repository=plain_path_to(self.config.repo, self._workdir)
+            ),
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT if self._log else None,
@@ -366,6 +373,24 @@ class TritonServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_./+=:@,-]+")
+
+
+def plain_path_to(repo: Path, workdir: Path) -> Path:
+    """``repo``'s path, or a link to it in ``workdir`` when that path is not plain ASCII.
+
+    Triton 2.51's Python backend cannot start a stub under a path with a space (it splits the
+    stub's command line, `stol` fails and the server never gets ready) or a character outside
+    ASCII (the stub's imports fail with `UnicodeEncodeError`).
+    """
+    resolved = repo.resolve()
+    if _PLAIN_PATH.fullmatch(str(resolved)):
+        return resolved
+    link = workdir / "repository"
+    link.symlink_to(resolved, target_is_directory=True)
+    return link
 
 
 def free_shared_memory(workdir: Path, code: int | None, regions: set[str]) -> None:
