@@ -222,6 +222,15 @@ def test_hot_reload_under_traffic_fails_no_request_and_a_broken_version_is_refus
     # old one must still say it is ready (a readiness probe would otherwise drop it).
     assert explicit_server.is_ready()
     assert client.health().ready
+
+    # A hand edit that breaks a step's config: Triton only says it could not poll the folder.
+    config = repo / "minilm_model" / "config.pbtxt"
+    good = config.read_text()
+    config.write_text(good.replace("max_batch_size: 64", "max_batch_size: sixty-four"))
+    with pytest.raises(DeployError, match=r"folder minilm_model/: most often its config\.pbtxt"):
+        deploy_pipeline(client, model="minilm")
+    config.write_text(good)
+    assert client.embed(["the old version still serves"]).shape == (1, 384)
     client.close()
 
 

@@ -632,6 +632,11 @@ class TritonHFClient:
             why = one_line(str(exc))
             if version is not None and "at least one version must be available" in why:
                 why += f" (does the server's repository hold {model}/{version}/?)"
+            if "failed to poll from model repository" in why:
+                why += (
+                    f" (Triton could not read the folder {model}/: most often its config.pbtxt "
+                    "does not parse; the server log names the line)"
+                )
             raise DeployError(f"could not load {model!r}{pinned}: {why}") from exc
         finally:
             self._configs.pop(model, None)
