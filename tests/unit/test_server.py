@@ -482,21 +482,25 @@ def test_serve_passes_the_environments_key_to_the_server(
     assert seen[0].admin_key == KEY
 
 
-class _Recorder(BaseHTTPRequestHandler):
-    """A fake Triton whose repository API answers only requests with the admin key."""
+class _FakeTriton(BaseHTTPRequestHandler):
+    """A fake Triton's HTTP endpoint: each subclass answers a path with (status, JSON body)."""
 
-    seen: ClassVar[list[tuple[str, str | None]]] = []
+    def _reply(self) -> tuple[int, object] | None:
+        """The status and body for ``self.path``; None hangs up without an answer."""
+        raise NotImplementedError
 
     def _answer(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.seen.append((self.path, self.headers.get("tritonhf-admin-key")))
-        restricted = self.path.startswith("/v2/repository")
-        code = 403 if restricted and self.headers.get("tritonhf-admin-key") != KEY else 200
-        body = b"[]" if self.path == "/v2/repository/index" and code == 200 else b"{}"
+        reply = self._reply()
+        if reply is None:
+            self.close_connection = True  # no answer at all: a reset for the client
+            return
+        code, body = reply
+        encoded = json.dumps(body).encode()
         self.send_response(code)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(encoded)))
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(encoded)
 
     do_GET = do_POST = _answer
 
@@ -504,15 +508,36 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def serving(handler: type[_FakeTriton]) -> Iterator[str]:
+    """``handler`` on a free 127.0.0.1 port, as ``host:port``, until the block ends."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Recorder(_FakeTriton):
+    """A fake Triton whose repository API answers only requests with the admin key."""
+
+    seen: ClassVar[list[tuple[str, str | None]]] = []
+
+    def _reply(self) -> tuple[int, object]:
+        self.seen.append((self.path, self.headers.get("tritonhf-admin-key")))
+        restricted = self.path.startswith("/v2/repository")
+        code = 403 if restricted and self.headers.get("tritonhf-admin-key") != KEY else 200
+        return code, [] if self.path == "/v2/repository/index" and code == 200 else {}
+
+
 @pytest.fixture
 def fake_triton() -> Iterator[str]:
     _Recorder.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Recorder) as url:
+        yield url
 
 
 def test_the_drain_sends_the_admin_key_on_every_repository_call(fake_triton: str) -> None:
@@ -527,44 +552,28 @@ def test_a_drain_refused_for_a_missing_key_is_left_to_sigterm(fake_triton: str) 
     assert not drain(fake_triton, 5.0)
 
 
-class _DroppingTriton(BaseHTTPRequestHandler):
+class _DroppingTriton(_FakeTriton):
     """A fake Triton with one loaded model that hangs up on its first ``drops`` index calls."""
 
     drops: ClassVar[int] = 0
     unloaded: ClassVar[bool] = False
 
-    def _answer(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body: object = {}
+    def _reply(self) -> tuple[int, object] | None:
         if self.path == "/v2/repository/index":
             if _DroppingTriton.drops:
                 _DroppingTriton.drops -= 1
-                self.close_connection = True  # no answer at all: a reset for the client
-                return
-            body = [{"name": "m", "state": "UNAVAILABLE" if self.unloaded else "READY"}]
-        elif self.path.endswith("/unload"):
+                return None
+            return 200, [{"name": "m", "state": "UNAVAILABLE" if self.unloaded else "READY"}]
+        if self.path.endswith("/unload"):
             _DroppingTriton.unloaded = True
-        encoded = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(encoded)))
-        self.end_headers()
-        self.wfile.write(encoded)
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, *args: object) -> None:
-        pass
+        return 200, {}
 
 
 @pytest.fixture
 def dropping_triton() -> Iterator[str]:
     _DroppingTriton.drops, _DroppingTriton.unloaded = 0, False
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _DroppingTriton)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_DroppingTriton) as url:
+        yield url
 
 
 def test_a_drain_asks_again_when_a_call_gets_no_answer(dropping_triton: str) -> None:
@@ -583,49 +592,33 @@ def test_an_incomplete_drain_says_why(
     assert "drain incomplete (POST /v2/repository/index got no answer" in caplog.text
 
 
-class _RacedTriton(BaseHTTPRequestHandler):
+class _RacedTriton(_FakeTriton):
     """A fake Triton where a concurrent deploy's step load brings the unloaded ensemble back
     while the drain unloads the steps (Triton loads an ensemble again when its step loads)."""
 
     states: ClassVar[dict[str, str]] = {}
     comebacks: ClassVar[int] = 0
 
-    def _answer(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+    def _reply(self) -> tuple[int, object]:
         states = _RacedTriton.states
-        body: object = {}
         if self.path == "/v2/repository/index":
-            body = [{"name": name, "state": state} for name, state in states.items()]
-        elif self.path.endswith("/config"):
+            return 200, [{"name": name, "state": state} for name, state in states.items()]
+        if self.path.endswith("/config"):
             name = self.path.split("/")[3]
-            body = {"platform": "ensemble" if name == "p" else "onnxruntime_onnx"}
-        elif self.path.endswith("/unload"):
+            return 200, {"platform": "ensemble" if name == "p" else "onnxruntime_onnx"}
+        if self.path.endswith("/unload"):
             name = self.path.split("/")[4]
             states[name] = "UNAVAILABLE"
             if name == "p_model" and _RacedTriton.comebacks:
                 _RacedTriton.comebacks -= 1
                 states["p"] = "READY"
-        encoded = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(encoded)))
-        self.end_headers()
-        self.wfile.write(encoded)
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, *args: object) -> None:
-        pass
+        return 200, {}
 
 
 def test_a_drain_also_unloads_an_ensemble_a_concurrent_deploy_brought_back() -> None:
     _RacedTriton.states, _RacedTriton.comebacks = {"p": "READY", "p_model": "READY"}, 1
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _RacedTriton)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        assert drain(f"127.0.0.1:{server.server_address[1]}", 10.0)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_RacedTriton) as url:
+        assert drain(url, 10.0)
 
     assert _RacedTriton.comebacks == 0
     assert _RacedTriton.states == {"p": "UNAVAILABLE", "p_model": "UNAVAILABLE"}
