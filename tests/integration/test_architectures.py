@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 from tests.integration.models import TOKENIZER_FILES
-from tritonhf.errors import ExportError
+from tritonhf.errors import ExportError, ValidationError
 from tritonhf.export.pipeline import ExportOptions, export_model
 from tritonhf.export.source import DEFAULT_MODEL, resolve_model
+from tritonhf.spec import Runtime
 
 TEXTS = [
     "hello world",
@@ -295,3 +296,43 @@ def test_a_config_without_architectures_says_it_exports_an_embedder(tmp_path: Pa
         ExportOptions(model=str(folder), name="x", repo=tmp_path / "repo"), progress=said.append
     )
     assert any("names no architectures" in line for line in said)
+
+
+def test_a_classifier_that_reads_padded_positions_is_refused_naming_the_padding(
+    tmp_path: Path,
+) -> None:
+    """XLNet's classifier reads the last position, padding in a right-padded batch: served, a
+    text's probabilities moved by up to 0.1 with its batch neighbours (a probe's finding),
+    while the export compared the graph with PyTorch on the same padded batch and passed."""
+    folder = build(
+        tmp_path / "xlnet",
+        "XLNetConfig",
+        "XLNetForSequenceClassification",
+        {"d_model": 32, "n_layer": 2, "n_head": 2, "d_inner": 64, "vocab_size": 30522,
+         "num_labels": 3},
+    )  # fmt: skip
+    with pytest.raises(ValidationError, match="depends on the texts batched with it") as caught:
+        export_model(ExportOptions(model=str(folder), name="x", repo=tmp_path / "repo"))
+    assert "\n" not in str(caught.value)
+
+
+def test_a_bart_classifier_passes_the_batch_check_with_its_own_special_tokens(
+    tmp_path: Path,
+) -> None:
+    """BART needs an eos token in every text: a made-up batch of ones refused it on every
+    runtime (a probe's finding). Its eos here is MiniLM's [SEP], which the tokenizer adds."""
+    folder = build(
+        tmp_path / "bart",
+        "BartConfig",
+        "BartForSequenceClassification",
+        {"d_model": 32, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2,
+         "decoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64,
+         "vocab_size": 30522, "max_position_embeddings": 256, "num_labels": 3,
+         "pad_token_id": 0, "bos_token_id": 101, "eos_token_id": 102},
+    )  # fmt: skip
+    result = export_model(
+        ExportOptions(
+            model=str(folder), name="b", repo=tmp_path / "repo", runtime=Runtime.PYTHON_TORCH
+        )
+    )
+    assert result.spec.labels == ("LABEL_0", "LABEL_1", "LABEL_2")

@@ -35,16 +35,21 @@ def runs_at(encoder: Any, tokenizer: Any, length: int) -> bool:
     return True
 
 
-def check_runs_batches(encoder: Any) -> None:
+def check_runs_batches(encoder: Any, tokenizer: Any) -> None:
     """Refuse (`ExportError`) a model that runs one text but not a padded batch of two.
 
     A GPT-2-style classifier finds each text's last token by its pad id; without one in its
-    config, transformers refuses every batch larger than one.
+    config, transformers refuses every batch larger than one. The batch is two texts as the
+    tokenizer writes them (a BART classifier needs each to end with its eos token), padded on
+    the right as the served steps pad.
     """
     import torch
 
-    ids = torch.ones((2, 4), dtype=torch.int64)
-    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.int64)
+    rows = [tokenizer("a short sentence for a batch")["input_ids"], tokenizer("a")["input_ids"]]
+    width = max(map(len, rows))
+    pad = tokenizer.pad_token_id or 0
+    ids = torch.tensor([row + [pad] * (width - len(row)) for row in rows], dtype=torch.int64)
+    mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in rows])
     with torch.no_grad():
         try:
             encoder(ids, mask)

@@ -308,10 +308,10 @@ def export_model(
         layers = load_head(head, allow_pickle_weights=options.allow_pickle_weights)
         encoder = sentence_encoder(model, head, layers, token_types=token_types)
         output = EMBEDDING
-    check_runs_batches(encoder)
     vocab_size = int(model.get_input_embeddings().num_embeddings)
     if note := check_vocabulary(tokenizer, vocab_size):
         progress(note)
+    check_runs_batches(encoder, tokenizer)  # with the tokenizer's ids: checked to fit above
     limit = resolve_max_length(options.max_length, source, model, tokenizer, encoder=encoder)
     if options.max_length is None and (note := default_limit_note(source, model, tokenizer)):
         progress(note)
