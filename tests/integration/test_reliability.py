@@ -196,6 +196,16 @@ def test_hot_reload_under_traffic_fails_no_request_and_a_broken_version_is_refus
     table = {tuple(row.split()[:3]) for row in rows}
     assert {("minilm_model", "1", "READY"), ("minilm_tokenizer", "1", "READY")} <= table
     assert {state for _, _, state in table} <= {"READY", "UNAVAILABLE"}, rows
+    # A hand edit that breaks a step's config: Triton only says it could not poll the folder.
+    # Pinned, the plain deploy must read the config on disk, not lift the pin with the
+    # served one (which deployed the broken folder with exit 0: a probe's finding).
+    config = repo / "minilm_model" / "config.pbtxt"
+    good = config.read_text()
+    config.write_text(good.replace("max_batch_size: 64", "max_batch_size: sixty-four"))
+    with pytest.raises(DeployError, match=r"folder minilm_model/: most often its config\.pbtxt"):
+        deploy_pipeline(client, model="minilm")
+    config.write_text(good)
+    assert client.embed(["the pinned version still serves"]).shape == (1, 384)
     states = deploy_pipeline(client, model="minilm")
     assert {s.name: s.version for s in states if s.ready}["minilm_model"] == "2"
     with pytest.raises(DeployError, match=r"does the server's repository hold minilm_model/7/\?"):
@@ -222,15 +232,6 @@ def test_hot_reload_under_traffic_fails_no_request_and_a_broken_version_is_refus
     # old one must still say it is ready (a readiness probe would otherwise drop it).
     assert explicit_server.is_ready()
     assert client.health().ready
-
-    # A hand edit that breaks a step's config: Triton only says it could not poll the folder.
-    config = repo / "minilm_model" / "config.pbtxt"
-    good = config.read_text()
-    config.write_text(good.replace("max_batch_size: 64", "max_batch_size: sixty-four"))
-    with pytest.raises(DeployError, match=r"folder minilm_model/: most often its config\.pbtxt"):
-        deploy_pipeline(client, model="minilm")
-    config.write_text(good)
-    assert client.embed(["the old version still serves"]).shape == (1, 384)
     client.close()
 
 

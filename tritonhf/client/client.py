@@ -606,13 +606,22 @@ class TritonHFClient:
         traffic keeps flowing; if loading fails, the old version (if any) keeps serving and
         this raises `DeployError`. ``version`` pins that version (``version_policy: specific``);
         ``config`` (as `model_config` returns it) replaces the one in the repository.
-        Without either, the newest version loads, even after an earlier pin (Triton would
-        otherwise keep the pinned policy it was given). The load may take up to ``wait_s``
-        (not the client's ``timeout_s``); past that Triton goes on loading, and this raises
-        `DeployPendingError`.
+        Without either, the repository's config and newest version load, even after an earlier
+        pin (Triton would otherwise keep the pinned config it was given). The load may take up
+        to ``wait_s`` (not the client's ``timeout_s``); past that Triton goes on loading, and
+        this raises `DeployPendingError`.
         """
         pinned = f" version {version}" if version is not None else ""
         try:
+            if version is None and config is None:
+                # The repository's config first: a pin's override must not outlive an export
+                # that changed the config on disk. Triton reloads only a folder that changed,
+                # so a pin it kept is then lifted with the served config.
+                self._load(model, {}, wait_s)
+                self._configs.pop(model, None)
+                config = self._unpinned_config(model)
+                if config is None:
+                    return
             self._load(model, self._load_arguments(model, version, config), wait_s)
         except InferenceTimeoutError as exc:
             raise DeployPendingError(
@@ -645,10 +654,6 @@ class TritonHFClient:
         self, model: str, version: int | None, config: dict[str, Any] | None
     ) -> dict[str, Any]:
         """The load request's ``config``: ``config``, or the served one pinned to ``version``."""
-        if version is None and config is None:
-            config = self._unpinned_config(model)
-        if version is None and config is None:
-            return {}
         config = dict(config if config is not None else self.model_config(model))
         if version is not None:
             config["version_policy"] = {"specific": {"versions": [version]}}
