@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import urllib.request
 from pathlib import Path
 
@@ -12,10 +13,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import PROBE_MODEL, server_config
+from tests.killed_export import kill_an_export_midway
 from tritonhf.client import TritonHFClient
 from tritonhf.errors import ServerError
 from tritonhf.export.pipeline import ExportResult
-from tritonhf.server.launcher import TritonServer
+from tritonhf.server.launcher import EXPORT_RECOVERY_S, TritonServer
 
 
 def test_python_steps_run_with_this_environments_packages(server: TritonServer) -> None:
@@ -87,3 +89,26 @@ def test_a_repository_path_with_a_space_and_non_ascii_is_served(
         TritonHFClient(server.config.grpc_url) as client,
     ):
         assert client.embed(["served from a path with a space"]).shape == (1, 384)
+
+
+def test_a_serving_server_undoes_an_export_killed_while_moving_in(
+    exported: ExportResult, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The next deploy loads what is on disk: a probe killed an export mid-move, deployed,
+    and got a READY pipeline of the new tokenizer and the old model (wrong embeddings)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    source = exported.folders[0].parent
+    with TritonServer(server_config(repo), log_path=tmp_path / "server.log"):
+        kill_an_export_midway(
+            repo,
+            source / "minilm_model" / "1" / "model.onnx",
+            source / "minilm_tokenizer" / "1" / "tokenizer.json",
+            renames=2,  # the tokenizer moved in, the model step not yet
+        )
+        assert (repo / "minilm_tokenizer").is_dir()
+        deadline = time.monotonic() + EXPORT_RECOVERY_S * 3
+        while (repo / "minilm_tokenizer").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(repo.iterdir()), list(repo.iterdir())
+    assert "was killed while it moved minilm_tokenizer" in caplog.text

@@ -6,8 +6,6 @@ import fcntl
 import json
 import logging
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +17,7 @@ import pytest
 import tritonhf.backends.merged
 import tritonhf.backends.onnx_runtime
 import tritonhf.backends.tokenizer
+from tests.killed_export import kill_an_export_midway
 from tritonhf.errors import RepositoryError
 from tritonhf.repository import writer
 from tritonhf.repository.configs import (
@@ -609,29 +608,6 @@ def test_a_parent_that_cannot_be_written_is_written_in_place_with_a_warning(
     assert "not beside it first (Permission denied)" in caplog.text
 
 
-KILLED_EXPORT = """
-import os, sys
-from pathlib import Path
-from tritonhf.repository.writer import StepArtifacts, write_repository
-from tritonhf.spec import PipelineSpec
-
-repo, onnx, tokenizer, renames = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-real, calls = os.rename, []
-
-def rename(source, target):
-    calls.append(source)
-    if len(calls) > renames:
-        os._exit(137)  # as SIGKILL: no rollback, no clean-up
-    real(source, target)
-
-os.rename = rename
-artifacts = StepArtifacts(
-    onnx_path=Path(onnx), tokenizer_json=Path(tokenizer), pad_token_id=0, manifest={}
-)
-write_repository(spec=PipelineSpec(), repo=Path(repo), artifacts=artifacts)
-"""
-
-
 @pytest.mark.parametrize("renames", [1, 3, 4, 8])
 def test_a_move_killed_partway_is_undone_by_the_next_export_or_serve(
     tmp_path: Path, artifacts: StepArtifacts, caplog: pytest.LogCaptureFixture, renames: int
@@ -642,12 +618,8 @@ def test_a_move_killed_partway_is_undone_by_the_next_export_or_serve(
     write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
     (repo / "minilm_model" / "1" / "old.txt").write_text("the serving export")
     before = snapshot(repo)
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLED_EXPORT, str(repo), str(artifacts.onnx_path),
-         str(artifacts.tokenizer_json), str(renames)],
-        capture_output=True, check=False, timeout=120,
-    )  # fmt: skip
-    assert killed.returncode == 137, killed.stderr.decode()
+    assert artifacts.onnx_path is not None
+    kill_an_export_midway(repo, artifacts.onnx_path, artifacts.tokenizer_json, renames=renames)
     assert snapshot(repo) != before
 
     writer.recover_killed_exports(repo)

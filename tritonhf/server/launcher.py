@@ -8,6 +8,7 @@ import signal
 import subprocess  # nosec B404
 import sys
 import tempfile
+import threading
 import time
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -177,6 +178,8 @@ class ServerConfig:
 _FAILURE_LINE = re.compile(r"^E\d{4} |UNAVAILABLE:|^error:|failed to", re.IGNORECASE)
 _BENIGN_LINE = re.compile(r"CudaDriverHelper|NVML|DCGM|GPU metrics|pinned memory", re.IGNORECASE)
 _FAILED_LOAD = re.compile(r"failed to load '([^']+)' version (\d+)")
+EXPORT_RECOVERY_S = 5.0
+"""How often a serving server looks for exports into its repository killed while moving in."""
 _MISSING_MODULE = re.compile(r"No module named '([A-Za-z0-9_]+)")
 """A step's import error in Triton's log: the top-level package that is not installed."""
 
@@ -191,6 +194,7 @@ class TritonServer:
         self._workdir: Path | None = None
         self._log: IO[bytes] | None = None
         self._watch: StubWatch | None = None
+        self._recovery: threading.Event | None = None
 
     @property
     def pid(self) -> int | None:
@@ -271,6 +275,25 @@ class TritonServer:
             log=lambda line: print(f"tritonhf: {line}", file=sys.stderr, flush=True),
             hang_s=self.config.stub_hang_timeout_s,
         ).start()
+        if self.config.model_control is ModelControl.EXPLICIT:  # a deploy may read it any time
+            self._recovery = threading.Event()
+            threading.Thread(
+                target=self._recover_killed_exports,
+                args=(self._recovery,),
+                name="tritonhf-export-recovery",
+                daemon=True,
+            ).start()
+
+    def _recover_killed_exports(self, stopped: threading.Event) -> None:
+        """Every `EXPORT_RECOVERY_S`: undo exports into the repository killed while moving in.
+
+        Serving goes on from what Triton loaded, but the next `tritonhf deploy` loads what is
+        on disk: a killed move there mixes two exports (a probe deployed one: READY, wrong).
+        """
+        from tritonhf.repository.writer import recover_killed_exports
+
+        while not stopped.wait(EXPORT_RECOVERY_S):
+            recover_killed_exports(self.config.repo)
 
     def is_ready(self) -> bool:
         """True when ``/v2/health/ready`` answers 200 (all models loaded)."""
@@ -314,6 +337,9 @@ class TritonServer:
         the exit timeout plus 5 s).
         """
         regions: set[str] = set()
+        if self._recovery is not None:
+            self._recovery.set()
+            self._recovery = None
         if self._watch is not None:  # first: the drain stops every stub
             self._watch.stop()
             regions, self._watch = self._watch.regions, None
