@@ -453,7 +453,6 @@ def test_sigterm_stops_an_export_as_ctrl_c_does_leaving_no_work_folder(tmp_path:
     import signal
     import subprocess
     import sys
-    import time
 
     folder = tiny_model(tmp_path / "tiny")
     command = [sys.executable, "-m", "tritonhf.cli.main", "export", str(folder), "--name", "t"]
@@ -466,14 +465,15 @@ def test_sigterm_stops_an_export_as_ctrl_c_does_leaving_no_work_folder(tmp_path:
         text=True,
     )
     assert export.stdout is not None
-    while "exporting ONNX" not in (line := export.stdout.readline()):
-        assert line, export.stderr.read() if export.stderr else ""
-    time.sleep(0.2)
-    assert list(tmp_path.glob(f"tritonhf-export-{export.pid}-*")), "no work folder yet"
+    # Once its graph is written (into its work folder): a signal while a native module is
+    # imported (onnx's, with nanobind) aborts the process, whatever Python does with it.
+    while "validating ONNX Runtime" not in (line := export.stdout.readline()):
+        assert line, export.communicate()
+    assert list(tmp_path.glob(f"tritonhf-export-{export.pid}-*"))
     export.send_signal(signal.SIGTERM)
     _, err = export.communicate(timeout=60)
 
-    assert export.returncode == 130, err[-2000:]
+    assert export.returncode == 143, err[-2000:]  # what a shell reports for SIGTERM
     assert "interrupted" in err.splitlines(), err[-2000:]
     assert not list(tmp_path.glob("tritonhf-export-*"))
     assert not (tmp_path / "repo" / "t_model").exists()

@@ -504,8 +504,16 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM, as the interrupt Ctrl-C raises; it keeps the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__()
+        self.signum = signum
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    raise _Stopped(signum)
 
 
 def stop_on_signals() -> None:
@@ -931,9 +939,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise  # a broken install of tritonhf itself: the traceback is the report
             print(f"error: {missing_package(args.command, exc.name)}", file=sys.stderr)
             return 1
-    except KeyboardInterrupt:  # Ctrl-C: what it stopped cleans up after itself, no traceback
+    except KeyboardInterrupt as exc:  # what it stopped cleans up after itself, no traceback
         print("interrupted", file=sys.stderr)
-        return 130  # what a shell reports for a command killed by SIGINT
+        # What a shell reports for a command killed by the signal: 130 SIGINT, 143 SIGTERM.
+        return 128 + getattr(exc, "signum", signal.SIGINT)
     except BrokenPipeError:  # `tritonhf models | head -1`: the reader has what it wanted
         # Python flushes stdout again at exit; point it at /dev/null so that is silent too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
