@@ -187,6 +187,12 @@ def test_a_regression_head_is_refused_with_what_to_do(tmp_path: Path) -> None:
     BertForSequenceClassification(config).save_pretrained(folder)
     with pytest.raises(ExportError, match=r"regression head.*--task embedding"):
         export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo"))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(
+        json.dumps({**config, "problem_type": "multi_label_classification"})
+    )
+    with pytest.raises(ExportError, match=r"a multi-label classifier of one label; .*>= 2 labels"):
+        export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo"))
 
 
 def test_a_model_without_a_trained_classifier_head_is_refused_as_a_classifier(

@@ -252,11 +252,16 @@ def check_vocabulary(tokenizer: Any, embedding_rows: int) -> str | None:
 
 def class_names(model: Any) -> tuple[str, ...]:
     """The classifier's labels in output order, from its config's ``id2label``."""
+    problem = getattr(model.config, "problem_type", None)
     if model.config.num_labels < 2:
+        what = (
+            "a multi-label classifier of one label"
+            if problem == "multi_label_classification"
+            else "a regression head, not a classifier"
+        )
         raise ModelSourceError(
-            f"the model has {model.config.num_labels} output (problem_type "
-            f"{getattr(model.config, 'problem_type', None)!r}): a regression head, not a "
-            "classifier; tritonhf serves classifiers with >= 2 labels, or the encoder's "
+            f"the model has {model.config.num_labels} output (problem_type {problem!r}): "
+            f"{what}; tritonhf serves classifiers with >= 2 labels, or the encoder's "
             "embeddings with --task embedding"
         )
     id2label = {int(k): str(v) for k, v in (model.config.id2label or {}).items()}
