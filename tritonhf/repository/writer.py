@@ -211,10 +211,11 @@ def _staging_area(repo: Path) -> Iterator[Path | None]:
 def recover_killed_exports(repo: Path) -> None:
     """Undo the moves of exports into ``repo`` that were killed partway; clear their leftovers.
 
-    For `tritonhf serve` before it starts Triton: a kill (SIGKILL, a lost machine) while an
-    export moved its folders in leaves the repository mixing two exports, which Triton would
-    serve (wrong answers) or refuse whole. Skipped while an export holds the lock; a
-    repository that cannot be written (a read-only volume) is left to the next export.
+    For `tritonhf serve`, before it starts Triton and while it serves: a kill (SIGKILL, a lost
+    machine) while an export moved its folders in leaves the repository mixing two exports,
+    which Triton would serve (wrong answers) or refuse whole. Skipped while an export holds
+    the lock; a repository that cannot be written (a read-only volume) is left to the next
+    export.
     """
     repo = Path(os.path.abspath(repo))
     try:
@@ -240,8 +241,7 @@ def _clear_stale_staging(repo: Path, prefix: str) -> None:
         pid = stale.name.removeprefix(prefix).split("-", 1)[0]
         if pid.isdigit() and running(int(pid)):
             continue  # another export's, still running
-        if (stale / MOVING).is_file():
-            moving = json.loads((stale / MOVING).read_text(encoding="utf-8"))
+        if (moving := _journal(stale)) is not None:
             _undo_move(stale, repo, moving["names"], moving["removed"])
             log.warning(
                 "an export into %s was killed while it moved %s in: undone, the folders it "
@@ -259,6 +259,15 @@ def _clear_stale_staging(repo: Path, prefix: str) -> None:
             )
             continue
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def _journal(staging: Path) -> dict[str, list[str]] | None:
+    """The folders a killed move was moving in; None when it moved none (no whole journal)."""
+    try:
+        moving = json.loads((staging / MOVING).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none, or cut short by the kill: written before any rename
+        return None
+    return moving if isinstance(moving, dict) else None
 
 
 def _undo_move(staging: Path, repo: Path, names: list[str], removed: list[str]) -> None:
@@ -535,12 +544,12 @@ def _write_pipeline(
         keep_from = None if serving is None else serving / name
         _write_model(root, name, configs[name], files, version_number=version, keep_from=keep_from)
         written.append(name)
-    (root / manifest_folder(spec, int(manifest["version"])) / EXPORT_MANIFEST).write_text(
+    (root / _manifest_folder(spec, int(manifest["version"])) / EXPORT_MANIFEST).write_text(
         json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
     )
 
 
-def manifest_folder(spec: PipelineSpec, version: int) -> str:
+def _manifest_folder(spec: PipelineSpec, version: int) -> str:
     """Where an export of ``version`` leaves its manifest, relative to the repository."""
     return spec.name if version == 1 else f"{spec.model_name}/{version}"
 
