@@ -459,6 +459,7 @@ def test_sigterm_stops_an_export_as_ctrl_c_does_leaving_no_work_folder(tmp_path:
     import signal
     import subprocess
     import sys
+    import tempfile
 
     # The default model: its validation takes seconds, a tiny model's could end before the
     # signal arrives on a busy machine.
@@ -476,11 +477,11 @@ def test_sigterm_stops_an_export_as_ctrl_c_does_leaving_no_work_folder(tmp_path:
     # imported (onnx's, with nanobind) aborts the process, whatever Python does with it.
     while "validating ONNX Runtime" not in (line := export.stdout.readline()):
         assert line, export.communicate()
-    assert list(tmp_path.glob("tritonhf-export-*")), sorted(p.name for p in tmp_path.iterdir())
     export.send_signal(signal.SIGTERM)
     _, err = export.communicate(timeout=60)
 
     assert export.returncode == 143, err[-2000:]  # what a shell reports for SIGTERM
     assert "interrupted" in err.splitlines(), err[-2000:]
-    assert not list(tmp_path.glob("tritonhf-export-*"))
+    for temp in (tmp_path, Path(tempfile.gettempdir())):  # its work folder went with it
+        assert not list(temp.glob(f"tritonhf-export-{export.pid}-*"))
     assert not (tmp_path / "repo" / "t_model").exists()
