@@ -464,7 +464,9 @@ def test_sigterm_stops_an_export_as_ctrl_c_does_leaving_no_work_folder(tmp_path:
     # The default model: its validation takes seconds, a tiny model's could end before the
     # signal arrives on a busy machine.
     command = [sys.executable, "-m", "tritonhf.cli.main", "export", "--name", "t"]
+    # Not unbuffered: the progress lines must be flushed by the CLI itself, as for `| tee`.
     env = {**os.environ, "TMPDIR": str(tmp_path)}
+    env.pop("PYTHONUNBUFFERED", None)
     export = subprocess.Popen(
         [*command, "--repo", str(tmp_path / "repo")],
         stdout=subprocess.PIPE,
@@ -477,6 +479,7 @@ def test_sigterm_stops_an_export_as_ctrl_c_does_leaving_no_work_folder(tmp_path:
     # imported (onnx's, with nanobind) aborts the process, whatever Python does with it.
     while "validating ONNX Runtime" not in (line := export.stdout.readline()):
         assert line, export.communicate()
+    assert list(tmp_path.glob(f"tritonhf-export-{export.pid}-*")), "no work folder yet"
     export.send_signal(signal.SIGTERM)
     _, err = export.communicate(timeout=60)
 

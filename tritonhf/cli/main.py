@@ -419,6 +419,11 @@ def _threshold_overrides(args: argparse.Namespace) -> dict[str, float]:
     return {field: value for field, value in values.items() if value is not None}
 
 
+def _said(line: str) -> None:
+    """A progress line, flushed: read as it comes when stdout is a pipe (`| tee`, a CI log)."""
+    print(line, flush=True)
+
+
 def run_export(args: argparse.Namespace) -> int:
     """``tritonhf export``."""
     from tritonhf.export.options import ExportOptions
@@ -460,7 +465,7 @@ def run_export(args: argparse.Namespace) -> int:
                 ),
             ),
         ),
-        progress=print,
+        progress=_said,
     )
     spec, folders = result.spec, ", ".join(f.name for f in result.folders)
     graph = f"opset {result.onnx.opset}" if result.onnx else "no ONNX"
@@ -498,7 +503,7 @@ def run_train(args: argparse.Namespace) -> int:
             class_weight=ClassWeight(args.class_weight),
             overwrite=args.overwrite,
         ),
-        progress=print,
+        progress=_said,
     )
     print(report.table())
     return 0
@@ -806,7 +811,7 @@ def run_bench(args: argparse.Namespace) -> int:
             measurement_ms=args.measurement_ms,
             out=args.out,
         ),
-        progress=lambda line: print(line, flush=True),
+        progress=_said,
     )
     for failure in report.failures:
         print(f"failed: {failure}", file=sys.stderr)
