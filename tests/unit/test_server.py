@@ -798,3 +798,19 @@ def test_triton_gets_a_plain_path_to_a_repository_whose_path_has_a_space_or_an_a
         link = plain_path_to(repo, workdir)
         assert link == workdir / "repository"
         assert link.resolve() == repo.resolve()
+
+
+@pytest.mark.parametrize(
+    ("name", "pid"),
+    [
+        ("tritonhf-export-4242-abc", 4242),
+        ("tritonhf-export-4242", 4242),
+        ("tritonhf-export-x42-abc", None),
+        ("tritonhf-export--abc", None),
+        ("other-4242-abc", None),
+    ],
+)
+def test_the_pid_in_a_folder_name_is_read_only_after_its_prefix(name: str, pid: int | None) -> None:
+    from tritonhf.server.process import pid_in_name
+
+    assert pid_in_name(name, "tritonhf-export-") == pid

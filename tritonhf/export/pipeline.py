@@ -59,7 +59,7 @@ from tritonhf.repository.writer import (
     pipeline_configs,
     write_repository,
 )
-from tritonhf.server.process import running
+from tritonhf.server.process import pid_in_name, running
 from tritonhf.spec import (
     EMBEDDING,
     PROBABILITIES,
@@ -91,8 +91,8 @@ WORK_PREFIX = "tritonhf-export-"
 def _clear_killed_work_folders() -> None:
     """Delete the work folders of exports that were killed (a graph each, up to gigabytes)."""
     for folder in Path(tempfile.gettempdir()).glob(f"{WORK_PREFIX}*"):
-        pid = folder.name.removeprefix(WORK_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not running(int(pid)):
+        pid = pid_in_name(folder.name, WORK_PREFIX)
+        if pid is not None and not running(pid):
             shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -33,7 +33,7 @@ from tritonhf.repository.configs import (
     tokenizer_config,
     with_run_tuning_of,
 )
-from tritonhf.server.process import running
+from tritonhf.server.process import pid_in_name, running
 from tritonhf.spec import Layout, PipelineSpec, Runtime
 
 log = logging.getLogger(__name__)
@@ -238,8 +238,8 @@ def _clear_stale_staging(repo: Path, prefix: str) -> None:
     moved aside, is named in a warning, not deleted: it may hold their only copy.
     """
     for stale in repo.parent.glob(f"{prefix}*"):
-        pid = stale.name.removeprefix(prefix).split("-", 1)[0]
-        if pid.isdigit() and running(int(pid)):
+        pid = pid_in_name(stale.name, prefix)
+        if pid is not None and running(pid):
             continue  # another export's, still running
         if (moving := _journal(stale)) is not None:
             _undo_move(stale, repo, moving["names"], moving["removed"])

@@ -108,6 +108,12 @@ def running(pid: int) -> bool:
     return True
 
 
+def pid_in_name(name: str, prefix: str) -> int | None:
+    """The process id in ``<prefix><pid>-...``, a folder a process named for itself; else None."""
+    pid = name.removeprefix(prefix).split("-", 1)[0]
+    return int(pid) if name.startswith(prefix) and pid.isdigit() else None
+
+
 def stubs_started_from(backends: Path) -> list[int]:
     """Python-backend stubs running the stub program under ``backends``, a server's own folder.
 
