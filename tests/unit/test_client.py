@@ -25,8 +25,10 @@ from tritonhf.client import (
     ServerUnavailableError,
     TritonHFClient,
 )
-from tritonhf.client.client import RETRYABLE, encode_texts, server_address
+from tritonhf.client.client import RETRYABLE
+from tritonhf.client.connection import server_address
 from tritonhf.client.deploy import _roll_back, deploy_pipeline
+from tritonhf.client.texts import encode_texts
 from tritonhf.errors import ConfigError
 from tritonhf.server import admin
 from tritonhf.spec import EMBEDDING

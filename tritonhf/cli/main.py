@@ -614,7 +614,7 @@ _TRUNCATED = " (truncated)"
 
 def run_embed(args: argparse.Namespace) -> int:
     """``tritonhf embed``."""
-    from tritonhf.client.client import encode_texts
+    from tritonhf.client.texts import encode_texts
 
     encode_texts(args.texts)  # bad text is refused before any request, discovery included
     with _client(args) as client:
@@ -646,7 +646,7 @@ def run_embed(args: argparse.Namespace) -> int:
 
 def run_classify(args: argparse.Namespace) -> int:
     """``tritonhf classify``."""
-    from tritonhf.client.client import encode_texts
+    from tritonhf.client.texts import encode_texts
 
     encode_texts(args.texts)  # bad text is refused before any request, discovery included
     with _client(args) as client:

@@ -3,15 +3,14 @@
 Light on purpose: it never imports torch, transformers, onnx or the export code.
 """
 
-from tritonhf.client.client import (
+from tritonhf.client.client import RetryPolicy, TritonHFClient
+from tritonhf.client.connection import Protocol
+from tritonhf.client.results import (
     Classification,
     EmbeddingResult,
     ModelState,
-    Protocol,
-    RetryPolicy,
     Served,
     ServerHealth,
-    TritonHFClient,
 )
 from tritonhf.errors import (
     ClientError,

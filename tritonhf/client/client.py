@@ -8,20 +8,31 @@ import math
 import os
 import threading
 import time
-import urllib.parse
-import uuid
-import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from collections.abc import Set as AbstractSet
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from tritonhf.client.connection import (
+    GRPC_CHANNEL_OPTIONS,
+    ConnectionEnd,
+    Opened,
+    Protocol,
+    hub_end,
+    server_address,
+)
 from tritonhf.client.errors import map_error, one_line
+from tritonhf.client.results import (
+    Classification,
+    EmbeddingResult,
+    ModelState,
+    Served,
+    ServerHealth,
+)
+from tritonhf.client.texts import contradiction, encode_texts, new_request_id, text_list
 from tritonhf.errors import (
     ClientError,
     ConfigError,
@@ -55,18 +66,6 @@ from tritonhf.spec import (
 )
 
 
-class Protocol(str, Enum):
-    """Wire protocol to Triton."""
-
-    GRPC = "grpc"
-    HTTP = "http"
-
-    @property
-    def default_url(self) -> str:
-        """Triton's usual local endpoint for this protocol."""
-        return "127.0.0.1:8001" if self is Protocol.GRPC else "127.0.0.1:8000"
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
     """Retries of idempotent calls while the server is unreachable or its model reloads.
@@ -98,31 +97,6 @@ LOAD_WAIT_S = 600.0
 CONFIG_TTL_S = 10.0
 """How long a client trusts a model config it read: a deploy elsewhere may replace it."""
 
-
-@dataclass(frozen=True)
-class EmbeddingResult:
-    """Embeddings with the token count each text used (after truncation)."""
-
-    embeddings: NDArray[Any]  # float32 [n, dim]; L2-normalised if the model normalises
-    num_tokens: NDArray[Any]  # int32 [n]
-    request_id: str
-    """Triton's request id, in every step's log lines; pass it to `TritonHFClient.feedback`."""
-    truncated: NDArray[np.bool_]  # bool [n]: the text was cut to the model's max_length
-
-
-@dataclass(frozen=True)
-class Classification:
-    """One text's prediction."""
-
-    label: str
-    score: float  # probability of ``label`` (softmax; a multi-label model's sigmoid)
-    top: tuple[tuple[str, float], ...]  # (label, probability), best first (top_k of them)
-    num_tokens: int
-    request_id: str
-    """Triton's request id (shared by the texts of one call); for `TritonHFClient.feedback`."""
-    truncated: bool  # the text was cut to the model's max_length
-
-
 _WIRE_DTYPES: dict[str, Any] = {
     EMBEDDING: np.float32,
     NUM_TOKENS: np.int32,
@@ -131,224 +105,6 @@ _WIRE_DTYPES: dict[str, Any] = {
     PROBABILITIES: np.float32,
     TRUNCATED: np.bool_,
 }
-
-
-@dataclass(frozen=True)
-class ServerHealth:
-    """Liveness and readiness of the server."""
-
-    url: str
-    live: bool
-    ready: bool
-    model: str
-    model_ready: bool
-    problem: str = ""  # the first check that failed to get an answer, or why the model is not ready
-
-
-@dataclass(frozen=True)
-class ModelState:
-    """One entry of the server's repository index."""
-
-    name: str
-    version: str
-    state: str
-    reason: str = ""
-
-    @property
-    def ready(self) -> bool:
-        """True when the model is loaded and serving."""
-        return self.state == "READY"
-
-
-@dataclass(frozen=True)
-class Served:
-    """The tritonhf ensembles a server has ready, by what they answer."""
-
-    embedders: tuple[str, ...]
-    classifiers: tuple[str, ...]
-
-
-# tritonclient's own defaults (no gRPC message size limit), plus a short reconnect backoff so a
-# restarted server is found again within a second instead of gRPC's default of up to 2 minutes.
-_GRPC_CHANNEL = [
-    ("grpc.max_send_message_length", 2**31 - 1),
-    ("grpc.max_receive_message_length", 2**31 - 1),
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-]
-
-
-def _strip_scheme(url: str) -> str:
-    for scheme in ("http://", "https://", "grpc://"):
-        if url.startswith(scheme):
-            return url.removeprefix(scheme).rstrip("/")
-    return url
-
-
-def server_address(url: str, protocol: Protocol) -> str:
-    """``url`` as tritonclient takes it: ``host:port`` (HTTP: an optional base path after).
-
-    A scheme is dropped. Anything else, a missing or out-of-range port above all (which
-    tritonclient would wrap around or replace with 443), is a `ConfigError`.
-    """
-    address = _strip_scheme(url.strip())
-    try:
-        parts = urllib.parse.urlsplit(f"//{address}")
-        port = parts.port
-    except ValueError:  # a port that is not a number in 0-65535, a broken IPv6 literal
-        parts, port = None, None
-    usable = (
-        parts is not None
-        and bool(parts.hostname)
-        and port is not None
-        and port >= 1
-        and not (parts.query or parts.fragment or " " in address)
-        and (protocol is Protocol.HTTP or not parts.path)
-    )
-    if not usable:
-        example = protocol.default_url
-        raise ConfigError(
-            f"server URL {url!r} is not host:port with a port in 1-65535 (e.g. {example})"
-        )
-    return address
-
-
-def text_list(texts: Iterable[str]) -> list[str]:
-    """``texts`` as a list (a generator is read once); one string or a non-iterable is refused."""
-    if isinstance(texts, str | bytes):
-        raise InvalidInputError("pass a sequence of strings, e.g. ['hello'], not one string")
-    if isinstance(texts, Mapping | AbstractSet):  # results come back in the texts' order
-        raise InvalidInputError(
-            f"pass a sequence of strings, e.g. embed(['hello']), not a {type(texts).__name__}: "
-            "its order is not the one you would read the results in"
-        )
-    try:
-        return list(texts)
-    except TypeError:
-        raise InvalidInputError(
-            f"pass a sequence of strings, e.g. embed(['hello']), not {type(texts).__name__}"
-        ) from None
-
-
-def encode_texts(texts: Sequence[str]) -> NDArray[Any]:
-    """Validate texts and pack them as the ``[n, 1]`` BYTES tensor the ensemble takes."""
-    texts = text_list(texts)
-    packed = np.empty((len(texts), 1), dtype=object)
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise InvalidInputError(f"texts[{index}] is {type(text).__name__}, expected str")
-        if not text.strip():
-            raise InvalidInputError(f"texts[{index}] is empty or whitespace only; send some text")
-        try:
-            packed[index, 0] = text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidInputError(
-                f"texts[{index}] cannot be encoded as UTF-8 ({exc.reason} at {exc.start}); "
-                "remove lone surrogate characters"
-            ) from None
-    return packed
-
-
-def _contradiction(
-    labels: tuple[str, ...], chosen: list[str], probabilities: NDArray[Any]
-) -> str | None:
-    """How a classifier's answer contradicts the ``labels`` it was read with, or None."""
-    for label, row in zip(chosen, probabilities, strict=True):
-        if len(row) != len(labels):
-            return f"it answers {len(row)} probabilities for {len(labels)} labels"
-        if labels[int(np.argmax(row))] != label:
-            return f"it names {label!r} the class its labels call {labels[int(np.argmax(row))]!r}"
-    return None
-
-
-def _new_request_id(request_id: str | None) -> str:
-    """The caller's request id, checked; a new uuid4 hex when None."""
-    if request_id is None:
-        return uuid.uuid4().hex
-    try:
-        return check_request_id(request_id)
-    except FeedbackError as exc:
-        raise InvalidInputError(str(exc)) from None
-
-
-class _Opened:
-    """A connection, the thread that opened it, and (HTTP) that thread's gevent hub."""
-
-    def __init__(self, thread: threading.Thread, connection: Any, hub: Any = None) -> None:
-        self.thread = thread
-        self.connection = connection
-        self.hub = hub
-        self._closed = threading.Event()
-
-    def close(self) -> None:
-        """Close the connection (once)."""
-        if not self._closed.is_set():
-            self._closed.set()
-            self.connection.close()
-
-
-class _ConnectionEnd:
-    """Closes one client's HTTP connection of one thread when either goes away.
-
-    Held only by the client's `threading.local`, whose slot for a thread is cleared when the
-    client is collected (in whatever thread runs the collection) or when the thread ends (in
-    that thread). The thread's gevent hub is not this client's to destroy: other clients and
-    any other gevent user in the thread share it (`_HubEnd` destroys it as the thread ends).
-    """
-
-    def __init__(self, opened: _Opened) -> None:
-        self.opened = opened
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # at thread teardown: nothing may escape
-            hub = self.opened.hub
-            in_its_thread = threading.get_ident() == self.opened.thread.ident
-            if hub is not None and hub.loop is not None and in_its_thread:
-                from gevent.hub import set_hub
-
-                # As the thread ends gevent may have forgotten its hub: closing the sockets
-                # would make a new one (two more descriptors).
-                set_hub(hub)
-            self.opened.close()
-
-
-class _HubEnd:
-    """Destroys a thread's gevent hub in that thread as the thread ends.
-
-    Kept in `_THREAD_HUB`, a module-level `threading.local`, whose slot for a thread is
-    cleared only when that thread ends. The hub's event loop holds two file descriptors that
-    nothing else frees (a thread per request would run out of them), and destroying it from
-    another thread, even once its thread had ended, crashed libev ("epoll_wait: Bad file
-    descriptor", then an abort) while other threads ran their own loops. Destroyed while its
-    thread lives, it broke every other HTTP client of that thread.
-    """
-
-    def __init__(self, hub: Any) -> None:
-        self.hub = hub
-        self.connections: weakref.WeakSet[_Opened] = weakref.WeakSet()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # at thread teardown: nothing may escape
-            if self.hub.loop is None:  # destroyed already
-                return
-            from gevent.hub import set_hub
-
-            set_hub(self.hub)  # gevent may have forgotten it: see `_ConnectionEnd`
-            for opened in list(self.connections):  # before the loop they run on goes
-                opened.close()
-            self.hub.destroy(destroy_loop=True)
-
-
-_THREAD_HUB = threading.local()
-
-
-def _hub_end(hub: Any) -> _HubEnd:
-    """The `_HubEnd` of the calling thread's gevent hub ``hub``."""
-    end: _HubEnd | None = getattr(_THREAD_HUB, "end", None)
-    if end is None or end.hub is not hub:
-        end = _THREAD_HUB.end = _HubEnd(hub)
-    return end
 
 
 class TritonHFClient:
@@ -400,7 +156,7 @@ class TritonHFClient:
         # tritonclient's HTTP client is gevent-based and not thread-safe: one per thread.
         # The gRPC client is thread-safe and shares one channel.
         self._local = threading.local()
-        self._opened: list[_Opened] = []
+        self._opened: list[Opened] = []
         self._lock = threading.Lock()
         self._connection()
 
@@ -415,7 +171,9 @@ class TritonHFClient:
             if self.protocol is Protocol.GRPC:
                 import tritonclient.grpc as grpcclient
 
-                connection = grpcclient.InferenceServerClient(self.url, channel_args=_GRPC_CHANNEL)
+                connection = grpcclient.InferenceServerClient(
+                    self.url, channel_args=GRPC_CHANNEL_OPTIONS
+                )
             else:
                 import gevent
                 import tritonclient.http as httpclient
@@ -426,15 +184,15 @@ class TritonHFClient:
                 hub = gevent.get_hub()  # this thread's event loop, which the connection uses
         except Exception as exc:  # tritonclient validates the URL eagerly
             raise map_error(exc, model=None, url=self.url, protocol=self.protocol) from exc
-        opened = _Opened(threading.current_thread(), connection, hub)
+        opened = Opened(threading.current_thread(), connection, hub)
         with self._lock:
-            # Threads that have ended closed their own connections (`_ConnectionEnd`).
+            # Threads that have ended closed their own connections (`ConnectionEnd`).
             self._opened = [o for o in self._opened if o.thread.is_alive()]
             self._opened.append(opened)
         self._local.connection = connection
         if hub is not None:
-            self._local.end = _ConnectionEnd(opened)
-            _hub_end(hub).connections.add(opened)
+            self._local.end = ConnectionEnd(opened)
+            hub_end(hub).connections.add(opened)
         return connection
 
     def _call_with_retry(
@@ -767,7 +525,7 @@ class TritonHFClient:
         with self._tracked(name, "encode") as tracked:
             texts = text_list(texts)
             tracked.texts = len(texts)
-            request_id = _new_request_id(request_id)
+            request_id = new_request_id(request_id)
             found = self._run(
                 texts, name, (EMBEDDING, NUM_TOKENS, TRUNCATED), request_id, drift=drift
             )
@@ -793,7 +551,7 @@ class TritonHFClient:
         with self._tracked(name, "encode") as tracked:
             texts = text_list(texts)
             tracked.texts = len(texts)
-            found = self._run(texts, name, (EMBEDDING,), _new_request_id(None), drift=drift)
+            found = self._run(texts, name, (EMBEDDING,), new_request_id(None), drift=drift)
         embeddings: NDArray[Any] = found[EMBEDDING]
         return embeddings
 
@@ -833,7 +591,7 @@ class TritonHFClient:
             if top_k is not None and top_k < 1:
                 raise InvalidInputError(f"top_k must be >= 1, got {top_k}")
             tracked.texts = len(texts)
-            request_id = _new_request_id(request_id)
+            request_id = new_request_id(request_id)
             labels = self.labels(name)
             for delay in [*self.retry.delays(), None]:
                 found = self._run(
@@ -844,11 +602,11 @@ class TritonHFClient:
                     drift=drift,
                 )
                 chosen = [bytes(label).decode("utf-8") for label in found[LABEL].reshape(-1)]
-                if _contradiction(labels, chosen, found[PROBABILITIES]) is None:
+                if contradiction(labels, chosen, found[PROBABILITIES]) is None:
                     break
                 # A deploy renamed, reordered or replaced the classes since they were read.
                 labels = self._labels(name, fresh=True)
-                why = _contradiction(labels, chosen, found[PROBABILITIES])
+                why = contradiction(labels, chosen, found[PROBABILITIES])
                 if why is None:
                     break
                 if delay is None:  # the new model step already answers under the old ensemble

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tritonhf.client.client import ModelState, TritonHFClient
+from tritonhf.client.client import TritonHFClient
+from tritonhf.client.results import ModelState
 from tritonhf.errors import ConfigError, DeployError, DeployPendingError
 from tritonhf.spec import PipelineSpec
 

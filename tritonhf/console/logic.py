@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonhf.client import Protocol
-from tritonhf.client.client import server_address
+from tritonhf.client.connection import server_address
 from tritonhf.console.metrics import NO_VALUE, ModelRates
 from tritonhf.errors import ConfigError
 

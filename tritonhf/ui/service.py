@@ -25,7 +25,7 @@ from tritonhf.client import (
     Served,
     TritonHFClient,
 )
-from tritonhf.client.client import server_address
+from tritonhf.client.connection import server_address
 from tritonhf.data import sentences
 from tritonhf.errors import (
     ClientError,
