@@ -1,4 +1,4 @@
-"""MkDocs hook: write ``reference/cli.md`` from ``tritonhf.cli.main.build_parser()`` at build time.
+"""MkDocs hook: write ``reference/cli.md`` from ``tritonhf.cli.parser.build_parser()`` at build time.
 
 The CLI reference is never hand-copied: every build reads the same parser ``tritonhf`` runs, so a
 new command or flag appears in the docs with no edit, and a removed one disappears.
@@ -12,7 +12,7 @@ from typing import Any
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
 
-from tritonhf.cli.main import build_parser
+from tritonhf.cli.parser import build_parser
 
 PAGE = "reference/cli.md"
 WIDTH = 100
@@ -57,7 +57,7 @@ def render(parser: argparse.ArgumentParser) -> str:
     lines = [
         "# CLI reference",
         "",
-        "Generated at build time from `tritonhf.cli.main.build_parser()` by "
+        "Generated at build time from `tritonhf.cli.parser.build_parser()` by "
         "`docs/hooks/cli_reference.py`; `tritonhf COMMAND --help` prints the same options, "
         "each with its default.",
         "",

@@ -23,7 +23,7 @@ import yaml
 
 from tests.deploy import kustomize
 from tests.deploy.support import ROOT, load_yaml
-from tritonhf.cli.main import build_parser
+from tritonhf.cli.parser import build_parser
 from tritonhf.console.logic import ConsoleConfig
 from tritonhf.server.admin import ENV_VAR, has_restricted_flags
 from tritonhf.server.launcher import ModelControl, ServerConfig

@@ -17,7 +17,7 @@ import yaml
 
 from tests.deploy import kustomize
 from tests.deploy.support import BIN, ROOT, run
-from tritonhf.cli.main import build_parser
+from tritonhf.cli.parser import build_parser
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 DOCKERFILES = sorted((ROOT / "docker").glob("*.Dockerfile"))

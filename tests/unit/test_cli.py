@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tritonhf.cli import main as cli
-from tritonhf.cli.main import build_parser, main
+from tritonhf.cli.main import main
+from tritonhf.cli.parser import build_parser
 from tritonhf.errors import ConfigError
 from tritonhf.export.onnx_export import DEFAULT_OPSET
 from tritonhf.export.pipeline import ExportOptions

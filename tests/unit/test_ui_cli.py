@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tritonhf.cli.main import build_parser
+from tritonhf.cli.parser import build_parser
 from tritonhf.client import Protocol
 from tritonhf.errors import ConfigError
 from tritonhf.ui import DemoConfig
@@ -57,7 +57,7 @@ def test_demo_config_refuses_bad_values(overrides: dict[str, object], message: s
 def test_help_does_not_import_gradio_or_streamlit() -> None:
     code = (
         "import sys\n"
-        "from tritonhf.cli.main import build_parser\n"
+        "from tritonhf.cli.parser import build_parser\n"
         "import tritonhf.ui, tritonhf.console\n"
         "build_parser().format_help()\n"
         "print(sorted(m for m in ('gradio', 'streamlit', 'playwright') if m in sys.modules))\n"
