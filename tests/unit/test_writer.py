@@ -19,7 +19,7 @@ import tritonhf.backends.onnx_runtime
 import tritonhf.backends.tokenizer
 from tests.killed_export import kill_an_export_midway
 from tritonhf.errors import RepositoryError
-from tritonhf.repository import writer
+from tritonhf.repository import staging, writer
 from tritonhf.repository.configs import (
     BatchingPolicy,
     StepTuning,
@@ -293,7 +293,7 @@ def test_a_move_into_the_repository_cut_short_puts_back_what_it_moved(
     repo = tmp_path / "repo"
     write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
     before = snapshot(repo)
-    real, calls = writer.os.rename, []
+    real, calls = staging.os.rename, []
 
     def rename(source: Path, target: Path) -> None:
         calls.append(source)
@@ -303,7 +303,7 @@ def test_a_move_into_the_repository_cut_short_puts_back_what_it_moved(
         if isinstance(failure, KeyboardInterrupt) and len(calls) == 3:
             raise failure
 
-    monkeypatch.setattr(writer.os, "rename", rename)
+    monkeypatch.setattr(staging.os, "rename", rename)
 
     with pytest.raises(expected):
         write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
@@ -318,7 +318,7 @@ def test_a_repository_without_a_staging_neighbour_is_written_in_place_naming_wha
     def no_staging(repo: Path) -> Iterator[None]:  # a repository that is a mount point
         yield None
 
-    monkeypatch.setattr(writer, "_staging_area", no_staging)
+    monkeypatch.setattr(writer, "staging_area", no_staging)
     disk_full_at(monkeypatch, "minilm_model")
 
     with pytest.raises(RepositoryError, match="minilm_tokenizer had been written already"):
@@ -364,7 +364,7 @@ def test_exports_into_one_repository_wait_for_each_other_and_keep_every_version(
 ) -> None:
     repo = tmp_path / "repo"
     write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
-    caplog.set_level(logging.INFO, logger=writer.__name__)
+    caplog.set_level(logging.INFO, logger=staging.__name__)
     held = os.open(repo, os.O_RDONLY | os.O_DIRECTORY)  # another export's lock, as flock sees it
     fcntl.flock(held, fcntl.LOCK_EX)
     with ThreadPoolExecutor(2) as pool:
@@ -519,7 +519,7 @@ def test_a_bind_mounted_repository_refusing_renames_is_written_in_place(
     def cross_device(source: Path, target: Path) -> None:
         raise OSError(errno.EXDEV, "Invalid cross-device link")
 
-    monkeypatch.setattr(writer.os, "rename", cross_device)
+    monkeypatch.setattr(staging.os, "rename", cross_device)
     repo = tmp_path / "repo"
 
     folders = write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
@@ -541,7 +541,7 @@ def test_a_later_version_is_copied_where_the_filesystem_has_no_hard_links(
     def no_links(source: str, target: str) -> None:
         raise OSError(errno.EPERM, "Operation not permitted")
 
-    monkeypatch.setattr(writer.os, "link", no_links)
+    monkeypatch.setattr(staging.os, "link", no_links)
     write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts, version=2)
 
     assert (repo / "minilm_model" / "1" / "model.onnx").read_bytes() == before
@@ -600,7 +600,7 @@ def test_a_parent_that_cannot_be_written_is_written_in_place_with_a_warning(
     def refused(**kwargs: Any) -> str:
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(writer.tempfile, "mkdtemp", refused)
+    monkeypatch.setattr(staging.tempfile, "mkdtemp", refused)
 
     write_repository(spec=PipelineSpec(), repo=tmp_path / "repo", artifacts=artifacts)
 
@@ -622,7 +622,7 @@ def test_a_move_killed_partway_is_undone_by_the_next_export_or_serve(
     kill_an_export_midway(repo, artifacts.onnx_path, artifacts.tokenizer_json, renames=renames)
     assert snapshot(repo) != before
 
-    writer.recover_killed_exports(repo)
+    staging.recover_killed_exports(repo)
 
     assert snapshot(repo) == before
     assert not list(tmp_path.glob(".repo.tritonhf-staging-*"))

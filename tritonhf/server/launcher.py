@@ -20,6 +20,7 @@ from typing import IO
 from tritonhf.backends.busy import board_dir, remove_stale_boards
 from tritonhf.errors import ConfigError, ServerError
 from tritonhf.repository.compat import available_backends, check_servable
+from tritonhf.repository.staging import recover_killed_exports
 from tritonhf.server.admin import (
     check_key,
     http_headers,
@@ -209,8 +210,6 @@ class TritonServer:
         if not repo.is_dir():  # a bad --repo: a ConfigError (exit 2), like export's
             what = "is not a folder" if repo.exists() else "does not exist"
             raise ConfigError(f"model repository {repo} {what}; run `tritonhf export` first")
-        from tritonhf.repository.writer import recover_killed_exports  # numpy, via configs
-
         recover_killed_exports(repo)  # an export killed while moving in left it mixed
         dist = find_distribution()
         check_servable(
@@ -290,8 +289,6 @@ class TritonServer:
         Serving goes on from what Triton loaded, but the next `tritonhf deploy` loads what is
         on disk: a killed move there mixes two exports (a probe deployed one: READY, wrong).
         """
-        from tritonhf.repository.writer import recover_killed_exports
-
         while not stopped.wait(EXPORT_RECOVERY_S):
             recover_killed_exports(self.config.repo)
 
