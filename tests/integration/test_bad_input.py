@@ -226,6 +226,33 @@ def test_a_large_form_encoded_body_is_read_as_the_request_not_a_crash(server: Tr
     assert outputs["EMBEDDING"]["shape"] == [64, 384]
 
 
+@pytest.mark.parametrize("protocol", ["http"], indirect=True)
+def test_a_deeply_nested_json_body_is_refused_not_a_crash(server: TritonServer) -> None:
+    """Triton 2.51's HTTP frontend parses JSON recursively, then walks "data" recursively:
+    "data" nested 60,000 deep (120 KB) or "inputs" 250,000 deep overflowed its thread's stack
+    (SIGSEGV: a probe's finding). The guard refuses such a body before the parser sees it;
+    brackets and quotes inside strings are text, not nesting."""
+    nested_data = "[" * 60_000 + '"hi"' + "]" * 60_000
+    deep_bodies = [
+        f'{{"inputs":[{{"name":"TEXT","shape":[1,1],"datatype":"BYTES","data":{nested_data}}}]}}',
+        '{"inputs":' + "[" * 250_000 + "]" * 250_000 + "}",
+        '{"inputs":' + '{"a":' * 100_000 + "1" + "}" * 100_000 + "}",
+    ]
+    for body in deep_bodies:
+        status, answer = post_json(server, "/v2/models/minilm/infer", body.encode())
+        assert status == 400
+        assert "the request's JSON nests deeper than 1024 levels" in answer["error"]
+    assert server.is_ready()
+
+    texts = ['[[[{{ "a quoted \\" [[[ {{ in text' * 2_000, "}}]] plain"]  # unbalanced, in strings
+    rows = {"name": "TEXT", "shape": [2, 1], "datatype": "BYTES", "data": texts}
+    status, answer = post_json(
+        server, "/v2/models/minilm/infer", json.dumps({"inputs": [rows]}).encode()
+    )
+    assert status == 200
+    assert {o["name"]: o for o in answer["outputs"]}["EMBEDDING"]["shape"] == [2, 384]
+
+
 @pytest.mark.parametrize(
     ("dimension", "why"),
     [(2**61 + 4, "more elements than bytes hold"), (2**63 + 4, "a negative dimension")],

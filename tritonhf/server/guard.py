@@ -3,7 +3,8 @@
 `request_guard.c` says what it fixes and how. Asking Triton 2.51 for the classification
 extension on a BYTES output (a classifier's ``LABEL``) divides by zero and kills the server;
 a shape whose size overflows (``[1, 2**61 + 4]`` with 32 bytes of data) kills the
-Python-backend stub it reaches. Preloaded, the library turns both into refusals (INVALID_ARG).
+Python-backend stub it reaches; a large form-encoded HTTP body or a deeply nested JSON one
+overflows the HTTP thread's stack. Preloaded, the library turns each into a refusal.
 `tritonhf serve` compiles it into the server's work folder at each start (a fraction of a
 second with gcc); the Triton image compiles it when it is built.
 """

@@ -39,6 +39,18 @@
  * (htp__request_parse_fini_, found by name like TopkClassifications) to compare the content
  * type with that form type, answers "different": the body is left alone and the request
  * goes on as any other (a valid JSON body is served, anything else refused).
+ *
+ * 4. A deeply nested JSON body. Triton's HTTP frontend parses a request body with a recursive
+ * JSON parser, then walks "data" recursively: "data" nested ~50,000 levels deep (a ~100 KB
+ * request to any model) or "inputs" ~200,000 overflows the thread's stack, SIGSEGV. Both are
+ * compiled into the executable, so no symbol of a library stands in front of them. Instead,
+ * once at load, this library points the one call that hands an HTTP body to the parser (in
+ * EVBufferToJson, to TritonJson::Value::Parse, both found by name; the call found by its
+ * target) at body_parse, through a jump placed near the executable: it reads the nesting of
+ * the body (outside strings) and refuses one deeper than MAX_JSON_DEPTH levels with an
+ * INVALID_ARG error (HTTP 400), or calls the parser. A KServe v2 request nests 3 levels,
+ * "data" one more per dimension. Where the call is not found as expected it changes nothing
+ * and says so on stderr.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -71,11 +83,17 @@ typedef TRITONSERVER_Error* (*host_properties_fn)(
 typedef int (*compare_fn)(const char*, const char*, size_t);
 
 /* The functions found by name in the executable, each as run-time address ranges. */
-enum caller { TOPK_CLASSIFICATIONS, PARSE_FINISHED, CALLERS };
+enum caller { TOPK_CLASSIFICATIONS, PARSE_FINISHED, BODY_TO_JSON, CALLERS };
 static const char* const CALLER_NAMES[CALLERS] = {
     "_ZN6triton6server19TopkClassifications", /* a prefix: every overload, and .cold parts */
     "htp__request_parse_fini_",
+    "_ZN6triton6server12_GLOBAL__N_114EVBufferToJson",
 };
+static const char JSON_PARSE[] = "_ZN6triton6common10TritonJson5Value5ParseEPKcm";
+#define MAX_JSON_DEPTH 1024
+
+typedef TRITONSERVER_Error* (*parse_fn)(void*, const char*, size_t);
+static parse_fn json_parse; /* TritonJson::Value::Parse(const char*, size_t), found by name */
 static const char FORM_TYPE[] = "application/x-www-form-urlencoded";
 static uintptr_t range_start[CALLERS][MAX_RANGES], range_end[CALLERS][MAX_RANGES];
 static int range_count[CALLERS];
@@ -103,6 +121,115 @@ static int
 inside(size_t file_size, uint64_t offset, uint64_t length)
 {
   return offset <= file_size && length <= file_size - offset;
+}
+
+static error_new_fn error_new;
+
+/* Stands in for the parser's call on an HTTP body: refuses a body nested too deep. */
+static TRITONSERVER_Error*
+body_parse(void* value, const char* body, size_t length)
+{
+  int depth = 0, in_string = 0, escaped = 0;
+  for (size_t i = 0; i < length; i++) {
+    char c = body[i];
+    if (in_string) {
+      if (escaped) {
+        escaped = 0;
+      } else if (c == '\\') {
+        escaped = 1;
+      } else if (c == '"') {
+        in_string = 0;
+      }
+    } else if (c == '"') {
+      in_string = 1;
+    } else if ((c == '[' || c == '{') && ++depth > MAX_JSON_DEPTH) {
+      if (error_new == NULL) {
+        error_new = (error_new_fn)dlsym(RTLD_NEXT, "TRITONSERVER_ErrorNew");
+      }
+      if (error_new != NULL) {
+        char message[160];
+        snprintf(
+            message, sizeof(message),
+            "the request's JSON nests deeper than %d levels (at byte %zu): refused unparsed",
+            MAX_JSON_DEPTH, i);
+        return error_new(TRITONSERVER_ERROR_INVALID_ARG, message);
+      }
+    } else if (c == ']' || c == '}') {
+      depth--;
+    }
+  }
+  return json_parse(value, body, length);
+}
+
+/* A jump to body_parse in a page within a 32-bit call of ``near``, or 0 if none is free. */
+static uintptr_t
+jump_near(uintptr_t near)
+{
+  static const unsigned char code[] = {0x48, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xe0};
+  long page = sysconf(_SC_PAGESIZE);
+  for (uintptr_t distance = 1 << 24; distance < (1u << 31) - (1 << 24); distance += 1 << 24) {
+    for (int side = 0; side < 2; side++) {
+      uintptr_t hint = ((side ? near - distance : near + distance) & ~(uintptr_t)(page - 1));
+      void* place = mmap((void*)hint, (size_t)page, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+      if (place == MAP_FAILED) {
+        continue;
+      }
+      if ((uintptr_t)place != hint) { /* a kernel that took the address as a hint only */
+        munmap(place, (size_t)page);
+        continue;
+      }
+      uintptr_t target = (uintptr_t)&body_parse;
+      memcpy(place, code, sizeof(code)); /* movabs $body_parse, %rax; jmp *%rax */
+      memcpy((unsigned char*)place + 2, &target, sizeof(target));
+      if (mprotect(place, (size_t)page, PROT_READ | PROT_EXEC) != 0) {
+        munmap(place, (size_t)page);
+        return 0;
+      }
+      return hint;
+    }
+  }
+  return 0;
+}
+
+/* Point EVBufferToJson's calls of the parser at body_parse; whether there was one to point. */
+static int
+route_body_parse(void)
+{
+  if (json_parse == NULL || range_count[BODY_TO_JSON] == 0) {
+    return 0;
+  }
+  long page = sysconf(_SC_PAGESIZE);
+  int routed = 0;
+  uintptr_t jump = 0;
+  for (int r = 0; r < range_count[BODY_TO_JSON]; r++) {
+    for (uintptr_t at = range_start[BODY_TO_JSON][r]; at + 5 <= range_end[BODY_TO_JSON][r];
+         at++) {
+      int32_t offset;
+      memcpy(&offset, (const void*)(at + 1), sizeof(offset));
+      if (*(const unsigned char*)at != 0xe8 || at + 5 + (intptr_t)offset != (uintptr_t)json_parse) {
+        continue; /* not a call of the parser */
+      }
+      if (jump == 0 && (jump = jump_near(at)) == 0) {
+        return 0;
+      }
+      intptr_t to_jump = (intptr_t)jump - (intptr_t)(at + 5);
+      if (to_jump != (int32_t)to_jump) {
+        return 0;
+      }
+      int32_t new_offset = (int32_t)to_jump;
+      uintptr_t first = at & ~(uintptr_t)(page - 1), last = (at + 4) & ~(uintptr_t)(page - 1);
+      size_t span = (size_t)(last - first) + (size_t)page;
+      if (mprotect((void*)first, span, PROT_READ | PROT_WRITE | PROT_EXEC) != 0) {
+        return 0;
+      }
+      memcpy((void*)(at + 1), &new_offset, sizeof(new_offset)); /* before any thread runs */
+      mprotect((void*)first, span, PROT_READ | PROT_EXEC);
+      routed = 1;
+      at += 4;
+    }
+  }
+  return routed;
 }
 
 /* Each function named in CALLER_NAMES (a prefix match), as run-time address ranges. */
@@ -152,6 +279,9 @@ find_callers(void)
       }
       const char* name = (const char*)(file + names->sh_offset + symbol->st_name);
       size_t room = names->sh_size - symbol->st_name;
+      if (sizeof(JSON_PARSE) <= room && memcmp(name, JSON_PARSE, sizeof(JSON_PARSE)) == 0) {
+        json_parse = (parse_fn)(bias + symbol->st_value);
+      }
       for (int c = 0; c < CALLERS; c++) {
         size_t length = strlen(CALLER_NAMES[c]);
         if (range_count[c] < MAX_RANGES && length < room &&
@@ -165,17 +295,20 @@ find_callers(void)
   }
 done:
   munmap((void*)file, size);
+  int routed = route_body_parse();
   char path[4096];
   ssize_t length = readlink("/proc/self/exe", path, sizeof(path) - 1);
-  if ((range_count[TOPK_CLASSIFICATIONS] == 0 || range_count[PARSE_FINISHED] == 0) &&
+  if ((range_count[TOPK_CLASSIFICATIONS] == 0 || range_count[PARSE_FINISHED] == 0 ||
+       !routed) &&
       length > 0) {
     path[length] = '\0';
     const char* base = strrchr(path, '/');
     if (strcmp(base == NULL ? path : base + 1, "tritonserver") == 0) {
       static const char warning[] =
-          "tritonhf request guard: this tritonserver has no TopkClassifications or "
-          "htp__request_parse_fini_ symbol (stripped?), so a classification request on a "
-          "BYTES output or a large form-encoded HTTP body can still crash it\n";
+          "tritonhf request guard: this tritonserver lacks a TopkClassifications, "
+          "htp__request_parse_fini_ or EVBufferToJson symbol (stripped?), so a "
+          "classification request on a BYTES output, a large form-encoded HTTP body or a "
+          "deeply nested JSON body can still crash it\n";
       ssize_t ignored = write(STDERR_FILENO, warning, sizeof(warning) - 1);
       (void)ignored;
     }
@@ -248,7 +381,6 @@ misfit(const char* name, int datatype, const int64_t* shape, uint32_t dims, uint
       return NULL;
     }
   }
-  static error_new_fn error_new;
   if (error_new == NULL) {
     error_new = (error_new_fn)dlsym(RTLD_NEXT, "TRITONSERVER_ErrorNew");
   }
