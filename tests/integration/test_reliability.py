@@ -9,6 +9,7 @@ import shutil
 import signal
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,7 @@ from tritonhf.repository.configs import (
 )
 from tritonhf.server.launcher import ModelControl, ServerConfig, TritonServer
 from tritonhf.server.process import children
+from tritonhf.spec import DEFAULT_MODEL_NAME
 
 LONG_TEXT = "a sentence that keeps going with many words in it " * 30
 
@@ -527,6 +529,42 @@ def test_a_short_soak_has_no_errors_and_stable_memory(server: TritonServer) -> N
     print(report.table())
     assert report.load.error_count == 0, report.load.errors
     assert report.rss_growth < 0.10, report.table()
+
+
+def texts_run_by(server: TritonServer, model: str) -> float:
+    with urllib.request.urlopen(server.config.metrics_url, timeout=10) as response:  # noqa: S310
+        text = response.read().decode()
+    wanted = f'nv_inference_count{{model="{model}",'
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(wanted))
+
+
+def test_work_for_clients_that_gave_up_is_dropped_not_run_ahead_of_later_requests(
+    server: TritonServer,
+) -> None:
+    """The client's timeout goes with each request as Triton's queue limit: a probe's 10
+    abandoned HTTP requests (a 10 ms timeout) kept their queue places for Triton's 5 s, and the
+    request after them was rejected (OverloadedError) after waiting 5.4 s."""
+    model_step = f"{DEFAULT_MODEL_NAME}_model"
+    before = texts_run_by(server, model_step)
+    impatient = TritonHFClient(
+        server.config.http_url, protocol="http", timeout_s=0.05, retry=RetryPolicy(attempts=1)
+    )
+
+    def give_up(_: int) -> str:
+        try:
+            impatient.embed([LONG_TEXT] * 32)
+        except ClientError as exc:
+            return type(exc).__name__
+        return "answered"
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        outcomes = Counter(pool.map(give_up, range(12)))
+    assert outcomes == {"InferenceTimeoutError": 12}
+    with TritonHFClient(server.config.http_url, protocol="http", timeout_s=60) as patient:
+        assert patient.embed(["the request after them"]).shape == (1, 384)
+    impatient.close()
+    # Two model instances took up to two batches of 64 texts before the others' 50 ms ran out.
+    assert texts_run_by(server, model_step) - before <= 4 * 32 + 1
 
 
 def test_a_version_the_ensemble_rejects_is_rolled_back_and_an_unloaded_model_is_not_ready(

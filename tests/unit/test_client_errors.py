@@ -66,6 +66,14 @@ CASES = {
         InferenceServerException(REFUSED, status="StatusCode.UNAVAILABLE"),
         ServerUnavailableError,
     ),
+    "grpc-connect-timed-out": (
+        InferenceServerException(
+            "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:8001: "
+            "connection attempt timed out before receiving SETTINGS frame",
+            status="StatusCode.UNAVAILABLE",
+        ),
+        ServerUnavailableError,
+    ),
     "grpc-deadline": (
         InferenceServerException("Deadline Exceeded", status="StatusCode.DEADLINE_EXCEEDED"),
         InferenceTimeoutError,

@@ -114,7 +114,9 @@ class TritonHFClient:
     ...     vectors = client.embed(["a sentence", "another one"])  # (2, 384) float32
 
     ``timeout_s`` bounds each request sent: a call with more texts than the model's
-    ``max_batch_size`` sends several requests, one after the other, and may take longer.
+    ``max_batch_size`` sends several requests, one after the other, and may take longer. It
+    goes with each inference request as Triton's limit on queueing it, so the server drops the
+    work of a request the client gave up on.
 
     ``admin_key`` (default: ``$TRITONHF_ADMIN_KEY``; ``""`` for none) goes with the calls a
     server started with a key restricts: `models`, `load_model`, `unload_model`, and nothing
@@ -222,7 +224,12 @@ class TritonHFClient:
             return getattr(self._connection(), method)(*args, **kwargs)
         except Exception as exc:  # every failure leaves as a typed ClientError
             error = map_error(
-                exc, model=model, url=self.url, protocol=self.protocol, row_offset=row_offset
+                exc,
+                model=model,
+                url=self.url,
+                protocol=self.protocol,
+                row_offset=row_offset,
+                timeout_s=self.timeout_s,
             )
             if isinstance(error, PermissionDeniedError) and kwargs.get("headers"):
                 error = PermissionDeniedError(
@@ -715,6 +722,10 @@ class TritonHFClient:
             outputs=requested,
             request_id=request_id,
             row_offset=row_offset,
+            # The server's limit on queueing it (microseconds; each step's queue takes the
+            # smaller of this and its own): work for a client that gave up is dropped, not
+            # run ahead of the requests that came after it.
+            timeout=math.ceil(self.timeout_s * 1_000_000),
             # Sent only to leave the drift windows: no parameter, no cost.
             **({} if drift else {"parameters": {DRIFT_PARAMETER: False}}),
         )

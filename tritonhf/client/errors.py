@@ -130,12 +130,14 @@ def map_error(
     url: str,
     protocol: str | None = None,
     row_offset: int = 0,
+    timeout_s: float | None = None,
 ) -> ClientError:
     """Translate ``exc`` into the narrowest `ClientError`, keeping the server's message.
 
     ``protocol`` (``grpc`` or ``http``), where given, lets a server that cannot be talked to
     be told apart from a port that speaks the other protocol. ``row_offset``, the index of a
     chunk's first text in the caller's list, is added to every row the message names.
+    ``timeout_s``, the client's limit, is named in a timeout's message.
     """
     if isinstance(exc, ClientError):
         return exc
@@ -167,8 +169,13 @@ def map_error(
     # Checked before "unavailable": a failed load reads "version 2 is at UNAVAILABLE state".
     if re.search(r"load failed for model|failed to load", found, re.IGNORECASE):
         return DeployError(one_line(message))
-    if isinstance(exc, TimeoutError) or any(k.lower() in found.lower() for k in _TIMEOUT):
-        return InferenceTimeoutError(f"request to {url} timed out: {message}")
+    # A gRPC connect that timed out ("failed to connect ... timed out before receiving
+    # SETTINGS frame": a server that accepts and never answers) is a server that cannot be
+    # reached, not a slow request: checked as "unavailable" below, and retried.
+    timed_out = any(k.lower() in found.lower() for k in _TIMEOUT)
+    if isinstance(exc, TimeoutError) or (timed_out and "failed to connect" not in found.lower()):
+        limit = "" if timeout_s is None else f" after {timeout_s:g} s (timeout_s; --timeout)"
+        return InferenceTimeoutError(f"request to {url} timed out{limit}: {message}")
     # Checked before "unavailable" and "unknown model": Triton answers a loaded-but-not-ready
     # model with "Request for unknown model: 'x' version 1 is not at ready state" and gRPC
     # status UNAVAILABLE (HTTP 503), and one that is unloaded (or stopping) with "... 'x' has
