@@ -814,3 +814,26 @@ def test_the_pid_in_a_folder_name_is_read_only_after_its_prefix(name: str, pid: 
     from tritonhf.server.process import pid_in_name
 
     assert pid_in_name(name, "tritonhf-export-") == pid
+
+
+def test_tritons_process_takes_the_hard_limit_on_open_files() -> None:
+    """At a soft limit of 1,024 (many Linux sessions), ~1,000 idle connections would stop
+    Triton accepting any, on every port; its process raises the soft limit to the hard one."""
+    import resource
+
+    from tritonhf.server.launcher import _child_setup
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        child = subprocess.Popen(["sleep", "30"], preexec_fn=_child_setup)  # nosec
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        limits = Path(f"/proc/{child.pid}/limits").read_text()
+    finally:
+        child.kill()
+        child.wait()
+    row = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+    child_soft, child_hard = row.split()[3:5]
+    assert child_soft == child_hard != "256"

@@ -35,6 +35,7 @@ from tritonhf.server.admin import (
     restricted_flags,
 )
 from tritonhf.server.drain import die_with_parent, drain, terminate
+from tritonhf.server.process import raise_open_files_limit
 from tritonhf.server.stub_watch import HANG_ENV, HANG_S, StubWatch, hang_seconds, seconds
 
 BINARY = "tritonserver"
@@ -200,6 +201,7 @@ def supervise(command: Sequence[str], flags: TritonFlags) -> int:
 def _child_setup() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _WAITED)
     die_with_parent()
+    raise_open_files_limit()
 
 
 def _shut_down(process: subprocess.Popen[bytes], flags: TritonFlags, signum: int) -> int:

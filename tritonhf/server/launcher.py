@@ -31,7 +31,11 @@ from tritonhf.server.admin import (
 from tritonhf.server.drain import die_with_parent, drain, is_ready, terminate
 from tritonhf.server.guard import build_guard, with_preload
 from tritonhf.server.ports import check_bindable
-from tritonhf.server.process import stop_orphaned_stubs, stubs_started_from
+from tritonhf.server.process import (
+    raise_open_files_limit,
+    stop_orphaned_stubs,
+    stubs_started_from,
+)
 from tritonhf.server.provision import find_distribution, prepare_backend_dir, server_environment
 from tritonhf.server.shm import remove_orphaned_regions, remove_regions
 from tritonhf.server.stub_watch import HANG_S, StubWatch, seconds
@@ -185,6 +189,12 @@ _MISSING_MODULE = re.compile(r"No module named '([A-Za-z0-9_]+)")
 """A step's import error in Triton's log: the top-level package that is not installed."""
 
 
+def _child_setup() -> None:
+    """In Triton's process before it runs: stop with us, and take every descriptor allowed."""
+    die_with_parent()
+    raise_open_files_limit()
+
+
 class TritonServer:
     """A ``tritonserver`` child process; use as a context manager to always stop it."""
 
@@ -259,7 +269,7 @@ class TritonServer:
             stdin=subprocess.DEVNULL,
             # Own session: Ctrl-C reaches us, and we stop the server in order.
             start_new_session=True,
-            preexec_fn=die_with_parent,
+            preexec_fn=_child_setup,
         )
         try:
             self.wait_ready(self.config.startup_timeout_s)

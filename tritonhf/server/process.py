@@ -108,6 +108,28 @@ def running(pid: int) -> bool:
     return True
 
 
+def raise_open_files_limit() -> None:
+    """Raise this process's soft limit on open files to its hard limit (a server's child).
+
+    Each HTTP or gRPC connection takes a descriptor: at a soft limit of 1,024, the default of
+    many Linux sessions, ~1,000 idle keep-alive connections would stop Triton accepting any
+    (every port, metrics included). Raising the soft limit up to the hard one needs no
+    privilege; the hard limit is left alone.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = hard
+    if hard == resource.RLIM_INFINITY:  # not a number the kernel takes for open files
+        try:
+            ceiling = int(Path("/proc/sys/fs/nr_open").read_text())
+        except (OSError, ValueError):
+            return
+    if soft != resource.RLIM_INFINITY and soft < ceiling:
+        with suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+
+
 def pid_in_name(name: str, prefix: str) -> int | None:
     """The process id in ``<prefix><pid>-...``, a folder a process named for itself; else None."""
     pid = name.removeprefix(prefix).split("-", 1)[0]
