@@ -4,7 +4,8 @@
 extension on a BYTES output (a classifier's ``LABEL``) divides by zero and kills the server;
 a shape whose size overflows (``[1, 2**61 + 4]`` with 32 bytes of data) kills the
 Python-backend stub it reaches; a large form-encoded HTTP body or a deeply nested JSON one
-overflows the HTTP thread's stack. Preloaded, the library turns each into a refusal.
+overflows the HTTP thread's stack. Preloaded, the library turns each into a refusal, and it
+keeps Triton's HTTP frontend from dropping responses under load.
 `tritonhf serve` compiles it into the server's work folder at each start (a fraction of a
 second with gcc); the Triton image compiles it when it is built.
 """
