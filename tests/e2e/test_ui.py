@@ -158,8 +158,40 @@ def test_classify_over_http_with_a_corrected_label(
     page.wait_for_function("() => document.querySelector('#corrected input').value === ''")
     page.locator("#cls-up").click()
     page.locator("#cls-feedback").get_by_text("Recorded thumbs up for request").wait_for()
+    # A rating given after the text was edited would go to a text no longer shown.
+    page.locator("#classify").click()
+    page.wait_for_function(
+        "(before) => document.querySelector('#classify-info').innerText !== before",
+        arg=info.inner_text(),
+    )
+    page.locator("#review textarea").press_sequentially(" Edited.")
+    page.locator("#cls-down").click()
+    page.locator("#cls-feedback").get_by_text("send a request first").wait_for()
     assert_no_error_shown(page)
     browser.screenshot("demo-classification")
+
+
+def test_sixteen_sentences_keep_the_heatmap_inside_its_column(browser: Browser, demo: App) -> None:
+    page = open_demo(browser, demo)
+    page.locator("#sentences textarea").fill(
+        "\n".join(f"A sentence about topic number {i} and a few more words" for i in range(16))
+    )
+    page.locator("#compare").click()
+    box = page.locator("#heatmap .tritonhf-heatmap-box")
+    box.locator("td").nth(16 * 16 - 1).wait_for()
+    box.scroll_into_view_if_needed()
+    # Just right of the column, level with the first rows: the search column, not the heatmap
+    # (the table is wider than the column, and scrolls sideways inside it instead).
+    covers_search_column = box.evaluate(
+        """(box) => {
+            const column = document.querySelector('#sentences').getBoundingClientRect();
+            const top = box.getBoundingClientRect().top + 40;
+            return box.contains(document.elementFromPoint(column.right + 30, top));
+        }"""
+    )
+    assert not covers_search_column
+    assert box.evaluate("(box) => box.scrollWidth > box.clientWidth")  # 16 columns do not fit
+    assert_no_error_shown(page)
 
 
 def test_a_model_that_is_not_served_gets_a_clear_message(browser: Browser, demo: App) -> None:

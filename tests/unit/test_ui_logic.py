@@ -14,6 +14,7 @@ from tritonhf.errors import (
 )
 from tritonhf.ui.logic import (
     MAX_TEXTS,
+    Hit,
     RequestInfo,
     SearchIndex,
     confidences,
@@ -84,6 +85,14 @@ def test_heatmap_has_one_cell_per_pair_and_escapes_text() -> None:
     assert "rgb(203,216,255)" in table
 
 
+def test_heatmap_scrolls_in_its_box_has_a_caption_and_no_negative_zero() -> None:
+    table = heatmap_html(["a", "b"], np.array([[1.0, -0.004], [-0.004, 1.0]]))
+    assert table.startswith('<div class="tritonhf-heatmap-box">')
+    assert "<caption>Cosine similarity of 2 sentences" in table
+    assert ">0.00<" in table
+    assert "-0.00" not in table
+
+
 def test_heatmap_refuses_a_matrix_of_the_wrong_shape() -> None:
     with pytest.raises(ValueError, match="does not match 3 texts"):
         heatmap_html(["a", "b", "c"], np.eye(2))
@@ -98,7 +107,8 @@ def test_search_returns_the_nearest_texts_best_first() -> None:
     assert [h.text for h in hits] == ["north", "north-east"]
     assert [h.rank for h in hits] == [1, 2]
     assert hits[0].score == pytest.approx(0.995, abs=1e-3)
-    assert hit_rows(hits)[0] == [1, 0.995, "north"]
+    assert hit_rows(hits)[0] == [1, "0.995", "north"]
+    assert hit_rows([Hit(rank=1, score=0.58, text="x")])[0][1] == "0.580"  # 3 places, always
 
 
 def test_search_ranks_by_cosine_even_for_a_model_that_does_not_normalise() -> None:
@@ -151,6 +161,9 @@ def test_request_info_warns_which_text_was_truncated() -> None:
     text = _info(truncated=(False, True), protocol="http").markdown()
     assert "HTTP" in text
     assert "text 2 was longer than the model reads and was cut to 256 tokens" in text
+    several = _info(truncated=(True, True), protocol="http").markdown()
+    assert "texts 1, 2 were longer than the model reads and were cut to 256 tokens" in several
+    assert "reflects their beginning" in several
 
 
 def test_served_version_lists_ready_versions_only() -> None:
@@ -210,3 +223,21 @@ def test_an_error_that_quotes_what_the_user_typed_shows_it_as_text() -> None:
     exc = ModelNotFoundError("the server has no model '<img src=x onerror=alert(1)>'")
     assert "&lt;img src=x onerror=alert(1)&gt;'" in error_markdown(exc)
     assert "<img" not in error_markdown(exc)
+
+
+@pytest.mark.parametrize(
+    ("served", "expected"),
+    [(("sentiment",), "sentiment"), (("bogus", "a"), "bogus"), ((), "bogus")],
+    ids=["not-served-others-are", "served", "none-served-yet"],
+)
+def test_a_command_line_classifier_gives_way_to_a_served_one_only_when_it_is_not_served(
+    served: tuple[str, ...], expected: str
+) -> None:
+    from tritonhf.client import Served
+    from tritonhf.ui.service import DemoConfig, DemoService
+
+    service = DemoService(DemoConfig(classifier="bogus"))
+    try:
+        assert service.default_classifier(Served(embedders=(), classifiers=served)) == expected
+    finally:
+        service.close()

@@ -45,10 +45,12 @@ MODEL_HEADERS = ["model", "version", "state", "reason"]
 STATUS_EVERY_S = 15.0
 """How often an open page refreshes the status panel (and finds newly served models)."""
 CSS = """
+.tritonhf-heatmap-box { max-width: 100%; overflow-x: auto; }
 .tritonhf-heatmap { border-collapse: collapse; font-size: 0.9em; }
+.tritonhf-heatmap caption { text-align: left; padding-bottom: 4px; }
 .tritonhf-heatmap th, .tritonhf-heatmap td { padding: 4px 8px; border: 1px solid #e5e7eb; }
 .tritonhf-heatmap td { text-align: center; font-variant-numeric: tabular-nums; }
-.tritonhf-heatmap th.row { text-align: left; font-weight: normal; }
+.tritonhf-heatmap th.row { text-align: left; font-weight: normal; white-space: nowrap; }
 """
 
 
@@ -70,7 +72,8 @@ def build_demo(service: DemoService) -> gr.Blocks:  # one layout, read top-down
 
         Run on load, on Refresh, on a protocol change and every `STATUS_EVERY_S`. It never
         resets a choice the user made; while the server is down it leaves the dropdowns alone,
-        and once a classifier is served it fills an empty classifier choice.
+        and once a classifier is served it fills an empty classifier choice, or replaces a
+        ``--classifier`` that is not among those served.
         """
         client = service.client(protocol)
         health = client.health()
@@ -85,6 +88,8 @@ def build_demo(service: DemoService) -> gr.Blocks:  # one layout, read top-down
                 rows = model_rows(states) or rows
                 served = service.served(protocol)
                 embed_update = gr.update(choices=sorted({config.model, *served.embedders}))
+                if classifier == config.classifier:  # the command line's, not the user's
+                    classifier = None
                 chosen = classifier or service.default_classifier(served)
                 cls_update = gr.update(
                     choices=sorted({*served.classifiers, *([chosen] if chosen else [])}),
@@ -163,7 +168,12 @@ def build_demo(service: DemoService) -> gr.Blocks:  # one layout, read top-down
                 refresh = gr.Button("Refresh status", scale=0, elem_id="refresh")
             headline = gr.Markdown(elem_id="health")
             models = gr.Dataframe(
-                headers=MODEL_HEADERS, interactive=False, elem_id="models", max_height=240
+                headers=MODEL_HEADERS,
+                interactive=False,
+                elem_id="models",
+                max_height=240,
+                label="Models on the server",
+                show_label=False,
             )
 
         with gr.Tabs():
@@ -199,13 +209,15 @@ def build_demo(service: DemoService) -> gr.Blocks:  # one layout, read top-down
                             wrap=True,
                             column_widths=["12%", "14%", "74%"],
                             elem_id="hits",
+                            label="Search results",
+                            show_label=False,
                         )
                         search_info = gr.Markdown(elem_id="search-info")
-                gr.Markdown("Was the last result useful?")
+                gr.Markdown("Was the last result useful? (typing in a box starts over)")
                 with gr.Row():
-                    embed_up = gr.Button("✓ Thumbs up", elem_id="embed-up", scale=0, min_width=170)
+                    embed_up = gr.Button("✓ Thumbs up", elem_id="embed-up", scale=0, min_width=190)
                     embed_down = gr.Button(
-                        "✗ Thumbs down", elem_id="embed-down", scale=0, min_width=170
+                        "✗ Thumbs down", elem_id="embed-down", scale=0, min_width=190
                     )
                 embed_feedback = gr.Markdown(elem_id="embed-feedback")
                 embed_last = gr.State({})
@@ -227,9 +239,9 @@ def build_demo(service: DemoService) -> gr.Blocks:  # one layout, read top-down
                     corrected = gr.Dropdown(
                         [], value=None, label="Correct label (optional)", elem_id="corrected"
                     )
-                    cls_up = gr.Button("✓ Thumbs up", elem_id="cls-up", scale=0, min_width=170)
+                    cls_up = gr.Button("✓ Thumbs up", elem_id="cls-up", scale=0, min_width=190)
                     cls_down = gr.Button(
-                        "✗ Thumbs down", elem_id="cls-down", scale=0, min_width=170
+                        "✗ Thumbs down", elem_id="cls-down", scale=0, min_width=190
                     )
                 cls_feedback = gr.Markdown(elem_id="cls-feedback")
                 cls_last = gr.State({})
@@ -252,6 +264,11 @@ def build_demo(service: DemoService) -> gr.Blocks:  # one layout, read top-down
         classify_button.click(
             classify, [review, protocol, cls_model], [scores, classify_info, cls_last, corrected]
         )
+        # Typing in a box makes the last result another text's: rating it now would mislead.
+        for edited in (sentences, query):
+            edited.input(lambda: ("", {}), None, [embed_feedback, embed_last])
+        for changed in (review, cls_model):
+            changed.input(lambda: ("", {}), None, [cls_feedback, cls_last])
         embed_rated, cls_rated = [embed_feedback, embed_last], [cls_feedback, cls_last]
         embed_up.click(lambda last: feedback(last, True), [embed_last], embed_rated)
         embed_down.click(lambda last: feedback(last, False), [embed_last], embed_rated)

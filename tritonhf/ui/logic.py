@@ -94,16 +94,24 @@ def heatmap_html(texts: Sequence[str], matrix: NDArray[Any]) -> str:
     rows = []
     for i, text in enumerate(texts):
         cells = "".join(
-            f'<td style="{_cell_colour(float(v))}">{float(v):.2f}</td>' for v in matrix[i]
+            f'<td style="{_cell_colour(float(v))}">{_two_places(float(v))}</td>' for v in matrix[i]
         )
         rows.append(
             f'<tr><th class="row" title="{html.escape(text)}">{i + 1}. '
             f"{html.escape(_short(text))}</th>{cells}</tr>"
         )
-    return (
-        '<table class="tritonhf-heatmap"><thead><tr><th></th>'
-        f"{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    caption = f"Cosine similarity of {len(texts)} sentences (1.00: the same meaning)"
+    return (  # in a box that scrolls sideways: 16 columns are wider than half a page
+        '<div class="tritonhf-heatmap-box"><table class="tritonhf-heatmap">'
+        f"<caption>{caption}</caption><thead><tr><th></th>"
+        f"{header}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
+
+
+def _two_places(value: float) -> str:
+    """``value`` to 2 decimals, without the ``-0.00`` of a tiny negative."""
+    shown = f"{value:.2f}"
+    return "0.00" if shown == "-0.00" else shown
 
 
 @dataclass(frozen=True)
@@ -145,8 +153,8 @@ class SearchIndex:
 
 
 def hit_rows(hits: Sequence[Hit]) -> list[list[Any]]:
-    """Search hits as table rows: rank, score (3 decimals), text."""
-    return [[hit.rank, round(hit.score, 3), hit.text] for hit in hits]
+    """Search hits as table rows: rank, score (3 decimals, as text: 0.580 stays 0.580), text."""
+    return [[hit.rank, f"{hit.score:.3f}", hit.text] for hit in hits]
 
 
 @dataclass(frozen=True)
@@ -175,9 +183,12 @@ class RequestInfo:
         if cut:
             limit = f" to {self.max_length} tokens" if self.max_length else ""
             which = ", ".join(str(i) for i in cut)
+            texts, were, its = (
+                ("text", "was", "its") if len(cut) == 1 else ("texts", "were", "their")
+            )
             line += (
-                f"\n\n⚠ **truncated**: text {which} was longer than the model reads and was "
-                f"cut{limit}; the result only reflects its beginning."
+                f"\n\n⚠ **truncated**: {texts} {which} {were} longer than the model reads and "
+                f"{were} cut{limit}; the result only reflects {its} beginning."
             )
         return line
 

@@ -174,9 +174,10 @@ class DemoService:
         return self.client(protocol).served()
 
     def default_classifier(self, served: Served) -> str | None:
-        """The configured classifier, else the first one served, else None."""
-        if self.config.classifier:
-            return self.config.classifier
+        """The configured classifier unless others are served and it is not, else the first."""
+        wanted = self.config.classifier
+        if wanted and (wanted in served.classifiers or not served.classifiers):
+            return wanted
         return served.classifiers[0] if served.classifiers else None
 
     # Requests -----------------------------------------------------------------------------
@@ -272,9 +273,10 @@ class DemoService:
             return
         if config.classifier and config.classifier not in served.classifiers:
             log.warning(
-                "--classifier %s is not a classifier served here (served: %s)",
+                "--classifier %s is not a classifier served here (served: %s)%s",
                 config.classifier,
                 ", ".join(served.classifiers) or "none",
+                f"; the page starts with {served.classifiers[0]}" if served.classifiers else "",
             )
         if config.model not in served.embedders:
             log.warning(
