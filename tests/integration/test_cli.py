@@ -54,6 +54,28 @@ def test_embed_prints_a_readable_line_per_text_marking_truncation(server: Triton
     assert [r["truncated"] for r in json.loads(as_json.stdout)["results"]] == [False, True]
 
 
+def test_embed_and_classify_read_texts_from_a_file_or_standard_input(
+    server: TritonServer, tmp_path: Path
+) -> None:
+    texts = ["first text", "second text, ça marche", "third"]
+    path = tmp_path / "texts.txt"
+    path.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    url = server.config.grpc_url
+    from_file = tritonhf("embed", "--input", str(path), "--json", "--url", url)
+    assert from_file.returncode == 0, from_file.stderr
+    assert [r["text"] for r in json.loads(from_file.stdout)["results"]] == texts
+    from_stdin = subprocess.run(
+        [*TRITONHF, "classify", "--input", "-", "--json", "--url", url],
+        input="\n".join(texts),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    assert [r["text"] for r in json.loads(from_stdin.stdout)["results"]] == texts
+
+
 def test_health_and_models_report_a_ready_server(server: TritonServer, protocol: str) -> None:
     url = url_for(server, protocol)
     health = tritonhf("health", "--url", url, "--protocol", protocol)

@@ -128,12 +128,62 @@ def test_embed_takes_texts_and_defaults_to_grpc_and_the_served_embedder() -> Non
         "verbose": False,
         "command": "embed",
         "texts": ["a", "b c"],
+        "input": None,
         "json": False,
         "url": None,
         "protocol": "grpc",
         "timeout": 30.0,
         "model": None,  # the served embedder: minilm when served
     }
+
+
+def test_input_files_give_one_text_per_line(tmp_path: Path) -> None:
+    from tritonhf.cli.main import read_lines
+
+    lines = tmp_path / "texts.txt"
+    lines.write_bytes("first line\r\nsecond, with\u2028a line separator\nthird\n".encode())
+    assert read_lines(lines) == ["first line", "second, with\u2028a line separator", "third"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"one\n\nthree\n", "line 2 of .* is blank: one text per line"),
+        (b"one\n \t\n", "line 2 of .* is blank"),
+        (b"ok\nbad \xff byte\n", r"line 2 of .* is not UTF-8 \(byte 5\)"),
+    ],
+)
+def test_an_input_file_line_that_is_no_text_is_named(
+    tmp_path: Path, data: bytes, message: str
+) -> None:
+    from tritonhf.cli.main import read_lines
+    from tritonhf.errors import InvalidInputError
+
+    path = tmp_path / "texts.txt"
+    path.write_bytes(data)
+    with pytest.raises(InvalidInputError, match=message):
+        read_lines(path)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["embed"], ["embed", "a", "--input", "x.txt"], ["classify"]],
+    ids=["neither", "both", "classify-neither"],
+)
+def test_texts_come_from_the_arguments_or_a_file_not_both_or_neither(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert "give the texts as arguments or with --input FILE" in capsys.readouterr().err
+
+
+def test_an_empty_input_file_is_refused_before_any_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert main(["embed", "--input", str(empty), "--url", "127.0.0.1:1"]) == 2
+    assert "holds no text" in capsys.readouterr().err
 
 
 def test_health_defaults_to_grpc_and_the_minilm_ensemble() -> None:
@@ -175,13 +225,12 @@ def test_flags_are_parsed_to_their_types() -> None:
     "argv",
     [
         [],
-        ["embed"],
         ["export", "--runtime", "openvino"],
         ["health", "--protocol", "websocket"],
         ["serve", "--http-port", "eighty"],
         ["unknown"],
     ],
-    ids=["no-command", "embed-without-text", "bad-runtime", "bad-protocol", "bad-port", "unknown"],
+    ids=["no-command", "bad-runtime", "bad-protocol", "bad-port", "unknown"],
 )
 def test_bad_command_lines_exit_with_usage_status_2(
     argv: list[str], capsys: pytest.CaptureFixture[str]

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -238,11 +239,48 @@ _TRUNCATED = " (truncated)"
 """Marks a text longer than the model's token limit: only its first tokens were read."""
 
 
+def _texts(args: argparse.Namespace) -> list[str]:
+    """The texts of ``embed`` and ``classify``: the arguments, or the lines of ``--input``."""
+    from tritonhf.client.texts import encode_texts
+    from tritonhf.errors import ConfigError, InvalidInputError
+
+    if (args.input is None) == (not args.texts):
+        raise ConfigError("give the texts as arguments or with --input FILE, not both or neither")
+    texts = args.texts if args.input is None else read_lines(args.input)
+    encode_texts(texts)  # bad text is refused before any request, discovery included
+    if not texts:
+        raise InvalidInputError(f"{args.input} holds no text")
+    return texts
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of ``path`` (``-``: standard input) as texts; a blank one is refused by number."""
+    from tritonhf.errors import ConfigError, InvalidInputError
+
+    try:
+        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read --input {path}: {exc.strerror or exc}") from None
+    lines = data.split(b"\n")
+    if lines[-1] == b"":  # the newline that ends the last line
+        lines.pop()
+    texts = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            text = line.removesuffix(b"\r").decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(
+                f"line {number} of {path} is not UTF-8 (byte {exc.start + 1}): save it as UTF-8"
+            ) from None
+        if not text.strip():
+            raise InvalidInputError(f"line {number} of {path} is blank: one text per line")
+        texts.append(text)
+    return texts
+
+
 def run_embed(args: argparse.Namespace) -> int:
     """``tritonhf embed``."""
-    from tritonhf.client.texts import encode_texts
-
-    encode_texts(args.texts)  # bad text is refused before any request, discovery included
+    args.texts = _texts(args)
     with _client(args) as client:
         model = args.model or _served_model(client, classifier=False)
         result = client.encode(args.texts, model=model)
@@ -272,9 +310,7 @@ def run_embed(args: argparse.Namespace) -> int:
 
 def run_classify(args: argparse.Namespace) -> int:
     """``tritonhf classify``."""
-    from tritonhf.client.texts import encode_texts
-
-    encode_texts(args.texts)  # bad text is refused before any request, discovery included
+    args.texts = _texts(args)
     with _client(args) as client:
         model = args.model or _served_model(client, classifier=True)
         results = client.classify(args.texts, model=model, top_k=args.top_k)

@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     embed = commands.add_parser("embed", help="embed texts with a served model")
-    embed.add_argument("texts", nargs="+", metavar="TEXT")
+    _add_text_sources(embed)
     embed.add_argument("--json", action="store_true", help="print JSON with full vectors")
     _add_client_flags(embed, model=False)
     embed.add_argument(
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     classify = commands.add_parser("classify", help="classify texts with a served classifier")
-    classify.add_argument("texts", nargs="+", metavar="TEXT")
+    _add_text_sources(classify)
     classify.add_argument("--top-k", type=int, help="also list the k most likely classes")
     classify.add_argument("--json", action="store_true", help="print JSON")
     _add_client_flags(classify, model=False)
@@ -322,6 +322,16 @@ def build_parser() -> argparse.ArgumentParser:
     for command in commands.choices.values():
         command.formatter_class = _HelpWithDefaults
     return parser
+
+
+def _add_text_sources(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts (or --input)")
+    parser.add_argument(
+        "--input",
+        type=Path,
+        metavar="FILE",
+        help="read the texts from FILE, one per line (UTF-8; - reads standard input)",
+    )
 
 
 def _add_app_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
