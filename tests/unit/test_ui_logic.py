@@ -23,6 +23,7 @@ from tritonhf.ui.logic import (
     heatmap_html,
     hit_rows,
     model_rows,
+    probabilities_markdown,
     served_version,
     similarity_matrix,
     split_lines,
@@ -241,3 +242,10 @@ def test_a_command_line_classifier_gives_way_to_a_served_one_only_when_it_is_not
         assert service.default_classifier(Served(embedders=(), classifiers=served)) == expected
     finally:
         service.close()
+
+
+def test_probabilities_are_shown_to_three_places_as_the_cli_prints_them() -> None:
+    line = probabilities_markdown([("positive", 0.5951), ("<b>neg`</b>", 0.4049)])
+    assert line == (
+        "**probabilities** <code>positive</code> 0.595 · <code>&lt;b&gt;neg`&lt;/b&gt;</code> 0.405"
+    )

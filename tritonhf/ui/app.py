@@ -25,6 +25,7 @@ from tritonhf.ui.logic import (
     heatmap_html,
     hit_rows,
     model_rows,
+    probabilities_markdown,
     similarity_matrix,
 )
 from tritonhf.ui.service import DemoConfig, DemoService
@@ -125,7 +126,7 @@ def build_demo(service: DemoService) -> gr.Blocks:  # one layout, read top-down
             return None, _failed(exc, "classify"), {}, gr.update()
         return (
             confidences(done.result.top),
-            done.info.markdown(),
+            probabilities_markdown(done.result.top) + " · " + done.info.markdown(),
             _last(done.info.request_id, done.info.model, protocol),
             gr.update(choices=list(done.labels), value=None),  # a new result, no correction yet
         )

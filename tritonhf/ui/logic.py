@@ -212,6 +212,12 @@ def confidences(top: Sequence[tuple[str, float]]) -> dict[str, float]:
     return {label: float(p) for label, p in top}
 
 
+def probabilities_markdown(top: Sequence[tuple[str, float]]) -> str:
+    """The probabilities to 3 places, as the CLI prints them (Gradio's Label rounds to 1%)."""
+    shown = " · ".join(f"<code>{html.escape(label)}</code> {float(p):.3f}" for label, p in top)
+    return f"**probabilities** {shown}"
+
+
 _TITLES: tuple[tuple[type[ClientError], str, str], ...] = (
     (
         ServerUnavailableError,
