@@ -197,6 +197,12 @@ def test_a_timeout_that_is_not_a_positive_finite_number_is_a_config_error(timeou
         TritonHFClient(timeout_s=timeout)
 
 
+@pytest.mark.parametrize("timeout", [1e6 + 1, 1e12, 1e15])
+def test_a_timeout_too_long_for_grpc_and_triton_is_a_config_error(timeout: float) -> None:
+    with pytest.raises(ConfigError, match=r"timeout_s must be at most 1,000,000 seconds"):
+        TritonHFClient(timeout_s=timeout)
+
+
 @pytest.mark.parametrize("timeout", ["5", None, True])
 def test_a_timeout_that_is_not_a_number_is_a_config_error(timeout: object) -> None:
     with pytest.raises(ConfigError, match="timeout_s must be a number of seconds"):

@@ -94,6 +94,9 @@ NO_RETRY = RetryPolicy(attempts=1)
 RETRYABLE = (ServerUnavailableError, ModelNotReadyError)
 LOAD_WAIT_S = 600.0
 """How long `TritonHFClient.load_model` waits for Triton to end a load."""
+MAX_TIMEOUT_S = 1_000_000.0
+"""The longest ``timeout_s``: from ~1e12 s gRPC's deadline overflows (every call fails at once),
+and from ~1e13 s Triton cannot read the queue timeout it is sent in microseconds."""
 CONFIG_TTL_S = 10.0
 """How long a client trusts a model config it read: a deploy elsewhere may replace it."""
 
@@ -143,6 +146,11 @@ class TritonHFClient:
             raise ConfigError(f"timeout_s must be a number of seconds, got {timeout_s!r}")
         if not (math.isfinite(timeout_s) and timeout_s > 0):
             raise ConfigError(f"timeout_s must be a finite number of seconds > 0, got {timeout_s}")
+        if timeout_s > MAX_TIMEOUT_S:  # gRPC's deadline and Triton's queue timeout overflow
+            raise ConfigError(
+                f"timeout_s must be at most {MAX_TIMEOUT_S:,.0f} seconds (11.6 days), "
+                f"got {timeout_s:g}"
+            )
         self.url = server_address(self.protocol.default_url if url is None else url, self.protocol)
         self.model = model
         self.timeout_s = timeout_s
