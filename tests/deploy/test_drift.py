@@ -143,13 +143,13 @@ def test_triton_image_runs_the_draining_entrypoint_with_flags_as_its_command() -
 
 
 def test_the_triton_image_builds_the_request_guard_and_preloads_it() -> None:
-    from tritonhf.server.guard import LIBRARY, SOURCE
+    from tritonhf.server.guard import LIBRARY, SOURCES
 
     instructions = dockerfile_instructions("triton.Dockerfile")
-    source = SOURCE.relative_to(ROOT).as_posix()
-    assert ("COPY", f"{source} /src/") in instructions
-    built = next(args for op, args in instructions if op == "RUN" and source.split("/")[-1] in args)
-    assert f"/src/{LIBRARY}" in built
+    folder = SOURCES.relative_to(ROOT).as_posix()
+    assert ("COPY", f"{folder}/ /src/{SOURCES.name}/") in instructions
+    built = next(args for op, args in instructions if op == "RUN" and f"/src/{LIBRARY}" in args)
+    assert f"/src/{SOURCES.name}/*.c" in built
     assert ("COPY", f"--from=guard /src/{LIBRARY} /opt/tritonhf/") in instructions
     assert ("ENV", f"LD_PRELOAD=/opt/tritonhf/{LIBRARY}") in instructions
 

@@ -165,7 +165,7 @@ def test_the_classification_extension_on_a_text_output_is_refused_not_a_crash(
     server: TritonServer, client: TritonHFClient, step: str
 ) -> None:
     """Triton 2.51 divides by the byte size of BYTES (0) here and dies of SIGFPE; the guard
-    tritonhf preloads (tritonhf/server/request_guard.c) makes it a refusal."""
+    tritonhf preloads (tritonhf/server/request_guard/) makes it a refusal."""
     module = client._module()
     if step == CLASSIFIER:
         tensor = module.InferInput("TEXT", [1, 1], "BYTES")
@@ -212,7 +212,7 @@ def test_a_large_form_encoded_body_is_read_as_the_request_not_a_crash(server: Tr
     """Triton 2.51's HTTP frontend (libevhtp) parsed a form-encoded body as query arguments on
     its thread's stack, and from ~4.2 MB that overflowed (SIGSEGV, on any path: a probe's
     finding). curl -d and Python's urllib send that type by default. The guard tritonhf
-    preloads (tritonhf/server/request_guard.c) keeps evhtp from reading the body as a form."""
+    preloads (tritonhf/server/request_guard/) keeps evhtp from reading the body as a form."""
     form = "application/x-www-form-urlencoded"
     status, answer = post_json(server, "/v2/no-such-path", b"a=b&" * 1_250_000, content_type=form)
     assert (status, answer) == (404, {"error": "Not Found"})
@@ -263,7 +263,7 @@ def test_a_shape_that_overflows_its_bytes_is_refused_not_a_dead_stub(
 ) -> None:
     """Triton 2.51 multiplies the dimensions without an overflow check, so [1, 2**61 + 4]
     INT64 tensors with 32 bytes each passed, and the model step's stub aborted building them
-    (a probe's finding); the guard refuses them (tritonhf/server/request_guard.c)."""
+    (a probe's finding); the guard refuses them (tritonhf/server/request_guard/)."""
     if client.protocol.value == "grpc":
         import grpc
         from tritonclient.grpc import service_pb2, service_pb2_grpc

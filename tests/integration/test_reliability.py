@@ -600,7 +600,7 @@ def test_every_http_request_of_a_burst_is_answered(server: TritonServer) -> None
     """Triton 2.51's HTTP frontend dropped responses that finished faster than its threads
     read them (evthr_defer ignores a full socket): a probe's 8,000 requests in 4 s left 688
     unanswered, and the next shutdown waited out Triton's exit timeout. The guard queues what
-    does not fit (tritonhf/server/request_guard.c)."""
+    does not fit (tritonhf/server/request_guard/)."""
     import asyncio
 
     host, port = server.config.http_url.rsplit(":", 1)

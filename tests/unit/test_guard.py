@@ -51,3 +51,21 @@ def test_the_guard_goes_first_in_ld_preload_and_keeps_what_was_there() -> None:
     assert with_preload({}, library)["LD_PRELOAD"] == "/srv/guard.so"
     env = with_preload({"LD_PRELOAD": "/opt/other.so", "PATH": "/bin"}, library)
     assert env == {"LD_PRELOAD": "/srv/guard.so /opt/other.so", "PATH": "/bin"}
+
+
+def test_in_a_tritonserver_without_the_symbols_it_says_what_stays_exposed(tmp_path: Path) -> None:
+    import shutil
+    import subprocess  # nosec B404
+
+    library = build_guard(tmp_path)
+    stripped = tmp_path / "tritonserver"  # a program of that name without Triton's symbols
+    shutil.copy("/bin/true", stripped)
+    done = subprocess.run(  # nosec B603
+        [str(stripped)], env=with_preload({}, library), capture_output=True, text=True, check=True
+    )
+    assert "tritonhf request guard: this tritonserver lacks a TopkClassifications" in done.stderr
+    assert "HTTP responses can be lost under load" in done.stderr
+    other = subprocess.run(  # nosec B603
+        ["/bin/true"], env=with_preload({}, library), capture_output=True, text=True, check=True
+    )
+    assert other.stderr == ""  # a backend stub, or anything else, is left alone

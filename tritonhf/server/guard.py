@@ -1,13 +1,14 @@
 """Build and preload the library that keeps single requests from killing Triton 2.51.
 
-`request_guard.c` says what it fixes and how. Asking Triton 2.51 for the classification
-extension on a BYTES output (a classifier's ``LABEL``) divides by zero and kills the server;
-a shape whose size overflows (``[1, 2**61 + 4]`` with 32 bytes of data) kills the
-Python-backend stub it reaches; a large form-encoded HTTP body or a deeply nested JSON one
-overflows the HTTP thread's stack. Preloaded, the library turns each into a refusal, and it
-keeps Triton's HTTP frontend from dropping responses under load.
-`tritonhf serve` compiles it into the server's work folder at each start (a fraction of a
-second with gcc); the Triton image compiles it when it is built.
+Asking Triton 2.51 for the classification extension on a BYTES output (a classifier's
+``LABEL``) divides by zero and kills the server; a shape whose size overflows
+(``[1, 2**61 + 4]`` with 32 bytes of data) kills the Python-backend stub it reaches; a large
+form-encoded HTTP body or a deeply nested JSON one overflows the HTTP thread's stack.
+Preloaded, the library turns each into a refusal, and it keeps Triton's HTTP frontend from
+dropping responses under load. Its sources (`request_guard/`: ``guard.h``, then a C file a
+fix) say what each fix does and how. `tritonhf serve` compiles it into the server's work
+folder at each start (a fraction of a second with gcc); the Triton image compiles it when it
+is built.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 
 from tritonhf.errors import ServerError
 
-SOURCE = Path(__file__).with_name("request_guard.c")
+SOURCES = Path(__file__).with_name("request_guard")
+"""The guard's C sources: ``guard.h`` and a ``.c`` file per fix."""
 LIBRARY = "libtritonhf_request_guard.so"
 COMPILE_TIMEOUT_S = 120
 
@@ -34,7 +36,8 @@ def build_guard(folder: Path) -> Path:
             "Triton 2.51: install gcc (apt-get install gcc)"
         )
     library = folder / LIBRARY
-    command = [compiler, "-shared", "-fPIC", "-O2", "-o", str(library), str(SOURCE), "-ldl"]
+    sources = sorted(str(path) for path in SOURCES.glob("*.c"))
+    command = [compiler, "-shared", "-fPIC", "-O2", "-o", str(library), *sources, "-ldl"]
     try:
         done = subprocess.run(  # noqa: S603  # nosec B603 - our own source, no shell
             command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S, check=False
