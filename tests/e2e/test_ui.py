@@ -159,10 +159,11 @@ def test_classify_over_http_with_a_corrected_label(
     page.locator("#cls-up").click()
     page.locator("#cls-feedback").get_by_text("Recorded thumbs up for request").wait_for()
     # A rating given after the text was edited would go to a text no longer shown.
+    rated_id = info.inner_text()  # read before the click: the answer may come at once
     page.locator("#classify").click()
     page.wait_for_function(
         "(before) => document.querySelector('#classify-info').innerText !== before",
-        arg=info.inner_text(),
+        arg=rated_id,
     )
     page.locator("#review textarea").press_sequentially(" Edited.")
     page.locator("#cls-down").click()
