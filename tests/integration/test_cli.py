@@ -252,7 +252,7 @@ def test_serve_starts_a_crashed_triton_again_and_serves(repo: Path) -> None:
         assert process.stdout is not None
         ready_line(process)
         (triton,) = children(process.pid)
-        os.kill(triton, signal.SIGSEGV)  # what one deeply nested JSON request does to 2.51
+        os.kill(triton, signal.SIGSEGV)  # what a crash of Triton 2.51 looks like to serve
         assert "tritonserver exited with code -11 (SIGSEGV): starting it again" in (
             process.stdout.readline()
         )

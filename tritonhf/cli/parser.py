@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--http-host",
         help="bind address of the HTTP endpoint, if not --host: 127.0.0.1 keeps it local while "
-        "gRPC serves the network (one deeply nested JSON request crashes Triton 2.51's HTTP)",
+        "gRPC serves the network",
     )
     serve.add_argument("--http-port", type=int, default=8000, help="KServe v2 HTTP/REST")
     serve.add_argument("--grpc-port", type=int, default=8001, help="KServe v2 gRPC")

@@ -31,9 +31,10 @@ def build_guard(folder: Path) -> Path:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise ServerError(
-            "no C compiler (cc) to build tritonhf's request guard, so a request for "
-            "the classification extension on a BYTES output (a classifier's LABEL) kills "
-            "Triton 2.51: install gcc (apt-get install gcc)"
+            "no C compiler (cc) to build tritonhf's request guard, so the single requests "
+            "known to kill Triton 2.51 (the classification extension on a classifier's LABEL, "
+            "a deeply nested JSON or large form-encoded HTTP body) still do, and its HTTP "
+            "frontend can drop responses under load: install gcc (apt-get install gcc)"
         )
     library = folder / LIBRARY
     sources = sorted(str(path) for path in SOURCES.glob("*.c"))

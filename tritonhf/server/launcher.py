@@ -66,7 +66,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     http_host: str | None = None
     """Where the HTTP endpoint binds, if not ``host``: ``127.0.0.1`` keeps it local while
-    gRPC serves the network (Triton 2.51's HTTP frontend dies of one deeply nested JSON body)."""
+    gRPC serves the network."""
     http_port: int = 8000
     grpc_port: int = 8001
     metrics_port: int = 8002
@@ -131,13 +131,6 @@ class ServerConfig:
         warnings = []
         if self.admin_key is None and not is_loopback(self.host):
             warnings.append(open_api_warning(self.host))
-        if not is_loopback(self.http_bind):
-            warnings.append(
-                f"warning: Triton's HTTP endpoint listens on {self.http_bind}, and one deeply "
-                "nested JSON request (~100 KB) crashes Triton 2.51's HTTP frontend: serve "
-                "untrusted clients over gRPC and keep HTTP local with --http-host 127.0.0.1 "
-                "(docs/reliability.md, Hostile and malformed input)"
-            )
         return warnings
 
     @property
