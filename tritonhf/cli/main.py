@@ -261,7 +261,7 @@ def read_lines(path: Path) -> list[str]:
         data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read --input {path}: {exc.strerror or exc}") from None
-    lines = data.split(b"\n")
+    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")  # a BOM (Windows editors) is no text
     if lines[-1] == b"":  # the newline that ends the last line
         lines.pop()
     texts = []
