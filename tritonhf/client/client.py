@@ -22,6 +22,7 @@ from tritonhf.client.connection import (
     Opened,
     Protocol,
     hub_end,
+    reinit_gevent_in_forked_children,
     server_address,
 )
 from tritonhf.client.errors import map_error, one_line
@@ -121,6 +122,10 @@ class TritonHFClient:
     goes with each inference request as Triton's limit on queueing it, so the server drops the
     work of a request the client gave up on.
 
+    One client serves many threads. A process forked from the one that made it (multiprocessing's
+    ``fork``) opens connections of its own at its first call; a client cannot be pickled, so a
+    ``spawn`` child makes its own.
+
     ``admin_key`` (default: ``$TRITONHF_ADMIN_KEY``; ``""`` for none) goes with the calls a
     server started with a key restricts: `models`, `load_model`, `unload_model`, and nothing
     else, so inference never carries it. Refused, they raise `PermissionDeniedError`.
@@ -168,9 +173,13 @@ class TritonHFClient:
         self._local = threading.local()
         self._opened: list[Opened] = []
         self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._inherited: list[Any] = []  # a forked child's copies of the parent's connections
         self._connection()
 
     def _connection(self) -> Any:
+        if os.getpid() != self._pid:
+            self._leave_to_parent()
         if self.protocol is Protocol.GRPC and self._opened:
             return self._opened[0].connection
         connection = getattr(self._local, "connection", None)
@@ -188,6 +197,7 @@ class TritonHFClient:
                 import gevent
                 import tritonclient.http as httpclient
 
+                reinit_gevent_in_forked_children()
                 connection = httpclient.InferenceServerClient(
                     self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s
                 )
@@ -204,6 +214,18 @@ class TritonHFClient:
             self._local.end = ConnectionEnd(opened)
             hub_end(hub).connections.add(opened)
         return connection
+
+    def _leave_to_parent(self) -> None:
+        """In a process forked from the one that opened them: open new connections.
+
+        The parent's sockets (and its gRPC channel) are the parent's: a child that wrote on them
+        read other processes' answers (a probe's children got each other's vectors). They are
+        kept, never closed here (closing could shut the parent's connection down), and dropped.
+        """
+        self._inherited += [self._local, self._opened]
+        self._local, self._opened = threading.local(), []
+        self._lock = threading.Lock()  # the parent's may have been held by one of its threads
+        self._pid = os.getpid()
 
     def _call_with_retry(
         self, model: str | None, method: str, *args: Any, row_offset: int = 0, **kwargs: Any

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import urllib.parse
 import weakref
@@ -139,6 +140,24 @@ class HubEnd:
 
 
 _THREAD_HUB = threading.local()
+_REINIT_REGISTERED = threading.Event()
+
+
+def reinit_gevent_in_forked_children() -> None:
+    """Have every process forked from this one start gevent afresh (registered once).
+
+    A forked child inherits its thread's gevent hub and event loop in the parent's state: an
+    HTTP client it opened hung for good, whatever its timeout, once the parent had used HTTP.
+    """
+    if not _REINIT_REGISTERED.is_set():
+        _REINIT_REGISTERED.set()
+        os.register_at_fork(after_in_child=_reinit_gevent)
+
+
+def _reinit_gevent() -> None:
+    import gevent
+
+    gevent.reinit()
 
 
 def hub_end(hub: Any) -> HubEnd:
