@@ -6,6 +6,7 @@ one real Triton server for the whole test session, shared by the integration and
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,6 +68,13 @@ def server_config(repo: Path, **overrides: object) -> ServerConfig:
     }
     settings.update(overrides)
     return ServerConfig(**settings)  # type: ignore[arg-type]
+
+
+def series_total(server: TritonServer, series: str) -> float:
+    """The sum of the server's metric samples whose line starts with ``series``."""
+    with urllib.request.urlopen(server.config.metrics_url, timeout=10) as response:  # noqa: S310
+        text = response.read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(series))
 
 
 @pytest.fixture(scope="session")

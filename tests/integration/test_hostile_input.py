@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import series_total
 from tritonhf.client import InvalidInputError, TritonHFClient
 from tritonhf.export.pipeline import ExportResult
 from tritonhf.server.launcher import TritonServer
@@ -175,10 +176,9 @@ def post_tokens(server: TritonServer, ids: list[list[int]]) -> tuple[int, dict[s
 
 
 def invalid_count(server: TritonServer, reason: str) -> float:
-    with urllib.request.urlopen(server.config.metrics_url, timeout=10) as response:  # noqa: S310
-        text = response.read().decode()
-    wanted = f'tritonhf_invalid_inputs_total{{model="minilm",reason="{reason}"}}'
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(wanted))
+    return series_total(
+        server, f'tritonhf_invalid_inputs_total{{model="minilm",reason="{reason}"}}'
+    )
 
 
 @pytest.mark.parametrize(

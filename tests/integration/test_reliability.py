@@ -9,7 +9,6 @@ import shutil
 import signal
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import server_config
+from tests.conftest import series_total, server_config
 from tests.integration.models import SENTIMENT_LABELS
 from tritonhf import data
 from tritonhf.backends.execute_clock import batch_started_ns, clock_path
@@ -532,10 +531,7 @@ def test_a_short_soak_has_no_errors_and_stable_memory(server: TritonServer) -> N
 
 
 def texts_run_by(server: TritonServer, model: str) -> float:
-    with urllib.request.urlopen(server.config.metrics_url, timeout=10) as response:  # noqa: S310
-        text = response.read().decode()
-    wanted = f'nv_inference_count{{model="{model}",'
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(wanted))
+    return series_total(server, f'nv_inference_count{{model="{model}",')
 
 
 def test_work_for_clients_that_gave_up_is_dropped_not_run_ahead_of_later_requests(
