@@ -555,7 +555,10 @@ def test_work_for_clients_that_gave_up_is_dropped_not_run_ahead_of_later_request
 
     with ThreadPoolExecutor(max_workers=12) as pool:
         outcomes = Counter(pool.map(give_up, range(12)))
-    assert outcomes == {"InferenceTimeoutError": 12}
+    # The client's deadline and the queue limit it sent are the same 50 ms: whichever ends
+    # first says so (a fresh-root run saw one `Request timeout expired` among the 12).
+    assert set(outcomes) <= {"InferenceTimeoutError", "OverloadedError"}, outcomes
+    assert sum(outcomes.values()) == 12
     with TritonHFClient(server.config.http_url, protocol="http", timeout_s=60) as patient:
         assert patient.embed(["the request after them"]).shape == (1, 384)
     impatient.close()
