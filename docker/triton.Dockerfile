@@ -13,7 +13,8 @@ RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 # tritonhf's request guard (tritonhf/server/request_guard/): without it, one request for the
 # classification extension on a text output (a classifier's LABEL), a large form-encoded body
 # or a deeply nested JSON body kills Triton 2.51, one with a shape whose size overflows kills a
-# Python-backend stub, and the HTTP frontend drops responses under load. Its glibc symbols go up to 2.34; the NGC base (Ubuntu 22.04) has 2.35.
+# Python-backend stub, the HTTP frontend drops responses under load
+# and answers a malformed request with 500. Its glibc symbols go up to 2.34; the NGC base (Ubuntu 22.04) has 2.35.
 FROM gcc:12-bookworm AS guard
 COPY tritonhf/server/request_guard/ /src/request_guard/
 RUN cc -shared -fPIC -O2 -o /src/libtritonhf_request_guard.so /src/request_guard/*.c -ldl

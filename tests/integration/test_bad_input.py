@@ -144,11 +144,9 @@ def test_raw_http_json_requests_work_and_malformed_ones_get_an_error(server: Tri
     assert outputs["EMBEDDING"]["shape"] == [2, 384]
     assert outputs["NUM_TOKENS"]["data"] == [3, 3]
 
-    # Triton answers JSON it cannot parse with 500 (its choice, not a crash).
-    status, body = post_json(server, "/v2/models/minilm/infer", b"{not json")
-    assert status in (400, 500)
-    assert "parse" in body["error"]
     for broken in (
+        b"{not json",
+        b'{"inputs": [',
         json.dumps({"inputs": []}).encode(),
         json.dumps({"inputs": [{"name": "TEXT", "shape": [1, 1], "datatype": "BYTES"}]}).encode(),
         json.dumps(
@@ -158,6 +156,45 @@ def test_raw_http_json_requests_work_and_malformed_ones_get_an_error(server: Tri
         status, body = post_json(server, "/v2/models/minilm/infer", broken)
         assert status == 400, body
         assert body.get("error")
+
+
+TEXT_INPUT = {"name": "TEXT", "shape": [1, 1], "datatype": "BYTES", "data": ["hi"]}
+
+
+@pytest.mark.parametrize("protocol", ["http"], indirect=True)
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[]", "Unable to parse 'inputs'"),
+        (b"null", "Unable to parse 'inputs'"),
+        (b'{"inputs": 3}', "Unable to parse 'inputs'"),
+        (b'{"inputs": NaN}', "Unable to parse 'inputs'"),
+        ({"inputs": [{**TEXT_INPUT, "shape": ["1", "1"]}]}, "Unable to parse 'shape'"),
+        ({"inputs": [{**TEXT_INPUT, "data": [1]}]}, "JSON bytes array"),
+        ({"id": 3, "inputs": [TEXT_INPUT]}, "Unable to parse 'id'"),
+        ({"parameters": 3, "inputs": [TEXT_INPUT]}, "request params"),
+        ({"outputs": 3, "inputs": [TEXT_INPUT]}, "Unable to parse 'outputs'"),
+    ],
+)
+def test_a_request_of_the_wrong_json_shape_is_the_clients_error_not_the_servers(
+    server: TritonServer, body: bytes | dict[str, Any], message: str
+) -> None:
+    """Triton 2.51 answers these with 500 (its JSON reader's errors are INTERNAL); the guard
+    makes them 400, with Triton's message."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    status, answer = post_json(server, "/v2/models/minilm/infer", raw)
+    assert status == 400, answer
+    assert message in answer["error"]
+
+
+@pytest.mark.parametrize("protocol", ["http"], indirect=True)
+@pytest.mark.parametrize("path", ["/v2/repository/index", "/v2/logging", "/v2/trace/setting"])
+def test_a_body_that_is_not_json_is_a_400_at_every_endpoint(
+    server: TritonServer, path: str
+) -> None:
+    status, answer = post_json(server, path, b"{not json")
+    assert status == 400, answer
+    assert "failed to parse the request JSON buffer" in answer["error"]
 
 
 @pytest.mark.parametrize("step", [CLASSIFIER, f"{CLASSIFIER}_model"])

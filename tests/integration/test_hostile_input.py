@@ -140,7 +140,7 @@ def test_raw_http_json_with_arbitrary_shapes_and_dtypes_never_breaks_the_server(
 ) -> None:
     body = {"inputs": [{"name": "TEXT", "shape": shape, "datatype": datatype, "data": values}]}
     status, payload = post(server, json.dumps(body).encode())
-    assert status in (200, 400, 500)
+    assert status in (200, 400), payload  # never a server error: the request is the client's
     if status == 200:
         assert {o["name"] for o in payload["outputs"]} == {"EMBEDDING", "NUM_TOKENS"}
     else:

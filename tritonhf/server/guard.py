@@ -4,11 +4,11 @@ Asking Triton 2.51 for the classification extension on a BYTES output (a classif
 ``LABEL``) divides by zero and kills the server; a shape whose size overflows
 (``[1, 2**61 + 4]`` with 32 bytes of data) kills the Python-backend stub it reaches; a large
 form-encoded HTTP body or a deeply nested JSON one overflows the HTTP thread's stack.
-Preloaded, the library turns each into a refusal, and it keeps Triton's HTTP frontend from
-dropping responses under load. Its sources (`request_guard/`: ``guard.h``, then a C file a
-fix) say what each fix does and how. `tritonhf serve` compiles it into the server's work
-folder at each start (a fraction of a second with gcc); the Triton image compiles it when it
-is built.
+Preloaded, the library turns each into a refusal, keeps Triton's HTTP frontend from dropping
+responses under load, and answers a malformed HTTP request with 400 rather than Triton's 500.
+Its sources (`request_guard/`: ``guard.h``, then a C file a fix) say what each fix does and
+how. `tritonhf serve` compiles it into the server's work folder at each start (a fraction of a
+second with gcc); the Triton image compiles it when it is built.
 """
 
 from __future__ import annotations

@@ -20,11 +20,17 @@ static const char* const CALLER_NAMES[CALLERS] = {
     "htp__request_parse_fini_",
     "_ZN6triton6server12_GLOBAL__N_114EVBufferToJson",
     "evthr_defer",
+    "_ZN6triton6server13HTTPAPIServer11HandleInfer",
 };
-static const char JSON_PARSE[] = "_ZN6triton6common10TritonJson5Value5ParseEPKcm";
+static const char* const CALLEE_NAMES[CALLEES] = {
+    "_ZN6triton6common10TritonJson5Value5ParseEPKcm",
+    "_ZN6triton6server13HTTPAPIServer24EVRequestToTritonRequestEP13evhtp_requestRKNSt7__cxx11"
+    "12basic_stringIcSt11char_traitsIcESaIcEEEP29TRITONSERVER_InferenceRequestP8evbufferPNS1_"
+    "17InferRequestClassEm",
+};
 
 static struct ranges found[CALLERS];
-static uintptr_t json_parse;
+static uintptr_t callees[CALLEES];
 
 const struct ranges*
 ranges_of(enum caller function)
@@ -44,9 +50,9 @@ called_from(enum caller function, uintptr_t address)
 }
 
 uintptr_t
-json_parse_address(void)
+address_of(enum callee function)
 {
-  return json_parse;
+  return callees[function];
 }
 
 typedef TRITONSERVER_Error* (*error_new_fn)(int, const char*);
@@ -79,8 +85,11 @@ inside(size_t file_size, uint64_t offset, uint64_t length)
 static void
 record(const Elf64_Sym* symbol, const char* name, size_t room, uintptr_t bias)
 {
-  if (sizeof(JSON_PARSE) <= room && memcmp(name, JSON_PARSE, sizeof(JSON_PARSE)) == 0) {
-    json_parse = bias + symbol->st_value;
+  for (int c = 0; c < CALLEES; c++) {
+    size_t length = strlen(CALLEE_NAMES[c]) + 1;
+    if (length <= room && memcmp(name, CALLEE_NAMES[c], length) == 0) {
+      callees[c] = bias + symbol->st_value;
+    }
   }
   for (int c = 0; c < CALLERS; c++) {
     size_t length = strlen(CALLER_NAMES[c]);
@@ -163,7 +172,7 @@ __attribute__((constructor)) static void
 start_guard(void)
 {
   find_callers();
-  int routed = route_body_parse();
+  int routed = route_body_parse() & route_request_parse();
   int complete = routed;
   for (int c = 0; c < CALLERS; c++) {
     complete = complete && found[c].count > 0;
@@ -171,10 +180,11 @@ start_guard(void)
   if (!complete && is_tritonserver()) {
     static const char warning[] =
         "tritonhf request guard: this tritonserver lacks a TopkClassifications, "
-        "htp__request_parse_fini_, EVBufferToJson or evthr_defer symbol (stripped?) or its "
-        "call to the JSON parser, so a classification request on a BYTES output, a large "
-        "form-encoded HTTP body or a deeply nested JSON body can still crash it, and HTTP "
-        "responses can be lost under load\n";
+        "htp__request_parse_fini_, EVBufferToJson, evthr_defer or HandleInfer symbol "
+        "(stripped?) or their calls to the JSON parser and EVRequestToTritonRequest, so a "
+        "classification request on a BYTES output, a large form-encoded HTTP body or a deeply "
+        "nested JSON body can still crash it, HTTP responses can be lost under load, and "
+        "malformed HTTP requests are answered 500\n";
     ssize_t ignored = write(STDERR_FILENO, warning, sizeof(warning) - 1);
     (void)ignored;
   }
