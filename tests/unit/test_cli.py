@@ -842,3 +842,15 @@ def test_texts_echoed_on_a_console_that_is_not_utf8_are_escaped_not_a_traceback(
     )
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode("ascii") == "\\U0001f600 h\\xe9llo\n"
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_json_results_are_printed_a_row_at_a_time_as_one_document(
+    capsys: pytest.CaptureFixture[str], count: int
+) -> None:
+    from tritonhf.cli.main import _print_results_json
+
+    rows = [{"text": f'"quoted" \\ é {i}\n', "embedding": [0.5, -1e-08]} for i in range(count)]
+    _print_results_json('model "x"', iter(rows))
+    printed = capsys.readouterr().out
+    assert printed == json.dumps({"model": 'model "x"', "results": rows}) + "\n"

