@@ -270,6 +270,23 @@ def test_http_requests_to_a_silent_server_time_out_after_timeout_s(silent_port: 
     client.close()
 
 
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_health_of_a_silent_server_waits_one_timeout_not_one_per_check(
+    silent_port: int, protocol: str
+) -> None:
+    client = TritonHFClient(
+        f"127.0.0.1:{silent_port}", protocol=protocol, timeout_s=1.0, retry=RetryPolicy(attempts=1)
+    )
+    started = time.monotonic()
+    health = client.health()
+    waited = time.monotonic() - started
+    client.close()
+
+    assert (health.live, health.ready, health.model_ready) == (False, False, False)
+    assert health.problem
+    assert waited < 2.0, f"health() took {waited:.1f} s with a 1 s timeout (3 checks: 3 s)"
+
+
 def test_grpc_requests_to_a_silent_server_give_up_as_unreachable(silent_port: int) -> None:
     """A port that accepts and never speaks HTTP/2 fails gRPC's connect ("timed out before
     receiving SETTINGS frame"): a server that cannot be reached (retried), not a slow request."""

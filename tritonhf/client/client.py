@@ -279,13 +279,14 @@ class TritonHFClient:
             "ready": ("is_server_ready",),
             "model": ("is_model_ready", name),
         }
-        answers, problems = {}, []
+        answers = dict.fromkeys(checks, False)
+        problems: list[str] = []
         for key, (method, *args) in checks.items():
             try:
                 answers[key] = bool(self._call(name, method, *args))
             except ClientError as exc:
-                answers[key] = False
                 problems.append(str(exc))
+                break  # why: a server that cannot answer one check cannot answer the next
         if answers["ready"] and not answers["model"] and not problems:
             try:  # why: Triton answers "not ready" alike for a model it lacks and an unloaded one
                 self._call(name, "get_model_metadata", name)
