@@ -810,6 +810,41 @@ def test_an_export_extra_command_without_torch_says_so_before_any_work(
     )
 
 
+@pytest.mark.parametrize(
+    ("absent", "named"),
+    [("matplotlib", "matplotlib"), ("nvidia", "nvidia-cuda-runtime-cu12")],
+)
+def test_bench_without_its_extra_says_so_before_downloading_perf_analyzer(
+    absent: str, named: str
+) -> None:
+    code = textwrap.dedent(
+        f"""
+        import importlib.util, sys
+        from tritonhf.cli import main as cli
+
+        find_spec = importlib.util.find_spec
+        def without(name, *a):
+            if name.split(".")[0] == {absent!r}:
+                if "." in name:  # what find_spec does when the parent package is missing
+                    raise ModuleNotFoundError(f"No module named {absent!r}", name={absent!r})
+                return None
+            return find_spec(name, *a)
+        importlib.util.find_spec = without
+        cli.COMMANDS["bench"] = lambda args: sys.exit("the command ran")
+        sys.exit(cli.main(["bench"]))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"error: tritonhf bench needs {named}, which is not installed: "
+        "install the 'bench' extra with `pip install 'tritonhf[bench]'`\n"
+    )
+
+
 def test_serve_refuses_a_negative_restart_count_in_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

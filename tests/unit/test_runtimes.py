@@ -168,3 +168,31 @@ def test_a_broken_model_folder_is_refused_naming_it(
 
     with pytest.raises(RepositoryError, match=message):
         check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")
+
+
+def test_python_steps_whose_packages_this_environment_lacks_are_refused_naming_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A serving environment without the serve extra failed only inside Triton (its table
+    said `No module named 'onnxruntime'`), after ~10 s and 125 lines of log."""
+    import importlib.util
+
+    write_pipeline(tmp_path, PipelineSpec(name="b"), {"spec": {"name": "b"}})
+    for step, module in (("b_tokenizer", "tokenizer"), ("b_model", "onnx_runtime")):
+        (tmp_path / step / "1").mkdir()
+        shim = f"from tritonhf.backends.{module} import TritonPythonModel\n"
+        (tmp_path / step / "1" / "model.py").write_text(shim)
+    needs = {n.name: n.packages for n in repository_needs(tmp_path)}
+    assert needs == {"b": (), "b_model": ("onnxruntime",), "b_tokenizer": ("tokenizers",)}
+    check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")
+
+    installed = importlib.util.find_spec
+    absent = {"onnxruntime", "tokenizers"}
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name in absent else installed(name)
+    )
+    with pytest.raises(RepositoryError) as info:
+        check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")
+    message = str(info.value)
+    assert "onnxruntime (for b_model); tokenizers (for b_tokenizer)" in message
+    assert message.endswith("pip install 'tritonhf[serve]'")

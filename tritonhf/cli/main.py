@@ -570,18 +570,28 @@ COMMAND_EXTRAS = {
     "bench": "bench",
 }
 """The extra of ``pip install 'tritonhf[EXTRA]'`` that brings what a command imports."""
-EXTRA_PACKAGES = {"export": ("torch", "transformers")}
-"""Packages checked before a command of that extra starts: found missing before any work (a
-default model to resolve, texts sent to a server), not halfway through it."""
+EXTRA_PACKAGES = {
+    "export": ("torch", "transformers"),
+    "bench": ("matplotlib", "nvidia.cuda_runtime"),
+}
+"""Modules checked before a command of that extra starts: found missing before any work (a
+default model to resolve, texts sent to a server, perf_analyzer downloaded), not halfway."""
+DISTRIBUTIONS = {"nvidia.cuda_runtime": "nvidia-cuda-runtime-cu12"}
+"""The package to name for a module whose name is not its package's."""
 
 
 def check_extra_installed(command: str) -> None:
     """Raise `ModuleNotFoundError` for the first package of ``command``'s extra not installed."""
     import importlib.util
 
-    for package in EXTRA_PACKAGES.get(COMMAND_EXTRAS.get(command, ""), ()):
-        if importlib.util.find_spec(package) is None:
-            raise ModuleNotFoundError(f"No module named {package!r}", name=package)
+    for module in EXTRA_PACKAGES.get(COMMAND_EXTRAS.get(command, ""), ()):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # a dotted module whose parent package is missing
+            found = False
+        if not found:
+            package = DISTRIBUTIONS.get(module, module)
+            raise ModuleNotFoundError(f"No module named {module!r}", name=package)
 
 
 def missing_package(command: str, module: str) -> str:

@@ -1,14 +1,17 @@
 """Can this server serve this repository? Checked before starting it, with a clear message.
 
-Two things Triton itself reports only as a model that fails to load, deep in its log:
+Three things Triton itself reports only as a model that fails to load, deep in its log:
 a model whose backend the server lacks (the ``nvidia-pytriton`` wheel ships only the Python
-backend: no onnxruntime, no TensorRT), and a TensorRT plan built with another TensorRT than
-the server's (plans are not portable across TensorRT versions).
+backend: no onnxruntime, no TensorRT), a TensorRT plan built with another TensorRT than
+the server's (plans are not portable across TensorRT versions), and a Python step whose
+packages this environment, where `tritonhf serve` runs the steps, lacks.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,17 @@ PLATFORM_BACKENDS = {
 }
 MANIFEST = "tritonhf.json"
 
+STEP_PACKAGES = {
+    "tokenizer": ("tokenizers",),
+    "onnx_runtime": ("onnxruntime",),
+    "merged": ("tokenizers", "onnxruntime"),
+    "torch_runtime": ("torch", "transformers"),
+}
+"""What each of tritonhf's Python steps (``tritonhf.backends.<module>``) imports beyond numpy."""
+PACKAGE_EXTRAS = {"tokenizers": "serve", "onnxruntime": "serve", "torch": "export"}
+"""The extra that brings each package (``transformers`` comes with torch's)."""
+_STEP_MODULE = re.compile(r"^from tritonhf\.backends\.(\w+) import", re.MULTILINE)
+
 
 @dataclass(frozen=True)
 class ModelNeeds:
@@ -34,6 +48,8 @@ class ModelNeeds:
     tensorrt_version: str | None = None
     missing_code: tuple[str, ...] = ()
     """Version folders of a Python-backend model without its ``model.py``."""
+    packages: tuple[str, ...] = ()
+    """What a Python-backend model's code imports (for tritonhf's steps; others: nothing)."""
 
 
 def repository_needs(repo: Path) -> list[ModelNeeds]:
@@ -78,16 +94,39 @@ def repository_needs(repo: Path) -> list[ModelNeeds]:
         else:
             backend = PLATFORM_BACKENDS.get(config.platform, config.platform or None)
         missing: tuple[str, ...] = ()
+        packages: set[str] = set()
         if backend == "python":
             code = config.default_model_filename or "model.py"
-            versions = [p for p in config_path.parent.iterdir() if p.name.isdigit()]
+            folder = config_path.parent
+            versions = [v for v in folder.iterdir() if v.name.isdigit() and v.is_dir()]
             missing = tuple(
-                sorted(
-                    f"{p.name}/{code}" for p in versions if p.is_dir() and not (p / code).is_file()
-                )
+                sorted(f"{v.name}/{code}" for v in versions if not (v / code).is_file())
             )
-        needs.append(ModelNeeds(name, backend, plan_versions.get(name), missing))
+            for path in (v / code for v in versions if (v / code).is_file()):
+                source = path.read_text(encoding="utf-8", errors="replace")
+                for module in _STEP_MODULE.findall(source):
+                    packages.update(STEP_PACKAGES.get(module, ()))
+        needs.append(
+            ModelNeeds(name, backend, plan_versions.get(name), missing, tuple(sorted(packages)))
+        )
     return needs
+
+
+def check_step_packages(needs: list[ModelNeeds]) -> None:
+    """Raise `RepositoryError` naming the packages the Python steps need and this env lacks."""
+    absent: dict[str, list[str]] = {}
+    for model in needs:
+        for package in model.packages:
+            if importlib.util.find_spec(package) is None:
+                absent.setdefault(package, []).append(model.name)
+    if not absent:
+        return
+    extras = ",".join(sorted({PACKAGE_EXTRAS.get(package, "export") for package in absent}))
+    lacking = "; ".join(f"{name} (for {', '.join(models)})" for name, models in absent.items())
+    raise RepositoryError(
+        f"the Python steps import packages this environment lacks, so Triton would fail to "
+        f"load them: {lacking}; install them here: pip install 'tritonhf[{extras}]'"
+    )
 
 
 def check_servable(
@@ -105,6 +144,7 @@ def check_servable(
             f"{repo} has Python-backend models without their code: {', '.join(missing)} (Triton "
             "would wait on them, then serve nothing); re-export, or remove those version folders"
         )
+    check_step_packages(needs)
     problems = []
     for model in needs:
         if model.backend is not None and model.backend not in backends:
