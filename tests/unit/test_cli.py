@@ -889,3 +889,12 @@ def test_json_results_are_printed_a_row_at_a_time_as_one_document(
     _print_results_json('model "x"', iter(rows))
     printed = capsys.readouterr().out
     assert printed == json.dumps({"model": 'model "x"', "results": rows}) + "\n"
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from tritonhf import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"tritonhf {__version__}\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tritonhf import __version__
 from tritonhf.spec import DEFAULT_MODEL_NAME, Layout, Precision, Runtime, Task
 
 
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tritonhf", description="Put a HuggingFace transformer into production on Triton."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"tritonhf {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     export = commands.add_parser(
