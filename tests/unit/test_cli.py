@@ -18,6 +18,14 @@ from tritonhf.export.pipeline import ExportOptions
 from tritonhf.export.validate import DEFAULT_ATOL
 from tritonhf.server.launcher import ServerConfig
 
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (what a command prints, how it exits)."""
+    return subprocess.run(  # nosec B603
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 SUBCOMMANDS = ["export", "train", "serve", "embed", "classify", "health", "deploy", "models"]
 HEAVY = ("torch", "transformers", "onnx", "onnxruntime", "tokenizers", "tritonhf.export")
 
@@ -736,9 +744,7 @@ def test_a_reader_that_stops_reading_ends_the_cli_quietly() -> None:
         sys.exit(cli.main(["models"]))
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
+    done = run_python(code)
 
     assert done.stderr == ""
     assert done.returncode == 141
@@ -770,9 +776,7 @@ def test_a_command_without_its_extra_names_the_extra_in_one_line() -> None:
         sys.exit(cli.main(["ui"]))
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
+    done = run_python(code)
 
     assert done.returncode == 1
     assert done.stderr == (
@@ -799,9 +803,7 @@ def test_an_export_extra_command_without_torch_says_so_before_any_work(
         sys.exit(cli.main({command!r}))
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
+    done = run_python(code)
 
     assert done.returncode == 1
     assert done.stderr == (
@@ -834,9 +836,7 @@ def test_bench_without_its_extra_says_so_before_downloading_perf_analyzer(
         sys.exit(cli.main(["bench"]))
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
+    done = run_python(code)
 
     assert done.returncode == 1
     assert done.stderr == (
