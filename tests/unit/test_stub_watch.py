@@ -58,6 +58,9 @@ class FakeServer:
         self.instances: dict[str, int] = {}  # a model's instance count (default 1)
         self.loads: list[dict[str, Any]] = []
         self.load_times: list[float] = []  # time.monotonic() of each load
+        self.failing_loads = 0  # how many loads to come answer as a broken model file does
+        self.index_delay_s = 0.0  # how long the index takes to answer (a server out of fds)
+        self.load_delay_s = 0.0  # how long a load takes
         stub = repo.parent / STUB
         stub.symlink_to(os.path.realpath(sys.executable))
         self.process = subprocess.Popen(
@@ -127,6 +130,7 @@ class FakeServer:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
                 if self.path == "/v2/repository/index":
+                    time.sleep(fake.index_delay_s)
                     entries = [
                         {"name": m, "version": v, "state": s} for (m, v), s in fake.states.items()
                     ]
@@ -136,6 +140,20 @@ class FakeServer:
                 config = json.loads(body["parameters"]["config"])
                 fake.load_times.append(time.monotonic())
                 fake.loads.append({"model": model, **config})
+                time.sleep(fake.load_delay_s)
+                if fake.failing_loads > 0:
+                    fake.failing_loads -= 1
+                    error = (
+                        f"load failed for model '{model}': version 1 is at UNAVAILABLE state: "
+                        "Internal: InvalidProtobuf: Protobuf parsing failed.\n\nAt:\n  "
+                        "/repo/model.py(12): initialize\n"
+                    )
+                    data = json.dumps({"error": error}).encode()
+                    self.send_response(400)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 for version in config["version_policy"]["specific"]["versions"]:
                     fake.start_stub(model, str(version))
                 self._answer({})
@@ -342,3 +360,71 @@ def cmdline(pid: int) -> str:
 
 def state(pid: int) -> str:
     return stub_watch._state(pid)
+
+
+def test_a_reload_that_fails_is_tried_again_when_the_quiet_window_ends(
+    server: FakeServer, watch: StubWatch, said: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model file broken since the start failed the reload once, and the watch never tried
+    again: the dead instance failed every other request for good, with health all green (a
+    probe's finding)."""
+    monkeypatch.setattr(stub_watch, "QUIET_S", 0.5)
+    server.failing_loads = 2
+    (stub,) = [p for p in children(server.process.pid) if "minilm_model" in cmdline(p)]
+    os.kill(stub, signal.SIGKILL)
+
+    wait_until(lambda: any(line.startswith("reloaded minilm_model") for line in said))
+    assert len(server.loads) == 3
+    assert server.load_times[2] - server.load_times[1] >= 0.5  # not in a loop
+    failed = [line for line in said if line.startswith("could not reload minilm_model")]
+    assert len(failed) == 2
+    assert "400: load failed for model 'minilm_model'" in failed[0]
+    assert "Protobuf parsing failed." in failed[0]
+    assert "At:" not in failed[0]  # no traceback
+    assert "\n" not in failed[0]
+    assert "fails every request Triton sends it until a reload succeeds" in failed[0]
+    assert "`tritonhf deploy`" in failed[0]
+    assert said.count("reloading minilm_model again (its last reload failed)") == 2
+
+
+def test_a_log_that_cannot_be_written_does_not_stop_the_watch(server: FakeServer) -> None:
+    """With the log on a full disk the watch's thread died at its first line, and no dead stub
+    was reloaded for the rest of the server's life (a probe's finding)."""
+    written: list[str] = []
+
+    def full_disk(line: str) -> None:
+        if len(written) < 1:
+            written.append("")
+            raise OSError(28, "No space left on device")
+        written.append(line)
+
+    stub = server.start_stub("minilm_model")
+    watch = StubWatch(server.process.pid, server.url, explicit=True, log=full_disk, poll_s=0.02)
+    watch.start()
+    try:
+        os.kill(stub, signal.SIGKILL)
+        wait_until(lambda: any(line.startswith("reloaded minilm_model") for line in written))
+        assert watch._thread.is_alive()
+    finally:
+        watch.stop()
+
+
+def test_a_server_that_does_not_answer_holds_the_watch_and_its_stop_for_seconds_not_minutes(
+    server: FakeServer, said: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of file descriptors, Triton queued the watch's connection for good: the watch waited
+    600 s on it, and SIGTERM waited for the watch (a probe's finding)."""
+    monkeypatch.setattr(stub_watch, "READ_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(stub_watch, "STOP_WAIT_S", 0.3)
+    stub = server.start_stub("minilm_model")
+    watch = StubWatch(server.process.pid, server.url, explicit=True, log=said.append, poll_s=0.02)
+    watch.start()
+    server.index_delay_s = 5.0
+    server.load_delay_s = 5.0
+    os.kill(stub, signal.SIGKILL)
+    wait_until(lambda: server.loads)  # the index read timed out; the reload went on
+
+    started = time.monotonic()
+    watch.stop()  # while the load takes its time
+    assert time.monotonic() - started < 3
+    assert any("stopping without it" in line for line in said)

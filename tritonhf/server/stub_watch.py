@@ -15,9 +15,11 @@ serves and with a ``tritonhf_reloaded`` parameter that makes the config new. Tri
 fresh instances beside the broken ones and switches to them; the ensemble stays READY. Requests
 that reached a dead stub before the reload still fail. A model reloaded less than `QUIET_S` ago
 waits for the rest of that window, so a stub that dies at every start is retried twice a
-minute, not in a loop. A stub that dies while Triton is still loading its version cannot be
-helped: Triton 2.51 waits for it forever, so the load (a deploy) never ends; the watch says so,
-once. Needs the load API: explicit model control.
+minute, not in a loop; a reload that fails (a model file broken since the start, Triton too
+busy to answer) is tried again when that window ends, until one succeeds. A stub that dies
+while Triton is still loading its version cannot be helped: Triton 2.51 waits for it forever,
+so the load (a deploy) never ends; the watch says so, once. Needs the load API: explicit model
+control. The watch's thread outlives a look that fails and a log that cannot be written.
 
 A stub that hangs is stopped, so that it dies and is reloaded the same way: one that is stopped
 (SIGSTOP) for `STOPPED_S`, which Triton fails every request sent to, and one that has run one
@@ -45,6 +47,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from tritonhf.backends.execute_clock import batch_started_ns, clock_path
@@ -58,6 +61,12 @@ QUIET_S = 30.0
 """A model is reloaded at most once in this many seconds (a later death waits for the rest of
 the window): a stub that dies at every start must not keep Triton loading."""
 LOAD_WAIT_S = 600.0
+"""How long a reload may take (Triton loads the model's weights again)."""
+READ_TIMEOUT_S = 10.0
+"""How long the watch waits for Triton's index or a config: a server out of file descriptors
+queues the connection for good, and the watch must go on watching."""
+STOP_WAIT_S = 15.0
+"""How long stopping waits for a look in progress (a reload may take `LOAD_WAIT_S`)."""
 REPLACED_GRACE_S = 60.0
 """How long the stubs of the instances a reload replaced may run on (finishing the requests
 they had) before the watch stops them."""
@@ -87,6 +96,16 @@ def seconds(value: str, *, source: str) -> float:
     if not 0 <= number < float("inf"):
         raise ValueError(f"{source} must be a number of seconds >= 0, got {value!r}")
     return number
+
+
+class Reload(Enum):
+    """What became of a reload."""
+
+    DONE = "done"
+    NOT_NEEDED = "not needed"
+    """The versions serve no more, or the server does not let tritonhf load models."""
+    FAILED = "failed"
+    """Tried again when the model's quiet window ends."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +186,7 @@ class StubWatch:
         self._serving: dict[int, tuple[str, str]] = {}
         self._reloaded_at: dict[str, float] = {}
         self._pending: dict[str, set[str]] = {}  # died, waiting for the quiet window to end
+        self._failed: set[str] = set()  # whose last reload failed (tried again)
         self._replaced: dict[int, tuple[str, float]] = {}  # pid -> (model, stop it after)
         self._zombies: set[int] = set()  # seen once as zombies
         self._buried: set[int] = set()  # zombies dealt with (Triton never reaps them)
@@ -187,11 +207,24 @@ class StubWatch:
         """Stop polling (before the server is drained or stopped, whose stubs exit then)."""
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=LOAD_WAIT_S)
+            self._thread.join(timeout=STOP_WAIT_S)
+            if self._thread.is_alive():
+                self._say(
+                    f"the stub watch still waits on Triton after {STOP_WAIT_S:.0f} s (a reload, "
+                    "or a server that does not answer): stopping without it"
+                )
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_s):
-            self.tick()
+            try:
+                self.tick()
+            except Exception as exc:  # noqa: BLE001  # the watch outlives any one look
+                self._say(f"the stub watch's look failed ({exc!r}); looking again")
+
+    def _say(self, line: str) -> None:
+        """Log ``line``; a log that cannot be written (a full disk) must not stop the watch."""
+        with suppress(Exception):
+            self.log(line)
 
     def tick(self) -> None:
         """Scan once; reload each model with a dead stub whose quiet window has ended."""
@@ -199,7 +232,7 @@ class StubWatch:
         for stub in self.scan():
             waiting = self._pending.setdefault(stub.model, set())
             if not waiting and self.explicit and (left := self._quiet_left(stub.model)) > 0:
-                self.log(
+                self._say(
                     f"the Python-backend stub of {stub.model} (version {stub.version}) died "
                     f"again within {QUIET_S:.0f} s of its reload: reloading it in {left:.0f} s"
                 )
@@ -208,7 +241,9 @@ class StubWatch:
             if self._stop.is_set():
                 return
             if not self.explicit or self._quiet_left(model) <= 0:
-                self.recover(model, self._pending.pop(model))
+                versions = self._pending.pop(model)
+                if self.recover(model, versions) is Reload.FAILED:
+                    self._pending[model] = versions  # again when its quiet window ends
         self._stop_replaced()
 
     def _stop_hung(self) -> None:
@@ -221,7 +256,7 @@ class StubWatch:
             if (why := self._hung(pid)) is not None:
                 with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                self.log(
+                self._say(
                     f"the Python-backend stub of {model} (version {version}) {why}: stopping "
                     f"it, so that {model} is reloaded"
                 )
@@ -274,7 +309,7 @@ class StubWatch:
                     self._buried.add(pid)  # its zombie is no news (its clock went at the reload)
                     stopped.setdefault(model, []).append(megabytes)
         for model, sizes in stopped.items():
-            self.log(
+            self._say(
                 f"stopped {len(sizes)} stub(s) of the {model} instances the reload replaced "
                 f"({sum(sizes)} MB): Triton 2.51 keeps them when a request was inside the "
                 "stub that died"
@@ -343,36 +378,39 @@ class StubWatch:
                     missing.append(DeadStub(0, model, version))
             return missing
         except (OSError, ValueError) as exc:
-            self.log(
+            self._say(
                 "a Python-backend stub died before the watch saw it serving, and Triton's "
                 f"index could not say which model lost it: {exc}"
             )
             return []
 
-    def recover(self, model: str, versions: set[str]) -> bool:
-        """Reload ``model`` (whose stubs of ``versions`` died); True once Triton reloaded it."""
+    def recover(self, model: str, versions: set[str]) -> Reload:
+        """Reload ``model``, whose stubs of ``versions`` died."""
         what = f"the Python-backend stub of {model} (version {', '.join(sorted(versions))})"
         if not self.explicit:
-            self.log(
+            self._say(
                 f"{what} died; Triton fails its requests until restarted (without explicit "
                 "model control tritonhf cannot reload it)"
             )
-            return False
+            return Reload.NOT_NEEDED
         try:
             states = self._version_states(model)
         except (OSError, ValueError):  # no index (the key is missing): trust the stubs
             states = dict.fromkeys(versions, "READY")
         ready = sorted((v for v, state in states.items() if state == "READY"), key=int)
         if loading := sorted(v for v in versions if states.get(v) == "LOADING"):
-            self.log(
+            self._say(
                 f"{what} died while Triton was loading version {', '.join(loading)}: Triton "
                 "2.51 waits for it forever, so that load (a deploy) never ends; the versions "
                 "already serving go on serving, and a restart of the server ends the wait"
             )
         if not versions.intersection(ready):  # a failed load's, or an unload's: not serving
-            return False
+            return Reload.NOT_NEEDED
         self._reloaded_at[model] = time.monotonic()
-        self.log(f"{what} died: reloading {model}")
+        if model in self._failed:
+            self._say(f"reloading {model} again (its last reload failed)")
+        else:
+            self._say(f"{what} died: reloading {model}")
         try:
             config = self._request("GET", f"/v2/models/{model}/config")
             if not isinstance(config, dict):
@@ -381,21 +419,25 @@ class StubWatch:
             parameters = config.setdefault("parameters", {})
             parameters[RELOADED] = {"string_value": f"{time.time():.3f}"}
             body = {"parameters": {"config": json.dumps(config)}}
-            self._request("POST", f"/v2/repository/models/{model}/load", body)
-        except urllib.error.HTTPError as exc:
-            self.log(f"could not reload {model}: {exc}: {exc.read().decode(errors='replace')}")
-            return False
-        except (OSError, ValueError) as exc:  # urllib's other errors are OSErrors too
-            self.log(f"could not reload {model}: {exc}")
-            return False
-        self.log(f"reloaded {model}: new stubs serve it")
+            self._request("POST", f"/v2/repository/models/{model}/load", body, LOAD_WAIT_S)
+        except (OSError, ValueError) as exc:  # urllib's errors are OSErrors too
+            self._say(
+                f"could not reload {model}: {_reason(exc)}; the instance whose stub died fails "
+                f"every request Triton sends it until a reload succeeds: trying again in "
+                f"{QUIET_S:.0f} s (`tritonhf deploy` loads the pipeline again once the cause "
+                "is fixed)"
+            )
+            self._failed.add(model)
+            return Reload.FAILED
+        self._failed.discard(model)
+        self._say(f"reloaded {model}: new stubs serve it")
         # Every instance of the pinned versions is new; the last scan saw only the old ones.
         deadline = time.monotonic() + REPLACED_GRACE_S
         for pid, (served, version) in list(self._serving.items()):
             if served == model and version in ready:
                 self._forget(pid)
                 self._replaced[pid] = (model, deadline)
-        return True
+        return Reload.DONE
 
     def _version_states(self, model: str) -> dict[str, str]:
         """``{version: state}`` of ``model`` in Triton's index (READY, LOADING, UNAVAILABLE...).
@@ -411,10 +453,29 @@ class StubWatch:
             if entry.get("name") == model and entry.get("version") is not None
         }
 
-    def _request(self, method: str, path: str, body: object = None) -> object:
+    def _request(
+        self, method: str, path: str, body: object = None, timeout_s: float | None = None
+    ) -> object:
+        """Triton's answer to one API call, within ``timeout_s`` (default `READ_TIMEOUT_S`)."""
         data = None if body is None else json.dumps(body).encode()
         url = f"http://{self.http_url}{path}"  # our own server: no other scheme
         request = urllib.request.Request(url, data=data, method=method, headers=self.headers)
-        with urllib.request.urlopen(request, timeout=LOAD_WAIT_S) as response:  # noqa: S310  # nosec B310
+        wait_s = READ_TIMEOUT_S if timeout_s is None else timeout_s
+        with urllib.request.urlopen(request, timeout=wait_s) as response:  # noqa: S310  # nosec B310
             text = response.read()
         return json.loads(text) if text else None
+
+
+def _reason(exc: Exception) -> str:
+    """Why a request to Triton failed, in one line.
+
+    Its error message, without the Python traceback of a Python-backend model's load error.
+    """
+    reason = str(exc)
+    if isinstance(exc, urllib.error.HTTPError):
+        body = exc.read().decode(errors="replace")
+        try:
+            reason = f"{exc.code}: {json.loads(body)['error']}"
+        except (ValueError, KeyError, TypeError):
+            reason = f"{exc.code}: {body or exc.reason}"
+    return " ".join(reason.split("\n\nAt:\n")[0].split())
