@@ -149,6 +149,8 @@ def serve(config: ServerConfig, log_name: str, *extra: str) -> subprocess.Popen[
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # As from a terminal: a runner that ignores SIGHUP (nohup) would pass that on.
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )  # fmt: skip
 
 
@@ -164,7 +166,12 @@ def ready_line(process: subprocess.Popen[str], ready: str = "Triton is ready") -
     pytest.fail(f"serve ended before saying {ready!r}: {''.join(skipped)}")
 
 
-def test_serve_starts_prints_the_endpoints_and_stops_cleanly_on_sigint(repo: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["sigint", "sighup"])
+def test_serve_starts_prints_the_endpoints_and_stops_cleanly_on_a_signal(
+    repo: Path, signum: signal.Signals
+) -> None:
+    """SIGHUP (a closed terminal or ssh session) ended serve at once, without a drain or a
+    word, and left Triton to stop on its own (a probe's finding): it now stops as Ctrl-C does."""
     config = server_config(repo)
     process = serve(config, "serve-cli.log")
     try:
@@ -176,10 +183,10 @@ def test_serve_starts_prints_the_endpoints_and_stops_cleanly_on_sigint(repo: Pat
         (triton,) = children(process.pid)
         boards = list(board_dir().glob(f"tritonhf-{triton}-*"))  # busy boards, stub clocks
         assert boards
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         started = time.monotonic()
         assert "stopping Triton" in process.stdout.readline()
-        process.send_signal(signal.SIGINT)  # impatient: must not cut the drain short
+        process.send_signal(signum)  # impatient: must not cut the drain short
         code = process.wait(timeout=60)
         rest = process.stdout.read()
         assert code == 0, rest  # with the drain's or the stop's own account of a failure

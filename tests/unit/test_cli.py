@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,19 @@ from tritonhf.export.onnx_export import DEFAULT_OPSET
 from tritonhf.export.pipeline import ExportOptions
 from tritonhf.export.validate import DEFAULT_ATOL
 from tritonhf.server.launcher import ServerConfig
+
+
+@pytest.fixture
+def signals_restored() -> Iterator[None]:
+    """Commands that run long set handlers for the stop signals; the test process keeps its."""
+    import signal
+
+    from tritonhf.cli.main import STOP_SIGNALS
+
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
@@ -356,26 +370,20 @@ def test_a_non_positive_timeout_is_a_config_error_with_exit_2(
     )
 
 
+@pytest.mark.usefixtures("signals_restored")
 def test_serve_on_a_missing_repository_exits_2_and_says_to_export(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import signal
-
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        code = main(["serve", "--repo", str(tmp_path / "missing")])
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    code = main(["serve", "--repo", str(tmp_path / "missing")])
 
     assert code == 2  # a bad --repo, as for export
     assert "run `tritonhf export` first" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("signals_restored")
 def test_serve_refuses_a_bad_log_text_environment_value_in_one_line_before_starting_triton(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import signal
-
     from tritonhf.observability.logs import LOG_TEXT_ENV
     from tritonhf.server.launcher import TritonServer
 
@@ -385,12 +393,7 @@ def test_serve_refuses_a_bad_log_text_environment_value_in_one_line_before_start
     monkeypatch.setattr(TritonServer, "start", started)
     monkeypatch.setenv(LOG_TEXT_ENV, "bogus")
     (tmp_path / "repo").mkdir()
-    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    try:
-        code = main(["serve", "--repo", str(tmp_path / "repo")])
-    finally:
-        signal.signal(signal.SIGINT, previous[0])
-        signal.signal(signal.SIGTERM, previous[1])
+    code = main(["serve", "--repo", str(tmp_path / "repo")])
 
     assert code == 2  # as for `--log-text bogus`
     assert capsys.readouterr().err == (
@@ -398,11 +401,11 @@ def test_serve_refuses_a_bad_log_text_environment_value_in_one_line_before_start
     )
 
 
+@pytest.mark.usefixtures("signals_restored")
 def test_the_log_text_flag_overrides_a_bad_environment_value(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import os
-    import signal
 
     from tritonhf.errors import ServerError
     from tritonhf.observability.logs import LOG_TEXT_ENV
@@ -414,12 +417,7 @@ def test_the_log_text_flag_overrides_a_bad_environment_value(
     monkeypatch.setattr(TritonServer, "start", started)
     monkeypatch.setenv(LOG_TEXT_ENV, "bogus")
     (tmp_path / "repo").mkdir()
-    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    try:
-        code = main(["serve", "--repo", str(tmp_path / "repo"), "--log-text", "hash"])
-    finally:
-        signal.signal(signal.SIGINT, previous[0])
-        signal.signal(signal.SIGTERM, previous[1])
+    code = main(["serve", "--repo", str(tmp_path / "repo"), "--log-text", "hash"])
 
     assert code == 1
     assert capsys.readouterr().err == f"error: would start Triton with {LOG_TEXT_ENV}=hash\n"

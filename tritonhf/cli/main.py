@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -137,7 +138,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 class _Stopped(KeyboardInterrupt):
-    """SIGINT or SIGTERM, as the interrupt Ctrl-C raises; it keeps the signal's number."""
+    """A stop signal (`STOP_SIGNALS`), as the interrupt Ctrl-C raises; it keeps its number."""
 
     def __init__(self, signum: int) -> None:
         super().__init__()
@@ -148,18 +149,26 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise _Stopped(signum)
 
 
-def stop_on_signals() -> None:
-    """Ctrl-C and SIGTERM raise `KeyboardInterrupt`, so a long-running command stops cleanly.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Ctrl-C, a stop (kill, a supervisor, a Job's deadline) and a closed terminal or ssh session."""
 
-    Both explicitly: a process started in the background by a non-interactive shell (``make
-    run &``, a script) inherits SIGINT as ignored, and Python would keep ignoring it.
+
+def stop_on_signals() -> None:
+    """`STOP_SIGNALS` raise `KeyboardInterrupt`, so a long-running command stops cleanly.
+
+    Each explicitly: a process started in the background by a non-interactive shell (``make
+    run &``, a script) inherits SIGINT as ignored, and Python would keep ignoring it; SIGHUP's
+    default ended `tritonhf serve` at once, leaving Triton to stop on its own without a drain.
+    One started with ``nohup`` keeps ignoring SIGHUP.
     """
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    for signum in STOP_SIGNALS:
+        if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
+            continue
+        signal.signal(signum, _interrupt)
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """``tritonhf serve``: start, print the endpoints, wait for Ctrl-C or SIGTERM."""
+    """``tritonhf serve``: start, print the endpoints, wait for Ctrl-C, SIGTERM or SIGHUP."""
     from tritonhf.errors import ConfigError
     from tritonhf.observability.logs import LOG_TEXT_ENV, TextLogging
     from tritonhf.server.admin import admin_key
@@ -220,12 +229,18 @@ def run_serve(args: argparse.Namespace) -> int:
         patience = config.exit_timeout_s + 5
 
         def _already_stopping(signum: int, frame: FrameType | None) -> None:
-            print(f"already stopping: in-flight requests finish (up to {patience} s)", flush=True)
+            # Straight to the descriptor: the signal may arrive inside a print to stdout,
+            # and printing again from here raised "reentrant call" and ended serve mid-drain.
+            line = f"already stopping: in-flight requests finish (up to {patience} s)\n"
+            with suppress(OSError, ValueError):
+                os.write(sys.stdout.fileno(), line.encode())
 
         # A second Ctrl-C must not cut the drain short and leave Triton running.
-        signal.signal(signal.SIGINT, _already_stopping)
-        signal.signal(signal.SIGTERM, _already_stopping)
-        print("stopping Triton ...", flush=True)
+        for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) == _interrupt:
+                signal.signal(signum, _already_stopping)
+        with suppress(OSError):  # a terminal that hung up (SIGHUP) takes no more output
+            print("stopping Triton ...", flush=True)
         code = server.stop()
         if code in (0, None):
             return 0
@@ -629,7 +644,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {missing_package(args.command, exc.name)}", file=sys.stderr)
             return 1
     except KeyboardInterrupt as exc:  # what it stopped cleans up after itself, no traceback
-        print("interrupted", file=sys.stderr)
+        with suppress(OSError):  # a terminal that hung up (SIGHUP) takes no more output
+            print("interrupted", file=sys.stderr)
         # What a shell reports for a command killed by the signal: 130 SIGINT, 143 SIGTERM.
         return 128 + getattr(exc, "signum", signal.SIGINT)
     except BrokenPipeError:  # `tritonhf models | head -1`: the reader has what it wanted
