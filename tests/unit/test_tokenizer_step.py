@@ -177,6 +177,17 @@ def test_load_tokenizer_does_not_pad(tokenizer_json: Path) -> None:
     assert tokenizer.padding is None
 
 
+@pytest.mark.parametrize("damage", ["missing", "not-json"])
+def test_a_tokenizer_file_that_cannot_be_loaded_is_named(tmp_path: Path, damage: str) -> None:
+    """Triton's table said only "Exception: No such file or directory (os error 2)"."""
+    path = tmp_path / "minilm_tokenizer" / "1" / "tokenizer.json"
+    if damage == "not-json":
+        path.parent.mkdir(parents=True)
+        path.write_text("{not json")
+    with pytest.raises(RuntimeError, match=f"cannot load the tokenizer {path}: "):
+        step.load_tokenizer(path, 256)
+
+
 def test_tokenizer_settings_read_the_json_model_config() -> None:
     config = {
         "name": "minilm_tokenizer",

@@ -84,7 +84,10 @@ def load_tokenizer(path: Path, max_length: int) -> Any:
     """
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(path))
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # noqa: BLE001  # tokenizers raises Exception, naming no file
+        raise RuntimeError(f"cannot load the tokenizer {path}: {exc}") from None
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=max_length, direction=_truncation_side(tokenizer))
     return tokenizer
