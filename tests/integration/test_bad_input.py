@@ -290,6 +290,31 @@ def test_a_deeply_nested_json_body_is_refused_not_a_crash(server: TritonServer) 
     assert {o["name"]: o for o in answer["outputs"]}["EMBEDDING"]["shape"] == [2, 384]
 
 
+@pytest.mark.parametrize("protocol", ["http"], indirect=True)
+def test_an_object_of_thousands_of_members_is_refused_before_triton_searches_it(
+    server: TritonServer,
+) -> None:
+    """Triton 2.51 looks each request parameter up with a linear search: 100,000 top-level
+    "parameters" (1.7 MB) held an HTTP thread 27.7 s, and a dozen such requests held the health
+    endpoint 14.6 s (a probe's finding). The guard refuses an object of more than 1,024."""
+    text = {"name": "TEXT", "shape": [1, 1], "datatype": "BYTES", "data": ["hi"]}
+    many = {f"p{i}": i for i in range(100_000)}
+    for body in (
+        {"parameters": many, "inputs": [text]},
+        {"inputs": [{**text, "parameters": many}]},
+    ):
+        status, answer = post_json(server, "/v2/models/minilm/infer", json.dumps(body).encode())
+        assert status == 400, answer
+        assert "the request's JSON has an object of more than 1024 members" in answer["error"]
+    few = {f"p{i}": i for i in range(1_000)}
+    status, answer = post_json(
+        server,
+        "/v2/models/minilm/infer",
+        json.dumps({"parameters": few, "inputs": [text]}).encode(),
+    )
+    assert status == 200, answer
+
+
 @pytest.mark.parametrize(
     ("dimension", "why"),
     [(2**61 + 4, "more elements than bytes hold"), (2**63 + 4, "a negative dimension")],

@@ -8,7 +8,7 @@
  *   classification.c  the classification extension on a text output (SIGFPE)
  *   shapes.c          a shape whose size overflows (a stub aborts)
  *   form_body.c       a large form-encoded HTTP body (SIGSEGV)
- *   json_depth.c      a deeply nested JSON body (SIGSEGV)
+ *   json_depth.c      a deeply nested JSON body (SIGSEGV), an object of very many members (CPU)
  *   client_errors.c   a malformed HTTP inference request answered 500, not 400
  *   deferred_send.c   HTTP responses dropped under load
  *
