@@ -315,6 +315,43 @@ def test_an_object_of_thousands_of_members_is_refused_before_triton_searches_it(
     assert status == 200, answer
 
 
+@pytest.mark.parametrize("protocol", ["http"], indirect=True)
+def test_an_inference_header_length_that_is_not_a_number_is_refused_not_misread(
+    server: TritonServer,
+) -> None:
+    """Triton 2.51 read "abc" or an empty value as 0, a raw binary request: the client's JSON
+    header was embedded as text, HTTP 200 (a probe's finding); 2**32 + N wrapped to N."""
+    text = b"hello world"
+    data = len(text).to_bytes(4, "little") + text
+    parameters = {"binary_data_size": len(data)}
+    inputs = [{"name": "TEXT", "shape": [1, 1], "datatype": "BYTES", "parameters": parameters}]
+    header = json.dumps({"inputs": inputs, "outputs": [{"name": "NUM_TOKENS"}]}).encode()
+
+    def post(length: str) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(
+            f"http://{server.config.http_url}/v2/models/minilm/infer",
+            data=header + data,
+            method="POST",
+            headers={"Inference-Header-Content-Length": length},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    status, answer = post(str(len(header)))
+    assert status == 200, answer
+    assert answer["outputs"][0]["data"] == [4]  # [CLS] hello world [SEP]
+    for length in ("abc", "12abc", "0x10", str(2**32 + len(header))):
+        status, answer = post(length)
+        assert status == 400, (length, answer)
+        assert (
+            f"inference header size should be in range (0, {len(header + data)}), got: {length}"
+            in answer["error"]
+        )
+
+
 @pytest.mark.parametrize(
     ("dimension", "why"),
     [(2**61 + 4, "more elements than bytes hold"), (2**63 + 4, "a negative dimension")],

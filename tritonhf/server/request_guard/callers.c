@@ -21,6 +21,7 @@ static const char* const CALLER_NAMES[CALLERS] = {
     "_ZN6triton6server12_GLOBAL__N_114EVBufferToJson",
     "evthr_defer",
     "_ZN6triton6server13HTTPAPIServer11HandleInfer",
+    "_ZN6triton6server13HTTPAPIServer24GetInferenceHeaderLength",
 };
 static const char* const CALLEE_NAMES[CALLEES] = {
     "_ZN6triton6common10TritonJson5Value5ParseEPKcm",
@@ -180,11 +181,12 @@ start_guard(void)
   if (!complete && is_tritonserver()) {
     static const char warning[] =
         "tritonhf request guard: this tritonserver lacks a TopkClassifications, "
-        "htp__request_parse_fini_, EVBufferToJson, evthr_defer or HandleInfer symbol "
-        "(stripped?) or their calls to the JSON parser and EVRequestToTritonRequest, so a "
-        "classification request on a BYTES output, a large form-encoded HTTP body or a deeply "
-        "nested JSON body can still crash it, HTTP responses can be lost under load, and "
-        "malformed HTTP requests are answered 500\n";
+        "htp__request_parse_fini_, EVBufferToJson, evthr_defer, HandleInfer or "
+        "GetInferenceHeaderLength symbol (stripped?) or their calls to the JSON parser and "
+        "EVRequestToTritonRequest, so a classification request on a BYTES output, a large "
+        "form-encoded HTTP body or a deeply nested JSON body can still crash it, HTTP responses "
+        "can be lost under load, malformed HTTP requests are answered 500, and a malformed "
+        "Inference-Header-Content-Length is read as 0\n";
     ssize_t ignored = write(STDERR_FILENO, warning, sizeof(warning) - 1);
     (void)ignored;
   }

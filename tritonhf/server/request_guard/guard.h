@@ -10,6 +10,7 @@
  *   form_body.c       a large form-encoded HTTP body (SIGSEGV)
  *   json_depth.c      a deeply nested JSON body (SIGSEGV), an object of very many members (CPU)
  *   client_errors.c   a malformed HTTP inference request answered 500, not 400
+ *   header_length.c   a malformed Inference-Header-Content-Length served a wrong result
  *   deferred_send.c   HTTP responses dropped under load
  *
  * Each stands in for a library function (or one call inside Triton: routing.c) only
@@ -32,7 +33,15 @@
 typedef struct TRITONSERVER_Error TRITONSERVER_Error;
 
 /* The functions found by name in the executable (a prefix of their symbol). */
-enum caller { TOPK_CLASSIFICATIONS, PARSE_FINISHED, BODY_TO_JSON, DEFER, HANDLE_INFER, CALLERS };
+enum caller {
+  TOPK_CLASSIFICATIONS,
+  PARSE_FINISHED,
+  BODY_TO_JSON,
+  DEFER,
+  HANDLE_INFER,
+  HEADER_LENGTH,
+  CALLERS
+};
 
 /* The functions whose calls are routed through the guard (found by their exact symbol). */
 enum callee { JSON_PARSE, REQUEST_PARSE, CALLEES };
