@@ -15,6 +15,20 @@ def first_line(exc: BaseException, *, limit: int = 200) -> str:
     return f"{type(exc).__name__}: {next(iter(str(exc).splitlines()), '')[:limit]}"
 
 
+_OUT_OF_MEMORY = ("Cannot allocate memory", "std::bad_alloc", "failed to map segment")
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says memory ran out (a native library's ENOMEM, ``bad_alloc``...)."""
+    return isinstance(exc, MemoryError) or any(sign in str(exc) for sign in _OUT_OF_MEMORY)
+
+
+MEMORY_ADVICE = (
+    "not enough memory: free some, or raise the limit (`ulimit -v`, the container's memory "
+    "limit); exporting MiniLM takes ~1.8 GB of address space"
+)
+
+
 class TritonHFError(Exception):
     """Root of every error tritonhf raises on purpose."""
 

@@ -896,3 +896,25 @@ def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]
         main(["--version"])
     assert done.value.code == 0
     assert capsys.readouterr().out == f"tritonhf {__version__}\n"
+
+
+def test_memory_that_runs_out_anywhere_is_one_line_not_a_traceback() -> None:
+    """Under `ulimit -v` importing a native library failed ("failed to map segment") with a
+    traceback (a probe's finding)."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from tritonhf.cli import main as cli
+
+        def run(args):
+            raise ImportError("/x/cygrpc.so: failed to map segment from shared object")
+        cli.COMMANDS["models"] = run
+        sys.exit(cli.main(["models"]))
+        """
+    )
+    done = run_python(code)
+
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ImportError: /x/cygrpc.so: failed to map segment")
+    assert "not enough memory" in done.stderr
+    assert "Traceback" not in done.stderr

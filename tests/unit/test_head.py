@@ -215,3 +215,29 @@ def test_a_pooling_that_leaves_the_prompt_out_is_read(tmp_path: Path) -> None:
 
     assert resolve_model(str(pooled)).prompt_pooled is True
     assert resolve_model(str(excluded)).prompt_pooled is False
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        RuntimeError(
+            "unable to mmap 90868376 bytes from file <m.safetensors>: Cannot allocate memory (12)"
+        ),
+        MemoryError(),
+    ],
+    ids=["enomem", "memory-error"],
+)
+def test_weights_that_memory_cannot_hold_are_not_called_corrupt(
+    tmp_path: Path, exc: BaseException
+) -> None:
+    """Under `ulimit -v` the loader's ENOMEM was reported as "a file is truncated or corrupt:
+    download the model again" (a probe's finding)."""
+    from tritonhf.errors import MEMORY_ADVICE
+    from tritonhf.export.head import unreadable_weights
+
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    message = str(unreadable_weights(tmp_path, exc))
+
+    assert message.endswith(MEMORY_ADVICE)
+    assert "corrupt" not in message
+    assert "corrupt" in str(unreadable_weights(tmp_path, RuntimeError("header too large")))

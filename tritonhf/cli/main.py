@@ -19,7 +19,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from tritonhf.cli.parser import build_parser, threshold_overrides
-from tritonhf.errors import TritonHFError
+from tritonhf.errors import MEMORY_ADVICE, TritonHFError, first_line, out_of_memory
 from tritonhf.spec import (
     DEFAULT_MODEL_NAME,
     Layout,
@@ -642,6 +642,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not exc.name or exc.name.split(".")[0] == "tritonhf":
                 raise  # a broken install of tritonhf itself: the traceback is the report
             print(f"error: {missing_package(args.command, exc.name)}", file=sys.stderr)
+            return 1
+        except (MemoryError, ImportError) as exc:
+            if not out_of_memory(exc):
+                raise  # a package that cannot load for another reason: the traceback says why
+            print(f"error: {first_line(exc)}; {MEMORY_ADVICE}", file=sys.stderr)
             return 1
     except KeyboardInterrupt as exc:  # what it stopped cleans up after itself, no traceback
         with suppress(OSError):  # a terminal that hung up (SIGHUP) takes no more output

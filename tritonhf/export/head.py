@@ -19,7 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from tritonhf.errors import ExportError, first_line
+from tritonhf.errors import MEMORY_ADVICE, ExportError, first_line, out_of_memory
 
 MODULES_FILE = "modules.json"
 LEGACY_POOLING_FOLDER = "1_Pooling"
@@ -190,6 +190,10 @@ def unreadable_weights(folder: Path, exc: BaseException) -> ExportError:
         if not start:
             return ExportError(f"{path} is empty: download the model again")
     message = str(exc)
+    if out_of_memory(exc):
+        return ExportError(
+            f"could not read the weights in {folder} ({first_line(exc)}): {MEMORY_ADVICE}"
+        )
     if "Weights only load failed" in message:  # torch's safe unpickler refused, ran nothing
         return ExportError(
             f"the pickle weights in {folder} hold Python objects besides tensors, which torch's "

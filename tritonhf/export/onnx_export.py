@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tritonhf.errors import ConfigError, ExportError, ModelSourceError, first_line
+from tritonhf.errors import (
+    MEMORY_ADVICE,
+    ConfigError,
+    ExportError,
+    ModelSourceError,
+    first_line,
+    out_of_memory,
+)
 from tritonhf.export.head import Pooling, SentenceHead, read_json, unreadable_weights
 from tritonhf.export.source import ModelSource, quiet_transformers
 from tritonhf.spec import (
@@ -380,6 +387,11 @@ def export_onnx(
                 dynamo=False,
             )
         except Exception as exc:  # tracing and the exporter raise many unrelated types
+            if out_of_memory(exc):
+                raise ExportError(
+                    f"could not export {type(encoder.model).__name__} to ONNX "
+                    f"({first_line(exc)}): {MEMORY_ADVICE}"
+                ) from exc
             higher = (
                 f"a higher --opset (up to {MAX_OPSET}) may export it, and "
                 if opset < MAX_OPSET
