@@ -310,6 +310,7 @@ def test_grpc_requests_to_a_silent_server_give_up_as_unreachable(silent_port: in
 
     assert finished_in_time, "embed() was still waiting 2.5 s after a 0.3 s timeout"
     assert [type(e) for e in errors] == [ServerUnavailableError]
+    assert "took the connection but did not answer" in str(errors[0])  # not "is it running?"
 
 
 def test_retry_delays_double_up_to_the_cap_and_stop_after_the_attempts() -> None:

@@ -198,6 +198,11 @@ def map_error(
         wrong_port = _wrong_port(message, url, protocol)
         if wrong_port:
             return WrongProtocolError(f"{wrong_port} ({message})")
+        if "before receiving SETTINGS frame" in message:  # a listener that says nothing
+            return ServerUnavailableError(
+                f"Triton at {url} took the connection but did not answer ({message}): a server "
+                "that is stopped, hung or out of file descriptors, or a port that is not Triton's"
+            )
         return ServerUnavailableError(
             f"cannot reach Triton at {url} ({message}); is the server running "
             "(`tritonhf serve`) and is the URL/protocol right?"

@@ -274,7 +274,7 @@ class TritonServer:
             self.config.http_url,
             explicit=self.config.model_control is ModelControl.EXPLICIT,
             headers=http_headers(self.config.admin_key),
-            log=lambda line: print(f"tritonhf: {line}", file=sys.stderr, flush=True),
+            log=_dated_line,
             hang_s=self.config.stub_hang_timeout_s,
         ).start()
         if self.config.model_control is ModelControl.EXPLICIT:  # a deploy may read it any time
@@ -431,6 +431,15 @@ def free_shared_memory(workdir: Path, code: int | None, regions: set[str]) -> No
     while stubs_started_from(workdir) and time.monotonic() < deadline:
         time.sleep(0.02)
     remove_regions(regions)
+
+
+def _dated_line(line: str) -> None:
+    """Print one of tritonhf's own lines to stderr, dated as Triton's ISO8601 lines are."""
+    print(
+        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} tritonhf: {line}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def missing_package_hint(log_lines: list[str]) -> str:
