@@ -22,12 +22,17 @@ static const char* const CALLER_NAMES[CALLERS] = {
     "evthr_defer",
     "_ZN6triton6server13HTTPAPIServer11HandleInfer",
     "_ZN6triton6server13HTTPAPIServer24GetInferenceHeaderLength",
+    "_ZN6triton6server13HTTPAPIServer6HandleEP13evhtp_request",
 };
 static const char* const CALLEE_NAMES[CALLEES] = {
     "_ZN6triton6common10TritonJson5Value5ParseEPKcm",
     "_ZN6triton6server13HTTPAPIServer24EVRequestToTritonRequestEP13evhtp_requestRKNSt7__cxx11"
     "12basic_stringIcSt11char_traitsIcESaIcEEEP29TRITONSERVER_InferenceRequestP8evbufferPNS1_"
     "17InferRequestClassEm",
+    "_ZN6triton6server13HTTPAPIServer16DecompressBufferEP13evhtp_requestPP8evbuffer",
+    "_ZN6triton6server13HTTPAPIServer11HandleInferEP13evhtp_requestRKNSt7__cxx1112basic_string"
+    "IcSt11char_traitsIcESaIcEEESB_",
+    "evbuffer_free",
 };
 
 static struct ranges found[CALLERS];
@@ -173,7 +178,7 @@ __attribute__((constructor)) static void
 start_guard(void)
 {
   find_callers();
-  int routed = route_body_parse() & route_request_parse();
+  int routed = route_body_parse() & route_request_parse() & route_inflated_bodies();
   int complete = routed;
   for (int c = 0; c < CALLERS; c++) {
     complete = complete && found[c].count > 0;
@@ -181,12 +186,13 @@ start_guard(void)
   if (!complete && is_tritonserver()) {
     static const char warning[] =
         "tritonhf request guard: this tritonserver lacks a TopkClassifications, "
-        "htp__request_parse_fini_, EVBufferToJson, evthr_defer, HandleInfer or "
-        "GetInferenceHeaderLength symbol (stripped?) or their calls to the JSON parser and "
-        "EVRequestToTritonRequest, so a classification request on a BYTES output, a large "
-        "form-encoded HTTP body or a deeply nested JSON body can still crash it, HTTP responses "
-        "can be lost under load, malformed HTTP requests are answered 500, and a malformed "
-        "Inference-Header-Content-Length is read as 0\n";
+        "htp__request_parse_fini_, EVBufferToJson, evthr_defer, HandleInfer, "
+        "GetInferenceHeaderLength or Handle symbol (stripped?) or their calls to the JSON "
+        "parser, EVRequestToTritonRequest and DecompressBuffer, so a classification request on "
+        "a BYTES output, a large form-encoded HTTP body or a deeply nested JSON body can still "
+        "crash it, HTTP responses can be lost under load, malformed HTTP requests are answered "
+        "500, a malformed Inference-Header-Content-Length is read as 0, and a refused "
+        "compressed request leaks its inflated body\n";
     ssize_t ignored = write(STDERR_FILENO, warning, sizeof(warning) - 1);
     (void)ignored;
   }

@@ -11,6 +11,7 @@
  *   json_depth.c      a deeply nested JSON body (SIGSEGV), an object of very many members (CPU)
  *   client_errors.c   a malformed HTTP inference request answered 500, not 400
  *   header_length.c   a malformed Inference-Header-Content-Length served a wrong result
+ *   inflated_body.c   a refused compressed HTTP request leaked its inflated body
  *   deferred_send.c   HTTP responses dropped under load
  *
  * Each stands in for a library function (or one call inside Triton: routing.c) only
@@ -40,11 +41,19 @@ enum caller {
   DEFER,
   HANDLE_INFER,
   HEADER_LENGTH,
+  HTTP_HANDLE,
   CALLERS
 };
 
 /* The functions whose calls are routed through the guard (found by their exact symbol). */
-enum callee { JSON_PARSE, REQUEST_PARSE, CALLEES };
+enum callee {
+  JSON_PARSE,
+  REQUEST_PARSE,
+  DECOMPRESS_BUFFER,
+  HANDLE_INFER_FN,
+  EVBUFFER_FREE,
+  CALLEES
+};
 #define MAX_RANGES 8
 
 /* Where a caller's code lies at run time: ``count`` ranges of [start, end). */
@@ -76,5 +85,8 @@ HIDDEN int route_body_parse(void);
 
 /* Point Triton's reading of an HTTP inference request at client_errors.c's; 1 if done. */
 HIDDEN int route_request_parse(void);
+
+/* Route the inflating of a compressed request and HandleInfer (inflated_body.c); 1 if done. */
+HIDDEN int route_inflated_bodies(void);
 
 #endif
