@@ -27,11 +27,13 @@ class Protocol(str, Enum):
 
 # tritonclient's own defaults (no gRPC message size limit), plus a short reconnect backoff so a
 # restarted server is found again within a second instead of gRPC's default of up to 2 minutes.
+# Not "grpc.min_reconnect_backoff_ms": gRPC takes it as the time a connection attempt is given
+# (20 s by default), and at 100 ms a server that took longer to answer (stopped for a second,
+# busy) failed every call at once, whatever the call's timeout.
 GRPC_CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 2**31 - 1),
     ("grpc.max_receive_message_length", 2**31 - 1),
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
