@@ -591,6 +591,42 @@ def test_an_incomplete_drain_says_why(
     assert "drain incomplete (POST /v2/repository/index got no answer" in caplog.text
 
 
+class _StuckTriton(_FakeTriton):
+    """A fake Triton whose step ``p_model`` lost a stub: it never finishes unloading."""
+
+    states: ClassVar[dict[str, str]] = {}
+
+    def _reply(self) -> tuple[int, object]:
+        states = _StuckTriton.states
+        if self.path == "/v2/repository/index":
+            return 200, [{"name": name, "state": state} for name, state in states.items()]
+        if self.path.endswith("/config"):
+            name = self.path.split("/")[3]
+            return 200, {"platform": "ensemble" if name == "p" else "python"}
+        if self.path.endswith("/unload"):
+            name = self.path.split("/")[4]
+            states[name] = "UNLOADING" if name == "p_model" else "UNAVAILABLE"
+        return 200, {}
+
+
+def test_a_drain_does_not_wait_for_a_model_whose_dead_stub_was_never_replaced(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Such a model stays UNLOADING for good: the drain waited out its whole timeout (and
+    said "still loaded at the deadline: []"), then Triton its own (a probe's 61 s stop)."""
+    _StuckTriton.states = {"p": "READY", "p_tokenizer": "READY", "p_model": "READY"}
+    with serving(_StuckTriton) as url:
+        assert not drain(url, 1.0)
+        assert "still loaded at the deadline: ['p_model']" in caplog.text
+
+        _StuckTriton.states = {"p": "READY", "p_tokenizer": "READY", "p_model": "READY"}
+        started = time.monotonic()
+        assert drain(url, 10.0, stuck=frozenset({"p_model"}))
+        assert time.monotonic() - started < 5
+    assert _StuckTriton.states["p"] == _StuckTriton.states["p_tokenizer"] == "UNAVAILABLE"
+    assert "not waiting for p_model in the drain" in caplog.text
+
+
 class _RacedTriton(_FakeTriton):
     """A fake Triton where a concurrent deploy's step load brings the unloaded ensemble back
     while the drain unloads the steps (Triton loads an ensemble again when its step loads)."""

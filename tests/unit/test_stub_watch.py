@@ -262,6 +262,7 @@ def test_a_stub_that_dies_while_its_version_loads_is_reported_not_reloaded(
     assert any("waits for it forever" in line for line in said)
     time.sleep(0.2)
     assert server.loads == []  # version 1 serves on; reloading it would not end the wait
+    assert watch.unreplaced == {"minilm_model"}  # a drain does not wait for it
 
 
 def test_a_stub_that_died_before_the_watch_saw_it_is_found_by_its_missing_instance(
@@ -385,6 +386,7 @@ def test_a_reload_that_fails_is_tried_again_when_the_quiet_window_ends(
     assert "fails every request Triton sends it until a reload succeeds" in failed[0]
     assert "`tritonhf deploy`" in failed[0]
     assert said.count("reloading minilm_model again (its last reload failed)") == 2
+    assert watch.unreplaced == set()  # replaced at last
 
 
 def test_a_log_that_cannot_be_written_does_not_stop_the_watch(server: FakeServer) -> None:

@@ -226,7 +226,7 @@ def run_serve(args: argparse.Namespace) -> int:
             server.start()
             print(f"Triton is ready again: gRPC {config.grpc_url}", flush=True)
     except KeyboardInterrupt:
-        patience = config.exit_timeout_s + 5
+        patience = round(server.stop_budget_s)
 
         def _already_stopping(signum: int, frame: FrameType | None) -> None:
             # Straight to the descriptor: the signal may arrive inside a print to stdout,

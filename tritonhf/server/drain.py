@@ -67,7 +67,13 @@ def _health(http_url: str, which: str) -> bool:
         return False
 
 
-def drain(http_url: str, timeout_s: float, *, headers: Mapping[str, str] | None = None) -> bool:
+def drain(
+    http_url: str,
+    timeout_s: float,
+    *,
+    headers: Mapping[str, str] | None = None,
+    stuck: frozenset[str] = frozenset(),
+) -> bool:
     """Unload the ensembles, then every other model; True once nothing is loaded.
 
     Needs a live server in explicit model-control mode (the caller checks the mode); live,
@@ -75,12 +81,22 @@ def drain(http_url: str, timeout_s: float, *, headers: Mapping[str, str] | None 
     unready, and the pipelines that serve still deserve a drain. A server that does not
     answer (or refuses the repository API: ``headers`` carry the admin key, see
     `tritonhf.server.admin.http_headers`) is left to SIGTERM (False). Best effort within
-    ``timeout_s``.
+    ``timeout_s``. The ``stuck`` models (a stub died and was never replaced: Triton 2.51 never
+    finishes unloading them) are not waited for: the drain counts as complete without them,
+    so the stop does not spend the drain's and Triton's whole timeouts on them.
     """
     if not is_live(http_url):
         log.warning("no drain: the server at %s is not live; SIGTERM stops it", http_url)
         return False
-    repository = _Repository(http_url, deadline=time.monotonic() + timeout_s, headers=headers)
+    if stuck:
+        log.warning(
+            "not waiting for %s in the drain: a Python-backend stub of it died and was not "
+            "replaced, and Triton 2.51 never finishes unloading such a model",
+            ", ".join(sorted(stuck)),
+        )
+    repository = _Repository(
+        http_url, deadline=time.monotonic() + timeout_s, headers=headers, ignored=stuck
+    )
     drained = _unload_all(repository)
     if not drained:
         # Said, because the stop may then fail (Triton ends requests still in flight and can
@@ -143,11 +159,17 @@ class _Repository:
     """Triton's model-repository HTTP API, every call bounded by one deadline."""
 
     def __init__(
-        self, http_url: str, *, deadline: float, headers: Mapping[str, str] | None = None
+        self,
+        http_url: str,
+        *,
+        deadline: float,
+        headers: Mapping[str, str] | None = None,
+        ignored: frozenset[str] = frozenset(),
     ) -> None:
         self._base = f"http://{http_url}"
         self._deadline = deadline
         self._headers = dict(headers or {})
+        self._ignored = ignored
         self.failure = "no failure"
         """What went wrong last: a call without answer, or models still loaded at the deadline."""
 
@@ -159,7 +181,8 @@ class _Repository:
         index = self._call("POST", "/v2/repository/index")
         if not isinstance(index, list):
             return None
-        return {entry.get("name", "") for entry in index if entry.get("state") in states}
+        listed = {entry.get("name", "") for entry in index if entry.get("state") in states}
+        return listed - self._ignored
 
     def is_ensemble(self, name: str) -> bool:
         """True when the loaded configuration of ``name`` is an ensemble."""
@@ -190,7 +213,10 @@ class _Repository:
             if again is None:
                 return False
             pending = sorted(again.intersection(names))
-        self.failure = f"still loaded at the deadline: {pending}"
+        still = self.loaded()  # UNLOADING ones too: a model that never finishes unloading
+        self.failure = (
+            f"still loaded at the deadline: {sorted((still or set(pending)) & set(names))}"
+        )
         return False
 
     def _call(self, method: str, path: str) -> Any:

@@ -190,9 +190,11 @@ def supervise(command: Sequence[str], flags: TritonFlags) -> int:
     while True:
         received = signal.sigwaitinfo(_WAITED)
         if received.si_signo in STOP_SIGNALS:
+            stuck: frozenset[str] = frozenset()
             if watch is not None:  # first: the drain stops every stub
                 watch.stop()
-            return _shut_down(process, flags, received.si_signo)
+                stuck = frozenset(watch.unreplaced)
+            return _shut_down(process, flags, received.si_signo, stuck=stuck)
         reap_orphans(keep=process.pid)
         if process.poll() is not None:
             return exit_status(process.returncode)
@@ -204,12 +206,20 @@ def _child_setup() -> None:
     raise_open_files_limit()
 
 
-def _shut_down(process: subprocess.Popen[bytes], flags: TritonFlags, signum: int) -> int:
+def _shut_down(
+    process: subprocess.Popen[bytes],
+    flags: TritonFlags,
+    signum: int,
+    *,
+    stuck: frozenset[str] = frozenset(),
+) -> int:
     name = signal.Signals(signum).name
     drained = False
     if flags.explicit and flags.http_url is not None and process.poll() is None:
         _log(f"{name}: draining (ensembles first) before stopping Triton")
-        drained = drain(flags.http_url, flags.exit_timeout_s, headers=flags.drain_headers)
+        drained = drain(
+            flags.http_url, flags.exit_timeout_s, headers=flags.drain_headers, stuck=stuck
+        )
         _log("drained: no model loaded" if drained else "drain incomplete; Triton decides the rest")
     else:
         _log(f"{name}: forwarding it to Triton (draining needs explicit model control and HTTP)")

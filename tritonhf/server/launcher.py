@@ -38,7 +38,7 @@ from tritonhf.server.process import (
 )
 from tritonhf.server.provision import find_distribution, prepare_backend_dir, server_environment
 from tritonhf.server.shm import remove_orphaned_regions, remove_regions
-from tritonhf.server.stub_watch import HANG_S, StubWatch, seconds
+from tritonhf.server.stub_watch import HANG_S, STOP_WAIT_S, StubWatch, seconds
 
 
 class ModelControl(str, Enum):
@@ -319,15 +319,21 @@ class TritonServer:
             time.sleep(0.25)
         raise ServerError(f"tritonserver was not ready after {timeout_s:.0f} s{self._tail()}")
 
-    def drain(self, timeout_s: float) -> bool:
+    def drain(self, timeout_s: float, *, stuck: frozenset[str] = frozenset()) -> bool:
         """Unload the ensembles, then every other model; True once nothing is loaded.
 
-        See `tritonhf.server.drain`. Needs explicit model control (the default); a no-op
-        (False) otherwise.
+        See `tritonhf.server.drain` (``stuck``: models whose dead stub was never replaced).
+        Needs explicit model control (the default); a no-op (False) otherwise.
         """
         if self.config.model_control is not ModelControl.EXPLICIT:
             return False
-        return drain(self.config.http_url, timeout_s, headers=http_headers(self.config.admin_key))
+        headers = http_headers(self.config.admin_key)
+        return drain(self.config.http_url, timeout_s, headers=headers, stuck=stuck)
+
+    @property
+    def stop_budget_s(self) -> float:
+        """The longest a stop takes: the stub watch's look, the drain, then Triton's exit."""
+        return STOP_WAIT_S + 2 * self.config.exit_timeout_s + 5
 
     def stop(self, timeout_s: float | None = None) -> int | None:
         """Drain, then SIGTERM (Triton finishes in-flight requests), then force; return the code.
@@ -340,12 +346,14 @@ class TritonServer:
         if self._recovery is not None:
             self._recovery.set()
             self._recovery = None
+        stuck: frozenset[str] = frozenset()
         if self._watch is not None:  # first: the drain stops every stub
             self._watch.stop()
+            stuck = frozenset(self._watch.unreplaced)
             regions, self._watch = self._watch.regions, None
         drained = False
         if self._process is not None and self._process.poll() is None:
-            drained = self.drain(float(self.config.exit_timeout_s))
+            drained = self.drain(float(self.config.exit_timeout_s), stuck=stuck)
         process, self._process = self._process, None
         code = None
         if process is not None:
@@ -434,12 +442,13 @@ def free_shared_memory(workdir: Path, code: int | None, regions: set[str]) -> No
 
 
 def _dated_line(line: str) -> None:
-    """Print one of tritonhf's own lines to stderr, dated as Triton's ISO8601 lines are."""
-    print(
-        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} tritonhf: {line}",
-        file=sys.stderr,
-        flush=True,
-    )
+    """Write one of tritonhf's own lines to stderr, dated as Triton's ISO8601 lines are.
+
+    In one write, newline included: Triton writes to the same stderr, and `print`'s two
+    writes (stderr writes through) let a line of Triton's land between text and newline.
+    """
+    sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} tritonhf: {line}\n")
+    sys.stderr.flush()
 
 
 def missing_package_hint(log_lines: list[str]) -> str:

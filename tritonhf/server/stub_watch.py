@@ -65,7 +65,7 @@ LOAD_WAIT_S = 600.0
 READ_TIMEOUT_S = 10.0
 """How long the watch waits for Triton's index or a config: a server out of file descriptors
 queues the connection for good, and the watch must go on watching."""
-STOP_WAIT_S = 15.0
+STOP_WAIT_S = 5.0
 """How long stopping waits for a look in progress (a reload may take `LOAD_WAIT_S`)."""
 REPLACED_GRACE_S = 60.0
 """How long the stubs of the instances a reload replaced may run on (finishing the requests
@@ -187,6 +187,9 @@ class StubWatch:
         self._reloaded_at: dict[str, float] = {}
         self._pending: dict[str, set[str]] = {}  # died, waiting for the quiet window to end
         self._failed: set[str] = set()  # whose last reload failed (tried again)
+        self.unreplaced: set[str] = set()
+        """Models with a stub that died and no reload since: Triton 2.51 never finishes
+        unloading them (it waits for the dead stub), so a drain does not wait for them."""
         self._replaced: dict[int, tuple[str, float]] = {}  # pid -> (model, stop it after)
         self._zombies: set[int] = set()  # seen once as zombies
         self._buried: set[int] = set()  # zombies dealt with (Triton never reaps them)
@@ -237,6 +240,7 @@ class StubWatch:
                     f"again within {QUIET_S:.0f} s of its reload: reloading it in {left:.0f} s"
                 )
             waiting.add(stub.version)
+            self.unreplaced.add(stub.model)
         for model in list(self._pending):
             if self._stop.is_set():
                 return
@@ -430,6 +434,7 @@ class StubWatch:
             self._failed.add(model)
             return Reload.FAILED
         self._failed.discard(model)
+        self.unreplaced.discard(model)
         self._say(f"reloaded {model}: new stubs serve it")
         # Every instance of the pinned versions is new; the last scan saw only the old ones.
         deadline = time.monotonic() + REPLACED_GRACE_S
