@@ -15,7 +15,12 @@ def first_line(exc: BaseException, *, limit: int = 200) -> str:
     return f"{type(exc).__name__}: {next(iter(str(exc).splitlines()), '')[:limit]}"
 
 
-_OUT_OF_MEMORY = ("Cannot allocate memory", "std::bad_alloc", "failed to map segment")
+_OUT_OF_MEMORY = (
+    "Cannot allocate memory",  # ENOMEM from a native library (mmap, the loader)
+    "std::bad_alloc",
+    "failed to map segment",  # the dynamic loader under `ulimit -v`
+    "Could not allocate",  # pybind11 ("Could not allocate bytes object!")
+)
 
 
 def out_of_memory(exc: BaseException) -> bool:

@@ -224,8 +224,9 @@ def test_a_pooling_that_leaves_the_prompt_out_is_read(tmp_path: Path) -> None:
             "unable to mmap 90868376 bytes from file <m.safetensors>: Cannot allocate memory (12)"
         ),
         MemoryError(),
+        RuntimeError("Could not allocate bytes object!"),
     ],
-    ids=["enomem", "memory-error"],
+    ids=["enomem", "memory-error", "pybind11"],
 )
 def test_weights_that_memory_cannot_hold_are_not_called_corrupt(
     tmp_path: Path, exc: BaseException
