@@ -430,3 +430,20 @@ def test_a_server_that_does_not_answer_holds_the_watch_and_its_stop_for_seconds_
     watch.stop()  # while the load takes its time
     assert time.monotonic() - started < 3
     assert any("stopping without it" in line for line in said)
+
+
+def test_retries_end_with_a_word_when_the_version_no_longer_serves(
+    server: FakeServer, watch: StubWatch, said: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stub_watch, "QUIET_S", 0.5)
+    server.failing_loads = 100
+    (stub,) = [p for p in children(server.process.pid) if "minilm_model" in cmdline(p)]
+    os.kill(stub, signal.SIGKILL)
+    wait_until(lambda: any(line.startswith("could not reload minilm_model") for line in said))
+
+    server.states[("minilm_model", "1")] = "UNLOADING"  # a deploy of version 2 moved on
+    wait_until(lambda: any(line.startswith("not reloading minilm_model again") for line in said))
+    loads = len(server.loads)
+    time.sleep(1.2)
+    assert len(server.loads) == loads  # no more tries
+    assert watch.unreplaced == {"minilm_model"}  # and a drain does not wait for it

@@ -409,6 +409,12 @@ class StubWatch:
                 "already serving go on serving, and a restart of the server ends the wait"
             )
         if not versions.intersection(ready):  # a failed load's, or an unload's: not serving
+            if model in self._failed:  # it was being retried: say why that ends
+                self._failed.discard(model)
+                self._say(
+                    f"not reloading {model} again: version {', '.join(sorted(versions))} no "
+                    "longer serves (a deploy or an unload moved on)"
+                )
             return Reload.NOT_NEEDED
         self._reloaded_at[model] = time.monotonic()
         if model in self._failed:
