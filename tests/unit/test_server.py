@@ -591,22 +591,33 @@ def test_an_incomplete_drain_says_why(
     assert "drain incomplete (POST /v2/repository/index got no answer" in caplog.text
 
 
-class _StuckTriton(_FakeTriton):
-    """A fake Triton whose step ``p_model`` lost a stub: it never finishes unloading."""
+class _PipelineTriton(_FakeTriton):
+    """A fake Triton serving the ensemble ``p`` and its steps; ``states`` is its index."""
 
     states: ClassVar[dict[str, str]] = {}
 
     def _reply(self) -> tuple[int, object]:
-        states = _StuckTriton.states
+        states = type(self).states
         if self.path == "/v2/repository/index":
             return 200, [{"name": name, "state": state} for name, state in states.items()]
         if self.path.endswith("/config"):
             name = self.path.split("/")[3]
             return 200, {"platform": "ensemble" if name == "p" else "python"}
         if self.path.endswith("/unload"):
-            name = self.path.split("/")[4]
-            states[name] = "UNLOADING" if name == "p_model" else "UNAVAILABLE"
+            self._unload(self.path.split("/")[4])
         return 200, {}
+
+    def _unload(self, name: str) -> None:
+        type(self).states[name] = "UNAVAILABLE"
+
+
+class _StuckTriton(_PipelineTriton):
+    """A fake Triton whose step ``p_model`` lost a stub: it never finishes unloading."""
+
+    states: ClassVar[dict[str, str]] = {}
+
+    def _unload(self, name: str) -> None:
+        _StuckTriton.states[name] = "UNLOADING" if name == "p_model" else "UNAVAILABLE"
 
 
 def test_a_drain_does_not_wait_for_a_model_whose_dead_stub_was_never_replaced(
@@ -627,27 +638,18 @@ def test_a_drain_does_not_wait_for_a_model_whose_dead_stub_was_never_replaced(
     assert "not waiting for p_model in the drain" in caplog.text
 
 
-class _RacedTriton(_FakeTriton):
+class _RacedTriton(_PipelineTriton):
     """A fake Triton where a concurrent deploy's step load brings the unloaded ensemble back
     while the drain unloads the steps (Triton loads an ensemble again when its step loads)."""
 
     states: ClassVar[dict[str, str]] = {}
     comebacks: ClassVar[int] = 0
 
-    def _reply(self) -> tuple[int, object]:
-        states = _RacedTriton.states
-        if self.path == "/v2/repository/index":
-            return 200, [{"name": name, "state": state} for name, state in states.items()]
-        if self.path.endswith("/config"):
-            name = self.path.split("/")[3]
-            return 200, {"platform": "ensemble" if name == "p" else "onnxruntime_onnx"}
-        if self.path.endswith("/unload"):
-            name = self.path.split("/")[4]
-            states[name] = "UNAVAILABLE"
-            if name == "p_model" and _RacedTriton.comebacks:
-                _RacedTriton.comebacks -= 1
-                states["p"] = "READY"
-        return 200, {}
+    def _unload(self, name: str) -> None:
+        super()._unload(name)
+        if name == "p_model" and _RacedTriton.comebacks:
+            _RacedTriton.comebacks -= 1
+            _RacedTriton.states["p"] = "READY"
 
 
 def test_a_drain_also_unloads_an_ensemble_a_concurrent_deploy_brought_back() -> None:
