@@ -26,16 +26,6 @@
 /* TritonJson::Value::Parse(const char*, size_t), a member function: this comes first. */
 typedef TRITONSERVER_Error* (*parse_fn)(void*, const char*, size_t);
 
-/* The refusal of a body whose JSON ``what`` (at byte ``at``); NULL outside Triton. */
-static TRITONSERVER_Error*
-refusal(const char* what, size_t at)
-{
-  char message[200];
-  snprintf(message, sizeof(message), "the request's JSON %s (at byte %zu): refused unparsed",
-           what, at);
-  return invalid_argument(message);
-}
-
 #define STRINGIFY(x) #x
 #define TEXT(x) STRINGIFY(x)
 
@@ -46,7 +36,9 @@ body_parse(void* value, const char* body, size_t length)
 {
   int depth = 0, in_string = 0, escaped = 0;
   int members[MAX_JSON_DEPTH + 1]; /* of the object open at each depth (-1: an array) */
-  for (size_t i = 0; i < length; i++) {
+  const char* too_much = NULL;     /* what the body has too much of, at byte ``i`` */
+  size_t i = 0;
+  for (; i < length && too_much == NULL; i++) {
     char c = body[i];
     if (in_string) {
       if (escaped) {
@@ -60,26 +52,24 @@ body_parse(void* value, const char* body, size_t length)
       in_string = 1;
     } else if (c == '[' || c == '{') {
       if (++depth > MAX_JSON_DEPTH) {
-        TRITONSERVER_Error* refused =
-            refusal("nests deeper than " TEXT(MAX_JSON_DEPTH) " levels", i);
-        if (refused != NULL) {
-          return refused;
-        }
-        break; /* outside Triton: the parser's own answer */
-      }
-      if (depth > 0) { /* not after stray closers, which the parser refuses */
+        too_much = "nests deeper than " TEXT(MAX_JSON_DEPTH) " levels";
+      } else if (depth > 0) { /* not after stray closers, which the parser refuses */
         members[depth] = c == '{' ? 0 : -1;
       }
     } else if (c == ']' || c == '}') {
       depth--;
     } else if (c == ':' && depth > 0 && members[depth] >= 0 &&
                ++members[depth] > MAX_JSON_MEMBERS) {
-      TRITONSERVER_Error* refused =
-          refusal("has an object of more than " TEXT(MAX_JSON_MEMBERS) " members", i);
-      if (refused != NULL) {
-        return refused;
-      }
-      break;
+      too_much = "has an object of more than " TEXT(MAX_JSON_MEMBERS) " members";
+    }
+  }
+  if (too_much != NULL) {
+    char message[200];
+    snprintf(message, sizeof(message), "the request's JSON %s (at byte %zu): refused unparsed",
+             too_much, i - 1);
+    TRITONSERVER_Error* refused = invalid_argument(message);
+    if (refused != NULL) { /* NULL outside Triton: the parser's own answer */
+      return refused;
     }
   }
   /* A body that is not JSON is the client's error, not Triton's INTERNAL one (client_errors.c) */
