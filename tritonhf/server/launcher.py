@@ -331,16 +331,21 @@ class TritonServer:
         return drain(self.config.http_url, timeout_s, headers=headers, stuck=stuck)
 
     @property
+    def exit_patience_s(self) -> float:
+        """How long Triton may take to exit after SIGTERM without a complete drain."""
+        return self.config.exit_timeout_s + 5
+
+    @property
     def stop_budget_s(self) -> float:
         """The longest a stop takes: the stub watch's look, the drain, then Triton's exit."""
-        return STOP_WAIT_S + 2 * self.config.exit_timeout_s + 5
+        return STOP_WAIT_S + self.config.exit_timeout_s + self.exit_patience_s
 
     def stop(self, timeout_s: float | None = None) -> int | None:
         """Drain, then SIGTERM (Triton finishes in-flight requests), then force; return the code.
 
         After a complete drain Triton gets `IDLE_EXIT_GRACE_S` to exit and the stop counts as
         clean (0), see `tritonhf.server.drain.terminate`; otherwise ``timeout_s`` (default:
-        the exit timeout plus 5 s).
+        `exit_patience_s`).
         """
         regions: set[str] = set()
         if self._recovery is not None:
@@ -357,7 +362,7 @@ class TritonServer:
         process, self._process = self._process, None
         code = None
         if process is not None:
-            patience = timeout_s or self.config.exit_timeout_s + 5
+            patience = timeout_s or self.exit_patience_s
             code = terminate(process, drained=drained, timeout_s=patience)
         if self._log is not None:
             self._log.close()
