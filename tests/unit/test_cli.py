@@ -163,8 +163,15 @@ def test_input_files_give_one_text_per_line(tmp_path: Path) -> None:
     from tritonhf.cli.main import read_lines
 
     lines = tmp_path / "texts.txt"
-    lines.write_bytes("\ufefffirst line\r\nsecond, with\u2028a line separator\nthird\n".encode())
-    assert read_lines(lines) == ["first line", "second, with\u2028a line separator", "third"]
+    lines.write_bytes(
+        "\ufefffirst line\r\nsecond, with\u2028a line separator\nthird\rfourth\r".encode()
+    )
+    assert read_lines(lines) == [
+        "first line",
+        "second, with\u2028a line separator",
+        "third",
+        "fourth",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -276,13 +276,12 @@ def read_lines(path: Path) -> list[str]:
         data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read --input {path}: {exc.strerror or exc}") from None
-    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")  # a BOM (Windows editors) is no text
-    if lines[-1] == b"":  # the newline that ends the last line
-        lines.pop()
+    # A BOM (Windows editors) is no text; a line ends at \n, \r\n or a bare \r (old Mac files).
+    lines = data.removeprefix(b"\xef\xbb\xbf").splitlines()
     texts = []
     for number, line in enumerate(lines, start=1):
         try:
-            text = line.removesuffix(b"\r").decode("utf-8")
+            text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidInputError(
                 f"line {number} of {path} is not UTF-8 (byte {exc.start + 1}): save it as UTF-8"
