@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -60,6 +61,25 @@ def shown_label(label: str) -> str:
     """
     plain = label and label.isprintable() and "," not in label and label == label.strip()
     return label if plain else repr(label)
+
+
+def look_alike_labels(labels: Iterable[str]) -> list[tuple[str, ...]]:
+    """Groups of labels a reader cannot tell apart ("Positive", "positive "; "café" twice).
+
+    Equal but for case, spaces at either end or Unicode form (composed or not, fullwidth). They
+    are still distinct classes, with distinct metric labels and feedback corrections.
+    """
+    groups: dict[str, list[str]] = {}
+    for label in labels:
+        key = unicodedata.normalize("NFKC", label).strip().casefold()
+        groups.setdefault(key, []).append(label)
+    return [tuple(group) for group in groups.values() if len(group) > 1]
+
+
+def look_alike_warning(group: tuple[str, ...]) -> str:
+    """Says that the labels of one `look_alike_labels` group look alike."""
+    names = ", ".join(repr(label) for label in group)
+    return f"labels {names} look alike (they differ only in case, spaces or Unicode form)"
 
 
 def columns(text: str) -> int:

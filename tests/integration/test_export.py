@@ -146,17 +146,24 @@ def test_an_unsupported_pooling_mode_is_refused(tmp_path: Path) -> None:
         export_model(ExportOptions(model=str(folder), repo=tmp_path / "repo"))
 
 
-def test_a_multi_label_classifier_scores_each_label_with_a_sigmoid(tmp_path: Path) -> None:
+def test_a_multi_label_classifier_scores_each_label_with_a_sigmoid_and_look_alikes_are_named(
+    tmp_path: Path,
+) -> None:
     import onnxruntime as ort
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    folder = tiny_model(tmp_path / "model", "bert", labels=("toxic", "insult", "threat"))
+    folder = tiny_model(tmp_path / "model", "bert", labels=("toxic", "insult", "Toxic "))
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(
         json.dumps({**config, "problem_type": "multi_label_classification"})
     )
-    export_model(ExportOptions(model=str(folder), name="tags", repo=tmp_path / "repo"))
+    lines: list[str] = []
+    export_model(
+        ExportOptions(model=str(folder), name="tags", repo=tmp_path / "repo"),
+        progress=lines.append,
+    )
+    assert "warning: labels 'toxic', 'Toxic ' look alike" in "\n".join(lines)
     texts = ["you are wonderful", "a second, longer text with a few more tokens in it"]
     tokens = AutoTokenizer.from_pretrained(folder)(texts, padding=True, return_tensors="np")
     session = ort.InferenceSession(str(tmp_path / "repo" / "tags_model" / "1" / "model.onnx"))

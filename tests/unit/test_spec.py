@@ -3,7 +3,15 @@ from __future__ import annotations
 import pytest
 
 from tritonhf.errors import ConfigError, TritonHFError
-from tritonhf.spec import DEFAULT_MODEL_NAME, DataType, PipelineSpec, Runtime, Task, TensorSpec
+from tritonhf.spec import (
+    DEFAULT_MODEL_NAME,
+    DataType,
+    PipelineSpec,
+    Runtime,
+    Task,
+    TensorSpec,
+    look_alike_labels,
+)
 
 
 def test_default_spec_serves_minilm_embeddings_with_the_python_onnx_runtime() -> None:
@@ -183,3 +191,20 @@ def test_a_classifier_exposes_label_score_probabilities_and_token_counts() -> No
 def test_labels_must_fit_the_task(task: Task, labels: tuple[str, ...], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         PipelineSpec(task=task, labels=labels)
+
+
+@pytest.mark.parametrize(
+    ("labels", "groups"),
+    [
+        (("Positive", "positive", "negative"), [("Positive", "positive")]),
+        (("cafe\u0301", "caf\u00e9", "tea"), [("cafe\u0301", "caf\u00e9")]),
+        (("yes", "yes ", "no", "NO"), [("yes", "yes "), ("no", "NO")]),
+        (("\uff4f\uff4b", "ok", "bad"), [("\uff4f\uff4b", "ok")]),  # fullwidth "ok"
+        (("LABEL_0", "LABEL_1"), []),
+        ((), []),
+    ],
+)
+def test_labels_a_reader_cannot_tell_apart_are_grouped(
+    labels: tuple[str, ...], groups: list[tuple[str, ...]]
+) -> None:
+    assert look_alike_labels(labels) == groups

@@ -42,15 +42,6 @@ def test_a_text_longer_than_pythons_csv_field_limit_is_read(tmp_path: Path) -> N
     assert read_text_column(data)[0] == long_text
 
 
-def test_labels_that_differ_only_in_case_are_reported(tmp_path: Path) -> None:
-    data = tmp_path / "train.csv"
-    data.write_text("text,label\ngreat,Positive\nfine,positive\nbad,negative\n", encoding="utf-8")
-
-    loaded = load_training_data(train=data, eval_data=None)
-
-    assert loaded.labels_differing_only_in_case() == [("Positive", "positive")]
-
-
 def test_integer_labels_written_two_ways_are_reported_and_counts_follow_the_ids(
     tmp_path: Path,
 ) -> None:

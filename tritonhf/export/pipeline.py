@@ -68,6 +68,8 @@ from tritonhf.spec import (
     Precision,
     Runtime,
     Task,
+    look_alike_labels,
+    look_alike_warning,
 )
 
 VALIDATION_TEXTS = 64
@@ -298,6 +300,12 @@ def export_model(
     model = load_encoder(source, allow_pickle_weights=options.allow_pickle_weights, task=task)
     tokenizer = load_fast_tokenizer(source)
     labels = class_names(model) if task is Task.CLASSIFICATION else ()
+    for group in look_alike_labels(labels):
+        progress(
+            f"warning: {look_alike_warning(group)}; they are served as separate classes, with "
+            "metric labels and feedback corrections of their own: if they are one class, "
+            "rename them in the model's id2label"
+        )
     if note := replacement_note(options, task, labels):
         progress(note)
     token_types = feeds_token_types(tokenizer)

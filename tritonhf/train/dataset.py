@@ -7,7 +7,7 @@ import io
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,18 +52,13 @@ class TrainingData:
         index = {label: i for i, label in enumerate(self.labels)}
         return [index[label] for label in split.labels]
 
-    def labels_differing_only_in_case(self) -> list[tuple[str, ...]]:
-        """Groups of labels that are one word in different case ("Positive", "positive")."""
-        return self._groups(str.casefold)
-
     def labels_of_one_number(self) -> list[tuple[str, ...]]:
         """Groups of integer labels that are one number written differently ("01", "1")."""
-        return self._groups(lambda label: str(int(label)) if _INTEGER.fullmatch(label) else label)
-
-    def _groups(self, key: Callable[[str], str]) -> list[tuple[str, ...]]:
         groups: dict[str, list[str]] = {}
         for label in self.labels:
-            groups.setdefault(key(label), []).append(label)
+            groups.setdefault(str(int(label)) if _INTEGER.fullmatch(label) else label, []).append(
+                label
+            )
         return [tuple(group) for group in groups.values() if len(group) > 1]
 
     def texts_with_several_labels(self) -> int:

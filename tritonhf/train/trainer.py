@@ -17,7 +17,7 @@ from typing import Any
 from tritonhf.errors import ConfigError, TrainingError
 from tritonhf.export.limits import longest_runnable_length
 from tritonhf.export.source import DEFAULT_MODEL, quiet_transformers, resolve_model
-from tritonhf.spec import shown_label
+from tritonhf.spec import look_alike_labels, look_alike_warning, shown_label
 from tritonhf.train.dataset import TrainingData, load_training_data
 from tritonhf.train.engines import (
     CachedEngine,
@@ -317,9 +317,8 @@ def train_classifier(
             "rare classes may never be predicted: class weight 'balanced' "
             "(--class-weight balanced) makes them count as much as common ones"
         )
-    for group in data.labels_differing_only_in_case():
-        names = ", ".join(repr(label) for label in group)
-        progress(f"warning: labels {names} differ only in case; they train as separate classes")
+    for group in look_alike_labels(data.labels):
+        progress(f"warning: {look_alike_warning(group)}; they train as separate classes")
     for group in data.labels_of_one_number():
         names = ", ".join(repr(label) for label in group)
         progress(f"warning: labels {names} are one number; they train as separate classes")
