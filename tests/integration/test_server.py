@@ -112,3 +112,29 @@ def test_a_serving_server_undoes_an_export_killed_while_moving_in(
             time.sleep(0.2)
         assert not any(repo.iterdir()), list(repo.iterdir())
     assert "was killed while it moved minilm_tokenizer" in caplog.text
+
+
+def test_a_repository_triton_refuses_stops_the_start_with_tritons_reason(tmp_path: Path) -> None:
+    """Triton's own refusal (an ensemble larger than its step) is an error line of its log."""
+    repo = tmp_path / "repo"
+    (repo / "echo" / "1").mkdir(parents=True)
+    (repo / "echo" / "1" / "model.py").write_text("class TritonPythonModel:\n    pass\n")
+    (repo / "echo" / "config.pbtxt").write_text(
+        'name: "echo"\nbackend: "python"\nmax_batch_size: 4\n'
+        'input { name: "IN" data_type: TYPE_FP32 dims: [ 1 ] }\n'
+        'output { name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] }\n'
+    )
+    (repo / "wide" / "1").mkdir(parents=True)
+    (repo / "wide" / "config.pbtxt").write_text(
+        'name: "wide"\nplatform: "ensemble"\nmax_batch_size: 8\n'
+        'input { name: "IN" data_type: TYPE_FP32 dims: [ 1 ] }\n'
+        'output { name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] }\n'
+        'ensemble_scheduling { step { model_name: "echo" model_version: -1 '
+        'input_map { key: "IN" value: "IN" } output_map { key: "OUT" value: "OUT" } } }\n'
+    )
+    with pytest.raises(
+        ServerError,
+        match=r"ensemble wide allows maximum batch size 8, but it contains model echo which only "
+        r"allows maximum batch size to be 4",
+    ):
+        TritonServer(server_config(repo), log_path=tmp_path / "server.log").start()

@@ -172,8 +172,11 @@ class ServerConfig:
         ]
 
 
-# glog error lines ("E1126 08:40:49..."), failed rows of the model table, fatal lines.
-_FAILURE_LINE = re.compile(r"^E\d{4} |UNAVAILABLE:|^error:|failed to", re.IGNORECASE)
+# Error lines (ISO8601, as `command` asks: "2026-11-26T08:40:49Z E 123 file.cc:7]"; glog's
+# "E1126 08:40:49..."), failed rows of the model table, fatal lines.
+_FAILURE_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\dT\S+ E |E\d{4} )|UNAVAILABLE:|^error:|failed to", re.IGNORECASE
+)
 _BENIGN_LINE = re.compile(r"CudaDriverHelper|NVML|DCGM|GPU metrics|pinned memory", re.IGNORECASE)
 _FAILED_LOAD = re.compile(r"failed to load '([^']+)' version (\d+)")
 EXPORT_RECOVERY_S = 5.0
