@@ -132,9 +132,12 @@ def test_a_repository_triton_refuses_stops_the_start_with_tritons_reason(tmp_pat
         'ensemble_scheduling { step { model_name: "echo" model_version: -1 '
         'input_map { key: "IN" value: "IN" } output_map { key: "OUT" value: "OUT" } } }\n'
     )
+    log = tmp_path / "server.log"  # appended to: an earlier run's failure is not this one's
+    log.write_text("2026-01-01T00:00:00Z E 1 model_lifecycle.cc:642] \"failed to load 'old'\"\n")
     with pytest.raises(
         ServerError,
         match=r"ensemble wide allows maximum batch size 8, but it contains model echo which only "
         r"allows maximum batch size to be 4",
-    ):
-        TritonServer(server_config(repo), log_path=tmp_path / "server.log").start()
+    ) as info:
+        TritonServer(server_config(repo), log_path=log).start()
+    assert "failed to load 'old'" not in str(info.value)

@@ -196,3 +196,60 @@ def test_python_steps_whose_packages_this_environment_lacks_are_refused_naming_t
     message = str(info.value)
     assert "onnxruntime (for b_model); tokenizers (for b_tokenizer)" in message
     assert message.endswith("pip install 'tritonhf[serve]'")
+
+
+def test_a_backup_of_a_version_folder_is_not_a_version(tmp_path: Path) -> None:
+    """``2.bak`` (a copy of version 2, manifest and all) made the check raise a ValueError."""
+    write_pipeline(tmp_path, PipelineSpec(name="b"), {"spec": {"name": "b"}})
+    for version in ("2", "2.bak"):
+        (tmp_path / "b_model" / version).mkdir()
+        (tmp_path / "b_model" / version / "tritonhf.json").write_text(
+            json.dumps({"spec": {"name": "b"}, "version": 2})
+        )
+        (tmp_path / "b_model" / version / "model.py").write_text("")
+    assert (
+        check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")
+        == []
+    )
+
+
+def test_folders_triton_would_take_for_broken_models_are_refused_naming_them(
+    tmp_path: Path,
+) -> None:
+    write_pipeline(tmp_path, PipelineSpec(name="b"), {"spec": {"name": "b"}})
+    (tmp_path / "README.md").write_text("files are ignored\n")
+    (tmp_path / "own" / "1").mkdir(parents=True)  # Triton completes a config itself
+    (tmp_path / "own" / "1" / "model.py").write_text("")
+    check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")
+    (tmp_path / ".git" / "objects").mkdir(parents=True)
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "scratch" / "notes.md").write_text("")
+
+    with pytest.raises(RepositoryError, match=r"folders that are not models: \.git, scratch \("):
+        check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")
+
+
+def test_a_model_folder_without_a_config_needs_the_backend_of_its_file(tmp_path: Path) -> None:
+    (tmp_path / "plain" / "1").mkdir(parents=True)
+    (tmp_path / "plain" / "1" / "model.onnx").write_bytes(b"")
+    with pytest.raises(RepositoryError, match="plain needs Triton's onnxruntime backend"):
+        check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")
+
+
+def test_a_copy_of_an_older_tritonhfs_step_is_named_in_a_warning(tmp_path: Path) -> None:
+    """Exports before 2026-11-28 copied the step; one failed to load after an update
+    (`BusyBoard.for_instance() missing 1 required positional argument`)."""
+    write_pipeline(tmp_path, PipelineSpec(name="b"), {"spec": {"name": "b"}})
+    (tmp_path / "b_tokenizer" / "1").mkdir()
+    shim = "from tritonhf.backends.tokenizer import TritonPythonModel\n"
+    (tmp_path / "b_tokenizer" / "1" / "model.py").write_text(shim)
+    (tmp_path / "b_model" / "1").mkdir()
+    copy = '"""Copied into the model repository."""\nimport numpy as np\n\n'
+    copy += "from tritonhf.backends.busy import BusyBoard\n\n\nclass TritonPythonModel:\n    pass\n"
+    (tmp_path / "b_model" / "1" / "model.py").write_text(copy)
+
+    (warning,) = check_servable(
+        tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S"
+    )
+    assert warning.startswith("b_model run a copy of an older tritonhf's step code")
+    assert "re-export" in warning

@@ -36,6 +36,21 @@ STEP_PACKAGES = {
 PACKAGE_EXTRAS = {"tokenizers": "serve", "onnxruntime": "serve", "torch": "export"}
 """The extra that brings each package (``transformers`` comes with torch's)."""
 _STEP_MODULE = re.compile(r"^from tritonhf\.backends\.(\w+) import", re.MULTILINE)
+# Exports before 2026-11-28 copied the whole step into model.py, which imports the installed
+# tritonhf's internals: an update can break it (a changed signature), and nothing else says so.
+_COPIED_STEP = re.compile(
+    r"^class TritonPythonModel\b(?s:.*)^from tritonhf\.|"
+    r"^from tritonhf\.(?s:.*)^class TritonPythonModel\b",
+    re.MULTILINE,
+)
+MODEL_FILES = {
+    "model.onnx": "onnxruntime",
+    "model.plan": "tensorrt",
+    "model.pt": "pytorch",
+    "model.savedmodel": "tensorflow",
+    "model.py": "python",
+}
+"""The backend Triton picks for a model folder without a config.pbtxt, by its version's file."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,13 @@ class ModelNeeds:
     """Version folders of a Python-backend model without its ``model.py``."""
     packages: tuple[str, ...] = ()
     """What a Python-backend model's code imports (for tritonhf's steps; others: nothing)."""
+    copied_step: bool = False
+    """Its ``model.py`` is a copy of an older tritonhf's step, not an import of this one's."""
+
+
+def is_version_folder(name: str) -> bool:
+    """Whether Triton serves a model's subfolder ``name`` as a version (``2``; not ``2.bak``)."""
+    return name.isascii() and name.isdigit()
 
 
 def repository_needs(repo: Path) -> list[ModelNeeds]:
@@ -63,7 +85,10 @@ def repository_needs(repo: Path) -> list[ModelNeeds]:
     plan_versions: dict[str, str] = {}
     # Version 1's manifest is the ensemble's; a later version's is in its model step's folder,
     # and the newest (what serves) names the TensorRT it was built with.
-    later = sorted(repo.glob(f"*_model/[0-9]*/{MANIFEST}"), key=lambda m: int(m.parent.name))
+    later = sorted(
+        (m for m in repo.glob(f"*_model/*/{MANIFEST}") if is_version_folder(m.parent.name)),
+        key=lambda m: int(m.parent.name),
+    )
     for manifest in [*repo.glob(f"*/{MANIFEST}"), *later]:
         try:
             data = json.loads(manifest.read_text(encoding="utf-8"))
@@ -74,7 +99,7 @@ def repository_needs(repo: Path) -> list[ModelNeeds]:
         version = (data.get("tensorrt") or {}).get("version")
         if version:
             step = manifest.parent
-            name = step.parent.name if step.name.isdigit() else f"{step.name}_model"
+            name = step.parent.name if is_version_folder(step.name) else f"{step.name}_model"
             plan_versions[name] = str(version)
     needs = []
     for config_path in sorted(repo.glob("*/config.pbtxt")):
@@ -95,10 +120,10 @@ def repository_needs(repo: Path) -> list[ModelNeeds]:
             backend = PLATFORM_BACKENDS.get(config.platform, config.platform or None)
         missing: tuple[str, ...] = ()
         packages: set[str] = set()
+        copied = False
         if backend == "python":
             code = config.default_model_filename or "model.py"
-            folder = config_path.parent
-            versions = [v for v in folder.iterdir() if v.name.isdigit() and v.is_dir()]
+            versions = version_folders(config_path.parent)
             missing = tuple(
                 sorted(f"{v.name}/{code}" for v in versions if not (v / code).is_file())
             )
@@ -106,10 +131,37 @@ def repository_needs(repo: Path) -> list[ModelNeeds]:
                 source = path.read_text(encoding="utf-8", errors="replace")
                 for module in _STEP_MODULE.findall(source):
                     packages.update(STEP_PACKAGES.get(module, ()))
+                copied = copied or bool(_COPIED_STEP.search(source))
         needs.append(
-            ModelNeeds(name, backend, plan_versions.get(name), missing, tuple(sorted(packages)))
+            ModelNeeds(
+                name, backend, plan_versions.get(name), missing, tuple(sorted(packages)), copied
+            )
         )
+    for folder in sorted(p for p in repo.iterdir() if p.is_dir()):
+        if not (folder / "config.pbtxt").exists():  # Triton completes the config itself
+            files = {f.name for v in version_folders(folder) for f in v.iterdir()}
+            backends = sorted({MODEL_FILES[f] for f in files if f in MODEL_FILES})
+            needs += [ModelNeeds(folder.name, backend) for backend in backends[:1]]
     return needs
+
+
+def version_folders(model: Path) -> list[Path]:
+    """The version folders of the model folder ``model``."""
+    return [v for v in model.iterdir() if is_version_folder(v.name) and v.is_dir()]
+
+
+def not_model_folders(repo: Path) -> list[str]:
+    """Folders of ``repo`` that Triton would fail to load as models, stopping its start.
+
+    Triton takes every folder of the repository for a model, hidden ones too (``.git``,
+    ``.ipynb_checkpoints``, ``lost+found``): one with neither a config.pbtxt nor a version
+    folder is refused.
+    """
+    return sorted(
+        p.name
+        for p in repo.iterdir()
+        if p.is_dir() and not (p / "config.pbtxt").exists() and not version_folders(p)
+    )
 
 
 def check_step_packages(needs: list[ModelNeeds]) -> None:
@@ -135,8 +187,17 @@ def check_servable(
     backends: frozenset[str],
     tensorrt_version: str | None,
     server: str,
-) -> None:
-    """Raise `RepositoryError` naming every model this server cannot run, and why."""
+) -> list[str]:
+    """Raise `RepositoryError` naming every model this server cannot run, and why.
+
+    Return warnings: models that may not load, or not as exported.
+    """
+    if strays := not_model_folders(repo):
+        raise RepositoryError(
+            f"{repo} has folders that are not models: {', '.join(strays)} (neither a "
+            "config.pbtxt nor a version folder); Triton takes every folder of the repository "
+            "for a model and would refuse to start: move them out of the repository"
+        )
     needs = repository_needs(repo)
     missing = [f"{m.name}/{path}" for m in needs for path in m.missing_code]
     if missing:
@@ -167,6 +228,14 @@ def check_servable(
             + "\nserve native runtimes (onnxruntime, tensorrt) in the NGC Triton container "
             "(docker compose / make up), or re-export with --runtime python-onnx for this server"
         )
+    if copies := [m.name for m in needs if m.copied_step]:
+        return [
+            f"{', '.join(copies)} run a copy of an older tritonhf's step code (exported before "
+            "2026-11-28), which imports this tritonhf's internals: it may fail to load or "
+            "behave differently; re-export (`tritonhf export ... --repo REPO`) to run this "
+            "version's steps"
+        ]
+    return []
 
 
 def _same_release(built: str, serving: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import signal
@@ -200,6 +201,7 @@ class TritonServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
         self._log: IO[bytes] | None = None
+        self._log_start = 0
         self._watch: StubWatch | None = None
         self._recovery: threading.Event | None = None
 
@@ -218,12 +220,13 @@ class TritonServer:
             raise ConfigError(f"model repository {repo} {what}; run `tritonhf export` first")
         recover_killed_exports(repo)  # an export killed while moving in left it mixed
         dist = find_distribution()
-        check_servable(
+        for warning in check_servable(
             self.config.repo,
             backends=available_backends(dist.root / "backends"),
             tensorrt_version=None,
             server="the Triton of the nvidia-pytriton wheel",
-        )
+        ):
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
         if not any(repo.glob("*/config.pbtxt")):
             print(
                 f"warning: {repo} holds no model: Triton starts serving nothing "
@@ -255,6 +258,7 @@ class TritonServer:
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("ab")
+            self._log_start = self._log.seek(0, io.SEEK_END)  # earlier runs' lines come before
         self._process = subprocess.Popen(  # noqa: S603  # nosec B603
             self.config.command(
                 dist.binary, backend_dir, repository=plain_path_to(self.config.repo, self._workdir)
@@ -386,19 +390,25 @@ class TritonServer:
 
     def _failed_loads(self) -> list[str]:
         """The model versions the log says failed to load (``minilm_model version 3``)."""
+        text = self._run_log()
+        return sorted({f"{name} version {v}" for name, v in _FAILED_LOAD.findall(text or "")})
+
+    def _run_log(self) -> str | None:
+        """What this run wrote to ``log_path`` (None without one)."""
         if self.log_path is None or not self.log_path.is_file():
-            return []
-        text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        return sorted({f"{name} version {v}" for name, v in _FAILED_LOAD.findall(text)})
+            return None
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_start)
+            return log.read().decode("utf-8", errors="replace")
 
     def _tail(self, lines: int = 12) -> str:
         """The log lines that explain a failure: errors first, not the options table.
 
         Then, when a step could not import a package, the extra that brings it.
         """
-        if self.log_path is None or not self.log_path.is_file():
+        if (log := self._run_log()) is None:
             return " (see the server output above)"
-        text = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        text = log.splitlines()
         relevant = [line[:400] for line in text if _FAILURE_LINE.search(line)]
         relevant = [line for line in relevant if not _BENIGN_LINE.search(line)][-lines:]
         tail = "\n".join(relevant or text[-lines:])
