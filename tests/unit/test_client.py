@@ -508,6 +508,17 @@ def test_a_deploy_without_the_key_is_permission_denied_before_any_load(
     assert fake.headers_of("load_model") == []
 
 
+def test_deploying_a_model_that_is_no_tritonhf_pipeline_names_what_it_lacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A model of the user's own has no steps: the deploy said its config did not parse."""
+    client, fake = fake_client(monkeypatch, "grpc")  # the repository holds "minilm" alone
+
+    with pytest.raises(DeployError, match=r"'minilm' is not a tritonhf pipeline: .*'minilm_model'"):
+        deploy_pipeline(client, model="minilm")
+    assert fake.headers_of("load_model") == []
+
+
 def test_loaded_models_need_no_key_and_read_the_statistics(
     monkeypatch: pytest.MonkeyPatch, wire: str
 ) -> None:

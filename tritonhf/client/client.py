@@ -450,9 +450,12 @@ class TritonHFClient:
             if version is not None and "at least one version must be available" in why:
                 why += f" (does the server's repository hold {model}/{version}/?)"
             if "failed to poll from model repository" in why:
+                # Triton names the model it loaded, not the folder it could not read (an
+                # ensemble's step's), nor whether that folder exists.
                 why += (
-                    f" (Triton could not read the folder {model}/: most often its config.pbtxt "
-                    "does not parse; the server log names the line)"
+                    f" (Triton could not read the folder {model}/ of its repository, or one of "
+                    "the folders of the models it runs: one is missing, or its config.pbtxt does "
+                    "not parse; the server log names it: `Poll failed for model directory`)"
                 )
             raise DeployError(f"could not load {model!r}{pinned}: {why}") from exc
         finally:

@@ -48,6 +48,12 @@ def deploy_pipeline(
                 f"{model!r} is a step of pipeline {pipeline!r}: deploy the pipeline "
                 f"(--model {pipeline}), which reloads its steps"
             )
+    if spec.model_name not in in_repository:
+        raise DeployError(
+            f"{model!r} is not a tritonhf pipeline: the server's repository has no step "
+            f"{spec.model_name!r} to reload (a model of your own loads with Triton's load API: "
+            "`TritonHFClient.load_model`, or the ops console)"
+        )
     serving = {s.name: s.version for s in index if s.ready}
     # A merged export has no tokenizer step in the repository: its model step tokenizes.
     steps = [spec.model_name] + [s for s in [spec.tokenizer_name] if s in in_repository]
