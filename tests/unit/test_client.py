@@ -679,3 +679,35 @@ def test_a_classifier_answering_under_labels_it_contradicts_is_asked_again(
     (result,) = client.classify(["a text"], top_k=2)
     assert result.label == "good"
     assert [label for label, _ in result.top] == ["good", "bad"]
+
+
+def test_only_ensembles_that_answer_what_tritonhfs_pipelines_do_are_discovered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A user's own ensemble with a LABEL output became the default classifier, then was
+    refused as one ("it has no labels"); one with EMBEDDING alone, an embedder `compare` failed on.
+    """
+    outputs = {
+        "minilm": ["EMBEDDING", "NUM_TOKENS", "TRUNCATED"],
+        "sentiment": ["LABEL", "SCORE", "PROBABILITIES", "NUM_TOKENS", "TRUNCATED"],
+        "aaa_labels": ["LABEL", "SCORE"],
+        "my_vectors": ["EMBEDDING"],
+        "minilm_model": ["EMBEDDING"],
+    }
+    configs = {
+        name: {
+            "platform": "python" if name.endswith("_model") else "ensemble",
+            "output": [{"name": output} for output in names],
+            "parameters": {"labels": {"string_value": "[]"}} if name == "sentiment" else {},
+        }
+        for name, names in outputs.items()
+    }
+    client = TritonHFClient("127.0.0.1:1")
+    monkeypatch.setattr(
+        client, "ready_models", lambda: [ModelState(name, "1", "READY") for name in configs]
+    )
+    monkeypatch.setattr(client, "model_config", lambda name: configs[name])
+
+    served = client.served()
+
+    assert (served.embedders, served.classifiers) == (("minilm",), ("sentiment",))

@@ -355,7 +355,12 @@ class TritonHFClient:
             return self.loaded_models()
 
     def served(self) -> Served:
-        """The ready tritonhf ensembles: those that embed and those that classify."""
+        """The ready tritonhf ensembles: those that embed and those that classify.
+
+        An ensemble of the user's own with an ``EMBEDDING`` or ``LABEL`` output is not one:
+        it lacks the rest of what tritonhf's pipelines answer (token counts, truncation, the
+        labels), so it is only used when named.
+        """
         embedders: set[str] = set()
         classifiers: set[str] = set()
         for name in {state.name for state in self.ready_models()}:
@@ -363,9 +368,9 @@ class TritonHFClient:
             if config.get("platform") != "ensemble":
                 continue
             outputs = {o["name"] for o in config.get("output", [])}
-            if LABEL in outputs:
+            if LABEL in outputs and "labels" in config.get("parameters", {}):
                 classifiers.add(name)
-            elif EMBEDDING in outputs:
+            elif {EMBEDDING, NUM_TOKENS, TRUNCATED} <= outputs:
                 embedders.add(name)
         return Served(tuple(sorted(embedders)), tuple(sorted(classifiers)))
 
