@@ -141,3 +141,20 @@ def test_a_repository_triton_refuses_stops_the_start_with_tritons_reason(tmp_pat
     ) as info:
         TritonServer(server_config(repo), log_path=log).start()
     assert "failed to load 'old'" not in str(info.value)
+
+
+def test_a_model_step_config_asking_for_outputs_its_graph_lacks_stops_the_start(
+    exported: ExportResult, tmp_path: Path
+) -> None:
+    """A hand-added output served with green health, then failed every request as bad input."""
+    repo = tmp_path / "repo"
+    for folder in exported.folders:
+        shutil.copytree(folder, repo / folder.name)
+    config = repo / "minilm_model" / "config.pbtxt"
+    extra = 'output { name: "POOLED" data_type: TYPE_FP32 dims: [ 384 ] }\n'
+    config.write_text(config.read_text() + extra)
+    with pytest.raises(
+        ServerError,
+        match=r"minilm_model's config\.pbtxt asks for outputs its ONNX graph lacks: POOLED \(",
+    ):
+        TritonServer(server_config(repo), log_path=tmp_path / "server.log").start()

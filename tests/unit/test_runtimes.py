@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -253,3 +254,18 @@ def test_a_copy_of_an_older_tritonhfs_step_is_named_in_a_warning(tmp_path: Path)
     )
     assert warning.startswith("b_model run a copy of an older tritonhf's step code")
     assert "re-export" in warning
+
+
+def test_a_tokenizer_and_model_step_of_different_max_length_are_refused(tmp_path: Path) -> None:
+    """A hand edit of one served; the model step then refused long texts as bad input."""
+    write_pipeline(tmp_path, PipelineSpec(name="b", max_length=256), {"spec": {"name": "b"}})
+    check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")
+    config = tmp_path / "b_tokenizer" / "config.pbtxt"
+    edited = re.sub(
+        r'(key: "max_length"\s*value \{\s*string_value: )"256"', r'\1"512"', config.read_text()
+    )
+    assert edited != config.read_text()
+    config.write_text(edited)
+
+    with pytest.raises(RepositoryError, match="b_tokenizer: 512 tokens, but b_model: 256"):
+        check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")

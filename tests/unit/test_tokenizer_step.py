@@ -452,3 +452,13 @@ def test_a_request_leaves_the_drift_window_only_when_its_parameter_says_false(
 
     assert counts_for_drift(_Parameters(parameters)) is counts
     assert counts_for_drift(object()) is True  # a request without parameters()
+
+
+def test_a_config_without_max_length_names_the_parameter() -> None:
+    """A typo'd key (`max_lenght`) failed the load with a bare `KeyError: 'max_length'`."""
+    config = {
+        "name": "minilm_tokenizer",
+        "parameters": {"max_lenght": {"string_value": "256"}},
+    }
+    with pytest.raises(ValueError, match=r"minilm_tokenizer's .* lacks the parameter max_length"):
+        step.TokenizerSettings.from_model_config(config)

@@ -269,10 +269,19 @@ class TritonPythonModel:
 
     def open_session(self, version_dir: Path, args: dict[str, str], *, threads: int) -> Any:
         """A session with ``run(names, feeds)`` on ``threads`` intra-op threads (0: every core)."""
-        del args  # the ONNX graph runs on the CPU whatever the instance kind
-        return open_session(
+        session = open_session(
             version_dir / ONNX_FILE, threads=threads, spinning=self.settings.spinning
         )
+        graph_outputs = [output.name for output in session.get_outputs()]
+        if unknown := [n for n in self.settings.output_names if n not in graph_outputs]:
+            # Else every request fails at run time, as the client's bad input.
+            step = args.get("model_name", "the model step")
+            raise ValueError(
+                f"{step}'s config.pbtxt asks for outputs its ONNX graph lacks: "
+                f"{', '.join(unknown)} (the graph's: {', '.join(graph_outputs)}); remove them "
+                "from the config, or re-export"
+            )
+        return session
 
     def finalize(self) -> None:
         """Record what is still queued and release the busy board."""

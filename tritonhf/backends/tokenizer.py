@@ -56,6 +56,11 @@ class TokenizerSettings:
     def from_model_config(cls, config: dict[str, Any]) -> TokenizerSettings:
         """Read the settings from Triton's model config (JSON form)."""
         params = string_parameters(config)
+        if "max_length" not in params:
+            raise ValueError(
+                f"{config.get('name')}'s config.pbtxt lacks the parameter max_length (the "
+                f"tokens a text keeps; it has: {', '.join(sorted(params)) or 'none'}): re-export"
+            )
         return cls(
             max_length=int(params["max_length"]),
             pad_token_id=int(params.get("pad_token_id", 0)),

@@ -67,6 +67,8 @@ class ModelNeeds:
     """What a Python-backend model's code imports (for tritonhf's steps; others: nothing)."""
     copied_step: bool = False
     """Its ``model.py`` is a copy of an older tritonhf's step, not an import of this one's."""
+    max_length: str | None = None
+    """Its ``max_length`` parameter (tritonhf's tokenizer and model steps)."""
 
 
 def is_version_folder(name: str) -> bool:
@@ -132,9 +134,20 @@ def repository_needs(repo: Path) -> list[ModelNeeds]:
                 for module in _STEP_MODULE.findall(source):
                     packages.update(STEP_PACKAGES.get(module, ()))
                 copied = copied or bool(_COPIED_STEP.search(source))
+        length = (
+            config.parameters["max_length"].string_value
+            if "max_length" in config.parameters
+            else None
+        )
         needs.append(
             ModelNeeds(
-                name, backend, plan_versions.get(name), missing, tuple(sorted(packages)), copied
+                name,
+                backend,
+                plan_versions.get(name),
+                missing,
+                tuple(sorted(packages)),
+                copied,
+                length,
             )
         )
     for folder in sorted(p for p in repo.iterdir() if p.is_dir()):
@@ -181,6 +194,29 @@ def check_step_packages(needs: list[ModelNeeds]) -> None:
     )
 
 
+def check_step_lengths(needs: list[ModelNeeds]) -> None:
+    """Raise `RepositoryError` where a pipeline's tokenizer and model step differ in max_length.
+
+    A hand edit of one of them served: the model step refused every text longer than its
+    own length as the client's bad input, or ONNX Runtime failed on texts past the model's
+    positions, while health was green.
+    """
+    lengths = {model.name: model.max_length for model in needs if model.max_length}
+    differing = [
+        f"{name}: {length} tokens, but {name.removesuffix('_tokenizer')}_model: {model_length}"
+        for name, length in lengths.items()
+        if name.endswith("_tokenizer")
+        and (model_length := lengths.get(f"{name.removesuffix('_tokenizer')}_model"))
+        and model_length != length
+    ]
+    if differing:
+        raise RepositoryError(
+            f"a tokenizer step and its model step differ in their max_length parameter "
+            f"({'; '.join(differing)}): the model step would refuse longer texts; set both to "
+            "one value no larger than the model's positions, or re-export with --max-length"
+        )
+
+
 def check_servable(
     repo: Path,
     *,
@@ -206,6 +242,7 @@ def check_servable(
             "would wait on them, then serve nothing); re-export, or remove those version folders"
         )
     check_step_packages(needs)
+    check_step_lengths(needs)
     problems = []
     for model in needs:
         if model.backend is not None and model.backend not in backends:
