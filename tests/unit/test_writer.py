@@ -26,6 +26,7 @@ from tritonhf.repository.configs import (
     ensemble_config,
     model_config,
     parse_pbtxt,
+    to_pbtxt,
     tokenizer_config,
 )
 from tritonhf.repository.writer import StepArtifacts, write_repository
@@ -423,12 +424,65 @@ def test_a_later_version_keeps_the_served_instances_and_threads_no_flag_sets(
 
     assert {step: (repo / step / "config.pbtxt").read_text() for step in STEPS} == served
     assert (repo / "minilm_tokenizer" / "2" / "tokenizer.json").is_file()
-    assert "keeps minilm_tokenizer's served instances and threads" in caplog.text
+    assert "keeps minilm_tokenizer's served tuning" in caplog.text
     with pytest.raises(RepositoryError, match="max_queue_size"):  # a flag sets this one
         write_repository(
             spec=PipelineSpec(), repo=repo, artifacts=artifacts, version=3,
             tuning=StepTuning(batching=BatchingPolicy(max_queue_size=8)),
         )  # fmt: skip
+
+
+def hand_tune(config: Path) -> str:
+    """``config`` as an operator tunes it: batcher delay, preferred sizes, a note of their own."""
+    text = config.read_text().replace(
+        "dynamic_batching {",
+        "dynamic_batching {\n  preferred_batch_size: 8\n  max_queue_delay_microseconds: 2000",
+    )
+    text += 'parameters {\n  key: "team_note"\n  value {\n    string_value: "tuned"\n  }\n}\n'
+    config.write_text(text)
+    return text
+
+
+def test_a_later_version_keeps_a_hand_tuned_batcher_and_parameters_of_ones_own(
+    tmp_path: Path, artifacts: StepArtifacts, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A probe's tuned repository was refused a version 2, with advice to repeat flags that
+    do not exist; and a version 1 dropped the tuning without a word."""
+    repo = tmp_path / "repo"
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+    tuned = {step: parse_pbtxt(hand_tune(repo / step / "config.pbtxt")) for step in STEPS}
+
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts, version=2)
+
+    assert {step: parse_pbtxt((repo / step / "config.pbtxt").read_text()) for step in STEPS} == (
+        tuned
+    )
+    caplog.set_level(logging.WARNING, logger=writer.__name__)
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+    assert (
+        "max_queue_delay_microseconds: 2000" not in (repo / STEPS[0] / "config.pbtxt").read_text()
+    )
+    assert "version 1 of 'minilm' replaces minilm_tokenizer's tuning with the defaults" in (
+        caplog.text
+    )
+    assert "team_note: 'tuned' -> None" in caplog.text
+
+
+def test_a_later_version_beside_a_config_of_an_older_tritonhf_says_so(
+    tmp_path: Path, artifacts: StepArtifacts
+) -> None:
+    repo = tmp_path / "repo"
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+    config = repo / "minilm_model" / "config.pbtxt"
+    older = parse_pbtxt(config.read_text())
+    del older.parameters["max_length"]  # a parameter a later release added
+    config.write_text(to_pbtxt(older))
+
+    with pytest.raises(
+        RepositoryError,
+        match=r"minilm_model's config was written by an older tritonhf, .*max_length",
+    ):
+        write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts, version=2)
 
 
 def test_labels_renamed_in_a_later_version_are_refused(

@@ -270,10 +270,12 @@ it computes."""
 
 
 def with_run_tuning_of(config: Any, served: Any) -> Any:
-    """A copy of ``config`` with ``served``'s instance groups and `RUN_TUNING_PARAMETERS`.
+    """A copy of ``config`` with what no export flag sets taken from ``served``.
 
-    What an export has no flag for (instance counts and threads) is taken from the config a
-    later version joins, so a release that changes those defaults does not refuse it.
+    That is how the steps run, not what they compute: instance groups, `RUN_TUNING_PARAMETERS`,
+    the batcher's delay and preferred sizes, and parameters tritonhf does not write (a team's
+    own). A later version joins the config that serves with them, so neither a hand tuning
+    nor a release that changes those defaults refuses it.
     """
     merged = _pb().ModelConfig()
     merged.CopyFrom(config)
@@ -284,6 +286,13 @@ def with_run_tuning_of(config: Any, served: Any) -> Any:
             merged.parameters[key].CopyFrom(served.parameters[key])
         elif key in merged.parameters:
             del merged.parameters[key]
+    for key in set(served.parameters) - set(config.parameters) - set(RUN_TUNING_PARAMETERS):
+        merged.parameters[key].CopyFrom(served.parameters[key])
+    if merged.HasField("dynamic_batching") and served.HasField("dynamic_batching"):
+        batching, served_batching = merged.dynamic_batching, served.dynamic_batching
+        batching.max_queue_delay_microseconds = served_batching.max_queue_delay_microseconds
+        batching.ClearField("preferred_batch_size")
+        batching.preferred_batch_size.extend(served_batching.preferred_batch_size)
     return merged
 
 

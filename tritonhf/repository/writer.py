@@ -221,6 +221,7 @@ def check_target(*, spec: PipelineSpec, repo: Path, configs: dict[str, Any], ver
         raise RepositoryError(f"model versions start at 1, got {version}")
     check_owner(spec=spec, repo=repo)
     if version == 1:
+        _note_dropped_tuning(spec=spec, repo=repo, configs=configs)
         return
     ensemble = read_config(repo / spec.name)
     if ensemble is None:
@@ -232,20 +233,53 @@ def check_target(*, spec: PipelineSpec, repo: Path, configs: dict[str, Any], ver
         existing = read_config(repo / name)
         tuning_only = existing is not None and with_run_tuning_of(config, existing) == existing
         if existing != config and tuning_only:
-            # Only instance counts or threads differ, which no flag sets: keep the served.
-            log.info("version %d of %r keeps %s's served instances and threads", version,
-                     spec.name, name)  # fmt: skip
+            # Only what no flag sets differs (instances, threads, batching): keep the served.
+            log.info("version %d of %r keeps %s's served tuning (instances, threads, batching "
+                     "delay and sizes, parameters of its own)", version, spec.name,
+                     name)  # fmt: skip
             configs[name] = existing
             continue
+        added = sorted({*config.parameters} - {*existing.parameters}) if existing else []
+        if added and _only_parameters_added(existing, config, added):
+            raise RepositoryError(
+                f"version {version} of {spec.name!r} cannot join the served one: {name}'s "
+                f"config was written by an older tritonhf, without the parameters this one "
+                f"writes ({', '.join(added)}), and every version shares it. Export it as "
+                "version 1 to replace the pipeline (`tritonhf deploy` then loads it whole; "
+                "requests fail while its ensemble switches), or under another --name"
+            )
         if existing != config:
             changed = "; ".join(_differences(existing, config)) if existing is not None else "new"
             raise RepositoryError(
                 f"version {version} of {spec.name!r} would change {name}'s config ({changed}), "
                 "which every version shares: a new version keeps the task, labels, sizes, "
-                "precision, runtime, layout and the steps' tuning, and a flag left out takes "
+                "precision, runtime, layout and the queue limits, and a flag left out takes "
                 "its default, not version 1's (repeat version 1's flags). Export it under "
                 "another --name (and serve both), or as version 1 to replace the pipeline"
             )
+
+
+def _only_parameters_added(existing: Any, config: Any, added: list[str]) -> bool:
+    """Whether ``config`` is ``existing`` (tuning aside) plus the parameters ``added``."""
+    grown = type(existing)()
+    grown.CopyFrom(existing)
+    for key in added:
+        grown.parameters[key].CopyFrom(config.parameters[key])
+    return bool(with_run_tuning_of(config, grown) == grown)
+
+
+def _note_dropped_tuning(*, spec: PipelineSpec, repo: Path, configs: dict[str, Any]) -> None:
+    """Say what hand tuning a version-1 export replaces with the defaults (it keeps none)."""
+    for name, config in configs.items():
+        existing = read_config(repo / name)
+        if existing is None or with_run_tuning_of(config, existing) == config:
+            continue
+        dropped = "; ".join(_differences(with_run_tuning_of(config, existing), config))
+        log.warning(
+            "version 1 of %r replaces %s's tuning with the defaults (%s): edit its "
+            "config.pbtxt again if you tuned it (a later --version keeps what serves)",
+            spec.name, name, dropped,
+        )  # fmt: skip
 
 
 def _differences(old: Any, new: Any) -> list[str]:
