@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import server_config
+from tests.conftest import CLASSIFIER, server_config
 from tritonhf.backends.busy import board_dir
 from tritonhf.client import RetryPolicy, TritonHFClient, WrongProtocolError
 from tritonhf.repository.checks import check_config_matches_onnx
@@ -81,6 +81,8 @@ def test_health_and_models_report_a_ready_server(server: TritonServer, protocol:
     health = tritonhf("health", "--url", url, "--protocol", protocol)
     assert health.returncode == 0, health.stderr
     assert "live=True ready=True" in health.stdout
+    # Every pipeline of the repository, the classifier too.
+    assert f"model minilm: ready=True\nmodel {CLASSIFIER}: ready=True\n" in health.stdout
     models = tritonhf("models", "--url", url, "--protocol", protocol)
     assert models.returncode == 0, models.stderr
     for name in ("minilm", "minilm_tokenizer", "minilm_model"):

@@ -614,7 +614,7 @@ def test_every_http_request_of_a_burst_is_answered(server: TritonServer) -> None
 
 
 def test_a_version_the_ensemble_rejects_is_rolled_back_and_an_unloaded_model_is_not_ready(
-    explicit_server: TritonServer,
+    explicit_server: TritonServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     repo = explicit_server.config.repo
     client = TritonHFClient(explicit_server.config.grpc_url, retry=RetryPolicy(attempts=1))
@@ -640,3 +640,6 @@ def test_a_version_the_ensemble_rejects_is_rolled_back_and_an_unloaded_model_is_
     with pytest.raises(ModelNotReadyError, match="has no available versions"):
         client.embed(["unloaded"])
     client.close()
+    # `tritonhf health` checks every pipeline of the repository, not only the one it serves.
+    assert main(["health", "--url", explicit_server.config.grpc_url]) == 1
+    assert "model minilm: ready=False (UNAVAILABLE: unloaded)" in capsys.readouterr().out

@@ -215,14 +215,14 @@ def test_an_empty_input_file_is_refused_before_any_request(
     assert "holds no text" in capsys.readouterr().err
 
 
-def test_health_defaults_to_grpc_and_the_minilm_ensemble() -> None:
+def test_health_defaults_to_grpc_and_every_pipeline() -> None:
     assert parse("health") == {
         "verbose": False,
         "command": "health",
         "url": None,
         "protocol": "grpc",
         "timeout": 30.0,
-        "model": "minilm",
+        "model": None,  # every pipeline the server's repository holds
     }
 
 

@@ -396,16 +396,40 @@ def _served_model(client: TritonHFClient, *, classifier: bool) -> str:
 
 
 def run_health(args: argparse.Namespace) -> int:
-    """``tritonhf health``: exit 0 only if the server and the model are ready."""
+    """``tritonhf health``: exit 0 only if the server and the model(s) are ready.
+
+    Without ``--model``, every pipeline of the server's repository is checked (one that does
+    not serve is a failed check, as a named one is), or the default model where it has none.
+    """
     with _client(args) as client:
         health = client.health()
-        why = (
-            _why_not_ready(client, health.model) if health.ready and not health.model_ready else ""
-        )
+        names = [health.model]
+        if args.model is None and health.ready:
+            names = _pipelines(client) or names
+        rows = []
+        for name in names:
+            ready = health.model_ready if name == health.model else client.is_model_ready(name)
+            why = _why_not_ready(client, name) if health.ready and not ready else ""
+            rows.append((name, ready, why))
     problem = f" ({health.problem})" if health.problem and not health.live else ""
     print(f"server {health.url}: live={health.live} ready={health.ready}{problem}")
-    print(f"model {health.model}: ready={health.model_ready}{why}")
-    return 0 if health.ready and health.model_ready else 1
+    for name, ready, why in rows:
+        print(f"model {name}: ready={ready}{why}")
+    return 0 if health.ready and all(ready for _, ready, _ in rows) else 1
+
+
+def _pipelines(client: TritonHFClient) -> list[str]:
+    """The tritonhf pipelines of the server's repository (the ready ones without the key)."""
+    from tritonhf.errors import ClientError, PermissionDeniedError
+
+    try:
+        names = {state.name for state in client.models()}
+    except PermissionDeniedError:  # the index needs the admin key: what serves, then
+        served = client.served()
+        return sorted({*served.embedders, *served.classifiers})
+    except ClientError:
+        return []
+    return sorted(name for name in names if f"{name}_model" in names)
 
 
 def _why_not_ready(client: TritonHFClient, model: str) -> str:

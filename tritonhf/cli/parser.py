@@ -242,7 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     health = commands.add_parser("health", help="server liveness/readiness and model readiness")
-    _add_client_flags(health)
+    _add_client_flags(health, model=False)
+    health.add_argument(
+        "--model",
+        help="the served model to check (default: every pipeline of the server's repository, or "
+        f"{DEFAULT_MODEL_NAME} where it has none)",
+    )
 
     deploy = commands.add_parser(
         "deploy",
