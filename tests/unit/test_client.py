@@ -711,3 +711,5 @@ def test_only_ensembles_that_answer_what_tritonhfs_pipelines_do_are_discovered(
     served = client.served()
 
     assert (served.embedders, served.classifiers) == (("minilm",), ("sentiment",))
+    with pytest.raises(InvalidInputError, match=r"no EMBEDDING output: it is serving \['LABEL'"):
+        client.embed(["named, it is still no classifier to send to classify"], model="aaa_labels")

@@ -539,7 +539,8 @@ class TritonHFClient:
         config = self.model_config(model)
         served = [o["name"] for o in config.get("output", [])]
         if missing := [name for name in outputs if name not in served]:
-            kind = "a classifier (use classify)" if LABEL in served else f"serving {served}"
+            classifier = LABEL in served and "labels" in config.get("parameters", {})
+            kind = "a classifier (use classify)" if classifier else f"serving {served}"
             raise InvalidInputError(f"{model!r} has no {', '.join(missing)} output: it is {kind}")
         limit = int(config.get("max_batch_size", 0)) or max(len(packed), 1)
         if len(packed) == 0:
