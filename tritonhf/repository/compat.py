@@ -263,7 +263,8 @@ def check_servable(
             f"{repo} cannot be served here:\n  "
             + "\n  ".join(problems)
             + "\nserve native runtimes (onnxruntime, tensorrt) in the NGC Triton container "
-            "(docker compose / make up), or re-export with --runtime python-onnx for this server"
+            "(docker compose / make up); a tritonhf pipeline can also be re-exported with "
+            "--runtime python-onnx for this server"
         )
     if copies := [m.name for m in needs if m.copied_step]:
         return [
