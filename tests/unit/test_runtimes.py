@@ -259,6 +259,10 @@ def test_a_copy_of_an_older_tritonhfs_step_is_named_in_a_warning(tmp_path: Path)
 def test_a_tokenizer_and_model_step_of_different_max_length_are_refused(tmp_path: Path) -> None:
     """A hand edit of one served; the model step then refused long texts as bad input."""
     write_pipeline(tmp_path, PipelineSpec(name="b", max_length=256), {"spec": {"name": "b"}})
+    for step, module in (("b_tokenizer", "tokenizer"), ("b_model", "onnx_runtime")):
+        (tmp_path / step / "1").mkdir()
+        shim = f"from tritonhf.backends.{module} import TritonPythonModel\n"
+        (tmp_path / step / "1" / "model.py").write_text(shim)
     check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")
     config = tmp_path / "b_tokenizer" / "config.pbtxt"
     edited = re.sub(
@@ -269,3 +273,6 @@ def test_a_tokenizer_and_model_step_of_different_max_length_are_refused(tmp_path
 
     with pytest.raises(RepositoryError, match="b_tokenizer: 512 tokens, but b_model: 256"):
         check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")
+    for step in ("b_tokenizer", "b_model"):  # a team's own pair of models: not tritonhf's
+        (tmp_path / step / "1" / "model.py").write_text("class TritonPythonModel:\n    pass\n")
+    check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")
