@@ -242,8 +242,8 @@ def test_a_copy_of_an_older_tritonhfs_step_is_named_in_a_warning(tmp_path: Path)
     (`BusyBoard.for_instance() missing 1 required positional argument`)."""
     write_pipeline(tmp_path, PipelineSpec(name="b"), {"spec": {"name": "b"}})
     (tmp_path / "b_tokenizer" / "1").mkdir()
-    shim = "from tritonhf.backends.tokenizer import TritonPythonModel\n"
-    (tmp_path / "b_tokenizer" / "1" / "model.py").write_text(shim)
+    own = "from tritonhf.spec import TEXT\n\n\nclass TritonPythonModel:\n    pass\n"
+    (tmp_path / "b_tokenizer" / "1" / "model.py").write_text(own)  # a team's own, using tritonhf
     (tmp_path / "b_model" / "1").mkdir()
     copy = '"""Copied into the model repository."""\nimport numpy as np\n\n'
     copy += "from tritonhf.backends.busy import BusyBoard\n\n\nclass TritonPythonModel:\n    pass\n"

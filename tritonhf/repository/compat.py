@@ -38,11 +38,7 @@ PACKAGE_EXTRAS = {"tokenizers": "serve", "onnxruntime": "serve", "torch": "expor
 _STEP_MODULE = re.compile(r"^from tritonhf\.backends\.(\w+) import", re.MULTILINE)
 # Exports before 2026-11-28 copied the whole step into model.py, which imports the installed
 # tritonhf's internals: an update can break it (a changed signature), and nothing else says so.
-_COPIED_STEP = re.compile(
-    r"^class TritonPythonModel\b(?s:.*)^from tritonhf\.|"
-    r"^from tritonhf\.(?s:.*)^class TritonPythonModel\b",
-    re.MULTILINE,
-)
+_COPIED_STEP = re.compile(r"Copied into the model repository(?s:.*)^from tritonhf\.", re.MULTILINE)
 MODEL_FILES = {
     "model.onnx": "onnxruntime",
     "model.plan": "tensorrt",
