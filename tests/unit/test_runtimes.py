@@ -258,7 +258,8 @@ def test_a_copy_of_an_older_tritonhfs_step_is_named_in_a_warning(tmp_path: Path)
 
 def test_a_tokenizer_and_model_step_of_different_max_length_are_refused(tmp_path: Path) -> None:
     """A hand edit of one served; the model step then refused long texts as bad input."""
-    write_pipeline(tmp_path, PipelineSpec(name="b", max_length=256), {"spec": {"name": "b"}})
+    manifest = {"spec": {"name": "b", "max_length": 256}}
+    write_pipeline(tmp_path, PipelineSpec(name="b", max_length=256), manifest)
     for step, module in (("b_tokenizer", "tokenizer"), ("b_model", "onnx_runtime")):
         (tmp_path / step / "1").mkdir()
         shim = f"from tritonhf.backends.{module} import TritonPythonModel\n"
@@ -273,6 +274,19 @@ def test_a_tokenizer_and_model_step_of_different_max_length_are_refused(tmp_path
 
     with pytest.raises(RepositoryError, match="b_tokenizer: 512 tokens, but b_model: 256"):
         check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")
+    # Both raised past what the export ran the model at: served, with a warning.
+    model_config = tmp_path / "b_model" / "config.pbtxt"
+    model_config.write_text(
+        re.sub(
+            r'(key: "max_length"\s*value \{\s*string_value: )"256"',
+            r'\1"512"',
+            model_config.read_text(),
+        )
+    )
+    (warning,) = check_servable(
+        tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S"
+    )
+    assert "b_model 512 (exported at 256), b_tokenizer 512 (exported at 256)" in warning
     for step in ("b_tokenizer", "b_model"):  # a team's own pair of models: not tritonhf's
         (tmp_path / step / "1" / "model.py").write_text("class TritonPythonModel:\n    pass\n")
     check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")

@@ -65,6 +65,8 @@ class ModelNeeds:
     """Its ``model.py`` is a copy of an older tritonhf's step, not an import of this one's."""
     max_length: str | None = None
     """Its ``max_length`` parameter (tritonhf's tokenizer and model steps)."""
+    exported_length: int | None = None
+    """The token length its pipeline's export ran and validated the model at (manifest)."""
 
 
 def is_version_folder(name: str) -> bool:
@@ -81,6 +83,7 @@ def repository_needs(repo: Path) -> list[ModelNeeds]:
     from tritonhf.repository.configs import parse_pbtxt
 
     plan_versions: dict[str, str] = {}
+    exported_lengths: dict[str, int] = {}  # each step's pipeline's, by the step's name
     # Version 1's manifest is the ensemble's; a later version's is in its model step's folder,
     # and the newest (what serves) names the TensorRT it was built with.
     later = sorted(
@@ -94,6 +97,10 @@ def repository_needs(repo: Path) -> list[ModelNeeds]:
             raise RepositoryError(f"unreadable export manifest {manifest}: {exc}") from exc
         if not isinstance(data, dict):
             raise RepositoryError(f"export manifest {manifest} is not a JSON object")
+        spec = data["spec"] if isinstance(data.get("spec"), dict) else {}
+        if isinstance(spec.get("max_length"), int) and isinstance(spec.get("name"), str):
+            for suffix in ("_tokenizer", "_model"):
+                exported_lengths[spec["name"] + suffix] = spec["max_length"]
         version = (data.get("tensorrt") or {}).get("version")
         if version:
             step = manifest.parent
@@ -144,6 +151,7 @@ def repository_needs(repo: Path) -> list[ModelNeeds]:
                 tuple(sorted(packages)),
                 copied,
                 length,
+                exported_lengths.get(name),
             )
         )
     for folder in sorted(p for p in repo.iterdir() if p.is_dir()):
@@ -266,14 +274,27 @@ def check_servable(
             "(docker compose / make up); a tritonhf pipeline can also be re-exported with "
             "--runtime python-onnx for this server"
         )
+    warnings = []
     if copies := [m.name for m in needs if m.copied_step]:
-        return [
+        warnings.append(
             f"{', '.join(copies)} run a copy of an older tritonhf's step code (exported before "
             "2026-11-28), which imports this tritonhf's internals: it may fail to load or "
             "behave differently; re-export (`tritonhf export ... --repo REPO`) to run this "
             "version's steps"
-        ]
-    return []
+        )
+    longer = [
+        f"{m.name} {m.max_length} (exported at {m.exported_length})"
+        for m in needs
+        if m.exported_length and m.max_length and m.max_length.isdigit()
+        and int(m.max_length) > m.exported_length
+    ]  # fmt: skip
+    if longer:
+        warnings.append(
+            f"max_length raised by hand past the length the export ran and validated the model "
+            f"at: {', '.join(longer)}; a text longer than the model's positions fails its "
+            "request: re-export with --max-length N, which checks that the model runs it"
+        )
+    return warnings
 
 
 def _same_release(built: str, serving: str) -> bool:
