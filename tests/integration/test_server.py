@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 import urllib.request
@@ -158,3 +159,33 @@ def test_a_model_step_config_asking_for_outputs_its_graph_lacks_stops_the_start(
         match=r"minilm_model's config\.pbtxt asks for outputs its ONNX graph lacks: POOLED \(",
     ):
         TritonServer(server_config(repo), log_path=tmp_path / "server.log").start()
+
+
+def test_a_model_run_that_fails_is_one_line_and_the_servers_fault_not_the_clients(
+    exported: ExportResult, tmp_path: Path
+) -> None:
+    """max_length raised by hand past MiniLM's 512 positions: a long text failed as the
+    client's bad input ("INVALID_ARGUMENT" in ONNX Runtime's words), with the step's stack."""
+    from tritonhf.errors import InferenceError, InvalidInputError
+
+    repo = tmp_path / "repo"
+    for folder in exported.folders:
+        shutil.copytree(folder, repo / folder.name)
+    for step in ("minilm_tokenizer", "minilm_model"):
+        config = repo / step / "config.pbtxt"
+        config.write_text(
+            re.sub(
+                r'(key: "max_length"\s*value \{\s*string_value: )"\d+"',
+                r'\1"1000"',
+                config.read_text(),
+            )
+        )
+    with (
+        TritonServer(server_config(repo), log_path=tmp_path / "server.log") as server,
+        TritonHFClient(server.config.grpc_url) as client,
+    ):
+        with pytest.raises(InferenceError, match=r"minilm could not run the model: ") as info:
+            client.embed(["word " * 700])
+        assert not isinstance(info.value, InvalidInputError)
+        assert "\n" not in str(info.value)
+        assert client.embed(["a short text still runs"]).shape == (1, 384)

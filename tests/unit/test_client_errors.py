@@ -243,6 +243,21 @@ def test_generic_inference_error_carries_the_status() -> None:
     assert "StatusCode.INTERNAL: Failed to process" in str(map_error(raised, model="m", url=URL))
 
 
+@pytest.mark.parametrize("status", ["StatusCode.INTERNAL", "500"])
+def test_a_server_fault_quoting_invalid_argument_is_not_the_clients_bad_input(status: str) -> None:
+    """ONNX Runtime's own words in a step's failure made it read as the caller's bad input."""
+    raised = InferenceServerException(
+        "in ensemble 'minilm', [ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Invalid output name:"
+        "POOLED\n\nAt:\n  onnx_runtime.py(379): run_grouped\n",
+        status=status,
+    )
+
+    mapped = map_error(raised, model="minilm", url=URL)
+
+    assert type(mapped) is InferenceError
+    assert str(mapped).endswith("Invalid output name:POOLED")  # one line, no stack
+
+
 def test_an_exception_without_status_is_reported_as_an_error() -> None:
     mapped = map_error(InferenceServerException("odd"), model="m", url=URL)
 

@@ -60,9 +60,13 @@ class TritonPythonModel(TokenizerStep):
             for batch, outcome in zip(batches, outcomes, strict=True)
         ]
         accepted = [(index, batch) for index, batch in enumerate(batches) if batch is not None]
-        results = self.engine.infer(
-            [{"input_ids": b.input_ids, "attention_mask": b.attention_mask} for _, b in accepted]
-        )
+        tensors = [
+            (index, {"input_ids": b.input_ids, "attention_mask": b.attention_mask})
+            for index, b in accepted
+        ]
+        results = self.engine.infer_or_answer(tensors, requests, responses)
+        if results is None:
+            return responses
         for (index, batch), outputs in zip(accepted, results, strict=True):
             responses[index] = pb_utils.InferenceResponse(
                 output_tensors=[

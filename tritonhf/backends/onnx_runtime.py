@@ -323,7 +323,9 @@ class TritonPythonModel:
                 rejected.append((request.request_id(), exc))
                 continue
             accepted.append((index, tensors))
-        results = self.infer([tensors for _, tensors in accepted])
+        results = self.infer_or_answer(accepted, requests, responses)
+        if results is None:
+            return responses
         for (index, _), outputs in zip(accepted, results, strict=True):
             responses[index] = pb_utils.InferenceResponse(
                 output_tensors=[self.output_tensor(name, array) for name, array in outputs.items()]
@@ -332,6 +334,34 @@ class TritonPythonModel:
         drift = [counts_for_drift(requests[index]) for index, _ in accepted]
         self.observer.record(request_ids, [observed(r) for r in results], rejected, started, drift)
         return responses
+
+    def infer_or_answer(
+        self,
+        accepted: list[tuple[int, dict[str, NDArray[Any]]]],
+        requests: list[Any],
+        responses: list[Any],
+    ) -> list[dict[str, NDArray[Any]]] | None:
+        """`infer` of the ``accepted`` (index, tensors), or None when it failed.
+
+        Each of them is then answered in ``responses`` with the reason, on one line, as the
+        server's fault (INTERNAL). Raised, a failure reached the client with the step's stack
+        appended, and the runtime's own words ("INVALID_ARGUMENT" for a config edited past
+        what the graph runs) read as the client's bad input.
+        """
+        try:
+            return self.infer([tensors for _, tensors in accepted])
+        except Exception as exc:  # noqa: BLE001 - every request of the batch is answered
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            message = f"{self.settings.pipeline} could not run the model: {reason}"
+            for index, _ in accepted:
+                responses[index] = pb_utils.InferenceResponse(
+                    output_tensors=[],
+                    error=pb_utils.TritonError(
+                        refusal_message(requests[index].request_id(), message),
+                        pb_utils.TritonError.INTERNAL,
+                    ),
+                )
+            return None
 
     def input_array(self, request: Any, name: str) -> NDArray[Any]:
         """One input of one request, as a numpy array."""

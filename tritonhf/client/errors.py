@@ -213,6 +213,10 @@ def map_error(
             "`tritonhf models` lists what it serves, and `tritonhf deploy --model NAME` loads a "
             "pipeline its repository holds"
         )
+    if status in ("StatusCode.INTERNAL", "500"):  # the server's fault, whatever it quotes
+        return InferenceError(
+            f"request to {model!r} at {url} failed on the server: {status}: {one_line(message)}"
+        )
     if any(k in found for k in _INVALID):
         return InvalidInputError(f"the server rejected the input for {model!r}: {message}")
     if "CANCELLED" in status:
