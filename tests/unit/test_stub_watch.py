@@ -26,7 +26,7 @@ import pytest
 import tritonhf
 from tritonhf.backends.execute_clock import clock_path
 from tritonhf.server import stub_watch
-from tritonhf.server.process import children
+from tritonhf.server.process import children, orphaned_stubs
 from tritonhf.server.stub_watch import STUB, StubWatch
 
 # Starts a stub per "<model> <version>" line on stdin and prints its pid; reaps none. The
@@ -63,8 +63,12 @@ class FakeServer:
         self.load_delay_s = 0.0  # how long a load takes
         stub = repo.parent / STUB
         stub.symlink_to(os.path.realpath(sys.executable))
+        # Named as Triton is: a `tritonhf serve` starting meanwhile stops stubs whose parent is
+        # no tritonserver (`orphaned_stubs`), and a developer may well serve while testing.
+        server = repo.parent / "tritonserver"
+        server.symlink_to(os.path.realpath(sys.executable))
         self.process = subprocess.Popen(
-            [sys.executable, "-c", PARENT, str(repo), str(stub)],
+            [str(server), "-c", PARENT, str(repo), str(stub)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -184,6 +188,7 @@ def said() -> list[str]:
 def watch(server: FakeServer, said: list[str]) -> Iterator[StubWatch]:
     server.start_stub("minilm_tokenizer")
     server.start_stub("minilm_model")
+    assert not set(orphaned_stubs()) & set(children(server.process.pid))  # a serve spares them
     watch = StubWatch(server.process.pid, server.url, explicit=True, log=said.append, poll_s=0.02)
     yield watch.start()
     watch.stop()
