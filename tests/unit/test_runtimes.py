@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -290,3 +291,26 @@ def test_a_tokenizer_and_model_step_of_different_max_length_are_refused(tmp_path
     for step in ("b_tokenizer", "b_model"):  # a team's own pair of models: not tritonhf's
         (tmp_path / step / "1" / "model.py").write_text("class TritonPythonModel:\n    pass\n")
     check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")
+
+
+def test_a_folder_this_user_cannot_read_is_named_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A volume's root-owned lost+found (mode 700) made the check raise PermissionError."""
+    write_pipeline(tmp_path, PipelineSpec(name="b"), {"spec": {"name": "b"}})
+    (tmp_path / "lost+found").mkdir()
+    is_file, iterdir = Path.is_file, Path.iterdir
+
+    def denied(method: Any) -> Any:
+        def call(path: Path) -> Any:
+            if "lost+found" in path.parts:  # as a user other than root sees it
+                raise PermissionError(13, "Permission denied", str(path))
+            return method(path)
+
+        return call
+
+    monkeypatch.setattr(Path, "is_file", denied(is_file))
+    monkeypatch.setattr(Path, "iterdir", denied(iterdir))
+
+    with pytest.raises(RepositoryError, match=r"not models: lost\+found .*serve a folder inside"):
+        check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")

@@ -347,6 +347,7 @@ def export_model(
                 spec, tuning=tuning, pad_token_id=pad_token_id, vocab_size=vocab_size
             ),
             version=options.version,
+            quiet=True,  # what it keeps or drops is said once, when the writer checks again
         )
     except RepositoryError as exc:  # the options conflict with the repository: exit 2
         raise ConfigError(str(exc)) from exc

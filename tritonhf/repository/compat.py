@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,16 +156,20 @@ def repository_needs(repo: Path) -> list[ModelNeeds]:
             )
         )
     for folder in sorted(p for p in repo.iterdir() if p.is_dir()):
-        if not (folder / "config.pbtxt").exists():  # Triton completes the config itself
-            files = {f.name for v in version_folders(folder) for f in v.iterdir()}
-            backends = sorted({MODEL_FILES[f] for f in files if f in MODEL_FILES})
-            needs += [ModelNeeds(folder.name, backend) for backend in backends[:1]]
+        with suppress(OSError):  # unreadable: `not_model_folders` names it
+            if not (folder / "config.pbtxt").exists():  # Triton completes the config itself
+                files = {f.name for v in version_folders(folder) for f in v.iterdir()}
+                backends = sorted({MODEL_FILES[f] for f in files if f in MODEL_FILES})
+                needs += [ModelNeeds(folder.name, backend) for backend in backends[:1]]
     return needs
 
 
 def version_folders(model: Path) -> list[Path]:
-    """The version folders of the model folder ``model``."""
-    return [v for v in model.iterdir() if is_version_folder(v.name) and v.is_dir()]
+    """The version folders of the model folder ``model`` (none in one that cannot be read)."""
+    try:
+        return [v for v in model.iterdir() if is_version_folder(v.name) and v.is_dir()]
+    except OSError:
+        return []
 
 
 def not_model_folders(repo: Path) -> list[str]:
@@ -174,11 +179,18 @@ def not_model_folders(repo: Path) -> list[str]:
     ``.ipynb_checkpoints``, ``lost+found``): one with neither a config.pbtxt nor a version
     folder is refused.
     """
-    return sorted(
-        p.name
-        for p in repo.iterdir()
-        if p.is_dir() and not (p / "config.pbtxt").exists() and not version_folders(p)
-    )
+    return sorted(p.name for p in repo.iterdir() if p.is_dir() and not _is_model_folder(p))
+
+
+def _is_model_folder(folder: Path) -> bool:
+    """Whether ``folder`` has a config.pbtxt or a version folder.
+
+    False if it cannot be read (a volume's ``lost+found`` is root's alone): nor can Triton.
+    """
+    try:
+        return (folder / "config.pbtxt").is_file() or bool(version_folders(folder))
+    except OSError:
+        return False
 
 
 def check_step_packages(needs: list[ModelNeeds]) -> None:
@@ -239,8 +251,9 @@ def check_servable(
     if strays := not_model_folders(repo):
         raise RepositoryError(
             f"{repo} has folders that are not models: {', '.join(strays)} (neither a "
-            "config.pbtxt nor a version folder); Triton takes every folder of the repository "
-            "for a model and would refuse to start: move them out of the repository"
+            "config.pbtxt nor a version folder, or unreadable); Triton takes every folder of "
+            "the repository for a model and would refuse to start: move them out of the "
+            "repository (a volume's lost+found: serve a folder inside the volume)"
         )
     needs = repository_needs(repo)
     missing = [f"{m.name}/{path}" for m in needs for path in m.missing_code]

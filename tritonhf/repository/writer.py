@@ -207,7 +207,9 @@ def check_owner(*, spec: PipelineSpec, repo: Path) -> None:
         )
 
 
-def check_target(*, spec: PipelineSpec, repo: Path, configs: dict[str, Any], version: int) -> None:
+def check_target(
+    *, spec: PipelineSpec, repo: Path, configs: dict[str, Any], version: int, quiet: bool = False
+) -> None:
     """Refuse, before any work, an export that would break what ``repo`` already serves.
 
     Every folder the export writes must be free or already this pipeline's: a ``--name``
@@ -221,7 +223,8 @@ def check_target(*, spec: PipelineSpec, repo: Path, configs: dict[str, Any], ver
         raise RepositoryError(f"model versions start at 1, got {version}")
     check_owner(spec=spec, repo=repo)
     if version == 1:
-        _note_dropped_tuning(spec=spec, repo=repo, configs=configs)
+        if not quiet:
+            _note_dropped_tuning(spec=spec, repo=repo, configs=configs)
         return
     ensemble = read_config(repo / spec.name)
     if ensemble is None:
@@ -234,9 +237,12 @@ def check_target(*, spec: PipelineSpec, repo: Path, configs: dict[str, Any], ver
         tuning_only = existing is not None and with_run_tuning_of(config, existing) == existing
         if existing != config and tuning_only:
             # Only what no flag sets differs (instances, threads, batching): keep the served.
-            log.info("version %d of %r keeps %s's served tuning (instances, threads, batching "
-                     "delay and sizes, parameters of its own)", version, spec.name,
-                     name)  # fmt: skip
+            log.log(
+                logging.DEBUG if quiet else logging.INFO,
+                "version %d of %r keeps %s's served tuning (instances, threads, batching delay "
+                "and sizes, parameters of its own)",
+                version, spec.name, name,
+            )  # fmt: skip
             configs[name] = existing
             continue
         added = sorted({*config.parameters} - {*existing.parameters}) if existing else []
