@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import server_config
+from tritonhf.cli.main import main
 from tritonhf.client import PermissionDeniedError, RetryPolicy, TritonHFClient
 from tritonhf.client.deploy import deploy_pipeline
 from tritonhf.export.pipeline import ExportResult
@@ -142,6 +143,27 @@ def test_classify_without_model_says_no_classifier_is_served(keyed_server: Trito
     )  # fmt: skip
     assert done.returncode == 1
     assert "serves no ready classifier: name one with --model" in done.stderr
+
+
+def test_health_without_the_key_says_what_it_could_not_see_and_a_wrong_key_fails(
+    keyed_server: TritonServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without the key, `health` checks what serves (it cannot list an unloaded pipeline) and
+    says so; a wrong key read as "no key" and passed with a pipeline down (probe A2)."""
+    url = keyed_server.config.grpc_url
+    monkeypatch.delenv("TRITONHF_ADMIN_KEY", raising=False)
+    assert main(["health", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert "needs its admin key, $TRITONHF_ADMIN_KEY: these are the pipelines that serve" in out
+    assert "model minilm: ready=True" in out
+
+    monkeypatch.setenv("TRITONHF_ADMIN_KEY", "a-wrong-key-of-enough-length")
+    assert main(["health", "--url", url]) != 0
+    assert "refused the admin key this client sent" in capsys.readouterr().err
+
+    monkeypatch.setenv("TRITONHF_ADMIN_KEY", KEY)
+    assert main(["health", "--url", url]) == 0
+    assert "admin key" not in capsys.readouterr().out
 
 
 def test_with_the_key_deploy_works_and_the_stop_drains_cleanly(

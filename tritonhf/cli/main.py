@@ -403,33 +403,48 @@ def run_health(args: argparse.Namespace) -> int:
     """
     with _client(args) as client:
         health = client.health()
-        names = [health.model]
+        names, partial = [health.model], False
         if args.model is None and health.ready:
-            names = _pipelines(client) or names
+            found, partial = _pipelines(client)
+            names = found or names
         rows = []
         for name in names:
             ready = health.model_ready if name == health.model else client.is_model_ready(name)
             why = _why_not_ready(client, name) if health.ready and not ready else ""
             rows.append((name, ready, why))
+    from tritonhf.server.admin import ENV_VAR as ADMIN_KEY_ENV
+
     problem = f" ({health.problem})" if health.problem and not health.live else ""
     print(f"server {health.url}: live={health.live} ready={health.ready}{problem}")
+    if partial:
+        print(
+            f"(the server's repository index needs its admin key, ${ADMIN_KEY_ENV}: these are "
+            "the pipelines that serve; one that was unloaded or failed to load is not seen)"
+        )
     for name, ready, why in rows:
         print(f"model {name}: ready={ready}{why}")
     return 0 if health.ready and all(ready for _, ready, _ in rows) else 1
 
 
-def _pipelines(client: TritonHFClient) -> list[str]:
-    """The tritonhf pipelines of the server's repository (the ready ones without the key)."""
+def _pipelines(client: TritonHFClient) -> tuple[list[str], bool]:
+    """The tritonhf pipelines of the server's repository, and whether only the ready ones.
+
+    Without the admin key the repository index is refused: the pipelines that serve, then.
+    A key that the server refuses is an error, not that.
+    """
     from tritonhf.errors import ClientError, PermissionDeniedError
+    from tritonhf.server.admin import ENV_VAR as ADMIN_KEY_ENV
 
     try:
         names = {state.name for state in client.models()}
-    except PermissionDeniedError:  # the index needs the admin key: what serves, then
+    except PermissionDeniedError:
+        if os.environ.get(ADMIN_KEY_ENV):
+            raise
         served = client.served()
-        return sorted({*served.embedders, *served.classifiers})
+        return sorted({*served.embedders, *served.classifiers}), True
     except ClientError:
-        return []
-    return sorted(name for name in names if f"{name}_model" in names)
+        return [], False
+    return sorted(name for name in names if f"{name}_model" in names), False
 
 
 def _why_not_ready(client: TritonHFClient, model: str) -> str:
