@@ -178,6 +178,8 @@ class ServerConfig:
 _FAILURE_LINE = re.compile(
     r"^(\d{4}-\d\d-\d\dT\S+ E |E\d{4} )|UNAVAILABLE:|^error:|failed to", re.IGNORECASE
 )
+_STACK = re.compile(r"(\\n)+At:\\n")
+"""Where a Python step's stack starts in a log line (Triton writes its newlines as ``\\n``)."""
 _BENIGN_LINE = re.compile(r"CudaDriverHelper|NVML|DCGM|GPU metrics|pinned memory", re.IGNORECASE)
 _FAILED_LOAD = re.compile(r"failed to load '([^']+)' version (\d+)")
 EXPORT_RECOVERY_S = 5.0
@@ -409,9 +411,11 @@ class TritonServer:
         if (log := self._run_log()) is None:
             return " (see the server output above)"
         text = log.splitlines()
-        relevant = [line[:400] for line in text if _FAILURE_LINE.search(line)]
-        relevant = [line for line in relevant if not _BENIGN_LINE.search(line)][-lines:]
-        tail = "\n".join(relevant or text[-lines:])
+        relevant: dict[str, None] = {}  # each error once, without the step's Python stack
+        for line in text:
+            if _FAILURE_LINE.search(line) and not _BENIGN_LINE.search(line):
+                relevant[_STACK.split(line, maxsplit=1)[0][:400]] = None
+        tail = "\n".join(list(relevant)[-lines:] or text[-lines:])
         return f"; from {self.log_path}:\n{tail}{missing_package_hint(text)}"
 
     def __enter__(self) -> TritonServer:
