@@ -401,6 +401,8 @@ def run_health(args: argparse.Namespace) -> int:
     Without ``--model``, every pipeline of the server's repository is checked (one that does
     not serve is a failed check, as a named one is), or the default model where it has none.
     """
+    from tritonhf.server.admin import ENV_VAR as ADMIN_KEY_ENV
+
     with _client(args) as client:
         health = client.health()
         names, partial = [health.model], False
@@ -412,8 +414,6 @@ def run_health(args: argparse.Namespace) -> int:
             ready = health.model_ready if name == health.model else client.is_model_ready(name)
             why = _why_not_ready(client, name) if health.ready and not ready else ""
             rows.append((name, ready, why))
-    from tritonhf.server.admin import ENV_VAR as ADMIN_KEY_ENV
-
     problem = f" ({health.problem})" if health.problem and not health.live else ""
     print(f"server {health.url}: live={health.live} ready={health.ready}{problem}")
     if partial:
