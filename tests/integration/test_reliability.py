@@ -324,6 +324,31 @@ def test_a_stopped_stub_is_killed_and_replaced_as_a_dead_one_is(
     client.close()
 
 
+def test_the_demo_searches_and_labels_with_what_a_deploy_loaded(
+    explicit_server: TritonServer,
+) -> None:
+    """A deploy moves the steps' versions, never the ensemble's: the demo kept searching a
+    corpus embedded by the replaced model (wrong scores and ranks) and showed v1 (probe G2)."""
+    from tritonhf.ui.service import DemoConfig, DemoService
+
+    config = explicit_server.config
+    demo = DemoService(DemoConfig(grpc_url=config.grpc_url, http_url=config.http_url))
+    client = TritonHFClient(config.grpc_url, retry=RetryPolicy(attempts=1))
+    try:
+        first = demo.index(protocol="grpc", model="minilm")
+        assert demo.index(protocol="grpc", model="minilm") is first  # cached while it serves
+        assert demo.compare("one\ntwo", protocol="grpc", model="minilm").info.version == "1"
+        for step in ("minilm_tokenizer", "minilm_model"):
+            add_version(config.repo, step, 2)
+        deploy_pipeline(client, model="minilm")
+
+        assert demo.index(protocol="grpc", model="minilm") is not first  # embedded again
+        assert demo.compare("one\ntwo", protocol="grpc", model="minilm").info.version == "2"
+    finally:
+        client.close()
+        demo.close()
+
+
 def test_deploy_loads_a_pipeline_that_does_not_serve_yet_feedback_included(
     explicit_server: TritonServer,
 ) -> None:

@@ -23,6 +23,7 @@ from tritonhf.ui.logic import (
     heatmap_html,
     hit_rows,
     model_rows,
+    pipeline_version,
     probabilities_markdown,
     served_version,
     similarity_matrix,
@@ -176,6 +177,21 @@ def test_served_version_lists_ready_versions_only() -> None:
     ]
     assert served_version(states, "minilm") == "1,2"
     assert served_version(states, "missing") == ""
+
+
+def test_a_pipelines_version_is_its_steps_which_a_deploy_moves() -> None:
+    """The ensemble stays at version 1 through deploys: the demo showed v1 and kept searching
+    a corpus embedded by the replaced model."""
+    steps = ("minilm_tokenizer", "minilm_model")
+    states = [
+        ModelState("minilm", "1", "READY"),
+        ModelState("minilm_tokenizer", "3", "READY"),
+        ModelState("minilm_model", "3", "READY"),
+    ]
+    assert pipeline_version(states, steps) == "3"
+    states[2] = ModelState("minilm_model", "4", "READY")
+    assert pipeline_version(states, steps) == "minilm_tokenizer 3, minilm_model 4"
+    assert pipeline_version(states, ("missing",)) == ""
 
 
 def test_confidences_map_every_label_to_its_probability() -> None:

@@ -207,6 +207,18 @@ def served_version(states: Sequence[Any], model: str) -> str:
     return ",".join(versions)
 
 
+def pipeline_version(states: Sequence[Any], steps: Sequence[str]) -> str:
+    """The ready version(s) of the models that answer for a pipeline: its ``steps``.
+
+    A deploy loads new versions of an ensemble's steps, never of the ensemble itself, so its
+    own version says nothing of what answers. One version when every step serves the same.
+    """
+    versions = {step: served_version(states, step) for step in steps}
+    if len(set(versions.values())) == 1:
+        return next(iter(versions.values()))
+    return ", ".join(f"{step} {version or '-'}" for step, version in versions.items())
+
+
 def confidences(top: Sequence[tuple[str, float]]) -> dict[str, float]:
     """A classification's (label, probability) pairs as the mapping Gradio's Label shows."""
     return {label: float(p) for label, p in top}

@@ -39,7 +39,7 @@ from tritonhf.spec import DEFAULT_MODEL_NAME
 from tritonhf.ui.logic import (
     RequestInfo,
     SearchIndex,
-    served_version,
+    pipeline_version,
     split_lines,
     with_sentence_number,
 )
@@ -163,8 +163,10 @@ class DemoService:
             return None
 
     def _version(self, client: TritonHFClient, model: str) -> str:
-        """The version(s) of ``model`` that serve."""
-        return served_version(client.ready_models(), model)
+        """The version(s) that answer for ``model``: its steps' for an ensemble."""
+        scheduling = client.model_config(model).get("ensemble_scheduling", {})
+        steps = [step["model_name"] for step in scheduling.get("step", [])] or [model]
+        return pipeline_version(client.ready_models(), steps)
 
     def served(self, protocol: Protocol | str) -> Served:
         """Ready ensembles that produce embeddings, and those that classify.
