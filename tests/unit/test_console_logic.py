@@ -6,6 +6,7 @@ import os
 import socket
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from tritonhf.console.logic import (
     ConsoleConfig,
     append_history,
     chart_table,
-    ensemble_using,
+    ensembles_using,
     pipeline_of,
     state_rows,
     summary_line,
@@ -227,13 +228,26 @@ def test_pipeline_of_maps_steps_to_their_ensemble() -> None:
     assert pipeline_of("minilm") == "minilm"
 
 
-def test_unloading_a_step_names_the_ensemble_triton_takes_down_with_it() -> None:
-    states = [ModelState(name, "1", "READY") for name in ("minilm", "minilm_model", "lone_model")]
-    assert ensemble_using("minilm_model", states) == "minilm"
-    assert ensemble_using("minilm_tokenizer", states) == "minilm"
-    assert ensemble_using("minilm_feedback", states) is None  # no step of the ensemble
-    assert ensemble_using("minilm", states) is None
-    assert ensemble_using("lone_model", states) is None  # no ensemble of that name
+def test_unloading_a_step_names_every_ensemble_triton_takes_down_with_it() -> None:
+    """A team's own ensemble over tritonhf's steps went down unnamed (probe G2)."""
+
+    def ensemble(*steps: str) -> dict[str, Any]:
+        return {
+            "platform": "ensemble",
+            "ensemble_scheduling": {"step": [{"model_name": step} for step in steps]},
+        }
+
+    configs = {
+        "minilm": ensemble("minilm_tokenizer", "minilm_model"),
+        "mine_embed": ensemble("minilm_tokenizer", "minilm_model"),
+        "minilm_model": {"backend": "python"},
+        "lone_model": {"backend": "python"},
+    }
+    assert ensembles_using("minilm_model", configs) == ["mine_embed", "minilm"]
+    assert ensembles_using("minilm_tokenizer", configs) == ["mine_embed", "minilm"]
+    assert ensembles_using("minilm_feedback", configs) == []  # no step of an ensemble
+    assert ensembles_using("minilm", configs) == []
+    assert ensembles_using("lone_model", configs) == []
 
 
 def test_state_rows_put_each_ensemble_before_its_steps() -> None:

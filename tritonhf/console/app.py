@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -21,7 +24,7 @@ from tritonhf.console.logic import (
     ConsoleConfig,
     append_history,
     chart_table,
-    ensemble_using,
+    ensembles_using,
     state_rows,
     summary_line,
 )
@@ -89,9 +92,9 @@ def repository_section(config: ConsoleConfig, client: TritonHFClient) -> None:
         st.rerun(scope="fragment")
     if right.button("Unload", key="unload", width="stretch") and chosen:
         try:
+            users = ensembles_using(chosen, ready_configs(client, states))
             client.unload_model(chosen)
-            user = ensemble_using(chosen, states)
-            also = f" Triton takes its ensemble {user} down with it." if user else ""
+            also = f" Triton takes down with it what runs it: {', '.join(users)}." if users else ""
             st.session_state["model-message"] = ("success", f"Unloaded {chosen}.{also}")
         except PermissionDeniedError as exc:  # its message says to set the key
             st.session_state["model-message"] = ("error", str(exc))
@@ -106,6 +109,16 @@ def repository_section(config: ConsoleConfig, client: TritonHFClient) -> None:
         st.success(message)
     elif kind == "error":
         st.error(message)
+
+
+def ready_configs(client: TritonHFClient, states: Sequence[Any]) -> dict[str, dict[str, Any]]:
+    """The configs of the ready models (one that cannot be read is left out)."""
+    configs = {}
+    for state in states:
+        if state.ready:
+            with suppress(ClientError):
+                configs[state.name] = client.model_config(state.name)
+    return configs
 
 
 def metrics_section(config: ConsoleConfig) -> None:

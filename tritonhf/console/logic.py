@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,15 +66,19 @@ def pipeline_of(name: str) -> str:
     return name
 
 
-def ensemble_using(step: str, states: Sequence[Any]) -> str | None:
-    """The served ensemble that ``step`` (a model or tokenizer step) runs in, if any.
+def ensembles_using(step: str, configs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The ensembles among ``configs`` (name -> model config) that run ``step``.
 
-    Triton unloads an ensemble with one of its steps; the feedback model is no step of it.
+    Triton unloads them with it: tritonhf's and a team's own ones over the same steps alike.
     """
-    pipeline = pipeline_of(step)
-    if pipeline == step or step.endswith("_feedback"):
-        return None
-    return pipeline if any(s.name == pipeline for s in states) else None
+    return sorted(
+        name
+        for name, config in configs.items()
+        if any(
+            entry.get("model_name") == step
+            for entry in config.get("ensemble_scheduling", {}).get("step", [])
+        )
+    )
 
 
 def state_rows(states: Sequence[Any]) -> list[dict[str, str]]:

@@ -298,10 +298,12 @@ class DemoService:
             if not query.strip():
                 raise InvalidInputError("type a query to search the corpus with")
             client = self.client(chosen)
-            index = self.index(protocol=chosen, model=model)
+            # The query first: a model that cannot answer it is refused before the corpus
+            # (260 sentences) is sent to it.
             result, ms = self._timed(
                 "search", chosen, lambda: client.encode([query.strip()], model=model)
             )
+            index = self.index(protocol=chosen, model=model)
         info = self._info(client, model, ms, result.num_tokens, result.truncated, result.request_id)
         return Searched(index.search(result.embeddings[0], k=k), info)
 
