@@ -496,6 +496,31 @@ def test_an_output_under_a_file_is_refused_before_training(tmp_path: Path) -> No
         train_classifier(TrainingOptions(data=data, out=tmp_path / "afile" / "sub"))
 
 
+def test_an_output_that_cannot_be_written_is_refused_before_training_and_a_failed_save_is_one_line(
+    small_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only or full --out failed after the training, with a traceback (probe E2)."""
+    import errno
+
+    from tritonhf.errors import TrainingError
+    from tritonhf.train import trainer
+
+    train, _ = small_data
+    with monkeypatch.context() as patched:  # as a user without write access sees it
+        patched.setattr(trainer.os, "access", lambda *_: False)
+        with pytest.raises(ConfigError, match=r"cannot write into .*; pass a writable folder"):
+            train_classifier(TrainingOptions(data=train, out=tmp_path / "out"))
+
+    def full(built: Path, out: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(out))
+
+    monkeypatch.setattr(trainer, "_publish", full)
+    with pytest.raises(TrainingError, match=r"could not save the classifier to .*No space left"):
+        train_classifier(TrainingOptions(data=train, out=tmp_path / "out", top_layers=0, epochs=1))
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # nothing half-saved
+
+
 def test_a_max_length_past_a_roberta_position_table_names_the_usable_one(
     small_data: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import shutil
 import time
 import uuid
@@ -191,6 +192,8 @@ def _check_out(out: Path, *, overwrite: bool) -> None:
     existing = next(p for p in (out, *out.absolute().parents) if p.exists())
     if not existing.is_dir():
         raise ConfigError(f"output {out}: {existing} is a file; pass a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):  # found at the end of the training, else
+        raise ConfigError(f"output {out}: cannot write into {existing}; pass a writable folder")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise ConfigError(
@@ -403,6 +406,12 @@ def train_classifier(
             for path in built.iterdir():
                 path.chmod(mode)
             _publish(built, out)
+        except OSError as exc:  # a full disk, a folder made read-only meanwhile
+            shutil.rmtree(built, ignore_errors=True)
+            raise TrainingError(
+                f"could not save the classifier to {out}: {exc.strerror or exc} "
+                f"({exc.filename or out})"
+            ) from exc
         except BaseException:
             shutil.rmtree(built, ignore_errors=True)
             raise
