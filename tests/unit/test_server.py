@@ -29,6 +29,7 @@ from tritonhf.server.launcher import (
     TritonServer,
     exit_description,
     missing_package_hint,
+    remove_stale_workdirs,
 )
 from tritonhf.server.ports import free_ports
 from tritonhf.server.provision import (
@@ -874,3 +875,29 @@ def test_tritons_process_takes_the_hard_limit_on_open_files() -> None:
     row = next(line for line in limits.splitlines() if line.startswith("Max open files"))
     child_soft, child_hard = row.split()[3:5]
     assert child_soft == child_hard != "256"
+
+
+def test_a_log_file_that_cannot_be_written_is_refused_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    """A folder or a read-only path as --log-file was a traceback (probe E2)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    with pytest.raises(ConfigError, match=f"cannot write --log-file {tmp_path}: "):
+        TritonServer(ServerConfig(repo=repo), log_path=tmp_path).start()
+
+
+def test_work_folders_of_killed_servers_are_removed_and_a_running_ones_kept(
+    tmp_path: Path,
+) -> None:
+    """A serve killed with SIGKILL left its ~3 MB work folder in /tmp for good (probe E2)."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"tritonhf-server-{dead.pid}-abc"
+    alive = tmp_path / f"tritonhf-server-{os.getpid()}-def"
+    other = tmp_path / "tritonhf-server-oldformat"
+    for folder in (stale, alive, other):
+        (folder / "backends").mkdir(parents=True)
+
+    assert remove_stale_workdirs(tmp_path) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 import signal
@@ -33,7 +34,9 @@ from tritonhf.server.drain import die_with_parent, drain, is_ready, terminate
 from tritonhf.server.guard import build_guard, with_preload
 from tritonhf.server.ports import check_bindable
 from tritonhf.server.process import (
+    pid_in_name,
     raise_open_files_limit,
+    running,
     stop_orphaned_stubs,
     stubs_started_from,
 )
@@ -188,6 +191,27 @@ _MISSING_MODULE = re.compile(r"No module named '([A-Za-z0-9_]+)")
 """A step's import error in Triton's log: the top-level package that is not installed."""
 
 
+WORKDIR_PREFIX = "tritonhf-server-"
+"""A server's work folder (its backends, the guard) in the temporary folder, with its pid."""
+
+
+def remove_stale_workdirs(folder: Path | None = None) -> list[Path]:
+    """Delete the work folders of servers that were killed (``kill -9``: ~3 MB each, for good).
+
+    Those of this user whose process is gone and from which no stub runs any more.
+    """
+    removed = []
+    for stale in Path(folder or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        pid = pid_in_name(stale.name, WORKDIR_PREFIX)
+        with suppress(OSError):
+            mine = stale.is_dir() and stale.stat().st_uid == os.getuid()
+            gone = pid is not None and not running(pid)
+            if mine and gone and not stubs_started_from(stale / "backends"):
+                shutil.rmtree(stale, ignore_errors=True)
+                removed.append(stale)
+    return removed
+
+
 def _child_setup() -> None:
     """In Triton's process before it runs: stop with us, and take every descriptor allowed."""
     die_with_parent()
@@ -220,6 +244,15 @@ class TritonServer:
         if not repo.is_dir():  # a bad --repo: a ConfigError (exit 2), like export's
             what = "is not a folder" if repo.exists() else "does not exist"
             raise ConfigError(f"model repository {repo} {what}; run `tritonhf export` first")
+        if self.log_path is not None:  # else found only once the work folder is made
+            try:
+                self.log_path.parent.mkdir(parents=True, exist_ok=True)
+                with self.log_path.open("ab"):
+                    pass
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot write --log-file {self.log_path}: {exc.strerror or exc}"
+                ) from None
         recover_killed_exports(repo)  # an export killed while moving in left it mixed
         dist = find_distribution()
         for warning in check_servable(
@@ -250,7 +283,8 @@ class TritonServer:
                 flush=True,
             )
         remove_orphaned_regions()  # what servers that were killed left in /dev/shm
-        self._workdir = Path(tempfile.mkdtemp(prefix="tritonhf-server-"))
+        remove_stale_workdirs()
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
         backend_dir = prepare_backend_dir(dist, self._workdir / "backends")
         env = server_environment(dist)
         try:
