@@ -284,7 +284,9 @@ def test_console_config_passes_itself_to_the_app_script() -> None:
     ("overrides", "message"),
     [
         ({"port": 0}, "port must be in 1..65535"),
-        ({"timeout_s": 0}, "timeout_s must be > 0"),
+        ({"timeout_s": 0}, "timeout_s must be a finite number of seconds > 0"),
+        ({"timeout_s": float("nan")}, "timeout_s must be a finite number"),
+        ({"timeout_s": 2e6}, "timeout_s must be at most"),
         ({"metrics_url": "localhost:8002"}, "metrics_url must start with"),
     ],
 )

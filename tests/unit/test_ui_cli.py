@@ -44,7 +44,9 @@ def test_demo_config_picks_the_url_of_the_protocol() -> None:
     ("overrides", "message"),
     [
         ({"port": 70000}, "port must be in 1..65535"),
-        ({"timeout_s": -1}, "timeout_s must be > 0"),
+        ({"timeout_s": -1}, "timeout_s must be a finite number of seconds > 0"),
+        ({"timeout_s": float("inf")}, "timeout_s must be a finite number"),
+        ({"timeout_s": 2e6}, "timeout_s must be at most"),
         ({"grpc_url": "127.0.0.1:99999"}, "'127.0.0.1:99999' is not host:port"),
         ({"http_url": "not a url"}, "'not a url' is not host:port"),
     ],

@@ -98,6 +98,24 @@ LOAD_WAIT_S = 600.0
 MAX_TIMEOUT_S = 1_000_000.0
 """The longest ``timeout_s``: from ~1e12 s gRPC's deadline overflows (every call fails at once),
 and from ~1e13 s Triton cannot read the queue timeout it is sent in microseconds."""
+
+
+def check_timeout(timeout_s: object) -> None:
+    """Raise `ConfigError` unless ``timeout_s`` is a number of seconds a request can wait.
+
+    gRPC takes inf and nan as a deadline already past, and past `MAX_TIMEOUT_S` its deadline
+    and Triton's queue timeout overflow.
+    """
+    if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool):
+        raise ConfigError(f"timeout_s must be a number of seconds, got {timeout_s!r}")
+    if not (math.isfinite(timeout_s) and timeout_s > 0):
+        raise ConfigError(f"timeout_s must be a finite number of seconds > 0, got {timeout_s}")
+    if timeout_s > MAX_TIMEOUT_S:
+        raise ConfigError(
+            f"timeout_s must be at most {MAX_TIMEOUT_S:,.0f} seconds (11.6 days), got {timeout_s:g}"
+        )
+
+
 CONFIG_TTL_S = 10.0
 """How long a client trusts a model config it read: a deploy elsewhere may replace it."""
 
@@ -146,16 +164,7 @@ class TritonHFClient:
             self.protocol = Protocol(protocol)
         except ValueError:
             raise ConfigError(f"protocol must be 'grpc' or 'http', got {protocol!r}") from None
-        # A number (gRPC takes inf and nan as a deadline already past).
-        if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool):
-            raise ConfigError(f"timeout_s must be a number of seconds, got {timeout_s!r}")
-        if not (math.isfinite(timeout_s) and timeout_s > 0):
-            raise ConfigError(f"timeout_s must be a finite number of seconds > 0, got {timeout_s}")
-        if timeout_s > MAX_TIMEOUT_S:  # gRPC's deadline and Triton's queue timeout overflow
-            raise ConfigError(
-                f"timeout_s must be at most {MAX_TIMEOUT_S:,.0f} seconds (11.6 days), "
-                f"got {timeout_s:g}"
-            )
+        check_timeout(timeout_s)
         self.url = server_address(self.protocol.default_url if url is None else url, self.protocol)
         self.model = model
         self.timeout_s = timeout_s

@@ -25,6 +25,7 @@ from tritonhf.client import (
     Served,
     TritonHFClient,
 )
+from tritonhf.client.client import check_timeout
 from tritonhf.client.connection import server_address
 from tritonhf.data import sentences
 from tritonhf.errors import (
@@ -69,8 +70,7 @@ class DemoConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"port must be in 1..65535, got {self.port}")
-        if self.timeout_s <= 0:
-            raise ConfigError(f"timeout_s must be > 0, got {self.timeout_s}")
+        check_timeout(self.timeout_s)  # nan, inf and 2e6 started a page that then failed
         server_address(self.grpc_url, Protocol.GRPC)  # ConfigError now, not at first use
         server_address(self.http_url, Protocol.HTTP)
 
