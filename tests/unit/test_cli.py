@@ -925,3 +925,25 @@ def test_memory_that_runs_out_anywhere_is_one_line_not_a_traceback() -> None:
     assert done.stderr.startswith("error: ImportError: /x/cygrpc.so: failed to map segment")
     assert "not enough memory" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_http_server_that_is_not_triton_is_named_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`python -m http.server`'s HTML page was the whole error, under `request to None`."""
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        url = f"127.0.0.1:{other.server_address[1]}"
+        assert main(["embed", "hi", "--url", url, "--protocol", "http"]) == 1
+    finally:
+        other.shutdown()
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: {url} does not answer as Triton's HTTP endpoint (501: ")

@@ -224,4 +224,12 @@ def map_error(
             f"request to {model!r} at {url} was cancelled before its answer came ({message}): "
             "the client was closed while the call ran, or the call was cancelled"
         )
-    return InferenceError(f"request to {model!r} at {url} failed: {status or 'error'}: {message}")
+    said = one_line(message)
+    if "while decoding the response" in message or status in ("405", "501"):
+        # An HTTP server that is not Triton's endpoint: its page (HTML) cut to a line.
+        return InferenceError(
+            f"{url} does not answer as Triton's HTTP endpoint ({status}: {said[:160]}): is it "
+            "Triton's HTTP port (default 8000), not its metrics port or another server?"
+        )
+    what = f"request to {model!r}" if model else "request"
+    return InferenceError(f"{what} at {url} failed: {status or 'error'}: {said}")
