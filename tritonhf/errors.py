@@ -29,9 +29,9 @@ def out_of_memory(exc: BaseException) -> bool:
 
 
 MEMORY_ADVICE = (
-    "not enough memory: free some, or raise the limit (`ulimit -v`, the container's memory "
-    "limit); exporting MiniLM takes ~1.8 GB of address space"
+    "not enough memory: free some, or raise the limit (`ulimit -v`, the container's memory limit)"
 )
+EXPORT_MEMORY_ADVICE = f"{MEMORY_ADVICE}; exporting MiniLM takes ~1.8 GB of address space"
 
 
 class TritonHFError(Exception):

@@ -924,7 +924,26 @@ def test_memory_that_runs_out_anywhere_is_one_line_not_a_traceback() -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("error: ImportError: /x/cygrpc.so: failed to map segment")
     assert "not enough memory" in done.stderr
+    assert "exporting MiniLM" not in done.stderr  # export's figure, for export's commands
     assert "Traceback" not in done.stderr
+
+
+def test_an_input_past_the_limit_is_refused_not_read_until_memory_runs_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--input /dev/zero` grew to 23.8 GB until the OOM killer came (probe E2)."""
+    from tritonhf.cli import main as cli
+    from tritonhf.errors import InvalidInputError
+
+    monkeypatch.setattr(cli, "MAX_INPUT_BYTES", 16)
+    path = tmp_path / "texts.txt"
+    path.write_bytes(b"a\n" * 8)
+    assert cli.read_lines(path) == ["a"] * 8
+    path.write_bytes(b"a\n" * 9)
+    with pytest.raises(InvalidInputError, match=r"holds more than .* MiB: .*split it"):
+        cli.read_lines(path)
+    with pytest.raises(InvalidInputError, match="holds more than"):
+        cli.read_lines(Path("/dev/zero"))
 
 
 def test_an_http_server_that_is_not_triton_is_named_in_one_line(

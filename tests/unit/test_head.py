@@ -233,12 +233,12 @@ def test_weights_that_memory_cannot_hold_are_not_called_corrupt(
 ) -> None:
     """Under `ulimit -v` the loader's ENOMEM was reported as "a file is truncated or corrupt:
     download the model again" (a probe's finding)."""
-    from tritonhf.errors import MEMORY_ADVICE
+    from tritonhf.errors import EXPORT_MEMORY_ADVICE
     from tritonhf.export.head import unreadable_weights
 
     (tmp_path / "model.safetensors").write_bytes(b"weights")
     message = str(unreadable_weights(tmp_path, exc))
 
-    assert message.endswith(MEMORY_ADVICE)
+    assert message.endswith(EXPORT_MEMORY_ADVICE)
     assert "corrupt" not in message
     assert "corrupt" in str(unreadable_weights(tmp_path, RuntimeError("header too large")))

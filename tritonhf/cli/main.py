@@ -19,7 +19,13 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from tritonhf.cli.parser import build_parser, threshold_overrides
-from tritonhf.errors import MEMORY_ADVICE, TritonHFError, first_line, out_of_memory
+from tritonhf.errors import (
+    EXPORT_MEMORY_ADVICE,
+    MEMORY_ADVICE,
+    TritonHFError,
+    first_line,
+    out_of_memory,
+)
 from tritonhf.spec import (
     DEFAULT_MODEL_NAME,
     Layout,
@@ -268,14 +274,27 @@ def _texts(args: argparse.Namespace) -> list[str]:
     return texts
 
 
+MAX_INPUT_BYTES = 256 << 20
+"""The most ``--input`` reads: ~2 million sentences, hours of embedding on a CPU."""
+
+
 def read_lines(path: Path) -> list[str]:
     """The lines of ``path`` (``-``: standard input) as texts; a blank one is refused by number."""
     from tritonhf.errors import ConfigError, InvalidInputError
 
     try:
-        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+        if str(path) == "-":
+            data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        else:
+            with path.open("rb") as file:
+                data = file.read(MAX_INPUT_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read --input {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_INPUT_BYTES:  # /dev/zero, a stream without end: the memory, else
+        raise InvalidInputError(
+            f"--input {path} holds more than {MAX_INPUT_BYTES / 2**20:g} MiB: its texts are "
+            "held in memory and answered at the end; split it into smaller files"
+        )
     # A BOM (Windows editors) is no text; a line ends at \n, \r\n or a bare \r (old Mac files).
     lines = data.removeprefix(b"\xef\xbb\xbf").splitlines()
     texts = []
@@ -684,7 +703,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (MemoryError, ImportError) as exc:
             if not out_of_memory(exc):
                 raise  # a package that cannot load for another reason: the traceback says why
-            print(f"error: {first_line(exc)}; {MEMORY_ADVICE}", file=sys.stderr)
+            heavy = args.command in ("export", "train", "validate")  # they run PyTorch
+            advice = EXPORT_MEMORY_ADVICE if heavy else MEMORY_ADVICE
+            print(f"error: {first_line(exc)}; {advice}", file=sys.stderr)
             return 1
     except KeyboardInterrupt as exc:  # what it stopped cleans up after itself, no traceback
         with suppress(OSError):  # a terminal that hung up (SIGHUP) takes no more output

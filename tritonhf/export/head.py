@@ -19,7 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from tritonhf.errors import MEMORY_ADVICE, ExportError, first_line, out_of_memory
+from tritonhf.errors import EXPORT_MEMORY_ADVICE, ExportError, first_line, out_of_memory
 
 MODULES_FILE = "modules.json"
 LEGACY_POOLING_FOLDER = "1_Pooling"
@@ -192,7 +192,7 @@ def unreadable_weights(folder: Path, exc: BaseException) -> ExportError:
     message = str(exc)
     if out_of_memory(exc):
         return ExportError(
-            f"could not read the weights in {folder} ({first_line(exc)}): {MEMORY_ADVICE}"
+            f"could not read the weights in {folder} ({first_line(exc)}): {EXPORT_MEMORY_ADVICE}"
         )
     if "Weights only load failed" in message:  # torch's safe unpickler refused, ran nothing
         return ExportError(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonhf.errors import (
-    MEMORY_ADVICE,
+    EXPORT_MEMORY_ADVICE,
     ConfigError,
     ExportError,
     ModelSourceError,
@@ -390,7 +390,7 @@ def export_onnx(
             if out_of_memory(exc):
                 raise ExportError(
                     f"could not export {type(encoder.model).__name__} to ONNX "
-                    f"({first_line(exc)}): {MEMORY_ADVICE}"
+                    f"({first_line(exc)}): {EXPORT_MEMORY_ADVICE}"
                 ) from exc
             higher = (
                 f"a higher --opset (up to {MAX_OPSET}) may export it, and "
