@@ -368,6 +368,22 @@ def test_cli_refuses_a_bad_concurrency_list_with_exit_code_2(
     assert "comma-separated integers" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--concurrency", "1,100000"], "concurrencies must be at most 1024"),
+        (["--url-grpc", "127.0.0.1:99999", "--protocol", "grpc"], "is not host:port"),
+        (["--url-http", "http://h:x", "--protocol", "http"], "is not host:port"),
+    ],
+)
+def test_cli_refuses_what_perf_analyzer_would_fail_on_later_with_exit_code_2(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """100,000 failed after 54 s creating threads; a bad URL was perf_analyzer's exit 1."""
+    assert main(["bench", *argv]) == 2
+    assert said in capsys.readouterr().err
+
+
 def test_outputs_that_cannot_be_written_are_refused_before_measuring(tmp_path: Path) -> None:
     (tmp_path / "bench.csv").mkdir()
     with pytest.raises(BenchOptionError, match=r"bench\.csv there is a folder"):

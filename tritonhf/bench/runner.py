@@ -26,9 +26,13 @@ from tritonhf.bench.report import (
     plot_points,
     write_points_csv,
 )
+from tritonhf.client.connection import Protocol, server_address
 
 DEFAULT_OUT = Path("artifacts/bench")
 DEFAULT_REPO = Path("model_repository")
+
+
+MAX_CONCURRENCY = 1024
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,14 @@ class BenchOptions:
             raise BenchOptionError("name at least one model to benchmark")
         if not self.concurrencies or min(self.concurrencies) < 1:
             raise BenchOptionError(f"concurrencies must be >= 1, got {self.concurrencies}")
+        if max(self.concurrencies) > MAX_CONCURRENCY:  # 100,000 failed after 54 s
+            raise BenchOptionError(
+                f"concurrencies must be at most {MAX_CONCURRENCY} (perf_analyzer fails to create "
+                f"the threads of larger ones), got {max(self.concurrencies)}"
+            )
+        for url, protocol in ((self.url_grpc, Protocol.GRPC), (self.url_http, Protocol.HTTP)):
+            if url is not None:
+                server_address(url, protocol)  # ConfigError now, not perf_analyzer's later
         bad = [p for p in self.protocols if p not in ("grpc", "http")]
         if bad or not self.protocols:
             raise BenchOptionError(f"protocols must be grpc and/or http, got {self.protocols}")
