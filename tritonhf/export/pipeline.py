@@ -32,6 +32,7 @@ from tritonhf.export.optimize import check_fusable
 from tritonhf.export.options import ExportOptions as ExportOptions  # re-exported: the export API
 from tritonhf.export.options import check_new_version, check_options, replacement_note
 from tritonhf.export.source import (
+    DEFAULT_MODEL,
     check_vocabulary,
     class_names,
     load_fast_tokenizer,
@@ -268,7 +269,8 @@ def export_model(
     progress(f"loading {source.path} (task: {task.value}, {what})")
     if options.drift_reference is None:
         progress(default_reference_note(source.path))
-    if options.revision and Path(str(options.model)).expanduser().is_dir():
+    local = options.model == DEFAULT_MODEL or Path(str(options.model)).expanduser().is_dir()
+    if options.revision and local:  # the bundled default model is a local folder too
         progress(
             f"note: --revision pins a hub model's commit; {options.model} is a local folder, "
             "read as it is"
