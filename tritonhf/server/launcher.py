@@ -291,8 +291,7 @@ class TritonServer:
             env = with_preload(env, build_guard(self._workdir))
         except ServerError as exc:  # serve without it, and say what that exposes
             print(f"warning: {exc}", file=sys.stderr, flush=True)
-        if self.log_path is not None:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.log_path is not None:  # checked writable above
             self._log = self.log_path.open("ab")
             self._log_start = self._log.seek(0, io.SEEK_END)  # earlier runs' lines come before
         self._process = subprocess.Popen(  # noqa: S603  # nosec B603

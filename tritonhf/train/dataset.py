@@ -56,9 +56,8 @@ class TrainingData:
         """Groups of integer labels that are one number written differently ("01", "1")."""
         groups: dict[str, list[str]] = {}
         for label in self.labels:
-            groups.setdefault(str(int(label)) if _INTEGER.fullmatch(label) else label, []).append(
-                label
-            )
+            key = str(int(label)) if _INTEGER.fullmatch(label) else label
+            groups.setdefault(key, []).append(label)
         return [tuple(group) for group in groups.values() if len(group) > 1]
 
     def texts_with_several_labels(self) -> int:
