@@ -36,7 +36,14 @@ from tritonhf.server.admin import (
 )
 from tritonhf.server.drain import die_with_parent, drain, terminate
 from tritonhf.server.process import raise_open_files_limit
-from tritonhf.server.stub_watch import HANG_ENV, HANG_S, StubWatch, hang_seconds, seconds
+from tritonhf.server.stub_watch import (
+    HANG_ENV,
+    HANG_S,
+    StubWatch,
+    dated_line,
+    hang_seconds,
+    seconds,
+)
 
 BINARY = "tritonserver"
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
@@ -46,7 +53,7 @@ _EXTRA_PATIENCE_S = 5.0
 
 
 def _log(message: str) -> None:
-    print(f"tritonhf-entrypoint: {message}", file=sys.stderr, flush=True)
+    dated_line(message, source="tritonhf-entrypoint")  # beside Triton's lines, in one write
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from tritonhf.server.process import (
 )
 from tritonhf.server.provision import find_distribution, prepare_backend_dir, server_environment
 from tritonhf.server.shm import remove_orphaned_regions, remove_regions
-from tritonhf.server.stub_watch import HANG_S, STOP_WAIT_S, StubWatch, seconds
+from tritonhf.server.stub_watch import HANG_S, STOP_WAIT_S, StubWatch, dated_line, seconds
 
 
 class ModelControl(str, Enum):
@@ -316,7 +316,7 @@ class TritonServer:
             self.config.http_url,
             explicit=self.config.model_control is ModelControl.EXPLICIT,
             headers=http_headers(self.config.admin_key),
-            log=_dated_line,
+            log=dated_line,
             hang_s=self.config.stub_hang_timeout_s,
         ).start()
         if self.config.model_control is ModelControl.EXPLICIT:  # a deploy may read it any time
@@ -494,16 +494,6 @@ def free_shared_memory(workdir: Path, code: int | None, regions: set[str]) -> No
     while stubs_started_from(workdir) and time.monotonic() < deadline:
         time.sleep(0.02)
     remove_regions(regions)
-
-
-def _dated_line(line: str) -> None:
-    """Write one of tritonhf's own lines to stderr, dated as Triton's ISO8601 lines are.
-
-    In one write, newline included: Triton writes to the same stderr, and `print`'s two
-    writes (stderr writes through) let a line of Triton's land between text and newline.
-    """
-    sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} tritonhf: {line}\n")
-    sys.stderr.flush()
 
 
 def missing_package_hint(log_lines: list[str]) -> str:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 import urllib.error
@@ -54,6 +55,18 @@ from tritonhf.backends.execute_clock import batch_started_ns, clock_path
 from tritonhf.server.process import PROC, children
 
 STUB = "triton_python_backend_stub"
+
+
+def dated_line(line: str, *, source: str = "tritonhf") -> None:
+    """Write one of tritonhf's own lines to stderr, dated as Triton's ISO8601 lines are.
+
+    In one write, newline included: Triton writes to the same stderr, and `print`'s two
+    writes (stderr writes through) let a line of Triton's land between text and newline.
+    """
+    sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {source}: {line}\n")
+    sys.stderr.flush()
+
+
 RELOADED = "tritonhf_reloaded"
 """The config parameter a reload sets (to the time of the reload)."""
 POLL_S = 1.0
