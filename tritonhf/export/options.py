@@ -21,7 +21,7 @@ from tritonhf.export.validate import DEFAULT_ATOL
 from tritonhf.export.variants import VariantRequest, check_request
 from tritonhf.gate.agreement import Thresholds
 from tritonhf.observability.reference import ReferenceTexts, read_reference_texts
-from tritonhf.repository.compat import is_version_folder
+from tritonhf.repository.compat import version_folders
 from tritonhf.repository.configs import DEFAULT_TUNING, StepTuning
 from tritonhf.repository.writer import EXPORT_MANIFEST, check_owner, read_config
 from tritonhf.spec import DEFAULT_MODEL_NAME, Layout, PipelineSpec, Precision, Runtime, Task
@@ -213,9 +213,7 @@ def replacement_note(
     if options.version != 1 or not (options.repo / options.name).is_dir():
         return None
     model_step = options.repo / PipelineSpec(name=options.name).model_name
-    others = sorted(
-        int(p.name) for p in model_step.glob("*") if is_version_folder(p.name) and p.name != "1"
-    )
+    others = sorted(int(p.name) for p in version_folders(model_step) if p.name != "1")
     served = _served_spec(options.repo / options.name / EXPORT_MANIFEST).get("task")
     changes = [f"task {served} -> {task.value}"] if served and served != task.value else []
     served_labels = _served_labels(options.repo / options.name)

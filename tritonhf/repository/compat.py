@@ -222,13 +222,11 @@ def check_step_lengths(needs: list[ModelNeeds]) -> None:
         for model in needs
         if model.max_length and (model.packages or model.copied_step)
     }
-    differing = [
-        f"{name}: {length} tokens, but {name.removesuffix('_tokenizer')}_model: {model_length}"
-        for name, length in lengths.items()
-        if name.endswith("_tokenizer")
-        and (model_length := lengths.get(f"{name.removesuffix('_tokenizer')}_model"))
-        and model_length != length
-    ]
+    differing = []
+    for name, length in lengths.items():
+        model = f"{name.removesuffix('_tokenizer')}_model"
+        if name.endswith("_tokenizer") and lengths.get(model, length) != length:
+            differing.append(f"{name}: {length} tokens, but {model}: {lengths[model]}")
     if differing:
         raise RepositoryError(
             f"a tokenizer step and its model step differ in their max_length parameter "

@@ -278,9 +278,10 @@ def _note_dropped_tuning(*, spec: PipelineSpec, repo: Path, configs: dict[str, A
     """Say what hand tuning a version-1 export replaces with the defaults (it keeps none)."""
     for name, config in configs.items():
         existing = read_config(repo / name)
-        if existing is None or with_run_tuning_of(config, existing) == config:
+        tuned = None if existing is None else with_run_tuning_of(config, existing)
+        if tuned is None or tuned == config:
             continue
-        dropped = "; ".join(_differences(with_run_tuning_of(config, existing), config))
+        dropped = "; ".join(_differences(tuned, config))
         log.warning(
             "version 1 of %r replaces %s's tuning with the defaults (%s): edit its "
             "config.pbtxt again if you tuned it (a later --version keeps what serves)",
