@@ -19,6 +19,7 @@ from tritonhf.repository.checks import check_config_matches_onnx
 from tritonhf.repository.configs import parse_pbtxt
 from tritonhf.server.launcher import ServerConfig, TritonServer
 from tritonhf.server.process import children
+from tritonhf.server.stub_watch import served_by
 
 TRITONHF = [sys.executable, "-m", "tritonhf.cli.main"]
 
@@ -201,6 +202,28 @@ def test_serve_starts_prints_the_endpoints_and_stops_cleanly_on_a_signal(
             process.kill()
             process.wait()
     assert tritonhf("health", "--url", config.http_url, "--protocol", "http").returncode == 1
+
+
+def test_ctrl_c_while_the_models_load_leaves_no_shared_memory(repo: Path) -> None:
+    """Triton killed by SIGTERM while it loads (its handler is not installed yet) left its
+    stubs' /dev/shm regions (1 MiB each, in RAM until the next serve's clean-up)."""
+    config = server_config(repo)
+    process = serve(config, "serve-ctrl-c.log")
+    try:
+        deadline = time.monotonic() + 60
+        regions: list[str] = []
+        while not regions and time.monotonic() < deadline:
+            time.sleep(0.05)
+            stubs = [pid for triton in children(process.pid) for pid in children(triton)]
+            regions = [served[2] for pid in stubs if (served := served_by(pid)) is not None]
+        assert regions, "no stub started"
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert not [r for r in regions if Path("/dev/shm", r).exists()]  # noqa: S108
 
 
 def test_export_with_the_native_onnxruntime_runtime_writes_a_config_that_matches_the_graph(

@@ -42,7 +42,14 @@ from tritonhf.server.process import (
 )
 from tritonhf.server.provision import find_distribution, prepare_backend_dir, server_environment
 from tritonhf.server.shm import remove_orphaned_regions, remove_regions
-from tritonhf.server.stub_watch import HANG_S, STOP_WAIT_S, StubWatch, dated_line, seconds
+from tritonhf.server.stub_watch import (
+    HANG_S,
+    STOP_WAIT_S,
+    StubWatch,
+    dated_line,
+    seconds,
+    served_by,
+)
 
 
 class ModelControl(str, Enum):
@@ -398,6 +405,8 @@ class TritonServer:
             self._watch.stop()
             stuck = frozenset(self._watch.unreplaced)
             regions, self._watch = self._watch.regions, None
+        if self._workdir is not None:  # and those no watch saw: stopped while starting
+            regions |= stub_regions(self._workdir)
         drained = False
         if self._process is not None and self._process.poll() is None:
             drained = self.drain(float(self.config.exit_timeout_s), stuck=stuck)
@@ -480,6 +489,19 @@ def plain_path_to(repo: Path, workdir: Path) -> Path:
     link = workdir / "repository"
     link.symlink_to(resolved, target_is_directory=True)
     return link
+
+
+def stub_regions(workdir: Path) -> set[str]:
+    """The ``/dev/shm`` regions of the live stubs of the Triton started from ``workdir``.
+
+    Triton killed by a signal while it loads the models (its handler is not installed yet)
+    leaves them behind, and no stub watch has seen them then.
+    """
+    return {
+        served[2]
+        for pid in stubs_started_from(workdir)
+        if (served := served_by(pid)) is not None and served[2]
+    }
 
 
 def free_shared_memory(workdir: Path, code: int | None, regions: set[str]) -> None:

@@ -160,7 +160,7 @@ def _command(pid: int) -> str:
     return stat.partition("(")[2].rpartition(")")[0]
 
 
-def _served_by(pid: int) -> tuple[str, str, str] | None:
+def served_by(pid: int) -> tuple[str, str, str] | None:
     """(model, version, shared-memory region) of a live stub; None for another child.
 
     Read from its arguments: ``model.py``'s path, then the region's name.
@@ -320,7 +320,7 @@ class StubWatch:
                 del self._replaced[pid]
             elif time.monotonic() >= deadline:
                 del self._replaced[pid]
-                if (served := _served_by(pid)) is not None and served[0] == model:
+                if (served := served_by(pid)) is not None and served[0] == model:
                     megabytes = _rss_mb(pid)
                     os.kill(pid, signal.SIGKILL)
                     self._buried.add(pid)  # its zombie is no news (its clock went at the reload)
@@ -364,7 +364,7 @@ class StubWatch:
                 pid not in self._serving
                 and pid not in self._replaced
                 and state not in ("", "Z", "X")
-                and (served := _served_by(pid)) is not None
+                and (served := served_by(pid)) is not None
             ):
                 model, version, region = served
                 self._serving[pid] = model, version
