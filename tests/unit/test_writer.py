@@ -273,6 +273,17 @@ def test_a_write_that_fails_halfway_leaves_the_repository_as_it_was(
     assert not list(tmp_path.glob(".repo.tritonhf-staging-*"))
 
 
+def test_a_first_export_that_fails_leaves_no_empty_repository_behind(
+    tmp_path: Path, artifacts: StepArtifacts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk left an empty folder: the next export or serve took it for a repository."""
+    disk_full_at(monkeypatch, "minilm_model")
+    with pytest.raises(RepositoryError, match="No space left on device"):
+        write_repository(spec=PipelineSpec(), repo=tmp_path / "a" / "repo", artifacts=artifacts)
+
+    assert not (tmp_path / "a").exists()
+
+
 @pytest.mark.parametrize(
     ("failure", "expected"),
     [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -352,10 +353,34 @@ def write_repository(
     model_files = _model_step_files(spec, artifacts)
     if artifacts.drift_reference is not None:
         model_files[PROFILE_FILE] = artifacts.drift_reference
+    created = _missing_folders(repo)
     try:
         repo.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RepositoryError(f"could not write the model repository at {repo}: {exc}") from exc
+    try:
+        return _write_into(repo, spec, artifacts, configs, model_files, version)
+    except BaseException:  # a repository this export made stays absent if it got nothing
+        for folder in created:
+            with suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _missing_folders(repo: Path) -> list[Path]:
+    """``repo`` and its ancestors that do not exist yet, ``repo`` first."""
+    return [folder for folder in (repo, *repo.parents) if not folder.exists()]
+
+
+def _write_into(
+    repo: Path,
+    spec: PipelineSpec,
+    artifacts: StepArtifacts,
+    configs: dict[str, Any],
+    model_files: dict[str, Path | str],
+    version: int,
+) -> list[Path]:
+    """`write_repository`'s work once ``repo`` exists."""
     # A merged export at version 1 replaces a split one: its tokenizer folder goes.
     removed = [spec.tokenizer_name] if spec.layout is Layout.MERGED and version == 1 else []
     folders = _pipeline_folders(spec, artifacts, model_files, version)
