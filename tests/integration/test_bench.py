@@ -68,3 +68,23 @@ def test_a_sweep_with_a_failed_point_writes_what_ran_and_exits_1(
     assert done.stderr.strip().splitlines()[-1] == "error: 1 point(s) of the sweep failed"
     with (tmp_path / "bench.csv").open(newline="") as handle:
         assert [row["config"] for row in csv.DictReader(handle)] == ["minilm"]
+
+
+def test_the_other_protocols_port_is_named_before_the_sweep(
+    server: TritonServer, tmp_path: Path
+) -> None:
+    """perf_analyzer said only "Socket closed" at every point of a sweep on the HTTP port."""
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "tritonhf.cli.main", "bench",
+            "--url-grpc", server.config.http_url, "--concurrency", "1,8",
+            "--measurement-ms", "500", "--out", str(tmp_path),
+        ],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot measure over grpc at {server.config.http_url}: "), last
+    assert "it answers HTTP/1" in last
+    assert "FAILED" not in done.stderr

@@ -162,6 +162,27 @@ def _endpoints(options: BenchOptions) -> Iterator[tuple[str, str, int | None]]:
         yield config.grpc_url, config.http_url, server.pid
 
 
+def check_reachable(options: BenchOptions, *, grpc_url: str, http_url: str) -> None:
+    """Raise `BenchError` unless a live Triton answers each URL to use, in its protocol.
+
+    Before the sweep, in the client's words (`tritonhf health`'s): perf_analyzer says only
+    ``Socket closed`` or ``Unsupported protocol`` at another protocol's port, at every point.
+    A model the server lacks fails its own points only.
+    """
+    from tritonhf.client import TritonHFClient
+
+    for protocol in options.protocols:
+        url = grpc_url if protocol == "grpc" else http_url
+        client = TritonHFClient(url, protocol=protocol)
+        try:
+            health = client.health(options.models[0])
+        finally:
+            client.close()
+        if not health.live:
+            why = health.problem or "the server is not live"
+            raise BenchError(f"cannot measure over {protocol} at {url}: {why}")
+
+
 def _served_tokenizer(repo: Path, model: str) -> tuple[Path, int] | None:
     """The tokenizing step's ``tokenizer.json`` and token limit, if ``repo`` holds ``model``.
 
@@ -201,6 +222,8 @@ def run_bench(
     failures: list[str] = []
     rss_peak = 0
     with _endpoints(options) as (grpc_url, http_url, pid):
+        if not options.started:
+            check_reachable(options, grpc_url=grpc_url, http_url=http_url)
         # Models innermost: configurations compared side by side see the same machine state.
         for concurrency in options.concurrencies:
             for protocol in options.protocols:
