@@ -857,6 +857,21 @@ def test_serve_refuses_a_negative_restart_count_in_one_line(
     assert capsys.readouterr().err == "error: --restarts must be 0 or more, got -1\n"
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["embed", "--input", ""], ["export", "--repo", ""], ["serve", "--log-file", ""]],
+    ids=["input", "repo", "log-file"],
+)
+def test_an_empty_path_is_refused_not_taken_for_the_current_folder(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--repo ''`` exported into the current folder; ``--input ''`` said ``.`` is a folder."""
+    with pytest.raises(SystemExit) as exited:
+        parse(*argv)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.endswith(f"error: argument {argv[1]}: an empty path\n")
+
+
 def test_labels_of_wide_characters_are_padded_by_the_columns_they_take() -> None:
     from tritonhf.spec import left_aligned
 

@@ -9,6 +9,13 @@ from tritonhf import __version__
 from tritonhf.spec import DEFAULT_MODEL_NAME, Layout, Precision, Runtime, Task
 
 
+def path_argument(value: str) -> Path:
+    """A path flag's value; an empty one is refused (``Path("")`` is the current folder)."""
+    if not value:
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(value)
+
+
 def _add_client_flags(parser: argparse.ArgumentParser, *, model: bool = True) -> None:
     parser.add_argument(
         "--url", help="host:port of Triton (default: 127.0.0.1:8001 gRPC, :8000 HTTP)"
@@ -60,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--name", default=DEFAULT_MODEL_NAME, help="ensemble name in the repository"
     )
     export.add_argument(
-        "--repo", type=Path, default=Path("model_repository"), help="repository folder"
+        "--repo", type=path_argument, default=Path("model_repository"), help="repository folder"
     )
     export.add_argument("--max-length", type=int, help="token limit (default: the model's own)")
     export.add_argument(
@@ -103,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--version", type=int, default=1, help="model version (hot reload)")
     export.add_argument(
         "--drift-reference",
-        type=Path,
+        type=path_argument,
         metavar="FILE",
         help="texts whose token lengths and labels drift is measured against: a CSV with a "
         "'text' column (e.g. the training data) or one text per line (default: the package's "
@@ -111,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument(
         "--gate-data",
-        type=Path,
+        type=path_argument,
         metavar="FILE",
         help="texts the acceptance gate compares an --optimize/fp16/int8 variant on: a CSV with "
         "a 'text' column or one text per line, ideally of the model's domain (default: the "
@@ -152,12 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--data",
-        type=Path,
+        type=path_argument,
         help="training CSV (text,label); without it, the sentiment dataset the package ships "
         "(the demo classifier's), and its held-out split unless --eval names another",
     )
-    train.add_argument("--eval", type=Path, help="held-out CSV (text,label)")
-    train.add_argument("--out", type=Path, required=True, help="output model folder")
+    train.add_argument("--eval", type=path_argument, help="held-out CSV (text,label)")
+    train.add_argument("--out", type=path_argument, required=True, help="output model folder")
     train.add_argument("--epochs", type=int, default=3, help="passes over the training data")
     train.add_argument("--batch-size", type=int, default=16, help="texts per training step")
     train.add_argument("--learning-rate", type=float, help="default: 2e-4 (head), 5e-5 (full)")
@@ -180,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run Triton on a model repository until Ctrl-C")
     serve.add_argument(
-        "--repo", type=Path, default=Path("model_repository"), help="the model repository"
+        "--repo", type=path_argument, default=Path("model_repository"), help="the model repository"
     )
     serve.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 exposes it)")
     serve.add_argument(
@@ -191,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int, default=8000, help="KServe v2 HTTP/REST")
     serve.add_argument("--grpc-port", type=int, default=8001, help="KServe v2 gRPC")
     serve.add_argument("--metrics-port", type=int, default=8002, help="Prometheus /metrics")
-    serve.add_argument("--log-file", type=Path, help="write the server log here instead of stdout")
+    serve.add_argument(
+        "--log-file", type=path_argument, help="write the server log here instead of stdout"
+    )
     serve.add_argument(
         "--log-text",
         choices=["off", "hash", "raw"],
@@ -272,7 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference", required=True, help="the PyTorch model (hub id, folder or 'default')"
     )
     validate.add_argument(
-        "--data", type=Path, help="CSV with a 'text' column or one text per line (default: corpus)"
+        "--data",
+        type=path_argument,
+        help="CSV with a 'text' column or one text per line (default: corpus)",
     )
     validate.add_argument(
         "--precision",
@@ -306,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--url-http", help="host:port of a running server's HTTP endpoint")
     bench.add_argument(
         "--repo",
-        type=Path,
+        type=path_argument,
         help="without --url-*: start a server on this repository for the run (default: "
         "model_repository); with them, the served export, whose tokenizer counts the corpus's "
         "token lengths",
@@ -324,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--corpus", default="short", help="short, long, mixed, or a text file (one text a line)"
     )
     bench.add_argument("--measurement-ms", type=int, default=3000, help="perf_analyzer window")
-    bench.add_argument("--out", type=Path, default=Path("artifacts/bench"), help="output folder")
+    bench.add_argument(
+        "--out", type=path_argument, default=Path("artifacts/bench"), help="output folder"
+    )
     _add_app_parsers(commands)
     for command in commands.choices.values():
         command.formatter_class = _HelpWithDefaults
@@ -335,7 +348,7 @@ def _add_text_sources(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts (or --input)")
     parser.add_argument(
         "--input",
-        type=Path,
+        type=path_argument,
         metavar="FILE",
         help="read the texts from FILE, one per line (UTF-8; - reads standard input)",
     )
@@ -373,7 +386,7 @@ def _add_app_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     console.add_argument(
         "--bench-dir",
-        type=Path,
+        type=path_argument,
         default=Path("artifacts/bench"),
         help="folder with benchmark reports (markdown, PNG plots)",
     )

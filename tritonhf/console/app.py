@@ -12,13 +12,13 @@ import time
 from collections.abc import Sequence
 from contextlib import suppress
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from tritonhf.cli.parser import path_argument
 from tritonhf.client import Protocol, RetryPolicy, TritonHFClient
 from tritonhf.console.logic import (
     ConsoleConfig,
@@ -39,7 +39,7 @@ def _config(argv: list[str]) -> ConsoleConfig:
     parser.add_argument("--http-url", default=ConsoleConfig.http_url)
     parser.add_argument("--protocol", default=ConsoleConfig.protocol.value)
     parser.add_argument("--metrics-url", default=ConsoleConfig.metrics_url)
-    parser.add_argument("--bench-dir", type=Path, default=ConsoleConfig.bench_dir)
+    parser.add_argument("--bench-dir", type=path_argument, default=ConsoleConfig.bench_dir)
     parser.add_argument("--timeout", type=float, default=ConsoleConfig.timeout_s)
     args = parser.parse_args(argv)
     return ConsoleConfig(
