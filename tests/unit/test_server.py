@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess  # nosec B404
@@ -29,9 +30,11 @@ from tritonhf.server.launcher import (
     TritonServer,
     exit_description,
     missing_package_hint,
+    remove_stale_env_folders,
     remove_stale_workdirs,
 )
 from tritonhf.server.ports import free_ports
+from tritonhf.server.process import oldest_server_start
 from tritonhf.server.provision import (
     TritonDistribution,
     check_stub_numpy,
@@ -901,3 +904,36 @@ def test_work_folders_of_killed_servers_are_removed_and_a_running_ones_kept(
 
     assert remove_stale_workdirs(tmp_path) == [stale]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])
+
+
+def test_only_empty_env_folders_older_than_every_running_triton_are_removed(
+    tmp_path: Path,
+) -> None:
+    """The Python backend's /tmp/python_env_* of killed servers piled up (224 on one machine)."""
+    stale, newer, full, other = (tmp_path / f"python_env_{n}" for n in ("a", "b", "c", "d"))
+    for folder in (stale, newer, full):
+        folder.mkdir()
+    (full / "env.tar.gz").write_bytes(b"")
+    other.write_text("a file, not a folder")
+    for path, mtime in ((stale, 1000), (newer, 3000), (full, 1000), (other, 1000)):
+        os.utime(path, (mtime, mtime))
+
+    assert remove_stale_env_folders(tmp_path, oldest_start=2000.0) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "python_env_b",
+        "python_env_c",
+        "python_env_d",
+    ]
+
+
+def test_the_start_of_the_oldest_running_triton_is_read_from_proc(tmp_path: Path) -> None:
+    fake = tmp_path / "tritonserver"
+    fake.symlink_to(shutil.which("sleep") or "/bin/sleep")
+    before = time.time()
+    process = subprocess.Popen([str(fake), "30"])
+    try:
+        started = oldest_server_start()
+    finally:
+        process.kill()
+        process.wait()
+    assert started <= before + 1.0  # this one, or an older Triton

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess  # nosec B404
 import sys
 import tempfile
@@ -34,6 +35,7 @@ from tritonhf.server.drain import die_with_parent, drain, is_ready, terminate
 from tritonhf.server.guard import build_guard, with_preload
 from tritonhf.server.ports import check_bindable
 from tritonhf.server.process import (
+    oldest_server_start,
     pid_in_name,
     raise_open_files_limit,
     running,
@@ -219,6 +221,33 @@ def remove_stale_workdirs(folder: Path | None = None) -> list[Path]:
     return removed
 
 
+ENV_FOLDERS = Path("/tmp")  # noqa: S108  # nosec B108 - only empty folders are removed
+"""Where the Python backend makes a folder at every start (the path is fixed in the backend)."""
+ENV_FOLDER_GLOB = "python_env_*"
+
+
+def remove_stale_env_folders(
+    folder: Path = ENV_FOLDERS, *, oldest_start: float | None = None
+) -> list[Path]:
+    """Delete the empty ``/tmp/python_env_*`` folders that killed servers left (for good).
+
+    Triton's Python backend makes one at every start and removes it at a clean stop. One older
+    than every running Triton (``oldest_start``, epoch seconds; default: read from ``/proc``)
+    belongs to none of them.
+    """
+    if oldest_start is None:
+        oldest_start = oldest_server_start()
+    removed = []
+    for path in folder.glob(ENV_FOLDER_GLOB):
+        with suppress(OSError):  # not empty, another user's, or gone meanwhile
+            info = path.lstat()
+            mine = stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+            if mine and info.st_mtime < oldest_start:
+                path.rmdir()
+                removed.append(path)
+    return removed
+
+
 def _child_setup() -> None:
     """In Triton's process before it runs: stop with us, and take every descriptor allowed."""
     die_with_parent()
@@ -291,6 +320,7 @@ class TritonServer:
             )
         remove_orphaned_regions()  # what servers that were killed left in /dev/shm
         remove_stale_workdirs()
+        remove_stale_env_folders()
         self._workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
         backend_dir = prepare_backend_dir(dist, self._workdir / "backends")
         env = server_environment(dist)

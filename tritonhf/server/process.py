@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 from contextlib import suppress
@@ -95,6 +96,26 @@ def orphaned_stubs() -> list[int]:
         if mine and _program(pid) == STUB and _program(_parent(pid)) != SERVER:
             found.append(pid)
     return found
+
+
+def oldest_server_start() -> float:
+    """When the longest-running ``tritonserver`` we can see started (epoch seconds); inf if none."""
+    try:
+        boot = next(
+            float(line.split()[1])
+            for line in (PROC / "stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (OSError, StopIteration):
+        return 0.0  # unknown: treat every folder as possibly in use
+    ticks = os.sysconf("SC_CLK_TCK")
+    starts = []
+    for entry in PROC.iterdir():
+        if entry.name.isdigit() and _program(int(entry.name)) == SERVER:
+            with suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                starts.append(boot + int(stat.rsplit(")", 1)[1].split()[19]) / ticks)
+    return min(starts, default=math.inf)
 
 
 def running(pid: int) -> bool:
