@@ -281,6 +281,7 @@ def test_a_killed_stub_is_replaced_and_its_step_serves_again_without_a_restart(
     )
     assert "the Python-backend stub of minilm_model (version 1) died: reloading" in said
     assert "reloaded minilm_model: new stubs serve it" in said
+    assert set(failures) <= {"ModelNotReadyError"}  # retried by the default policy
     assert explicit_server.is_ready()
     assert {s.name for s in client.models() if s.ready} >= {"minilm", "minilm_model"}
     # The reload pinned the serving version; a deploy afterwards still takes the newest.

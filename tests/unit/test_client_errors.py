@@ -6,6 +6,7 @@ import pytest
 from geventhttpclient.response import HTTPConnectionClosed
 from tritonclient.utils import InferenceServerException
 
+from tritonhf.client.client import RETRYABLE
 from tritonhf.client.errors import answers_http1, map_error, one_line, shift_rows
 from tritonhf.errors import (
     ClientError,
@@ -256,6 +257,20 @@ def test_a_server_fault_quoting_invalid_argument_is_not_the_clients_bad_input(st
 
     assert type(mapped) is InferenceError
     assert str(mapped).endswith("Invalid output name:POOLED")  # one line, no stack
+
+
+@pytest.mark.parametrize("status", ["StatusCode.INTERNAL", "500"])
+def test_a_step_whose_process_died_is_not_ready_and_retried_not_a_failure(status: str) -> None:
+    """A dead stub fails its requests until `serve` reloads the step (~3 s); none ran."""
+    raised = InferenceServerException(
+        "in ensemble 'minilm', Stub process 'minilm_model_0_1' is not healthy.", status=status
+    )
+
+    mapped = map_error(raised, model="minilm", url=URL)
+
+    assert type(mapped) is ModelNotReadyError
+    assert isinstance(mapped, RETRYABLE)
+    assert "a process of one of its steps died" in str(mapped)
 
 
 def test_an_exception_without_status_is_reported_as_an_error() -> None:

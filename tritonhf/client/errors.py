@@ -213,6 +213,13 @@ def map_error(
             "`tritonhf models` lists what it serves, and `tritonhf deploy --model NAME` loads a "
             "pipeline its repository holds"
         )
+    # A step's stub process died (the OOM killer, a crash) and the request never reached it:
+    # `tritonhf serve` reloads the step within seconds, so it is retried like a reload.
+    if re.search(r"Stub process '[^']*' is not healthy", message):
+        return ModelNotReadyError(
+            f"model {model!r} at {url} is not ready: a process of one of its steps died "
+            f"({one_line(message)}); `tritonhf serve` reloads the step within seconds"
+        )
     if status in ("StatusCode.INTERNAL", "500"):  # the server's fault, whatever it quotes
         return InferenceError(
             f"request to {model!r} at {url} failed on the server: {status}: {one_line(message)}"
