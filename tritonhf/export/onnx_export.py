@@ -30,6 +30,12 @@ from tritonhf.errors import (
 )
 from tritonhf.export.head import Pooling, SentenceHead, read_json, unreadable_weights
 from tritonhf.export.source import ModelSource, quiet_transformers
+from tritonhf.repository.onnx_files import (
+    check_graph,
+    external_data_files,
+    gather_external_data,
+    save_graph,
+)
 from tritonhf.spec import (
     ATTENTION_MASK,
     EMBEDDING,
@@ -285,6 +291,7 @@ def add_label_outputs(path: Path, labels: tuple[str, ...]) -> None:
     import onnx
     from onnx import TensorProto, helper
 
+    external = bool(external_data_files(path))
     model = onnx.load(str(path))
     graph = model.graph
     graph.node.extend(
@@ -311,8 +318,8 @@ def add_label_outputs(path: Path, labels: tuple[str, ...]) -> None:
         ]
     )
     model.opset_import.append(helper.make_opsetid("ai.onnx.ml", 3))
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
+    save_graph(model, path, external=external)
+    check_graph(path)
 
 
 def check_opset(opset: int) -> None:
@@ -402,8 +409,9 @@ def export_onnx(
                 f"{opset} ({first_line(exc, limit=300)}); {higher}--runtime "
                 "python-torch serves it without ONNX"
             ) from exc
-    graph = onnx.load(str(path))
-    onnx.checker.check_model(graph)
+    gather_external_data(path)  # a model over 2 GiB: its weights beside the graph, in one file
+    check_graph(path)
+    graph = onnx.load(str(path), load_external_data=False)
     info = OnnxGraphInfo(path=path, opset=_opset_of(graph), ir_version=graph.ir_version)
     check_triton_compatible(info)
     return info

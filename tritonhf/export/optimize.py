@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tritonhf.errors import ConfigError, ExportError, ValidationError
 from tritonhf.gate.agreement import GateReport, shown_figure
+from tritonhf.repository.onnx_files import data_file, external_data_files, save_graph
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,9 @@ def fuse_transformer(
             str(source), model_type="bert", num_heads=num_heads, hidden_size=hidden_size
         )
         stats = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items()}
-        optimized.save_model_to_file(str(target))
+        external = bool(external_data_files(source))
+        data_file(target).unlink(missing_ok=True)
+        optimized.save_model_to_file(str(target), use_external_data_format=external)
     report = FusionReport(fused=stats)
     if not report.any:
         log.warning("graph fusion found no attention/LayerNorm pattern to fuse in %s", source)
@@ -118,14 +121,14 @@ def convert_fp16(source: Path, target: Path) -> None:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
-    onnx.save(model, str(target))
+    save_graph(model, target, external=bool(external_data_files(source)))
 
 
 def quantizable_nodes(path: Path) -> tuple[str, ...]:
     """Names of the nodes dynamic quantization can turn int8, in graph order."""
     import onnx
 
-    graph = onnx.load(str(path)).graph
+    graph = onnx.load(str(path), load_external_data=False).graph
     initializers = {i.name for i in graph.initializer}
     nodes = []
     for node in graph.node:
@@ -158,9 +161,11 @@ def quantize_nodes(
     # call, through the root logger; the gate's figures are what matter here.
     logging.disable(logging.WARNING)
     try:
+        data_file(target).unlink(missing_ok=True)
         quantize_dynamic(
             str(source),
             str(target),
+            use_external_data_format=bool(external_data_files(source)),
             weight_type=QuantType.QUInt8 if unsigned_weights else QuantType.QInt8,
             per_channel=True,
             reduce_range=reduce_range,

@@ -28,6 +28,7 @@ from tritonhf.repository.configs import (
     tokenizer_config,
     with_run_tuning_of,
 )
+from tritonhf.repository.onnx_files import external_data_files
 from tritonhf.repository.staging import (
     CrossDevice,
     export_lock,
@@ -81,6 +82,8 @@ def _model_step_files(spec: PipelineSpec, artifacts: StepArtifacts) -> dict[str,
             f"cannot write the {spec.runtime.value} model step: its {what} ({path}) is missing"
         )
     files: dict[str, Path | str] = {target: path}
+    if target == ONNX_FILE:  # a graph over 2 GiB: its weights' file, under the name it gives
+        files.update({data.name: data for data in external_data_files(path)})
     if spec.runtime is Runtime.PYTHON_ONNX:
         files["model.py"] = _backend_source("onnx_runtime")
     elif spec.runtime is Runtime.PYTHON_TORCH:
