@@ -58,6 +58,10 @@ class TrainingError(TritonHFError):
     """Loading the base model, training or saving the classifier failed."""
 
 
+class OutputError(TritonHFError, OSError):
+    """A command's output could not be written (a full disk, a closed standard output)."""
+
+
 class DatasetError(TrainingError, ValueError):
     """A training or evaluation CSV is unusable; the message names the file, line and problem."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from tritonhf.client import RetryPolicy, TritonHFClient, WrongProtocolError
 from tritonhf.repository.checks import check_config_matches_onnx
 from tritonhf.repository.configs import parse_pbtxt
 from tritonhf.server.launcher import ServerConfig, TritonServer
+from tritonhf.server.ports import free_ports
 from tritonhf.server.process import children
 from tritonhf.server.stub_watch import served_by
 
@@ -129,6 +131,21 @@ def test_the_other_protocols_port_is_not_retried(
     assert time.monotonic() - started < 5.0
 
 
+def test_a_key_that_cannot_be_sent_does_not_stop_inference_without_model(
+    server: TritonServer,
+) -> None:
+    """The default model is found without the key; a malformed one (left in a cron job's
+    environment) made `embed` without --model exit 2, though inference never sends it."""
+    done = subprocess.run(
+        [*TRITONHF, "embed", "x y", "--url", server.config.grpc_url],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "TRITONHF_ADMIN_KEY": "garbage"},
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert "dim 384" in done.stdout
+
+
 def test_bad_input_is_one_error_line_and_exit_code_2(server: TritonServer) -> None:
     done = tritonhf("embed", "   ", "--url", server.config.grpc_url)
     assert done.returncode == 2
@@ -167,6 +184,45 @@ def ready_line(process: subprocess.Popen[str], ready: str = "Triton is ready") -
             return line
         skipped.append(line)
     pytest.fail(f"serve ended before saying {ready!r}: {''.join(skipped)}")
+
+
+@pytest.mark.parametrize(
+    ("redirect", "said", "code"),
+    [
+        # A full disk: a traceback before.
+        ("> /dev/full", "error: cannot write the output: No space left on device", 1),
+        # Python's stdout is None: print wrote nowhere, with exit 0.
+        (">&-", "error: cannot write the output: standard output is closed", 1),
+        # Python's stdin is None: an AttributeError.
+        ("<&-", "error: cannot read --input -: standard input is closed", 2),
+    ],
+    ids=["full-disk", "closed-stdout", "closed-stdin"],
+)
+def test_streams_that_cannot_be_used_are_one_line_on_stderr(
+    server: TritonServer, redirect: str, said: str, code: int
+) -> None:
+    command = shlex.join([*TRITONHF, "embed", "--json", "--input", "-"])
+    feed = "" if redirect == "<&-" else "echo one text | "
+    done = subprocess.run(
+        ["bash", "-c", f"{feed}{command} --url {server.config.grpc_url} {redirect}"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == code
+    assert done.stderr.splitlines()[-1].startswith(said), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_errors_never_go_to_stdout_when_stderr_is_closed() -> None:
+    """`2>&-` sent the error line to stdout, in the middle of a JSON stream (`| jq`)."""
+    (nothing_there,) = free_ports(1)
+    command = shlex.join([*TRITONHF, "embed", "--json", "x", "--url", f"127.0.0.1:{nothing_there}"])
+    done = subprocess.run(
+        ["bash", "-c", f"{command} 2>&-"], capture_output=True, text=True, timeout=120, check=False
+    )
+
+    assert done.returncode == 1
+    assert done.stdout == ""
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["sigint", "sighup"])

@@ -18,10 +18,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from tritonhf.cli.output import guard_standard_streams
 from tritonhf.cli.parser import build_parser, threshold_overrides
 from tritonhf.errors import (
     EXPORT_MEMORY_ADVICE,
     MEMORY_ADVICE,
+    OutputError,
     TritonHFError,
     first_line,
     out_of_memory,
@@ -284,6 +286,8 @@ def read_lines(path: Path) -> list[str]:
 
     try:
         if str(path) == "-":
+            if sys.stdin is None:  # `<&-`: Python has no stream for a closed descriptor
+                raise ConfigError("cannot read --input -: standard input is closed")
             data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
         else:
             with path.open("rb") as file:
@@ -683,6 +687,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # echoed texts on a console that is not UTF-8
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
+    standard = sys.stdout, sys.stderr
+    guard_standard_streams()
+    try:
+        return _run(argv)
+    finally:
+        sys.stdout, sys.stderr = standard
+
+
+def _discard_output() -> None:
+    """Point standard output at /dev/null: Python flushes it again at exit, silently now."""
+    with suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         logging.basicConfig(
@@ -691,9 +710,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         try:
             check_extra_installed(args.command)
-            return COMMANDS[args.command](args)
+            code = COMMANDS[args.command](args)
+            sys.stdout.flush()  # here, where a full disk is one line, not at exit
+            return code
         except TritonHFError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            if isinstance(exc, OutputError):
+                _discard_output()
             return 2 if isinstance(exc, ValueError) else 1
         except ModuleNotFoundError as exc:
             if not exc.name or exc.name.split(".")[0] == "tritonhf":
@@ -713,8 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # What a shell reports for a command killed by the signal: 130 SIGINT, 143 SIGTERM.
         return 128 + getattr(exc, "signum", signal.SIGINT)
     except BrokenPipeError:  # `tritonhf models | head -1`: the reader has what it wanted
-        # Python flushes stdout again at exit; point it at /dev/null so that is silent too.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _discard_output()
         return 141  # what a shell reports for a command killed by SIGPIPE
 
 

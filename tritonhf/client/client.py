@@ -357,7 +357,14 @@ class TritonHFClient:
         ]
 
     def ready_models(self) -> list[ModelState]:
-        """The models that serve: from the repository index, else (no admin key) the statistics."""
+        """The models that serve: from the repository index, else (no admin key) the statistics.
+
+        A key that cannot be sent (`ConfigError` for `models`) is not needed for these.
+        """
+        try:
+            self._admin_headers()
+        except ConfigError:
+            return self.loaded_models()
         try:
             return [state for state in self.models() if state.ready]
         except PermissionDeniedError:

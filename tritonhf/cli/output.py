@@ -1,0 +1,59 @@
+"""Standard streams a command can rely on: write errors and closed descriptors said in one line.
+
+A full disk (``> out.json`` on a full volume, ``> /dev/full``) raised `OSError` from ``print``
+with a traceback, and a descriptor closed by the caller (``>&-``, ``2>&-``, ``<&-``) makes
+Python set the stream to None: ``print`` then writes nothing and succeeds, and an error line
+meant for standard error lands on standard output, in the middle of a JSON stream.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, TextIO
+
+from tritonhf.errors import OutputError
+
+
+class GuardedOutput:
+    """``stream`` whose failed writes raise `OutputError` (one line); None: a closed one."""
+
+    def __init__(self, stream: TextIO | None, name: str = "standard output") -> None:
+        self._stream = stream
+        self._name = name
+
+    def write(self, text: str) -> int:
+        """Write ``text``; `OutputError` if the stream cannot take it."""
+        return int(self._guarded("write", text))
+
+    def flush(self) -> None:
+        """Flush; `OutputError` if what was buffered cannot be written."""
+        self._guarded("flush")
+
+    def _guarded(self, method: str, *args: Any) -> Any:
+        if self._stream is None:
+            raise OutputError(f"cannot write the output: {self._name} is closed")
+        try:
+            return getattr(self._stream, method)(*args)
+        except BrokenPipeError:
+            raise  # the reader has what it wanted: `main` exits 141 quietly
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write the output: {exc.strerror or exc} ({self._name})"
+            ) from exc
+
+    def __getattr__(self, name: str) -> Any:
+        if self._stream is None:
+            raise OutputError(f"cannot write the output: {self._name} is closed")
+        return getattr(self._stream, name)
+
+
+def guard_standard_streams() -> None:
+    """Put `GuardedOutput` on standard output; a closed standard error goes to /dev/null.
+
+    A closed standard input stays None: the commands that read it say so (`read_lines`).
+    """
+    if sys.stderr is None:  # errors still set the exit code; never on standard output
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115  # process-long
+    if not isinstance(sys.stdout, GuardedOutput):
+        sys.stdout = GuardedOutput(sys.stdout)
