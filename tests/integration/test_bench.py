@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import csv
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from tritonhf.bench import BenchOptions, run_bench
 from tritonhf.server.launcher import TritonServer
+from tritonhf.server.process import children
 
 
 def test_bench_measures_the_served_ensemble_over_grpc_and_http(
@@ -88,3 +93,43 @@ def test_the_other_protocols_port_is_named_before_the_sweep(
     assert last.startswith(f"error: cannot measure over grpc at {server.config.http_url}: "), last
     assert "it answers HTTP/1" in last
     assert "FAILED" not in done.stderr
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended and not yet reaped, does not)."""
+    try:
+        stat = Path("/proc", str(pid), "stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_stopped_bench_leaves_no_perf_analyzer_loading_the_server(
+    server: TritonServer, tmp_path: Path, signum: signal.Signals
+) -> None:
+    """SIGTERM (a cron wrapper, a supervisor that signals the main pid) ended bench and left
+    perf_analyzer running under init, loading the server and writing into --out."""
+    bench = subprocess.Popen(
+        [
+            sys.executable, "-m", "tritonhf.cli.main", "bench",
+            "--url-grpc", server.config.grpc_url, "--concurrency", "1",
+            "--measurement-ms", "20000", "--out", str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (measuring := children(bench.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert measuring, "perf_analyzer never started"
+        bench.send_signal(signum)
+        assert bench.wait(timeout=30) == (143 if signum == signal.SIGTERM else -signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while [pid for pid in measuring if alive(pid)] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in measuring if alive(pid)]
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tritonhf.errors import TritonHFError
+from tritonhf.server.drain import die_with_parent
 
 PERF_ANALYZER_VERSION = "2.51.0"
 WHEEL_MEMBER = f"tritonclient-{PERF_ANALYZER_VERSION}.data/data/bin/perf_analyzer"
@@ -100,7 +101,7 @@ def download_binary(target: Path) -> Path:
         if result.returncode != 0 or not wheels:
             raise BenchError(
                 f"could not download tritonclient=={PERF_ANALYZER_VERSION} for its perf_analyzer "
-                f"(pip exit {result.returncode}: {result.stderr.strip()[-300:]}); check network "
+                f"(pip exit {result.returncode}: {failure_line(result.stderr)}); check network "
                 f"access to PyPI, or point {ENV_BINARY} at a perf_analyzer binary"
             )
         return extract_binary(wheels[0], target)
@@ -219,6 +220,7 @@ def run_perf_analyzer(run: PerfRun, *, binary: Path | None = None, timeout_s: fl
             text=True,
             timeout=timeout_s,
             check=False,
+            preexec_fn=die_with_parent,  # a killed bench leaves no load behind
         )
     except subprocess.TimeoutExpired:
         raise BenchError(
@@ -226,9 +228,16 @@ def run_perf_analyzer(run: PerfRun, *, binary: Path | None = None, timeout_s: fl
             f"({run.model} at {run.url}, concurrency {run.concurrency})"
         ) from None
     if result.returncode != 0 or not run.csv_path.is_file():
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-8:])
         raise BenchError(
             f"perf_analyzer failed (exit {result.returncode}) on {run.model} at {run.url} "
-            f"({run.protocol}, concurrency {run.concurrency}):\n{tail}"
+            f"({run.protocol}, concurrency {run.concurrency}): "
+            f"{failure_line(result.stdout + result.stderr)}"
         )
     return result.stdout
+
+
+def failure_line(output: str) -> str:
+    """The line of a tool's output that says why it failed: its last error line, else its last."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.lower().startswith("error")]
+    return (errors or lines or ["(it printed nothing)"])[-1][:300]

@@ -544,6 +544,7 @@ def run_bench(args: argparse.Namespace) -> int:
         raise BenchOptionError(
             f"--concurrency must be comma-separated integers, got {args.concurrency!r}"
         ) from None
+    stop_on_signals()  # SIGTERM ends perf_analyzer too, as Ctrl-C does
     report = run_bench(
         BenchOptions(
             models=tuple(args.model or [DEFAULT_MODEL_NAME]),
