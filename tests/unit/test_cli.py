@@ -373,7 +373,7 @@ def test_a_non_positive_timeout_is_a_config_error_with_exit_2(
 
     assert code == 2
     assert capsys.readouterr().err == (
-        "error: timeout_s must be a finite number of seconds > 0, got 0.0\n"
+        "error: timeout_s (--timeout) must be a finite number of seconds > 0, got 0.0\n"
     )
 
 

@@ -92,7 +92,7 @@ def test_a_top_k_that_is_not_an_int_is_invalid_input_before_any_request(
 def test_a_top_k_below_one_is_invalid_input_before_any_request(
     unreachable: TritonHFClient, top_k: int
 ) -> None:
-    with pytest.raises(InvalidInputError, match="top_k must be >= 1"):
+    with pytest.raises(InvalidInputError, match=r"top_k \(--top-k\) must be >= 1"):
         unreachable.classify(["a"], top_k=top_k)
 
 
@@ -193,19 +193,23 @@ def test_an_unknown_protocol_is_a_config_error(protocol: str) -> None:
 @pytest.mark.parametrize("timeout", [0, -1, -0.5, float("inf"), float("nan")])
 def test_a_timeout_that_is_not_a_positive_finite_number_is_a_config_error(timeout: float) -> None:
     # gRPC would take inf and nan as a deadline already past: every request would time out.
-    with pytest.raises(ConfigError, match=f"timeout_s must be a finite .* > 0, got {timeout}"):
+    with pytest.raises(
+        ConfigError, match=f"timeout_s \\(--timeout\\) must be a finite .* > 0, got {timeout}"
+    ):
         TritonHFClient(timeout_s=timeout)
 
 
 @pytest.mark.parametrize("timeout", [1e6 + 1, 1e12, 1e15])
 def test_a_timeout_too_long_for_grpc_and_triton_is_a_config_error(timeout: float) -> None:
-    with pytest.raises(ConfigError, match=r"timeout_s must be at most 1,000,000 seconds"):
+    with pytest.raises(
+        ConfigError, match=r"timeout_s \(--timeout\) must be at most 1,000,000 seconds"
+    ):
         TritonHFClient(timeout_s=timeout)
 
 
 @pytest.mark.parametrize("timeout", ["5", None, True])
 def test_a_timeout_that_is_not_a_number_is_a_config_error(timeout: object) -> None:
-    with pytest.raises(ConfigError, match="timeout_s must be a number of seconds"):
+    with pytest.raises(ConfigError, match=r"timeout_s \(--timeout\) must be a number of seconds"):
         TritonHFClient(timeout_s=timeout)  # type: ignore[arg-type]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 from pathlib import Path
@@ -284,12 +285,12 @@ def test_console_config_passes_itself_to_the_app_script() -> None:
     ("overrides", "message"),
     [
         ({"port": 0}, "port must be in 1..65535"),
-        ({"timeout_s": 0}, "timeout_s must be a finite number of seconds > 0"),
-        ({"timeout_s": float("nan")}, "timeout_s must be a finite number"),
-        ({"timeout_s": 2e6}, "timeout_s must be at most"),
+        ({"timeout_s": 0}, "timeout_s (--timeout) must be a finite number of seconds > 0"),
+        ({"timeout_s": float("nan")}, "timeout_s (--timeout) must be a finite number"),
+        ({"timeout_s": 2e6}, "timeout_s (--timeout) must be at most"),
         ({"metrics_url": "localhost:8002"}, "metrics_url must start with"),
     ],
 )
 def test_console_config_refuses_bad_values(overrides: dict[str, object], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         ConsoleConfig(**overrides)  # type: ignore[arg-type]

@@ -162,9 +162,9 @@ class PerfRun:
         if self.protocol not in ("grpc", "http"):
             raise BenchOptionError(f"protocol must be 'grpc' or 'http', got {self.protocol!r}")
         if self.concurrency < 1:
-            raise BenchOptionError(f"concurrency must be >= 1, got {self.concurrency}")
+            raise BenchOptionError(f"--concurrency must be >= 1, got {self.concurrency}")
         if self.measurement_ms < 200:
-            raise BenchOptionError(f"measurement_ms must be >= 200, got {self.measurement_ms}")
+            raise BenchOptionError(f"--measurement-ms must be >= 200, got {self.measurement_ms}")
 
     @property
     def window_requests(self) -> int:

@@ -56,10 +56,13 @@ class BenchOptions:
         if not self.models:
             raise BenchOptionError("name at least one model to benchmark")
         if not self.concurrencies or min(self.concurrencies) < 1:
-            raise BenchOptionError(f"concurrencies must be >= 1, got {self.concurrencies}")
+            raise BenchOptionError(
+                "--concurrency needs values >= 1 (comma-separated), got "
+                f"{','.join(map(str, self.concurrencies)) or 'none'}"
+            )
         if max(self.concurrencies) > MAX_CONCURRENCY:  # 100,000 failed after 54 s
             raise BenchOptionError(
-                f"concurrencies must be at most {MAX_CONCURRENCY} (perf_analyzer fails to create "
+                f"--concurrency must be at most {MAX_CONCURRENCY} (perf_analyzer fails to create "
                 f"the threads of larger ones), got {max(self.concurrencies)}"
             )
         for url, protocol in ((self.url_grpc, Protocol.GRPC), (self.url_http, Protocol.HTTP)):
@@ -67,7 +70,7 @@ class BenchOptions:
                 server_address(url, protocol)  # ConfigError now, not perf_analyzer's later
         bad = [p for p in self.protocols if p not in ("grpc", "http")]
         if bad or not self.protocols:
-            raise BenchOptionError(f"protocols must be grpc and/or http, got {self.protocols}")
+            raise BenchOptionError(f"--protocol must be grpc and/or http, got {self.protocols}")
         if (self.url_grpc is None) != (self.url_http is None) and len(self.protocols) > 1:
             raise BenchOptionError(
                 "give both --url-grpc and --url-http, or neither (start a server)"

@@ -107,12 +107,15 @@ def check_timeout(timeout_s: object) -> None:
     and Triton's queue timeout overflow.
     """
     if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool):
-        raise ConfigError(f"timeout_s must be a number of seconds, got {timeout_s!r}")
+        raise ConfigError(f"timeout_s (--timeout) must be a number of seconds, got {timeout_s!r}")
     if not (math.isfinite(timeout_s) and timeout_s > 0):
-        raise ConfigError(f"timeout_s must be a finite number of seconds > 0, got {timeout_s}")
+        raise ConfigError(
+            f"timeout_s (--timeout) must be a finite number of seconds > 0, got {timeout_s}"
+        )
     if timeout_s > MAX_TIMEOUT_S:
         raise ConfigError(
-            f"timeout_s must be at most {MAX_TIMEOUT_S:,.0f} seconds (11.6 days), got {timeout_s:g}"
+            f"timeout_s (--timeout) must be at most {MAX_TIMEOUT_S:,.0f} seconds (11.6 days), "
+            f"got {timeout_s:g}"
         )
 
 
@@ -652,7 +655,7 @@ class TritonHFClient:
             if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)):
                 raise InvalidInputError(f"top_k must be an int, got {type(top_k).__name__}")
             if top_k is not None and top_k < 1:
-                raise InvalidInputError(f"top_k must be >= 1, got {top_k}")
+                raise InvalidInputError(f"top_k (--top-k) must be >= 1, got {top_k}")
             tracked.texts = len(texts)
             request_id = new_request_id(request_id)
             labels = self.labels(name)
