@@ -122,3 +122,14 @@ def _exited_pid() -> int:
     process = subprocess.Popen(["true"])
     process.wait()
     return process.pid
+
+
+def test_the_board_is_allocated_when_made_and_keeps_what_others_wrote(tmp_path: Path) -> None:
+    """Sparse, a full /dev/shm made the first write SIGBUS (see the execute clock's test)."""
+    path = tmp_path / "board"
+    first = BusyBoard(path, 0)
+    assert path.stat().st_blocks > 0
+    with first.running():
+        second = BusyBoard(path, 1)  # made while the first runs: its byte stays
+        with second.running() as others:
+            assert others == 1

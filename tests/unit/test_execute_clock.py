@@ -86,3 +86,23 @@ def test_a_missing_or_short_clock_file_reads_as_idle(folder: Path) -> None:
     assert batch_started_ns(1, 2, folder) == 0
     clock_path(1, 2, folder).write_bytes(b"\x01")
     assert batch_started_ns(1, 2, folder) == 0
+
+
+def test_the_clock_file_is_allocated_when_made_not_at_the_first_batch(folder: Path) -> None:
+    """A sized but sparse file on a full /dev/shm is SIGBUS at the first write: the stub died
+    at its first batch, for good (a probe, Docker's 64 MB /dev/shm). Allocated, a full one is
+    an OSError where the clock is made, and the step runs without it."""
+    clock = ExecuteClock.of_this_process()
+    assert clock is not None
+    assert clock.path.stat().st_blocks > 0
+
+
+def test_a_clock_that_cannot_be_allocated_is_none_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def full(*_: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    assert ExecuteClock.of_this_process() is None
+    assert not clock_path(os.getppid(), os.getpid()).exists()

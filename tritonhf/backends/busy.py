@@ -56,8 +56,9 @@ class BusyBoard:
         self.slot = slot
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
-            if os.fstat(descriptor).st_size < SLOTS:
-                os.ftruncate(descriptor, SLOTS)
+            # Allocated, not only sized (see `ExecuteClock`): a full /dev/shm is ENOSPC, not
+            # SIGBUS at the first batch. The bytes another instance wrote are kept.
+            os.posix_fallocate(descriptor, 0, SLOTS)
             self._map = mmap.mmap(descriptor, SLOTS)
         finally:
             os.close(descriptor)

@@ -55,8 +55,13 @@ class ExecuteClock:
         self._depth = 0
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
-            os.ftruncate(descriptor, _STAMP.size)
+            # Allocated, not only sized: on a full /dev/shm the first write to a sparse page
+            # is SIGBUS, which killed the stub at its first batch; this is ENOSPC here.
+            os.posix_fallocate(descriptor, 0, _STAMP.size)
             self._map = mmap.mmap(descriptor, _STAMP.size)
+        except OSError:
+            path.unlink(missing_ok=True)  # this process's own: the watch reads it as idle
+            raise
         finally:
             os.close(descriptor)
 

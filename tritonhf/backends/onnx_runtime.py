@@ -15,6 +15,7 @@ overlap batches under load, and a lone request is not held to one core.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ from tritonhf.observability.drift import PROFILE_FILE
 from tritonhf.observability.metrics import RefusedInput
 from tritonhf.observability.steps import ModelObserver, now
 
+log = logging.getLogger(__name__)
 ONNX_FILE = "model.onnx"
 INPUT_NAMES = ("input_ids", "attention_mask")
 OBSERVED = ("LABEL", "SCORE", "EMBEDDING")
@@ -256,10 +258,14 @@ class TritonPythonModel:
         threads, cores = self.settings.intra_op_threads, available_cores()
         self.session = self.open_session(version_dir, args, threads=threads)
         if self.widens_when_idle and self.settings.widen_when_idle and 0 < threads < cores:
-            self.wide_session = self.open_session(version_dir, args, threads=cores)
-            self.board = BusyBoard.for_instance(
-                config["name"], args["model_version"], args["model_instance_name"]
-            )
+            try:
+                self.board = BusyBoard.for_instance(
+                    config["name"], args["model_version"], args["model_instance_name"]
+                )
+            except OSError as exc:  # a full /dev/shm: serve on the instance's own threads
+                log.warning("%s runs without widening when idle: %s", config["name"], exc)
+            else:
+                self.wide_session = self.open_session(version_dir, args, threads=cores)
         self.observer = ModelObserver.create(
             pb_utils,
             self.settings.pipeline,
