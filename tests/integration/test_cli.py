@@ -324,6 +324,19 @@ def test_export_refuses_bad_options_with_one_clear_line(
     assert not (tmp_path / "repo").exists()
 
 
+def test_an_export_only_its_owner_can_read_is_warned_of(tmp_path: Path) -> None:
+    """Under umask 077 the repository was 0700/0600 without a word; the image serves as uid
+    1000, and serve as another user then failed on it."""
+    done = subprocess.run(
+        [*TRITONHF, "export", "--repo", str(tmp_path / "repo"), "--max-length", "64"],
+        capture_output=True, text=True, timeout=600, check=False,
+        preexec_fn=lambda: os.umask(0o077),
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert "is readable by its owner alone (drwx------" in done.stderr
+
+
 def alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie, killed and not yet reaped, does not)."""
     try:

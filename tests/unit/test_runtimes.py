@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -313,4 +314,20 @@ def test_a_folder_this_user_cannot_read_is_named_not_a_traceback(
     monkeypatch.setattr(Path, "iterdir", denied(iterdir))
 
     with pytest.raises(RepositoryError, match=r"not models: lost\+found .*serve a folder inside"):
+        check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")
+
+
+@pytest.mark.parametrize("denied", [".", "b_model/config.pbtxt"], ids=["repository", "a-file"])
+def test_what_this_user_cannot_read_is_named_with_its_owner_and_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, denied: str
+) -> None:
+    """An export by root under umask 077, served by another user: the unreadable repository was
+    a PermissionError traceback; an unreadable file failed deep in Triton's log."""
+    write_pipeline(tmp_path, PipelineSpec(name="b"), {"spec": {"name": "b"}})
+    access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: Path(path) != tmp_path / denied and access(path, mode)
+    )
+
+    with pytest.raises(RepositoryError, match=r"cannot read .* belongs to uid \d+ with mode"):
         check_servable(tmp_path, backends=frozenset({"python"}), tensorrt_version=None, server="S")

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import sys
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
@@ -110,6 +111,13 @@ def run_export(args: argparse.Namespace) -> int:
         f"(runtime {spec.runtime.value}, {graph}, max length {spec.max_length}, "
         f"max batch {spec.max_batch_size})"
     )
+    if result.folders and not (mode := result.folders[0].stat().st_mode) & stat.S_IROTH:
+        print(
+            f"warning: {args.repo} is readable by its owner alone ({stat.filemode(mode)}, from "
+            "the umask): a server that runs as another user (the image's uid 1000) cannot "
+            f"read it; `chmod -R a+rX {args.repo}` if one will",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import stat
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,6 +174,27 @@ def version_folders(model: Path) -> list[Path]:
         return []
 
 
+def check_readable(paths: list[Path], repo: Path) -> None:
+    """Raise `RepositoryError` naming the first of ``paths`` (in ``repo``) this process cannot read.
+
+    An export made by another user under umask 077 (a root job filling a volume that a
+    non-root server mounts): Triton would fail on it deep in its log.
+    """
+    unreadable = [
+        path for path in paths if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0))
+    ]
+    if unreadable:
+        first = unreadable[0]
+        info = first.stat()
+        more = f" and {len(unreadable) - 1} more" if len(unreadable) > 1 else ""
+        raise RepositoryError(
+            f"cannot read {first}{more} of the model repository: it belongs to uid {info.st_uid} "
+            f"with mode {stat.filemode(info.st_mode)}, and this process runs as uid "
+            f"{os.getuid()}; make the repository readable (`chmod -R a+rX {repo}`) or serve as "
+            "its owner"
+        )
+
+
 def not_model_folders(repo: Path) -> list[str]:
     """Folders of ``repo`` that Triton would fail to load as models, stopping its start.
 
@@ -246,6 +269,7 @@ def check_servable(
 
     Return warnings: models that may not load, or not as exported.
     """
+    check_readable([repo], repo)
     if strays := not_model_folders(repo):
         raise RepositoryError(
             f"{repo} has folders that are not models: {', '.join(strays)} (neither a "
@@ -253,6 +277,7 @@ def check_servable(
             "the repository for a model and would refuse to start: move them out of the "
             "repository (a volume's lost+found: serve a folder inside the volume)"
         )
+    check_readable(list(repo.rglob("*")), repo)  # rglob skips the folders it cannot list
     needs = repository_needs(repo)
     missing = [f"{m.name}/{path}" for m in needs for path in m.missing_code]
     if missing:
