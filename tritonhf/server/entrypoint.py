@@ -27,6 +27,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from tritonhf.errors import ServerError
 from tritonhf.server.admin import (
     ENV_VAR,
     RESTRICTED_APIS,
@@ -35,6 +36,7 @@ from tritonhf.server.admin import (
     restricted_flags,
 )
 from tritonhf.server.drain import die_with_parent, drain, terminate
+from tritonhf.server.host import check_host
 from tritonhf.server.process import raise_open_files_limit
 from tritonhf.server.stub_watch import (
     HANG_ENV,
@@ -254,6 +256,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # $TRITONHF_ADMIN_KEY (a ConfigError): serving open when a key was meant is worse.
         _log(f"error: {exc}")
         return 2
+    try:
+        for warning in check_host(None):
+            _log(f"warning: {warning}")
+    except ServerError as exc:  # Triton would abort (SIGABRT) while loading the models
+        _log(f"error: {exc}")
+        return 1
     return supervise([BINARY, *args], flags)
 
 

@@ -33,6 +33,7 @@ from tritonhf.server.admin import (
 )
 from tritonhf.server.drain import die_with_parent, drain, is_ready, terminate
 from tritonhf.server.guard import build_guard, with_preload
+from tritonhf.server.host import check_host, work_folder_parent
 from tritonhf.server.ports import check_bindable
 from tritonhf.server.process import (
     oldest_server_start,
@@ -318,10 +319,15 @@ class TritonServer:
                 file=sys.stderr,
                 flush=True,
             )
+        work_parent = work_folder_parent()
+        for warning in check_host(work_parent):
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
         remove_orphaned_regions()  # what servers that were killed left in /dev/shm
-        remove_stale_workdirs()
+        remove_stale_workdirs(work_parent)
         remove_stale_env_folders()
-        self._workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
+        self._workdir = Path(
+            tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-", dir=work_parent)
+        )
         backend_dir = prepare_backend_dir(dist, self._workdir / "backends")
         env = server_environment(dist)
         try:
