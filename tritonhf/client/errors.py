@@ -218,7 +218,8 @@ def map_error(
     if re.search(r"Stub process '[^']*' is not healthy", message):
         return ModelNotReadyError(
             f"model {model!r} at {url} is not ready: a process of one of its steps died "
-            f"({one_line(message)}); `tritonhf serve` reloads the step within seconds"
+            f"({one_line(message)}); `tritonhf serve` reloads the step within seconds (if "
+            "this persists, the server's log says why the reload fails: memory, /dev/shm)"
         )
     if status in ("StatusCode.INTERNAL", "500"):  # the server's fault, whatever it quotes
         return InferenceError(
