@@ -981,3 +981,16 @@ def test_an_http_server_that_is_not_triton_is_named_in_one_line(
         other.shutdown()
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"error: {url} does not answer as Triton's HTTP endpoint (501: ")
+
+
+def test_text_arguments_are_read_as_typed_in_utf8_or_refused_naming_the_argument() -> None:
+    """Under a C locale without UTF-8 mode, "naïve" arrived as lone surrogates and was refused
+    for "lone surrogate characters"; a Latin-1 terminal's bytes were blamed alike."""
+    from tritonhf.cli.main import argument_texts
+    from tritonhf.errors import InvalidInputError
+
+    as_ascii_locale = b"na\xc3\xafve".decode("ascii", errors="surrogateescape")
+    assert argument_texts(["plain", as_ascii_locale]) == ["plain", "naïve"]
+    latin1 = b"caf\xe9".decode("utf-8", errors="surrogateescape")
+    with pytest.raises(InvalidInputError, match=r"text argument 2 is not UTF-8 \(byte 0xe9 at 4\)"):
+        argument_texts(["fine", latin1])

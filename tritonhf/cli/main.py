@@ -277,10 +277,37 @@ def _texts(args: argparse.Namespace) -> list[str]:
 
     if (args.input is None) == (not args.texts):
         raise ConfigError("give the texts as arguments or with --input FILE, not both or neither")
-    texts = args.texts if args.input is None else read_lines(args.input)
+    texts = argument_texts(args.texts) if args.input is None else read_lines(args.input)
     encode_texts(texts)  # bad text is refused before any request, discovery included
     if not texts:
         raise InvalidInputError(f"{args.input} holds no text")
+    return texts
+
+
+def argument_texts(arguments: list[str]) -> list[str]:
+    """The text arguments as the user typed them, in UTF-8.
+
+    Python decodes arguments in the locale's encoding, and bytes it cannot decode become lone
+    surrogates: UTF-8 text under a C locale without UTF-8 mode, or a Latin-1 terminal's bytes.
+    The first is decoded again as UTF-8; the second is refused, naming the argument.
+    """
+    from tritonhf.errors import InvalidInputError
+
+    texts = []
+    for number, argument in enumerate(arguments, start=1):
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = os.fsencode(argument)
+            try:
+                argument = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInputError(
+                    f"text argument {number} is not UTF-8 (byte {raw[exc.start]:#04x} at "
+                    f"{exc.start + 1}): the terminal sends another encoding; set it to UTF-8, "
+                    "or pass the texts in a UTF-8 file with --input"
+                ) from None
+        texts.append(argument)
     return texts
 
 
