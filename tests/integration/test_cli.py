@@ -146,6 +146,18 @@ def test_a_key_that_cannot_be_sent_does_not_stop_inference_without_model(
     assert "dim 384" in done.stdout
 
 
+def test_a_text_of_input_the_server_refuses_is_named_by_its_line(
+    server: TritonServer, tmp_path: Path
+) -> None:
+    """The server names a text by its 0-based index in the request (`TEXT[2]`)."""
+    lines = tmp_path / "texts.txt"
+    lines.write_text("first\nsecond\n\u200b\u200b\nfourth\n", encoding="utf-8")
+    done = tritonhf("embed", "--input", str(lines), "--url", server.config.grpc_url)
+
+    assert done.returncode == 2
+    assert f"TEXT[2] (line 3 of {lines}) has no tokens" in done.stderr
+
+
 def test_bad_input_is_one_error_line_and_exit_code_2(server: TritonServer) -> None:
     done = tritonhf("embed", "   ", "--url", server.config.grpc_url)
     assert done.returncode == 2

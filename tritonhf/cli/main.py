@@ -10,11 +10,12 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import stat
 import sys
-from collections.abc import Iterable, Sequence
-from contextlib import suppress
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -362,10 +363,32 @@ def _print_results_json(model: str, rows: Iterable[dict[str, Any]]) -> None:
     out.write("]}\n")
 
 
+@contextmanager
+def _lines_named(path: Path | None) -> Iterator[None]:
+    """Texts refused by their index (``TEXT[149]``, ``texts[3]``) named as ``path``'s lines too.
+
+    Every line of ``--input`` is a text (`read_lines` refuses blank ones), in order.
+    """
+    from tritonhf.errors import InvalidInputError
+
+    try:
+        yield
+    except InvalidInputError as exc:
+        if path is None:
+            raise
+        named = re.sub(
+            r"\b(?:TEXT|texts)\[(\d+)\]",
+            lambda found: f"{found.group(0)} (line {int(found.group(1)) + 1} of {path})",
+            str(exc),
+        )
+        raise type(exc)(named) from exc
+
+
 def run_embed(args: argparse.Namespace) -> int:
     """``tritonhf embed``."""
-    args.texts = _texts(args)
-    with _client(args) as client:
+    with _lines_named(args.input):
+        args.texts = _texts(args)
+    with _client(args) as client, _lines_named(args.input):
         model = args.model or _served_model(client, classifier=False)
         result = client.encode(args.texts, model=model)
     if args.json:
@@ -394,8 +417,9 @@ def run_embed(args: argparse.Namespace) -> int:
 
 def run_classify(args: argparse.Namespace) -> int:
     """``tritonhf classify``."""
-    args.texts = _texts(args)
-    with _client(args) as client:
+    with _lines_named(args.input):
+        args.texts = _texts(args)
+    with _client(args) as client, _lines_named(args.input):
         model = args.model or _served_model(client, classifier=True)
         results = client.classify(args.texts, model=model, top_k=args.top_k)
     if args.json:
