@@ -158,6 +158,32 @@ def test_a_text_of_input_the_server_refuses_is_named_by_its_line(
     assert f"TEXT[2] (line 3 of {lines}) has no tokens" in done.stderr
 
 
+def test_a_long_http_run_started_by_a_script_stops_on_sigint_with_one_line(
+    server: TritonServer, tmp_path: Path
+) -> None:
+    """Started in the background by a script (SIGINT ignored), embed ignored Ctrl-C; over HTTP
+    gevent's hub printed `KeyboardInterrupt` and a time before `interrupted`."""
+    lines = tmp_path / "texts.txt"
+    lines.write_text("".join(f"sentence number {n} to embed\n" for n in range(20_000)))
+    process = subprocess.Popen(
+        [*TRITONHF, "embed", "--input", str(lines), "--protocol", "http",
+         "--url", server.config.http_url],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    try:
+        time.sleep(4)  # importing, then embedding
+        assert process.poll() is None
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+        assert process.stderr is not None
+        assert process.stderr.read() == "interrupted\n"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_bad_input_is_one_error_line_and_exit_code_2(server: TritonServer) -> None:
     done = tritonhf("embed", "   ", "--url", server.config.grpc_url)
     assert done.returncode == 2

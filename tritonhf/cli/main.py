@@ -47,14 +47,23 @@ log = logging.getLogger("tritonhf")
 
 
 def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from tritonhf.client import TritonHFClient
+    from tritonhf.client import Protocol, TritonHFClient
 
-    return TritonHFClient(
+    # A long --input run stops with "interrupted" on SIGTERM, or on a script's SIGINT.
+    stop_on_signals()
+    client = TritonHFClient(
         args.url,
         protocol=args.protocol,
         model=getattr(args, "model", None) or DEFAULT_MODEL_NAME,
         timeout_s=args.timeout,
     )
+    if client.protocol is Protocol.HTTP:
+        import gevent
+
+        # Its hub printed a Ctrl-C during a request ("KeyboardInterrupt" and a time) before
+        # "interrupted"; every error it meets reaches the command as an exception anyway.
+        gevent.get_hub().exception_stream = None
+    return client
 
 
 def _said(line: str) -> None:
