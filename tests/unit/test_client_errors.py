@@ -407,3 +407,15 @@ def test_a_call_cancelled_by_closing_the_client_says_so() -> None:
     assert "the client was closed while the call ran" in str(
         map_error(raised, model="minilm", url=URL)
     )
+
+
+def test_running_out_of_file_descriptors_is_local_not_an_unreachable_server() -> None:
+    """Under `ulimit -n 8` an import inside a call failed with EMFILE, which read as a server
+    that is down ("is the server running?") and was retried."""
+    raised = OSError(24, "Too many open files")
+
+    mapped = map_error(raised, model="minilm", url=URL)
+
+    assert type(mapped) is ClientError
+    assert not isinstance(mapped, RETRYABLE)
+    assert "ran out of file descriptors" in str(mapped)

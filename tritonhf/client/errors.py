@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import http.client
 import re
 import socket
@@ -190,6 +191,11 @@ def map_error(
         return ServerUnavailableError(
             f"Triton at {url} is starting or shutting down and refused the request ({message}); "
             "retry on another replica or once it is ready"
+        )
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+        return ClientError(  # local, not the server: not retried
+            f"this process ran out of file descriptors ({message}): raise its limit "
+            "(`ulimit -n`), or close the clients it no longer uses"
         )
     # http.client.HTTPException: geventhttpclient's HTTPConnectionClosed and friends.
     if isinstance(exc, ConnectionError | OSError | http.client.HTTPException) or any(
