@@ -133,3 +133,12 @@ def client(server: TritonServer, protocol: str) -> Iterator[TritonHFClient]:
     url = server.config.grpc_url if protocol == "grpc" else server.config.http_url
     with TritonHFClient(url, protocol=protocol, timeout_s=60) as connected:
         yield connected
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed and not yet reaped, does not)."""
+    try:
+        stat = Path("/proc", str(pid), "stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

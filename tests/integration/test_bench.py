@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import alive
 from tritonhf.bench import BenchOptions, run_bench
 from tritonhf.server.launcher import TritonServer
 from tritonhf.server.process import children
@@ -93,15 +94,6 @@ def test_the_other_protocols_port_is_named_before_the_sweep(
     assert last.startswith(f"error: cannot measure over grpc at {server.config.http_url}: "), last
     assert "it answers HTTP/1" in last
     assert "FAILED" not in done.stderr
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, ended and not yet reaped, does not)."""
-    try:
-        stat = Path("/proc", str(pid), "stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])

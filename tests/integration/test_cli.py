@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLASSIFIER, server_config
+from tests.conftest import CLASSIFIER, alive, server_config
 from tritonhf.backends.busy import board_dir
 from tritonhf.client import RetryPolicy, TritonHFClient, WrongProtocolError
 from tritonhf.repository.checks import check_config_matches_onnx
@@ -373,15 +373,6 @@ def test_an_export_only_its_owner_can_read_is_warned_of(tmp_path: Path) -> None:
 
     assert done.returncode == 0, done.stderr
     assert "is readable by its owner alone (drwx------" in done.stderr
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, killed and not yet reaped, does not)."""
-    try:
-        stat = Path("/proc", str(pid), "stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_serve_starts_a_crashed_triton_again_and_serves(repo: Path) -> None:
