@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tritonhf.cli import main as cli
-from tritonhf.cli.main import main
+from tritonhf.cli.main import STOP_SIGNALS, main
 from tritonhf.cli.parser import build_parser
 from tritonhf.errors import ConfigError
 from tritonhf.export.onnx_export import DEFAULT_OPSET
@@ -859,8 +859,8 @@ def test_serve_refuses_a_negative_restart_count_in_one_line(
 
 @pytest.mark.parametrize(
     "argv",
-    [["embed", "--input", ""], ["export", "--repo", ""], ["serve", "--log-file", ""]],
-    ids=["input", "repo", "log-file"],
+    [["embed", "--input", ""], ["export", "--repo", " "], ["serve", "--log-file", ""]],
+    ids=["input", "repo-of-a-space", "log-file"],
 )
 def test_an_empty_path_is_refused_not_taken_for_the_current_folder(
     argv: list[str], capsys: pytest.CaptureFixture[str]
@@ -994,3 +994,23 @@ def test_text_arguments_are_read_as_typed_in_utf8_or_refused_naming_the_argument
     latin1 = b"caf\xe9".decode("utf-8", errors="surrogateescape")
     with pytest.raises(InvalidInputError, match=r"text argument 2 is not UTF-8 \(byte 0xe9 at 4\)"):
         argument_texts(["fine", latin1])
+
+
+def test_main_called_in_process_from_a_thread_runs_and_leaves_the_signals_as_they_were(
+    closed_port: int,
+) -> None:
+    """Client commands install stop handlers: from a thread that raised ValueError ("signal
+    only works in main thread"), and in the main thread the handlers outlived main()."""
+    import signal
+    import threading
+
+    argv = ["embed", "x", "--url", f"127.0.0.1:{closed_port}", "--timeout", "2"]
+    codes: list[int] = []
+    worker = threading.Thread(target=lambda: codes.append(main(argv)))
+    worker.start()
+    worker.join(timeout=60)
+    assert codes == [1]  # nothing listens: an error line, not a crash
+
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    assert main(argv) == 1
+    assert {signum: signal.getsignal(signum) for signum in STOP_SIGNALS} == before

@@ -14,6 +14,7 @@ import re
 import signal
 import stat
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -46,24 +47,41 @@ if TYPE_CHECKING:
 log = logging.getLogger("tritonhf")
 
 
-def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+@contextmanager
+def _client(args: argparse.Namespace) -> Iterator[TritonHFClient]:
+    """The command's client, closed after.
+
+    A long --input run stops with "interrupted" on SIGTERM, or on a script's SIGINT.
+    """
     from tritonhf.client import Protocol, TritonHFClient
 
-    # A long --input run stops with "interrupted" on SIGTERM, or on a script's SIGINT.
     stop_on_signals()
-    client = TritonHFClient(
+    with TritonHFClient(
         args.url,
         protocol=args.protocol,
         model=getattr(args, "model", None) or DEFAULT_MODEL_NAME,
         timeout_s=args.timeout,
-    )
-    if client.protocol is Protocol.HTTP:
+    ) as client:
+        if client.protocol is not Protocol.HTTP:
+            yield client
+            return
         import gevent
 
         # Its hub printed a Ctrl-C during a request ("KeyboardInterrupt" and a time) before
         # "interrupted"; every error it meets reaches the command as an exception anyway.
-        gevent.get_hub().exception_stream = None
-    return client
+        hub = gevent.get_hub()
+        own = vars(hub).get("exception_stream", _UNSET)
+        hub.exception_stream = None
+        try:
+            yield client
+        finally:
+            if own is _UNSET:
+                del hub.exception_stream
+            else:
+                hub.exception_stream = own
+
+
+_UNSET = object()
 
 
 def _said(line: str) -> None:
@@ -187,6 +205,8 @@ def stop_on_signals() -> None:
     default ended `tritonhf serve` at once, leaving Triton to stop on its own without a drain.
     One started with ``nohup`` keeps ignoring SIGHUP.
     """
+    if threading.current_thread() is not threading.main_thread():
+        return  # `main` called in-process by a thread: signals are the program's to handle
     for signum in STOP_SIGNALS:
         if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
             continue
@@ -756,12 +776,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # echoed texts on a console that is not UTF-8
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
+    # What a command changes for the whole process goes back: `main` is called in-process too.
     standard = sys.stdout, sys.stderr
+    main_thread = threading.current_thread() is threading.main_thread()
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS if main_thread}
     guard_standard_streams()
     try:
         return _run(argv)
     finally:
         sys.stdout, sys.stderr = standard
+        for signum, handler in handlers.items():
+            if handler is not None:  # None: set outside Python, which cannot be put back
+                signal.signal(signum, handler)
 
 
 def _discard_output() -> None:

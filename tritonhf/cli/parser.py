@@ -10,8 +10,11 @@ from tritonhf.spec import DEFAULT_MODEL_NAME, Layout, Precision, Runtime, Task
 
 
 def path_argument(value: str) -> Path:
-    """A path flag's value; an empty one is refused (``Path("")`` is the current folder)."""
-    if not value:
+    """A path flag's value, refused when empty or spaces alone.
+
+    ``Path("")`` is the current folder, and a folder named " " is a quoting slip, not a choice.
+    """
+    if not value.strip():
         raise argparse.ArgumentTypeError("an empty path")
     return Path(value)
 
