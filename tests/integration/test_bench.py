@@ -92,7 +92,7 @@ def test_the_other_protocols_port_is_named_before_the_sweep(
     assert done.returncode == 1, done.stdout + done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: cannot measure over grpc at {server.config.http_url}: "), last
-    assert "it answers HTTP/1" in last
+    assert "it is Triton's http port: --url-grpc takes the grpc port (default 8001)" in last
     assert "FAILED" not in done.stderr
 
 

@@ -278,7 +278,7 @@ def test_a_first_export_that_fails_leaves_no_empty_repository_behind(
 ) -> None:
     """A full disk left an empty folder: the next export or serve took it for a repository."""
     disk_full_at(monkeypatch, "minilm_model")
-    with pytest.raises(RepositoryError, match="No space left on device"):
+    with pytest.raises(RepositoryError, match="No space left on device; nothing was written"):
         write_repository(spec=PipelineSpec(), repo=tmp_path / "a" / "repo", artifacts=artifacts)
 
     assert not (tmp_path / "a").exists()

@@ -183,6 +183,13 @@ def check_reachable(options: BenchOptions, *, grpc_url: str, http_url: str) -> N
             client.close()
         if not health.live:
             why = health.problem or "the server is not live"
+            for said, other in (("it answers HTTP/1", "http"), ("answered in HTTP/2", "grpc")):
+                if said in why:  # the client's advice is --protocol; bench's is the URL flags
+                    default = {"grpc": 8001, "http": 8000}[protocol]
+                    why = (
+                        f"it is Triton's {other} port: --url-{protocol} takes the {protocol} "
+                        f"port (default {default}), --url-{other} the {other} one"
+                    )
             raise BenchError(f"cannot measure over {protocol} at {url}: {why}")
 
 

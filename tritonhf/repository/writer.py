@@ -362,7 +362,7 @@ def write_repository(
     except OSError as exc:
         raise RepositoryError(f"could not write the model repository at {repo}: {exc}") from exc
     try:
-        return _write_into(repo, spec, artifacts, configs, model_files, version)
+        return _write_into(repo, spec, artifacts, configs, model_files, version, fresh=created)
     except BaseException:  # a repository this export made stays absent if it got nothing
         for folder in created:
             with suppress(OSError):
@@ -382,8 +382,10 @@ def _write_into(
     configs: dict[str, Any],
     model_files: dict[str, Path | str],
     version: int,
+    *,
+    fresh: list[Path],
 ) -> list[Path]:
-    """`write_repository`'s work once ``repo`` exists."""
+    """`write_repository`'s work once ``repo`` exists (``fresh``: the folders it made)."""
     # A merged export at version 1 replaces a split one: its tokenizer folder goes.
     removed = [spec.tokenizer_name] if spec.layout is Layout.MERGED and version == 1 else []
     folders = _pipeline_folders(spec, artifacts, model_files, version)
@@ -413,7 +415,7 @@ def _write_into(
                 shutil.rmtree(repo / name, ignore_errors=True)
         except OSError as exc:
             raise RepositoryError(
-                _failed_write(repo, spec, written, staged=not in_place, exc=exc)
+                _failed_write(repo, spec, written, staged=not in_place, fresh=bool(fresh), exc=exc)
             ) from exc
     return [repo / name for name in written]
 
@@ -472,9 +474,11 @@ def _pipeline_folders(
 
 
 def _failed_write(
-    repo: Path, spec: PipelineSpec, names: list[str], *, staged: bool, exc: OSError
+    repo: Path, spec: PipelineSpec, names: list[str], *, staged: bool, fresh: bool, exc: OSError
 ) -> str:
     message = f"could not write the model repository at {repo}: {exc}"
+    if staged and fresh:  # `write_repository` removes the folders it made, empty
+        return message + "; nothing was written (it did not exist before)"
     if staged:
         return message + "; the repository is as it was (the export is written beside it first)"
     if names:
