@@ -47,6 +47,8 @@ RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
 COPY --from=guard /src/libtritonhf_request_guard.so /opt/tritonhf/
 # Preloaded into tritonserver (and inert in the image's other processes).
 ENV LD_PRELOAD=/opt/tritonhf/libtritonhf_request_guard.so
+# ONNX Runtime sends usage telemetry to Microsoft unless this is set (tritonhf/telemetry.py).
+ENV ORT_DISABLE_TELEMETRY=1
 
 # The NGC image ships the non-root user triton-server with uid 1000; run as it.
 USER 1000:1000

@@ -6,6 +6,7 @@ one real Triton server for the whole test session, shared by the integration and
 
 from __future__ import annotations
 
+import os
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +18,14 @@ from tritonhf.client import TritonHFClient
 from tritonhf.export.pipeline import ExportOptions, ExportResult, export_model
 from tritonhf.server.launcher import ServerConfig, TritonServer
 from tritonhf.server.ports import free_ports
+from tritonhf.telemetry import telemetry_off
 
 TESTS = Path(__file__).parent
 FOLDER_MARKERS = ("unit", "integration", "e2e", "deploy")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    telemetry_off(os.environ)  # as the CLI does, before any test loads ONNX Runtime
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -184,6 +184,16 @@ def test_a_long_http_run_started_by_a_script_stops_on_sigint_with_one_line(
             process.wait()
 
 
+def test_the_steps_run_with_onnx_runtimes_telemetry_off(server: TritonServer) -> None:
+    """Each step's process loads ONNX Runtime, whose Linux wheel reports usage by default."""
+    assert server.pid is not None
+    stubs = children(server.pid)
+    assert stubs
+    for stub in stubs:
+        environ = Path("/proc", str(stub), "environ").read_bytes().split(b"\0")
+        assert b"ORT_DISABLE_TELEMETRY=1" in environ
+
+
 def test_bad_input_is_one_error_line_and_exit_code_2(server: TritonServer) -> None:
     done = tritonhf("embed", "   ", "--url", server.config.grpc_url)
     assert done.returncode == 2

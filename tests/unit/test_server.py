@@ -120,6 +120,16 @@ def test_server_environment_puts_this_interpreter_first_on_path(
     assert env["PATH"].split(os.pathsep) == [str(Path(sys.executable).parent), "/usr/bin", "/bin"]
 
 
+def test_server_environment_turns_onnx_runtimes_telemetry_off_unless_the_user_chose(
+    dist: TritonDistribution,
+) -> None:
+    """ONNX Runtime 1.32 sends usage events to Microsoft from every step's process, and keeps
+    a device id in ~/.cache/Microsoft, unless ORT_DISABLE_TELEMETRY is set before it loads."""
+    assert server_environment(dist, base={})["ORT_DISABLE_TELEMETRY"] == "1"
+    chosen = server_environment(dist, base={"ORT_DISABLE_TELEMETRY": "0"})
+    assert chosen["ORT_DISABLE_TELEMETRY"] == "0"
+
+
 def test_server_environment_puts_the_interpreter_libdir_first_then_the_wheel_libs(
     dist: TritonDistribution,
 ) -> None:

@@ -40,6 +40,7 @@ from tritonhf.spec import (
     left_aligned,
     shown_label,
 )
+from tritonhf.telemetry import telemetry_off
 
 if TYPE_CHECKING:
     from tritonhf.client import ModelState, TritonHFClient
@@ -776,6 +777,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # echoed texts on a console that is not UTF-8
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
+    telemetry_off(os.environ)  # before ONNX Runtime loads, here or in the server it starts
     # What a command changes for the whole process goes back: `main` is called in-process too.
     standard = sys.stdout, sys.stderr
     main_thread = threading.current_thread() is threading.main_thread()

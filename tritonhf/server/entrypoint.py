@@ -46,6 +46,7 @@ from tritonhf.server.stub_watch import (
     hang_seconds,
     seconds,
 )
+from tritonhf.telemetry import telemetry_off
 
 BINARY = "tritonserver"
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
@@ -244,6 +245,7 @@ def _shut_down(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``tritonserver`` with ``argv`` (default: this process's arguments)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    telemetry_off(os.environ)  # Triton's Python steps inherit it
     try:
         flags = replace(  # bad flags first, before the key's warning
             TritonFlags.parse(args),

@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from tritonhf.errors import ServerError
+from tritonhf.telemetry import telemetry_off
 
 INSTALL_HINT = "install it with `pip install --no-deps nvidia-pytriton==0.7.0` (see the README)"
 
@@ -128,6 +129,7 @@ def server_environment(
     libpython whose standard library differs from the one the prefix brings.
     """
     env = dict(os.environ if base is None else base)
+    telemetry_off(env)
     env["PATH"] = os.pathsep.join(
         [str(Path(sys.executable).parent), env.get("PATH", "/usr/bin:/bin")]
     )
