@@ -220,6 +220,9 @@ def main() -> int:  # one linear script: the order of the runs is the point
     from tritonhf.bench.runner import machine_info
     from tritonhf.export.source import DEFAULT_MODEL, resolve_model
     from tritonhf.server.ports import free_ports
+    from tritonhf.telemetry import telemetry_off
+
+    telemetry_off(os.environ)  # ONNX Runtime in this process and in every server it starts
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="~3 min: 3 s windows, fewer points")
