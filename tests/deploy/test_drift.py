@@ -636,6 +636,7 @@ STEP_REQUIREMENTS = {
     "merged.py": ("requirements-triton.txt",),
     "busy.py": ("requirements-triton.txt",),
     "execute_clock.py": ("requirements-triton.txt",),
+    "loads.py": ("requirements-triton.txt",),
 }
 
 

@@ -266,6 +266,9 @@ def test_a_killed_stub_is_replaced_and_its_step_serves_again_without_a_restart(
     client = TritonHFClient(explicit_server.config.grpc_url, retry=RetryPolicy(attempts=1))
     killed = stubs_of(explicit_server, "minilm_model")
     assert len(killed) == 2  # two model instances
+    loads = 'tritonhf_step_loads_total{model="minilm_model"}'
+    loaded = series_total(explicit_server, loads)
+    assert loaded >= 1
     for pid in killed:  # what the OOM killer does
         os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
@@ -282,6 +285,8 @@ def test_a_killed_stub_is_replaced_and_its_step_serves_again_without_a_restart(
     assert "the Python-backend stub of minilm_model (version 1) died: reloading" in said
     assert "reloaded minilm_model: new stubs serve it" in said
     assert set(failures) <= {"ModelNotReadyError"}  # retried by the default policy
+    # One load more, for TritonHFStepReloading: the count survives the step's reload.
+    assert series_total(explicit_server, loads) == loaded + 1
     assert explicit_server.is_ready()
     assert {s.name for s in client.models() if s.ready} >= {"minilm", "minilm_model"}
     # The reload pinned the serving version; a deploy afterwards still takes the newest.

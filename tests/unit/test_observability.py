@@ -673,3 +673,19 @@ def test_a_step_has_no_drift_score_until_its_window_fills_nor_after_it_unloads()
     observer.close()
     assert math.isnan(drift_values()[-1])  # unloaded: the score is withdrawn
     assert ("tritonhf_drift_window_samples", "set", 0.0) in api.sent
+
+
+def test_a_step_load_is_counted_once_by_its_first_instance_and_never_fails_the_load() -> None:
+    """TritonHFStepReloading reads it: a stub that keeps dying showed only in serve's log."""
+    from tritonhf.backends.loads import count_load
+
+    api = FakeMetricsApi()
+    first = {"model_name": "minilm_model", "model_instance_name": "minilm_model_0_0"}
+    second = {"model_name": "minilm_model", "model_instance_name": "minilm_model_0_1"}
+
+    kept = count_load(first, api)
+    assert count_load(second, api) is None
+
+    assert kept is not None  # the step keeps it: Triton drops a family whose object is gone
+    assert api.sent == [("tritonhf_step_loads_total", "increment", 1.0)]
+    assert count_load(first, object()) is None  # a broken metrics API: no count, no failure

@@ -22,6 +22,7 @@ except ImportError:  # imported outside the server, by the unit tests
 
 from tritonhf.backends import refusal_message, string_parameters
 from tritonhf.backends.execute_clock import clocked
+from tritonhf.backends.loads import counted
 from tritonhf.observability import metrics as m
 from tritonhf.observability.feedback import Feedback, FeedbackError, make_feedback
 from tritonhf.observability.logs import (
@@ -62,6 +63,7 @@ def parse_request(
     )
 
 
+@counted
 @clocked
 class TritonPythonModel:
     """The feedback model as Triton's Python backend sees it."""

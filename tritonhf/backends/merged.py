@@ -20,6 +20,7 @@ except ImportError:  # imported outside the server, by the unit tests
 
 from tritonhf.backends import refusal_message, string_parameters
 from tritonhf.backends.execute_clock import clocked
+from tritonhf.backends.loads import counted
 from tritonhf.backends.onnx_runtime import TritonPythonModel as OnnxStep
 from tritonhf.backends.onnx_runtime import observed
 from tritonhf.backends.tokenizer import TritonPythonModel as TokenizerStep
@@ -38,6 +39,7 @@ def runtime_step(runtime: str) -> OnnxStep:
     return OnnxStep()
 
 
+@counted
 @clocked
 class TritonPythonModel(TokenizerStep):
     """The merged step as Triton's Python backend sees it: TEXT in, the ensemble's outputs out."""

@@ -34,6 +34,7 @@ except ImportError:  # imported outside the server, by the unit tests
 from tritonhf.backends import counts_for_drift, refusal_message, string_parameters
 from tritonhf.backends.busy import BusyBoard
 from tritonhf.backends.execute_clock import clocked
+from tritonhf.backends.loads import counted
 from tritonhf.observability.drift import PROFILE_FILE
 from tritonhf.observability.metrics import RefusedInput
 from tritonhf.observability.steps import ModelObserver, now
@@ -240,6 +241,7 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+@counted
 @clocked
 class TritonPythonModel:
     """The model step as Triton's Python backend sees it."""

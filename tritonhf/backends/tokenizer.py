@@ -27,6 +27,7 @@ except ImportError:  # imported outside the server, by the unit tests
 
 from tritonhf.backends import counts_for_drift, refusal_message, string_parameters
 from tritonhf.backends.execute_clock import clocked
+from tritonhf.backends.loads import counted
 from tritonhf.observability.drift import PROFILE_FILE
 from tritonhf.observability.metrics import RefusedInput
 from tritonhf.observability.steps import RequestOutcome, TokenizerObserver
@@ -315,6 +316,7 @@ def pad_encodings(encoded: Encoded, settings: TokenizerSettings) -> TokenBatch:
     return TokenBatch(input_ids, attention_mask, lengths.reshape(-1, 1), truncated.reshape(-1, 1))
 
 
+@counted
 @clocked
 class TritonPythonModel:
     """The tokenizer step as Triton's Python backend sees it."""

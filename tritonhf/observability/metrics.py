@@ -130,6 +130,13 @@ CORRECTIONS = MetricDef(
     labels=("model", "label"),
 )
 
+STEP_LOADS = MetricDef(
+    "tritonhf_step_loads_total",
+    Kind.COUNTER,
+    "Loads of a Python step (its first instance started): at the server's start, a deploy, or "
+    "a reload after its stub died; model is the step's Triton model name.",
+)
+
 ALL_METRICS = (
     TEXTS,
     TOKENS,
@@ -145,6 +152,7 @@ ALL_METRICS = (
     DRIFT_SAMPLES,
     FEEDBACK,
     CORRECTIONS,
+    STEP_LOADS,
 )
 
 
