@@ -869,7 +869,8 @@ def test_an_empty_path_is_refused_not_taken_for_the_current_folder(
     with pytest.raises(SystemExit) as exited:
         parse(*argv)
     assert exited.value.code == 2
-    assert capsys.readouterr().err.endswith(f"error: argument {argv[1]}: an empty path\n")
+    said = "a path of spaces alone" if argv[2] else "an empty path"
+    assert capsys.readouterr().err.endswith(f"error: argument {argv[1]}: {said}\n")
 
 
 def test_labels_of_wide_characters_are_padded_by_the_columns_they_take() -> None:

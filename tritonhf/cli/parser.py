@@ -15,7 +15,7 @@ def path_argument(value: str) -> Path:
     ``Path("")`` is the current folder, and a folder named " " is a quoting slip, not a choice.
     """
     if not value.strip():
-        raise argparse.ArgumentTypeError("an empty path")
+        raise argparse.ArgumentTypeError("an empty path" if not value else "a path of spaces alone")
     return Path(value)
 
 
