@@ -54,6 +54,6 @@ def guard_standard_streams() -> None:
     A closed standard input stays None: the commands that read it say so (`read_lines`).
     """
     if sys.stderr is None:  # errors still set the exit code; never on standard output
-        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115  # process-long
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115  # until main returns
     if not isinstance(sys.stdout, GuardedOutput):
         sys.stdout = GuardedOutput(sys.stdout)

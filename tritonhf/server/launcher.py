@@ -33,7 +33,7 @@ from tritonhf.server.admin import (
 )
 from tritonhf.server.drain import die_with_parent, drain, is_ready, terminate
 from tritonhf.server.guard import build_guard, with_preload
-from tritonhf.server.host import check_host, work_folder_parent
+from tritonhf.server.host import BACKEND_TMP, check_host, work_folder_parent
 from tritonhf.server.ports import check_bindable
 from tritonhf.server.process import (
     oldest_server_start,
@@ -222,13 +222,11 @@ def remove_stale_workdirs(folder: Path | None = None) -> list[Path]:
     return removed
 
 
-ENV_FOLDERS = Path("/tmp")  # noqa: S108  # nosec B108 - only empty folders are removed
-"""Where the Python backend makes a folder at every start (the path is fixed in the backend)."""
 ENV_FOLDER_GLOB = "python_env_*"
 
 
 def remove_stale_env_folders(
-    folder: Path = ENV_FOLDERS, *, oldest_start: float | None = None
+    folder: Path = BACKEND_TMP, *, oldest_start: float | None = None
 ) -> list[Path]:
     """Delete the empty ``/tmp/python_env_*`` folders that killed servers left (for good).
 
