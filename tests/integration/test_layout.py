@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import CLASSIFIER
+from tests.conftest import CLASSIFIER, series_total
 from tests.integration.loaded import unload_pipelines
 from tests.integration.models import tiny_model
 from tritonhf import data
@@ -70,6 +70,12 @@ def test_a_merged_export_has_no_tokenizer_step_and_a_one_step_ensemble(
     assert merged.token_limit("minilm_merged") == merged.token_limit("minilm") == 256
     with pytest.raises(ClientError, match="declares no max_length"):
         merged.token_limit("minilm_feedback")  # not an ensemble that tokenizes
+
+
+def test_a_merged_step_counts_its_load_once(merged: TritonHFClient, server: TritonServer) -> None:
+    """It runs the tokenizer's and the model's initialize too: three counts, and the objects it
+    dropped took the series away (TritonHFStepReloading could not see a merged step)."""
+    assert series_total(server, 'tritonhf_step_loads_total{model="minilm_merged_model"}') == 1
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])

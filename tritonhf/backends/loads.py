@@ -20,20 +20,28 @@ log = logging.getLogger(__name__)
 Step = TypeVar("Step", bound=type)
 
 
-def count_load(args: dict[str, str], pb_utils: Any) -> TritonMetrics | None:
-    """Count a load of the step in `STEP_LOADS`, once per load: by its first instance.
+_COUNTED: dict[tuple[str, str], TritonMetrics] = {}
+"""This process's counted loads, kept: the Python backend removes a metric family from the
+server when the object that made it is deleted. A stub holds one instance, and a step class
+may run another's ``initialize`` (the merged step: the tokenizer's and the model's), which
+must not count the load again."""
 
-    Returns what holds the series, for the instance to keep: the Python backend removes a
-    metric family from the server when the object that made it is deleted.
-    """
-    if instance_slot(args.get("model_instance_name", "")) != 0:
+
+def count_load(args: dict[str, str], pb_utils: Any) -> TritonMetrics | None:
+    """Count a load of the step in `STEP_LOADS`, once per load: by its first instance."""
+    instance = args.get("model_instance_name", "")
+    if instance_slot(instance) != 0:
         return None
+    key = (args.get("model_name", ""), instance)
+    if key in _COUNTED:
+        return _COUNTED[key]
     try:
         metrics = TritonMetrics(pb_utils, args["model_name"])
         metrics.increment(STEP_LOADS)
     except Exception as exc:  # noqa: BLE001  # a metric never fails a load
         log.warning("could not count the load of %s: %s", args.get("model_name"), exc)
         return None
+    _COUNTED[key] = metrics
     return metrics
 
 
@@ -48,7 +56,7 @@ def counted(step: Step) -> Step:
             import triton_python_backend_utils as pb_utils
         except ImportError:  # imported outside the server, by the unit tests
             return
-        self.load_count = count_load(args, pb_utils)
+        count_load(args, pb_utils)
 
     step.initialize = counting_initialize  # type: ignore[attr-defined]
     return step
