@@ -168,29 +168,30 @@ def _endpoints(options: BenchOptions) -> Iterator[tuple[str, str, int | None]]:
 def check_reachable(options: BenchOptions, *, grpc_url: str, http_url: str) -> None:
     """Raise `BenchError` unless a live Triton answers each URL to use, in its protocol.
 
-    Before the sweep, in the client's words (`tritonhf health`'s): perf_analyzer says only
-    ``Socket closed`` or ``Unsupported protocol`` at another protocol's port, at every point.
-    A model the server lacks fails its own points only.
+    Before the sweep, in the client's words: perf_analyzer says only ``Socket closed`` or
+    ``Unsupported protocol`` at another protocol's port, at every point. A model the server
+    lacks fails its own points only.
     """
     from tritonhf.client import TritonHFClient
+    from tritonhf.errors import ClientError, ServerUnavailableError, WrongProtocolError
 
     for protocol in options.protocols:
         url = grpc_url if protocol == "grpc" else http_url
-        client = TritonHFClient(url, protocol=protocol)
-        try:
-            health = client.health(options.models[0])
-        finally:
-            client.close()
-        if not health.live:
-            why = health.problem or "the server is not live"
-            for said, other in (("it answers HTTP/1", "http"), ("answered in HTTP/2", "grpc")):
-                if said in why:  # the client's advice is --protocol; bench's is the URL flags
-                    default = {"grpc": 8001, "http": 8000}[protocol]
-                    why = (
-                        f"it is Triton's {other} port: --url-{protocol} takes the {protocol} "
-                        f"port (default {default}), --url-{other} the {other} one"
-                    )
-            raise BenchError(f"cannot measure over {protocol} at {url}: {why}")
+        with TritonHFClient(url, protocol=protocol) as client:
+            try:
+                client.is_model_ready(options.models[0])
+            except WrongProtocolError:  # the client's advice is --protocol; bench's the flags
+                other = "http" if protocol == "grpc" else "grpc"
+                port = Protocol(protocol).default_url.rpartition(":")[2]
+                raise BenchError(
+                    f"cannot measure over {protocol} at {url}: it is Triton's {other} port: "
+                    f"--url-{protocol} takes the {protocol} port (default {port}), "
+                    f"--url-{other} the {other} one"
+                ) from None
+            except ServerUnavailableError as exc:
+                raise BenchError(f"cannot measure over {protocol} at {url}: {exc}") from None
+            except ClientError:
+                pass  # about the model, not the server: its points say so
 
 
 def _served_tokenizer(repo: Path, model: str) -> tuple[Path, int] | None:
