@@ -418,9 +418,9 @@ def run_embed(args: argparse.Namespace) -> int:
     """``tritonhf embed``."""
     with _lines_named(args.input):
         args.texts = _texts(args)
-    with _client(args) as client, _lines_named(args.input):
-        model = args.model or _served_model(client, classifier=False)
-        result = client.encode(args.texts, model=model)
+        with _client(args) as client:
+            model = args.model or _served_model(client, classifier=False)
+            result = client.encode(args.texts, model=model)
     if args.json:
         rows = (
             {
@@ -449,9 +449,9 @@ def run_classify(args: argparse.Namespace) -> int:
     """``tritonhf classify``."""
     with _lines_named(args.input):
         args.texts = _texts(args)
-    with _client(args) as client, _lines_named(args.input):
-        model = args.model or _served_model(client, classifier=True)
-        results = client.classify(args.texts, model=model, top_k=args.top_k)
+        with _client(args) as client:
+            model = args.model or _served_model(client, classifier=True)
+            results = client.classify(args.texts, model=model, top_k=args.top_k)
     if args.json:
         rows = (
             {

@@ -18,9 +18,8 @@ from tritonhf.errors import OutputError
 class GuardedOutput:
     """``stream`` whose failed writes raise `OutputError` (one line); None: a closed one."""
 
-    def __init__(self, stream: TextIO | None, name: str = "standard output") -> None:
+    def __init__(self, stream: TextIO | None) -> None:
         self._stream = stream
-        self._name = name
 
     def write(self, text: str) -> int:
         """Write ``text``; `OutputError` if the stream cannot take it."""
@@ -30,22 +29,24 @@ class GuardedOutput:
         """Flush; `OutputError` if what was buffered cannot be written."""
         self._guarded("flush")
 
-    def _guarded(self, method: str, *args: Any) -> Any:
+    def _open(self) -> TextIO:
         if self._stream is None:
-            raise OutputError(f"cannot write the output: {self._name} is closed")
+            raise OutputError("cannot write the output: standard output is closed")
+        return self._stream
+
+    def _guarded(self, method: str, *args: Any) -> Any:
+        stream = self._open()
         try:
-            return getattr(self._stream, method)(*args)
+            return getattr(stream, method)(*args)
         except BrokenPipeError:
             raise  # the reader has what it wanted: `main` exits 141 quietly
         except OSError as exc:
             raise OutputError(
-                f"cannot write the output: {exc.strerror or exc} ({self._name})"
+                f"cannot write the output: {exc.strerror or exc} (standard output)"
             ) from exc
 
     def __getattr__(self, name: str) -> Any:
-        if self._stream is None:
-            raise OutputError(f"cannot write the output: {self._name} is closed")
-        return getattr(self._stream, name)
+        return getattr(self._open(), name)
 
 
 def guard_standard_streams() -> None:

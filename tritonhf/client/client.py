@@ -365,12 +365,8 @@ class TritonHFClient:
         A key that cannot be sent (`ConfigError` for `models`) is not needed for these.
         """
         try:
-            self._admin_headers()
-        except ConfigError:
-            return self.loaded_models()
-        try:
             return [state for state in self.models() if state.ready]
-        except PermissionDeniedError:
+        except (PermissionDeniedError, ConfigError):
             return self.loaded_models()
 
     def served(self) -> Served:
