@@ -362,7 +362,9 @@ def write_repository(
     except OSError as exc:
         raise RepositoryError(f"could not write the model repository at {repo}: {exc}") from exc
     try:
-        return _write_into(repo, spec, artifacts, configs, model_files, version, fresh=created)
+        return _write_into(
+            repo, spec, artifacts, configs, model_files, version, fresh=bool(created)
+        )
     except BaseException:  # a repository this export made stays absent if it got nothing
         for folder in created:
             with suppress(OSError):
@@ -383,9 +385,9 @@ def _write_into(
     model_files: dict[str, Path | str],
     version: int,
     *,
-    fresh: list[Path],
+    fresh: bool,
 ) -> list[Path]:
-    """`write_repository`'s work once ``repo`` exists (``fresh``: the folders it made)."""
+    """`write_repository`'s work once ``repo`` exists (``fresh``: it made the folder)."""
     # A merged export at version 1 replaces a split one: its tokenizer folder goes.
     removed = [spec.tokenizer_name] if spec.layout is Layout.MERGED and version == 1 else []
     folders = _pipeline_folders(spec, artifacts, model_files, version)
@@ -415,7 +417,7 @@ def _write_into(
                 shutil.rmtree(repo / name, ignore_errors=True)
         except OSError as exc:
             raise RepositoryError(
-                _failed_write(repo, spec, written, staged=not in_place, fresh=bool(fresh), exc=exc)
+                _failed_write(repo, spec, written, staged=not in_place, fresh=fresh, exc=exc)
             ) from exc
     return [repo / name for name in written]
 

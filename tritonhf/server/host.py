@@ -12,10 +12,10 @@ import tempfile
 from pathlib import Path
 
 from tritonhf.errors import ServerError
+from tritonhf.server.shm import SHM
 
-BACKEND_TMP = Path("/tmp")  # noqa: S108  # nosec B108 - checked, never written here
+BACKEND_TMP = Path("/tmp")  # noqa: S108  # nosec B108 - checked; only empty folders removed
 """Where the Python backend makes its folder at every start, whatever ``TMPDIR`` says."""
-SHM = Path("/dev/shm")  # noqa: S108  # nosec B108 - its size is read
 SMALL_SHM_BYTES = 256 * 2**20
 """Below this, a batch of long texts may not fit: each tokenizer instance's region grows to
 its largest request (64 texts of up to 1 MiB each at the defaults)."""
