@@ -140,8 +140,7 @@ def fuse_transformer(
             str(source), model_type="bert", num_heads=num_heads, hidden_size=hidden_size
         )
         stats = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items()}
-        external = bool(external_data_files(source))
-        data_file(target).unlink(missing_ok=True)
+        external = bool(external_data_files(source))  # its save replaces the data file
         optimized.save_model_to_file(str(target), use_external_data_format=external)
     report = FusionReport(fused=stats)
     if not report.any:
@@ -195,7 +194,7 @@ def quantize_nodes(
     # call, through the root logger; the gate's figures are what matter here.
     logging.disable(logging.WARNING)
     try:
-        data_file(target).unlink(missing_ok=True)
+        data_file(target).unlink(missing_ok=True)  # the quantizer's save appends to one
         quantize_dynamic(
             str(source),
             str(target),
