@@ -8,7 +8,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -117,6 +117,11 @@ def check_timeout(timeout_s: object) -> None:
             f"timeout_s (--timeout) must be at most {MAX_TIMEOUT_S:,.0f} seconds (11.6 days), "
             f"got {timeout_s:g}"
         )
+
+
+def ensemble_steps(config: Mapping[str, Any]) -> list[str]:
+    """The models an ensemble's config (Triton's JSON form) runs, in order; [] for another model."""
+    return [step["model_name"] for step in config.get("ensemble_scheduling", {}).get("step", [])]
 
 
 CONFIG_TTL_S = 10.0
@@ -413,8 +418,7 @@ class TritonHFClient:
         Read from the ensemble's first step, which tokenizes in both layouts.
         """
         name = model or self.model
-        steps = self.model_config(name).get("ensemble_scheduling", {}).get("step", [])
-        first = steps[0]["model_name"] if steps else name
+        first = next(iter(ensemble_steps(self.model_config(name))), name)
         raw = self.model_config(first).get("parameters", {}).get("max_length", {})
         if not str(raw.get("string_value", "")).isdigit():
             raise ClientError(f"{name!r} declares no max_length: is it a tritonhf ensemble?")

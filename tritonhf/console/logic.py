@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonhf.client import Protocol
-from tritonhf.client.client import check_timeout
+from tritonhf.client.client import check_timeout, ensemble_steps
 from tritonhf.client.connection import server_address
 from tritonhf.console.metrics import NO_VALUE, ModelRates
 from tritonhf.errors import ConfigError
@@ -71,14 +71,7 @@ def ensembles_using(step: str, configs: Mapping[str, Mapping[str, Any]]) -> list
 
     Triton unloads them with it: tritonhf's and a team's own ones over the same steps alike.
     """
-    return sorted(
-        name
-        for name, config in configs.items()
-        if any(
-            entry.get("model_name") == step
-            for entry in config.get("ensemble_scheduling", {}).get("step", [])
-        )
-    )
+    return sorted(name for name, config in configs.items() if step in ensemble_steps(config))
 
 
 def state_rows(states: Sequence[Any]) -> list[dict[str, str]]:

@@ -25,7 +25,7 @@ from tritonhf.client import (
     Served,
     TritonHFClient,
 )
-from tritonhf.client.client import check_timeout
+from tritonhf.client.client import check_timeout, ensemble_steps
 from tritonhf.client.connection import server_address
 from tritonhf.data import sentences
 from tritonhf.errors import (
@@ -164,8 +164,7 @@ class DemoService:
 
     def _version(self, client: TritonHFClient, model: str) -> str:
         """The version(s) that answer for ``model``: its steps' for an ensemble."""
-        scheduling = client.model_config(model).get("ensemble_scheduling", {})
-        steps = [step["model_name"] for step in scheduling.get("step", [])] or [model]
+        steps = ensemble_steps(client.model_config(model)) or [model]
         return pipeline_version(client.ready_models(), steps)
 
     def served(self, protocol: Protocol | str) -> Served:
