@@ -205,13 +205,13 @@ WORKDIR_PREFIX = "tritonhf-server-"
 """A server's work folder (its backends, the guard) in the temporary folder, with its pid."""
 
 
-def remove_stale_workdirs(folder: Path | None = None) -> list[Path]:
+def remove_stale_workdirs(folder: Path) -> list[Path]:
     """Delete the work folders of servers that were killed (``kill -9``: ~3 MB each, for good).
 
     Those of this user whose process is gone and from which no stub runs any more.
     """
     removed = []
-    for stale in Path(folder or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+    for stale in folder.glob(f"{WORKDIR_PREFIX}*"):
         pid = pid_in_name(stale.name, WORKDIR_PREFIX)
         with suppress(OSError):
             mine = stale.is_dir() and stale.stat().st_uid == os.getuid()
