@@ -184,6 +184,10 @@ CASES = {
         InferenceServerException("Channel closed", status="StatusCode.CANCELLED"),
         InferenceError,
     ),
+    "grpc-call-cancelled-by-a-stopping-server": (
+        InferenceServerException("CANCELLED", status="StatusCode.CANCELLED"),
+        ServerUnavailableError,
+    ),
     "server-internal": (
         InferenceServerException("Failed to process the request(s)", status="StatusCode.INTERNAL"),
         InferenceError,
@@ -407,6 +411,17 @@ def test_a_call_cancelled_by_closing_the_client_says_so() -> None:
     assert "the client was closed while the call ran" in str(
         map_error(raised, model="minilm", url=URL)
     )
+
+
+def test_a_call_the_server_cancelled_is_retried_as_a_server_that_is_stopping() -> None:
+    """Under SIGTERM Triton's gRPC endpoint ended a held call with CANCELLED (seen once in
+    the drain test): the request was refused, not lost in flight, so it is retried."""
+    raised = InferenceServerException("CANCELLED", status="StatusCode.CANCELLED")
+
+    error = map_error(raised, model="minilm", url=URL)
+
+    assert isinstance(error, ServerUnavailableError)
+    assert "cancelled the call before answering" in str(error)
 
 
 def test_running_out_of_file_descriptors_is_local_not_an_unreachable_server() -> None:

@@ -234,9 +234,17 @@ def map_error(
     if any(k in found for k in _INVALID):
         return InvalidInputError(f"the server rejected the input for {model!r}: {message}")
     if "CANCELLED" in status:
-        return InferenceError(
-            f"request to {model!r} at {url} was cancelled before its answer came ({message}): "
-            "the client was closed while the call ran, or the call was cancelled"
+        # gRPC's own words when this process cancelled the call or closed the channel.
+        if re.search(r"Locally cancelled|Channel closed", message, re.IGNORECASE):
+            return InferenceError(
+                f"request to {model!r} at {url} was cancelled before its answer came "
+                f"({message}): the client was closed while the call ran"
+            )
+        # Otherwise the server (or a proxy) ended the call: Triton's gRPC endpoint does so to
+        # the calls it holds when it stops, after the drain. Retryable, as "server is stopping".
+        return ServerUnavailableError(
+            f"Triton at {url} cancelled the call before answering ({one_line(message)}): a "
+            "server (or proxy) that is stopping; retry on another replica or once it is ready"
         )
     said = one_line(message)
     if "while decoding the response" in message or status in ("405", "501"):
