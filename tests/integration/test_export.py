@@ -459,6 +459,23 @@ def test_optimize_for_a_model_graph_fusion_does_not_know_is_refused_before_expor
     assert progress == []  # before loading the model
 
 
+def test_optimize_without_the_memory_for_fusion_is_refused_before_exporting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 2.6 GB graph was exported and validated (a minute and ~8 GB) before the refusal."""
+    folder = tiny_model(tmp_path / "model", "bert")
+    monkeypatch.setattr("tritonhf.export.optimize.memory_available", lambda: 1)
+    progress: list[str] = []
+
+    with pytest.raises(ExportError, match=r"graph fusion \(--optimize\) of a 0.0 GB graph"):
+        export_model(
+            ExportOptions(model=str(folder), repo=tmp_path / "repo", optimize=True),
+            progress=progress.append,
+        )
+    assert not any("exporting ONNX" in line for line in progress), progress
+    assert not (tmp_path / "repo").exists()
+
+
 def test_sigterm_stops_an_export_as_ctrl_c_does_leaving_no_work_folder(tmp_path: Path) -> None:
     """SIGTERM (timeout, a CI cancel, a Job's deadline) ended Python at once: a probe's export
     killed while moving folders in left a step missing, and each left its graph in /tmp."""

@@ -99,13 +99,12 @@ FUSION_MEMORY_FACTOR = 9
 BERT of 641M parameters) went past 19 GB and finished its fusion under 23 GB."""
 
 
-def check_memory_for_fusion(source: Path, *, available: int | None = None) -> None:
-    """Raise `ExportError` if fusing ``source`` would run this machine out of memory.
+def check_memory_for_fusion(size: int, *, available: int | None = None) -> None:
+    """Raise `ExportError` if fusing a graph of ``size`` bytes would exhaust the memory.
 
     ``available``: bytes (default: the kernel's MemAvailable). An export killed by the
     kernel minutes in (taking other processes with it) is worse than a refusal now.
     """
-    size = sum(path.stat().st_size for path in (source, *external_data_files(source)))
     available = memory_available() if available is None else available
     if available and size * FUSION_MEMORY_FACTOR > available:
         raise ExportError(
@@ -132,7 +131,7 @@ def fuse_transformer(
 ) -> FusionReport:
     """Write ``source`` with ORT's transformer fusions applied to ``target``."""
     check_fusable(model_type)
-    check_memory_for_fusion(source)
+    check_memory_for_fusion(sum(p.stat().st_size for p in (source, *external_data_files(source))))
     from onnxruntime.transformers.optimizer import optimize_model
 
     with _quiet_fusion_log():

@@ -28,7 +28,7 @@ from tritonhf.export.onnx_export import (
     load_encoder,
     sentence_encoder,
 )
-from tritonhf.export.optimize import check_fusable
+from tritonhf.export.optimize import check_fusable, check_memory_for_fusion
 from tritonhf.export.options import ExportOptions as ExportOptions  # re-exported: the export API
 from tritonhf.export.options import check_new_version, check_options, replacement_note
 from tritonhf.export.source import (
@@ -300,6 +300,8 @@ def export_model(
             "embeddings; check them on your own texts before relying on them"
         )
     model = load_encoder(source, allow_pickle_weights=options.allow_pickle_weights, task=task)
+    if options.optimize:  # the fp32 graph holds every weight: refused now, not minutes in
+        check_memory_for_fusion(4 * sum(p.numel() for p in model.parameters()))
     tokenizer = load_fast_tokenizer(source)
     labels = class_names(model) if task is Task.CLASSIFICATION else ()
     for group in look_alike_labels(labels):
