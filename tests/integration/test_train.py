@@ -502,13 +502,14 @@ def test_an_output_that_cannot_be_written_is_refused_before_training_and_a_faile
     """A read-only or full --out failed after the training, with a traceback (probe E2)."""
     import errno
 
+    from tritonhf import folders
     from tritonhf.errors import TrainingError
     from tritonhf.train import trainer
 
     train, _ = small_data
     with monkeypatch.context() as patched:  # as a user without write access sees it
-        patched.setattr(trainer.os, "access", lambda *_: False)
-        with pytest.raises(ConfigError, match=r"cannot write into .*; pass a writable folder"):
+        patched.setattr(folders.os, "access", lambda *_: False)
+        with pytest.raises(ConfigError, match=r"--out .* cannot be written: .* is not writable"):
             train_classifier(TrainingOptions(data=train, out=tmp_path / "out"))
 
     def full(built: Path, out: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from tritonhf.export.onnx_export import DEFAULT_OPSET, check_opset
 from tritonhf.export.source import DEFAULT_MODEL
 from tritonhf.export.validate import DEFAULT_ATOL
 from tritonhf.export.variants import VariantRequest, check_request
+from tritonhf.folders import check_output_folder
 from tritonhf.gate.agreement import Thresholds
 from tritonhf.observability.reference import ReferenceTexts, read_reference_texts
 from tritonhf.repository.compat import version_folders
@@ -149,7 +149,7 @@ def check_options(options: ExportOptions) -> ReferenceTexts:
     ``--drift-reference``, and a ``--version N`` that cannot go beside the pipeline's version
     1, are refused at once.
     """
-    check_repository_path(options.repo)
+    check_output_folder(options.repo, flag="--repo")
     reference = read_reference_texts(options.drift_reference)
     check_new_version(options)
     try:
@@ -157,20 +157,6 @@ def check_options(options: ExportOptions) -> ReferenceTexts:
     except RepositoryError as exc:
         raise ConfigError(str(exc)) from exc
     return reference
-
-
-def check_repository_path(repo: Path) -> None:
-    """Refuse a ``--repo`` that is not a folder, or that cannot be created or written."""
-    if repo.exists() and not repo.is_dir():
-        raise ConfigError(f"--repo {repo} is a file, not a folder")
-    # lexists: a dangling (or looping) symbolic link exists, but cannot be followed or made.
-    existing = next(parent for parent in (repo, *repo.parents) if os.path.lexists(parent))
-    if existing.is_symlink() and not existing.exists():
-        raise ConfigError(f"--repo {repo} cannot be created: {existing} is a broken symbolic link")
-    if not existing.is_dir():
-        raise ConfigError(f"--repo {repo} cannot be created: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--repo {repo} cannot be written: {existing} is not writable")
 
 
 def check_new_version(options: ExportOptions, *, task: Task | None = None) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import shutil
 import time
 import uuid
@@ -18,6 +17,7 @@ from typing import Any
 from tritonhf.errors import ConfigError, TrainingError
 from tritonhf.export.limits import longest_runnable_length
 from tritonhf.export.source import DEFAULT_MODEL, quiet_transformers, resolve_model
+from tritonhf.folders import check_output_folder
 from tritonhf.spec import look_alike_labels, look_alike_warning, shown_label
 from tritonhf.train.dataset import TrainingData, load_training_data
 from tritonhf.train.engines import (
@@ -189,11 +189,7 @@ def _reproducible(seed: int) -> Iterator[None]:
 
 
 def _check_out(out: Path, *, overwrite: bool) -> None:
-    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise ConfigError(f"output {out}: {existing} is a file; pass a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):  # found at the end of the training, else
-        raise ConfigError(f"output {out}: cannot write into {existing}; pass a writable folder")
+    check_output_folder(out, flag="--out")  # found at the end of the training, else
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise ConfigError(
