@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,7 +17,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import CLASSIFIER
 from tritonhf import data
 from tritonhf.client import TritonHFClient
-from tritonhf.observability.drift import ALERT_THRESHOLD, DEFAULT_WINDOW, LABEL, TOKEN_LENGTH
+from tritonhf.observability.drift import (
+    ALERT_THRESHOLD,
+    DEFAULT_WINDOW,
+    EMBEDDING_SIMILARITY,
+    LABEL,
+    TOKEN_LENGTH,
+)
 from tritonhf.server.launcher import TritonServer
 
 
@@ -105,3 +112,39 @@ def test_requests_sent_with_drift_off_stay_out_of_the_window(
         client.classify(long_texts[start : start + 64], model=CLASSIFIER, drift=False)
 
     assert drift_scores(server, CLASSIFIER) == before
+
+
+EMBEDDER_TEXTS = 2 * DEFAULT_WINDOW
+"""Texts that fill the window of each of the embedder's two model instances."""
+
+
+def embed_all(client: TritonHFClient, texts: list[str]) -> None:
+    for start in range(0, len(texts), 64):
+        client.embed(texts[start : start + 64], model="minilm")
+
+
+def source_lines() -> list[str]:
+    """Lines of this package's Python source: text on another subject than the corpus's."""
+    package = Path(data.__file__).parent.parent
+    lines = [
+        line.strip()
+        for path in sorted(package.rglob("*.py"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if len(line.strip()) > 30
+    ]
+    return lines[:: max(1, len(lines) // EMBEDDER_TEXTS)][:EMBEDDER_TEXTS]
+
+
+def test_an_embedders_similarity_to_its_reference_drifts_on_another_subject(
+    server: TritonServer, client: TritonHFClient
+) -> None:
+    sentences = data.sentences()  # the export's default reference set
+    embed_all(client, (sentences * -(-EMBEDDER_TEXTS // len(sentences)))[:EMBEDDER_TEXTS])
+    alike = drift_scores(server, "minilm")
+
+    embed_all(client, source_lines())
+    elsewhere = drift_scores(server, "minilm")
+
+    print(f"PSI of the embeddings' similarity: reference-like {alike}, source code {elsewhere}")
+    assert alike[EMBEDDING_SIMILARITY] < ALERT_THRESHOLD
+    assert elsewhere[EMBEDDING_SIMILARITY] > ALERT_THRESHOLD

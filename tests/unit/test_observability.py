@@ -17,10 +17,13 @@ from tritonhf.observability import metrics as m
 from tritonhf.observability.client_metrics import ClientMetrics
 from tritonhf.observability.drift import (
     ALERT_THRESHOLD,
+    EMBEDDING_SIMILARITY,
+    LABEL,
     PROPORTION_FLOOR,
     DriftWindow,
     FeatureProfile,
     ReferenceProfile,
+    embedding_similarity_profile,
     label_profile,
     psi,
     token_length_profile,
@@ -36,7 +39,12 @@ from tritonhf.observability.logs import (
     text_fields,
     text_hash,
 )
-from tritonhf.observability.steps import RequestOutcome, TokenizerObserver, _NoMetrics
+from tritonhf.observability.steps import (
+    ModelObserver,
+    RequestOutcome,
+    TokenizerObserver,
+    _NoMetrics,
+)
 
 # PSI -------------------------------------------------------------------------------------
 
@@ -121,11 +129,61 @@ def test_drift_window_reports_nothing_until_min_samples_then_slides(tmp_path: Pa
     assert window.score() == pytest.approx(psi([4, 0], [1, 1]))
 
 
+def clustered(count: int, *, seed: int, dims: int = 384) -> np.ndarray:
+    """``count`` embeddings around one direction, as texts on one subject give: cosine ~0.2
+    with their centroid, as the package corpus's MiniLM embeddings."""
+    rng = np.random.default_rng(seed)
+    direction = np.zeros(dims)
+    direction[0] = 1.0
+    return direction + rng.normal(scale=0.25, size=(count, dims))
+
+
+def test_the_similarity_profile_leaves_each_text_out_of_the_centroid_it_is_compared_with() -> None:
+    """With itself in the mean, a reference text reads closer than a new text of its kind,
+    so traffic like the reference read as drift (PSI 0.55 on halves of the package corpus)."""
+    reference = clustered(200, seed=1)
+
+    profile = embedding_similarity_profile(reference)
+
+    assert profile is not None
+    assert profile.name == EMBEDDING_SIMILARITY
+    assert np.linalg.norm(profile.anchor) == pytest.approx(1.0)
+    assert profile.proportions == pytest.approx([0.1] * 10)
+    alike = DriftWindow(profile, size=500, min_samples=100)
+    alike.add_values(profile.similarities(clustered(500, seed=2)))
+    assert alike.score() < 0.1  # type: ignore[operator]  # 0.24 with itself in the mean
+
+
+def test_embeddings_on_another_subject_move_the_similarity_score_past_the_threshold() -> None:
+    profile = embedding_similarity_profile(clustered(200, seed=1))
+    assert profile is not None
+    elsewhere = clustered(500, seed=3)[:, ::-1]  # the same spread around another direction
+    window = DriftWindow(profile, size=500, min_samples=100)
+
+    window.add_values(profile.similarities(elsewhere))
+
+    assert window.score() > ALERT_THRESHOLD  # type: ignore[operator]
+
+
+def test_the_similarity_profile_skips_unusable_rows_and_needs_two() -> None:
+    rows = clustered(3, seed=1)
+    rows[1] = np.nan
+    rows[2] = 0.0
+
+    assert embedding_similarity_profile(rows) is None
+    profile = embedding_similarity_profile(clustered(2, seed=1))
+    assert profile is not None
+    assert profile.similarities(rows).shape == (1,)  # cosines of usable rows only
+
+
 def test_reference_profile_round_trips_through_json(tmp_path: Path) -> None:
+    similarity = embedding_similarity_profile(clustered(20, seed=1))
+    assert similarity is not None
     profile = ReferenceProfile(
         features={
             "token_length": token_length_profile([3, 5, 8, 13, 21], max_length=16),
             "label": label_profile(["x", "y"], ["x", "y"]),
+            similarity.name: similarity,
         },
         source="unit test",
         window=50,
@@ -291,6 +349,34 @@ def test_tokenizer_observer_logs_counts_and_text_only_as_configured(mode: TextLo
     )
     assert ("private words" in stream.getvalue()) is (mode is TextLogging.RAW)
     assert ("text_sha256" in first) is (mode is TextLogging.HASH)
+
+
+def test_the_model_observer_scores_an_embedders_similarity_and_a_classifiers_labels() -> None:
+    similarity = embedding_similarity_profile(clustered(200, seed=1))
+    assert similarity is not None
+    tokens = token_length_profile([3, 5, 8], max_length=16)
+    embedder = ModelObserver(
+        _NoMetrics(),
+        "minilm",
+        ReferenceProfile({"token_length": tokens, similarity.name: similarity}, "t", 50, 10),
+        TextLogging.OFF,
+    )
+    labels = label_profile(["x", "y"], ["x", "y"])
+    classifier = ModelObserver(
+        _NoMetrics(), "clf", ReferenceProfile({LABEL: labels}, "t", 50, 10), TextLogging.OFF
+    )
+    try:
+        rows = clustered(8, seed=4).astype(np.float32)
+        embedder.record(["a", "b"], [{"EMBEDDING": rows[:6]}, {"EMBEDDING": rows[6:]}], [], 0.0)
+        embedder.record(["c"], [{"EMBEDDING": rows}], [], 0.0, drift=[False])
+        embedder.flush()
+
+        assert (classifier.feature, embedder.feature) == (LABEL, EMBEDDING_SIMILARITY)
+        assert embedder.drift is not None
+        assert len(embedder.drift) == 8  # the request sent with drift false stays out
+    finally:
+        embedder.close()
+        classifier.close()
 
 
 def test_a_request_whose_texts_did_not_decode_logs_how_many_it_sent() -> None:

@@ -47,8 +47,8 @@ from tritonhf.observability.reference import (
     ReferenceTexts,
     build_reference_profile,
     default_reference_note,
-    onnx_probabilities,
-    torch_probabilities,
+    onnx_outputs_of,
+    torch_outputs_of,
 )
 from tritonhf.repository.checks import check_config_matches_onnx
 from tritonhf.repository.configs import StepTuning, model_config
@@ -204,29 +204,30 @@ def _save_reference_profile(
 ) -> None:
     """Write the drift reference profile of ``reference`` to ``path``.
 
-    A classifier's reference labels come from the model the pipeline serves: its ONNX
-    ``graph`` (the variant written to the repository), or, without one (python-torch), the
-    PyTorch ``encoder``; so they are the labels the server would return.
+    A classifier's reference labels and an embedder's reference embeddings come from the
+    model the pipeline serves: its ONNX ``graph`` (the variant written to the repository), or,
+    without one (python-torch), the PyTorch ``encoder``; so they are what the server would
+    return.
     """
-    classifier = None
-    if spec.labels:
-        probabilities = (
-            onnx_probabilities(
-                graph,
-                tokenizer,
-                max_length=spec.max_length,
-                texts_alone=spec.precision.runs_texts_alone,
-            )
-            if graph is not None
-            else torch_probabilities(encoder, tokenizer, max_length=spec.max_length)
+    output = PROBABILITIES if spec.labels else EMBEDDING
+    outputs = (
+        onnx_outputs_of(
+            graph,
+            tokenizer,
+            output=output,
+            max_length=spec.max_length,
+            texts_alone=spec.precision.runs_texts_alone,
         )
-        classifier = Classifier(spec.labels, probabilities)
+        if graph is not None
+        else torch_outputs_of(encoder, tokenizer, max_length=spec.max_length)
+    )
     build_reference_profile(
         texts=reference.texts,
         source=reference.source,
         tokenizer=tokenizer,
         max_length=spec.max_length,
-        classifier=classifier,
+        classifier=Classifier(spec.labels, outputs) if spec.labels else None,
+        embedder=None if spec.labels else outputs,
     ).save(path)
 
 

@@ -1,5 +1,10 @@
 """Input drift: a reference profile recorded at export, PSI of a sliding window against it.
 
+Features: every model's token lengths, a classifier's predicted labels, and an embedder's
+similarity to its reference centroid (the cosine of each embedding with the mean direction
+of the reference set's embeddings): traffic on other subjects than the reference's moves
+that distribution even when its lengths do not.
+
 The Population Stability Index of a live distribution ``a`` against the reference ``e``
 (both proportions over the same bins) is ``sum((a_i - e_i) * ln(a_i / e_i))``. The usual
 reading: below 0.1 no shift, 0.1 to 0.25 a moderate shift, above 0.25 (`ALERT_THRESHOLD`,
@@ -24,8 +29,12 @@ ALERT_THRESHOLD = 0.25
 """PSI above which the ``TritonHFInputDrift`` alert fires (kept in sync with the rules file)."""
 PROFILE_FILE = "drift_reference.json"
 """The reference profile's file name inside a step's version folder."""
-TOKEN_LENGTH = "token_length"  # noqa: S105  # nosec B105 (a feature name)
+TOKEN_LENGTH = "token_length"  # noqa: S105  # nosec B105  # a feature name
 LABEL = "label"
+EMBEDDING_SIMILARITY = "embedding_similarity"
+MAX_EMBEDDED_REFERENCE = 2000
+"""The most reference texts an export embeds for `EMBEDDING_SIMILARITY` (a fixed sample):
+enough for decile bins, and seconds of work for a small model."""
 DEFAULT_WINDOW = 500
 DEFAULT_MIN_SAMPLES = 100
 PROPORTION_FLOOR = 1e-4
@@ -54,7 +63,8 @@ class FeatureProfile:
 
     Numeric features have ``edges``: bin ``i`` holds values ``edges[i-1] < v <= edges[i]``
     and the last bin every value above ``edges[-1]``. Categorical features have
-    ``categories``, one bin each.
+    ``categories``, one bin each. ``anchor``: the unit vector a numeric feature's values are
+    cosines with (`EMBEDDING_SIMILARITY`'s reference centroid).
     """
 
     name: str
@@ -62,6 +72,7 @@ class FeatureProfile:
     count: int
     edges: tuple[float, ...] = ()
     categories: tuple[str, ...] = ()
+    anchor: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         bins = len(self.categories) if self.categories else len(self.edges) + 1
@@ -94,6 +105,8 @@ class FeatureProfile:
             data["edges"] = list(self.edges)
         else:
             data["categories"] = list(self.categories)
+        if self.anchor:
+            data["anchor"] = list(self.anchor)
         return data
 
     @classmethod
@@ -105,7 +118,15 @@ class FeatureProfile:
             count=int(data["count"]),
             edges=tuple(float(e) for e in data.get("edges", ())),
             categories=tuple(str(c) for c in data.get("categories", ())),
+            anchor=tuple(float(a) for a in data.get("anchor", ())),
         )
+
+    def similarities(self, embeddings: NDArray[Any]) -> NDArray[np.float64]:
+        """Cosine of each finite, non-zero row of ``embeddings`` with the ``anchor``."""
+        rows = np.asarray(embeddings, dtype=np.float64).reshape(-1, len(self.anchor))
+        norms = np.linalg.norm(rows, axis=1)
+        usable = np.isfinite(norms) & (norms > 0)
+        return np.asarray(rows[usable] @ np.asarray(self.anchor) / norms[usable])
 
 
 def token_length_profile(lengths: Sequence[int], *, max_length: int) -> FeatureProfile:
@@ -125,6 +146,34 @@ def token_length_profile(lengths: Sequence[int], *, max_length: int) -> FeatureP
         proportions=tuple(float(c) for c in counts / counts.sum()),
         count=int(array.size),
         edges=tuple(edges),
+    )
+
+
+def embedding_similarity_profile(embeddings: NDArray[Any]) -> FeatureProfile | None:
+    """Decile bins of the reference's similarities to its centroid; None for < 2 usable rows.
+
+    Each reference text is compared with the centroid of the *other* texts (leave one out):
+    with itself in the mean, a text of a 260-text set reads ~0.03 closer than a new text of
+    the same kind does, and traffic like the reference would read as drift.
+    """
+    rows = np.asarray(embeddings, dtype=np.float64)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    usable = (np.isfinite(norms) & (norms > 0)).reshape(-1)
+    units = rows[usable] / norms[usable]
+    total = units.sum(axis=0)
+    if len(units) < 2 or not np.linalg.norm(total) > 0:
+        return None
+    others = total - units
+    others /= np.maximum(np.linalg.norm(others, axis=1, keepdims=True), 1e-12)
+    values = np.sum(units * others, axis=1)
+    edges = tuple(float(e) for e in np.unique(np.quantile(values, _QUANTILES)))
+    counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(edges) + 1)
+    return FeatureProfile(
+        name=EMBEDDING_SIMILARITY,
+        proportions=tuple(float(c) for c in counts / counts.sum()),
+        count=int(values.size),
+        edges=edges,
+        anchor=tuple(float(a) for a in total / np.linalg.norm(total)),
     )
 
 

@@ -1,13 +1,15 @@
 """Build the drift reference profile at export time, from a reference set of texts.
 
 Token lengths come from the model's own tokenizer (truncated like the serving step does);
-a classifier's label distribution from the model the export serves, run in-process: the
-exported ONNX graph for the ONNX runtimes, the PyTorch model for python-torch. Either way the
-reference is what the served model would have predicted.
+a classifier's label distribution and an embedder's similarities to its centroid from the
+model the export serves, run in-process: the exported ONNX graph for the ONNX runtimes, the
+PyTorch model for python-torch. Either way the reference is what the served model would have
+answered.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +21,18 @@ from tritonhf.errors import ConfigError, DatasetError, ExportError
 from tritonhf.observability.drift import (
     DEFAULT_MIN_SAMPLES,
     DEFAULT_WINDOW,
+    MAX_EMBEDDED_REFERENCE,
     FeatureProfile,
     ReferenceProfile,
+    embedding_similarity_profile,
     label_profile,
     token_length_profile,
 )
-from tritonhf.spec import PROBABILITIES
 
 PACKAGE_CORPUS = "tritonhf/data/sentences.txt"
 
-Probabilities = Callable[[Sequence[str]], NDArray[Any]]
-"""Texts -> the classifier's class probabilities, one row per text."""
+Outputs = Callable[[Sequence[str]], NDArray[Any]]
+"""Texts -> the served model's output (class probabilities, embeddings), one row per text."""
 
 
 class ReferenceTexts(NamedTuple):
@@ -118,7 +121,7 @@ class Classifier:
     """A classifier's labels (output order) and a function computing its probabilities."""
 
     labels: tuple[str, ...]
-    probabilities: Probabilities
+    probabilities: Outputs
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         """The label ranked first for each text (the ``LABEL`` the served model returns)."""
@@ -131,10 +134,10 @@ class Classifier:
         return [self.labels[i] for i in scores.argmax(axis=1)]
 
 
-def onnx_probabilities(
-    onnx_path: Path, tokenizer: Any, *, max_length: int, texts_alone: bool = False
-) -> Probabilities:
-    """``PROBABILITIES`` of an exported classifier graph, on ONNX Runtime's CPU provider.
+def onnx_outputs_of(
+    onnx_path: Path, tokenizer: Any, *, output: str, max_length: int, texts_alone: bool = False
+) -> Outputs:
+    """``output`` of an exported graph (``PROBABILITIES``, ``EMBEDDING``) on ONNX Runtime's CPU.
 
     ``texts_alone``: one text per call, as the served int8 step runs them.
     """
@@ -146,7 +149,7 @@ def onnx_probabilities(
             tokenizer,
             texts,
             max_length=max_length,
-            output=PROBABILITIES,
+            output=output,
             batch_size=1 if texts_alone else BATCH_SIZE,
         )
         return values
@@ -154,8 +157,8 @@ def onnx_probabilities(
     return run
 
 
-def torch_probabilities(encoder: Any, tokenizer: Any, *, max_length: int) -> Probabilities:
-    """The probabilities of a wrapped PyTorch classifier (`classifier_probabilities`)."""
+def torch_outputs_of(encoder: Any, tokenizer: Any, *, max_length: int) -> Outputs:
+    """The output of a wrapped PyTorch model (`classifier_probabilities`, `sentence_encoder`)."""
     from tritonhf.gate.reference import torch_outputs
 
     def run(texts: Sequence[str]) -> NDArray[Any]:
@@ -171,10 +174,14 @@ def build_reference_profile(
     tokenizer: Any,
     max_length: int,
     classifier: Classifier | None = None,
+    embedder: Outputs | None = None,
     window: int = DEFAULT_WINDOW,
     min_samples: int = DEFAULT_MIN_SAMPLES,
 ) -> ReferenceProfile:
-    """Token-length profile for every model, plus the label profile of a ``classifier``."""
+    """Token lengths for every model, plus a ``classifier``'s labels or an ``embedder``'s cosines.
+
+    The embedder runs on at most `MAX_EMBEDDED_REFERENCE` texts, a fixed sample of them.
+    """
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
     features: dict[str, FeatureProfile] = {}
     lengths = [len(ids) for ids in encoded]
@@ -183,6 +190,13 @@ def build_reference_profile(
     if classifier is not None:
         label_feature = label_profile(classifier.predict(texts), classifier.labels)
         features[label_feature.name] = label_feature
+    if embedder is not None:
+        sample = list(texts)
+        if len(sample) > MAX_EMBEDDED_REFERENCE:  # fixed: the same export, the same profile
+            sample = random.Random(0).sample(sample, MAX_EMBEDDED_REFERENCE)  # noqa: S311  # nosec B311
+        similarity = embedding_similarity_profile(embedder(sample))
+        if similarity is not None:
+            features[similarity.name] = similarity
     return ReferenceProfile(
         features=features, source=source, window=window, min_samples=min_samples
     )

@@ -19,7 +19,13 @@ from numpy.typing import NDArray
 
 from tritonhf.observability import metrics as m
 from tritonhf.observability.background import RECORDING_NICE, BackgroundRecorder
-from tritonhf.observability.drift import LABEL, TOKEN_LENGTH, DriftWindow, ReferenceProfile
+from tritonhf.observability.drift import (
+    EMBEDDING_SIMILARITY,
+    LABEL,
+    TOKEN_LENGTH,
+    DriftWindow,
+    ReferenceProfile,
+)
 from tritonhf.observability.logs import (
     TextLogging,
     configure_json_logging,
@@ -225,13 +231,26 @@ class TokenizerObserver(_Observer):
 
 
 class ModelObserver(_Observer):
-    """Model step: predicted labels and confidence, or embedding health; label drift."""
+    """Model step: labels and confidence, or embedding health; their drift.
+
+    The drift feature is a classifier's predicted labels, or an embedder's similarities to its
+    reference centroid.
+    """
 
     step = "model"
-    feature = LABEL
 
-    def __init__(self, *args: Any, unit_norm: bool = True) -> None:
-        super().__init__(*args)
+    def __init__(
+        self,
+        metrics: m.TritonMetrics | _NoMetrics,
+        model: str,
+        profile: ReferenceProfile | None,
+        text_logging: TextLogging,
+        *,
+        unit_norm: bool = True,
+    ) -> None:
+        # A classifier's profile has labels; an embedder's, similarities (older exports: none).
+        self.feature = EMBEDDING_SIMILARITY if profile and LABEL not in profile.features else LABEL
+        super().__init__(metrics, model, profile, text_logging)
         self.unit_norm = unit_norm
         """The model normalises its embeddings: a norm off 1 counts as an anomaly."""
 
@@ -275,6 +294,7 @@ class ModelObserver(_Observer):
         batch = len(request_ids) + len(errors)
         predicted: list[str] = []
         drifting: list[str] = []
+        similar: list[NDArray[Any]] = []
         for request_id, found, counts in zip(request_ids, outputs, counted, strict=True):
             fields: dict[str, Any] = {
                 "model": self.model,
@@ -303,6 +323,8 @@ class ModelObserver(_Observer):
                     self.metrics.observe(m.EMBEDDING_NORM, mean)
                 self.metrics.increment(m.EMBEDDING_ANOMALIES, nonfinite, "nonfinite")
                 self.metrics.increment(m.EMBEDDING_ANOMALIES, off, "norm")
+                if counts and self.drift is not None:
+                    similar.append(self.drift.profile.similarities(found["EMBEDDING"]))
                 fields.update(
                     texts=len(found["EMBEDDING"]),
                     embedding_norm_mean=round(mean, 6) if np.isfinite(mean) else None,
@@ -329,6 +351,9 @@ class ModelObserver(_Observer):
             self.metrics.increment(m.PREDICTIONS, count, label)
         if self.drift is not None and drifting:
             self.drift.add_categories(drifting)
+            self._update_drift()
+        if self.drift is not None and similar:
+            self.drift.add_values(np.concatenate(similar))
             self._update_drift()
 
 
