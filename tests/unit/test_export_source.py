@@ -9,7 +9,7 @@ import pytest
 from tritonhf.cli.main import main
 from tritonhf.errors import ConfigError, ExportError, ModelSourceError
 from tritonhf.export.head import Pooling
-from tritonhf.export.limits import resolve_max_length
+from tritonhf.export.limits import default_limit_note, resolve_max_length
 from tritonhf.export.pipeline import ExportOptions
 from tritonhf.export.source import DEFAULT_MODEL, ModelSource, resolve_model
 from tritonhf.spec import PipelineSpec, Task
@@ -192,6 +192,9 @@ def test_default_length_is_the_smallest_known_limit() -> None:
         (128, 256, 512, 128),  # positions are the hard limit
         (514, 8192, 100_000, 512),  # 100k counts as "no limit"
         (512, 0, 0, 512),  # zeros mean "unknown"
+        # sentence-transformers reads up to max_seq_length whatever the tokenizer says (a
+        # folder saved before version 6 served 12 tokens where encode read 24: cosine 0.92).
+        (512, 24, 12, 24),
     ],
 )
 def test_default_length_ignores_unknown_limits_and_caps_at_512(
@@ -215,6 +218,17 @@ def test_a_model_without_a_position_table_defaults_to_512_and_may_take_more(
     assert resolve_max_length(None, source(), model, tokenizer_limit(HUGE)) == 512
     # Relative positions: a longer request is the user's call (the export checks it runs).
     assert resolve_max_length(600, source(), model, tokenizer_limit(HUGE)) == 600
+
+
+def test_the_512_cap_below_a_sentence_transformers_limit_is_said_with_the_flag_to_lift_it() -> None:
+    model = encoder(max_position_embeddings=8194)
+
+    note = default_limit_note(source(8192), model, tokenizer_limit(8192))
+
+    assert resolve_max_length(None, source(8192), model, tokenizer_limit(8192)) == 512
+    assert note is not None
+    assert "reads up to 8192 (max_seq_length); --max-length 8192 serves them" in note
+    assert default_limit_note(source(256), model, tokenizer_limit(512)) is None
 
 
 def test_the_default_model_resolves_to_256_tokens() -> None:

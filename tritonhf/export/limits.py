@@ -123,21 +123,37 @@ def _positions(model: Any) -> int:
 
 
 def _declared_limits(source: ModelSource, tokenizer: Any) -> list[int]:
-    limits = [int(source.max_seq_length)] if source.max_seq_length else []
+    """The limit the model's files declare: sentence-transformers', else the tokenizer's.
+
+    sentence-transformers' ``encode`` truncates at its ``max_seq_length`` whatever the
+    tokenizer's ``model_max_length`` says (folders saved before version 6 can hold a smaller
+    one), so that is the limit its users get.
+    """
+    if source.max_seq_length:
+        return [int(source.max_seq_length)]
     if 0 < tokenizer.model_max_length < 100_000:
-        limits.append(int(tokenizer.model_max_length))
-    return limits
+        return [int(tokenizer.model_max_length)]
+    return []
 
 
 def default_limit_note(source: ModelSource, model: Any, tokenizer: Any) -> str | None:
-    """A note when nothing about the model bounds a text and `DEFAULT_LIMIT` is taken."""
-    if _positions(model) != NO_TABLE or _declared_limits(source, tokenizer):
-        return None
-    return (
-        f"note: nothing bounds this model's input (relative positions, and no limit in its "
-        f"tokenizer or sentence-transformers config): texts are cut at {DEFAULT_LIMIT} tokens, "
-        "where sentence-transformers reads them whole; --max-length serves longer ones"
-    )
+    """A note when `DEFAULT_LIMIT` cuts texts that sentence-transformers would read on."""
+    positions = _positions(model)
+    declared = _declared_limits(source, tokenizer)
+    if not declared and positions == NO_TABLE:
+        return (
+            f"note: nothing bounds this model's input (relative positions, and no limit in its "
+            f"tokenizer or sentence-transformers config): texts are cut at {DEFAULT_LIMIT} "
+            "tokens, where sentence-transformers reads them whole; --max-length serves longer ones"
+        )
+    if source.max_seq_length and min(positions, source.max_seq_length) > DEFAULT_LIMIT:
+        longest = min(positions, source.max_seq_length)
+        return (
+            f"note: texts are cut at {DEFAULT_LIMIT} tokens, where sentence-transformers reads "
+            f"up to {source.max_seq_length} (max_seq_length); --max-length {longest} serves "
+            "them (attention's memory grows with the square of a batch's longest text)"
+        )
+    return None
 
 
 def runnable_max_length(
