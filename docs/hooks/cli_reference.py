@@ -1,4 +1,4 @@
-"""MkDocs hook: write ``reference/cli.md`` from ``tritonhf.cli.parser.build_parser()`` at build time.
+"""MkDocs hook: write ``reference/cli.md`` from ``tritonhf.cli.parser.build_parser()``.
 
 The CLI reference is never hand-copied: every build reads the same parser ``tritonhf`` runs, so a
 new command or flag appears in the docs with no edit, and a removed one disappears.

@@ -217,3 +217,18 @@ def test_pre_commit_runs_cleanly(tmp_path: Path) -> None:
     hooks = {hook["id"] for repo in config["repos"] for hook in repo["hooks"]}
     assert {"ruff", "ruff-format", "mypy", "yamllint", "hadolint", "actionlint"} <= hooks
     assert all(repo["repo"] == "local" for repo in config["repos"])
+
+
+def test_make_lint_checks_the_python_files_the_pre_commit_ruff_hooks_check() -> None:
+    """`make lint` left out docs/hooks, which CI's pre-commit linted: a line too long there
+    failed CI's lint job (and so its test job) while `make test` passed."""
+    makefile = (ROOT / "Makefile").read_text()
+    (paths,) = re.findall(r"^LINT_PATHS := (.+)$", makefile, re.MULTILINE)
+    tracked = [name for name in run("git", "ls-files").stdout.split() if name.endswith(".py")]
+    linted = {name for name in tracked if name.startswith(tuple(f"{p}/" for p in paths.split()))}
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    hooks = {hook["id"]: hook for repo in config["repos"] for hook in repo["hooks"]}
+    for hook in ("ruff", "ruff-format"):
+        hooked = {name for name in tracked if re.search(hooks[hook]["files"], name)}
+        assert hooked == linted, f"{hook}: {sorted(hooked ^ linted)}"
+    assert "$(LINT_PATHS)" in makefile.split("\nlint:")[1].split("\n\n")[0]
