@@ -26,7 +26,7 @@ _INSTANCE_SUFFIX = re.compile(r"_(\d+)_(\d+)$")
 
 def board_dir() -> Path:
     """Shared memory where the OS has it (no disk writes), else the temporary folder."""
-    shm = Path("/dev/shm")  # noqa: S108  # nosec B108 - opened O_NOFOLLOW, mode 0600
+    shm = Path("/dev/shm")  # noqa: S108  # nosec B108  # opened O_NOFOLLOW, mode 0600
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
 
 

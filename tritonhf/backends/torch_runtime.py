@@ -65,7 +65,7 @@ class TorchSession:
         half = settings.get("precision") == "fp16" and self.device.type == "cuda"
         loader: Any = AutoModelForSequenceClassification if self.labels else AutoModel
         with quiet_transformers():  # no load report or progress bar in the server's log
-            model = loader.from_pretrained(  # nosec B615 - a local folder the exporter wrote
+            model = loader.from_pretrained(  # nosec B615  # a local folder the exporter wrote
                 str(folder), trust_remote_code=False, use_safetensors=True
             )
         # Exports before the setting existed gave zeros to every model that takes them.

@@ -35,7 +35,7 @@ class Pooling(str, Enum):
     MEAN = "mean"
     MEAN_SQRT_LEN = "mean_sqrt_len_tokens"
     WEIGHTED_MEAN = "weightedmean"
-    LAST_TOKEN = "lasttoken"  # noqa: S105  # nosec B105 (a pooling mode)
+    LAST_TOKEN = "lasttoken"  # noqa: S105  # nosec B105  # a pooling mode
 
 
 _LEGACY_POOLING_FLAGS = {

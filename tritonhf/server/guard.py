@@ -40,7 +40,7 @@ def build_guard(folder: Path) -> Path:
     sources = sorted(str(path) for path in SOURCES.glob("*.c"))
     command = [compiler, "-shared", "-fPIC", "-O2", "-o", str(library), *sources, "-ldl"]
     try:
-        done = subprocess.run(  # noqa: S603  # nosec B603 - our own source, no shell
+        done = subprocess.run(  # noqa: S603  # nosec B603  # our own source, no shell
             command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S, check=False
         )
     except (OSError, subprocess.TimeoutExpired) as exc:

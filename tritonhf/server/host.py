@@ -14,7 +14,7 @@ from pathlib import Path
 from tritonhf.errors import ServerError
 from tritonhf.server.shm import SHM
 
-BACKEND_TMP = Path("/tmp")  # noqa: S108  # nosec B108 - checked; only empty folders removed
+BACKEND_TMP = Path("/tmp")  # noqa: S108  # nosec B108  # checked; only empty folders removed
 """Where the Python backend makes its folder at every start, whatever ``TMPDIR`` says."""
 SMALL_SHM_BYTES = 256 * 2**20
 """Below this, a batch of long texts may not fit: each tokenizer instance's region grows to

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
 
-SHM = Path("/dev/shm")  # noqa: S108  # nosec B108 - read and unlinked, never written
+SHM = Path("/dev/shm")  # noqa: S108  # nosec B108  # read and unlinked, never written
 REGION_GLOB = "triton_python_backend_shm_region_*"
 MIN_AGE_S = 60.0
 """A younger region may belong to a server that is starting and has not mapped it yet."""
