@@ -153,7 +153,7 @@ def embedding_similarity_profile(embeddings: NDArray[Any]) -> FeatureProfile | N
     """Decile bins of the reference's similarities to its centroid; None for < 2 usable rows.
 
     Each reference text is compared with the centroid of the *other* texts (leave one out):
-    with itself in the mean, a text of a 260-text set reads ~0.03 closer than a new text of
+    with itself in the mean, a text of a 130-text set read ~0.03 closer than a new text of
     the same kind does, and traffic like the reference would read as drift.
     """
     rows = np.asarray(embeddings, dtype=np.float64)
