@@ -22,8 +22,13 @@ from tritonhf.export.onnx_export import (
 from tritonhf.export.pipeline import ExportOptions, export_model
 from tritonhf.export.source import load_fast_tokenizer, resolve_model
 from tritonhf.export.validate import validate_onnx
+from tritonhf.observability.drift import (
+    EMBEDDING_SIMILARITY,
+    PROFILE_FILE,
+    FeatureProfile,
+    ReferenceProfile,
+)
 from tritonhf.observability.drift import LABEL as LABEL_FEATURE
-from tritonhf.observability.drift import PROFILE_FILE, FeatureProfile, ReferenceProfile
 from tritonhf.repository.configs import BatchingPolicy, StepTuning
 from tritonhf.spec import Layout, Runtime, Task
 
@@ -381,6 +386,26 @@ def test_an_export_notes_its_drift_reference_and_a_revision_a_folder_ignores(
 
     assert any("drift is scored against the package corpus" in line for line in progress)
     assert any("is a local folder, read as it is" in line for line in progress)
+    profile = ReferenceProfile.load(tmp_path / "repo" / "minilm_model" / "1" / PROFILE_FILE)
+    assert profile is not None
+    assert EMBEDDING_SIMILARITY in profile.features  # the corpus: 260 distinct texts
+
+
+def test_an_embedder_with_too_small_a_drift_reference_is_told_what_is_not_scored(
+    tmp_path: Path,
+) -> None:
+    folder = tiny_model(tmp_path / "model", "bert")
+    reference = tmp_path / "reference.txt"
+    reference.write_text("a text\nanother text\n" * 150)  # 300 lines, 2 distinct texts
+    progress: list[str] = []
+
+    options = ExportOptions(model=str(folder), repo=tmp_path / "repo", drift_reference=reference)
+    export_model(options, progress=progress.append)
+
+    assert any("has 2 distinct texts, fewer than the 200" in line for line in progress), progress
+    profile = ReferenceProfile.load(tmp_path / "repo" / "minilm_model" / "1" / PROFILE_FILE)
+    assert profile is not None
+    assert set(profile.features) == {"token_length"}
 
 
 def test_sentence_transformers_lower_casing_is_exported_into_the_tokenizer(

@@ -5,7 +5,7 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from tritonhf.observability.drift import (
     ALERT_THRESHOLD,
     EMBEDDING_SIMILARITY,
     LABEL,
+    MIN_EMBEDDED_REFERENCE,
     PROPORTION_FLOOR,
     DriftWindow,
     FeatureProfile,
@@ -39,6 +40,7 @@ from tritonhf.observability.logs import (
     text_fields,
     text_hash,
 )
+from tritonhf.observability.reference import build_reference_profile
 from tritonhf.observability.steps import (
     ModelObserver,
     RequestOutcome,
@@ -165,19 +167,49 @@ def test_embeddings_on_another_subject_move_the_similarity_score_past_the_thresh
     assert window.score() > ALERT_THRESHOLD  # type: ignore[operator]
 
 
-def test_the_similarity_profile_skips_unusable_rows_and_needs_two() -> None:
-    rows = clustered(3, seed=1)
+def test_the_similarity_profile_skips_unusable_rows_and_needs_enough_of_them() -> None:
+    """Against 2 texts, traffic like them scored PSI 10.3 and another subject 0 (probe R5)."""
+    rows = clustered(MIN_EMBEDDED_REFERENCE + 1, seed=1)  # 2 unusable: one too few
     rows[1] = np.nan
     rows[2] = 0.0
 
     assert embedding_similarity_profile(rows) is None
-    profile = embedding_similarity_profile(clustered(2, seed=1))
+    profile = embedding_similarity_profile(np.vstack([rows, clustered(1, seed=2)]))
     assert profile is not None
-    assert profile.similarities(rows).shape == (1,)  # cosines of usable rows only
+    assert profile.similarities(rows[:3]).shape == (1,)  # cosines of usable rows only
+
+
+def test_the_similarity_reference_is_the_distinct_texts_and_enough_of_them() -> None:
+    """A training CSV repeats texts: each copy left in the mean read closer (like-traffic
+    0.216 -> 0.314 with every text twice), and 2 identical texts gave a profile that scored
+    everything 0."""
+    texts = [f"text {i}" for i in range(MIN_EMBEDDED_REFERENCE)]
+    embedded: list[list[str]] = []
+
+    def embedder(batch: Sequence[str]) -> np.ndarray:
+        embedded.append(list(batch))
+        return clustered(len(batch), seed=len(embedded))
+
+    def profile(reference: list[str]) -> ReferenceProfile:
+        return build_reference_profile(
+            texts=reference, source="t", tokenizer=_Lengths(), max_length=16, embedder=embedder
+        )
+
+    assert EMBEDDING_SIMILARITY in profile(texts * 2).features
+    assert embedded[-1] == texts
+    assert EMBEDDING_SIMILARITY not in profile(texts[:-1] * 3).features
+    assert EMBEDDING_SIMILARITY not in profile(["same", "same"]).features
+
+
+class _Lengths:
+    """A tokenizer stand-in: a text's words are its tokens."""
+
+    def __call__(self, texts: list[str], **_: Any) -> dict[str, list[list[int]]]:
+        return {"input_ids": [[0] * len(text.split()) for text in texts]}
 
 
 def test_reference_profile_round_trips_through_json(tmp_path: Path) -> None:
-    similarity = embedding_similarity_profile(clustered(20, seed=1))
+    similarity = embedding_similarity_profile(clustered(MIN_EMBEDDED_REFERENCE, seed=1))
     assert similarity is not None
     profile = ReferenceProfile(
         features={

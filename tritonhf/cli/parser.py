@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--drift-reference",
         type=path_argument,
         metavar="FILE",
-        help="texts whose token lengths and labels drift is measured against: a CSV with a "
+        help="texts whose token lengths, labels or embeddings drift is measured against (an "
+        "embedder's needs >= 200 distinct texts): a CSV with a "
         "'text' column (e.g. the training data) or one text per line (default: the package's "
         "sentence corpus)",
     )

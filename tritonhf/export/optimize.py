@@ -109,7 +109,7 @@ def check_memory_for_fusion(size: int, *, available: int | None = None) -> None:
     if available and size * FUSION_MEMORY_FACTOR > available:
         raise ExportError(
             f"graph fusion (--optimize) of a {size / 1e9:.1f} GB graph needs ~"
-            f"{size * FUSION_MEMORY_FACTOR / 1e9:.0f} GB of memory ({FUSION_MEMORY_FACTOR}x the "
+            f"{size * FUSION_MEMORY_FACTOR / 1e9:.1f} GB of memory ({FUSION_MEMORY_FACTOR}x the "
             f"graph) and {available / 1e9:.1f} GB is available: export without --optimize, or "
             "on a machine with more memory"
         )

@@ -41,7 +41,7 @@ from tritonhf.export.source import (
 from tritonhf.export.tensorrt import OptimizationProfile, build_plan, tensorrt_module
 from tritonhf.export.validate import ValidationReport, validate_onnx
 from tritonhf.export.variants import Variant, VariantRequest, build_variant, check_request
-from tritonhf.observability.drift import PROFILE_FILE
+from tritonhf.observability.drift import EMBEDDING_SIMILARITY, MIN_EMBEDDED_REFERENCE, PROFILE_FILE
 from tritonhf.observability.reference import (
     Classifier,
     ReferenceTexts,
@@ -201,6 +201,7 @@ def _save_reference_profile(
     tokenizer: Any,
     graph: Path | None,
     encoder: Any,
+    progress: Callable[[str], None],
 ) -> None:
     """Write the drift reference profile of ``reference`` to ``path``.
 
@@ -221,14 +222,22 @@ def _save_reference_profile(
         if graph is not None
         else torch_outputs_of(encoder, tokenizer, max_length=spec.max_length)
     )
-    build_reference_profile(
+    profile = build_reference_profile(
         texts=reference.texts,
         source=reference.source,
         tokenizer=tokenizer,
         max_length=spec.max_length,
         classifier=Classifier(spec.labels, outputs) if spec.labels else None,
         embedder=None if spec.labels else outputs,
-    ).save(path)
+    )
+    profile.save(path)
+    if not spec.labels and EMBEDDING_SIMILARITY not in profile.features:
+        progress(
+            f"note: the drift reference has {len(set(reference.texts))} distinct texts, fewer "
+            f"than the {MIN_EMBEDDED_REFERENCE} the embeddings' drift (embedding_similarity) "
+            "needs to tell a new subject from noise: only token lengths are scored; pass a "
+            "larger --drift-reference"
+        )
 
 
 def _gate_data_source(options: ExportOptions) -> str:
@@ -441,6 +450,7 @@ def export_model(
             tokenizer=tokenizer,
             graph=graph.variant.path if graph is not None else None,
             encoder=encoder,
+            progress=progress,
         )
         artifacts = StepArtifacts(
             onnx_path=payload.pop("onnx_path", None),

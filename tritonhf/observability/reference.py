@@ -22,6 +22,7 @@ from tritonhf.observability.drift import (
     DEFAULT_MIN_SAMPLES,
     DEFAULT_WINDOW,
     MAX_EMBEDDED_REFERENCE,
+    MIN_EMBEDDED_REFERENCE,
     FeatureProfile,
     ReferenceProfile,
     embedding_similarity_profile,
@@ -180,7 +181,8 @@ def build_reference_profile(
 ) -> ReferenceProfile:
     """Token lengths for every model, plus a ``classifier``'s labels or an ``embedder``'s cosines.
 
-    The embedder runs on at most `MAX_EMBEDDED_REFERENCE` texts, a fixed sample of them.
+    The embedder runs on the distinct texts, at most `MAX_EMBEDDED_REFERENCE` of them (a fixed
+    sample); with fewer than `MIN_EMBEDDED_REFERENCE` the profile has no similarity feature.
     """
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
     features: dict[str, FeatureProfile] = {}
@@ -191,10 +193,14 @@ def build_reference_profile(
         label_feature = label_profile(classifier.predict(texts), classifier.labels)
         features[label_feature.name] = label_feature
     if embedder is not None:
-        sample = list(texts)
+        sample = list(dict.fromkeys(texts))  # distinct: a training CSV repeats texts
         if len(sample) > MAX_EMBEDDED_REFERENCE:  # fixed: the same export, the same profile
             sample = random.Random(0).sample(sample, MAX_EMBEDDED_REFERENCE)  # noqa: S311  # nosec B311
-        similarity = embedding_similarity_profile(embedder(sample))
+        similarity = (
+            embedding_similarity_profile(embedder(sample))
+            if len(sample) >= MIN_EMBEDDED_REFERENCE
+            else None
+        )
         if similarity is not None:
             features[similarity.name] = similarity
     return ReferenceProfile(
