@@ -15,6 +15,7 @@ of other texts against it, as the served steps do (one window of 500 texts per f
 from __future__ import annotations
 
 import argparse
+import json
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -73,6 +74,16 @@ def main() -> int:
     parser.add_argument("--repo", type=Path, default=ROOT / "model_repository")
     parser.add_argument("--name", default="minilm")
     args = parser.parse_args()
+    manifest = args.repo / args.name / "tritonhf.json"
+    try:
+        spec = json.loads(manifest.read_text(encoding="utf-8"))["spec"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(f"{manifest}: not a tritonhf export ({exc})") from None
+    if spec["task"] != "embedding" or spec["layout"] != "split":
+        raise SystemExit(
+            f"{args.name} is a {spec['task']} pipeline ({spec['layout']} layout): this script "
+            "scores a split embedder's features"
+        )
     step = args.repo / f"{args.name}_model" / "1"
     served = Tokenizer.from_file(str(args.repo / f"{args.name}_tokenizer" / "1" / "tokenizer.json"))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=served)

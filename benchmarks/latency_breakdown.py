@@ -9,7 +9,10 @@ server and driven by the harness's closed loop with one client, over gRPC and ov
 each window, Triton's statistics API (``/v2/models/stats``, read before and after) gives every
 model's mean time per request: queueing, input handling, execution and output handling. The
 client's mean (window / requests) against the ensemble's mean is what the client library and
-the protocol cost; the ensemble's against the steps' is Triton's scheduling between them.
+the protocol cost. An ensemble's phases are its steps' (its compute is their compute summed),
+not its own, and leave out the steps' queueing: read the steps' rows for where the time goes.
+The steps' means summed come out a little above the ensemble's (a step's output handling
+overlaps the next step), so their difference is no measure of the scheduling between them.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -125,3 +127,39 @@ def test_a_stopped_bench_leaves_no_perf_analyzer_loading_the_server(
         if bench.poll() is None:
             bench.kill()
             bench.wait()
+
+
+def test_a_sweep_whose_own_server_dies_stops_saying_so(
+    server: TritonServer, tmp_path: Path
+) -> None:
+    """bench's own server killed mid-sweep: every later point failed with perf_analyzer's
+    "Connection refused", and nothing said the server bench started had exited."""
+    repo = tmp_path / "repo"
+    for step in ("minilm", "minilm_tokenizer", "minilm_model"):  # one pipeline: a quick start
+        shutil.copytree(server.config.repo / step, repo / step)
+    theirs = set(children(os.getpid())) - {server.pid}
+    killed: list[int] = []
+
+    def kill_the_server_after_the_first_point(line: str) -> None:
+        if "req/s" in line and not killed:
+            (own,) = set(children(os.getpid())) - theirs - {server.pid}
+            os.kill(own, signal.SIGKILL)
+            killed.append(own)
+
+    report = run_bench(
+        BenchOptions(
+            models=("minilm",),
+            repo=repo,
+            concurrencies=(1, 2, 4),
+            protocols=("grpc",),
+            measurement_ms=300,
+            out=tmp_path / "out",
+        ),
+        progress=kill_the_server_after_the_first_point,
+    )
+
+    assert killed
+    assert [p.concurrency for p in report.points] == [1]
+    assert len(report.failures) == 2, report.failures  # the next point, then why: no more
+    assert report.failures[-1].startswith("the server bench started exited (code -9)")
+    assert str(tmp_path / "out" / "tritonserver.log") in report.failures[-1]

@@ -138,6 +138,18 @@ def test_traffic_order_is_a_deterministic_permutation() -> None:
     assert traffic_order(["only"]) == ["only"]
 
 
+def test_a_corpus_line_ends_only_at_a_newline(tmp_path: Path) -> None:
+    """str.splitlines also broke lines at U+0085, U+2028 and a form feed: 2 lines, 5 texts."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("one\u0085still one\u2028and\x0cmore\r\ntwo\rthree\n", encoding="utf-8")
+
+    assert sorted(load_corpus(str(corpus))) == [
+        "one\u0085still one\u2028and\x0cmore",
+        "three",
+        "two",
+    ]
+
+
 def test_unknown_corpus_names_the_choices() -> None:
     with pytest.raises(BenchOptionError, match="short, long, mixed"):
         load_corpus("no-such-corpus")
@@ -174,6 +186,7 @@ def test_perf_csv_is_parsed_into_milliseconds(tmp_path: Path) -> None:
     # The average is the sum of perf_analyzer's latency components.
     assert first.avg_ms == pytest.approx((8 + 3546 + 2 + 75 + 13905 + 959 + 4) / 1e3)
     assert second.queue_ms == pytest.approx(30.0)
+    assert first.send_recv_ms == pytest.approx(3.546)  # an ensemble's steps queue in there
 
 
 def test_perf_csv_without_latency_columns_is_refused(tmp_path: Path) -> None:
@@ -209,6 +222,21 @@ def test_points_round_trip_through_our_csv(tmp_path: Path) -> None:
     back = read_points_csv(path)
     assert [(p.concurrency, p.throughput) for p in back] == [(1, 100.0), (8, 250.5)]
     assert math.isnan(back[0].queue_ms)
+
+
+def test_a_bench_csv_without_a_later_column_reads_it_as_unknown(tmp_path: Path) -> None:
+    path = write_points_csv([point(concurrency=1)], tmp_path / "bench.csv")
+    header, row = path.read_text().splitlines()
+    columns = header.split(",")
+    kept = [i for i, name in enumerate(columns) if name != "send_recv_ms"]
+    path.write_text(
+        "\n".join(",".join(line.split(",")[i] for i in kept) for line in (header, row)) + "\n"
+    )
+
+    (back,) = read_points_csv(path)
+
+    assert back.throughput == 100.0
+    assert math.isnan(back.send_recv_ms)
 
 
 def test_plot_is_a_png(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from tritonhf.bench.perf_analyzer import BenchError, BenchOptionError
 from tritonhf.errors import DatasetError
-from tritonhf.train.dataset import decode_utf8
+from tritonhf.train.dataset import decode_utf8, text_lines
 
 CORPORA = {"short": "sentences.txt", "long": "long_texts.txt"}
 """Shipped corpora: short real sentences (token p50 ~16) and ~200-token realistic texts."""
@@ -71,7 +71,7 @@ def _read_corpus(name_or_path: str) -> list[str]:
             text = decode_utf8(path, expected="a text file, one text per line")
         except DatasetError as exc:
             raise BenchOptionError(f"corpus {name_or_path!r} is not UTF-8: {exc}") from None
-    texts = [line.strip() for line in text.splitlines() if line.strip()]
+    texts = [line.strip() for line in text_lines(text) if line.strip()]
     if not texts:
         raise BenchOptionError(f"corpus {name_or_path!r} has no non-blank lines")
     return texts

@@ -145,6 +145,14 @@ def perf_analyzer_env() -> dict[str, str]:
     return env
 
 
+def window_requests(measurement_ms: int, concurrency: int) -> int:
+    """Requests per measurement window: 30 per second of ``measurement_ms``, >= 4 per client.
+
+    So a window lasts ``measurement_ms`` at 30 requests/s, and less at higher rates.
+    """
+    return max(measurement_ms * 30 // 1000, 4 * concurrency)
+
+
 @dataclass(frozen=True)
 class PerfRun:
     """One perf_analyzer invocation: one model, one protocol, one concurrency."""
@@ -168,8 +176,8 @@ class PerfRun:
 
     @property
     def window_requests(self) -> int:
-        """Requests per measurement window: ~30 per second of window, at least 4 per worker."""
-        return max(self.measurement_ms * 30 // 1000, 4 * self.concurrency)
+        """Requests per measurement window (`window_requests`)."""
+        return window_requests(self.measurement_ms, self.concurrency)
 
     def command(self, binary: Path) -> list[str]:
         """The command line: fixed concurrency, time windows, CSV out, server-side stats on."""

@@ -19,6 +19,7 @@ _PA_COLUMNS = {
     "p99 latency": "p99_us",
     "Server Queue": "queue_us",
     "Server Compute Infer": "compute_us",
+    "Network+Server Send/Recv": "send_recv_us",
 }
 # The average latency is not a column of its own: it is the sum of these components.
 _PA_COMPONENTS = (
@@ -46,6 +47,10 @@ class BenchPoint:
     avg_ms: float
     queue_ms: float = math.nan  # server-side queueing, where the tool reports it
     compute_ms: float = math.nan  # server-side compute, where the tool reports it
+    send_recv_ms: float = math.nan
+    """perf_analyzer's "Network+Server Send/Recv": the rest of the server's time, the network
+    and its frontend, and for an ensemble its steps' queueing (which Triton's statistics of an
+    ensemble leave out of its queue and compute: its compute is its steps' compute)."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -85,6 +90,7 @@ def parse_perf_csv(path: Path, *, config: str, protocol: str) -> list[BenchPoint
                 avg_ms=values["avg_us"] / 1e3,
                 queue_ms=values["queue_us"] / 1e3,
                 compute_ms=values["compute_us"] / 1e3,
+                send_recv_ms=values["send_recv_us"] / 1e3,
             )
         )
     if not points:
@@ -117,7 +123,8 @@ def read_points_csv(path: Path) -> list[BenchPoint]:
                     protocol=row["protocol"],
                     concurrency=int(row["concurrency"]),
                     **{
-                        f.name: float(row[f.name])
+                        # .get: a column newer than the file is unknown (NaN), not an error.
+                        f.name: float(row.get(f.name, "nan"))
                         for f in fields(BenchPoint)
                         if f.name not in ("config", "protocol", "concurrency")
                     },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import time
@@ -9,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tritonhf.bench.corpus import LengthStats, load_corpus, token_lengths, write_input_data
 from tritonhf.bench.perf_analyzer import (
@@ -18,6 +20,7 @@ from tritonhf.bench.perf_analyzer import (
     PerfRun,
     find_perf_analyzer,
     run_perf_analyzer,
+    window_requests,
 )
 from tritonhf.bench.report import (
     BenchPoint,
@@ -27,6 +30,9 @@ from tritonhf.bench.report import (
     write_points_csv,
 )
 from tritonhf.client.connection import Protocol, server_address
+
+if TYPE_CHECKING:
+    from tritonhf.server.launcher import TritonServer
 
 DEFAULT_OUT = Path("artifacts/bench")
 DEFAULT_REPO = Path("model_repository")
@@ -148,7 +154,7 @@ def machine_info() -> dict[str, str]:
 
 
 @contextmanager
-def _endpoints(options: BenchOptions) -> Iterator[tuple[str, str, int | None]]:
+def _endpoints(options: BenchOptions) -> Iterator[tuple[str, str, TritonServer | None]]:
     """The URLs to measure: the given ones, or a server started on the repository."""
     if not options.started:
         yield options.url_grpc or "", options.url_http or "", None
@@ -162,7 +168,7 @@ def _endpoints(options: BenchOptions) -> Iterator[tuple[str, str, int | None]]:
     )
     log = options.out / "tritonserver.log"
     with TritonServer(config, log_path=log) as server:
-        yield config.grpc_url, config.http_url, server.pid
+        yield config.grpc_url, config.http_url, server
 
 
 def check_reachable(options: BenchOptions, *, grpc_url: str, http_url: str) -> None:
@@ -232,43 +238,51 @@ def run_bench(
     points: list[BenchPoint] = []
     failures: list[str] = []
     rss_peak = 0
-    with _endpoints(options) as (grpc_url, http_url, pid):
+    with _endpoints(options) as (grpc_url, http_url, server):
+        pid = server.pid if server is not None else None
         if not options.started:
             check_reachable(options, grpc_url=grpc_url, http_url=http_url)
         # Models innermost: configurations compared side by side see the same machine state.
-        for concurrency in options.concurrencies:
-            for protocol in options.protocols:
-                url = grpc_url if protocol == "grpc" else http_url
-                for model in options.models:
-                    csv_path = raw / f"{model}-{protocol}-c{concurrency}.csv"
-                    run = PerfRun(
-                        model=model,
-                        url=url,
-                        protocol=protocol,
-                        concurrency=concurrency,
-                        input_data=input_data,
-                        csv_path=csv_path,
-                        measurement_ms=options.measurement_ms,
+        sweep = itertools.product(options.concurrencies, options.protocols, options.models)
+        for concurrency, protocol, model in sweep:
+            csv_path = raw / f"{model}-{protocol}-c{concurrency}.csv"
+            run = PerfRun(
+                model=model,
+                url=grpc_url if protocol == "grpc" else http_url,
+                protocol=protocol,
+                concurrency=concurrency,
+                input_data=input_data,
+                csv_path=csv_path,
+                measurement_ms=options.measurement_ms,
+            )
+            try:
+                run_perf_analyzer(run, binary=binary)
+                measured = parse_perf_csv(csv_path, config=model, protocol=protocol)
+            except BenchError as exc:
+                # One failed point (say, requests timing out in the queue at high
+                # concurrency) is a result too: record it and measure the rest.
+                reason = str(exc).splitlines()[-1].strip()
+                failures.append(f"{model} {protocol} c{concurrency}: {reason}")
+                progress(f"{model:<20} {protocol:<4} c{concurrency:<3} FAILED: {reason}")
+                if server is not None and server.exit_code is not None:
+                    # Every later point would fail the same way, saying only "refused".
+                    died = (
+                        f"the server bench started exited (code {server.exit_code}) during "
+                        f"the sweep; its log: {options.out / 'tritonserver.log'}"
                     )
-                    try:
-                        run_perf_analyzer(run, binary=binary)
-                        measured = parse_perf_csv(csv_path, config=model, protocol=protocol)
-                    except BenchError as exc:
-                        # One failed point (say, requests timing out in the queue at high
-                        # concurrency) is a result too: record it and measure the rest.
-                        reason = str(exc).splitlines()[-1].strip()
-                        failures.append(f"{model} {protocol} c{concurrency}: {reason}")
-                        progress(f"{model:<20} {protocol:<4} c{concurrency:<3} FAILED: {reason}")
-                        continue
-                    points.extend(measured)
-                    for p in measured:
-                        progress(
-                            f"{model:<20} {protocol:<4} c{p.concurrency:<3} "
-                            f"{p.throughput:8.1f} req/s  p50 {p.p50_ms:6.1f} ms  "
-                            f"p99 {p.p99_ms:6.1f} ms"
-                        )
-                    if pid is not None:
-                        rss_peak = max(rss_peak, tree_rss_bytes(pid))
+                    failures.append(died)
+                    progress(f"stopping: {died}")
+                    break
+                continue
+            points.extend(measured)
+            for p in measured:
+                progress(
+                    f"{model:<20} {protocol:<4} c{p.concurrency:<3} "
+                    f"{p.throughput:8.1f} req/s  p50 {p.p50_ms:6.1f} ms  "
+                    f"p99 {p.p99_ms:6.1f} ms"
+                )
+            if pid is not None:
+                rss_peak = max(rss_peak, tree_rss_bytes(pid))
     order = {model: index for index, model in enumerate(options.models)}
     points.sort(key=lambda p: (order[p.config], p.protocol, p.concurrency))
     meta["load average after"] = " / ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -317,7 +331,8 @@ def summary_markdown(
         f"# tritonhf bench: {', '.join(options.models)}",
         "",
         f"perf_analyzer {PERF_ANALYZER_VERSION}, closed loop, one text per request, "
-        f"{options.measurement_ms} ms windows; corpus `{options.corpus}`"
+        f"windows of {window_requests(options.measurement_ms, 1)} requests, or 4 per client "
+        f"where more (--measurement-ms {options.measurement_ms}); corpus `{options.corpus}`"
         + (f" ({lengths.line()})" if lengths else "")
         + ".",
         "",

@@ -338,7 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--corpus", default="short", help="short, long, mixed, or a text file (one text a line)"
     )
-    bench.add_argument("--measurement-ms", type=int, default=3000, help="perf_analyzer window")
+    bench.add_argument(
+        "--measurement-ms",
+        type=int,
+        default=3000,
+        help="the size of perf_analyzer's (up to 3) windows per point, as requests: 30 per "
+        "1000 ms, at least 4 per client (so a window lasts this long at 30 requests/s)",
+    )
     bench.add_argument(
         "--out", type=path_argument, default=Path("artifacts/bench"), help="output folder"
     )

@@ -29,6 +29,7 @@ from tritonhf.train.dataset import (
     has_label_column,
     read_labelled_csv,
     read_text_column,
+    text_lines,
 )
 
 
@@ -81,7 +82,7 @@ def read_texts(path: Path | None, *, minimum: int = 2, flag: str = "--data") -> 
         texts = read_text_column(path)
     else:
         expected = "a CSV file or a text file, one text per line"
-        texts = decode_utf8(path, expected=expected).splitlines()
+        texts = text_lines(decode_utf8(path, expected=expected))
     texts = [t for t in texts if t and t.strip()]
     if len(texts) < minimum:
         raise DatasetError(

@@ -271,6 +271,11 @@ class TritonServer:
         """The server's process id while it runs."""
         return self._process.pid if self._process else None
 
+    @property
+    def exit_code(self) -> int | None:
+        """How the server ended (negative: its killing signal); None while it runs or unstarted."""
+        return None if self._process is None else self._process.poll()
+
     def start(self) -> None:
         """Start the server and block until it is ready (or raise `ServerError`)."""
         if self._process is not None:
