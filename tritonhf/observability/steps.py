@@ -108,6 +108,7 @@ class _Observer:
         self.metrics = metrics
         self.model = model
         self.profile = profile
+        self.feature = self.drift_feature(profile)
         self.text_logging = text_logging
         self.log = configure_json_logging()
         self._warned = False
@@ -116,6 +117,10 @@ class _Observer:
             f"tritonhf-{self.step}-recorder", on_error=self._recording_failed, nice=RECORDING_NICE
         )
         self._clear_drift()
+
+    def drift_feature(self, profile: ReferenceProfile | None) -> str:
+        """The feature this step scores against ``profile``: `feature`, unless a step says."""
+        return self.feature
 
     def _submit(self, record: Any, *args: Any) -> None:
         try:
@@ -239,20 +244,14 @@ class ModelObserver(_Observer):
 
     step = "model"
 
-    def __init__(
-        self,
-        metrics: m.TritonMetrics | _NoMetrics,
-        model: str,
-        profile: ReferenceProfile | None,
-        text_logging: TextLogging,
-        *,
-        unit_norm: bool = True,
-    ) -> None:
-        # A classifier's profile has labels; an embedder's, similarities (older exports: none).
-        self.feature = EMBEDDING_SIMILARITY if profile and LABEL not in profile.features else LABEL
-        super().__init__(metrics, model, profile, text_logging)
+    def __init__(self, *args: Any, unit_norm: bool = True) -> None:
+        super().__init__(*args)
         self.unit_norm = unit_norm
         """The model normalises its embeddings: a norm off 1 counts as an anomaly."""
+
+    def drift_feature(self, profile: ReferenceProfile | None) -> str:
+        """A classifier's profile has labels; an embedder's, similarities (older exports: none)."""
+        return EMBEDDING_SIMILARITY if profile and LABEL not in profile.features else LABEL
 
     @classmethod
     def create(
