@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tritonhf.backends.busy import SLOTS, BusyBoard, instance_slot
+from tritonhf.backends.busy import SLOTS, BusyBoard, instance_slot, remove_stale_boards
 
 
 @pytest.mark.parametrize(
@@ -133,3 +133,18 @@ def test_the_board_is_allocated_when_made_and_keeps_what_others_wrote(tmp_path: 
         second = BusyBoard(path, 1)  # made while the first runs: its byte stays
         with second.running() as others:
             assert others == 1
+
+
+def test_another_users_board_is_refused_and_not_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A board another user made steers the instances' thread counts: it is not shared."""
+    board = tmp_path / "tritonhf-999999999-minilm_model-1.busy"  # a server long gone
+    board.write_bytes(b"\x01" * SLOTS)
+    uid = os.geteuid()
+    monkeypatch.setattr(os, "geteuid", lambda: uid + 1)
+
+    with pytest.raises(PermissionError):
+        BusyBoard(board, 0)
+    remove_stale_boards(tmp_path)
+    assert board.exists()

@@ -106,3 +106,33 @@ def test_a_clock_that_cannot_be_allocated_is_none_not_a_crash(
     monkeypatch.setattr(os, "posix_fallocate", full)
     assert ExecuteClock.of_this_process() is None
     assert not clock_path(os.getppid(), os.getpid()).exists()
+
+
+def another_users(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From here on, files made so far belong to another user (this process's uid moved)."""
+    uid = os.geteuid()
+    monkeypatch.setattr(os, "geteuid", lambda: uid + 1)
+
+
+def test_another_users_clock_file_under_a_stubs_name_is_neither_used_nor_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Shared memory is everyone's: a user who made the files of the next stub pids (1 ns),
+    got every step killed as hung right after start, and then controlled the clocks."""
+    path = clock_path(os.getppid(), os.getpid())
+    path.write_bytes((1).to_bytes(8, "little"))
+    another_users(monkeypatch)
+
+    assert started() == 0  # not "running a batch since boot"
+    assert ExecuteClock.of_this_process() is None  # the step runs without a clock
+    assert path.read_bytes() == (1).to_bytes(8, "little")  # and leaves theirs alone
+
+
+def test_a_clock_file_of_this_user_left_under_the_stubs_pid_is_replaced() -> None:
+    path = clock_path(os.getppid(), os.getpid())
+    path.write_bytes((1).to_bytes(8, "little"))
+
+    clock = ExecuteClock.of_this_process()
+
+    assert clock is not None
+    assert started() == 0

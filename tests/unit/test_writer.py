@@ -656,6 +656,39 @@ def test_staging_areas_of_killed_exports_are_cleared_unless_they_hold_replaced_f
     assert f"{holding} holds minilm_model, moved out of the repository" in caplog.text
 
 
+def test_another_users_staging_area_beside_the_repository_is_left_alone(
+    tmp_path: Path, artifacts: StepArtifacts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beside a repository in /tmp, another user's fake staging area made serve (as root)
+    move a step out and delete it, and move a planted model in, which Triton ran."""
+    repo = tmp_path / "repo"
+    write_repository(spec=PipelineSpec(), repo=repo, artifacts=artifacts)
+    before = snapshot(repo)
+    fake = tmp_path / f".repo.tritonhf-staging-{2**22 + 1}-abc"  # a pid no process has
+    (fake / ".replaced" / "planted" / "1").mkdir(parents=True)
+    (fake / ".moving.json").write_text(json.dumps({"names": ["minilm_feedback"], "removed": []}))
+    (fake / ".replaced" / "planted" / "1" / "model.py").write_text("print('pwned')")
+    uid = os.geteuid()
+    monkeypatch.setattr(os, "geteuid", lambda: uid + 1)  # what was made so far: another user's
+
+    staging.recover_killed_exports(repo)
+
+    assert snapshot(repo) == before
+    assert (fake / ".replaced" / "planted").is_dir()
+
+
+@pytest.mark.parametrize("name", ["../elsewhere", "/abs", ".", "", "a/b", "a\0", 3])
+def test_a_journal_naming_anything_but_a_repository_folder_is_not_followed(
+    tmp_path: Path, name: object
+) -> None:
+    (tmp_path / ".moving.json").write_text(json.dumps({"names": ["minilm", name], "removed": []}))
+    assert staging._journal(tmp_path) is None
+    (tmp_path / ".moving.json").write_text(json.dumps({"names": ["minilm"], "removed": [name]}))
+    assert staging._journal(tmp_path) is None
+    (tmp_path / ".moving.json").write_text(json.dumps({"names": ["minilm"], "removed": []}))
+    assert staging._journal(tmp_path) == {"names": ["minilm"], "removed": []}
+
+
 def test_a_parent_that_cannot_be_written_is_written_in_place_with_a_warning(
     tmp_path: Path,
     artifacts: StepArtifacts,
@@ -711,3 +744,19 @@ def test_work_folders_of_killed_exports_are_deleted_and_a_running_ones_kept(
 
     assert not killed.exists()
     assert running.exists()
+
+
+def test_another_users_work_folder_under_a_killed_exports_name_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tritonhf.export import pipeline
+
+    monkeypatch.setattr(pipeline.tempfile, "tempdir", str(tmp_path))
+    theirs = tmp_path / f"{pipeline.WORK_PREFIX}{2**22 + 1}-abc"
+    theirs.mkdir()
+    uid = os.geteuid()
+    monkeypatch.setattr(os, "geteuid", lambda: uid + 1)
+
+    pipeline._clear_killed_work_folders()
+
+    assert theirs.exists()

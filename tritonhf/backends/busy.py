@@ -10,9 +10,11 @@ bytes: a race costs one batch a less than ideal thread count, never a wrong resu
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -26,7 +28,7 @@ _INSTANCE_SUFFIX = re.compile(r"_(\d+)_(\d+)$")
 
 def board_dir() -> Path:
     """Shared memory where the OS has it (no disk writes), else the temporary folder."""
-    shm = Path("/dev/shm")  # noqa: S108  # nosec B108  # opened O_NOFOLLOW, mode 0600
+    shm = Path("/dev/shm")  # noqa: S108  # nosec B108  # this user's files only (open_owned)
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
 
 
@@ -39,11 +41,57 @@ def instance_slot(instance_name: str) -> int:
     return (group * 16 + index) % SLOTS
 
 
+def owned(path_or_descriptor: Path | int) -> bool:
+    """Whether it is a regular file of this user (not a link, not another user's file).
+
+    ``/dev/shm`` is writable by every user, and the files' names are predictable: a file
+    another user made there under such a name is neither read, written, nor deleted.
+    """
+    try:
+        found = (
+            os.fstat(path_or_descriptor)
+            if isinstance(path_or_descriptor, int)
+            else os.lstat(path_or_descriptor)
+        )
+    except OSError:
+        return False
+    return stat.S_ISREG(found.st_mode) and found.st_uid == os.geteuid()
+
+
+def open_owned(path: Path, size: int, *, fresh: bool) -> int:
+    """A descriptor of ``path``, this user's regular file of ``size`` allocated bytes.
+
+    ``fresh``: made anew (a file of an earlier process of this user is replaced); else an
+    existing file of this user is shared. A file of another user is refused
+    (`PermissionError`), never used: whoever controls it would control what it says.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | (os.O_EXCL if fresh else 0)
+    try:
+        descriptor = os.open(path, flags, 0o600)
+    except FileExistsError:
+        if not owned(path):
+            raise PermissionError(errno.EPERM, "not this user's file", str(path)) from None
+        path.unlink()
+        descriptor = os.open(path, flags, 0o600)
+    try:
+        if not owned(descriptor):
+            raise PermissionError(errno.EPERM, "not this user's file", str(path))
+        # Allocated, not only sized: on a full /dev/shm the first write to a sparse page is
+        # SIGBUS, which killed the stub at its first batch; this is ENOSPC here.
+        os.posix_fallocate(descriptor, 0, size)
+    except OSError:
+        os.close(descriptor)
+        if fresh and owned(path):  # made here: an empty file would read as idle
+            path.unlink(missing_ok=True)
+        raise
+    return descriptor
+
+
 def remove_stale_boards(folder: Path) -> None:
     """Delete the busy boards and stub clocks of servers that are gone (stopped before finalize)."""
     for path in [*folder.glob("tritonhf-*-*.busy"), *folder.glob("tritonhf-*-*.exec")]:
         server = path.name.split("-")[1]
-        if server.isdigit() and not running(int(server)):
+        if server.isdigit() and not running(int(server)) and owned(path):
             with suppress(OSError):
                 path.unlink()
 
@@ -54,11 +102,9 @@ class BusyBoard:
     def __init__(self, path: Path, slot: int) -> None:
         self.path = path
         self.slot = slot
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        # Shared with the step's other instances: the bytes they wrote are kept.
+        descriptor = open_owned(path, SLOTS, fresh=False)
         try:
-            # Allocated, not only sized (see `ExecuteClock`): a full /dev/shm is ENOSPC, not
-            # SIGBUS at the first batch. The bytes another instance wrote are kept.
-            os.posix_fallocate(descriptor, 0, SLOTS)
             self._map = mmap.mmap(descriptor, SLOTS)
         finally:
             os.close(descriptor)

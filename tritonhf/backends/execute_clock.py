@@ -24,7 +24,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from tritonhf.backends.busy import board_dir, remove_stale_boards
+from tritonhf.backends.busy import board_dir, open_owned, owned, remove_stale_boards
 
 _STAMP = struct.Struct("<q")
 SUFFIX = ".exec"
@@ -36,11 +36,21 @@ def clock_path(server_pid: int, stub_pid: int, folder: Path | None = None) -> Pa
 
 
 def batch_started_ns(server_pid: int, stub_pid: int, folder: Path | None = None) -> int:
-    """When the stub started the batch it is running (monotonic ns); 0 when idle or unknown."""
+    """When the stub started the batch it is running (monotonic ns); 0 when idle or unknown.
+
+    Unknown includes a file of another user under the stub's name (`owned`): it would decide
+    when the watch kills the stub.
+    """
     try:
-        data = clock_path(server_pid, stub_pid, folder).read_bytes()
+        descriptor = os.open(clock_path(server_pid, stub_pid, folder), os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return 0
+    try:
+        data = os.read(descriptor, _STAMP.size) if owned(descriptor) else b""
+    except OSError:
+        return 0
+    finally:
+        os.close(descriptor)
     return _STAMP.unpack_from(data)[0] if len(data) >= _STAMP.size else 0
 
 
@@ -53,11 +63,8 @@ class ExecuteClock:
         self.path = path
         self.pid = os.getpid()
         self._depth = 0
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        descriptor = open_owned(path, _STAMP.size, fresh=True)  # OSError: no clock
         try:
-            # Allocated, not only sized: on a full /dev/shm the first write to a sparse page
-            # is SIGBUS, which killed the stub at its first batch; this is ENOSPC here.
-            os.posix_fallocate(descriptor, 0, _STAMP.size)
             self._map = mmap.mmap(descriptor, _STAMP.size)
         except OSError:
             path.unlink(missing_ok=True)  # this process's own: the watch reads it as idle

@@ -60,7 +60,7 @@ from tritonhf.repository.writer import (
     pipeline_configs,
     write_repository,
 )
-from tritonhf.server.process import pid_in_name, running
+from tritonhf.server.process import own_folder, pid_in_name, running
 from tritonhf.spec import (
     EMBEDDING,
     PROBABILITIES,
@@ -95,7 +95,7 @@ def _clear_killed_work_folders() -> None:
     """Delete the work folders of exports that were killed (a graph each, up to gigabytes)."""
     for folder in Path(tempfile.gettempdir()).glob(f"{WORK_PREFIX}*"):
         pid = pid_in_name(folder.name, WORK_PREFIX)
-        if pid is not None and not running(pid):
+        if pid is not None and not running(pid) and own_folder(folder):
             shutil.rmtree(folder, ignore_errors=True)
 
 

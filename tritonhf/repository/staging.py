@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tritonhf.errors import RepositoryError
-from tritonhf.server.process import pid_in_name, running
+from tritonhf.server.process import own_folder, pid_in_name, running
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,11 @@ def _clear_stale_staging(repo: Path, prefix: str) -> None:
         pid = pid_in_name(stale.name, prefix)
         if pid is not None and running(pid):
             continue  # another export's, still running
+        if not own_folder(stale):
+            # Another user's (the parent may be /tmp): a journal there would have this
+            # process move serving folders out, and anything it holds in.
+            log.debug("left %s alone: not a folder of this user", stale)
+            continue
         if (moving := _journal(stale)) is not None:
             _undo_move(stale, repo, moving["names"], moving["removed"])
             log.warning(
@@ -147,7 +152,17 @@ def _journal(staging: Path) -> dict[str, list[str]] | None:
         moving = json.loads((staging / MOVING).read_text(encoding="utf-8"))
     except (OSError, ValueError):  # none, or cut short by the kill: written before any rename
         return None
-    return moving if isinstance(moving, dict) else None
+    if not isinstance(moving, dict) or not all(
+        isinstance(names, list) and all(_folder_name(name) for name in names)
+        for names in (moving.get("names"), moving.get("removed"))
+    ):
+        return None  # not what `move_in` writes: nothing to undo from it
+    return moving
+
+
+def _folder_name(name: object) -> bool:
+    """Whether ``name`` names a folder inside the repository (no path, no parent)."""
+    return isinstance(name, str) and name not in ("", ".", "..") and not {"/", "\0"} & set(name)
 
 
 def _undo_move(staging: Path, repo: Path, names: list[str], removed: list[str]) -> None:

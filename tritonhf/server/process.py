@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import stat
 from contextlib import suppress
 from pathlib import Path
 
@@ -155,6 +156,19 @@ def pid_in_name(name: str, prefix: str) -> int | None:
     """The process id in ``<prefix><pid>-...``, a folder a process named for itself; else None."""
     pid = name.removeprefix(prefix).split("-", 1)[0]
     return int(pid) if name.startswith(prefix) and pid.isdigit() else None
+
+
+def own_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder (not a link to one) of this process's user.
+
+    Leftovers are found by name in folders every user writes (``/tmp``, a repository's
+    parent): one of another user's under such a name is not ours to read, move or delete.
+    """
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
 
 
 def stubs_started_from(backends: Path) -> list[int]:
