@@ -381,7 +381,8 @@ def test_a_reload_that_fails_is_tried_again_when_the_quiet_window_ends(
 
     wait_until(lambda: any(line.startswith("reloaded minilm_model") for line in said))
     assert len(server.loads) == 3
-    assert server.load_times[2] - server.load_times[1] >= 0.5  # not in a loop
+    # Not in a loop (the window runs from the watch's clock, a little before the server's).
+    assert server.load_times[2] - server.load_times[1] >= 0.45
     failed = [line for line in said if line.startswith("could not reload minilm_model")]
     assert len(failed) == 2
     assert "400: load failed for model 'minilm_model'" in failed[0]

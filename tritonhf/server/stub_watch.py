@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from tritonhf.backends.busy import owned
 from tritonhf.backends.execute_clock import batch_started_ns, clock_path
 from tritonhf.server.process import PROC, children
 
@@ -309,8 +310,10 @@ class StubWatch:
         self._serving.pop(pid, None)
         self._stopped_since.pop(pid, None)
         self._batch_seen.pop(pid, None)
-        with suppress(OSError):
-            clock_path(self.server_pid, pid).unlink()
+        clock = clock_path(self.server_pid, pid)
+        if owned(clock):  # another user's under that name is theirs
+            with suppress(OSError):
+                clock.unlink()
 
     def _stop_replaced(self) -> None:
         """Kill the stubs of replaced instances that Triton kept past `REPLACED_GRACE_S`."""
