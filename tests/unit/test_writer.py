@@ -6,6 +6,7 @@ import fcntl
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +49,10 @@ def files_under(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
 
 
+PYTHON_TAG = f"{sys.version_info.major}{sys.version_info.minor}"
+"""The bytecode files' tag: an export compiles its steps' model.py for the Python it runs."""
+
+
 @pytest.fixture
 def artifacts(tiny_onnx: Path, tokenizer_json: Path) -> StepArtifacts:
     return StepArtifacts(
@@ -73,25 +78,66 @@ def test_python_onnx_repository_has_the_four_model_folders_and_their_files(
         repo / "minilm_feedback",
     ]
     assert files_under(repo) == {
-        "minilm_tokenizer",
-        "minilm_tokenizer/config.pbtxt",
-        "minilm_tokenizer/1",
-        "minilm_tokenizer/1/model.py",
-        "minilm_tokenizer/1/tokenizer.json",
-        "minilm_model",
-        "minilm_model/config.pbtxt",
-        "minilm_model/1",
-        "minilm_model/1/model.py",
-        "minilm_model/1/model.onnx",
-        "minilm",
-        "minilm/config.pbtxt",
-        "minilm/1",
-        "minilm/tritonhf.json",
-        "minilm_feedback",
-        "minilm_feedback/config.pbtxt",
-        "minilm_feedback/1",
-        "minilm_feedback/1/model.py",
+        name.format(PYTHON_TAG)
+        for name in (
+            "minilm_tokenizer",
+            "minilm_tokenizer/config.pbtxt",
+            "minilm_tokenizer/1",
+            "minilm_tokenizer/1/model.py",
+            "minilm_tokenizer/1/__pycache__",
+            "minilm_tokenizer/1/__pycache__/model.cpython-{}.pyc",
+            "minilm_tokenizer/1/tokenizer.json",
+            "minilm_model",
+            "minilm_model/config.pbtxt",
+            "minilm_model/1",
+            "minilm_model/1/model.py",
+            "minilm_model/1/__pycache__",
+            "minilm_model/1/__pycache__/model.cpython-{}.pyc",
+            "minilm_model/1/model.onnx",
+            "minilm",
+            "minilm/config.pbtxt",
+            "minilm/1",
+            "minilm/tritonhf.json",
+            "minilm_feedback",
+            "minilm_feedback/config.pbtxt",
+            "minilm_feedback/1",
+            "minilm_feedback/1/model.py",
+            "minilm_feedback/1/__pycache__",
+            "minilm_feedback/1/__pycache__/model.cpython-{}.pyc",
+        )
     }
+
+
+def test_loading_a_steps_model_py_writes_nothing_into_its_folder(
+    tmp_path: Path, artifacts: StepArtifacts
+) -> None:
+    """Python wrote __pycache__ beside model.py at a version's first load; Triton then took
+    the step for modified and reloaded its newest version when the ensemble loaded: a
+    `deploy --version 1` to a version first loaded then ended on version 2."""
+    import subprocess
+
+    write_repository(spec=PipelineSpec(), repo=tmp_path / "repo", artifacts=artifacts)
+    version = tmp_path / "repo" / "minilm_model" / "1"
+
+    def tree() -> dict[str, int]:
+        return {str(p): p.stat().st_mtime_ns for p in [version, *version.rglob("*")]}
+
+    before = tree()
+    loaded = subprocess.run(
+        [
+            sys.executable, "-c",
+            "import importlib.util, sys; "
+            "spec = importlib.util.spec_from_file_location('model', sys.argv[1]); "
+            "spec.loader.exec_module(importlib.util.module_from_spec(spec))",
+            str(version / "model.py"),
+        ],
+        capture_output=True, text=True, check=False,
+        # As Triton's stub runs it: writing bytecode (the stub ignores this variable).
+        env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+    )  # fmt: skip
+
+    assert loaded.returncode == 0, loaded.stderr
+    assert tree() == before
 
 
 def test_onnxruntime_repository_has_no_python_step_for_the_model(
@@ -572,7 +618,12 @@ def test_merged_layout_writes_no_tokenizer_and_a_model_step_that_tokenizes(
     assert folders == [repo / "minilm_model", repo / "minilm", repo / "minilm_feedback"]
     assert not (repo / "minilm_tokenizer").exists()  # the split export's step is gone
     version = repo / "minilm_model" / "1"
-    assert sorted(p.name for p in version.iterdir()) == ["model.onnx", "model.py", "tokenizer.json"]
+    assert sorted(p.name for p in version.iterdir()) == [
+        "__pycache__",
+        "model.onnx",
+        "model.py",
+        "tokenizer.json",
+    ]
     assert step_class(version / "model.py") is tritonhf.backends.merged.TritonPythonModel
     config = parse_pbtxt((repo / "minilm_model" / "config.pbtxt").read_text(encoding="utf-8"))
     assert config == model_config(spec)

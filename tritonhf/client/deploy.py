@@ -82,16 +82,26 @@ def _settled(
     (its drain unloads everything), or another deploy ran meanwhile.
     """
     wanted = {model, *steps, feedback}
-    deadline = time.monotonic() + SETTLE_S
+    pinned_again = False
     while True:
-        states = sorted((s for s in client.models() if s.name in wanted), key=_order)
-        settled = all(s.state not in ("LOADING", "UNLOADING") for s in states)
-        if settled or time.monotonic() > deadline:
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            states = sorted((s for s in client.models() if s.name in wanted), key=_order)
+            settled = all(s.state not in ("LOADING", "UNLOADING") for s in states)
+            if settled or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        serving = {s.name: s.version for s in states if s.ready}
+        versions = {serving.get(step) for step in steps}
+        moved = version is not None and versions != {str(version)}
+        if not moved or pinned_again or model not in serving or None in versions:
             break
-        time.sleep(0.2)
-    serving = {s.name: s.version for s in states if s.ready}
-    versions = {serving.get(step) for step in steps}
-    moved = version is not None and versions != {str(version)}  # another pin won
+        # Loading the ensemble from the repository made Triton load the steps' newest version
+        # again: it takes a step folder for modified once Python wrote bytecode into it (an
+        # export before tritonhf wrote it ahead). Pinned once more, the folders no longer move.
+        for step in steps:
+            client.load_model(step, version=version)
+        pinned_again = True
     if model not in serving or None in versions or moved:
         found = ", ".join(f"{s.name} {s.version} {s.state}" for s in states)
         raise DeployError(

@@ -7,8 +7,10 @@ leaves the repository as it was.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
+import py_compile
 import shutil
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -147,7 +149,26 @@ def _write_model(
             shutil.copyfile(content, version / target)
         else:
             (version / target).write_text(content, encoding="utf-8")
+            if target.endswith(".py"):
+                _compile_ahead(version / target)
     return folder
+
+
+def _compile_ahead(source: Path) -> None:
+    """Write ``source``'s bytecode now, valid by its content, so loading it writes nothing.
+
+    Triton's stub imports ``model.py``, and Python writes ``__pycache__`` beside it; Triton
+    then takes the step's folder for modified, and the next load of its ensemble from the
+    repository reloads the step from disk, newest version: a rollback (`deploy --version 1`)
+    of a version first loaded then was undone at once. A checked-hash file is rewritten only
+    if the source changes (another Python writes its own, for its version).
+    """
+    py_compile.compile(
+        str(source),
+        cfile=importlib.util.cache_from_source(str(source)),
+        doraise=True,
+        invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+    )
 
 
 def pipeline_configs(
