@@ -284,6 +284,10 @@ def test_a_killed_stub_is_replaced_and_its_step_serves_again_without_a_restart(
     )
     assert "the Python-backend stub of minilm_model (version 1) died: reloading" in said
     assert "reloaded minilm_model: new stubs serve it" in said
+    # And in --log-file, where Triton's lines go (a log shipper saw only the reload).
+    assert explicit_server.log_path is not None
+    logged = explicit_server.log_path.read_text(errors="replace")
+    assert "tritonhf: the Python-backend stub of minilm_model (version 1) died" in logged
     assert set(failures) <= {"ModelNotReadyError"}  # retried by the default policy
     # One load more, for TritonHFStepReloading: the count survives the step's reload.
     assert series_total(explicit_server, loads) == loaded + 1

@@ -49,6 +49,7 @@ from tritonhf.server.stub_watch import (
     HANG_S,
     STOP_WAIT_S,
     StubWatch,
+    dated,
     dated_line,
     seconds,
     served_by,
@@ -362,7 +363,7 @@ class TritonServer:
             self.config.http_url,
             explicit=self.config.model_control is ModelControl.EXPLICIT,
             headers=http_headers(self.config.admin_key),
-            log=dated_line,
+            log=self._note,
             hang_s=self.config.stub_hang_timeout_s,
         ).start()
         if self.config.model_control is ModelControl.EXPLICIT:  # a deploy may read it any time
@@ -373,6 +374,17 @@ class TritonServer:
                 name="tritonhf-export-recovery",
                 daemon=True,
             ).start()
+
+    def _note(self, line: str) -> None:
+        """One of tritonhf's own lines (the stub watch's): on stderr, and in the log file.
+
+        With ``--log-file`` Triton writes there and not to stderr: a log shipper reading the
+        file saw Triton load a step again, and never why (the stub had died, or hung).
+        """
+        dated_line(line)
+        if self._log is not None:
+            with suppress(OSError, ValueError):  # one append: between Triton's lines
+                os.write(self._log.fileno(), dated(line).encode())
 
     def _recover_killed_exports(self, stopped: threading.Event) -> None:
         """Every `EXPORT_RECOVERY_S`: undo exports into the repository killed while moving in.

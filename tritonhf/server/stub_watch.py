@@ -58,13 +58,18 @@ from tritonhf.server.process import PROC, children
 STUB = "triton_python_backend_stub"
 
 
+def dated(line: str, *, source: str = "tritonhf") -> str:
+    """One of tritonhf's own lines, dated as Triton's ISO8601 lines are, newline included."""
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {source}: {line}\n"
+
+
 def dated_line(line: str, *, source: str = "tritonhf") -> None:
-    """Write one of tritonhf's own lines to stderr, dated as Triton's ISO8601 lines are.
+    """Write one of tritonhf's own lines to stderr, dated (`dated`).
 
     In one write, newline included: Triton writes to the same stderr, and `print`'s two
     writes (stderr writes through) let a line of Triton's land between text and newline.
     """
-    sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {source}: {line}\n")
+    sys.stderr.write(dated(line, source=source))
     sys.stderr.flush()
 
 
