@@ -84,13 +84,7 @@ def _settled(
     wanted = {model, *steps, feedback}
     pinned_again = False
     while True:
-        deadline = time.monotonic() + SETTLE_S
-        while True:
-            states = sorted((s for s in client.models() if s.name in wanted), key=_order)
-            settled = all(s.state not in ("LOADING", "UNLOADING") for s in states)
-            if settled or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        states = _once_settled(client, wanted)
         serving = {s.name: s.version for s in states if s.ready}
         versions = {serving.get(step) for step in steps}
         moved = version is not None and versions != {str(version)}
@@ -109,6 +103,17 @@ def _settled(
             "or did another deploy run meanwhile? (`tritonhf models`)"
         )
     return states
+
+
+def _once_settled(client: TritonHFClient, wanted: set[str]) -> list[ModelState]:
+    """The states of the ``wanted`` models once none is loading or unloading (`SETTLE_S`)."""
+    deadline = time.monotonic() + SETTLE_S
+    while True:
+        states = sorted((s for s in client.models() if s.name in wanted), key=_order)
+        settled = all(s.state not in ("LOADING", "UNLOADING") for s in states)
+        if settled or time.monotonic() > deadline:
+            return states
+        time.sleep(0.2)
 
 
 def _order(state: ModelState) -> tuple[str, int]:
