@@ -148,3 +148,11 @@ def test_another_users_board_is_refused_and_not_removed(
         BusyBoard(board, 0)
     remove_stale_boards(tmp_path)
     assert board.exists()
+
+
+def test_a_fifo_under_a_boards_name_is_refused_at_once(tmp_path: Path) -> None:
+    board = tmp_path / "tritonhf-1-minilm_model-1.busy"
+    os.mkfifo(board)
+
+    with pytest.raises(PermissionError):
+        BusyBoard(board, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,3 +137,34 @@ def test_a_clock_file_of_this_user_left_under_the_stubs_pid_is_replaced() -> Non
 
     assert clock is not None
     assert started() == 0
+
+
+def test_a_fifo_under_a_stubs_clock_name_neither_blocks_the_watch_nor_is_used() -> None:
+    """A named pipe at the clock's path: the watch's open waited for a writer, for good, and
+    killed stubs were never reloaded again."""
+    path = clock_path(os.getppid(), os.getpid())
+    os.mkfifo(path)
+    read: list[int] = []
+    reader = threading.Thread(target=lambda: read.append(started()), daemon=True)
+
+    reader.start()
+    reader.join(timeout=5)
+
+    assert read == [0]
+    assert ExecuteClock.of_this_process() is None
+
+
+def test_a_stub_that_could_not_make_its_clock_does_not_try_at_every_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    attempts: list[Path] = []
+
+    def refused(path: Path, size: int, *, fresh: bool) -> int:
+        attempts.append(path)
+        raise PermissionError(1, "not this user's file", str(path))
+
+    monkeypatch.setattr(execute_clock, "open_owned", refused)
+
+    assert ExecuteClock.of_this_process() is None
+    assert ExecuteClock.of_this_process() is None
+    assert len(attempts) == 1

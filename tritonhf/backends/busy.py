@@ -65,7 +65,8 @@ def open_owned(path: Path, size: int, *, fresh: bool) -> int:
     existing file of this user is shared. A file of another user is refused
     (`PermissionError`), never used: whoever controls it would control what it says.
     """
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | (os.O_EXCL if fresh else 0)
+    # O_NONBLOCK: a FIFO under the name must not block the open (owned() refuses it after).
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | (os.O_EXCL if fresh else 0)
     try:
         descriptor = os.open(path, flags, 0o600)
     except FileExistsError:

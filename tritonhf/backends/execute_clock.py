@@ -15,6 +15,7 @@ Standard library only: the stub watch (in the container's entrypoint too) reads 
 from __future__ import annotations
 
 import functools
+import logging
 import mmap
 import os
 import struct
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from tritonhf.backends.busy import board_dir, open_owned, owned, remove_stale_boards
+
+log = logging.getLogger(__name__)
 
 _STAMP = struct.Struct("<q")
 SUFFIX = ".exec"
@@ -41,8 +44,13 @@ def batch_started_ns(server_pid: int, stub_pid: int, folder: Path | None = None)
     Unknown includes a file of another user under the stub's name (`owned`): it would decide
     when the watch kills the stub.
     """
+    path = clock_path(server_pid, stub_pid, folder)
+    if not owned(path):
+        return 0
     try:
-        descriptor = os.open(clock_path(server_pid, stub_pid, folder), os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: a FIFO swapped in meanwhile must not block the watch (its open waits
+        # for a writer); owned() below then refuses it.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return 0
     try:
@@ -58,6 +66,8 @@ class ExecuteClock:
     """A stub's clock file, mapped; one per process, shared by the steps it holds."""
 
     _this_process: ClassVar[ExecuteClock | None] = None
+    _failed_in: ClassVar[int | None] = None
+    """The process that could not make its clock: it does not try again at every batch."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -77,10 +87,14 @@ class ExecuteClock:
         """The clock of this stub (opened on first use); None where no file can be made."""
         clock = cls._this_process
         if clock is None or clock.pid != os.getpid():
+            if cls._failed_in == os.getpid():
+                return None
             remove_stale_boards(board_dir())
             try:
                 clock = cls._this_process = cls(clock_path(os.getppid(), os.getpid()))
-            except OSError:
+            except OSError as exc:  # a full /dev/shm, another user's file under its name
+                cls._failed_in = os.getpid()
+                log.warning("this stub runs without hang detection (no clock file): %s", exc)
                 return None
         return clock
 
@@ -100,7 +114,7 @@ class ExecuteClock:
     @classmethod
     def release(cls) -> None:
         """Unmap and remove this process's clock file (the stub is finalizing)."""
-        clock, cls._this_process = cls._this_process, None
+        clock, cls._this_process, cls._failed_in = cls._this_process, None, None
         if clock is not None:
             clock._map.close()
             with suppress(OSError):

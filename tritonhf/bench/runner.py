@@ -270,7 +270,7 @@ def run_bench(
                         f"the server bench started exited (code {server.exit_code}) during "
                         f"the sweep; its log: {options.out / 'tritonserver.log'}"
                     )
-                    failures.append(died)
+                    failures[-1] += f" ({died}: the sweep stopped there)"
                     progress(f"stopping: {died}")
                     break
                 continue
