@@ -131,7 +131,8 @@ def fuse_transformer(
 ) -> FusionReport:
     """Write ``source`` with ORT's transformer fusions applied to ``target``."""
     check_fusable(model_type)
-    check_memory_for_fusion(sum(p.stat().st_size for p in (source, *external_data_files(source))))
+    weights = external_data_files(source)  # reads the graph: once
+    check_memory_for_fusion(sum(p.stat().st_size for p in (source, *weights)))
     from onnxruntime.transformers.optimizer import optimize_model
 
     with _quiet_fusion_log():
@@ -139,8 +140,8 @@ def fuse_transformer(
             str(source), model_type="bert", num_heads=num_heads, hidden_size=hidden_size
         )
         stats = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items()}
-        external = bool(external_data_files(source))  # its save replaces the data file
-        optimized.save_model_to_file(str(target), use_external_data_format=external)
+        # Its save replaces the target's data file.
+        optimized.save_model_to_file(str(target), use_external_data_format=bool(weights))
     report = FusionReport(fused=stats)
     if not report.any:
         log.warning("graph fusion found no attention/LayerNorm pattern to fuse in %s", source)
