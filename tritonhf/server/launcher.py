@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import stat
 import subprocess  # nosec B404
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from tritonhf.server.host import BACKEND_TMP, check_host, work_folder_parent
 from tritonhf.server.ports import check_bindable
 from tritonhf.server.process import (
     oldest_server_start,
+    own_folder,
     pid_in_name,
     raise_open_files_limit,
     running,
@@ -215,9 +215,8 @@ def remove_stale_workdirs(folder: Path) -> list[Path]:
     for stale in folder.glob(f"{WORKDIR_PREFIX}*"):
         pid = pid_in_name(stale.name, WORKDIR_PREFIX)
         with suppress(OSError):
-            mine = stale.is_dir() and stale.stat().st_uid == os.getuid()
             gone = pid is not None and not running(pid)
-            if mine and gone and not stubs_started_from(stale / "backends"):
+            if own_folder(stale) and gone and not stubs_started_from(stale / "backends"):
                 shutil.rmtree(stale, ignore_errors=True)
                 removed.append(stale)
     return removed
@@ -240,9 +239,7 @@ def remove_stale_env_folders(
     removed = []
     for path in folder.glob(ENV_FOLDER_GLOB):
         with suppress(OSError):  # not empty, another user's, or gone meanwhile
-            info = path.lstat()
-            mine = stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
-            if mine and info.st_mtime < oldest_start:
+            if own_folder(path) and path.lstat().st_mtime < oldest_start:
                 path.rmdir()
                 removed.append(path)
     return removed
